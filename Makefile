@@ -1,0 +1,18 @@
+# Thin wrapper: the real work is in scripts/ and CMake.
+.PHONY: run test build clean format
+
+run:
+	@scripts/run.sh
+
+test:
+	@scripts/test.sh
+
+build:
+	@scripts/deps.sh build
+	@cmake -S . -B build -DBUILD_TESTING=ON >/dev/null && cmake --build build -j$$(nproc)
+
+format:
+	@clang-format -i service/*.[ch] api/*.[ch] tests/*/*.[ch]
+
+clean:
+	@rm -rf build

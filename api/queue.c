@@ -1,0 +1,337 @@
+/* /api/offline/queue: enqueue (single, batch), list, get, delete, retry, stats, bulk actions. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cursor.h"
+#include "handlers.h"
+#include "ops_repo.h"
+#include "reply.h"
+#include "routes.h"
+#include "validate.h"
+
+#define BATCH_MAX 1000
+#define LIST_DEFAULT 50
+#define LIST_MAX 1000
+
+static const struct field_rule enqueue_rules[] = {
+    {.name = "operation_type", .type = V_STRING, .required = true, .min = 1, .max = 100},
+    {.name = "payload", .type = V_OBJECT, .required = true},
+    {.name = "priority", .type = V_INT, .min = -1000, .max = 1000},
+    {.name = "dedup_key", .type = V_STRING, .nullable = true, .min = 1, .max = 255},
+    {.name = "group_key", .type = V_STRING, .nullable = true, .min = 1, .max = 255},
+    {.name = "max_attempts", .type = V_INT, .min = 1, .max = 1000},
+    {.name = "delay_s", .type = V_NUMBER, .min = 0, .max = 31536000},
+    {.name = NULL},
+};
+
+/* Checks one enqueue body and fills *op (borrowing strings from body). */
+static int parse_enqueue(const json_t *body, const struct config *cfg, struct op_new *op,
+                         struct err *e)
+{
+    if (validate_object(body, enqueue_rules, false, e) != 0)
+        return -1;
+    const char *type = validate_str(body, "operation_type", NULL);
+    const struct handler *h = handlers_find(type);
+    if (h == NULL)
+        return err_field(e, ERR_INVALID_REQUEST, "operation_type",
+                         "unknown operation_type \"%.100s\"", type);
+    const json_t *payload = json_object_get(body, "payload");
+    if (h->validate(payload, cfg, e) != 0) {
+        err_prefix_field(e, "payload");
+        return -1;
+    }
+    const json_t *delay = json_object_get(body, "delay_s");
+    *op = (struct op_new){
+        .operation_type = type,
+        .priority = (int)json_number_value(json_object_get(body, "priority")),
+        .dedup_key = validate_str(body, "dedup_key", NULL),
+        .group_key = validate_str(body, "group_key", NULL),
+        .max_attempts = (int)json_number_value(json_object_get(body, "max_attempts")),
+        .delay_s = delay ? json_number_value(delay) : -1,
+    };
+    op->payload_json = json_dumps(payload, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    OQ_ASSERT(op->payload_json != NULL);
+    return 0;
+}
+
+static void set_location(struct request *r, const char *id)
+{
+    char loc[96];
+    snprintf(loc, sizeof(loc), "/api/offline/queue/%s", id);
+    reply_header(r, "Location", loc);
+}
+
+int api_queue_create(struct request *r, struct err *e)
+{
+    struct op_new op = {0};
+    struct op_created out = {0};
+    struct db_conn *c = NULL;
+    int rc = -1;
+    if (parse_enqueue(r->json, &r->app->cfg, &op, e) != 0)
+        goto out;
+    c = db_acquire(&r->app->db, e);
+    if (c == NULL || ops_repo_enqueue(c, &op, &out, e) != 0)
+        goto out;
+    set_location(r, out.id);
+    rc = reply_json_text(r, out.created ? 201 : 200, out.json);
+    out.json = NULL;
+out:
+    if (c != NULL)
+        db_release(&r->app->db, c);
+    free(op.payload_json);
+    free(out.json);
+    return rc;
+}
+
+static int parse_batch(struct request *r, struct op_new *ops, size_t n, struct err *e)
+{
+    const json_t *items = json_object_get(r->json, "operations");
+    for (size_t i = 0; i < n; i++) {
+        if (parse_enqueue(json_array_get(items, i), &r->app->cfg, &ops[i], e) != 0) {
+            char prefix[32];
+            snprintf(prefix, sizeof(prefix), "operations[%zu]", i);
+            err_prefix_field(e, prefix);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* {"operations":[op,...]} from the stored operations, in request order. */
+static char *batch_body(const struct op_created *out, size_t n)
+{
+    size_t len = 32;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(out[i].json) + 1;
+    char *body = oq_malloc(len);
+    size_t p = (size_t)sprintf(body, "{\"operations\":[");
+    for (size_t i = 0; i < n; i++)
+        p += (size_t)sprintf(body + p, "%s%s", i ? "," : "", out[i].json);
+    sprintf(body + p, "]}");
+    return body;
+}
+
+static const struct field_rule batch_rules[] = {
+    {.name = "operations", .type = V_ARRAY, .required = true},
+    {.name = NULL},
+};
+
+int api_queue_batch(struct request *r, struct err *e)
+{
+    if (validate_object(r->json, batch_rules, false, e) != 0)
+        return -1;
+    size_t n = json_array_size(json_object_get(r->json, "operations"));
+    if (n == 0 || n > BATCH_MAX)
+        return err_field(e, ERR_INVALID_REQUEST, "operations",
+                         "operations must hold 1 to %d items", BATCH_MAX);
+    struct op_new *ops = oq_calloc(n, sizeof(*ops));
+    struct op_created *out = oq_calloc(n, sizeof(*out));
+    struct db_conn *c = NULL;
+    long failed = -1;
+    int rc = -1;
+    if (parse_batch(r, ops, n, e) != 0)
+        goto out;
+    c = db_acquire(&r->app->db, e);
+    if (c == NULL)
+        goto out;
+    if (ops_repo_enqueue_batch(c, ops, n, out, &failed, e) != 0) {
+        if (failed >= 0 && e->code == ERR_INVALID_REQUEST) {
+            char prefix[32];
+            snprintf(prefix, sizeof(prefix), "operations[%ld]", failed);
+            err_prefix_field(e, prefix);
+        }
+        goto out;
+    }
+    rc = reply_json_text(r, 201, batch_body(out, n));
+out:
+    if (c != NULL)
+        db_release(&r->app->db, c);
+    for (size_t i = 0; i < n; i++) {
+        free(ops[i].payload_json);
+        free(out[i].json);
+    }
+    free(ops);
+    free(out);
+    return rc;
+}
+
+static const char *const statuses[] = {"pending", "in_progress", "completed", "failed",
+                                       "conflict", NULL};
+
+/* "pending,failed" -> "{pending,failed}" after checking every name. */
+static int parse_statuses(const char *s, char *out, size_t len, struct err *e)
+{
+    size_t o = (size_t)snprintf(out, len, "{");
+    const char *p = s;
+    do {
+        size_t n = strcspn(p, ",");
+        bool known = false;
+        for (const char *const *st = statuses; *st && !known; st++)
+            known = strlen(*st) == n && strncmp(*st, p, n) == 0;
+        if (!known || o + n + 2 >= len)
+            return err_field(e, ERR_INVALID_REQUEST, "status",
+                             "status must be a comma-separated list of pending, in_progress, "
+                             "completed, failed, conflict");
+        o += (size_t)snprintf(out + o, len - o, "%s%.*s", o > 1 ? "," : "", (int)n, p);
+        p += n;
+    } while (*p++ == ',');
+    snprintf(out + o, len - o, "}");
+    return 0;
+}
+
+static int parse_limit(const char *s, int *limit, struct err *e)
+{
+    char *end = NULL;
+    long v = s ? strtol(s, &end, 10) : LIST_DEFAULT;
+    if (s != NULL && (end == s || *end != '\0' || *s == '+' || *s == ' '))
+        v = -1;
+    if (v < 1 || v > LIST_MAX)
+        return err_field(e, ERR_INVALID_REQUEST, "limit", "limit must be an integer from 1 to %d",
+                         LIST_MAX);
+    *limit = (int)v;
+    return 0;
+}
+
+static int parse_list_query(struct request *r, struct list_query *q, char *statuses_buf,
+                            size_t len, struct err *e)
+{
+    const char *status = http_query(r, "status");
+    const char *cursor = http_query(r, "cursor");
+    const char *type = http_query(r, "operation_type");
+    if (parse_statuses(status && *status ? status : "pending", statuses_buf, len, e) != 0 ||
+        parse_limit(http_query(r, "limit"), &q->limit, e) != 0)
+        return -1;
+    q->statuses = statuses_buf;
+    q->operation_type = type && *type ? type : NULL;
+    if (cursor != NULL) {
+        if (cursor_decode(cursor, &q->after_priority, &q->after_seq) != 0)
+            return err_field(e, ERR_INVALID_REQUEST, "cursor",
+                             "cursor is not one this service returned");
+        q->has_cursor = true;
+    }
+    return 0;
+}
+
+int api_queue_list(struct request *r, struct err *e)
+{
+    struct list_query q = {0};
+    struct list_page page = {0};
+    char st[128];
+    if (parse_list_query(r, &q, st, sizeof(st), e) != 0)
+        return -1;
+    struct db_conn *c = db_acquire(&r->app->db, e);
+    if (c == NULL)
+        return -1;
+    int rc = ops_repo_list(c, &q, &page, e);
+    db_release(&r->app->db, c);
+    if (rc != 0)
+        return -1;
+    char next[CURSOR_MAX + 2] = "null";
+    if (page.has_more) {
+        char cur[CURSOR_MAX];
+        cursor_encode(page.last_priority, page.last_seq, cur);
+        snprintf(next, sizeof(next), "\"%s\"", cur);
+    }
+    size_t len = strlen(page.json) + strlen(next) + 40;
+    char *body = oq_malloc(len);
+    snprintf(body, len, "{\"operations\":%s,\"next_cursor\":%s}", page.json, next);
+    free(page.json);
+    return reply_json_text(r, 200, body);
+}
+
+/* Runs fn(conn, id) for the {id} of the route; ids that are not UUIDs are unknown (404). */
+static char *with_id(struct request *r, char *(*fn)(struct db_conn *, const char *, struct err *),
+                     struct err *e)
+{
+    if (!oq_is_uuid(r->path_id)) {
+        err_set(e, ERR_NOT_FOUND, "no operation with that id");
+        return NULL;
+    }
+    struct db_conn *c = db_acquire(&r->app->db, e);
+    if (c == NULL)
+        return NULL;
+    char *json = fn(c, r->path_id, e);
+    db_release(&r->app->db, c);
+    return json;
+}
+
+int api_queue_get(struct request *r, struct err *e)
+{
+    char *json = with_id(r, ops_repo_get, e);
+    return json ? reply_json_text(r, 200, json) : -1;
+}
+
+int api_queue_retry(struct request *r, struct err *e)
+{
+    char *json = with_id(r, ops_repo_retry, e);
+    return json ? reply_json_text(r, 200, json) : -1;
+}
+
+/* ops_repo_delete in the shape with_id takes: a non-NULL marker on success. */
+static char *delete_one(struct db_conn *c, const char *id, struct err *e)
+{
+    return ops_repo_delete(c, id, e) == 0 ? oq_strdup("") : NULL;
+}
+
+int api_queue_delete(struct request *r, struct err *e)
+{
+    char *done = with_id(r, delete_one, e);
+    if (done == NULL)
+        return -1;
+    free(done);
+    return reply_empty(r, 204);
+}
+
+int api_queue_stats(struct request *r, struct err *e)
+{
+    struct db_conn *c = db_acquire(&r->app->db, e);
+    if (c == NULL)
+        return -1;
+    char *json = ops_repo_stats(c, e);
+    db_release(&r->app->db, c);
+    return json ? reply_json_text(r, 200, json) : -1;
+}
+
+static const struct field_rule clear_rules[] = {
+    {.name = "older_than_s", .type = V_NUMBER, .min = 0, .max = 3153600000LL},
+    {.name = NULL},
+};
+
+static const struct field_rule retry_failed_rules[] = {
+    {.name = "operation_type", .type = V_STRING, .min = 1, .max = 100},
+    {.name = "older_than_s", .type = V_NUMBER, .min = 0, .max = 3153600000LL},
+    {.name = NULL},
+};
+
+static double optional_seconds(const json_t *body)
+{
+    const json_t *v = json_object_get(body, "older_than_s");
+    return v ? json_number_value(v) : -1;
+}
+
+int api_queue_clear_completed(struct request *r, struct err *e)
+{
+    if (r->json != NULL && validate_object(r->json, clear_rules, false, e) != 0)
+        return -1;
+    struct db_conn *c = db_acquire(&r->app->db, e);
+    if (c == NULL)
+        return -1;
+    long long n = ops_repo_clear_completed(c, optional_seconds(r->json), e);
+    db_release(&r->app->db, c);
+    return n < 0 ? -1 : reply_json(r, 200, json_pack("{s:I}", "cleared", (json_int_t)n));
+}
+
+int api_queue_retry_failed(struct request *r, struct err *e)
+{
+    if (r->json != NULL && validate_object(r->json, retry_failed_rules, false, e) != 0)
+        return -1;
+    const char *type = r->json ? validate_str(r->json, "operation_type", NULL) : NULL;
+    struct db_conn *c = db_acquire(&r->app->db, e);
+    if (c == NULL)
+        return -1;
+    long long n = ops_repo_retry_failed(c, type, optional_seconds(r->json), e);
+    db_release(&r->app->db, c);
+    return n < 0 ? -1 : reply_json(r, 200, json_pack("{s:I}", "retried", (json_int_t)n));
+}

@@ -1,0 +1,190 @@
+#include "routes.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include "reply.h"
+
+static const struct route routes[] = {
+    {"GET", "/healthz", api_health, ROLE_NONE, BODY_NONE},
+    {"GET", "/readyz", api_ready, ROLE_NONE, BODY_NONE},
+    {"POST", "/api/offline/queue", api_queue_create, ROLE_WRITE, BODY_JSON},
+    {"GET", "/api/offline/queue", api_queue_list, ROLE_READ, BODY_NONE},
+    {"POST", "/api/offline/queue/batch", api_queue_batch, ROLE_WRITE, BODY_JSON},
+    {"GET", "/api/offline/queue/stats", api_queue_stats, ROLE_READ, BODY_NONE},
+    {"POST", "/api/offline/queue/clear-completed", api_queue_clear_completed, ROLE_ADMIN,
+     BODY_JSON_OPT},
+    {"POST", "/api/offline/queue/retry-failed", api_queue_retry_failed, ROLE_ADMIN, BODY_JSON_OPT},
+    {"GET", "/api/offline/queue/{id}", api_queue_get, ROLE_READ, BODY_NONE},
+    {"DELETE", "/api/offline/queue/{id}", api_queue_delete, ROLE_WRITE, BODY_NONE},
+    {"POST", "/api/offline/queue/{id}/retry", api_queue_retry, ROLE_WRITE, BODY_NONE},
+    {NULL, NULL, NULL, ROLE_NONE, BODY_NONE},
+};
+
+const struct route *routes_table(void)
+{
+    return routes;
+}
+
+/* Matches path against pattern segment by segment; {id} takes one non-empty segment. */
+static bool path_matches(const char *pattern, const char *path, char *id, size_t id_len)
+{
+    while (*pattern && *path) {
+        if (strncmp(pattern, "{id}", 4) == 0) {
+            size_t n = strcspn(path, "/");
+            if (n == 0 || n >= id_len)
+                return false;
+            memcpy(id, path, n);
+            id[n] = '\0';
+            pattern += 4;
+            path += n;
+            continue;
+        }
+        if (*pattern != *path)
+            return false;
+        pattern++;
+        path++;
+    }
+    return *pattern == '\0' && *path == '\0';
+}
+
+const struct route *routes_match(const char *method, const char *path, char *path_id,
+                                 size_t id_len, bool *path_known)
+{
+    *path_known = false;
+    for (const struct route *rt = routes; rt->method; rt++) {
+        if (!path_matches(rt->pattern, path, path_id, id_len))
+            continue;
+        *path_known = true;
+        if (strcmp(rt->method, method) == 0)
+            return rt;
+    }
+    return NULL;
+}
+
+/* "GET, POST" for every route whose pattern matches path. */
+static void allowed_methods(const char *path, char *out, size_t len)
+{
+    char id[64];
+    size_t n = 0;
+    out[0] = '\0';
+    for (const struct route *rt = routes; rt->method; rt++) {
+        if (path_matches(rt->pattern, path, id, sizeof(id)) && n < len)
+            n += (size_t)snprintf(out + n, len - n, "%s%s", n ? ", " : "", rt->method);
+    }
+    if (n < len)
+        snprintf(out + n, len - n, "%sOPTIONS", n ? ", " : "");
+}
+
+/* The configured origin matching the request's Origin header, or NULL. */
+static const char *allowed_origin(struct request *r)
+{
+    const char *origin = http_header(r, "Origin");
+    const struct config *c = &r->app->cfg;
+    if (origin == NULL)
+        return NULL;
+    for (size_t i = 0; i < c->n_cors_origins; i++) {
+        if (strcmp(c->cors_origins[i], "*") == 0)
+            return "*";
+        if (strcmp(c->cors_origins[i], origin) == 0)
+            return c->cors_origins[i];
+    }
+    return NULL;
+}
+
+static int preflight(struct request *r, const char *path, struct err *e)
+{
+    char allow[128];
+    allowed_methods(path, allow, sizeof(allow));
+    if (r->cors_origin != NULL) {
+        reply_header(r, "Access-Control-Allow-Methods", allow);
+        reply_header(r, "Access-Control-Allow-Headers",
+                     "Authorization, Content-Type, X-Request-Id, Prefer, If-None-Match, "
+                     "Last-Event-ID");
+        reply_header(r, "Access-Control-Max-Age", "600");
+    }
+    reply_header(r, "Allow", allow);
+    return reply_empty(r, 204);
+}
+
+static int authenticate(struct request *r, const struct route *rt, struct err *e)
+{
+    const struct config *c = &r->app->cfg;
+    if (c->n_api_keys == 0) {
+        r->role = ROLE_ADMIN;
+        return 0;
+    }
+    if (rt->need == ROLE_NONE)
+        return 0;
+    const char *auth = http_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0)
+        r->role = config_key_role(c, auth + 7);
+    if (r->role == ROLE_NONE) {
+        reply_header(r, "WWW-Authenticate", "Bearer realm=\"offlineq\"");
+        return err_set(e, ERR_UNAUTHORIZED,
+                       auth ? "the API key is not valid" : "an API key is required (Authorization: Bearer <key>)");
+    }
+    if (r->role < rt->need)
+        return err_set(e, ERR_FORBIDDEN, "this API key's role may not do this");
+    return 0;
+}
+
+static bool is_json_type(const char *ct)
+{
+    if (ct == NULL)
+        return false;
+    size_t n = strcspn(ct, "; \t");
+    return n == strlen("application/json") && strncasecmp(ct, "application/json", n) == 0;
+}
+
+static int parse_body(struct request *r, const struct route *rt, struct err *e)
+{
+    if (rt->body == BODY_NONE || (rt->body == BODY_JSON_OPT && r->body_len == 0))
+        return 0;
+    if (rt->body == BODY_JSON && r->body_len == 0)
+        return err_set(e, ERR_INVALID_JSON, "a JSON object body is required");
+    if (!is_json_type(http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE)))
+        return err_set(e, ERR_UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json");
+    json_error_t je;
+    r->json = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (r->json == NULL)
+        return err_set(e, ERR_INVALID_JSON, "invalid JSON at line %d column %d: %s", je.line,
+                       je.column, je.text);
+    if (!json_is_object(r->json))
+        return err_set(e, ERR_INVALID_JSON, "the body must be a JSON object");
+    return 0;
+}
+
+/* Copies the path part of the URL (libmicrohttpd already split off the query). */
+static int route_request(struct request *r, struct err *e)
+{
+    const char *path = r->url;
+    bool known = false;
+    if (strcmp(r->method, "OPTIONS") == 0) {
+        routes_match("GET", path, r->path_id, sizeof(r->path_id), &known);
+        if (!known)
+            return err_set(e, ERR_NOT_FOUND, "no such endpoint");
+        return preflight(r, path, e);
+    }
+    const struct route *rt = routes_match(r->method, path, r->path_id, sizeof(r->path_id), &known);
+    if (rt == NULL && !known)
+        return err_set(e, ERR_NOT_FOUND, "no such endpoint");
+    if (rt == NULL) {
+        char allow[128];
+        allowed_methods(path, allow, sizeof(allow));
+        reply_header(r, "Allow", allow);
+        return err_set(e, ERR_METHOD_NOT_ALLOWED, "%s is not allowed here", r->method);
+    }
+    r->route = rt->pattern;
+    if (authenticate(r, rt, e) != 0 || parse_body(r, rt, e) != 0)
+        return -1;
+    return rt->fn(r, e);
+}
+
+void routes_dispatch(struct request *r)
+{
+    struct err e = {0};
+    r->cors_origin = allowed_origin(r);
+    if (route_request(r, &e) != 0 && !r->replied)
+        reply_err(r, &e);
+}

@@ -1,0 +1,48 @@
+/* The route table: method, path pattern, required role, body kind, handler. */
+#ifndef OQ_ROUTES_H
+#define OQ_ROUTES_H
+
+#include "http.h"
+
+enum body_kind {
+    BODY_NONE,     /* a body is ignored */
+    BODY_JSON,     /* a JSON object is required */
+    BODY_JSON_OPT, /* a JSON object, or nothing */
+};
+
+/* A handler replies itself and returns 0, or returns -1 with *e set for reply_err. */
+typedef int (*route_fn)(struct request *r, struct err *e);
+
+struct route {
+    const char *method;
+    const char *pattern; /* "{id}" matches one path segment */
+    route_fn fn;
+    enum role need;      /* ROLE_NONE = public */
+    enum body_kind body;
+};
+
+/* The table, ended by a row with method NULL. */
+const struct route *routes_table(void);
+
+/* Finds the route for method and path; fills path_id for "{id}". Returns NULL when none
+ * matches; *path_known tells whether another method would have matched (405). */
+const struct route *routes_match(const char *method, const char *path, char *path_id,
+                                 size_t id_len, bool *path_known);
+
+/* Checks CORS, auth, route, content type and body, then runs the handler. */
+void routes_dispatch(struct request *r);
+
+/* Handlers (api/<resource>.c). */
+int api_health(struct request *r, struct err *e);
+int api_ready(struct request *r, struct err *e);
+int api_queue_create(struct request *r, struct err *e);
+int api_queue_batch(struct request *r, struct err *e);
+int api_queue_list(struct request *r, struct err *e);
+int api_queue_get(struct request *r, struct err *e);
+int api_queue_delete(struct request *r, struct err *e);
+int api_queue_retry(struct request *r, struct err *e);
+int api_queue_stats(struct request *r, struct err *e);
+int api_queue_clear_completed(struct request *r, struct err *e);
+int api_queue_retry_failed(struct request *r, struct err *e);
+
+#endif

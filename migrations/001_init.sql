@@ -1,0 +1,217 @@
+-- offlineq initial schema: the operation queue, its counters, settings and the outbox function.
+
+CREATE TABLE offlineq_operation_types (
+    name text PRIMARY KEY
+);
+INSERT INTO offlineq_operation_types (name)
+VALUES ('api_call'), ('file_upload'), ('metric_log'), ('model_push'), ('experiment_sync');
+
+-- Shared settings (default max_attempts now; auto-sync and conflict strategy later).
+CREATE TABLE offlineq_settings (
+    key        text PRIMARY KEY,
+    value      jsonb NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE offline_operations (
+    id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    seq              bigint GENERATED ALWAYS AS IDENTITY,
+    operation_type   text NOT NULL,
+    payload          jsonb NOT NULL CHECK (jsonb_typeof(payload) = 'object'),
+    priority         integer NOT NULL DEFAULT 0 CHECK (priority BETWEEN -1000 AND 1000),
+    status           text NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'in_progress', 'completed', 'failed', 'conflict')),
+    retry_count      integer NOT NULL DEFAULT 0 CHECK (retry_count >= 0),
+    max_attempts     integer NOT NULL DEFAULT 5 CHECK (max_attempts BETWEEN 1 AND 1000),
+    error_message    text,
+    dedup_key        text,
+    group_key        text,
+    next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+    lease_owner      text,
+    lease_expires_at timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    completed_at     timestamptz,
+    result           jsonb
+);
+
+-- At most one live operation per dedup_key: the database enforces it under concurrency.
+CREATE UNIQUE INDEX offline_operations_dedup ON offline_operations (dedup_key)
+    WHERE dedup_key IS NOT NULL AND status IN ('pending', 'in_progress', 'conflict');
+-- Execution order inside one status: listing, claiming the next due operation, bulk actions.
+CREATE INDEX offline_operations_order ON offline_operations (status, priority DESC, seq);
+-- oldest_pending_age_s without a scan.
+CREATE INDEX offline_operations_pending_age ON offline_operations (created_at)
+    WHERE status = 'pending';
+
+-- Counters per (type, status), kept transactionally as deltas written once per statement,
+-- so concurrent writers never contend on one hot row; offlineq_compact_counts() folds them.
+CREATE TABLE offlineq_op_counts (
+    operation_type text NOT NULL,
+    status         text NOT NULL,
+    n              bigint NOT NULL
+);
+
+CREATE FUNCTION offlineq_count_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO offlineq_op_counts (operation_type, status, n)
+    SELECT operation_type, status, count(*) FROM new_rows GROUP BY 1, 2;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION offlineq_count_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO offlineq_op_counts (operation_type, status, n)
+    SELECT t, s, sum(d) FROM (
+        SELECT operation_type AS t, status AS s, -1 AS d FROM old_rows
+        UNION ALL
+        SELECT operation_type, status, 1 FROM new_rows
+    ) x GROUP BY 1, 2 HAVING sum(d) <> 0;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION offlineq_count_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO offlineq_op_counts (operation_type, status, n)
+    SELECT operation_type, status, -count(*) FROM old_rows GROUP BY 1, 2;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER offline_operations_count_insert AFTER INSERT ON offline_operations
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION offlineq_count_insert();
+CREATE TRIGGER offline_operations_count_update AFTER UPDATE ON offline_operations
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION offlineq_count_update();
+CREATE TRIGGER offline_operations_count_delete AFTER DELETE ON offline_operations
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION offlineq_count_delete();
+
+-- Folds the delta rows into one row per (type, status). Safe to run from any instance at
+-- any time: rows inserted concurrently are not in the DELETE's snapshot and stay.
+CREATE FUNCTION offlineq_compact_counts() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    folded bigint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('offlineq_compact_counts')) THEN
+        RETURN 0;
+    END IF;
+    WITH d AS (DELETE FROM offlineq_op_counts RETURNING operation_type, status, n)
+    INSERT INTO offlineq_op_counts (operation_type, status, n)
+    SELECT operation_type, status, sum(n) FROM d GROUP BY 1, 2 HAVING sum(n) <> 0;
+    GET DIAGNOSTICS folded = ROW_COUNT;
+    RETURN folded;
+END $$;
+
+CREATE FUNCTION offlineq_ts(t timestamptz) RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
+-- The Operation object of the API, in the order the API documents (compact JSON).
+CREATE FUNCTION offlineq_op_json(o offline_operations) RETURNS json LANGUAGE sql STABLE AS $$
+    SELECT row_to_json(x) FROM (SELECT
+        o.id,
+        o.operation_type,
+        o.payload,
+        o.priority,
+        o.status,
+        o.retry_count,
+        o.max_attempts,
+        o.error_message,
+        o.dedup_key,
+        o.group_key,
+        offlineq_ts(o.created_at) AS created_at,
+        offlineq_ts(o.updated_at) AS updated_at,
+        offlineq_ts(o.next_attempt_at) AS next_attempt_at,
+        offlineq_ts(o.completed_at) AS completed_at,
+        o.result) x
+$$;
+
+CREATE FUNCTION offlineq_stats() RETURNS json LANGUAGE sql STABLE AS $$
+    WITH c AS (
+        SELECT operation_type, status, sum(n)::bigint AS n
+        FROM offlineq_op_counts GROUP BY 1, 2 HAVING sum(n) <> 0
+    ), s AS (
+        SELECT status, sum(n)::bigint AS n FROM c GROUP BY 1
+    ), t AS (
+        SELECT operation_type, json_object_agg(status, n ORDER BY status) AS by_status
+        FROM c GROUP BY 1
+    )
+    SELECT json_build_object(
+        'pending', coalesce((SELECT n FROM s WHERE status = 'pending'), 0),
+        'in_progress', coalesce((SELECT n FROM s WHERE status = 'in_progress'), 0),
+        'completed', coalesce((SELECT n FROM s WHERE status = 'completed'), 0),
+        'failed', coalesce((SELECT n FROM s WHERE status = 'failed'), 0),
+        'conflict', coalesce((SELECT n FROM s WHERE status = 'conflict'), 0),
+        'total', coalesce((SELECT sum(n) FROM s), 0)::bigint,
+        'by_type', coalesce((SELECT json_object_agg(operation_type, by_status ORDER BY operation_type) FROM t), '{}'::json),
+        'oldest_pending_age_s', coalesce(round(extract(epoch FROM now() - (
+            SELECT min(created_at) FROM offline_operations WHERE status = 'pending'))::numeric, 3), 0))
+$$;
+
+-- Enqueue with every rule of POST /api/offline/queue: known type, object payload, ranges,
+-- and dedup (an existing live operation with the same dedup_key is returned, created=false).
+CREATE FUNCTION offlineq_enqueue_ex(
+    p_operation_type text, p_payload jsonb, p_priority integer, p_dedup_key text,
+    p_group_key text, p_max_attempts integer, p_delay_s double precision,
+    OUT op offline_operations, OUT created boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    attempts integer := p_max_attempts;
+BEGIN
+    IF p_operation_type IS NULL OR NOT EXISTS (
+            SELECT 1 FROM offlineq_operation_types WHERE name = p_operation_type) THEN
+        RAISE EXCEPTION 'unknown operation_type "%"', p_operation_type
+            USING ERRCODE = 'OQ400', COLUMN = 'operation_type';
+    END IF;
+    IF p_payload IS NULL OR jsonb_typeof(p_payload) <> 'object' THEN
+        RAISE EXCEPTION 'payload must be a JSON object' USING ERRCODE = 'OQ400', COLUMN = 'payload';
+    END IF;
+    IF p_priority IS NULL OR p_priority NOT BETWEEN -1000 AND 1000 THEN
+        RAISE EXCEPTION 'priority must be an integer from -1000 to 1000'
+            USING ERRCODE = 'OQ400', COLUMN = 'priority';
+    END IF;
+    IF attempts IS NULL THEN
+        SELECT (value #>> '{}')::integer INTO attempts
+        FROM offlineq_settings WHERE key = 'default_max_attempts';
+        attempts := coalesce(attempts, 5);
+    END IF;
+    IF attempts NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'max_attempts must be an integer from 1 to 1000'
+            USING ERRCODE = 'OQ400', COLUMN = 'max_attempts';
+    END IF;
+    IF p_delay_s IS NOT NULL AND p_delay_s NOT BETWEEN 0 AND 31536000 THEN
+        RAISE EXCEPTION 'delay_s must be a number from 0 to 31536000'
+            USING ERRCODE = 'OQ400', COLUMN = 'delay_s';
+    END IF;
+    LOOP
+        INSERT INTO offline_operations AS o (operation_type, payload, priority, dedup_key,
+                                             group_key, max_attempts, next_attempt_at)
+        VALUES (p_operation_type, p_payload, p_priority, p_dedup_key, p_group_key, attempts,
+                now() + make_interval(secs => coalesce(p_delay_s, 0)))
+        ON CONFLICT (dedup_key)
+            WHERE dedup_key IS NOT NULL AND status IN ('pending', 'in_progress', 'conflict')
+            DO NOTHING
+        RETURNING * INTO op;
+        IF FOUND THEN
+            created := true;
+            PERFORM pg_notify('offlineq_wakeup', '');
+            RETURN;
+        END IF;
+        SELECT * INTO op FROM offline_operations
+        WHERE dedup_key = p_dedup_key AND status IN ('pending', 'in_progress', 'conflict');
+        IF FOUND THEN
+            created := false;
+            RETURN;
+        END IF;
+        -- The holder of the key finished between the two statements: try the insert again.
+    END LOOP;
+END $$;
+
+-- The outbox entry point: enqueue in the same transaction as your own writes.
+-- Returns the id of the new operation, or of the live one holding the same dedup_key.
+CREATE FUNCTION offlineq_enqueue(operation_type text, payload jsonb, priority integer DEFAULT 0,
+                                 dedup_key text DEFAULT NULL, group_key text DEFAULT NULL)
+RETURNS uuid LANGUAGE sql AS $$
+    SELECT (r.op).id
+    FROM offlineq_enqueue_ex(operation_type, payload, coalesce(priority, 0), dedup_key,
+                             group_key, NULL, NULL) r
+$$;

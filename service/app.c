@@ -1,0 +1,151 @@
+#include "app.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "handlers.h"
+#include "log.h"
+#include "migrate.h"
+
+static int migrate(struct app *a, struct err *e)
+{
+    PGconn *pg = db_connect(a->cfg.database_url, e);
+    if (pg == NULL)
+        return -1;
+    int rc = migrate_up(pg, e);
+    PQfinish(pg);
+    return rc;
+}
+
+static const struct db_stmt register_types = {
+    "register_types",
+    "INSERT INTO offlineq_operation_types (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING"};
+
+static const struct db_stmt save_setting = {
+    "save_setting",
+    "INSERT INTO offlineq_settings (key, value) VALUES ($1, $2::jsonb) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()"};
+
+/* "{api_call,file_upload,...}" from the registry */
+static void types_array(char *out, size_t len)
+{
+    size_t n = (size_t)snprintf(out, len, "{");
+    for (const struct handler *h = handlers_table(); h->name && n < len; h++)
+        n += (size_t)snprintf(out + n, len - n, "%s%s", h == handlers_table() ? "" : ",", h->name);
+    if (n < len)
+        snprintf(out + n, len - n, "}");
+}
+
+static int register_registry(struct app *a, struct err *e)
+{
+    struct db_conn *c = db_acquire(&a->db, e);
+    if (c == NULL)
+        return -1;
+    char types[1024], attempts[16];
+    types_array(types, sizeof(types));
+    snprintf(attempts, sizeof(attempts), "%d", a->cfg.max_attempts);
+    const char *p1[] = {types};
+    const char *p2[] = {"default_max_attempts", attempts};
+    PGresult *r = db_exec(c, &register_types, 1, p1, e);
+    int rc = r ? 0 : -1;
+    PQclear(r);
+    if (rc == 0) {
+        r = db_exec(c, &save_setting, 2, p2, e);
+        rc = r ? 0 : -1;
+        PQclear(r);
+    }
+    db_release(&a->db, c);
+    return rc;
+}
+
+int app_init(struct app *a, struct err *e)
+{
+    char host[32] = "host";
+    gethostname(host, sizeof(host) - 1);
+    char id[37];
+    oq_uuid(id);
+    snprintf(a->instance_id, sizeof(a->instance_id), "%s:%d:%.8s", host, (int)getpid(), id);
+    atomic_init(&a->inflight, 0);
+    atomic_init(&a->stopping, false);
+    pthread_mutex_init(&a->stop_mu, NULL);
+    pthread_cond_init(&a->stop_cv, NULL);
+    db_pool_init(&a->db, a->cfg.database_url, a->cfg.db_pool_size);
+    if (migrate(a, e) != 0)
+        return -1;
+    return register_registry(a, e);
+}
+
+static const struct db_stmt compact_counts = {"compact_counts",
+                                              "SELECT offlineq_compact_counts()"};
+
+/* Folds counter deltas every 500 ms so stats stay a scan of a few rows. */
+static void *maintenance_main(void *arg)
+{
+    struct app *a = arg;
+    pthread_mutex_lock(&a->stop_mu);
+    while (!atomic_load(&a->stopping)) {
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        t.tv_nsec += 500 * 1000000L;
+        if (t.tv_nsec >= 1000000000L) {
+            t.tv_sec++;
+            t.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&a->stop_cv, &a->stop_mu, &t);
+        if (atomic_load(&a->stopping))
+            break;
+        pthread_mutex_unlock(&a->stop_mu);
+        struct err e = {0};
+        struct db_conn *c = db_acquire(&a->db, &e);
+        if (c != NULL) {
+            PQclear(db_exec(c, &compact_counts, 0, NULL, &e));
+            db_release(&a->db, c);
+        }
+        pthread_mutex_lock(&a->stop_mu);
+    }
+    pthread_mutex_unlock(&a->stop_mu);
+    return NULL;
+}
+
+void app_start(struct app *a)
+{
+    a->maintenance_started = pthread_create(&a->maintenance, NULL, maintenance_main, a) == 0;
+}
+
+void app_close(struct app *a)
+{
+    pthread_mutex_lock(&a->stop_mu);
+    atomic_store(&a->stopping, true);
+    pthread_cond_broadcast(&a->stop_cv);
+    pthread_mutex_unlock(&a->stop_mu);
+    if (a->maintenance_started)
+        pthread_join(a->maintenance, NULL);
+    db_pool_close(&a->db);
+    pthread_cond_destroy(&a->stop_cv);
+    pthread_mutex_destroy(&a->stop_mu);
+}
+
+static const struct db_stmt schema_version = {
+    "schema_version", "SELECT coalesce(max(version), 0) FROM schema_migrations"};
+
+bool app_is_ready(struct app *a, struct err *e)
+{
+    struct db_conn *c = db_acquire(&a->db, e);
+    if (c == NULL)
+        return false;
+    PGresult *r = db_exec(c, &schema_version, 0, NULL, e);
+    bool ok = false;
+    if (r != NULL) {
+        int v = atoi(PQgetvalue(r, 0, 0));
+        ok = v == migrate_latest_version();
+        if (!ok)
+            err_set(e, ERR_NOT_READY, "database schema version %d, this binary expects %d", v,
+                    migrate_latest_version());
+        PQclear(r);
+    }
+    db_release(&a->db, c);
+    return ok;
+}

@@ -1,0 +1,38 @@
+/* struct app: the one shared context, built by main() and passed down explicitly. */
+#ifndef OQ_APP_H
+#define OQ_APP_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "config.h"
+#include "db.h"
+
+struct MHD_Daemon;
+
+struct app {
+    struct config cfg;
+    struct db_pool db;
+    struct MHD_Daemon *http;
+    char instance_id[64]; /* host:pid:random, names this instance in leases and logs */
+    atomic_int inflight;  /* HTTP requests started and not yet completed */
+    atomic_bool stopping;
+    pthread_t maintenance;
+    bool maintenance_started;
+    pthread_mutex_t stop_mu;
+    pthread_cond_t stop_cv;
+};
+
+/* Connects, migrates, registers the operation types and settings. Returns -1 with *e set. */
+int app_init(struct app *a, struct err *e) OQ_MUSTCHECK;
+
+/* Starts the background maintenance thread (counter compaction). */
+void app_start(struct app *a);
+
+/* Stops background threads and frees everything app_init built (not the config). */
+void app_close(struct app *a);
+
+/* True when the database answers and holds the schema this binary expects. */
+bool app_is_ready(struct app *a, struct err *e);
+
+#endif

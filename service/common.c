@@ -1,0 +1,61 @@
+#include "common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uuid/uuid.h>
+
+void oq_assert_fail(const char *cond, const char *file, int line)
+{
+    fprintf(stderr, "{\"level\":\"fatal\",\"msg\":\"assertion failed\",\"cond\":\"%s\",\"at\":\"%s:%d\"}\n",
+            cond, file, line);
+    abort();
+}
+
+void *oq_malloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    OQ_ASSERT(p != NULL);
+    return p;
+}
+
+void *oq_calloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    OQ_ASSERT(p != NULL);
+    return p;
+}
+
+char *oq_strdup(const char *s)
+{
+    return oq_strndup(s, strlen(s));
+}
+
+char *oq_strndup(const char *s, size_t n)
+{
+    char *p = oq_malloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+bool oq_is_uuid(const char *s)
+{
+    uuid_t u;
+    return s != NULL && strlen(s) == 36 && uuid_parse(s, u) == 0;
+}
+
+void oq_uuid(char out[37])
+{
+    uuid_t u;
+    uuid_generate_random(u);
+    uuid_unparse_lower(u, out);
+}
+
+double oq_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}

@@ -1,0 +1,37 @@
+/* Project-wide helpers: attributes, assertions, small string utilities. */
+#ifndef OQ_COMMON_H
+#define OQ_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define OQ_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#define OQ_MUSTCHECK __attribute__((warn_unused_result))
+#define OQ_NORETURN __attribute__((noreturn))
+#define OQ_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Logs file:line and the failed condition, then aborts: for invariants, never for input. */
+#define OQ_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            oq_assert_fail(#cond, __FILE__, __LINE__);                                             \
+    } while (0)
+
+OQ_NORETURN void oq_assert_fail(const char *cond, const char *file, int line);
+
+/* Allocators that abort on exhaustion: a queue that cannot allocate 100 bytes cannot go on. */
+void *oq_malloc(size_t n);
+void *oq_calloc(size_t n, size_t size);
+char *oq_strdup(const char *s);
+char *oq_strndup(const char *s, size_t n);
+
+/* Returns true when s is a canonical lowercase or uppercase 8-4-4-4-12 UUID. */
+bool oq_is_uuid(const char *s);
+
+/* Writes a new random UUID (36 chars + NUL) into out. Thread-safe. */
+void oq_uuid(char out[37]);
+
+/* Monotonic clock in milliseconds / microseconds. */
+double oq_now_ms(void);
+
+#endif

@@ -1,0 +1,345 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum cfg_type { CFG_STR, CFG_INT };
+
+struct setting {
+    const char *env;
+    enum cfg_type type;
+    size_t offset;
+    const char *def; /* NULL: unset unless given */
+    long min, max;   /* CFG_INT only */
+    const char *help;
+};
+
+#define OFF(f) offsetof(struct config, f)
+static const struct setting settings[] = {
+    {"OFFLINEQ_DATABASE_URL", CFG_STR, OFF(database_url), NULL, 0, 0,
+     "libpq connection URI or conninfo (required; `make run` provides a private cluster)"},
+    {"OFFLINEQ_LISTEN", CFG_STR, OFF(listen), "127.0.0.1:8080", 0, 0, "address:port to serve on"},
+    {"OFFLINEQ_WORKERS", CFG_INT, OFF(workers), "4", 1, 256, "worker threads"},
+    {"OFFLINEQ_MAX_BODY_BYTES", CFG_INT, OFF(max_body_bytes), "1048576", 1024, 67108864,
+     "largest accepted request body in bytes"},
+    {"OFFLINEQ_MAX_ATTEMPTS", CFG_INT, OFF(max_attempts), "5", 1, 1000,
+     "default max_attempts of an operation"},
+    {"OFFLINEQ_API_KEYS", CFG_STR, OFF(api_keys_raw), "",  0, 0,
+     "key:role,... with role read|write|admin; empty = no auth (loopback only)"},
+    {"OFFLINEQ_CORS_ORIGINS", CFG_STR, OFF(cors_origins_raw), "", 0, 0,
+     "comma-separated allowed browser origins, or *"},
+    {"OFFLINEQ_LOG_LEVEL", CFG_STR, OFF(log_level_raw), "info", 0, 0, "debug|info|warn|error"},
+    {"OFFLINEQ_UPSTREAMS", CFG_STR, OFF(upstreams_raw), "", 0, 0,
+     "name=base_url,... upstreams operations may target"},
+    {"OFFLINEQ_DB_POOL_SIZE", CFG_INT, OFF(db_pool_size), "8", 1, 256, "PostgreSQL connections"},
+    {"OFFLINEQ_HTTP_THREADS", CFG_INT, OFF(http_threads), "4", 1, 256, "HTTP server threads"},
+};
+#undef OFF
+
+static int fail(char *out, size_t len, const char *fmt, ...) OQ_PRINTF(3, 4);
+static int fail(char *out, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, len, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* "OFFLINEQ_MAX_BODY_BYTES" -> "--max-body-bytes" */
+static void flag_name(const char *env, char *out, size_t len)
+{
+    size_t j = snprintf(out, len, "--");
+    for (const char *p = env + strlen("OFFLINEQ_"); *p && j + 1 < len; p++)
+        out[j++] = *p == '_' ? '-' : (char)tolower((unsigned char)*p);
+    out[j] = '\0';
+}
+
+static int set_value(struct config *c, const struct setting *s, const char *v, char *out,
+                     size_t len)
+{
+    char *base = (char *)c;
+    if (s->type == CFG_STR) {
+        char **slot = (char **)(base + s->offset);
+        free(*slot);
+        *slot = oq_strdup(v);
+        return 0;
+    }
+    char *end = NULL;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0' || n < s->min || n > s->max)
+        return fail(out, len, "%s: expected an integer from %ld to %ld, got \"%s\"", s->env,
+                    s->min, s->max, v);
+    *(int *)(base + s->offset) = (int)n;
+    return 0;
+}
+
+static const struct setting *find_flag(const char *arg, const char **value)
+{
+    for (size_t i = 0; i < OQ_ARRAY_LEN(settings); i++) {
+        char name[64];
+        flag_name(settings[i].env, name, sizeof(name));
+        size_t n = strlen(name);
+        if (strncmp(arg, name, n) == 0 && arg[n] == '=') {
+            *value = arg + n + 1;
+            return &settings[i];
+        }
+    }
+    return NULL;
+}
+
+static int parse_listen(struct config *c, char *out, size_t len)
+{
+    const char *colon = strrchr(c->listen, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : -1;
+    size_t hlen = colon ? (size_t)(colon - c->listen) : 0;
+    if (!colon || end == colon + 1 || *end != '\0' || port < 0 || port > 65535 || hlen == 0 ||
+        hlen >= sizeof(c->listen_host))
+        return fail(out, len, "OFFLINEQ_LISTEN: expected host:port, got \"%s\"", c->listen);
+    memcpy(c->listen_host, c->listen, hlen);
+    c->listen_host[hlen] = '\0';
+    c->listen_port = (int)port;
+    c->listen_is_loopback = strncmp(c->listen_host, "127.", 4) == 0 ||
+                            strcmp(c->listen_host, "localhost") == 0 ||
+                            strcmp(c->listen_host, "::1") == 0 ||
+                            strcmp(c->listen_host, "[::1]") == 0;
+    return 0;
+}
+
+/* Splits s on commas into trimmed, non-empty, newly allocated items. */
+static char **split_list(const char *s, size_t *n)
+{
+    char **items = NULL;
+    *n = 0;
+    const char *p = s;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        const char *end = comma ? comma : p + strlen(p);
+        const char *a = p, *b = end;
+        while (a < b && isspace((unsigned char)*a))
+            a++;
+        while (b > a && isspace((unsigned char)b[-1]))
+            b--;
+        if (b > a) {
+            char **grown = realloc(items, (*n + 1) * sizeof(*items));
+            OQ_ASSERT(grown != NULL);
+            items = grown;
+            items[(*n)++] = oq_strndup(a, (size_t)(b - a));
+        }
+        p = comma ? comma + 1 : end;
+    }
+    return items;
+}
+
+static void free_list(char **items, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(items[i]);
+    free(items);
+}
+
+static int parse_role(const char *s, enum role *out)
+{
+    static const struct {
+        const char *name;
+        enum role role;
+    } roles[] = {{"read", ROLE_READ}, {"write", ROLE_WRITE}, {"admin", ROLE_ADMIN}};
+    for (size_t i = 0; i < OQ_ARRAY_LEN(roles); i++) {
+        if (strcmp(s, roles[i].name) == 0) {
+            *out = roles[i].role;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int parse_api_keys(struct config *c, char *out, size_t len)
+{
+    size_t n = 0;
+    char **items = split_list(c->api_keys_raw, &n);
+    int rc = 0;
+    c->api_keys = oq_calloc(n, sizeof(*c->api_keys));
+    for (size_t i = 0; i < n; i++) {
+        char *colon = strrchr(items[i], ':');
+        enum role role;
+        if (colon == NULL || colon == items[i] || parse_role(colon + 1, &role) != 0) {
+            /* never echo the key itself */
+            rc = fail(out, len, "OFFLINEQ_API_KEYS: entry %zu must be key:read|write|admin",
+                      i + 1);
+            break;
+        }
+        SHA256((const unsigned char *)items[i], (size_t)(colon - items[i]),
+               c->api_keys[i].key_sha256);
+        OPENSSL_cleanse(items[i], strlen(items[i]));
+        c->api_keys[i].role = role;
+        c->n_api_keys = i + 1;
+    }
+    free_list(items, n);
+    OPENSSL_cleanse(c->api_keys_raw, strlen(c->api_keys_raw));
+    return rc;
+}
+
+/* Lowercases scheme and host of an http(s) URL into origin; returns -1 if not http(s). */
+static int url_origin(const char *url, char *origin, size_t len)
+{
+    const char *rest;
+    if (strncasecmp(url, "http://", 7) == 0)
+        rest = url + 7;
+    else if (strncasecmp(url, "https://", 8) == 0)
+        rest = url + 8;
+    else
+        return -1;
+    size_t host_len = strcspn(rest, "/?#");
+    if (host_len == 0 || memchr(rest, '@', host_len) != NULL)
+        return -1;
+    size_t n = (size_t)(rest - url) + host_len;
+    if (n >= len)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        origin[i] = (char)tolower((unsigned char)url[i]);
+    origin[n] = '\0';
+    return 0;
+}
+
+static int parse_upstreams(struct config *c, char *out, size_t len)
+{
+    size_t n = 0;
+    char **items = split_list(c->upstreams_raw, &n);
+    int rc = 0;
+    c->upstreams = oq_calloc(n, sizeof(*c->upstreams));
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char *eq = strchr(items[i], '=');
+        char origin[512];
+        if (eq == NULL || eq == items[i] || url_origin(eq + 1, origin, sizeof(origin)) != 0) {
+            rc = fail(out, len, "OFFLINEQ_UPSTREAMS: entry %zu must be name=http(s)://host[:port][/path]",
+                      i + 1);
+            break;
+        }
+        struct upstream *u = &c->upstreams[i];
+        u->name = oq_strndup(items[i], (size_t)(eq - items[i]));
+        u->base_url = oq_strdup(eq + 1);
+        size_t bl = strlen(u->base_url);
+        while (bl > 0 && u->base_url[bl - 1] == '/')
+            u->base_url[--bl] = '\0';
+        u->origin = oq_strdup(origin);
+        c->n_upstreams = i + 1;
+    }
+    free_list(items, n);
+    return rc;
+}
+
+static int derive(struct config *c, char *out, size_t len)
+{
+    if (c->database_url == NULL || c->database_url[0] == '\0')
+        return fail(out, len, "OFFLINEQ_DATABASE_URL: not set (e.g. postgresql://user@host/db)");
+    if (log_level_parse(c->log_level_raw, &c->log_level) != 0)
+        return fail(out, len, "OFFLINEQ_LOG_LEVEL: expected debug|info|warn|error, got \"%s\"",
+                    c->log_level_raw);
+    if (parse_listen(c, out, len) != 0 || parse_api_keys(c, out, len) != 0 ||
+        parse_upstreams(c, out, len) != 0)
+        return -1;
+    c->cors_origins = split_list(c->cors_origins_raw, &c->n_cors_origins);
+    if (c->n_api_keys == 0 && !c->listen_is_loopback)
+        return fail(out, len,
+                    "OFFLINEQ_API_KEYS: no keys configured, so OFFLINEQ_LISTEN must be a loopback "
+                    "address (got \"%s\"); set keys to listen elsewhere",
+                    c->listen);
+    return 0;
+}
+
+enum config_result config_load(struct config *c, int argc, char **argv, char *out, size_t len)
+{
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < OQ_ARRAY_LEN(settings); i++) {
+        const struct setting *s = &settings[i];
+        const char *env = getenv(s->env);
+        const char *v = env ? env : s->def;
+        if (v != NULL && set_value(c, s, v, out, len) != 0)
+            return CONFIG_EXIT_ERROR;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *value = NULL;
+        const struct setting *s = NULL;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            config_print_help(stdout);
+            return CONFIG_EXIT_OK;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("offlineq %s\n", OQ_VERSION);
+            return CONFIG_EXIT_OK;
+        }
+        s = find_flag(argv[i], &value);
+        if (s == NULL) {
+            fail(out, len, "unknown argument \"%s\" (see --help)", argv[i]);
+            return CONFIG_EXIT_ERROR;
+        }
+        if (set_value(c, s, value, out, len) != 0)
+            return CONFIG_EXIT_ERROR;
+    }
+    return derive(c, out, len) == 0 ? CONFIG_OK : CONFIG_EXIT_ERROR;
+}
+
+void config_free(struct config *c)
+{
+    for (size_t i = 0; i < OQ_ARRAY_LEN(settings); i++) {
+        if (settings[i].type == CFG_STR)
+            free(*(char **)((char *)c + settings[i].offset));
+    }
+    free(c->api_keys);
+    for (size_t i = 0; i < c->n_upstreams; i++) {
+        free(c->upstreams[i].name);
+        free(c->upstreams[i].base_url);
+        free(c->upstreams[i].origin);
+    }
+    free(c->upstreams);
+    free_list(c->cors_origins, c->n_cors_origins);
+    memset(c, 0, sizeof(*c));
+}
+
+void config_print_help(FILE *out)
+{
+    fprintf(out, "offlineq %s: durable offline operation queue\n\n"
+                 "usage: offlineq [--flag=value ...]\n\n"
+                 "Every setting is an environment variable or the equivalent flag:\n\n",
+            OQ_VERSION);
+    for (size_t i = 0; i < OQ_ARRAY_LEN(settings); i++) {
+        const struct setting *s = &settings[i];
+        char flag[64];
+        flag_name(s->env, flag, sizeof(flag));
+        fprintf(out, "  %-26s %-22s %s", s->env, flag, s->help);
+        if (s->def != NULL && s->def[0] != '\0')
+            fprintf(out, " (default %s)", s->def);
+        fputc('\n', out);
+    }
+}
+
+const struct upstream *config_find_upstream(const struct config *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_upstreams; i++) {
+        if (strcmp(c->upstreams[i].name, name) == 0)
+            return &c->upstreams[i];
+    }
+    return NULL;
+}
+
+enum role config_key_role(const struct config *c, const char *token)
+{
+    enum role found = ROLE_NONE;
+    unsigned char digest[32];
+    SHA256((const unsigned char *)token, strlen(token), digest);
+    /* Digests of equal length, compared against every key: timing tells nothing. */
+    for (size_t i = 0; i < c->n_api_keys; i++) {
+        if (CRYPTO_memcmp(digest, c->api_keys[i].key_sha256, sizeof(digest)) == 0)
+            found = c->api_keys[i].role;
+    }
+    return found;
+}

@@ -1,0 +1,68 @@
+/* Settings: one table parses the environment, --flags, and prints --help. */
+#ifndef OQ_CONFIG_H
+#define OQ_CONFIG_H
+
+#include <stdio.h>
+
+#include "common.h"
+#include "log.h"
+
+enum role { ROLE_NONE = 0, ROLE_READ = 1, ROLE_WRITE = 2, ROLE_ADMIN = 3 };
+
+struct api_key {
+    unsigned char key_sha256[32]; /* only the digest is kept: keys never sit in memory as text */
+    enum role role;
+};
+
+struct upstream {
+    char *name;
+    char *base_url; /* without trailing slash */
+    char *origin;   /* scheme://host[:port], lowercase scheme and host */
+};
+
+struct config {
+    /* Raw settings, filled from the table. */
+    char *database_url;
+    char *listen;
+    int workers;
+    int max_body_bytes;
+    int max_attempts;
+    char *api_keys_raw;
+    char *cors_origins_raw;
+    char *log_level_raw;
+    char *upstreams_raw;
+    int db_pool_size;
+    int http_threads;
+
+    /* Derived from the raw settings by config_load(). */
+    char listen_host[64];
+    int listen_port;
+    bool listen_is_loopback;
+    struct api_key *api_keys;
+    size_t n_api_keys;
+    char **cors_origins;
+    size_t n_cors_origins;
+    struct upstream *upstreams;
+    size_t n_upstreams;
+    enum log_level log_level;
+};
+
+enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_EXIT_ERROR };
+
+/* Fills *c from defaults, then the environment, then argv flags. On CONFIG_EXIT_ERROR a
+ * one-line message naming the variable has been written to err_out. --help and --version
+ * print to stdout and return CONFIG_EXIT_OK. Free with config_free. */
+enum config_result config_load(struct config *c, int argc, char **argv, char *err_out,
+                               size_t err_len);
+void config_free(struct config *c);
+
+/* Writes the --help text (generated from the settings table). */
+void config_print_help(FILE *out);
+
+/* Returns the upstream named name, or NULL. */
+const struct upstream *config_find_upstream(const struct config *c, const char *name);
+
+/* Returns the role granted to a bearer token (constant-time compare), or ROLE_NONE. */
+enum role config_key_role(const struct config *c, const char *token);
+
+#endif

@@ -1,0 +1,182 @@
+#include "db.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+void db_pool_init(struct db_pool *p, const char *conninfo, int size)
+{
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->conninfo = oq_strdup(conninfo);
+    p->size = size;
+    p->conns = oq_calloc((size_t)size, sizeof(*p->conns));
+}
+
+void db_pool_close(struct db_pool *p)
+{
+    for (int i = 0; i < p->size; i++) {
+        if (p->conns[i].pg != NULL)
+            PQfinish(p->conns[i].pg);
+    }
+    free(p->conns);
+    free(p->conninfo);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+}
+
+static void notice_quiet(void *arg, const PGresult *res)
+{
+    (void)arg;
+    (void)res;
+}
+
+PGconn *db_connect(const char *conninfo, struct err *e)
+{
+    PGconn *pg = PQconnectdb(conninfo);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "%s", PQerrorMessage(pg));
+        msg[strcspn(msg, "\n")] = '\0';
+        log_warn("database connection failed: %s", msg);
+        PQfinish(pg);
+        err_set(e, ERR_DB_UNAVAILABLE, "the database is unavailable");
+        return NULL;
+    }
+    PQsetNoticeReceiver(pg, notice_quiet, NULL);
+    return pg;
+}
+
+static int ensure_connected(struct db_pool *p, struct db_conn *c, struct err *e)
+{
+    if (c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK)
+        return 0;
+    if (c->pg != NULL)
+        PQfinish(c->pg);
+    c->n_prepared = 0;
+    c->pg = db_connect(p->conninfo, e);
+    return c->pg != NULL ? 0 : -1;
+}
+
+struct db_conn *db_acquire(struct db_pool *p, struct err *e)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 5;
+    struct db_conn *c = NULL;
+    pthread_mutex_lock(&p->mu);
+    while (c == NULL) {
+        for (int i = 0; i < p->size && c == NULL; i++) {
+            if (!p->conns[i].in_use)
+                c = &p->conns[i];
+        }
+        if (c == NULL && pthread_cond_timedwait(&p->cv, &p->mu, &deadline) == ETIMEDOUT)
+            break;
+    }
+    if (c != NULL)
+        c->in_use = true;
+    pthread_mutex_unlock(&p->mu);
+    if (c == NULL) {
+        err_set(e, ERR_DB_UNAVAILABLE, "no database connection became free in time");
+        return NULL;
+    }
+    if (ensure_connected(p, c, e) != 0) {
+        db_release(p, c);
+        return NULL;
+    }
+    return c;
+}
+
+void db_release(struct db_pool *p, struct db_conn *c)
+{
+    /* A connection left inside a transaction (an error path) must not leak into the next user. */
+    if (c->pg != NULL && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+        PGresult *r = PQexec(c->pg, "ROLLBACK");
+        PQclear(r);
+    }
+    pthread_mutex_lock(&p->mu);
+    c->in_use = false;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+struct sqlstate_map {
+    const char *prefix;
+    enum err_code code;
+};
+
+/* Longest-prefix-first: class 08 and the shutdown codes mean the database is gone. */
+static const struct sqlstate_map sqlstates[] = {
+    {"OQ400", ERR_INVALID_REQUEST}, {"OQ404", ERR_NOT_FOUND},         {"OQ409", ERR_CONFLICT},
+    {"OQ429", ERR_QUEUE_FULL},      {"23505", ERR_CONFLICT},          {"23", ERR_INVALID_REQUEST},
+    {"22", ERR_INVALID_REQUEST},    {"08", ERR_DB_UNAVAILABLE},       {"57P", ERR_DB_UNAVAILABLE},
+    {"53", ERR_DB_UNAVAILABLE},     {"40", ERR_DB_UNAVAILABLE},
+};
+
+int db_error(struct db_conn *c, PGresult *res, struct err *e)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (state == NULL || (c->pg != NULL && PQstatus(c->pg) != CONNECTION_OK)) {
+        log_warn("database error: %s", c->pg ? PQerrorMessage(c->pg) : "no connection");
+        return err_set(e, ERR_DB_UNAVAILABLE, "the database is unavailable");
+    }
+    for (size_t i = 0; i < OQ_ARRAY_LEN(sqlstates); i++) {
+        const struct sqlstate_map *m = &sqlstates[i];
+        if (strncmp(state, m->prefix, strlen(m->prefix)) != 0)
+            continue;
+        if (m->code == ERR_DB_UNAVAILABLE)
+            return err_set(e, m->code, "the database is unavailable");
+        const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        const char *col = PQresultErrorField(res, PG_DIAG_COLUMN_NAME);
+        if (strncmp(state, "OQ", 2) == 0 && col != NULL)
+            return err_field(e, m->code, col, "%s", msg ? msg : "invalid request");
+        return err_set(e, m->code, "%s", msg ? msg : "invalid request");
+    }
+    log_error("unexpected database error %s: %s", state,
+              PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+    return err_set(e, ERR_INTERNAL, "internal error");
+}
+
+static int prepare(struct db_conn *c, const struct db_stmt *s, int n, struct err *e)
+{
+    for (int i = 0; i < c->n_prepared; i++) {
+        if (c->prepared[i] == s)
+            return 0;
+    }
+    OQ_ASSERT(c->n_prepared < DB_MAX_PREPARED);
+    PGresult *r = PQprepare(c->pg, s->name, s->sql, n, NULL);
+    int rc = 0;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        rc = db_error(c, r, e);
+    else
+        c->prepared[c->n_prepared++] = s;
+    PQclear(r);
+    return rc;
+}
+
+PGresult *db_exec(struct db_conn *c, const struct db_stmt *s, int n, const char *const *params,
+                  struct err *e)
+{
+    if (prepare(c, s, n, e) != 0)
+        return NULL;
+    PGresult *r = PQexecPrepared(c->pg, s->name, n, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+        return r;
+    db_error(c, r, e);
+    PQclear(r);
+    return NULL;
+}
+
+int db_command(struct db_conn *c, const char *sql, struct err *e)
+{
+    PGresult *r = PQexec(c->pg, sql);
+    int rc = 0;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        rc = db_error(c, r, e);
+    PQclear(r);
+    return rc;
+}

@@ -1,0 +1,47 @@
+/* The one error type: a code from the table below, a human message, an optional field. */
+#ifndef OQ_ERR_H
+#define OQ_ERR_H
+
+#include "common.h"
+
+/* X(enum, HTTP status, wire code) */
+#define OQ_ERR_CODES(X)                                                                            \
+    X(ERR_NONE, 200, "none")                                                                       \
+    X(ERR_INVALID_JSON, 400, "invalid_json")                                                       \
+    X(ERR_INVALID_REQUEST, 400, "invalid_request")                                                 \
+    X(ERR_UNAUTHORIZED, 401, "unauthorized")                                                       \
+    X(ERR_FORBIDDEN, 403, "forbidden")                                                             \
+    X(ERR_NOT_FOUND, 404, "not_found")                                                             \
+    X(ERR_METHOD_NOT_ALLOWED, 405, "method_not_allowed")                                           \
+    X(ERR_CONFLICT, 409, "conflict")                                                               \
+    X(ERR_PAYLOAD_TOO_LARGE, 413, "payload_too_large")                                             \
+    X(ERR_UNSUPPORTED_MEDIA_TYPE, 415, "unsupported_media_type")                                   \
+    X(ERR_QUEUE_FULL, 429, "queue_full")                                                           \
+    X(ERR_INTERNAL, 500, "internal")                                                               \
+    X(ERR_DB_UNAVAILABLE, 503, "database_unavailable")                                             \
+    X(ERR_NOT_READY, 503, "not_ready")
+
+#define OQ_ERR_ENUM(name, status, code) name,
+enum err_code { OQ_ERR_CODES(OQ_ERR_ENUM) ERR__COUNT };
+#undef OQ_ERR_ENUM
+
+struct err {
+    enum err_code code;
+    char message[256];
+    char field[128]; /* empty when the error is not about one field */
+};
+
+/* Fills *e and returns -1, so callers can write `return err_set(...)`. */
+int err_set(struct err *e, enum err_code code, const char *fmt, ...) OQ_PRINTF(3, 4);
+
+/* As err_set, naming the offending request field (e.g. "payload.endpoint"). */
+int err_field(struct err *e, enum err_code code, const char *field, const char *fmt, ...)
+    OQ_PRINTF(4, 5);
+
+/* Prefixes e->field with prefix and a dot (or brackets for an index): "operations[3]". */
+void err_prefix_field(struct err *e, const char *prefix);
+
+unsigned err_http_status(enum err_code code);
+const char *err_wire_code(enum err_code code);
+
+#endif

@@ -1,0 +1,18 @@
+/* experiment_sync: a conflict-aware PUT of an experiment document. */
+#include "handlers.h"
+#include "validate.h"
+
+static const struct field_rule rules[] = {
+    {.name = "endpoint", .type = V_STRING, .required = true, .min = 1, .max = 2048},
+    {.name = "data", .type = V_OBJECT, .required = true},
+    {.name = "if_match", .type = V_STRING, .min = 1, .max = 1024},
+    {.name = "upstream", .type = V_STRING, .min = 1, .max = 100},
+    {.name = NULL},
+};
+
+int experiment_sync_validate(const json_t *payload, const struct config *cfg, struct err *e)
+{
+    if (validate_object(payload, rules, true, e) != 0)
+        return -1;
+    return target_validate(payload, cfg, e);
+}

@@ -1,0 +1,219 @@
+#include "http.h"
+
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "reply.h"
+
+static http_dispatch_fn dispatch_fn;
+
+const char *http_header(struct request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_query(struct request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static bool is_request_id_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           strchr("-_.:", c) != NULL;
+}
+
+/* Echoes a client's X-Request-Id when it is short and plain; otherwise makes one. */
+static void set_request_id(struct request *r)
+{
+    const char *given = http_header(r, "X-Request-Id");
+    size_t n = given ? strlen(given) : 0;
+    bool ok = n > 0 && n < sizeof(r->request_id);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = is_request_id_char(given[i]);
+    if (ok)
+        memcpy(r->request_id, given, n + 1);
+    else
+        oq_uuid(r->request_id);
+}
+
+static struct request *request_new(struct app *a, struct MHD_Connection *conn, const char *url,
+                                   const char *method)
+{
+    struct request *r = oq_calloc(1, sizeof(*r));
+    r->app = a;
+    r->conn = conn;
+    r->url = url;
+    r->method = method;
+    r->start_ms = oq_now_ms();
+    set_request_id(r);
+    return r;
+}
+
+static void request_free(struct request *r)
+{
+    for (int i = 0; i < r->n_extra; i++)
+        free(r->extra[i].value);
+    json_decref(r->json);
+    free(r->body);
+    free(r);
+}
+
+static void reply_too_large(struct request *r)
+{
+    struct err e;
+    err_set(&e, ERR_PAYLOAD_TOO_LARGE, "request body is larger than %d bytes",
+            r->app->cfg.max_body_bytes);
+    reply_err(r, &e);
+}
+
+static bool declared_too_large(struct request *r)
+{
+    const char *cl = http_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    return cl != NULL && strtoull(cl, NULL, 10) > (unsigned long long)r->app->cfg.max_body_bytes;
+}
+
+static void append_body(struct request *r, const char *data, size_t n)
+{
+    size_t max = (size_t)r->app->cfg.max_body_bytes;
+    if (r->too_large || r->body_len + n > max) {
+        r->too_large = true;
+        return;
+    }
+    if (r->body_len + n + 1 > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap : 4096;
+        while (cap < r->body_len + n + 1)
+            cap *= 2;
+        char *grown = realloc(r->body, cap);
+        OQ_ASSERT(grown != NULL);
+        r->body = grown;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len += n;
+    r->body[r->body_len] = '\0';
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    struct app *a = cls;
+    struct request *r = *con_cls;
+    if (r == NULL) {
+        r = request_new(a, conn, url, method);
+        *con_cls = r;
+        atomic_fetch_add(&a->inflight, 1);
+        if (declared_too_large(r)) {
+            r->too_large = true;
+            reply_too_large(r); /* before reading a byte of the body */
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        append_body(r, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (r->replied)
+        return MHD_YES;
+    if (r->too_large)
+        reply_too_large(r);
+    else
+        dispatch_fn(r);
+    OQ_ASSERT(r->replied);
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct app *a = cls;
+    struct request *r = *con_cls;
+    if (r == NULL)
+        return;
+    if (log_enabled(LOG_INFO)) {
+        log_json(LOG_INFO, "request",
+                 json_pack("{s:s, s:s, s:s, s:i, s:f, s:b}", "request_id", r->request_id,
+                           "method", r->method, "path", r->url, "status", (int)r->status,
+                           "duration_ms", oq_now_ms() - r->start_ms, "completed",
+                           toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
+    }
+    request_free(r);
+    *con_cls = NULL;
+    atomic_fetch_sub(&a->inflight, 1);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    log_json(LOG_DEBUG, "http server", json_pack("{s:s}", "detail", msg));
+}
+
+static int resolve_listen(const struct config *c, struct sockaddr_storage *ss, struct err *e)
+{
+    char host[64], port[16];
+    snprintf(host, sizeof(host), "%s", c->listen_host);
+    size_t hl = strlen(host);
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    snprintf(port, sizeof(port), "%d", c->listen_port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(host, port, &hints, &res) != 0 || res == NULL)
+        return err_set(e, ERR_INTERNAL, "OFFLINEQ_LISTEN: cannot resolve \"%s\"", c->listen);
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+int http_start(struct app *a, http_dispatch_fn dispatch, struct err *e)
+{
+    struct sockaddr_storage ss;
+    if (resolve_listen(&a->cfg, &ss, e) != 0)
+        return -1;
+    dispatch_fn = dispatch;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    a->http = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)a->cfg.http_threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
+    if (a->http == NULL)
+        return err_set(e, ERR_INTERNAL, "cannot listen on %s (in use or not permitted)",
+                       a->cfg.listen);
+    return 0;
+}
+
+int http_port(struct app *a)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(a->http, MHD_DAEMON_INFO_BIND_PORT);
+    return info ? (int)info->port : a->cfg.listen_port;
+}
+
+void http_stop(struct app *a, int grace_ms)
+{
+    if (a->http == NULL)
+        return;
+    MHD_socket fd = MHD_quiesce_daemon(a->http);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    double deadline = oq_now_ms() + grace_ms;
+    while (atomic_load(&a->inflight) > 0 && oq_now_ms() < deadline)
+        usleep(10 * 1000);
+    MHD_stop_daemon(a->http);
+    a->http = NULL;
+}

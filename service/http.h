@@ -1,0 +1,57 @@
+/* libmicrohttpd glue: per-request state, body limit, start and stop of the server. */
+#ifndef OQ_HTTP_H
+#define OQ_HTTP_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "app.h"
+#include "config.h"
+
+#define HTTP_MAX_EXTRA_HEADERS 8
+
+struct request {
+    struct app *app;
+    struct MHD_Connection *conn;
+    const char *method; /* borrowed from libmicrohttpd, valid for the request */
+    const char *url;
+    char *body;         /* owned; NUL-terminated */
+    size_t body_len;
+    size_t body_cap;
+    bool too_large;
+    bool replied;
+    json_t *json;       /* owned; the parsed body for JSON routes, or NULL */
+    char request_id[129];
+    char path_id[64];   /* the {id} of the matched route */
+    const char *route;  /* the matched route pattern, for logs */
+    enum role role;
+    double start_ms;
+    unsigned status;
+    const char *cors_origin; /* borrowed from config: the allowed Origin to echo */
+    struct {
+        const char *name;
+        char *value; /* owned */
+    } extra[HTTP_MAX_EXTRA_HEADERS];
+    int n_extra;
+};
+
+/* Called once per complete request; must reply exactly once. */
+typedef void (*http_dispatch_fn)(struct request *r);
+
+/* Starts serving cfg.listen with an internal epoll thread pool, handing each complete request
+ * to dispatch. Returns -1 with *e set. */
+int http_start(struct app *a, http_dispatch_fn dispatch, struct err *e) OQ_MUSTCHECK;
+
+/* The port actually bound (useful with port 0). */
+int http_port(struct app *a);
+
+/* Stops accepting, waits up to grace_ms for in-flight requests, then stops the server. */
+void http_stop(struct app *a, int grace_ms);
+
+/* Returns a request header (borrowed) or NULL. */
+const char *http_header(struct request *r, const char *name);
+
+/* Returns a query argument (borrowed) or NULL. */
+const char *http_query(struct request *r, const char *name);
+
+#endif

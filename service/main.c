@@ -1,0 +1,72 @@
+/* offlineq: start-up and shutdown only. */
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "http.h"
+#include "log.h"
+#include "routes.h"
+
+#define SHUTDOWN_GRACE_MS 10000
+
+/* Blocks SIGINT/SIGTERM in every thread; main collects them with sigwait. */
+static void block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static int serve(struct app *a)
+{
+    sigset_t set;
+    block_signals(&set);
+    struct err e = {0};
+    if (app_init(a, &e) != 0) {
+        log_error("start-up failed: %s", e.message);
+        return 1;
+    }
+    app_start(a);
+    if (http_start(a, routes_dispatch, &e) != 0) {
+        log_error("start-up failed: %s", e.message);
+        return 1;
+    }
+    log_json(LOG_INFO, "listening",
+             json_pack("{s:s, s:i, s:s, s:s}", "host", a->cfg.listen_host, "port", http_port(a),
+                       "instance", a->instance_id, "version", OQ_VERSION));
+    int sig = 0;
+    sigwait(&set, &sig);
+    log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    http_stop(a, SHUTDOWN_GRACE_MS);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static struct app a;
+    char msg[512];
+    switch (config_load(&a.cfg, argc, argv, msg, sizeof(msg))) {
+    case CONFIG_EXIT_OK:
+        config_free(&a.cfg);
+        return 0;
+    case CONFIG_EXIT_ERROR:
+        fprintf(stderr, "offlineq: %s\n", msg);
+        config_free(&a.cfg);
+        return 2;
+    case CONFIG_OK:
+        break;
+    }
+    log_set_level(a.cfg.log_level);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc = serve(&a);
+    app_close(&a);
+    curl_global_cleanup();
+    config_free(&a.cfg);
+    log_info("stopped");
+    return rc;
+}

@@ -1,0 +1,249 @@
+#include "ops_repo.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LIVE "('pending', 'in_progress', 'conflict')"
+
+static const struct db_stmt enqueue_stmt = {
+    "ops_enqueue",
+    "SELECT (r.op).id, offlineq_op_json(r.op)::text, r.created "
+    "FROM offlineq_enqueue_ex($1, $2::jsonb, $3::int, $4, $5, $6::int, $7::float8) r"};
+
+static const struct db_stmt get_stmt = {
+    "ops_get", "SELECT offlineq_op_json(o)::text FROM offline_operations o WHERE id = $1::uuid"};
+
+static const struct db_stmt delete_stmt = {
+    "ops_delete",
+    "WITH target AS (SELECT id, status FROM offline_operations WHERE id = $1::uuid FOR UPDATE), "
+    "del AS (DELETE FROM offline_operations o USING target t "
+    "        WHERE o.id = t.id AND t.status <> 'in_progress' RETURNING o.id) "
+    "SELECT t.status, (SELECT count(*) FROM del) FROM target t"};
+
+static const struct db_stmt retry_stmt = {
+    "ops_retry",
+    "WITH target AS (SELECT id, status FROM offline_operations WHERE id = $1::uuid FOR UPDATE), "
+    "upd AS (UPDATE offline_operations o SET status = 'pending', retry_count = 0, "
+    "        error_message = NULL, next_attempt_at = now(), updated_at = now(), "
+    "        completed_at = NULL, lease_owner = NULL, lease_expires_at = NULL "
+    "        FROM target t WHERE o.id = t.id AND t.status IN ('failed', 'conflict') "
+    "        RETURNING offlineq_op_json(o)::text AS j) "
+    "SELECT t.status, (SELECT j FROM upd) FROM target t"};
+
+static const struct db_stmt list_stmt = {
+    "ops_list",
+    "SELECT offlineq_op_json(o)::text, o.priority, o.seq FROM offline_operations o "
+    "WHERE o.status = ANY($1::text[]) AND ($2::text IS NULL OR o.operation_type = $2) "
+    "  AND ($3::int IS NULL OR o.priority < $3 OR (o.priority = $3 AND o.seq > $4::bigint)) "
+    "ORDER BY o.priority DESC, o.seq LIMIT $5::int"};
+
+static const struct db_stmt stats_stmt = {"ops_stats", "SELECT offlineq_stats()::text"};
+
+static const struct db_stmt clear_stmt = {
+    "ops_clear_completed",
+    "WITH d AS (DELETE FROM offline_operations WHERE status = 'completed' "
+    "  AND ($1::float8 IS NULL OR completed_at <= now() - make_interval(secs => $1::float8)) "
+    "  RETURNING 1) SELECT count(*) FROM d"};
+
+/* One failed operation per dedup_key, and none whose key a live operation holds, so the
+ * unique index on live dedup keys is never violated by a redrive. */
+static const struct db_stmt retry_failed_stmt = {
+    "ops_retry_failed",
+    "WITH pick AS ("
+    "  SELECT DISTINCT ON (coalesce(f.dedup_key, f.id::text)) f.id FROM offline_operations f "
+    "  WHERE f.status = 'failed' AND ($1::text IS NULL OR f.operation_type = $1) "
+    "    AND ($2::float8 IS NULL OR f.updated_at <= now() - make_interval(secs => $2::float8)) "
+    "    AND (f.dedup_key IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations l "
+    "         WHERE l.dedup_key = f.dedup_key AND l.status IN " LIVE ")) "
+    "  ORDER BY coalesce(f.dedup_key, f.id::text), f.seq DESC), "
+    "upd AS (UPDATE offline_operations o SET status = 'pending', retry_count = 0, "
+    "        error_message = NULL, next_attempt_at = now(), updated_at = now(), "
+    "        completed_at = NULL FROM pick WHERE o.id = pick.id AND o.status = 'failed' "
+    "        RETURNING 1), "
+    "wake AS (SELECT pg_notify('offlineq_wakeup', '') WHERE EXISTS (SELECT 1 FROM upd)) "
+    "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM wake)"};
+
+static void fmt_int(char *buf, size_t n, long long v)
+{
+    snprintf(buf, n, "%lld", v);
+}
+
+int ops_repo_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *out,
+                     struct err *e)
+{
+    char prio[16], attempts[16], delay[32];
+    fmt_int(prio, sizeof(prio), op->priority);
+    fmt_int(attempts, sizeof(attempts), op->max_attempts);
+    snprintf(delay, sizeof(delay), "%.6f", op->delay_s);
+    const char *params[] = {op->operation_type, op->payload_json, prio, op->dedup_key,
+                            op->group_key, op->max_attempts > 0 ? attempts : NULL,
+                            op->delay_s >= 0 ? delay : NULL};
+    PGresult *r = db_exec(c, &enqueue_stmt, 7, params, e);
+    if (r == NULL)
+        return -1;
+    snprintf(out->id, sizeof(out->id), "%s", PQgetvalue(r, 0, 0));
+    out->json = oq_strdup(PQgetvalue(r, 0, 1));
+    out->created = PQgetvalue(r, 0, 2)[0] == 't';
+    PQclear(r);
+    return 0;
+}
+
+int ops_repo_enqueue_batch(struct db_conn *c, const struct op_new *ops, size_t n,
+                           struct op_created *out, long *failed_index, struct err *e)
+{
+    *failed_index = -1;
+    if (db_command(c, "BEGIN", e) != 0)
+        return -1;
+    size_t i = 0;
+    for (; i < n; i++) {
+        if (ops_repo_enqueue(c, &ops[i], &out[i], e) != 0)
+            break;
+    }
+    if (i == n && db_command(c, "COMMIT", e) == 0)
+        return 0;
+    *failed_index = i < n ? (long)i : -1;
+    for (size_t j = 0; j < i; j++) {
+        free(out[j].json);
+        out[j].json = NULL;
+    }
+    return -1; /* db_release() rolls the open transaction back */
+}
+
+char *ops_repo_get(struct db_conn *c, const char *id, struct err *e)
+{
+    const char *params[] = {id};
+    PGresult *r = db_exec(c, &get_stmt, 1, params, e);
+    if (r == NULL)
+        return NULL;
+    char *json = PQntuples(r) == 1 ? oq_strdup(PQgetvalue(r, 0, 0)) : NULL;
+    PQclear(r);
+    if (json == NULL)
+        err_set(e, ERR_NOT_FOUND, "no operation with id %s", id);
+    return json;
+}
+
+int ops_repo_delete(struct db_conn *c, const char *id, struct err *e)
+{
+    const char *params[] = {id};
+    PGresult *r = db_exec(c, &delete_stmt, 1, params, e);
+    if (r == NULL)
+        return -1;
+    int rc = 0;
+    if (PQntuples(r) == 0)
+        rc = err_set(e, ERR_NOT_FOUND, "no operation with id %s", id);
+    else if (strcmp(PQgetvalue(r, 0, 1), "0") == 0)
+        rc = err_set(e, ERR_CONFLICT, "the operation is in_progress; it cannot be deleted now");
+    PQclear(r);
+    return rc;
+}
+
+char *ops_repo_retry(struct db_conn *c, const char *id, struct err *e)
+{
+    const char *params[] = {id};
+    PGresult *r = db_exec(c, &retry_stmt, 1, params, e);
+    if (r == NULL) {
+        if (e->code == ERR_CONFLICT)
+            err_set(e, ERR_CONFLICT, "another live operation holds this operation's dedup_key");
+        return NULL;
+    }
+    char *json = NULL;
+    if (PQntuples(r) == 0)
+        err_set(e, ERR_NOT_FOUND, "no operation with id %s", id);
+    else if (PQgetisnull(r, 0, 1))
+        err_set(e, ERR_CONFLICT, "only failed or conflict operations can be retried (this one is %s)",
+                PQgetvalue(r, 0, 0));
+    else
+        json = oq_strdup(PQgetvalue(r, 0, 1));
+    PQclear(r);
+    return json;
+}
+
+/* Joins column 0 of the first n rows into a JSON array. */
+static char *join_array(PGresult *r, int n)
+{
+    size_t len = 3;
+    for (int i = 0; i < n; i++)
+        len += (size_t)PQgetlength(r, i, 0) + 1;
+    char *out = oq_malloc(len);
+    char *p = out;
+    *p++ = '[';
+    for (int i = 0; i < n; i++) {
+        if (i > 0)
+            *p++ = ',';
+        size_t l = (size_t)PQgetlength(r, i, 0);
+        memcpy(p, PQgetvalue(r, i, 0), l);
+        p += l;
+    }
+    *p++ = ']';
+    *p = '\0';
+    return out;
+}
+
+int ops_repo_list(struct db_conn *c, const struct list_query *q, struct list_page *out,
+                  struct err *e)
+{
+    char prio[16], seq[32], limit[16];
+    fmt_int(prio, sizeof(prio), q->after_priority);
+    fmt_int(seq, sizeof(seq), q->after_seq);
+    fmt_int(limit, sizeof(limit), (long long)q->limit + 1); /* one more tells if a page follows */
+    const char *params[] = {q->statuses, q->operation_type, q->has_cursor ? prio : NULL,
+                            q->has_cursor ? seq : NULL, limit};
+    PGresult *r = db_exec(c, &list_stmt, 5, params, e);
+    if (r == NULL)
+        return -1;
+    int rows = PQntuples(r);
+    int n = rows > q->limit ? q->limit : rows;
+    out->has_more = rows > q->limit;
+    out->json = join_array(r, n);
+    if (n > 0) {
+        out->last_priority = atoi(PQgetvalue(r, n - 1, 1));
+        out->last_seq = atoll(PQgetvalue(r, n - 1, 2));
+    }
+    PQclear(r);
+    return 0;
+}
+
+static char *single_text(struct db_conn *c, const struct db_stmt *s, int n,
+                         const char *const *params, struct err *e)
+{
+    PGresult *r = db_exec(c, s, n, params, e);
+    if (r == NULL)
+        return NULL;
+    char *text = oq_strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return text;
+}
+
+char *ops_repo_stats(struct db_conn *c, struct err *e)
+{
+    return single_text(c, &stats_stmt, 0, NULL, e);
+}
+
+static long long single_count(struct db_conn *c, const struct db_stmt *s, int n,
+                              const char *const *params, struct err *e)
+{
+    char *text = single_text(c, s, n, params, e);
+    if (text == NULL)
+        return -1;
+    long long v = atoll(text);
+    free(text);
+    return v;
+}
+
+long long ops_repo_clear_completed(struct db_conn *c, double older_than_s, struct err *e)
+{
+    char secs[32];
+    snprintf(secs, sizeof(secs), "%.6f", older_than_s);
+    const char *params[] = {older_than_s >= 0 ? secs : NULL};
+    return single_count(c, &clear_stmt, 1, params, e);
+}
+
+long long ops_repo_retry_failed(struct db_conn *c, const char *operation_type,
+                                double older_than_s, struct err *e)
+{
+    char secs[32];
+    snprintf(secs, sizeof(secs), "%.6f", older_than_s);
+    const char *params[] = {operation_type, older_than_s >= 0 ? secs : NULL};
+    return single_count(c, &retry_failed_stmt, 2, params, e);
+}

@@ -1,0 +1,77 @@
+/* SQL in, JSON text or structs out. Every function takes a checked-out connection; a PGresult
+ * never leaves this file. Operation objects come back as JSON text built by the database
+ * (offlineq_op_json), so the API can send them without re-encoding. */
+#ifndef OQ_OPS_REPO_H
+#define OQ_OPS_REPO_H
+
+#include "db.h"
+
+struct op_new {
+    const char *operation_type;
+    char *payload_json; /* owned: the payload, serialized */
+    int priority;
+    const char *dedup_key; /* borrowed, may be NULL */
+    const char *group_key; /* borrowed, may be NULL */
+    int max_attempts;      /* 0: the configured default */
+    double delay_s;        /* < 0: none */
+};
+
+struct op_created {
+    char id[37];
+    char *json;   /* owned: the Operation object */
+    bool created; /* false: an existing live operation holds the dedup_key */
+};
+
+/* Stores one operation (or finds the live one with its dedup_key). */
+int ops_repo_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *out,
+                     struct err *e) OQ_MUSTCHECK;
+
+/* Stores all of ops in one transaction, or none. out has n slots. On failure *failed_index is
+ * the index of the operation the database refused (or -1). */
+int ops_repo_enqueue_batch(struct db_conn *c, const struct op_new *ops, size_t n,
+                           struct op_created *out, long *failed_index, struct err *e) OQ_MUSTCHECK;
+
+/* Returns the Operation object (free()), or NULL with ERR_NOT_FOUND or a database error. */
+char *ops_repo_get(struct db_conn *c, const char *id, struct err *e);
+
+/* Deletes an operation that is not in_progress. ERR_NOT_FOUND / ERR_CONFLICT otherwise. */
+int ops_repo_delete(struct db_conn *c, const char *id, struct err *e) OQ_MUSTCHECK;
+
+/* Puts a failed or conflict operation back to pending with attempts reset; returns the
+ * Operation object (free()). ERR_NOT_FOUND / ERR_CONFLICT otherwise. */
+char *ops_repo_retry(struct db_conn *c, const char *id, struct err *e);
+
+struct list_query {
+    const char *statuses;       /* Postgres array literal: {pending,failed} */
+    const char *operation_type; /* may be NULL */
+    bool has_cursor;
+    int after_priority;
+    long long after_seq;
+    int limit;
+};
+
+struct list_page {
+    char *json;           /* owned: "[op,op,...]" */
+    bool has_more;
+    int last_priority;    /* of the last operation on the page */
+    long long last_seq;
+};
+
+/* One page in execution order (priority desc, then enqueue order). */
+int ops_repo_list(struct db_conn *c, const struct list_query *q, struct list_page *out,
+                  struct err *e) OQ_MUSTCHECK;
+
+/* The stats object as JSON text (free()). */
+char *ops_repo_stats(struct db_conn *c, struct err *e);
+
+/* Deletes completed operations (completed at least older_than_s ago; < 0: all). Returns
+ * the count, or -1. */
+long long ops_repo_clear_completed(struct db_conn *c, double older_than_s, struct err *e);
+
+/* Puts failed operations back to pending (optionally only one type, or failed at least
+ * older_than_s ago). A failed operation whose dedup_key a live operation holds stays failed.
+ * Returns the count, or -1. */
+long long ops_repo_retry_failed(struct db_conn *c, const char *operation_type,
+                                double older_than_s, struct err *e);
+
+#endif

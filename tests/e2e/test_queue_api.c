@@ -1,0 +1,609 @@
+/* The queue API over HTTP against the real service and a real PostgreSQL: every endpoint,
+ * its success shape and its error codes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define DB "e2e_queue_api"
+static struct svc S;
+static PGconn *pg;
+
+static int group_setup(void **state)
+{
+    char url[512];
+    th_db_create(DB, url, sizeof(url));
+    static const char *const env[] = {
+        "OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9/api,registry=https://models.example",
+        "OFFLINEQ_MAX_ATTEMPTS=7", "OFFLINEQ_MAX_BODY_BYTES=4096", NULL};
+    if (th_svc_start(&S, url, env, NULL) != 0)
+        return -1;
+    pg = th_db_connect(url);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    PQfinish(pg);
+    assert_int_equal(th_svc_stop(&S, SIGTERM), 0);
+    th_db_drop(DB);
+    return 0;
+}
+
+static int clean(void **state)
+{
+    th_sql(pg, "TRUNCATE offline_operations, offlineq_op_counts");
+    return 0;
+}
+
+static struct resp *enqueue(const char *body)
+{
+    return th_json(&S, "POST", "/api/offline/queue", body);
+}
+
+/* Enqueues and returns the new id (static buffer per call site use). */
+static const char *enqueue_id(const char *body, char id[37])
+{
+    struct resp *r = enqueue(body);
+    if (r->status != 201)
+        fprintf(stderr, "enqueue %s -> %ld %s\n", body, r->status, r->body);
+    assert_int_equal(r->status, 201);
+    snprintf(id, 37, "%s", th_str(r->json, "id"));
+    th_resp_free(r);
+    return id;
+}
+
+static bool is_rfc3339_utc(const char *s)
+{
+    int y, mo, d, h, mi, sec, us;
+    char z;
+    return s != NULL && strlen(s) == 27 &&
+           sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%6d%c", &y, &mo, &d, &h, &mi, &sec, &us, &z) == 8 &&
+           z == 'Z';
+}
+
+static void test_enqueue_returns_operation(void **state)
+{
+    struct resp *r = enqueue("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/items?x=1\","
+                             "\"method\":\"PUT\",\"data\":{\"name\":\"caf\\u00e9\",\"n\":[1,2.5,null]}},"
+                             "\"priority\":5,\"group_key\":\"item-1\",\"max_attempts\":3}");
+    assert_int_equal(r->status, 201);
+    const json_t *op = r->json;
+    const char *id = th_str(op, "id");
+    assert_non_null(id);
+    assert_int_equal(strlen(id), 36);
+    char loc[80];
+    snprintf(loc, sizeof(loc), "/api/offline/queue/%s", id);
+    assert_string_equal(th_header(r, "Location"), loc);
+    assert_string_equal(th_header(r, "Content-Type"), "application/json");
+    assert_non_null(th_header(r, "X-Request-Id"));
+    assert_string_equal(th_str(op, "operation_type"), "api_call");
+    json_t *want = json_loads("{\"endpoint\":\"/items?x=1\",\"method\":\"PUT\","
+                              "\"data\":{\"name\":\"caf\\u00e9\",\"n\":[1,2.5,null]}}", 0, NULL);
+    assert_true(json_equal(json_object_get(op, "payload"), want));
+    json_decref(want);
+    assert_int_equal(th_int(op, "priority"), 5);
+    assert_string_equal(th_str(op, "status"), "pending");
+    assert_int_equal(th_int(op, "retry_count"), 0);
+    assert_int_equal(th_int(op, "max_attempts"), 3);
+    assert_true(json_is_null(json_object_get(op, "error_message")));
+    assert_true(json_is_null(json_object_get(op, "dedup_key")));
+    assert_string_equal(th_str(op, "group_key"), "item-1");
+    assert_true(is_rfc3339_utc(th_str(op, "created_at")));
+    assert_true(is_rfc3339_utc(th_str(op, "updated_at")));
+    assert_true(is_rfc3339_utc(th_str(op, "next_attempt_at")));
+    assert_true(json_is_null(json_object_get(op, "completed_at")));
+    assert_true(json_is_null(json_object_get(op, "result")));
+    assert_int_equal(json_object_size(op), 15);
+    assert_string_equal(th_sqlf(pg, "SELECT count(*) FROM offline_operations WHERE id = '%s'", id), "1");
+    th_resp_free(r);
+}
+
+static void test_enqueue_defaults_and_delay(void **state)
+{
+    struct resp *r = enqueue("{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r1\","
+                             "\"metrics\":{\"loss\":0.5}},\"delay_s\":120}");
+    assert_int_equal(r->status, 201);
+    assert_int_equal(th_int(r->json, "priority"), 0);
+    assert_int_equal(th_int(r->json, "max_attempts"), 7); /* OFFLINEQ_MAX_ATTEMPTS */
+    const char *id = th_str(r->json, "id");
+    assert_string_equal(th_sqlf(pg, "SELECT next_attempt_at - created_at BETWEEN '119 s' AND '121 s' "
+                                    "FROM offline_operations WHERE id = '%s'", id), "t");
+    th_resp_free(r);
+}
+
+struct bad_case {
+    const char *body;
+    const char *code;
+    const char *field; /* NULL: no field */
+};
+
+static const struct bad_case bad_enqueues[] = {
+    {"not json", "invalid_json", NULL},
+    {"[1,2]", "invalid_json", NULL},
+    {"{\"operation_type\":\"api_call\",\"operation_type\":\"api_call\",\"payload\":{}}", "invalid_json", NULL},
+    {"{}", "invalid_request", "operation_type"},
+    {"{\"operation_type\":\"teleport\",\"payload\":{}}", "invalid_request", "operation_type"},
+    {"{\"operation_type\":7,\"payload\":{}}", "invalid_request", "operation_type"},
+    {"{\"operation_type\":\"api_call\"}", "invalid_request", "payload"},
+    {"{\"operation_type\":\"api_call\",\"payload\":[1]}", "invalid_request", "payload"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"priority\":1001}", "invalid_request", "priority"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"priority\":-1001}", "invalid_request", "priority"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"priority\":\"high\"}", "invalid_request", "priority"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"priority\":1.5}", "invalid_request", "priority"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"priority\":1e300}", "invalid_request", "priority"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"max_attempts\":0}", "invalid_request", "max_attempts"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"delay_s\":-1}", "invalid_request", "delay_s"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"dedup_key\":\"\"}", "invalid_request", "dedup_key"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"priorty\":1}", "invalid_request", "priorty"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{}}", "invalid_request", "payload.endpoint"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"method\":\"FETCH\"}}", "invalid_request", "payload.method"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"http://evil.example/x\"}}", "invalid_request", "payload.endpoint"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"//evil.example/x\"}}", "invalid_request", "payload.endpoint"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"file:///etc/passwd\"}}", "invalid_request", "payload.endpoint"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\\r\\nHost: evil\"}}", "invalid_request", "payload.endpoint"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"upstream\":\"nope\"}}", "invalid_request", "payload.upstream"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"headers\":{\"Host\":\"evil\"}}}", "invalid_request", "payload.headers.Host"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"headers\":{\"X-A\":\"a\\nb\"}}}", "invalid_request", "payload.headers.X-A"},
+    {"{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\",\"metrics\":{\"a\":\"x\"}}}", "invalid_request", "payload.metrics.a"},
+    {"{\"operation_type\":\"metric_log\",\"payload\":{\"metrics\":{\"a\":1}}}", "invalid_request", "payload.run_id"},
+    {"{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"abc\",\"endpoint\":\"/f\"}}", "invalid_request", "payload.file_id"},
+    {"{\"operation_type\":\"model_push\",\"payload\":{\"file_id\":\"6f1c1f57-3c3c-4d1e-9a43-54c2f1a0a9d5\",\"endpoint\":\"/m\"}}", "invalid_request", "payload.model_name"},
+    {"{\"operation_type\":\"experiment_sync\",\"payload\":{\"endpoint\":\"/e/1\"}}", "invalid_request", "payload.data"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"data\":\"\\u0000\"}}", "invalid_json", NULL},
+};
+
+static void test_enqueue_rejects_bad_input(void **state)
+{
+    for (size_t i = 0; i < sizeof(bad_enqueues) / sizeof(bad_enqueues[0]); i++) {
+        const struct bad_case *c = &bad_enqueues[i];
+        struct resp *r = enqueue(c->body);
+        if (r->status != 400)
+            fprintf(stderr, "case %zu: %s -> %ld %s\n", i, c->body, r->status, r->body);
+        th_assert_error(r, 400, c->code);
+        const char *field = th_str(json_object_get(r->json, "error"), "field");
+        if (c->field == NULL)
+            assert_null(field);
+        else
+            assert_string_equal(field, c->field);
+        th_resp_free(r);
+    }
+    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations"), "0");
+}
+
+static void test_enqueue_absolute_url_on_upstream_origin(void **state)
+{
+    char id[37];
+    enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"HTTPS://MODELS.example/v1/x\","
+               "\"upstream\":\"registry\"}}", id);
+    struct resp *r = enqueue("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":"
+                             "\"https://models.example.evil.com/x\",\"upstream\":\"registry\"}}");
+    th_assert_error(r, 400, "invalid_request");
+    th_resp_free(r);
+}
+
+static void test_content_type_and_size(void **state)
+{
+    const char *body = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}";
+    struct resp *r = th_http(&S, "POST", "/api/offline/queue", body, -1, NULL);
+    th_assert_error(r, 415, "unsupported_media_type");
+    th_resp_free(r);
+    static const char *const text[] = {"Content-Type: text/plain", NULL};
+    r = th_http(&S, "POST", "/api/offline/queue", body, -1, text);
+    th_assert_error(r, 415, "unsupported_media_type");
+    th_resp_free(r);
+    static const char *const charset[] = {"Content-Type: application/json; charset=utf-8", NULL};
+    r = th_http(&S, "POST", "/api/offline/queue", body, -1, charset);
+    assert_int_equal(r->status, 201);
+    th_resp_free(r);
+    r = th_json(&S, "POST", "/api/offline/queue", "");
+    th_assert_error(r, 400, "invalid_json");
+    th_resp_free(r);
+
+    size_t n = 5000; /* OFFLINEQ_MAX_BODY_BYTES=4096 */
+    char *big = malloc(n + 1);
+    int off = snprintf(big, n, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"data\":\"");
+    memset(big + off, 'a', n - (size_t)off - 4);
+    memcpy(big + n - 4, "\"}}", 4);
+    r = th_json(&S, "POST", "/api/offline/queue", big);
+    th_assert_error(r, 413, "payload_too_large");
+    th_resp_free(r);
+    free(big);
+    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations"), "1");
+}
+
+static void test_get(void **state)
+{
+    char id[37], path[96];
+    struct resp *created = enqueue("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}");
+    snprintf(id, sizeof(id), "%s", th_str(created->json, "id"));
+    snprintf(path, sizeof(path), "/api/offline/queue/%s", id);
+    struct resp *r = th_http(&S, "GET", path, NULL, 0, NULL);
+    assert_int_equal(r->status, 200);
+    assert_true(json_equal(r->json, created->json));
+    th_resp_free(r);
+    th_resp_free(created);
+
+    static const char *const missing[] = {
+        "/api/offline/queue/00000000-0000-4000-8000-000000000000", "/api/offline/queue/not-a-uuid",
+        "/api/offline/queue/..%2F..%2Fetc%2Fpasswd", "/api/offline/queue/1%27%20OR%20%271%27%3D%271"};
+    for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
+        r = th_http(&S, "GET", missing[i], NULL, 0, NULL);
+        th_assert_error(r, 404, "not_found");
+        th_resp_free(r);
+    }
+}
+
+static void assert_list(const char *query, const char *const *ids, size_t n, bool more,
+                        char *cursor_out)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "/api/offline/queue%s", query);
+    struct resp *r = th_http(&S, "GET", path, NULL, 0, NULL);
+    assert_int_equal(r->status, 200);
+    json_t *ops = json_object_get(r->json, "operations");
+    if (json_array_size(ops) != n)
+        fprintf(stderr, "%s: %s\n", path, r->body);
+    assert_int_equal(json_array_size(ops), n);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(th_str(json_array_get(ops, i), "id"), ids[i]);
+    json_t *next = json_object_get(r->json, "next_cursor");
+    assert_true(more ? json_is_string(next) : json_is_null(next));
+    if (cursor_out)
+        snprintf(cursor_out, 128, "%s", more ? json_string_value(next) : "");
+    th_resp_free(r);
+}
+
+static void test_list_order_filters_and_cursor(void **state)
+{
+    char a[37], b[37], c[37], d[37], e[37];
+    enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/a\"}}", a);
+    enqueue_id("{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\",\"metrics\":{\"m\":1}},\"priority\":10}", b);
+    enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/c\"}}", c);
+    enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/d\"},\"priority\":-5}", d);
+    enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/e\"}}", e);
+    th_sqlf(pg, "UPDATE offline_operations SET status = 'failed' WHERE id = '%s'", e);
+
+    const char *order[] = {b, a, c, d};
+    assert_list("", order, 4, false, NULL);
+    const char *api_only[] = {a, c, d};
+    assert_list("?operation_type=api_call", api_only, 3, false, NULL);
+    const char *failed[] = {e};
+    assert_list("?status=failed", failed, 1, false, NULL);
+    const char *both[] = {b, a, c, e, d}; /* one order across statuses */
+    assert_list("?status=pending,failed", both, 5, false, NULL);
+    const char *none[] = {NULL};
+    assert_list("?status=completed", none, 0, false, NULL);
+
+    char cursor[128], q[256];
+    const char *p1[] = {b, a};
+    assert_list("?limit=2", p1, 2, true, cursor);
+    /* Rows added between pages: a later low-priority one shows up, nothing repeats. */
+    char f[37], g[37];
+    enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/f\"},\"priority\":-9}", f);
+    enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/g\"},\"priority\":100}", g);
+    snprintf(q, sizeof(q), "?limit=2&cursor=%s", cursor);
+    const char *p2[] = {c, d};
+    assert_list(q, p2, 2, true, cursor);
+    snprintf(q, sizeof(q), "?limit=2&cursor=%s", cursor);
+    const char *p3[] = {f};
+    assert_list(q, p3, 1, false, NULL);
+}
+
+static void test_list_rejects_bad_query(void **state)
+{
+    static const struct {
+        const char *query;
+        const char *field;
+    } cases[] = {
+        {"?status=bogus", "status"},     {"?status=pending,", "status"},
+        {"?limit=0", "limit"},           {"?limit=1001", "limit"},
+        {"?limit=abc", "limit"},         {"?limit=5x", "limit"},
+        {"?cursor=garbage", "cursor"},   {"?cursor=djEuMS4y%27", "cursor"},
+        {"?cursor=djIuMS4y", "cursor"},  {"?cursor=", "cursor"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char path[256];
+        snprintf(path, sizeof(path), "/api/offline/queue%s", cases[i].query);
+        struct resp *r = th_http(&S, "GET", path, NULL, 0, NULL);
+        if (r->status != 400)
+            fprintf(stderr, "%s -> %ld %s\n", path, r->status, r->body);
+        th_assert_error(r, 400, "invalid_request");
+        assert_string_equal(th_str(json_object_get(r->json, "error"), "field"), cases[i].field);
+        th_resp_free(r);
+    }
+}
+
+static void test_delete(void **state)
+{
+    char id[37], path[96];
+    enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}", id);
+    snprintf(path, sizeof(path), "/api/offline/queue/%s", id);
+    struct resp *r = th_http(&S, "DELETE", path, NULL, 0, NULL);
+    assert_int_equal(r->status, 204);
+    assert_int_equal(r->body_len, 0);
+    th_resp_free(r);
+    r = th_http(&S, "GET", path, NULL, 0, NULL);
+    th_assert_error(r, 404, "not_found");
+    th_resp_free(r);
+    r = th_http(&S, "DELETE", path, NULL, 0, NULL);
+    th_assert_error(r, 404, "not_found");
+    th_resp_free(r);
+
+    enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}", id);
+    th_sqlf(pg, "UPDATE offline_operations SET status = 'in_progress' WHERE id = '%s'", id);
+    snprintf(path, sizeof(path), "/api/offline/queue/%s", id);
+    r = th_http(&S, "DELETE", path, NULL, 0, NULL);
+    th_assert_error(r, 409, "conflict");
+    th_resp_free(r);
+    assert_string_equal(th_sqlf(pg, "SELECT status FROM offline_operations WHERE id = '%s'", id),
+                        "in_progress");
+}
+
+static void test_retry_one(void **state)
+{
+    char id[37], path[128];
+    enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}", id);
+    snprintf(path, sizeof(path), "/api/offline/queue/%s/retry", id);
+    struct resp *r = th_http(&S, "POST", path, NULL, 0, NULL);
+    th_assert_error(r, 409, "conflict"); /* pending */
+    th_resp_free(r);
+
+    const char *ends[] = {"failed", "conflict"};
+    for (int i = 0; i < 2; i++) {
+        th_sqlf(pg, "UPDATE offline_operations SET status = '%s', retry_count = 4, "
+                    "error_message = 'HTTP 500', next_attempt_at = now() + interval '1 h' "
+                    "WHERE id = '%s'", ends[i], id);
+        r = th_http(&S, "POST", path, NULL, 0, NULL);
+        assert_int_equal(r->status, 200);
+        assert_string_equal(th_str(r->json, "status"), "pending");
+        assert_int_equal(th_int(r->json, "retry_count"), 0);
+        assert_true(json_is_null(json_object_get(r->json, "error_message")));
+        th_resp_free(r);
+        assert_string_equal(th_sqlf(pg, "SELECT next_attempt_at <= now() FROM offline_operations "
+                                        "WHERE id = '%s'", id), "t");
+    }
+    r = th_http(&S, "POST", "/api/offline/queue/00000000-0000-4000-8000-000000000000/retry", NULL, 0, NULL);
+    th_assert_error(r, 404, "not_found");
+    th_resp_free(r);
+}
+
+static void test_stats(void **state)
+{
+    struct resp *r = th_http(&S, "GET", "/api/offline/queue/stats", NULL, 0, NULL);
+    assert_int_equal(r->status, 200);
+    json_t *want = json_loads("{\"pending\":0,\"in_progress\":0,\"completed\":0,\"failed\":0,"
+                              "\"conflict\":0,\"total\":0,\"by_type\":{},\"oldest_pending_age_s\":0}",
+                              0, NULL);
+    assert_true(json_equal(r->json, want));
+    json_decref(want);
+    th_resp_free(r);
+
+    char ids[4][37];
+    for (int i = 0; i < 3; i++)
+        enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}", ids[i]);
+    enqueue_id("{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\",\"metrics\":{\"m\":1}}}", ids[3]);
+    th_sqlf(pg, "UPDATE offline_operations SET status = 'completed' WHERE id = '%s'", ids[0]);
+    th_sqlf(pg, "UPDATE offline_operations SET status = 'failed' WHERE id = '%s'", ids[1]);
+    th_sqlf(pg, "UPDATE offline_operations SET created_at = now() - interval '90 s' WHERE id = '%s'", ids[2]);
+    r = th_http(&S, "GET", "/api/offline/queue/stats", NULL, 0, NULL);
+    assert_int_equal(r->status, 200);
+    assert_int_equal(th_int(r->json, "pending"), 2);
+    assert_int_equal(th_int(r->json, "in_progress"), 0);
+    assert_int_equal(th_int(r->json, "completed"), 1);
+    assert_int_equal(th_int(r->json, "failed"), 1);
+    assert_int_equal(th_int(r->json, "conflict"), 0);
+    assert_int_equal(th_int(r->json, "total"), 4);
+    want = json_loads("{\"api_call\":{\"completed\":1,\"failed\":1,\"pending\":1},"
+                      "\"metric_log\":{\"pending\":1}}", 0, NULL);
+    assert_true(json_equal(json_object_get(r->json, "by_type"), want));
+    json_decref(want);
+    double age = json_number_value(json_object_get(r->json, "oldest_pending_age_s"));
+    assert_true(age >= 90 && age < 100);
+    th_resp_free(r);
+}
+
+static void test_clear_completed(void **state)
+{
+    char ids[4][37];
+    for (int i = 0; i < 4; i++)
+        enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}", ids[i]);
+    th_sqlf(pg, "UPDATE offline_operations SET status = 'completed', completed_at = now() - interval '2 h' "
+                "WHERE id IN ('%s', '%s')", ids[0], ids[1]);
+    th_sqlf(pg, "UPDATE offline_operations SET status = 'completed', completed_at = now() WHERE id = '%s'", ids[2]);
+    struct resp *r = th_json(&S, "POST", "/api/offline/queue/clear-completed", "{\"older_than_s\":3600}");
+    assert_int_equal(r->status, 200);
+    assert_int_equal(th_int(r->json, "cleared"), 2);
+    th_resp_free(r);
+    r = th_http(&S, "POST", "/api/offline/queue/clear-completed", NULL, 0, NULL);
+    assert_int_equal(r->status, 200);
+    assert_int_equal(th_int(r->json, "cleared"), 1);
+    th_resp_free(r);
+    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations"), "1");
+    r = th_json(&S, "POST", "/api/offline/queue/clear-completed", "{\"older_than_s\":-1}");
+    th_assert_error(r, 400, "invalid_request");
+    th_resp_free(r);
+}
+
+static void test_retry_failed_bulk(void **state)
+{
+    char ids[4][37];
+    enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}", ids[0]);
+    enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}", ids[1]);
+    enqueue_id("{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\",\"metrics\":{\"m\":1}}}", ids[2]);
+    enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}", ids[3]);
+    th_sql(pg, "UPDATE offline_operations SET status = 'failed', retry_count = 5, error_message = 'boom'");
+    th_sqlf(pg, "UPDATE offline_operations SET updated_at = now() - interval '1 h' WHERE id = '%s'", ids[0]);
+    struct resp *r = th_json(&S, "POST", "/api/offline/queue/retry-failed",
+                             "{\"operation_type\":\"api_call\",\"older_than_s\":600}");
+    assert_int_equal(r->status, 200);
+    assert_int_equal(th_int(r->json, "retried"), 1);
+    th_resp_free(r);
+    assert_string_equal(th_sqlf(pg, "SELECT status || retry_count FROM offline_operations WHERE id = '%s'", ids[0]), "pending0");
+    r = th_json(&S, "POST", "/api/offline/queue/retry-failed", "{\"operation_type\":\"metric_log\"}");
+    assert_int_equal(th_int(r->json, "retried"), 1);
+    th_resp_free(r);
+    r = th_http(&S, "POST", "/api/offline/queue/retry-failed", NULL, 0, NULL);
+    assert_int_equal(th_int(r->json, "retried"), 2);
+    th_resp_free(r);
+    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations WHERE status = 'pending'"), "4");
+    r = th_json(&S, "POST", "/api/offline/queue/retry-failed", "{\"operation_type\":3}");
+    th_assert_error(r, 400, "invalid_request");
+    th_resp_free(r);
+}
+
+static void test_batch(void **state)
+{
+    struct resp *r = th_json(&S, "POST", "/api/offline/queue/batch",
+        "{\"operations\":[{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/1\"}},"
+        "{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\",\"metrics\":{\"m\":1}},\"dedup_key\":\"b1\"},"
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/3\"},\"dedup_key\":\"b1\"}]}");
+    assert_int_equal(r->status, 201);
+    json_t *ops = json_object_get(r->json, "operations");
+    assert_int_equal(json_array_size(ops), 3);
+    assert_string_equal(th_str(json_object_get(json_array_get(ops, 0), "payload"), "endpoint"), "/1");
+    assert_string_equal(th_str(json_array_get(ops, 1), "operation_type"), "metric_log");
+    /* the third repeats the second's dedup_key: it is that operation */
+    assert_string_equal(th_str(json_array_get(ops, 2), "id"), th_str(json_array_get(ops, 1), "id"));
+    th_resp_free(r);
+    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations"), "2");
+
+    r = th_json(&S, "POST", "/api/offline/queue/batch",
+        "{\"operations\":[{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/ok\"}},"
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"http://evil/\"}}]}");
+    th_assert_error(r, 400, "invalid_request");
+    assert_string_equal(th_str(json_object_get(r->json, "error"), "field"), "operations[1].payload.endpoint");
+    th_resp_free(r);
+    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations"), "2");
+
+    static const char *const bad[] = {"{\"operations\":[]}", "{\"operations\":{}}", "{}",
+                                      "{\"operations\":[1]}"};
+    for (size_t i = 0; i < 4; i++) {
+        r = th_json(&S, "POST", "/api/offline/queue/batch", bad[i]);
+        th_assert_error(r, 400, "invalid_request");
+        th_resp_free(r);
+    }
+    /* 1001 operations: over the limit, nothing stored */
+    size_t cap = 1001 * 70 + 32, n = 0;
+    char *big = malloc(cap);
+    n += (size_t)sprintf(big, "{\"operations\":[");
+    for (int i = 0; i < 1001; i++)
+        n += (size_t)sprintf(big + n, "%s{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}", i ? "," : "");
+    sprintf(big + n, "]}");
+    static const char *const json_h[] = {"Content-Type: application/json", NULL};
+    r = th_http(&S, "POST", "/api/offline/queue/batch", big, -1, json_h);
+    /* 4 KiB body limit in this group: refused before parsing */
+    th_assert_error(r, 413, "payload_too_large");
+    th_resp_free(r);
+    free(big);
+    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations"), "2");
+}
+
+static void test_dedup(void **state)
+{
+    const char *body = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"dedup_key\":\"order-42\"}";
+    struct resp *first = enqueue(body);
+    assert_int_equal(first->status, 201);
+    struct resp *again = enqueue("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/other\"},\"dedup_key\":\"order-42\"}");
+    assert_int_equal(again->status, 200);
+    assert_true(json_equal(first->json, again->json));
+    th_sqlf(pg, "UPDATE offline_operations SET status = 'completed' WHERE id = '%s'", th_str(first->json, "id"));
+    struct resp *after = enqueue(body);
+    assert_int_equal(after->status, 201);
+    assert_string_not_equal(th_str(after->json, "id"), th_str(first->json, "id"));
+    th_resp_free(first);
+    th_resp_free(again);
+    th_resp_free(after);
+}
+
+static void test_routes_health_and_request_id(void **state)
+{
+    struct resp *r = th_http(&S, "GET", "/api/offline/nope", NULL, 0, NULL);
+    th_assert_error(r, 404, "not_found");
+    th_resp_free(r);
+    r = th_http(&S, "PUT", "/api/offline/queue", NULL, 0, NULL);
+    th_assert_error(r, 405, "method_not_allowed");
+    assert_string_equal(th_header(r, "Allow"), "POST, GET, OPTIONS");
+    th_resp_free(r);
+    r = th_http(&S, "GET", "/api/offline/queue/batch", NULL, 0, NULL);
+    /* /queue/{id} also matches: batch is not a UUID, so it is an unknown operation */
+    th_assert_error(r, 404, "not_found");
+    th_resp_free(r);
+    r = th_http(&S, "GET", "/healthz", NULL, 0, NULL);
+    assert_int_equal(r->status, 200);
+    assert_string_equal(th_str(r->json, "status"), "ok");
+    th_resp_free(r);
+    r = th_http(&S, "GET", "/readyz", NULL, 0, NULL);
+    assert_int_equal(r->status, 200);
+    assert_string_equal(th_str(r->json, "status"), "ready");
+    th_resp_free(r);
+    static const char *const rid[] = {"X-Request-Id: trace-123.abc", NULL};
+    r = th_http(&S, "GET", "/healthz", NULL, 0, rid);
+    assert_string_equal(th_header(r, "X-Request-Id"), "trace-123.abc");
+    th_resp_free(r);
+    static const char *const bad_rid[] = {"X-Request-Id: <script>", NULL};
+    r = th_http(&S, "GET", "/healthz", NULL, 0, bad_rid);
+    assert_int_equal(strlen(th_header(r, "X-Request-Id")), 36);
+    th_resp_free(r);
+    char *log = th_svc_log(&S);
+    assert_non_null(strstr(log, "\"request_id\":\"trace-123.abc\",\"method\":\"GET\",\"path\":\"/healthz\",\"status\":200"));
+    free(log);
+}
+
+static void test_sql_outbox_function(void **state)
+{
+    const char *id = th_sql(pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/outbox\"}', 4, 'ob-1', 'g')");
+    char first[37];
+    snprintf(first, sizeof(first), "%s", id);
+    assert_string_equal(th_sql(pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/outbox\"}', 0, 'ob-1')"), first);
+    char path[96];
+    snprintf(path, sizeof(path), "/api/offline/queue/%s", first);
+    struct resp *r = th_http(&S, "GET", path, NULL, 0, NULL);
+    assert_int_equal(r->status, 200);
+    assert_int_equal(th_int(r->json, "priority"), 4);
+    assert_int_equal(th_int(r->json, "max_attempts"), 7);
+    assert_string_equal(th_str(r->json, "group_key"), "g");
+    th_resp_free(r);
+    /* the same rules as the endpoint: unknown type and a non-object payload are refused */
+    PGresult *res = PQexec(pg, "SELECT offlineq_enqueue('teleport', '{}')");
+    assert_string_equal(PQresultErrorField(res, PG_DIAG_SQLSTATE), "OQ400");
+    PQclear(res);
+    res = PQexec(pg, "SELECT offlineq_enqueue('api_call', '[1]')");
+    assert_string_equal(PQresultErrorField(res, PG_DIAG_SQLSTATE), "OQ400");
+    PQclear(res);
+    /* in the caller's transaction: a rollback leaves nothing behind */
+    th_sql(pg, "BEGIN");
+    th_sql(pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/rolled-back\"}')");
+    th_sql(pg, "ROLLBACK");
+    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations"), "1");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_enqueue_returns_operation, clean),
+        cmocka_unit_test_setup(test_enqueue_defaults_and_delay, clean),
+        cmocka_unit_test_setup(test_enqueue_rejects_bad_input, clean),
+        cmocka_unit_test_setup(test_enqueue_absolute_url_on_upstream_origin, clean),
+        cmocka_unit_test_setup(test_content_type_and_size, clean),
+        cmocka_unit_test_setup(test_get, clean),
+        cmocka_unit_test_setup(test_list_order_filters_and_cursor, clean),
+        cmocka_unit_test_setup(test_list_rejects_bad_query, clean),
+        cmocka_unit_test_setup(test_delete, clean),
+        cmocka_unit_test_setup(test_retry_one, clean),
+        cmocka_unit_test_setup(test_stats, clean),
+        cmocka_unit_test_setup(test_clear_completed, clean),
+        cmocka_unit_test_setup(test_retry_failed_bulk, clean),
+        cmocka_unit_test_setup(test_batch, clean),
+        cmocka_unit_test_setup(test_dedup, clean),
+        cmocka_unit_test_setup(test_routes_health_and_request_id, clean),
+        cmocka_unit_test_setup(test_sql_outbox_function, clean),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

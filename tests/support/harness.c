@@ -1,0 +1,363 @@
+#include "harness.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "harness: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+static char pg_host[512];
+static char pg_port[16];
+
+/* Reads the fixture's env file (KEY=value lines) once. */
+static void load_pg_env(void)
+{
+    if (pg_host[0] != '\0')
+        return;
+    const char *path = getenv("OFFLINEQ_TEST_PGENV");
+    FILE *f = path ? fopen(path, "r") : NULL;
+    if (f == NULL)
+        die("OFFLINEQ_TEST_PGENV not set or unreadable: run through ctest (pg fixture)");
+    char line[1024];
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strncmp(line, "OQT_PG_HOST=", 12) == 0)
+            snprintf(pg_host, sizeof(pg_host), "%.500s", line + 12);
+        else if (strncmp(line, "OQT_PG_PORT=", 12) == 0)
+            snprintf(pg_port, sizeof(pg_port), "%.10s", line + 12);
+    }
+    fclose(f);
+}
+
+static void db_url(const char *db, char *url, size_t len)
+{
+    load_pg_env();
+    snprintf(url, len, "postgresql:///%s?host=%s&port=%s&user=postgres", db, pg_host, pg_port);
+}
+
+static void quiet(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+PGconn *th_db_connect(const char *url)
+{
+    PGconn *pg = PQconnectdb(url);
+    if (PQstatus(pg) != CONNECTION_OK)
+        die("connect %s: %s", url, PQerrorMessage(pg));
+    PQsetNoticeProcessor(pg, quiet, NULL);
+    return pg;
+}
+
+const char *th_sql(PGconn *pg, const char *sql)
+{
+    static char value[4096];
+    PGresult *r = PQexec(pg, sql);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        die("SQL failed: %s\n%s", sql, PQresultErrorMessage(r));
+    value[0] = '\0';
+    if (st == PGRES_TUPLES_OK && PQntuples(r) > 0 && PQnfields(r) > 0)
+        snprintf(value, sizeof(value), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return value;
+}
+
+static void admin_sql(const char *verb, const char *name)
+{
+    char url[1024], sql[512];
+    db_url("postgres", url, sizeof(url));
+    if (strcmp(verb, "create") == 0)
+        snprintf(sql, sizeof(sql), "CREATE DATABASE \"%s\"", name);
+    else
+        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)", name);
+    PGconn *pg = th_db_connect(url);
+    th_sql(pg, sql);
+    PQfinish(pg);
+}
+
+void th_db_create(const char *name, char *url, size_t len)
+{
+    admin_sql("drop", name);
+    admin_sql("create", name);
+    db_url(name, url, len);
+}
+
+void th_db_drop(const char *name)
+{
+    admin_sql("drop", name);
+}
+
+char *th_svc_log(const struct svc *s)
+{
+    FILE *f = fopen(s->log_path, "r");
+    if (f == NULL)
+        return strdup("");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    size_t got = fread(buf, 1, (size_t)n, f);
+    buf[got] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* Finds "msg":"listening" in the log and reads its port. */
+static int listening_port(const struct svc *s)
+{
+    char *log = th_svc_log(s);
+    int port = 0;
+    char *line = strstr(log, "\"msg\":\"listening\"");
+    char *p = line ? strstr(line, "\"port\":") : NULL;
+    if (p != NULL)
+        port = atoi(p + 7);
+    free(log);
+    return port;
+}
+
+static void child_exec(const struct svc *s, const char *db, const char *const *env)
+{
+    int fd = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(fd, 2);
+    int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, 0);
+    dup2(devnull, 1);
+    setenv("OFFLINEQ_DATABASE_URL", db, 1);
+    setenv("OFFLINEQ_LISTEN", "127.0.0.1:0", 1);
+    unsetenv("OFFLINEQ_API_KEYS");
+    for (; env && *env; env++)
+        putenv(strdup(*env));
+    const char *bin = getenv("OFFLINEQ_BIN");
+    const char *wrap = getenv("OFFLINEQ_TEST_WRAPPER"); /* e.g. valgrind */
+    if (wrap != NULL && *wrap)
+        execl("/bin/sh", "sh", "-c", "exec $OFFLINEQ_TEST_WRAPPER \"$OFFLINEQ_BIN\"", (char *)NULL);
+    else
+        execl(bin, bin, (char *)NULL);
+    _exit(127);
+}
+
+int th_svc_start(struct svc *s, const char *db, const char *const *env, int *exit_code)
+{
+    static int counter;
+    memset(s, 0, sizeof(*s));
+    snprintf(s->db_url, sizeof(s->db_url), "%s", db);
+    const char *dir = getenv("OFFLINEQ_TEST_LOGDIR");
+    snprintf(s->log_path, sizeof(s->log_path), "%s/svc-%d-%d.log", dir ? dir : "/tmp",
+             (int)getpid(), ++counter);
+    unlink(s->log_path);
+    if (getenv("OFFLINEQ_BIN") == NULL)
+        die("OFFLINEQ_BIN not set");
+    s->pid = fork();
+    if (s->pid == 0)
+        child_exec(s, db, env);
+    for (int i = 0; i < 3000; i++) { /* 30 s */
+        int status;
+        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            if (exit_code)
+                *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            s->pid = 0;
+            return -1;
+        }
+        s->port = listening_port(s);
+        if (s->port > 0)
+            return 0;
+        usleep(10000);
+    }
+    die("service did not start listening within 30 s; log: %s", s->log_path);
+    return -1;
+}
+
+int th_svc_stop(struct svc *s, int sig)
+{
+    if (s->pid <= 0)
+        return -1;
+    kill(s->pid, sig);
+    int status = 0;
+    waitpid(s->pid, &status, 0);
+    s->pid = 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+struct buf {
+    char *data;
+    size_t len;
+};
+
+static size_t collect(char *p, size_t size, size_t n, void *arg)
+{
+    struct buf *b = arg;
+    size_t add = size * n;
+    b->data = realloc(b->data, b->len + add + 1);
+    memcpy(b->data + b->len, p, add);
+    b->len += add;
+    b->data[b->len] = '\0';
+    return add;
+}
+
+/* Appends {"method","path","status","content_type","body"} to the contract log. */
+static void record(const char *method, const char *path, const struct resp *r)
+{
+    const char *dir = getenv("OFFLINEQ_CONTRACT_DIR");
+    if (dir == NULL || *dir == '\0')
+        return;
+    char file[512];
+    snprintf(file, sizeof(file), "%s/%d.jsonl", dir, (int)getpid());
+    FILE *f = fopen(file, "a");
+    if (f == NULL)
+        return;
+    char p[1024];
+    snprintf(p, sizeof(p), "%s", path);
+    p[strcspn(p, "?")] = '\0';
+    const char *ct = th_header(r, "Content-Type");
+    json_t *line = json_pack("{s:s, s:s, s:I, s:s?, s:O?}", "method", method, "path", p,
+                             "status", (json_int_t)r->status, "content_type", ct, "body",
+                             r->json);
+    char *text = json_dumps(line, JSON_COMPACT);
+    fprintf(f, "%s\n", text);
+    free(text);
+    json_decref(line);
+    fclose(f);
+}
+
+struct resp *th_http(const struct svc *s, const char *method, const char *path,
+                     const char *body, long body_len, const char *const *headers)
+{
+    CURL *c = curl_easy_init();
+    struct buf b = {0}, h = {0};
+    char url[2048];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", s->port, path);
+    struct curl_slist *hl = NULL;
+    for (; headers && *headers; headers++)
+        hl = curl_slist_append(hl, *headers);
+    hl = curl_slist_append(hl, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    if (body != NULL) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, body_len < 0 ? (long)strlen(body) : body_len);
+    }
+    CURLcode rc = curl_easy_perform(c);
+    struct resp *r = calloc(1, sizeof(*r));
+    if (rc != CURLE_OK) {
+        r->status = 0;
+        fprintf(stderr, "harness: %s %s: %s\n", method, path, curl_easy_strerror(rc));
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    r->body = b.data ? b.data : strdup("");
+    r->body_len = b.len;
+    r->headers = h.data ? h.data : strdup("");
+    r->json = b.len ? json_loadb(b.data, b.len, 0, NULL) : NULL;
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(c);
+    record(method, path, r);
+    return r;
+}
+
+struct resp *th_json(const struct svc *s, const char *method, const char *path,
+                     const char *body)
+{
+    static const char *const h[] = {"Content-Type: application/json", NULL};
+    return th_http(s, method, path, body, -1, body ? h : NULL);
+}
+
+const char *th_header(const struct resp *r, const char *name)
+{
+    static __thread char value[1024];
+    size_t n = strlen(name);
+    /* the last header block wins (after a 100 Continue) */
+    const char *found = NULL;
+    for (const char *p = r->headers; p && *p;) {
+        const char *eol = strstr(p, "\r\n");
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        if (len > n && strncasecmp(p, name, n) == 0 && p[n] == ':')
+            found = p;
+        p = eol ? eol + 2 : p + len;
+    }
+    if (found == NULL)
+        return NULL;
+    const char *v = found + n + 1;
+    while (*v == ' ')
+        v++;
+    size_t len = strcspn(v, "\r\n");
+    snprintf(value, sizeof(value), "%.*s", (int)len, v);
+    return value;
+}
+
+void th_resp_free(struct resp *r)
+{
+    if (r == NULL)
+        return;
+    json_decref(r->json);
+    free(r->body);
+    free(r->headers);
+    free(r);
+}
+
+void th_assert_error(const struct resp *r, long status, const char *code)
+{
+    if (r->status != status || r->json == NULL)
+        fprintf(stderr, "expected %ld %s, got %ld: %s\n", status, code, r->status, r->body);
+    assert_int_equal(r->status, status);
+    assert_non_null(r->json);
+    json_t *err = json_object_get(r->json, "error");
+    assert_non_null(err);
+    assert_string_equal(json_string_value(json_object_get(err, "code")), code);
+    assert_non_null(json_string_value(json_object_get(err, "message")));
+}
+
+const char *th_sqlf(PGconn *pg, const char *fmt, ...)
+{
+    char sql[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    return th_sql(pg, sql);
+}
+
+const char *th_str(const json_t *obj, const char *key)
+{
+    return json_string_value(json_object_get(obj, key));
+}
+
+long long th_int(const json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v))
+        fprintf(stderr, "field %s is not an integer\n", key);
+    assert_true(json_is_integer(v));
+    return json_integer_value(v);
+}

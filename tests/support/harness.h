@@ -1,0 +1,69 @@
+/* Test harness for end-to-end tests: a fresh database per test in the fixture's cluster, the
+ * real service binary on a free port, and an HTTP client (libcurl) that records every
+ * response for the OpenAPI contract check. */
+#ifndef OQ_HARNESS_H
+#define OQ_HARNESS_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <signal.h>
+#include <sys/types.h>
+
+struct svc {
+    pid_t pid;
+    int port;
+    char log_path[512];
+    char db_url[512];
+};
+
+struct resp {
+    long status;
+    char *body;
+    size_t body_len;
+    json_t *json;       /* parsed body, or NULL */
+    char *headers;      /* raw header block */
+};
+
+/* Creates a fresh database named after the test (dropped first if it exists). Fills url. */
+void th_db_create(const char *name, char *url, size_t len);
+void th_db_drop(const char *name);
+/* Connects to url or aborts. */
+PGconn *th_db_connect(const char *url);
+/* Runs SQL, aborting the test on error; returns the first column of the first row (static
+ * buffer) or "". */
+const char *th_sql(PGconn *pg, const char *sql);
+
+/* Starts the service with OFFLINEQ_DATABASE_URL=db_url plus extra "NAME=value" entries
+ * (NULL-terminated, may be NULL) and waits until it listens. Returns 0 or -1 (it exited:
+ * *exit_code holds its status, the log is kept in s->log_path). */
+int th_svc_start(struct svc *s, const char *db_url, const char *const *env, int *exit_code);
+/* Sends sig and waits for the exit; returns the exit code (or 128+signal). */
+int th_svc_stop(struct svc *s, int sig);
+/* Returns the service's stderr so far (malloc'd). */
+char *th_svc_log(const struct svc *s);
+
+/* One HTTP request to the service. headers: NULL-terminated "Name: value" list or NULL.
+ * body may be NULL; body_len -1 means strlen(body). */
+struct resp *th_http(const struct svc *s, const char *method, const char *path,
+                     const char *body, long body_len, const char *const *headers);
+/* The JSON shortcut: Content-Type application/json. */
+struct resp *th_json(const struct svc *s, const char *method, const char *path,
+                     const char *body);
+/* Value of a response header (case-insensitive; static buffer), or NULL. */
+const char *th_header(const struct resp *r, const char *name);
+void th_resp_free(struct resp *r);
+
+/* Asserts {"error":{"code":code,...}} with the given status. */
+void th_assert_error(const struct resp *r, long status, const char *code);
+
+
+
+/* printf-style SQL on pg (aborting on error); returns the first value (static buffer). */
+const char *th_sqlf(PGconn *pg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A JSON string field of obj, or NULL. */
+const char *th_str(const json_t *obj, const char *key);
+/* An integer field of obj (aborts the test if it is not one). */
+long long th_int(const json_t *obj, const char *key);
+#endif
