@@ -1,0 +1,294 @@
+/* The service as operators meet it: auth roles, CORS, start-up configuration errors,
+ * schema version checks and a database outage. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define DB "e2e_service"
+#define READ_KEY "read-key-7f3a9c41"
+#define WRITE_KEY "write-key-2b8e6d05"
+#define ADMIN_KEY "admin-key-c4d19a77"
+#define WRONG_KEY "wrong-key-5e1d0b93"
+
+static char url[512];
+
+static int group_setup(void **state)
+{
+    th_db_create(DB, url, sizeof(url));
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    th_db_drop(DB);
+    return 0;
+}
+
+enum who { NOBODY, WRONG, READER, WRITER, ADMIN };
+static const char *const auth_headers[] = {
+    NULL, "Authorization: Bearer " WRONG_KEY, "Authorization: Bearer " READ_KEY,
+    "Authorization: Bearer " WRITE_KEY, "Authorization: Bearer " ADMIN_KEY};
+
+struct endpoint {
+    const char *method;
+    const char *path;
+    const char *body;
+    enum who need;   /* NOBODY = public */
+    long allowed;    /* the status once the key is good enough */
+};
+
+#define UNKNOWN "/api/offline/queue/00000000-0000-4000-8000-000000000000"
+static const struct endpoint endpoints[] = {
+    {"GET", "/healthz", NULL, NOBODY, 200},
+    {"GET", "/readyz", NULL, NOBODY, 200},
+    {"GET", "/api/offline/queue", NULL, READER, 200},
+    {"GET", "/api/offline/queue/stats", NULL, READER, 200},
+    {"GET", UNKNOWN, NULL, READER, 404},
+    {"POST", "/api/offline/queue", "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}", WRITER, 201},
+    {"POST", "/api/offline/queue/batch", "{\"operations\":[{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}]}", WRITER, 201},
+    {"DELETE", UNKNOWN, NULL, WRITER, 404},
+    {"POST", UNKNOWN "/retry", NULL, WRITER, 404},
+    {"POST", "/api/offline/queue/clear-completed", NULL, ADMIN, 200},
+    {"POST", "/api/offline/queue/retry-failed", NULL, ADMIN, 200},
+};
+
+static long call(const struct svc *s, const struct endpoint *ep, enum who who, struct resp **out)
+{
+    const char *h[3] = {auth_headers[who], NULL, NULL};
+    int n = auth_headers[who] ? 1 : 0;
+    if (ep->body)
+        h[n++] = "Content-Type: application/json";
+    h[n] = NULL;
+    struct resp *r = th_http(s, ep->method, ep->path, ep->body, -1, h);
+    long st = r->status;
+    if (out)
+        *out = r;
+    else
+        th_resp_free(r);
+    return st;
+}
+
+static void test_role_matrix(void **state)
+{
+    struct svc s;
+    static const char *const env[] = {"OFFLINEQ_API_KEYS=" READ_KEY ":read," WRITE_KEY ":write," ADMIN_KEY ":admin",
+                                      "OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9", NULL};
+    assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
+    for (size_t i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
+        const struct endpoint *ep = &endpoints[i];
+        for (enum who who = NOBODY; who <= ADMIN; who++) {
+            struct resp *r = NULL;
+            long st = call(&s, ep, who, &r);
+            long want = ep->need == NOBODY ? ep->allowed
+                        : who <= WRONG    ? 401
+                        : who < ep->need  ? 403
+                                          : ep->allowed;
+            if (st != want)
+                fprintf(stderr, "%s %s as %d: want %ld got %ld %s\n", ep->method, ep->path, who, want, st, r->body);
+            assert_int_equal(st, want);
+            if (want == 401) {
+                th_assert_error(r, 401, "unauthorized");
+                assert_string_equal(th_header(r, "WWW-Authenticate"), "Bearer realm=\"offlineq\"");
+            } else if (want == 403) {
+                th_assert_error(r, 403, "forbidden");
+            }
+            th_resp_free(r);
+        }
+    }
+    /* a key must be sent as a Bearer token, nothing else */
+    static const char *const basic[] = {"Authorization: Basic " ADMIN_KEY, NULL};
+    struct resp *r = th_http(&s, "GET", "/api/offline/queue", NULL, 0, basic);
+    th_assert_error(r, 401, "unauthorized");
+    th_resp_free(r);
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+    char *log = th_svc_log(&s);
+    assert_null(strstr(log, READ_KEY));
+    assert_null(strstr(log, WRITE_KEY));
+    assert_null(strstr(log, ADMIN_KEY));
+    assert_null(strstr(log, WRONG_KEY));
+    assert_non_null(strstr(log, "\"status\":401"));
+    free(log);
+}
+
+static void test_cors(void **state)
+{
+    struct svc s;
+    static const char *const env[] = {"OFFLINEQ_API_KEYS=" READ_KEY ":read",
+                                      "OFFLINEQ_CORS_ORIGINS=https://app.example, https://admin.example", NULL};
+    assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
+    static const char *const good[] = {"Origin: https://app.example", "Authorization: Bearer " READ_KEY, NULL};
+    struct resp *r = th_http(&s, "GET", "/api/offline/queue/stats", NULL, 0, good);
+    assert_int_equal(r->status, 200);
+    assert_string_equal(th_header(r, "Access-Control-Allow-Origin"), "https://app.example");
+    assert_string_equal(th_header(r, "Vary"), "Origin");
+    th_resp_free(r);
+    static const char *const evil[] = {"Origin: https://evil.example", "Authorization: Bearer " READ_KEY, NULL};
+    r = th_http(&s, "GET", "/api/offline/queue/stats", NULL, 0, evil);
+    assert_int_equal(r->status, 200);
+    assert_null(th_header(r, "Access-Control-Allow-Origin"));
+    th_resp_free(r);
+    /* a preflight needs no key */
+    static const char *const pre[] = {"Origin: https://admin.example", "Access-Control-Request-Method: POST",
+                                      "Access-Control-Request-Headers: authorization, content-type", NULL};
+    r = th_http(&s, "OPTIONS", "/api/offline/queue", NULL, 0, pre);
+    assert_int_equal(r->status, 204);
+    assert_string_equal(th_header(r, "Access-Control-Allow-Origin"), "https://admin.example");
+    assert_string_equal(th_header(r, "Access-Control-Allow-Methods"), "POST, GET, OPTIONS");
+    assert_non_null(strstr(th_header(r, "Access-Control-Allow-Headers"), "Authorization"));
+    assert_non_null(strstr(th_header(r, "Access-Control-Allow-Headers"), "Content-Type"));
+    th_resp_free(r);
+    r = th_http(&s, "OPTIONS", "/api/offline/nowhere", NULL, 0, pre);
+    th_assert_error(r, 404, "not_found");
+    th_resp_free(r);
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+}
+
+struct bad_config {
+    const char *env[3];
+    const char *names; /* the variable the one-line message must name */
+};
+
+static void test_bad_configuration_exits_2(void **state)
+{
+    static const struct bad_config cases[] = {
+        {{"OFFLINEQ_WORKERS=abc"}, "OFFLINEQ_WORKERS"},
+        {{"OFFLINEQ_WORKERS=0"}, "OFFLINEQ_WORKERS"},
+        {{"OFFLINEQ_MAX_BODY_BYTES=10"}, "OFFLINEQ_MAX_BODY_BYTES"},
+        {{"OFFLINEQ_MAX_ATTEMPTS=5x"}, "OFFLINEQ_MAX_ATTEMPTS"},
+        {{"OFFLINEQ_LOG_LEVEL=loud"}, "OFFLINEQ_LOG_LEVEL"},
+        {{"OFFLINEQ_LISTEN=nonsense"}, "OFFLINEQ_LISTEN"},
+        {{"OFFLINEQ_LISTEN=0.0.0.0:0"}, "OFFLINEQ_API_KEYS"},
+        {{"OFFLINEQ_API_KEYS=secret-k1:superuser"}, "OFFLINEQ_API_KEYS"},
+        {{"OFFLINEQ_UPSTREAMS=default=ftp://files.example"}, "OFFLINEQ_UPSTREAMS"},
+        {{"OFFLINEQ_DATABASE_URL="}, "OFFLINEQ_DATABASE_URL"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct svc s;
+        int code = -1;
+        assert_int_equal(th_svc_start(&s, url, cases[i].env, &code), -1);
+        assert_int_equal(code, 2);
+        char *log = th_svc_log(&s);
+        if (strstr(log, cases[i].names) == NULL)
+            fprintf(stderr, "case %zu: %s\n", i, log);
+        assert_non_null(strstr(log, cases[i].names));
+        assert_null(strstr(log, "secret-k1"));
+        assert_int_equal(strchr(log, '\n') - log + 1, (long)strlen(log)); /* one line */
+        free(log);
+    }
+    /* with keys, any address is fine */
+    struct svc s;
+    static const char *const open_env[] = {"OFFLINEQ_LISTEN=0.0.0.0:0", "OFFLINEQ_API_KEYS=" ADMIN_KEY ":admin", NULL};
+    assert_int_equal(th_svc_start(&s, url, open_env, NULL), 0);
+    assert_int_equal(th_svc_stop(&s, SIGINT), 0);
+}
+
+static void test_help_lists_settings(void **state)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "'%s' --help", getenv("OFFLINEQ_BIN"));
+    FILE *p = popen(cmd, "r");
+    char out[8192];
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    static const char *const names[] = {"OFFLINEQ_DATABASE_URL", "OFFLINEQ_LISTEN", "OFFLINEQ_WORKERS",
+                                        "OFFLINEQ_MAX_BODY_BYTES", "OFFLINEQ_MAX_ATTEMPTS", "OFFLINEQ_API_KEYS",
+                                        "OFFLINEQ_CORS_ORIGINS", "OFFLINEQ_LOG_LEVEL", "--max-body-bytes"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        assert_non_null(strstr(out, names[i]));
+    /* flags work like the variables */
+    snprintf(cmd, sizeof(cmd), "OFFLINEQ_DATABASE_URL=x '%s' --workers=nope 2>&1", getenv("OFFLINEQ_BIN"));
+    p = popen(cmd, "r");
+    n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    assert_int_equal(WEXITSTATUS(pclose(p)), 2);
+    assert_non_null(strstr(out, "OFFLINEQ_WORKERS"));
+}
+
+static void test_schema_newer_than_binary(void **state)
+{
+    char other[512];
+    th_db_create(DB "_newer", other, sizeof(other));
+    struct svc s;
+    assert_int_equal(th_svc_start(&s, other, NULL, NULL), 0);
+    PGconn *pg = th_db_connect(other);
+    /* a newer binary migrated the database meanwhile: not ready */
+    th_sql(pg, "INSERT INTO schema_migrations (version, name) VALUES (999, '999_future.sql')");
+    struct resp *r = th_http(&s, "GET", "/readyz", NULL, 0, NULL);
+    th_assert_error(r, 503, "not_ready");
+    th_resp_free(r);
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+    /* and this binary refuses to start on it */
+    int code = 0;
+    assert_int_equal(th_svc_start(&s, other, NULL, &code), -1);
+    assert_int_equal(code, 1);
+    char *log = th_svc_log(&s);
+    assert_non_null(strstr(log, "newer than this binary knows"));
+    free(log);
+    PQfinish(pg);
+    th_db_drop(DB "_newer");
+}
+
+static void test_database_outage(void **state)
+{
+    char other[512], admin[512];
+    th_db_create(DB "_outage", other, sizeof(other));
+    snprintf(admin, sizeof(admin), "%s", other);
+    char *db = strstr(admin, DB "_outage");
+    memcpy(db, "postgres", 8);
+    memmove(db + 8, db + strlen(DB "_outage"), strlen(db + strlen(DB "_outage")) + 1);
+    struct svc s;
+    static const char *const env[] = {"OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9", NULL};
+    assert_int_equal(th_svc_start(&s, other, env, NULL), 0);
+    const char *body = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}";
+    struct resp *r = th_json(&s, "POST", "/api/offline/queue", body);
+    assert_int_equal(r->status, 201);
+    th_resp_free(r);
+
+    PGconn *pg = th_db_connect(admin);
+    th_sql(pg, "ALTER DATABASE " DB "_outage ALLOW_CONNECTIONS false");
+    th_sql(pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" DB "_outage'");
+    for (int i = 0; i < 3; i++) {
+        r = th_json(&s, "POST", "/api/offline/queue", body);
+        th_assert_error(r, 503, "database_unavailable");
+        th_resp_free(r);
+    }
+    r = th_http(&s, "GET", "/readyz", NULL, 0, NULL);
+    th_assert_error(r, 503, "database_unavailable");
+    th_resp_free(r);
+    r = th_http(&s, "GET", "/healthz", NULL, 0, NULL);
+    assert_int_equal(r->status, 200);
+    th_resp_free(r);
+
+    th_sql(pg, "ALTER DATABASE " DB "_outage ALLOW_CONNECTIONS true");
+    r = th_json(&s, "POST", "/api/offline/queue", body); /* reconnects by itself */
+    assert_int_equal(r->status, 201);
+    th_resp_free(r);
+    r = th_http(&s, "GET", "/api/offline/queue/stats", NULL, 0, NULL);
+    assert_int_equal(th_int(r->json, "pending"), 2); /* nothing stored during the outage */
+    th_resp_free(r);
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+    PQfinish(pg);
+    th_db_drop(DB "_outage");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_role_matrix),
+        cmocka_unit_test(test_cors),
+        cmocka_unit_test(test_bad_configuration_exits_2),
+        cmocka_unit_test(test_help_lists_settings),
+        cmocka_unit_test(test_schema_newer_than_binary),
+        cmocka_unit_test(test_database_outage),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
