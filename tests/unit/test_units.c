@@ -1,0 +1,270 @@
+/* Unit tests without network or database: router, cursor, validators, errors, config. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "cursor.h"
+#include "err.h"
+#include "handlers.h"
+#include "routes.h"
+#include "validate.h"
+
+static void test_router_matches_table(void **state)
+{
+    static const struct {
+        const char *method, *path, *pattern, *id;
+        bool known;
+    } cases[] = {
+        {"GET", "/api/offline/queue", "/api/offline/queue", "", true},
+        {"GET", "/api/offline/queue/stats", "/api/offline/queue/stats", "", true},
+        {"GET", "/api/offline/queue/abc", "/api/offline/queue/{id}", "abc", true},
+        {"POST", "/api/offline/queue/abc/retry", "/api/offline/queue/{id}/retry", "abc", true},
+        {"DELETE", "/api/offline/queue/x-1", "/api/offline/queue/{id}", "x-1", true},
+        {"PUT", "/api/offline/queue", NULL, NULL, true},
+        {"GET", "/api/offline/queue/", NULL, NULL, false},
+        {"GET", "/api/offline/queue//retry", NULL, NULL, false},
+        {"GET", "/api/offline/queueX", NULL, NULL, false},
+        {"GET", "/", NULL, NULL, false},
+        {"POST", "/api/offline/queue/a/b/retry", NULL, NULL, false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char id[64] = "";
+        bool known = false;
+        const struct route *rt = routes_match(cases[i].method, cases[i].path, id, sizeof(id), &known);
+        assert_int_equal(known, cases[i].known);
+        if (cases[i].pattern == NULL) {
+            assert_null(rt);
+            continue;
+        }
+        assert_non_null(rt);
+        assert_string_equal(rt->pattern, cases[i].pattern);
+        assert_string_equal(id, cases[i].id);
+    }
+    /* an id longer than the buffer never matches */
+    char id[8];
+    bool known;
+    assert_null(routes_match("GET", "/api/offline/queue/0123456789abcdef", id, sizeof(id), &known));
+}
+
+static void test_every_route_has_a_handler_and_a_role(void **state)
+{
+    int n = 0;
+    for (const struct route *rt = routes_table(); rt->method; rt++, n++) {
+        assert_non_null(rt->fn);
+        bool public_probe = strcmp(rt->pattern, "/healthz") == 0 || strcmp(rt->pattern, "/readyz") == 0;
+        assert_true(public_probe ? rt->need == ROLE_NONE : rt->need >= ROLE_READ);
+        if (strcmp(rt->method, "GET") == 0 && !public_probe)
+            assert_int_equal(rt->need, ROLE_READ);
+    }
+    assert_true(n >= 11);
+}
+
+static void test_cursor_round_trip_and_garbage(void **state)
+{
+    static const struct {
+        int p;
+        long long s;
+    } ok[] = {{0, 1}, {-1000, 9223372036854775807LL}, {1000, 0}, {-5, 42}};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        char c[CURSOR_MAX];
+        int p;
+        long long s;
+        cursor_encode(ok[i].p, ok[i].s, c);
+        assert_null(strpbrk(c, "+/="));
+        assert_int_equal(cursor_decode(c, &p, &s), 0);
+        assert_int_equal(p, ok[i].p);
+        assert_int_equal(s, ok[i].s);
+    }
+    static const char *const bad[] = {"", "garbage", "djEuMS4y'", "djIuMS4y", "dj", "====",
+                                      "djEuMTAwMS4x", /* v1.1001.1 */ "djEuMS4tMQ", /* v1.1.-1 */
+                                      "djEuMS4yeA", /* v1.1.2x */ "djEu", "AAAAAAAA",
+                                      "djEuMS4y+", "djEuMS4y/", "a", "djEuMS4yAA"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int p;
+        long long s;
+        if (cursor_decode(bad[i], &p, &s) == 0)
+            fail_msg("accepted bad cursor %s", bad[i]);
+    }
+}
+
+static const struct field_rule rules[] = {
+    {.name = "name", .type = V_STRING, .required = true, .min = 1, .max = 5},
+    {.name = "n", .type = V_INT, .min = -3, .max = 3},
+    {.name = "f", .type = V_NUMBER, .min = 0, .max = 1},
+    {.name = "id", .type = V_UUID},
+    {.name = "o", .type = V_OBJECT, .nullable = true},
+    {.name = "c", .type = V_STRING, .one_of = (const char *const[]){"a", "b", NULL}},
+    {.name = NULL},
+};
+
+static void test_validate_object(void **state)
+{
+    static const struct {
+        const char *json;
+        const char *field; /* NULL: valid */
+    } cases[] = {
+        {"{\"name\":\"abc\"}", NULL},
+        {"{\"name\":\"abc\",\"n\":3,\"f\":0.5,\"o\":null,\"c\":\"b\","
+         "\"id\":\"6f1c1f57-3c3c-4d1e-9a43-54c2f1a0a9d5\"}", NULL},
+        {"{\"name\":\"abc\",\"n\":2.0}", NULL},
+        {"{}", "name"},
+        {"{\"name\":\"\"}", "name"},
+        {"{\"name\":\"abcdef\"}", "name"},
+        {"{\"name\":1}", "name"},
+        {"{\"name\":\"a\",\"n\":4}", "n"},
+        {"{\"name\":\"a\",\"n\":1.5}", "n"},
+        {"{\"name\":\"a\",\"n\":\"1\"}", "n"},
+        {"{\"name\":\"a\",\"f\":1.01}", "f"},
+        {"{\"name\":\"a\",\"id\":\"nope\"}", "id"},
+        {"{\"name\":\"a\",\"o\":[]}", "o"},
+        {"{\"name\":\"a\",\"c\":\"z\"}", "c"},
+        {"{\"name\":\"a\",\"extra\":1}", "extra"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *j = json_loads(cases[i].json, 0, NULL);
+        struct err e = {0};
+        int rc = validate_object(j, rules, false, &e);
+        if (cases[i].field == NULL) {
+            assert_int_equal(rc, 0);
+        } else {
+            assert_int_equal(rc, -1);
+            assert_int_equal(e.code, ERR_INVALID_REQUEST);
+            assert_string_equal(e.field, cases[i].field);
+        }
+        json_decref(j);
+    }
+}
+
+static void test_err_table_and_prefix(void **state)
+{
+    assert_int_equal(err_http_status(ERR_INVALID_JSON), 400);
+    assert_int_equal(err_http_status(ERR_UNSUPPORTED_MEDIA_TYPE), 415);
+    assert_int_equal(err_http_status(ERR_DB_UNAVAILABLE), 503);
+    assert_string_equal(err_wire_code(ERR_DB_UNAVAILABLE), "database_unavailable");
+    assert_string_equal(err_wire_code(ERR_QUEUE_FULL), "queue_full");
+    struct err e;
+    assert_int_equal(err_field(&e, ERR_INVALID_REQUEST, "endpoint", "bad %d", 1), -1);
+    assert_string_equal(e.message, "bad 1");
+    err_prefix_field(&e, "payload");
+    assert_string_equal(e.field, "payload.endpoint");
+    err_prefix_field(&e, "operations[3]");
+    assert_string_equal(e.field, "operations[3].payload.endpoint");
+    /* truncation never leaves half a UTF-8 character behind */
+    char longmsg[400];
+    memset(longmsg, 'a', sizeof(longmsg));
+    memcpy(longmsg + 254, "\xc3\xa9\xc3\xa9", 4);
+    longmsg[399] = '\0';
+    err_set(&e, ERR_INVALID_REQUEST, "%s", longmsg);
+    assert_int_equal(strlen(e.message), 254);
+}
+
+static void with_env(const char *const *env)
+{
+    static const char *const names[] = {"OFFLINEQ_DATABASE_URL", "OFFLINEQ_LISTEN", "OFFLINEQ_API_KEYS",
+                                        "OFFLINEQ_UPSTREAMS", "OFFLINEQ_WORKERS", "OFFLINEQ_CORS_ORIGINS"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        unsetenv(names[i]);
+    setenv("OFFLINEQ_DATABASE_URL", "postgresql:///x", 1);
+    for (; env && *env; env += 2)
+        setenv(env[0], env[1], 1);
+}
+
+static void test_config_parsing(void **state)
+{
+    struct config c;
+    char msg[512];
+    static const char *const env[] = {"OFFLINEQ_API_KEYS", " r1:read , w1:write,a:b:admin ",
+                                      "OFFLINEQ_UPSTREAMS", "default=http://127.0.0.1:9000/,reg=HTTPS://Models.Example/v1",
+                                      "OFFLINEQ_LISTEN", "0.0.0.0:9999",
+                                      "OFFLINEQ_CORS_ORIGINS", "https://a.example,*", NULL};
+    with_env(env);
+    char *argv[] = {"offlineq", "--workers=9", NULL};
+    assert_int_equal(config_load(&c, 2, argv, msg, sizeof(msg)), CONFIG_OK);
+    assert_int_equal(c.workers, 9);
+    assert_int_equal(c.listen_port, 9999);
+    assert_string_equal(c.listen_host, "0.0.0.0");
+    assert_false(c.listen_is_loopback);
+    assert_int_equal(c.n_api_keys, 3);
+    assert_int_equal(config_key_role(&c, "r1"), ROLE_READ);
+    assert_int_equal(config_key_role(&c, "w1"), ROLE_WRITE);
+    assert_int_equal(config_key_role(&c, "a:b"), ROLE_ADMIN); /* the role is after the last colon */
+    assert_int_equal(config_key_role(&c, "r2"), ROLE_NONE);
+    assert_int_equal(config_key_role(&c, ""), ROLE_NONE);
+    const struct upstream *u = config_find_upstream(&c, "default");
+    assert_string_equal(u->base_url, "http://127.0.0.1:9000");
+    assert_string_equal(u->origin, "http://127.0.0.1:9000");
+    u = config_find_upstream(&c, "reg");
+    assert_string_equal(u->origin, "https://models.example");
+    assert_null(config_find_upstream(&c, "nope"));
+    assert_int_equal(c.n_cors_origins, 2);
+    config_free(&c);
+
+    static const char *const ipv6[] = {"OFFLINEQ_LISTEN", "[::1]:8080", NULL};
+    with_env(ipv6);
+    assert_int_equal(config_load(&c, 1, argv, msg, sizeof(msg)), CONFIG_OK);
+    assert_true(c.listen_is_loopback);
+    config_free(&c);
+
+    char *bad_flag[] = {"offlineq", "--nope=1", NULL};
+    with_env(NULL);
+    assert_int_equal(config_load(&c, 2, bad_flag, msg, sizeof(msg)), CONFIG_EXIT_ERROR);
+    assert_non_null(strstr(msg, "--nope"));
+    config_free(&c);
+}
+
+static void test_target_validation(void **state)
+{
+    struct config c;
+    char msg[256];
+    static const char *const env[] = {"OFFLINEQ_UPSTREAMS", "default=http://127.0.0.1:9000,reg=https://models.example", NULL};
+    with_env(env);
+    char *argv[] = {"offlineq", NULL};
+    assert_int_equal(config_load(&c, 1, argv, msg, sizeof(msg)), CONFIG_OK);
+    static const struct {
+        const char *payload;
+        bool ok;
+    } cases[] = {
+        {"{\"endpoint\":\"/a/b?c=d\"}", true},
+        {"{\"endpoint\":\"http://127.0.0.1:9000/a\"}", true},
+        {"{\"endpoint\":\"https://models.example/x\",\"upstream\":\"reg\"}", true},
+        {"{\"endpoint\":\"https://models.example/x\"}", false},        /* not default's origin */
+        {"{\"endpoint\":\"http://127.0.0.1:9001/a\"}", false},         /* other port */
+        {"{\"endpoint\":\"http://127.0.0.1:9000@evil.example/\"}", false},
+        {"{\"endpoint\":\"http://2130706433:9000/\"}", false},         /* decimal spelling */
+        {"{\"endpoint\":\"gopher://127.0.0.1:9000/\"}", false},
+        {"{\"endpoint\":\"//127.0.0.1:9000/\"}", false},
+        {"{\"endpoint\":\"a/b\"}", false},
+        {"{\"endpoint\":\"/a b\"}", false},
+        {"{\"endpoint\":\"/a\",\"upstream\":\"other\"}", false},
+    };
+    const struct handler *h = handlers_find("api_call");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *p = json_loads(cases[i].payload, 0, NULL);
+        struct err e = {0};
+        int rc = h->validate(p, &c, &e);
+        if ((rc == 0) != cases[i].ok)
+            fail_msg("%s: expected %s (%s)", cases[i].payload, cases[i].ok ? "ok" : "refusal", e.message);
+        json_decref(p);
+    }
+    assert_null(handlers_find("teleport"));
+    config_free(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_router_matches_table),
+        cmocka_unit_test(test_every_route_has_a_handler_and_a_role),
+        cmocka_unit_test(test_cursor_round_trip_and_garbage),
+        cmocka_unit_test(test_validate_object),
+        cmocka_unit_test(test_err_table_and_prefix),
+        cmocka_unit_test(test_config_parsing),
+        cmocka_unit_test(test_target_validation),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
