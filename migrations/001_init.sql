@@ -38,8 +38,9 @@ CREATE TABLE offline_operations (
 -- At most one live operation per dedup_key: the database enforces it under concurrency.
 CREATE UNIQUE INDEX offline_operations_dedup ON offline_operations (dedup_key)
     WHERE dedup_key IS NOT NULL AND status IN ('pending', 'in_progress', 'conflict');
--- Execution order inside one status: listing, claiming the next due operation, bulk actions.
-CREATE INDEX offline_operations_order ON offline_operations (status, priority DESC, seq);
+-- Execution order inside one status (highest priority first, then enqueue order), as one
+-- ascending key so that keyset pages are index ranges: (-priority, seq) > (cursor).
+CREATE INDEX offline_operations_order ON offline_operations (status, (-priority), seq);
 -- oldest_pending_age_s without a scan.
 CREATE INDEX offline_operations_pending_age ON offline_operations (created_at)
     WHERE status = 'pending';

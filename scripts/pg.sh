@@ -31,6 +31,7 @@ grant_path() {
   d=$(dirname "$1")
   while [ "$d" != / ]; do
     if ! runuser -u postgres -- test -x "$d"; then
+      echo "offlineq: letting the postgres user pass through $d (setfacl u:postgres:x)" >&2
       setfacl -m u:postgres:x "$d"
     fi
     d=$(dirname "$d")
@@ -61,7 +62,12 @@ cmd_stop() {
   local dir=$1 bin
   bin=$(pg_bindir)
   [ -f "$dir/data/postmaster.pid" ] || return 0
-  as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+  if ! as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null 2>&1; then
+    # The server is gone or stuck: never leave a postmaster behind.
+    local pid
+    pid=$(head -1 "$dir/data/postmaster.pid" 2>/dev/null || true)
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+  fi
 }
 
 cmd_url() {

@@ -55,7 +55,7 @@ int main(int argc, char **argv)
         config_free(&a.cfg);
         return 0;
     case CONFIG_EXIT_ERROR:
-        fprintf(stderr, "offlineq: %s\n", msg);
+        log_json(LOG_ERROR, msg, json_pack("{s:s}", "event", "bad_configuration"));
         config_free(&a.cfg);
         return 2;
     case CONFIG_OK:

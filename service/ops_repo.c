@@ -31,12 +31,16 @@ static const struct db_stmt retry_stmt = {
     "        RETURNING offlineq_op_json(o)::text AS j) "
     "SELECT t.status, (SELECT j FROM upd) FROM target t"};
 
+/* One index range per requested status (LATERAL), merged: cheap at any table size. */
 static const struct db_stmt list_stmt = {
     "ops_list",
-    "SELECT offlineq_op_json(o)::text, o.priority, o.seq FROM offline_operations o "
-    "WHERE o.status = ANY($1::text[]) AND ($2::text IS NULL OR o.operation_type = $2) "
-    "  AND ($3::int IS NULL OR o.priority < $3 OR (o.priority = $3 AND o.seq > $4::bigint)) "
-    "ORDER BY o.priority DESC, o.seq LIMIT $5::int"};
+    "SELECT offlineq_op_json(x.o)::text, (x.o).priority, (x.o).seq "
+    "FROM unnest($1::text[]) AS s(status) CROSS JOIN LATERAL ("
+    "  SELECT o FROM offline_operations o "
+    "  WHERE o.status = s.status AND ($2::text IS NULL OR o.operation_type = $2) "
+    "    AND (-o.priority, o.seq) > ($3::int, $4::bigint) "
+    "  ORDER BY -o.priority, o.seq LIMIT $5::int) x "
+    "ORDER BY -(x.o).priority, (x.o).seq LIMIT $5::int"};
 
 static const struct db_stmt stats_stmt = {"ops_stats", "SELECT offlineq_stats()::text"};
 
@@ -183,12 +187,12 @@ static char *join_array(PGresult *r, int n)
 int ops_repo_list(struct db_conn *c, const struct list_query *q, struct list_page *out,
                   struct err *e)
 {
-    char prio[16], seq[32], limit[16];
-    fmt_int(prio, sizeof(prio), q->after_priority);
-    fmt_int(seq, sizeof(seq), q->after_seq);
+    char neg_prio[16], seq[32], limit[16];
+    /* The first page starts below every key: -priority >= -1000 and seq >= 1. */
+    fmt_int(neg_prio, sizeof(neg_prio), q->has_cursor ? -(long long)q->after_priority : -1001);
+    fmt_int(seq, sizeof(seq), q->has_cursor ? q->after_seq : 0);
     fmt_int(limit, sizeof(limit), (long long)q->limit + 1); /* one more tells if a page follows */
-    const char *params[] = {q->statuses, q->operation_type, q->has_cursor ? prio : NULL,
-                            q->has_cursor ? seq : NULL, limit};
+    const char *params[] = {q->statuses, q->operation_type, neg_prio, seq, limit};
     PGresult *r = db_exec(c, &list_stmt, 5, params, e);
     if (r == NULL)
         return -1;

@@ -181,6 +181,10 @@ static void test_bad_configuration_exits_2(void **state)
         assert_non_null(strstr(log, cases[i].names));
         assert_null(strstr(log, "secret-k1"));
         assert_int_equal(strchr(log, '\n') - log + 1, (long)strlen(log)); /* one line */
+        json_t *line = json_loads(log, 0, NULL); /* of JSON, like every log line */
+        assert_non_null(line);
+        assert_string_equal(th_str(line, "level"), "error");
+        json_decref(line);
         free(log);
     }
     /* with keys, any address is fine */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -141,6 +142,7 @@ static int listening_port(const struct svc *s)
 
 static void child_exec(const struct svc *s, const char *db, const char *const *env)
 {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test that dies takes its service with it */
     int fd = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     dup2(fd, 2);
     int devnull = open("/dev/null", O_RDWR);
@@ -187,6 +189,8 @@ int th_svc_start(struct svc *s, const char *db, const char *const *env, int *exi
             return 0;
         usleep(10000);
     }
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
     die("service did not start listening within 30 s; log: %s", s->log_path);
     return -1;
 }

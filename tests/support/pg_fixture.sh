@@ -11,7 +11,7 @@ stop() {
   [ -f "$envfile" ] || return 0
   # shellcheck disable=SC1090
   . "$envfile"
-  "$pg" stop "$OQT_PG_DIR"
+  "$pg" stop "$OQT_PG_DIR/pg"
   rm -rf "$OQT_PG_DIR"
   rm -f "$envfile"
 }
