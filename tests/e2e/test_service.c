@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -284,6 +287,53 @@ static void test_database_outage(void **state)
     th_db_drop(DB "_outage");
 }
 
+static int connect_to(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* SIGTERM while a request is being uploaded: it still completes, new connections are refused,
+ * and the service exits 0. */
+static void test_graceful_shutdown_finishes_in_flight(void **state)
+{
+    struct svc s;
+    static const char *const env[] = {"OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9", NULL};
+    assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
+    const char *body = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/in-flight\"}}";
+    char head[256];
+    snprintf(head, sizeof(head), "POST /api/offline/queue HTTP/1.1\r\nHost: x\r\n"
+             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n", strlen(body));
+    int fd = connect_to(s.port);
+    assert_true(fd >= 0);
+    assert_true(write(fd, head, strlen(head)) == (ssize_t)strlen(head));
+    assert_true(write(fd, body, 10) == 10);
+    usleep(200 * 1000);
+    kill(s.pid, SIGTERM);
+    usleep(300 * 1000);
+    assert_int_equal(connect_to(s.port), -1); /* no longer accepting */
+    size_t rest = strlen(body) - 10;
+    assert_true(write(fd, body + 10, rest) == (ssize_t)rest);
+    char reply[4096] = "";
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof(reply) - 1 && (n = read(fd, reply + got, sizeof(reply) - 1 - got)) > 0)
+        got += (size_t)n;
+    reply[got] = '\0';
+    close(fd);
+    assert_non_null(strstr(reply, "HTTP/1.1 201"));
+    assert_int_equal(th_svc_stop(&s, 0), 0); /* already stopping: just wait for it */
+    PGconn *pg = th_db_connect(url);
+    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations WHERE payload->>'endpoint' = '/in-flight'"), "1");
+    PQfinish(pg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -293,6 +343,7 @@ int main(void)
         cmocka_unit_test(test_help_lists_settings),
         cmocka_unit_test(test_schema_newer_than_binary),
         cmocka_unit_test(test_database_outage),
+        cmocka_unit_test(test_graceful_shutdown_finishes_in_flight),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
