@@ -23,8 +23,41 @@ static const struct field_rule enqueue_rules[] = {
     {.name = "group_key", .type = V_STRING, .nullable = true, .min = 1, .max = 255},
     {.name = "max_attempts", .type = V_INT, .min = 1, .max = 1000},
     {.name = "delay_s", .type = V_NUMBER, .min = 0, .max = 31536000},
+    {.name = "depends_on", .type = V_ARRAY},
+    {.name = "expires_in_s", .type = V_NUMBER, .min = 0, .max = 31536000},
+    {.name = "max_retry_duration_s", .type = V_INT, .min = 1, .max = 31536000},
     {.name = NULL},
 };
+
+#define DEPENDS_MAX 100
+
+/* depends_on: up to 100 operation ids, as a uuid[] literal. */
+static int parse_depends_on(const json_t *list, char **out, struct err *e)
+{
+    size_t n = json_array_size(list);
+    *out = NULL;
+    if (list == NULL || n == 0)
+        return 0;
+    if (n > DEPENDS_MAX)
+        return err_field(e, ERR_INVALID_REQUEST, "depends_on", "depends_on holds at most %d ids",
+                         DEPENDS_MAX);
+    char *s = oq_malloc(n * 37 + 3);
+    size_t o = 0;
+    s[o++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        const char *id = json_string_value(json_array_get(list, i));
+        if (!oq_is_uuid(id)) {
+            free(s);
+            return err_field(e, ERR_INVALID_REQUEST, "depends_on",
+                             "depends_on must be a list of operation ids");
+        }
+        o += (size_t)sprintf(s + o, "%s%s", i ? "," : "", id);
+    }
+    s[o++] = '}';
+    s[o] = '\0';
+    *out = s;
+    return 0;
+}
 
 /* Checks one enqueue body and fills *op (borrowing strings from body). */
 static int parse_enqueue(const json_t *body, const struct config *cfg, struct op_new *op,
@@ -43,6 +76,10 @@ static int parse_enqueue(const json_t *body, const struct config *cfg, struct op
         return -1;
     }
     const json_t *delay = json_object_get(body, "delay_s");
+    const json_t *expires = json_object_get(body, "expires_in_s");
+    char *depends_on = NULL;
+    if (parse_depends_on(json_object_get(body, "depends_on"), &depends_on, e) != 0)
+        return -1;
     *op = (struct op_new){
         .operation_type = type,
         .priority = (int)json_number_value(json_object_get(body, "priority")),
@@ -50,6 +87,9 @@ static int parse_enqueue(const json_t *body, const struct config *cfg, struct op
         .group_key = validate_str(body, "group_key", NULL),
         .max_attempts = (int)json_number_value(json_object_get(body, "max_attempts")),
         .delay_s = delay ? json_number_value(delay) : -1,
+        .depends_on = depends_on,
+        .expires_in_s = expires ? json_number_value(expires) : -1,
+        .max_retry_duration_s = (int)json_number_value(json_object_get(body, "max_retry_duration_s")),
     };
     op->payload_json = json_dumps(payload, JSON_COMPACT | JSON_PRESERVE_ORDER);
     OQ_ASSERT(op->payload_json != NULL);
@@ -63,24 +103,46 @@ static void set_location(struct request *r, const char *id)
     reply_header(r, "Location", loc);
 }
 
+/* OFFLINEQ_MAX_PENDING, against the count maintenance refreshes twice a second. */
+static int check_room(struct request *r, size_t adding, struct err *e)
+{
+    long long pending = atomic_load(&r->app->pending_estimate);
+    if (pending + (long long)adding > r->app->cfg.max_pending) {
+        reply_header(r, "Retry-After", "5");
+        return err_set(e, ERR_QUEUE_FULL, "the queue holds %lld pending operations (limit %d)",
+                       pending, r->app->cfg.max_pending);
+    }
+    return 0;
+}
+
+static void op_new_free(struct op_new *op)
+{
+    free(op->payload_json);
+    free(op->depends_on);
+}
+
 int api_queue_create(struct request *r, struct err *e)
 {
     struct op_new op = {0};
     struct op_created out = {0};
     struct db_conn *c = NULL;
     int rc = -1;
-    if (parse_enqueue(r->json, &r->app->cfg, &op, e) != 0)
+    if (check_room(r, 1, e) != 0 || parse_enqueue(r->json, &r->app->cfg, &op, e) != 0)
         goto out;
     c = db_acquire(&r->app->db, e);
     if (c == NULL || ops_repo_enqueue(c, &op, &out, e) != 0)
         goto out;
+    db_release(&r->app->db, c);
+    c = NULL;
+    if (out.created)
+        workers_wake(&r->app->workers);
     set_location(r, out.id);
     rc = reply_json_text(r, out.created ? 201 : 200, out.json);
     out.json = NULL;
 out:
     if (c != NULL)
         db_release(&r->app->db, c);
-    free(op.payload_json);
+    op_new_free(&op);
     free(out.json);
     return rc;
 }
@@ -131,7 +193,7 @@ int api_queue_batch(struct request *r, struct err *e)
     struct db_conn *c = NULL;
     long failed = -1;
     int rc = -1;
-    if (parse_batch(r, ops, n, e) != 0)
+    if (check_room(r, n, e) != 0 || parse_batch(r, ops, n, e) != 0)
         goto out;
     c = db_acquire(&r->app->db, e);
     if (c == NULL)
@@ -144,12 +206,13 @@ int api_queue_batch(struct request *r, struct err *e)
         }
         goto out;
     }
+    workers_wake(&r->app->workers);
     rc = reply_json_text(r, 201, batch_body(out, n));
 out:
     if (c != NULL)
         db_release(&r->app->db, c);
     for (size_t i = 0; i < n; i++) {
-        free(ops[i].payload_json);
+        op_new_free(&ops[i]);
         free(out[i].json);
     }
     free(ops);

@@ -18,6 +18,8 @@ static const struct route routes[] = {
     {"GET", "/api/offline/queue/{id}", api_queue_get, ROLE_READ, BODY_NONE},
     {"DELETE", "/api/offline/queue/{id}", api_queue_delete, ROLE_WRITE, BODY_NONE},
     {"POST", "/api/offline/queue/{id}/retry", api_queue_retry, ROLE_WRITE, BODY_NONE},
+    {"POST", "/api/offline/files", api_files_create, ROLE_WRITE, BODY_RAW},
+    {"GET", "/api/offline/files/{id}", api_files_get, ROLE_READ, BODY_NONE},
     {NULL, NULL, NULL, ROLE_NONE, BODY_NONE},
 };
 
@@ -137,8 +139,19 @@ static bool is_json_type(const char *ct)
     return n == strlen("application/json") && strncasecmp(ct, "application/json", n) == 0;
 }
 
+size_t routes_body_limit(struct request *r)
+{
+    char id[64];
+    bool known;
+    const struct route *rt = routes_match(r->method, r->url, id, sizeof(id), &known);
+    return (size_t)(rt != NULL && rt->body == BODY_RAW ? r->app->cfg.max_file_bytes
+                                                        : r->app->cfg.max_body_bytes);
+}
+
 static int parse_body(struct request *r, const struct route *rt, struct err *e)
 {
+    if (rt->body == BODY_RAW)
+        return 0;
     if (rt->body == BODY_NONE || (rt->body == BODY_JSON_OPT && r->body_len == 0))
         return 0;
     if (rt->body == BODY_JSON && r->body_len == 0)

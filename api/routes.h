@@ -8,6 +8,7 @@ enum body_kind {
     BODY_NONE,     /* a body is ignored */
     BODY_JSON,     /* a JSON object is required */
     BODY_JSON_OPT, /* a JSON object, or nothing */
+    BODY_RAW,      /* any bytes (a file), up to OFFLINEQ_MAX_FILE_BYTES */
 };
 
 /* A handler replies itself and returns 0, or returns -1 with *e set for reply_err. */
@@ -32,6 +33,10 @@ const struct route *routes_match(const char *method, const char *path, char *pat
 /* Checks CORS, auth, route, content type and body, then runs the handler. */
 void routes_dispatch(struct request *r);
 
+/* The body limit of the request's route: OFFLINEQ_MAX_FILE_BYTES for file uploads,
+ * OFFLINEQ_MAX_BODY_BYTES otherwise. */
+size_t routes_body_limit(struct request *r);
+
 /* Handlers (api/<resource>.c). */
 int api_health(struct request *r, struct err *e);
 int api_ready(struct request *r, struct err *e);
@@ -44,5 +49,7 @@ int api_queue_retry(struct request *r, struct err *e);
 int api_queue_stats(struct request *r, struct err *e);
 int api_queue_clear_completed(struct request *r, struct err *e);
 int api_queue_retry_failed(struct request *r, struct err *e);
+int api_files_create(struct request *r, struct err *e);
+int api_files_get(struct request *r, struct err *e);
 
 #endif

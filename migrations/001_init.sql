@@ -13,6 +13,16 @@ CREATE TABLE offlineq_settings (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- Files for file_upload / model_push, kept in the database so any instance can deliver them.
+CREATE TABLE offlineq_files (
+    id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    content_type text NOT NULL,
+    size         bigint NOT NULL,
+    sha256       text NOT NULL,
+    data         bytea NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+
 CREATE TABLE offline_operations (
     id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     seq              bigint GENERATED ALWAYS AS IDENTITY,
@@ -32,7 +42,12 @@ CREATE TABLE offline_operations (
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
     completed_at     timestamptz,
-    result           jsonb
+    result           jsonb,
+    depends_on       uuid[],
+    expires_at       timestamptz,
+    max_retry_duration_s integer CHECK (max_retry_duration_s > 0),
+    first_attempt_at timestamptz,
+    file_id          uuid REFERENCES offlineq_files (id) ON DELETE SET NULL
 );
 
 -- At most one live operation per dedup_key: the database enforces it under concurrency.
@@ -41,6 +56,14 @@ CREATE UNIQUE INDEX offline_operations_dedup ON offline_operations (dedup_key)
 -- Execution order inside one status (highest priority first, then enqueue order), as one
 -- ascending key so that keyset pages are index ranges: (-priority, seq) > (cursor).
 CREATE INDEX offline_operations_order ON offline_operations (status, (-priority), seq);
+-- Group ordering: is there an earlier live operation of this group?
+CREATE INDEX offline_operations_group ON offline_operations (group_key, seq)
+    WHERE group_key IS NOT NULL AND status IN ('pending', 'in_progress', 'conflict');
+-- The reaper: leases that ran out.
+CREATE INDEX offline_operations_lease ON offline_operations (lease_expires_at)
+    WHERE status = 'in_progress';
+-- Files still needed by an operation.
+CREATE INDEX offline_operations_file ON offline_operations (file_id) WHERE file_id IS NOT NULL;
 -- oldest_pending_age_s without a scan.
 CREATE INDEX offline_operations_pending_age ON offline_operations (created_at)
     WHERE status = 'pending';
@@ -86,6 +109,21 @@ CREATE TRIGGER offline_operations_count_update AFTER UPDATE ON offline_operation
 CREATE TRIGGER offline_operations_count_delete AFTER DELETE ON offline_operations
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION offlineq_count_delete();
 
+-- A stored file goes when no operation that still needs it is left (completed or deleted).
+CREATE FUNCTION offlineq_drop_unused_files() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM offlineq_files f
+    WHERE f.id IN (SELECT file_id FROM old_rows WHERE file_id IS NOT NULL)
+      AND NOT EXISTS (SELECT 1 FROM offline_operations o
+                      WHERE o.file_id = f.id AND o.status <> 'completed');
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER offline_operations_files_update AFTER UPDATE ON offline_operations
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION offlineq_drop_unused_files();
+CREATE TRIGGER offline_operations_files_delete AFTER DELETE ON offline_operations
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION offlineq_drop_unused_files();
+
 -- Folds the delta rows into one row per (type, status). Safe to run from any instance at
 -- any time: rows inserted concurrently are not in the DELETE's snapshot and stay.
 CREATE FUNCTION offlineq_compact_counts() RETURNS bigint LANGUAGE plpgsql AS $$
@@ -123,7 +161,10 @@ CREATE FUNCTION offlineq_op_json(o offline_operations) RETURNS json LANGUAGE sql
         offlineq_ts(o.updated_at) AS updated_at,
         offlineq_ts(o.next_attempt_at) AS next_attempt_at,
         offlineq_ts(o.completed_at) AS completed_at,
-        o.result) x
+        o.result,
+        o.depends_on,
+        offlineq_ts(o.expires_at) AS expires_at,
+        o.max_retry_duration_s) x
 $$;
 
 CREATE FUNCTION offlineq_stats() RETURNS json LANGUAGE sql STABLE AS $$
@@ -149,14 +190,18 @@ CREATE FUNCTION offlineq_stats() RETURNS json LANGUAGE sql STABLE AS $$
 $$;
 
 -- Enqueue with every rule of POST /api/offline/queue: known type, object payload, ranges,
--- and dedup (an existing live operation with the same dedup_key is returned, created=false).
+-- known file and dependencies, and dedup (an existing live operation with the same dedup_key
+-- is returned, created=false).
 CREATE FUNCTION offlineq_enqueue_ex(
     p_operation_type text, p_payload jsonb, p_priority integer, p_dedup_key text,
     p_group_key text, p_max_attempts integer, p_delay_s double precision,
+    p_depends_on uuid[], p_expires_in_s double precision, p_max_retry_duration_s integer,
     OUT op offline_operations, OUT created boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
     attempts integer := p_max_attempts;
+    v_file uuid;
+    missing uuid;
 BEGIN
     IF p_operation_type IS NULL OR NOT EXISTS (
             SELECT 1 FROM offlineq_operation_types WHERE name = p_operation_type) THEN
@@ -183,11 +228,36 @@ BEGIN
         RAISE EXCEPTION 'delay_s must be a number from 0 to 31536000'
             USING ERRCODE = 'OQ400', COLUMN = 'delay_s';
     END IF;
+    IF p_payload ? 'file_id' AND p_operation_type IN ('file_upload', 'model_push') THEN
+        BEGIN
+            v_file := (p_payload ->> 'file_id')::uuid;
+        EXCEPTION WHEN invalid_text_representation THEN
+            RAISE EXCEPTION 'payload.file_id must be a UUID'
+                USING ERRCODE = 'OQ400', COLUMN = 'payload.file_id';
+        END;
+        -- FOR KEY SHARE: the file cannot vanish before this operation is committed.
+        PERFORM 1 FROM offlineq_files WHERE id = v_file FOR KEY SHARE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'unknown file_id %', v_file USING ERRCODE = 'OQ400', COLUMN = 'payload.file_id';
+        END IF;
+    END IF;
+    IF p_depends_on IS NOT NULL THEN
+        SELECT d INTO missing FROM unnest(p_depends_on) d
+        WHERE NOT EXISTS (SELECT 1 FROM offline_operations x WHERE x.id = d) LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'depends_on names an unknown operation %', missing
+                USING ERRCODE = 'OQ400', COLUMN = 'depends_on';
+        END IF;
+    END IF;
     LOOP
         INSERT INTO offline_operations AS o (operation_type, payload, priority, dedup_key,
-                                             group_key, max_attempts, next_attempt_at)
+                                             group_key, max_attempts, next_attempt_at,
+                                             depends_on, expires_at, max_retry_duration_s, file_id)
         VALUES (p_operation_type, p_payload, p_priority, p_dedup_key, p_group_key, attempts,
-                now() + make_interval(secs => coalesce(p_delay_s, 0)))
+                now() + make_interval(secs => coalesce(p_delay_s, 0)),
+                nullif(p_depends_on, '{}'),
+                now() + make_interval(secs => p_expires_in_s),
+                p_max_retry_duration_s, v_file)
         ON CONFLICT (dedup_key)
             WHERE dedup_key IS NOT NULL AND status IN ('pending', 'in_progress', 'conflict')
             DO NOTHING
@@ -214,5 +284,5 @@ CREATE FUNCTION offlineq_enqueue(operation_type text, payload jsonb, priority in
 RETURNS uuid LANGUAGE sql AS $$
     SELECT (r.op).id
     FROM offlineq_enqueue_ex(operation_type, payload, coalesce(priority, 0), dedup_key,
-                             group_key, NULL, NULL) r
+                             group_key, NULL, NULL, NULL, NULL, NULL) r
 $$;

@@ -9,6 +9,7 @@
 #include "handlers.h"
 #include "log.h"
 #include "migrate.h"
+#include "queue.h"
 
 static int migrate(struct app *a, struct err *e)
 {
@@ -72,19 +73,44 @@ int app_init(struct app *a, struct err *e)
     atomic_init(&a->stopping, false);
     pthread_mutex_init(&a->stop_mu, NULL);
     pthread_cond_init(&a->stop_cv, NULL);
+    atomic_init(&a->abort_outbound, false);
+    atomic_init(&a->pending_estimate, 0);
+    policy_init(&a->policy, &a->cfg);
     db_pool_init(&a->db, a->cfg.database_url, a->cfg.db_pool_size);
     if (migrate(a, e) != 0)
         return -1;
     return register_registry(a, e);
 }
 
-static const struct db_stmt compact_counts = {"compact_counts",
-                                              "SELECT offlineq_compact_counts()"};
+static const struct db_stmt compact_counts = {
+    "compact_counts",
+    "SELECT offlineq_compact_counts(), "
+    "  (SELECT coalesce(sum(n), 0) FROM offlineq_op_counts WHERE status = 'pending')"};
 
-/* Folds counter deltas every 500 ms so stats stay a scan of a few rows. */
+/* One housekeeping round: fold counter deltas (stats stay a scan of a few rows), refresh the
+ * pending count that OFFLINEQ_MAX_PENDING is checked against, and every other round sweep
+ * expired leases, expired operations and failed dependencies. */
+static void maintain(struct app *a, unsigned round)
+{
+    struct err e = {0};
+    struct db_conn *c = db_acquire(&a->db, &e);
+    if (c == NULL)
+        return;
+    PGresult *r = db_exec(c, &compact_counts, 0, NULL, &e);
+    if (r != NULL) {
+        atomic_store(&a->pending_estimate, atoll(PQgetvalue(r, 0, 1)));
+        PQclear(r);
+    }
+    if (round % 2 == 0 && queue_sweep(c, &e) > 0)
+        workers_wake(&a->workers); /* reaped operations are due again */
+    db_release(&a->db, c);
+}
+
+/* Runs maintain() every 500 ms. */
 static void *maintenance_main(void *arg)
 {
     struct app *a = arg;
+    unsigned round = 0;
     pthread_mutex_lock(&a->stop_mu);
     while (!atomic_load(&a->stopping)) {
         struct timespec t;
@@ -98,12 +124,7 @@ static void *maintenance_main(void *arg)
         if (atomic_load(&a->stopping))
             break;
         pthread_mutex_unlock(&a->stop_mu);
-        struct err e = {0};
-        struct db_conn *c = db_acquire(&a->db, &e);
-        if (c != NULL) {
-            PQclear(db_exec(c, &compact_counts, 0, NULL, &e));
-            db_release(&a->db, c);
-        }
+        maintain(a, round++);
         pthread_mutex_lock(&a->stop_mu);
     }
     pthread_mutex_unlock(&a->stop_mu);
@@ -112,11 +133,13 @@ static void *maintenance_main(void *arg)
 
 void app_start(struct app *a)
 {
+    workers_start(&a->workers, a);
     a->maintenance_started = pthread_create(&a->maintenance, NULL, maintenance_main, a) == 0;
 }
 
 void app_close(struct app *a)
 {
+    workers_stop(&a->workers, a->cfg.shutdown_grace_s);
     pthread_mutex_lock(&a->stop_mu);
     atomic_store(&a->stopping, true);
     pthread_cond_broadcast(&a->stop_cv);
@@ -124,6 +147,7 @@ void app_close(struct app *a)
     if (a->maintenance_started)
         pthread_join(a->maintenance, NULL);
     db_pool_close(&a->db);
+    policy_close(&a->policy);
     pthread_cond_destroy(&a->stop_cv);
     pthread_mutex_destroy(&a->stop_mu);
 }

@@ -7,6 +7,8 @@
 
 #include "config.h"
 #include "db.h"
+#include "policy.h"
+#include "workers.h"
 
 struct MHD_Daemon;
 
@@ -17,6 +19,10 @@ struct app {
     char instance_id[64]; /* host:pid:random, names this instance in leases and logs */
     atomic_int inflight;  /* HTTP requests started and not yet completed */
     atomic_bool stopping;
+    struct policy policy;
+    struct workers workers;
+    atomic_bool abort_outbound;   /* set when the shutdown grace is over */
+    atomic_llong pending_estimate; /* pending operations, refreshed by maintenance */
     pthread_t maintenance;
     bool maintenance_started;
     pthread_mutex_t stop_mu;

@@ -26,7 +26,8 @@ static const struct setting settings[] = {
     {"OFFLINEQ_DATABASE_URL", CFG_STR, OFF(database_url), NULL, 0, 0,
      "libpq connection URI or conninfo (required; `make run` provides a private cluster)"},
     {"OFFLINEQ_LISTEN", CFG_STR, OFF(listen), "127.0.0.1:8080", 0, 0, "address:port to serve on"},
-    {"OFFLINEQ_WORKERS", CFG_INT, OFF(workers), "4", 1, 256, "worker threads"},
+    {"OFFLINEQ_WORKERS", CFG_INT, OFF(workers), "4", 0, 256,
+     "worker threads (0: this instance serves the API and executes nothing)"},
     {"OFFLINEQ_MAX_BODY_BYTES", CFG_INT, OFF(max_body_bytes), "1048576", 1024, 67108864,
      "largest accepted request body in bytes"},
     {"OFFLINEQ_MAX_ATTEMPTS", CFG_INT, OFF(max_attempts), "5", 1, 1000,
@@ -40,6 +41,24 @@ static const struct setting settings[] = {
      "name=base_url,... upstreams operations may target"},
     {"OFFLINEQ_DB_POOL_SIZE", CFG_INT, OFF(db_pool_size), "8", 1, 256, "PostgreSQL connections"},
     {"OFFLINEQ_HTTP_THREADS", CFG_INT, OFF(http_threads), "4", 1, 256, "HTTP server threads"},
+    {"OFFLINEQ_UPSTREAMS_FILE", CFG_STR, OFF(upstreams_file), "", 0, 0,
+     "JSON file of upstreams with delivery policy (see README)"},
+    {"OFFLINEQ_LEASE_S", CFG_INT, OFF(lease_s), "60", 2, 86400,
+     "seconds a claimed operation stays leased without a heartbeat"},
+    {"OFFLINEQ_SHUTDOWN_GRACE_S", CFG_INT, OFF(shutdown_grace_s), "10", 0, 3600,
+     "seconds running operations get to finish on shutdown"},
+    {"OFFLINEQ_BACKOFF_BASE_MS", CFG_INT, OFF(backoff_base_ms), "1000", 1, 86400000,
+     "first retry delay cap (exponential backoff, full jitter)"},
+    {"OFFLINEQ_BACKOFF_MAX_MS", CFG_INT, OFF(backoff_max_ms), "300000", 1, 86400000,
+     "largest retry delay"},
+    {"OFFLINEQ_MAX_PENDING", CFG_INT, OFF(max_pending), "1000000", 1, 2000000000,
+     "pending operations beyond which enqueue answers 429"},
+    {"OFFLINEQ_MAX_FILE_BYTES", CFG_INT, OFF(max_file_bytes), "52428800", 1, 1073741823,
+     "largest file accepted by POST /api/offline/files"},
+    {"OFFLINEQ_METRIC_BATCH", CFG_INT, OFF(metric_batch), "100", 1, 10000,
+     "metric_log operations sent in one request"},
+    {"OFFLINEQ_POLL_MS", CFG_INT, OFF(poll_ms), "1000", 10, 60000,
+     "idle workers look for due work at least this often"},
 };
 #undef OFF
 
@@ -116,7 +135,7 @@ static int parse_listen(struct config *c, char *out, size_t len)
 }
 
 /* Splits s on commas into trimmed, non-empty, newly allocated items. */
-static char **split_list(const char *s, size_t *n)
+char **config_split_list(const char *s, size_t *n)
 {
     char **items = NULL;
     *n = 0;
@@ -140,7 +159,7 @@ static char **split_list(const char *s, size_t *n)
     return items;
 }
 
-static void free_list(char **items, size_t n)
+void config_free_list(char **items, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         free(items[i]);
@@ -165,7 +184,7 @@ static int parse_role(const char *s, enum role *out)
 static int parse_api_keys(struct config *c, char *out, size_t len)
 {
     size_t n = 0;
-    char **items = split_list(c->api_keys_raw, &n);
+    char **items = config_split_list(c->api_keys_raw, &n);
     int rc = 0;
     c->api_keys = oq_calloc(n, sizeof(*c->api_keys));
     for (size_t i = 0; i < n; i++) {
@@ -183,57 +202,8 @@ static int parse_api_keys(struct config *c, char *out, size_t len)
         c->api_keys[i].role = role;
         c->n_api_keys = i + 1;
     }
-    free_list(items, n);
+    config_free_list(items, n);
     OPENSSL_cleanse(c->api_keys_raw, strlen(c->api_keys_raw));
-    return rc;
-}
-
-/* Lowercases scheme and host of an http(s) URL into origin; returns -1 if not http(s). */
-static int url_origin(const char *url, char *origin, size_t len)
-{
-    const char *rest;
-    if (strncasecmp(url, "http://", 7) == 0)
-        rest = url + 7;
-    else if (strncasecmp(url, "https://", 8) == 0)
-        rest = url + 8;
-    else
-        return -1;
-    size_t host_len = strcspn(rest, "/?#");
-    if (host_len == 0 || memchr(rest, '@', host_len) != NULL)
-        return -1;
-    size_t n = (size_t)(rest - url) + host_len;
-    if (n >= len)
-        return -1;
-    for (size_t i = 0; i < n; i++)
-        origin[i] = (char)tolower((unsigned char)url[i]);
-    origin[n] = '\0';
-    return 0;
-}
-
-static int parse_upstreams(struct config *c, char *out, size_t len)
-{
-    size_t n = 0;
-    char **items = split_list(c->upstreams_raw, &n);
-    int rc = 0;
-    c->upstreams = oq_calloc(n, sizeof(*c->upstreams));
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        char *eq = strchr(items[i], '=');
-        char origin[512];
-        if (eq == NULL || eq == items[i] || url_origin(eq + 1, origin, sizeof(origin)) != 0) {
-            rc = fail(out, len, "OFFLINEQ_UPSTREAMS: entry %zu must be name=http(s)://host[:port][/path]",
-                      i + 1);
-            break;
-        }
-        struct upstream *u = &c->upstreams[i];
-        u->name = oq_strndup(items[i], (size_t)(eq - items[i]));
-        u->base_url = oq_strdup(eq + 1);
-        size_t bl = strlen(u->base_url);
-        while (bl > 0 && u->base_url[bl - 1] == '/')
-            u->base_url[--bl] = '\0';
-        u->origin = oq_strdup(origin);
-        c->n_upstreams = i + 1;
-    }
-    free_list(items, n);
     return rc;
 }
 
@@ -245,9 +215,11 @@ static int derive(struct config *c, char *out, size_t len)
         return fail(out, len, "OFFLINEQ_LOG_LEVEL: expected debug|info|warn|error, got \"%s\"",
                     c->log_level_raw);
     if (parse_listen(c, out, len) != 0 || parse_api_keys(c, out, len) != 0 ||
-        parse_upstreams(c, out, len) != 0)
+        upstreams_parse(c, out, len) != 0)
         return -1;
-    c->cors_origins = split_list(c->cors_origins_raw, &c->n_cors_origins);
+    if (c->backoff_base_ms > c->backoff_max_ms)
+        return fail(out, len, "OFFLINEQ_BACKOFF_BASE_MS: must not exceed OFFLINEQ_BACKOFF_MAX_MS");
+    c->cors_origins = config_split_list(c->cors_origins_raw, &c->n_cors_origins);
     if (c->n_api_keys == 0 && !c->listen_is_loopback)
         return fail(out, len,
                     "OFFLINEQ_API_KEYS: no keys configured, so OFFLINEQ_LISTEN must be a loopback "
@@ -295,13 +267,8 @@ void config_free(struct config *c)
             free(*(char **)((char *)c + settings[i].offset));
     }
     free(c->api_keys);
-    for (size_t i = 0; i < c->n_upstreams; i++) {
-        free(c->upstreams[i].name);
-        free(c->upstreams[i].base_url);
-        free(c->upstreams[i].origin);
-    }
-    free(c->upstreams);
-    free_list(c->cors_origins, c->n_cors_origins);
+    upstreams_free(c);
+    config_free_list(c->cors_origins, c->n_cors_origins);
     memset(c, 0, sizeof(*c));
 }
 

@@ -18,6 +18,15 @@ struct upstream {
     char *name;
     char *base_url; /* without trailing slash */
     char *origin;   /* scheme://host[:port], lowercase scheme and host */
+    char **headers; /* "Name: value" lines sent on every request, n_headers of them */
+    size_t n_headers;
+    int connect_timeout_ms;
+    int timeout_ms;
+    int max_concurrency; /* 0: unlimited */
+    double rate_per_s;   /* 0: unlimited */
+    char *signing_secret; /* NULL: requests are not signed */
+    int breaker_failures;
+    int breaker_cooldown_s;
 };
 
 struct config {
@@ -33,6 +42,15 @@ struct config {
     char *upstreams_raw;
     int db_pool_size;
     int http_threads;
+    int lease_s;
+    int shutdown_grace_s;
+    int backoff_base_ms;
+    int backoff_max_ms;
+    int max_pending;
+    int max_file_bytes;
+    int metric_batch;
+    int poll_ms;
+    char *upstreams_file;
 
     /* Derived from the raw settings by config_load(). */
     char listen_host[64];
@@ -58,6 +76,17 @@ void config_free(struct config *c);
 
 /* Writes the --help text (generated from the settings table). */
 void config_print_help(FILE *out);
+
+/* Splits s on commas into trimmed, non-empty, malloc'd items; free with config_free_list. */
+char **config_split_list(const char *s, size_t *n);
+void config_free_list(char **items, size_t n);
+
+/* Fills c->upstreams from OFFLINEQ_UPSTREAMS and OFFLINEQ_UPSTREAMS_FILE (upstream_config.c). */
+int upstreams_parse(struct config *c, char *out, size_t len);
+void upstreams_free(struct config *c);
+
+/* Lowercase scheme://host[:port] of an http(s) URL without userinfo; -1 otherwise. */
+int config_url_origin(const char *url, char *origin, size_t len);
 
 /* Returns the upstream named name, or NULL. */
 const struct upstream *config_find_upstream(const struct config *c, const char *name);

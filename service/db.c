@@ -140,7 +140,7 @@ int db_error(struct db_conn *c, PGresult *res, struct err *e)
     return err_set(e, ERR_INTERNAL, "internal error");
 }
 
-static int prepare(struct db_conn *c, const struct db_stmt *s, int n, struct err *e)
+int db_prepare(struct db_conn *c, const struct db_stmt *s, int n, struct err *e)
 {
     for (int i = 0; i < c->n_prepared; i++) {
         if (c->prepared[i] == s)
@@ -160,7 +160,7 @@ static int prepare(struct db_conn *c, const struct db_stmt *s, int n, struct err
 PGresult *db_exec(struct db_conn *c, const struct db_stmt *s, int n, const char *const *params,
                   struct err *e)
 {
-    if (prepare(c, s, n, e) != 0)
+    if (db_prepare(c, s, n, e) != 0)
         return NULL;
     PGresult *r = PQexecPrepared(c->pg, s->name, n, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);

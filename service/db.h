@@ -44,6 +44,9 @@ void db_release(struct db_pool *p, struct db_conn *c);
 PGresult *db_exec(struct db_conn *c, const struct db_stmt *s, int n, const char *const *params,
                   struct err *e) OQ_MUSTCHECK;
 
+/* Prepares s on c if it is not yet (for callers that need PQexecPrepared's binary options). */
+int db_prepare(struct db_conn *c, const struct db_stmt *s, int n, struct err *e) OQ_MUSTCHECK;
+
 /* Runs a parameterless command (BEGIN, COMMIT, ROLLBACK, LISTEN ...). */
 int db_command(struct db_conn *c, const char *sql, struct err *e) OQ_MUSTCHECK;
 

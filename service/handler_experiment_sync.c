@@ -16,3 +16,9 @@ int experiment_sync_validate(const json_t *payload, const struct config *cfg, st
         return -1;
     return target_validate(payload, cfg, e);
 }
+
+/* A PUT of the document (If-Match when given): the api_call executor with method PUT. */
+void experiment_sync_execute(struct exec_ctx *ctx, const struct job *job, struct exec_result *res)
+{
+    api_call_execute(ctx, job, res);
+}

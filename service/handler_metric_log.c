@@ -1,7 +1,13 @@
 /* metric_log: metrics of a run, batched per upstream and endpoint on delivery. */
 #include <stdio.h>
 
+#include <openssl/sha.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
 #include "handlers.h"
+#include "outbound.h"
 #include "validate.h"
 
 static const struct field_rule rules[] = {
@@ -30,4 +36,51 @@ int metric_log_validate(const json_t *payload, const struct config *cfg, struct 
         }
     }
     return target_validate(payload, cfg, e);
+}
+
+/* The idempotency key of a batch: its one operation's id, or a digest of all the ids, so that
+ * a re-sent batch of the same operations carries the same key. */
+static void batch_key(const struct job *jobs, size_t n, char *out, size_t len)
+{
+    if (n == 1) {
+        snprintf(out, len, "%s", jobs[0].id);
+        return;
+    }
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    char *ids = oq_malloc(n * 36);
+    for (size_t i = 0; i < n; i++)
+        memcpy(ids + i * 36, jobs[i].id, 36);
+    SHA256((const unsigned char *)ids, n * 36, d);
+    free(ids);
+    size_t o = (size_t)snprintf(out, len, "batch-");
+    for (size_t i = 0; i < 16 && o + 2 < len; i++)
+        o += (size_t)snprintf(out + o, len - o, "%02x", d[i]);
+}
+
+/* One POST of a JSON array of the payloads, in enqueue order. */
+void metric_log_execute_batch(struct exec_ctx *ctx, const struct job *jobs, size_t n,
+                              struct exec_result *res)
+{
+    const struct upstream *u = target_upstream(&ctx->app->cfg, jobs[0].payload);
+    if (u == NULL) {
+        exec_fail(res, "upstream \"%s\" is no longer configured",
+                  validate_str(jobs[0].payload, "upstream", "default"));
+        return;
+    }
+    json_t *array = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append(array, jobs[i].payload);
+    char *body = json_dumps(array, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(array);
+    char key[80];
+    batch_key(jobs, n, key, sizeof(key));
+    struct out_request rq = {.u = u,
+                             .method = "POST",
+                             .endpoint = validate_str(jobs[0].payload, "endpoint", "/metrics"),
+                             .body = body,
+                             .body_len = strlen(body),
+                             .content_type = "application/json",
+                             .idempotency_key = key};
+    deliver(ctx, &rq, res);
+    free(body);
 }

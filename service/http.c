@@ -10,6 +10,7 @@
 #include "reply.h"
 
 static http_dispatch_fn dispatch_fn;
+static http_limit_fn limit_fn;
 
 const char *http_header(struct request *r, const char *name)
 {
@@ -66,21 +67,19 @@ static void request_free(struct request *r)
 static void reply_too_large(struct request *r)
 {
     struct err e;
-    err_set(&e, ERR_PAYLOAD_TOO_LARGE, "request body is larger than %d bytes",
-            r->app->cfg.max_body_bytes);
+    err_set(&e, ERR_PAYLOAD_TOO_LARGE, "request body is larger than %zu bytes", r->body_limit);
     reply_err(r, &e);
 }
 
 static bool declared_too_large(struct request *r)
 {
     const char *cl = http_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    return cl != NULL && strtoull(cl, NULL, 10) > (unsigned long long)r->app->cfg.max_body_bytes;
+    return cl != NULL && strtoull(cl, NULL, 10) > (unsigned long long)r->body_limit;
 }
 
 static void append_body(struct request *r, const char *data, size_t n)
 {
-    size_t max = (size_t)r->app->cfg.max_body_bytes;
-    if (r->too_large || r->body_len + n > max) {
+    if (r->too_large || r->body_len + n > r->body_limit) {
         r->too_large = true;
         return;
     }
@@ -109,6 +108,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r = request_new(a, conn, url, method);
         *con_cls = r;
         atomic_fetch_add(&a->inflight, 1);
+        r->body_limit = limit_fn(r);
         if (declared_too_large(r)) {
             r->too_large = true;
             reply_too_large(r); /* before reading a byte of the body */
@@ -177,12 +177,13 @@ static int resolve_listen(const struct config *c, struct sockaddr_storage *ss, s
     return 0;
 }
 
-int http_start(struct app *a, http_dispatch_fn dispatch, struct err *e)
+int http_start(struct app *a, http_dispatch_fn dispatch, http_limit_fn limit, struct err *e)
 {
     struct sockaddr_storage ss;
     if (resolve_listen(&a->cfg, &ss, e) != 0)
         return -1;
     dispatch_fn = dispatch;
+    limit_fn = limit;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)

@@ -18,6 +18,7 @@ struct request {
     char *body;         /* owned; NUL-terminated */
     size_t body_len;
     size_t body_cap;
+    size_t body_limit;
     bool too_large;
     bool replied;
     json_t *json;       /* owned; the parsed body for JSON routes, or NULL */
@@ -38,9 +39,13 @@ struct request {
 /* Called once per complete request; must reply exactly once. */
 typedef void (*http_dispatch_fn)(struct request *r);
 
+/* The largest body accepted for this request (known from method and URL, before the body). */
+typedef size_t (*http_limit_fn)(struct request *r);
+
 /* Starts serving cfg.listen with an internal epoll thread pool, handing each complete request
  * to dispatch. Returns -1 with *e set. */
-int http_start(struct app *a, http_dispatch_fn dispatch, struct err *e) OQ_MUSTCHECK;
+int http_start(struct app *a, http_dispatch_fn dispatch, http_limit_fn limit,
+               struct err *e) OQ_MUSTCHECK;
 
 /* The port actually bound (useful with port 0). */
 int http_port(struct app *a);

@@ -32,7 +32,7 @@ static int serve(struct app *a)
         return 1;
     }
     app_start(a);
-    if (http_start(a, routes_dispatch, &e) != 0) {
+    if (http_start(a, routes_dispatch, routes_body_limit, &e) != 0) {
         log_error("start-up failed: %s", e.message);
         return 1;
     }

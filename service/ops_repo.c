@@ -9,7 +9,8 @@
 static const struct db_stmt enqueue_stmt = {
     "ops_enqueue",
     "SELECT (r.op).id, offlineq_op_json(r.op)::text, r.created "
-    "FROM offlineq_enqueue_ex($1, $2::jsonb, $3::int, $4, $5, $6::int, $7::float8) r"};
+    "FROM offlineq_enqueue_ex($1, $2::jsonb, $3::int, $4, $5, $6::int, $7::float8, $8::uuid[], "
+    "  $9::float8, $10::int) r"};
 
 static const struct db_stmt get_stmt = {
     "ops_get", "SELECT offlineq_op_json(o)::text FROM offline_operations o WHERE id = $1::uuid"};
@@ -76,14 +77,18 @@ static void fmt_int(char *buf, size_t n, long long v)
 int ops_repo_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *out,
                      struct err *e)
 {
-    char prio[16], attempts[16], delay[32];
+    char prio[16], attempts[16], delay[32], expires[32], window[16];
     fmt_int(prio, sizeof(prio), op->priority);
     fmt_int(attempts, sizeof(attempts), op->max_attempts);
     snprintf(delay, sizeof(delay), "%.6f", op->delay_s);
+    snprintf(expires, sizeof(expires), "%.6f", op->expires_in_s);
+    fmt_int(window, sizeof(window), op->max_retry_duration_s);
     const char *params[] = {op->operation_type, op->payload_json, prio, op->dedup_key,
                             op->group_key, op->max_attempts > 0 ? attempts : NULL,
-                            op->delay_s >= 0 ? delay : NULL};
-    PGresult *r = db_exec(c, &enqueue_stmt, 7, params, e);
+                            op->delay_s >= 0 ? delay : NULL, op->depends_on,
+                            op->expires_in_s >= 0 ? expires : NULL,
+                            op->max_retry_duration_s > 0 ? window : NULL};
+    PGresult *r = db_exec(c, &enqueue_stmt, 10, params, e);
     if (r == NULL)
         return -1;
     snprintf(out->id, sizeof(out->id), "%s", PQgetvalue(r, 0, 0));

@@ -14,6 +14,9 @@ struct op_new {
     const char *group_key; /* borrowed, may be NULL */
     int max_attempts;      /* 0: the configured default */
     double delay_s;        /* < 0: none */
+    char *depends_on;      /* owned: a uuid[] literal, or NULL */
+    double expires_in_s;   /* < 0: never */
+    int max_retry_duration_s; /* 0: no limit */
 };
 
 struct op_created {

@@ -163,7 +163,7 @@ static void test_bad_configuration_exits_2(void **state)
 {
     static const struct bad_config cases[] = {
         {{"OFFLINEQ_WORKERS=abc"}, "OFFLINEQ_WORKERS"},
-        {{"OFFLINEQ_WORKERS=0"}, "OFFLINEQ_WORKERS"},
+        {{"OFFLINEQ_WORKERS=257"}, "OFFLINEQ_WORKERS"},
         {{"OFFLINEQ_MAX_BODY_BYTES=10"}, "OFFLINEQ_MAX_BODY_BYTES"},
         {{"OFFLINEQ_MAX_ATTEMPTS=5x"}, "OFFLINEQ_MAX_ATTEMPTS"},
         {{"OFFLINEQ_LOG_LEVEL=loud"}, "OFFLINEQ_LOG_LEVEL"},

@@ -150,6 +150,7 @@ static void child_exec(const struct svc *s, const char *db, const char *const *e
     dup2(devnull, 1);
     setenv("OFFLINEQ_DATABASE_URL", db, 1);
     setenv("OFFLINEQ_LISTEN", "127.0.0.1:0", 1);
+    setenv("OFFLINEQ_WORKERS", "0", 1); /* API-only unless a test asks for workers */
     unsetenv("OFFLINEQ_API_KEYS");
     for (; env && *env; env++)
         putenv(strdup(*env));

@@ -34,7 +34,8 @@ PGconn *th_db_connect(const char *url);
  * buffer) or "". */
 const char *th_sql(PGconn *pg, const char *sql);
 
-/* Starts the service with OFFLINEQ_DATABASE_URL=db_url plus extra "NAME=value" entries
+/* Starts the service (API-only, OFFLINEQ_WORKERS=0, unless env says otherwise) with
+ * OFFLINEQ_DATABASE_URL=db_url plus extra "NAME=value" entries
  * (NULL-terminated, may be NULL) and waits until it listens. Returns 0 or -1 (it exited:
  * *exit_code holds its status, the log is kept in s->log_path). */
 int th_svc_start(struct svc *s, const char *db_url, const char *const *env, int *exit_code);

@@ -1,0 +1,52 @@
+/* /api/offline/files: files reach the service first, then file_upload / model_push
+ * operations name them by file_id. */
+#include <stdio.h>
+#include <string.h>
+
+#include "files_repo.h"
+#include "reply.h"
+#include "routes.h"
+#include "validate.h"
+
+static json_t *file_json(const struct stored_file *f)
+{
+    return json_pack("{s:s, s:I, s:s, s:s, s:s}", "file_id", f->id, "size", (json_int_t)f->size,
+                     "sha256", f->sha256, "content_type", f->content_type, "created_at",
+                     f->created_at);
+}
+
+int api_files_create(struct request *r, struct err *e)
+{
+    const char *ct = http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (ct == NULL || *ct == '\0')
+        ct = "application/octet-stream";
+    if (strlen(ct) > 200 || !validate_is_printable(ct))
+        return err_field(e, ERR_INVALID_REQUEST, "Content-Type", "Content-Type is not acceptable");
+    if (r->body_len == 0)
+        return err_set(e, ERR_INVALID_REQUEST, "the file is empty");
+    struct db_conn *c = db_acquire(&r->app->db, e);
+    if (c == NULL)
+        return -1;
+    struct stored_file f = {0};
+    int rc = files_repo_store(c, ct, r->body, r->body_len, &f, e);
+    db_release(&r->app->db, c);
+    if (rc != 0)
+        return -1;
+    char loc[96];
+    snprintf(loc, sizeof(loc), "/api/offline/files/%s", f.id);
+    reply_header(r, "Location", loc);
+    return reply_json(r, 201, file_json(&f));
+}
+
+int api_files_get(struct request *r, struct err *e)
+{
+    if (!oq_is_uuid(r->path_id))
+        return err_set(e, ERR_NOT_FOUND, "no file with that id");
+    struct db_conn *c = db_acquire(&r->app->db, e);
+    if (c == NULL)
+        return -1;
+    struct stored_file f = {0};
+    int rc = files_repo_meta(c, r->path_id, &f, e);
+    db_release(&r->app->db, c);
+    return rc != 0 ? -1 : reply_json(r, 200, file_json(&f));
+}

@@ -1,0 +1,112 @@
+#include "files_repo.h"
+
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct db_stmt store_stmt = {
+    "files_store",
+    "INSERT INTO offlineq_files (content_type, size, sha256, data) VALUES ($1, $2, $3, $4) "
+    "RETURNING id, offlineq_ts(created_at)"};
+
+static const struct db_stmt meta_stmt = {
+    "files_meta",
+    "SELECT id, content_type, size, sha256, offlineq_ts(created_at) FROM offlineq_files "
+    "WHERE id = $1::uuid"};
+
+static const struct db_stmt load_stmt = {
+    "files_load",
+    "SELECT id, content_type, size, sha256, offlineq_ts(created_at), data FROM offlineq_files "
+    "WHERE id = $1::uuid"};
+
+static void hex(const unsigned char *d, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[d[i] >> 4];
+        out[2 * i + 1] = digits[d[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+int files_repo_store(struct db_conn *c, const char *content_type, const void *data, size_t len,
+                     struct stored_file *meta, struct err *e)
+{
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(data, len, digest);
+    hex(digest, sizeof(digest), meta->sha256);
+    char size[32];
+    snprintf(size, sizeof(size), "%zu", len);
+    snprintf(meta->content_type, sizeof(meta->content_type), "%s", content_type);
+    meta->size = (long long)len;
+    const char *params[] = {content_type, size, meta->sha256, data};
+    const int lengths[] = {0, 0, 0, (int)len};
+    const int formats[] = {0, 0, 0, 1}; /* the bytes go as binary: no escaping, no copies */
+    if (db_prepare(c, &store_stmt, 4, e) != 0)
+        return -1;
+    PGresult *r = PQexecPrepared(c->pg, store_stmt.name, 4, params, lengths, formats, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        int rc = db_error(c, r, e);
+        PQclear(r);
+        return rc;
+    }
+    snprintf(meta->id, sizeof(meta->id), "%s", PQgetvalue(r, 0, 0));
+    snprintf(meta->created_at, sizeof(meta->created_at), "%s", PQgetvalue(r, 0, 1));
+    PQclear(r);
+    return 0;
+}
+
+static void fill_meta(PGresult *r, struct stored_file *out)
+{
+    snprintf(out->id, sizeof(out->id), "%s", PQgetvalue(r, 0, 0));
+    snprintf(out->content_type, sizeof(out->content_type), "%s", PQgetvalue(r, 0, 1));
+    out->size = atoll(PQgetvalue(r, 0, 2));
+    snprintf(out->sha256, sizeof(out->sha256), "%s", PQgetvalue(r, 0, 3));
+    snprintf(out->created_at, sizeof(out->created_at), "%s", PQgetvalue(r, 0, 4));
+}
+
+int files_repo_meta(struct db_conn *c, const char *id, struct stored_file *out, struct err *e)
+{
+    const char *params[] = {id};
+    PGresult *r = db_exec(c, &meta_stmt, 1, params, e);
+    if (r == NULL)
+        return -1;
+    int rc = 0;
+    if (PQntuples(r) == 0)
+        rc = err_set(e, ERR_NOT_FOUND, "no file with id %s", id);
+    else
+        fill_meta(r, out);
+    PQclear(r);
+    return rc;
+}
+
+int files_repo_load(struct db_conn *c, const char *id, struct stored_file *out, struct err *e)
+{
+    const char *params[] = {id};
+    if (db_prepare(c, &load_stmt, 1, e) != 0)
+        return -1;
+    /* text parameters, binary results: the bytes arrive as they were stored */
+    PGresult *r = PQexecPrepared(c->pg, load_stmt.name, 1, params, NULL, NULL, 1);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        int rc = db_error(c, r, e);
+        PQclear(r);
+        return rc;
+    }
+    int rc = 0;
+    if (PQntuples(r) == 0) {
+        rc = err_set(e, ERR_NOT_FOUND, "file %s is no longer stored", id);
+    } else {
+        /* binary format: uuid is 16 bytes, text columns are plain, int8 is big-endian */
+        size_t len = (size_t)PQgetlength(r, 0, 5);
+        snprintf(out->id, sizeof(out->id), "%s", id);
+        snprintf(out->content_type, sizeof(out->content_type), "%.*s", PQgetlength(r, 0, 1),
+                 PQgetvalue(r, 0, 1));
+        out->size = (long long)len;
+        snprintf(out->sha256, sizeof(out->sha256), "%.*s", PQgetlength(r, 0, 3), PQgetvalue(r, 0, 3));
+        out->data = oq_malloc(len ? len : 1);
+        memcpy(out->data, PQgetvalue(r, 0, 5), len);
+    }
+    PQclear(r);
+    return rc;
+}

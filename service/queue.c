@@ -1,0 +1,275 @@
+#include "queue.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* What makes an operation claimable: due, not expired, its upstream not paused, no earlier
+ * live operation of its group, every dependency completed. */
+#define CLAIMABLE                                                                                  \
+    "o.status = 'pending' AND o.next_attempt_at <= now() "                                       \
+    "AND (o.expires_at IS NULL OR o.expires_at > now()) "                                        \
+    "AND coalesce(o.payload ->> 'upstream', 'default') <> ALL ($2::text[]) "                     \
+    "AND (o.group_key IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations g "                \
+    "     WHERE g.group_key = o.group_key AND g.seq < o.seq "                                    \
+    "       AND g.status IN ('pending', 'in_progress', 'conflict'))) "                           \
+    "AND (o.depends_on IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations d "               \
+    "     WHERE d.id = ANY (o.depends_on) AND d.status <> 'completed')) "
+
+#define TAKE_LEASE                                                                                 \
+    "UPDATE offline_operations o SET status = 'in_progress', lease_owner = $1, "                 \
+    "  lease_expires_at = now() + make_interval(secs => $3::int), updated_at = now(), "         \
+    "  first_attempt_at = coalesce(o.first_attempt_at, now()) "                                  \
+    "FROM c WHERE o.id = c.id "                                                                  \
+    "RETURNING o.id, o.operation_type, o.payload::text, o.retry_count, o.max_attempts, "         \
+    "  coalesce(o.file_id::text, ''), o.seq"
+
+static const struct db_stmt claim_stmt = {
+    "queue_claim",
+    "WITH c AS (SELECT o.id FROM offline_operations o WHERE " CLAIMABLE
+    "  ORDER BY -o.priority, o.seq LIMIT 1 FOR UPDATE SKIP LOCKED) " TAKE_LEASE};
+
+static const struct db_stmt claim_batch_stmt = {
+    "queue_claim_batch",
+    "WITH c AS (SELECT o.id FROM offline_operations o WHERE " CLAIMABLE
+    "  AND o.operation_type = $4 AND coalesce(o.payload ->> 'upstream', 'default') = $5 "
+    "  AND coalesce(o.payload ->> 'endpoint', $6) = $7 "
+    "  ORDER BY o.seq LIMIT $8::int FOR UPDATE SKIP LOCKED) " TAKE_LEASE};
+
+#define FENCE " WHERE id = ANY ($1::uuid[]) AND status = 'in_progress' AND lease_owner = $2 "
+#define UNLEASE " lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
+
+static const struct db_stmt complete_stmt = {
+    "queue_complete",
+    "UPDATE offline_operations SET status = 'completed', completed_at = now(), "
+    "  result = $3::jsonb, error_message = NULL, " UNLEASE FENCE "RETURNING id, status, retry_count"};
+
+/* A window overrun is judged on the next attempt's time: no attempt starts past it. */
+#define WINDOW_OVER                                                                                \
+    "(max_retry_duration_s IS NOT NULL AND now() + make_interval(secs => $4::float8) > "        \
+    " first_attempt_at + make_interval(secs => max_retry_duration_s))"
+
+static const struct db_stmt retry_stmt = {
+    "queue_retry",
+    "UPDATE offline_operations SET retry_count = retry_count + 1, "
+    "  status = CASE WHEN retry_count + 1 >= max_attempts OR " WINDOW_OVER
+    "    THEN 'failed' ELSE 'pending' END, "
+    "  error_message = CASE WHEN retry_count + 1 < max_attempts AND " WINDOW_OVER
+    "    THEN 'retry window of ' || max_retry_duration_s || ' s exhausted: ' || $3 ELSE $3 END, "
+    "  next_attempt_at = now() + make_interval(secs => $4::float8), result = $5::jsonb, "
+    UNLEASE FENCE "RETURNING id, status, retry_count"};
+
+static const struct db_stmt fail_stmt = {
+    "queue_fail",
+    "UPDATE offline_operations SET status = 'failed', retry_count = retry_count + 1, "
+    "  error_message = $3, result = $4::jsonb, " UNLEASE FENCE "RETURNING id, status, retry_count"};
+
+static const struct db_stmt conflict_stmt = {
+    "queue_conflict",
+    "UPDATE offline_operations SET status = 'conflict', error_message = $3, result = $4::jsonb, "
+    UNLEASE FENCE "RETURNING id, status, retry_count"};
+
+static const struct db_stmt release_stmt = {
+    "queue_release",
+    "UPDATE offline_operations SET status = 'pending', "
+    "  next_attempt_at = now() + make_interval(secs => $3::float8), " UNLEASE FENCE
+    "RETURNING id, status, retry_count"};
+
+static const struct db_stmt heartbeat_stmt = {
+    "queue_heartbeat",
+    "UPDATE offline_operations SET lease_expires_at = now() + make_interval(secs => $3::int) "
+    FENCE};
+
+static const struct db_stmt sweep_stmt = {
+    "queue_sweep",
+    "WITH reaped AS ("
+    "  UPDATE offline_operations SET retry_count = retry_count + 1, "
+    "    status = CASE WHEN retry_count + 1 >= max_attempts THEN 'failed' ELSE 'pending' END, "
+    "    error_message = 'lease expired: the worker holding it stopped (attempt counted)', "
+    "    next_attempt_at = now(), " UNLEASE
+    "  WHERE status = 'in_progress' AND lease_expires_at < now() RETURNING 1), "
+    "expired AS ("
+    "  UPDATE offline_operations SET status = 'failed', updated_at = now(), "
+    "    error_message = 'expired at ' || offlineq_ts(expires_at) || ' before it could run' "
+    "  WHERE status = 'pending' AND expires_at <= now() RETURNING 1), "
+    "orphaned AS ("
+    "  UPDATE offline_operations o SET status = 'failed', updated_at = now(), "
+    "    error_message = 'dependency ' || d.id || ' failed' "
+    "  FROM offline_operations d "
+    "  WHERE o.status = 'pending' AND o.depends_on IS NOT NULL AND d.id = ANY (o.depends_on) "
+    "    AND d.status = 'failed' AND (o.expires_at IS NULL OR o.expires_at > now()) RETURNING 1) "
+    "SELECT (SELECT count(*) FROM reaped), (SELECT count(*) FROM expired), "
+    "  (SELECT count(*) FROM orphaned)"};
+
+static void fill_job(PGresult *r, int row, struct job *job)
+{
+    memset(job, 0, sizeof(*job));
+    snprintf(job->id, sizeof(job->id), "%s", PQgetvalue(r, row, 0));
+    snprintf(job->operation_type, sizeof(job->operation_type), "%s", PQgetvalue(r, row, 1));
+    job->payload = json_loads(PQgetvalue(r, row, 2), 0, NULL);
+    OQ_ASSERT(job->payload != NULL);
+    job->retry_count = atoi(PQgetvalue(r, row, 3));
+    job->max_attempts = atoi(PQgetvalue(r, row, 4));
+    snprintf(job->file_id, sizeof(job->file_id), "%s", PQgetvalue(r, row, 5));
+}
+
+void queue_job_free(struct job *job)
+{
+    json_decref(job->payload);
+    job->payload = NULL;
+}
+
+int queue_claim(struct db_conn *c, const struct claim_filter *f, struct job *job, struct err *e)
+{
+    char lease[16];
+    snprintf(lease, sizeof(lease), "%d", f->lease_s);
+    const char *params[] = {f->owner, f->paused, lease};
+    PGresult *r = db_exec(c, &claim_stmt, 3, params, e);
+    if (r == NULL)
+        return -1;
+    int n = PQntuples(r);
+    if (n == 1)
+        fill_job(r, 0, job);
+    PQclear(r);
+    return n;
+}
+
+static int by_seq(const void *a, const void *b)
+{
+    long long x = ((const long long *)a)[0], y = ((const long long *)b)[0];
+    return x < y ? -1 : x > y;
+}
+
+int queue_claim_batch(struct db_conn *c, const struct claim_filter *f, const struct job *first,
+                      const char *default_endpoint, struct job *jobs, int max, struct err *e)
+{
+    if (max <= 0)
+        return 0;
+    char lease[16], limit[16];
+    snprintf(lease, sizeof(lease), "%d", f->lease_s);
+    snprintf(limit, sizeof(limit), "%d", max);
+    const char *upstream = json_string_value(json_object_get(first->payload, "upstream"));
+    const char *endpoint = json_string_value(json_object_get(first->payload, "endpoint"));
+    const char *params[] = {f->owner, f->paused, lease, first->operation_type,
+                            upstream ? upstream : "default", default_endpoint,
+                            endpoint ? endpoint : default_endpoint, limit};
+    PGresult *r = db_exec(c, &claim_batch_stmt, 8, params, e);
+    if (r == NULL)
+        return -1;
+    int n = PQntuples(r);
+    /* RETURNING has no order: sort by seq so the batch keeps enqueue order */
+    long long (*order)[2] = oq_calloc((size_t)n, sizeof(*order));
+    for (int i = 0; i < n; i++) {
+        order[i][0] = atoll(PQgetvalue(r, i, 6));
+        order[i][1] = i;
+    }
+    qsort(order, (size_t)n, sizeof(*order), by_seq);
+    for (int i = 0; i < n; i++)
+        fill_job(r, (int)order[i][1], &jobs[i]);
+    free(order);
+    PQclear(r);
+    return n;
+}
+
+/* {id,id,...} for the fence */
+static char *id_array(const struct job *jobs, size_t n)
+{
+    char *s = oq_malloc(n * 37 + 3);
+    size_t o = 0;
+    s[o++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            s[o++] = ',';
+        memcpy(s + o, jobs[i].id, 36);
+        o += 36;
+    }
+    s[o++] = '}';
+    s[o] = '\0';
+    return s;
+}
+
+static void log_outcomes(PGresult *r, const struct job *jobs, const struct exec_result *res)
+{
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *status = PQgetvalue(r, i, 1);
+        bool failed = strcmp(status, "failed") == 0;
+        enum log_level lvl = failed ? LOG_WARN : LOG_DEBUG;
+        if (!log_enabled(lvl))
+            continue;
+        log_json(lvl, failed ? "operation failed" : "operation outcome",
+                 json_pack("{s:s, s:s, s:s, s:i, s:s}", "event",
+                           failed ? "operation.failed" : "operation.recorded", "id",
+                           PQgetvalue(r, i, 0), "status", status, "retry_count",
+                           atoi(PQgetvalue(r, i, 2)), "error", res->error));
+    }
+}
+
+int queue_record(struct db_conn *c, const char *owner, const struct job *jobs, size_t n,
+                 const struct exec_result *res, double delay_s, struct err *e)
+{
+    char *ids = id_array(jobs, n);
+    char *result = res->result ? json_dumps(res->result, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char delay[32];
+    snprintf(delay, sizeof(delay), "%.3f", delay_s < 0 ? 0 : delay_s);
+    const struct db_stmt *s = NULL;
+    const char *p[5] = {ids, owner, NULL, NULL, NULL};
+    int np = 3;
+    switch (res->outcome) {
+    case OUTCOME_COMPLETED:
+        s = &complete_stmt;
+        p[2] = result ? result : "null";
+        break;
+    case OUTCOME_RETRY:
+        s = &retry_stmt, p[2] = res->error, p[3] = delay, p[4] = result, np = 5;
+        break;
+    case OUTCOME_FAILED:
+        s = &fail_stmt, p[2] = res->error, p[3] = result, np = 4;
+        break;
+    case OUTCOME_CONFLICT:
+        s = &conflict_stmt, p[2] = res->error, p[3] = result, np = 4;
+        break;
+    case OUTCOME_RELEASE:
+        s = &release_stmt, p[2] = delay;
+        break;
+    }
+    PGresult *r = db_exec(c, s, np, p, e);
+    int rows = -1;
+    if (r != NULL) {
+        rows = PQntuples(r);
+        log_outcomes(r, jobs, res);
+        PQclear(r);
+    }
+    free(ids);
+    free(result);
+    return rows;
+}
+
+int queue_heartbeat(struct db_conn *c, const char *owner, const char *ids, int lease_s,
+                    struct err *e)
+{
+    char lease[16];
+    snprintf(lease, sizeof(lease), "%d", lease_s);
+    const char *params[] = {ids, owner, lease};
+    PGresult *r = db_exec(c, &heartbeat_stmt, 3, params, e);
+    if (r == NULL)
+        return -1;
+    PQclear(r);
+    return 0;
+}
+
+int queue_sweep(struct db_conn *c, struct err *e)
+{
+    PGresult *r = db_exec(c, &sweep_stmt, 0, NULL, e);
+    if (r == NULL)
+        return -1;
+    int reaped = atoi(PQgetvalue(r, 0, 0)), expired = atoi(PQgetvalue(r, 0, 1)),
+        orphaned = atoi(PQgetvalue(r, 0, 2));
+    PQclear(r);
+    if (reaped + expired + orphaned > 0)
+        log_json(LOG_INFO, "sweep",
+                 json_pack("{s:i, s:i, s:i}", "leases_reaped", reaped, "expired", expired,
+                           "dependency_failed", orphaned));
+    return reaped + expired + orphaned;
+}

@@ -1,0 +1,42 @@
+/* The execution side of the queue: claim, complete, retry, fail, release, heartbeat, reap.
+ * Every change after a claim is fenced on (id, status = in_progress, lease_owner). */
+#ifndef OQ_QUEUE_H
+#define OQ_QUEUE_H
+
+#include "db.h"
+#include "handlers.h"
+
+#define QUEUE_MAX_BATCH 10000
+
+struct claim_filter {
+    const char *owner;    /* this worker's lease owner id */
+    const char *paused;   /* text[] literal of upstreams not to claim for */
+    int lease_s;
+};
+
+/* Claims the next due operation (highest priority, then oldest), honouring group order,
+ * dependencies and expiry. Returns 1 with *job filled (free with queue_job_free), 0 when
+ * nothing is due, -1 with *e on a database error. */
+int queue_claim(struct db_conn *c, const struct claim_filter *f, struct job *job, struct err *e);
+
+/* Claims up to max more due operations that batch with first (same type, upstream and
+ * endpoint), oldest first. Returns how many were written into jobs, or -1. */
+int queue_claim_batch(struct db_conn *c, const struct claim_filter *f, const struct job *first,
+                      const char *default_endpoint, struct job *jobs, int max, struct err *e);
+
+void queue_job_free(struct job *job);
+
+/* Records the outcome of jobs (one outcome for all of them). delay_s: the retry delay
+ * (RETRY) or when to look again (RELEASE). Returns how many rows the fence let through, -1. */
+int queue_record(struct db_conn *c, const char *owner, const struct job *jobs, size_t n,
+                 const struct exec_result *res, double delay_s, struct err *e);
+
+/* Extends the leases of ids (a Postgres uuid[] literal) held by owner. */
+int queue_heartbeat(struct db_conn *c, const char *owner, const char *ids, int lease_s,
+                    struct err *e);
+
+/* Housekeeping, from any instance: expired leases back to pending (attempt counted), expired
+ * operations failed, operations whose dependency failed failed. Returns rows changed, -1. */
+int queue_sweep(struct db_conn *c, struct err *e);
+
+#endif

@@ -1,0 +1,355 @@
+#include "workers.h"
+
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "log.h"
+#include "outbound.h"
+#include "queue.h"
+
+struct worker {
+    struct workers *ws;
+    int index;
+    pthread_t th;
+    char owner[96];           /* lease owner: instance id + worker index */
+    struct outbound out;
+    pthread_mutex_t mu;       /* guards held[] for the heartbeat thread */
+    struct job *held;
+    int n_held;
+};
+
+double workers_backoff_s(int attempt, int base_ms, int max_ms)
+{
+    double cap = base_ms * pow(2.0, attempt > 1 ? attempt - 1 : 0);
+    if (cap > max_ms)
+        cap = max_ms;
+    return (double)arc4random_uniform((uint32_t)cap + 1) / 1000.0; /* full jitter */
+}
+
+void workers_wake(struct workers *ws)
+{
+    pthread_mutex_lock(&ws->mu);
+    ws->wake_gen++;
+    pthread_cond_broadcast(&ws->wake);
+    pthread_mutex_unlock(&ws->mu);
+}
+
+static unsigned long current_gen(struct workers *ws)
+{
+    pthread_mutex_lock(&ws->mu);
+    unsigned long g = ws->wake_gen;
+    pthread_mutex_unlock(&ws->mu);
+    return g;
+}
+
+/* Sleeps ms, or less when stopping. */
+static void stop_wait(struct workers *ws, int ms)
+{
+    double until = oq_now_ms() + ms;
+    pthread_mutex_lock(&ws->mu);
+    while (!atomic_load(&ws->stopping) && oq_now_ms() < until) {
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        long long ns = t.tv_nsec + (long long)((until - oq_now_ms()) * 1e6);
+        if (ns < t.tv_nsec)
+            break;
+        t.tv_sec += (time_t)(ns / 1000000000LL);
+        t.tv_nsec = (long)(ns % 1000000000LL);
+        pthread_cond_timedwait(&ws->wake, &ws->mu, &t);
+    }
+    pthread_mutex_unlock(&ws->mu);
+}
+
+/* Sleeps until woken, stopped, or ms pass. */
+static void idle_wait(struct workers *ws, unsigned long seen_gen, int ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    long long ns = t.tv_nsec + (long long)ms * 1000000LL;
+    t.tv_sec += (time_t)(ns / 1000000000LL);
+    t.tv_nsec = (long)(ns % 1000000000LL);
+    pthread_mutex_lock(&ws->mu);
+    while (ws->wake_gen == seen_gen && !atomic_load(&ws->stopping)) {
+        if (pthread_cond_timedwait(&ws->wake, &ws->mu, &t) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&ws->mu);
+}
+
+static void set_held(struct worker *w, struct job *jobs, int n)
+{
+    pthread_mutex_lock(&w->mu);
+    w->held = jobs;
+    w->n_held = n;
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Claims the next operation, and for batching types the ones that go with it. */
+static int claim(struct worker *w, struct db_conn *c, struct job *jobs, struct err *e)
+{
+    struct app *a = w->ws->app;
+    char paused[1024];
+    policy_paused(&a->policy, paused, sizeof(paused));
+    struct claim_filter f = {.owner = w->owner, .paused = paused, .lease_s = a->cfg.lease_s};
+    int n = queue_claim(c, &f, &jobs[0], e);
+    if (n != 1)
+        return n;
+    const struct handler *h = handlers_find(jobs[0].operation_type);
+    if (h != NULL && h->execute_batch != NULL) {
+        int more = queue_claim_batch(c, &f, &jobs[0], h->batch_endpoint, jobs + 1,
+                                     a->cfg.metric_batch - 1, e);
+        if (more > 0)
+            n += more;
+    }
+    return n;
+}
+
+static void execute(struct worker *w, struct job *jobs, int n, struct exec_result *res)
+{
+    struct exec_ctx ctx = {.app = w->ws->app, .out = &w->out};
+    const struct handler *h = handlers_find(jobs[0].operation_type);
+    if (h == NULL) {
+        exec_fail(res, "no handler is registered for operation_type %s", jobs[0].operation_type);
+    } else if (h->execute_batch != NULL) {
+        h->execute_batch(&ctx, jobs, (size_t)n, res);
+    } else {
+        h->execute(&ctx, &jobs[0], res);
+    }
+}
+
+static double outcome_delay(struct app *a, const struct job *job, const struct exec_result *res)
+{
+    if (res->outcome == OUTCOME_RELEASE)
+        return res->delay_s;
+    if (res->outcome != OUTCOME_RETRY)
+        return 0;
+    if (res->delay_s >= 0) /* Retry-After */
+        return res->delay_s < 86400 ? res->delay_s : 86400;
+    return workers_backoff_s(job->retry_count + 1, a->cfg.backoff_base_ms, a->cfg.backoff_max_ms);
+}
+
+/* Records the outcome; the database may be away for a while: keep trying until the lease
+ * would have run out anyway (the reaper takes over from there). */
+static void record(struct worker *w, struct job *jobs, int n, struct exec_result *res)
+{
+    struct app *a = w->ws->app;
+    double delay = outcome_delay(a, &jobs[0], res);
+    double give_up = oq_now_ms() + a->cfg.lease_s * 1000.0;
+    for (int tries = 0; oq_now_ms() < give_up; tries++) {
+        struct err e = {0};
+        struct db_conn *c = db_acquire(&a->db, &e);
+        int rows = c ? queue_record(c, w->owner, jobs, (size_t)n, res, delay, &e) : -1;
+        if (c != NULL)
+            db_release(&a->db, c);
+        if (rows >= 0) {
+            if (rows < n)
+                log_json(LOG_WARN, "outcome fenced off",
+                         json_pack("{s:s, s:i, s:i}", "id", jobs[0].id, "recorded", rows, "claimed", n));
+            return;
+        }
+        log_json(LOG_WARN, "recording an outcome failed, retrying",
+                 json_pack("{s:s, s:s}", "id", jobs[0].id, "error", e.message));
+        usleep((useconds_t)(tries < 10 ? 100000 * (tries + 1) : 1000000));
+    }
+}
+
+static void run_one_round(struct worker *w, struct db_conn *c, int *backoff_ms)
+{
+    struct app *a = w->ws->app;
+    struct err e = {0};
+    unsigned long gen = current_gen(w->ws);
+    struct job *jobs = oq_calloc((size_t)a->cfg.metric_batch, sizeof(*jobs));
+    int n = claim(w, c, jobs, &e);
+    db_release(&a->db, c);
+    if (n <= 0) {
+        free(jobs);
+        if (n < 0) { /* the database is away: back off, never spin */
+            *backoff_ms = *backoff_ms ? (*backoff_ms * 2 > 5000 ? 5000 : *backoff_ms * 2) : 100;
+            idle_wait(w->ws, gen, *backoff_ms);
+        } else {
+            *backoff_ms = 0;
+            idle_wait(w->ws, gen, a->cfg.poll_ms);
+        }
+        return;
+    }
+    *backoff_ms = 0;
+    set_held(w, jobs, n);
+    atomic_fetch_add(&w->ws->busy, 1);
+    struct exec_result res = {.delay_s = -1};
+    execute(w, jobs, n, &res);
+    record(w, jobs, n, &res);
+    atomic_fetch_sub(&w->ws->busy, 1);
+    set_held(w, NULL, 0);
+    json_decref(res.result);
+    for (int i = 0; i < n; i++)
+        queue_job_free(&jobs[i]);
+    free(jobs);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct app *a = w->ws->app;
+    int backoff_ms = 0;
+    while (!atomic_load(&w->ws->stopping)) {
+        struct err e = {0};
+        struct db_conn *c = db_acquire(&a->db, &e);
+        if (c == NULL) {
+            backoff_ms = backoff_ms ? (backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2) : 100;
+            stop_wait(w->ws, backoff_ms);
+            continue;
+        }
+        run_one_round(w, c, &backoff_ms);
+    }
+    return NULL;
+}
+
+/* LISTEN offlineq_wakeup on a connection of its own; reconnects with a backoff. */
+static void *listener_main(void *arg)
+{
+    struct workers *ws = arg;
+    PGconn *pg = NULL;
+    int backoff_ms = 100;
+    while (!atomic_load(&ws->stopping)) {
+        if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
+            struct err e = {0};
+            if (pg != NULL)
+                PQfinish(pg);
+            pg = db_connect(ws->app->cfg.database_url, &e);
+            PGresult *r = pg ? PQexec(pg, "LISTEN offlineq_wakeup") : NULL;
+            bool ok = r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK;
+            PQclear(r);
+            if (!ok) {
+                struct timespec t = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
+                nanosleep(&t, NULL);
+                backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
+                continue;
+            }
+            backoff_ms = 100;
+            workers_wake(ws); /* anything enqueued while we were away */
+        }
+        struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
+        if (poll(&pfd, 1, 200) <= 0)
+            continue;
+        if (!PQconsumeInput(pg))
+            continue; /* the loop reconnects */
+        bool woke = false;
+        PGnotify *n;
+        while ((n = PQnotifies(pg)) != NULL) {
+            woke = true;
+            PQfreemem(n);
+        }
+        if (woke)
+            workers_wake(ws);
+    }
+    if (pg != NULL)
+        PQfinish(pg);
+    return NULL;
+}
+
+/* "{id,...}" of what w holds now, or NULL when it holds nothing. */
+static char *held_ids(struct worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    char *s = NULL;
+    if (w->n_held > 0) {
+        s = oq_malloc((size_t)w->n_held * 37 + 3);
+        size_t len = 0;
+        s[len++] = '{';
+        for (int j = 0; j < w->n_held; j++)
+            len += (size_t)sprintf(s + len, "%s%s", j ? "," : "", w->held[j].id);
+        s[len++] = '}';
+        s[len] = '\0';
+    }
+    pthread_mutex_unlock(&w->mu);
+    return s;
+}
+
+/* Every lease_s/3 seconds, extends the leases of everything running here; each worker has its
+ * own owner id, so the fence is per worker. */
+static void *heartbeat_main(void *arg)
+{
+    struct workers *ws = arg;
+    struct app *a = ws->app;
+    while (!atomic_load(&ws->stopping)) {
+        stop_wait(ws, a->cfg.lease_s * 1000 / 3);
+        for (int i = 0; i < ws->n; i++) {
+            struct worker *w = &ws->w[i];
+            char *ids = held_ids(w);
+            if (ids == NULL)
+                continue;
+            struct err e = {0};
+            struct db_conn *c = db_acquire(&a->db, &e);
+            if (c != NULL) {
+                if (queue_heartbeat(c, w->owner, ids, a->cfg.lease_s, &e) != 0)
+                    log_warn("heartbeat of worker %d failed: %s", i, e.message);
+                db_release(&a->db, c);
+            }
+            free(ids);
+        }
+    }
+    return NULL;
+}
+
+void workers_start(struct workers *ws, struct app *app)
+{
+    ws->app = app;
+    ws->n = app->cfg.workers;
+    ws->w = oq_calloc((size_t)ws->n, sizeof(*ws->w));
+    pthread_mutex_init(&ws->mu, NULL);
+    pthread_cond_init(&ws->wake, NULL);
+    atomic_init(&ws->stopping, false);
+    atomic_init(&ws->busy, 0);
+    for (int i = 0; i < ws->n; i++) {
+        struct worker *w = &ws->w[i];
+        w->ws = ws;
+        w->index = i;
+        snprintf(w->owner, sizeof(w->owner), "%s/%d", app->instance_id, i);
+        pthread_mutex_init(&w->mu, NULL);
+        outbound_init(&w->out, &app->abort_outbound);
+        pthread_create(&w->th, NULL, worker_main, w);
+    }
+    ws->started = true;
+    if (ws->n == 0)
+        return; /* an API-only instance */
+    pthread_create(&ws->listener, NULL, listener_main, ws);
+    pthread_create(&ws->heartbeat, NULL, heartbeat_main, ws);
+    ws->helpers_started = true;
+}
+
+void workers_stop(struct workers *ws, int grace_s)
+{
+    if (!ws->started)
+        return;
+    atomic_store(&ws->stopping, true);
+    workers_wake(ws);
+    double deadline = oq_now_ms() + grace_s * 1000.0;
+    while (atomic_load(&ws->busy) > 0 && oq_now_ms() < deadline)
+        usleep(10000);
+    if (atomic_load(&ws->busy) > 0) {
+        log_warn("shutdown grace over: interrupting %d running operation(s); they go back to pending",
+                 atomic_load(&ws->busy));
+        atomic_store(&ws->app->abort_outbound, true);
+    }
+    for (int i = 0; i < ws->n; i++) {
+        pthread_join(ws->w[i].th, NULL);
+        outbound_close(&ws->w[i].out);
+        pthread_mutex_destroy(&ws->w[i].mu);
+    }
+    if (ws->helpers_started) {
+        pthread_join(ws->listener, NULL);
+        pthread_join(ws->heartbeat, NULL);
+    }
+    free(ws->w);
+    pthread_cond_destroy(&ws->wake);
+    pthread_mutex_destroy(&ws->mu);
+    ws->started = false;
+}
