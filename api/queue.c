@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cursor.h"
+#include "jsontext.h"
 #include "handlers.h"
 #include "ops_repo.h"
 #include "reply.h"
@@ -91,7 +92,7 @@ static int parse_enqueue(const json_t *body, const struct config *cfg, struct op
         .expires_in_s = expires ? json_number_value(expires) : -1,
         .max_retry_duration_s = (int)json_number_value(json_object_get(body, "max_retry_duration_s")),
     };
-    op->payload_json = json_dumps(payload, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    op->payload_json = jsontext(payload);
     OQ_ASSERT(op->payload_json != NULL);
     return 0;
 }

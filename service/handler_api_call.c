@@ -7,6 +7,7 @@
 #include "app.h"
 #include "handler_exec_common.h"
 #include "handlers.h"
+#include "jsontext.h"
 #include "outbound.h"
 #include "validate.h"
 
@@ -82,7 +83,7 @@ void api_call_execute(struct exec_ctx *ctx, const struct job *job, struct exec_r
     const char *method = validate_str(p, "method", strcmp(job->operation_type, "experiment_sync") == 0 ? "PUT" : "POST");
     const json_t *data = json_object_get(p, "data");
     bool has_body = data != NULL && strcmp(method, "GET") != 0;
-    char *body = has_body ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char *body = has_body ? jsontext(data) : NULL;
     char **lines = exec_header_lines(p);
     struct out_request rq = {.u = u,
                              .method = method,

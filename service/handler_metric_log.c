@@ -7,6 +7,7 @@
 
 #include "app.h"
 #include "handlers.h"
+#include "jsontext.h"
 #include "outbound.h"
 #include "validate.h"
 
@@ -70,7 +71,7 @@ void metric_log_execute_batch(struct exec_ctx *ctx, const struct job *jobs, size
     json_t *array = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append(array, jobs[i].payload);
-    char *body = json_dumps(array, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *body = jsontext(array);
     json_decref(array);
     char key[80];
     batch_key(jobs, n, key, sizeof(key));

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 
 #include "handlers.h"
+#include "jsontext.h"
 #include "validate.h"
 
 static const struct field_rule rules[] = {
@@ -27,7 +28,7 @@ void model_push_execute(struct exec_ctx *ctx, const struct job *job, struct exec
     if (json_object_get(p, "version") != NULL)
         json_object_set(extra, "version", json_object_get(p, "version"));
     if (json_object_get(p, "metadata") != NULL) {
-        char *meta = json_dumps(json_object_get(p, "metadata"), JSON_COMPACT | JSON_PRESERVE_ORDER);
+        char *meta = jsontext(json_object_get(p, "metadata"));
         json_object_set_new(extra, "metadata", json_string(meta));
         free(meta);
     }

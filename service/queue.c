@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "jsontext.h"
 
 /* What makes an operation claimable: due, not expired, its upstream not paused, no earlier
  * live operation of its group, every dependency completed. */
@@ -210,7 +211,7 @@ int queue_record(struct db_conn *c, const char *owner, const struct job *jobs, s
                  const struct exec_result *res, double delay_s, struct err *e)
 {
     char *ids = id_array(jobs, n);
-    char *result = res->result ? json_dumps(res->result, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char *result = res->result ? jsontext(res->result) : NULL;
     char delay[32];
     snprintf(delay, sizeof(delay), "%.3f", delay_s < 0 ? 0 : delay_s);
     const struct db_stmt *s = NULL;

@@ -71,7 +71,7 @@ static bool is_rfc3339_utc(const char *s)
 static void test_enqueue_returns_operation(void **state)
 {
     struct resp *r = enqueue("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/items?x=1\","
-                             "\"method\":\"PUT\",\"data\":{\"name\":\"caf\\u00e9\",\"n\":[1,2.5,null]}},"
+                             "\"method\":\"PUT\",\"data\":{\"name\":\"caf\\u00e9\",\"n\":[1,0.1,null]}},"
                              "\"priority\":5,\"group_key\":\"item-1\",\"max_attempts\":3}");
     assert_int_equal(r->status, 201);
     const json_t *op = r->json;
@@ -85,7 +85,7 @@ static void test_enqueue_returns_operation(void **state)
     assert_non_null(th_header(r, "X-Request-Id"));
     assert_string_equal(th_str(op, "operation_type"), "api_call");
     json_t *want = json_loads("{\"endpoint\":\"/items?x=1\",\"method\":\"PUT\","
-                              "\"data\":{\"name\":\"caf\\u00e9\",\"n\":[1,2.5,null]}}", 0, NULL);
+                              "\"data\":{\"name\":\"caf\\u00e9\",\"n\":[1,0.1,null]}}", 0, NULL);
     assert_true(json_equal(json_object_get(op, "payload"), want));
     json_decref(want);
     assert_int_equal(th_int(op, "priority"), 5);
@@ -100,7 +100,11 @@ static void test_enqueue_returns_operation(void **state)
     assert_true(is_rfc3339_utc(th_str(op, "next_attempt_at")));
     assert_true(json_is_null(json_object_get(op, "completed_at")));
     assert_true(json_is_null(json_object_get(op, "result")));
-    assert_int_equal(json_object_size(op), 15);
+    assert_true(json_is_null(json_object_get(op, "depends_on")));
+    assert_true(json_is_null(json_object_get(op, "expires_at")));
+    assert_true(json_is_null(json_object_get(op, "max_retry_duration_s")));
+    assert_int_equal(json_object_size(op), 18);
+    assert_non_null(strstr(r->body, "\"n\": [1, 0.1, null]")); /* numbers stored as written */
     assert_string_equal(th_sqlf(pg, "SELECT count(*) FROM offline_operations WHERE id = '%s'", id), "1");
     th_resp_free(r);
 }

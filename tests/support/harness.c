@@ -366,3 +366,48 @@ long long th_int(const json_t *obj, const char *key)
     assert_true(json_is_integer(v));
     return json_integer_value(v);
 }
+
+double th_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+json_t *th_wait_op(const struct svc *s, const char *id, const char *statuses, int timeout_ms)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/api/offline/queue/%s", id);
+    double until = th_now_ms() + timeout_ms;
+    json_t *op = NULL;
+    for (;;) {
+        struct resp *r = th_http(s, "GET", path, NULL, 0, NULL);
+        json_decref(op);
+        op = json_incref(r->json);
+        th_resp_free(r);
+        const char *st = op ? th_str(op, "status") : NULL;
+        if (st != NULL) {
+            char list[128];
+            snprintf(list, sizeof(list), ",%s,", statuses);
+            char needle[40];
+            snprintf(needle, sizeof(needle), ",%s,", st);
+            if (strstr(list, needle) != NULL)
+                return op;
+        }
+        if (th_now_ms() > until) {
+            fprintf(stderr, "operation %s still %s after %d ms\n", id, st ? st : "?", timeout_ms);
+            return op;
+        }
+        usleep(20000);
+    }
+}
+
+void th_enqueue(const struct svc *s, const char *body, char id[37])
+{
+    struct resp *r = th_json(s, "POST", "/api/offline/queue", body);
+    if (r->status != 201)
+        fprintf(stderr, "enqueue %s -> %ld %s\n", body, r->status, r->body);
+    assert_int_equal(r->status, 201);
+    snprintf(id, 37, "%s", th_str(r->json, "id"));
+    th_resp_free(r);
+}

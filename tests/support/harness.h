@@ -67,4 +67,12 @@ const char *th_sqlf(PGconn *pg, const char *fmt, ...) __attribute__((format(prin
 const char *th_str(const json_t *obj, const char *key);
 /* An integer field of obj (aborts the test if it is not one). */
 long long th_int(const json_t *obj, const char *key);
+
+/* Polls GET /api/offline/queue/{id} until its status is one of statuses ("completed,failed")
+ * or timeout_ms pass; returns the last Operation (json_decref it). */
+json_t *th_wait_op(const struct svc *s, const char *id, const char *statuses, int timeout_ms);
+/* Enqueues body (must answer 201) and writes the new id into id. */
+void th_enqueue(const struct svc *s, const char *body, char id[37]);
+/* Monotonic milliseconds. */
+double th_now_ms(void);
 #endif

@@ -1,0 +1,302 @@
+#include "upstream.h"
+
+#include <ctype.h>
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct upstream_srv {
+    struct MHD_Daemon *d;
+    int port;
+    char url[64];
+    pthread_mutex_t mu;
+    struct us_rule *rules;
+    int n_rules;
+    struct us_req *reqs;
+    int n_reqs, cap_reqs;
+    int in_flight, max_in_flight;
+};
+
+struct pending {
+    char *body;
+    size_t len;
+    double start_ms;
+};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+struct hdr_buf {
+    char *s;
+    size_t len;
+};
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *k,
+                                      const char *v)
+{
+    struct hdr_buf *h = cls;
+    size_t add = strlen(k) + strlen(v) + 3;
+    h->s = realloc(h->s, h->len + add + 1);
+    size_t start = h->len;
+    h->len += (size_t)sprintf(h->s + h->len, "%s: %s\n", k, v);
+    for (size_t i = start; h->s[i] != ':'; i++)
+        h->s[i] = (char)tolower((unsigned char)h->s[i]);
+    return MHD_YES;
+}
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *k, const char *v)
+{
+    char *path = cls;
+    size_t n = strlen(path);
+    snprintf(path + n, 1024 - n, "%s%s%s%s", strchr(path, '?') ? "&" : "?", k, v ? "=" : "", v ? v : "");
+    return MHD_YES;
+}
+
+/* The matching rule's next status (advancing the script), or 201. */
+static const struct us_rule *pick(struct upstream_srv *us, const char *path, int *status)
+{
+    *status = 201;
+    for (int i = us->n_rules - 1; i >= 0; i--) {
+        struct us_rule *r = &us->rules[i];
+        if (strncmp(path, r->path, strlen(r->path)) != 0)
+            continue;
+        if (r->n_statuses > 0) {
+            *status = r->statuses[0];
+            if (r->n_statuses > 1) {
+                memmove(r->statuses, r->statuses + 1, (size_t)(r->n_statuses - 1) * sizeof(int));
+                r->n_statuses--;
+            }
+        }
+        return r;
+    }
+    return NULL;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *data,
+                                  size_t *size, void **ctx)
+{
+    struct upstream_srv *us = cls;
+    struct pending *p = *ctx;
+    if (p == NULL) {
+        p = calloc(1, sizeof(*p));
+        p->start_ms = now_ms();
+        *ctx = p;
+        pthread_mutex_lock(&us->mu);
+        if (++us->in_flight > us->max_in_flight)
+            us->max_in_flight = us->in_flight;
+        pthread_mutex_unlock(&us->mu);
+        return MHD_YES;
+    }
+    if (*size > 0) {
+        p->body = realloc(p->body, p->len + *size + 1);
+        memcpy(p->body + p->len, data, *size);
+        p->len += *size;
+        p->body[p->len] = '\0';
+        *size = 0;
+        return MHD_YES;
+    }
+    struct us_req rec = {0};
+    snprintf(rec.method, sizeof(rec.method), "%s", method);
+    snprintf(rec.path, sizeof(rec.path), "%s", url);
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, rec.path);
+    struct hdr_buf h = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, collect_header, &h);
+    rec.headers = h.s ? h.s : strdup("");
+    rec.body = p->body ? p->body : strdup("");
+    rec.body_len = p->len;
+    rec.start_ms = p->start_ms;
+    p->body = NULL;
+
+    pthread_mutex_lock(&us->mu);
+    int status;
+    const struct us_rule *rule = pick(us, rec.path, &status);
+    struct us_rule copy = rule ? *rule : (struct us_rule){0};
+    pthread_mutex_unlock(&us->mu);
+    if (copy.delay_ms > 0)
+        usleep((useconds_t)copy.delay_ms * 1000);
+
+    const char *body = copy.body[0] ? copy.body : "{\"ok\":true}";
+    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(body), (void *)body,
+                                                                MHD_RESPMEM_MUST_COPY);
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    if (copy.retry_after[0])
+        MHD_add_response_header(resp, "Retry-After", copy.retry_after);
+    enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+
+    rec.status = status;
+    rec.end_ms = now_ms();
+    pthread_mutex_lock(&us->mu);
+    if (us->n_reqs == us->cap_reqs) {
+        us->cap_reqs = us->cap_reqs ? us->cap_reqs * 2 : 256;
+        us->reqs = realloc(us->reqs, (size_t)us->cap_reqs * sizeof(*us->reqs));
+    }
+    us->reqs[us->n_reqs++] = rec;
+    pthread_mutex_unlock(&us->mu);
+    return ok;
+}
+
+static void on_done(void *cls, struct MHD_Connection *c, void **ctx,
+                    enum MHD_RequestTerminationCode toe)
+{
+    struct upstream_srv *us = cls;
+    struct pending *p = *ctx;
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&us->mu);
+    us->in_flight--;
+    pthread_mutex_unlock(&us->mu);
+    free(p->body);
+    free(p);
+    *ctx = NULL;
+}
+
+struct upstream_srv *us_start(void)
+{
+    struct upstream_srv *us = calloc(1, sizeof(*us));
+    pthread_mutex_init(&us->mu, NULL);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    us->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0,
+                             NULL, NULL, on_request, us, MHD_OPTION_SOCK_ADDR, &a,
+                             MHD_OPTION_NOTIFY_COMPLETED, on_done, us,
+                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)2000, MHD_OPTION_END);
+    if (us->d == NULL) {
+        fprintf(stderr, "upstream: cannot start\n");
+        exit(1);
+    }
+    us->port = MHD_get_daemon_info(us->d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    snprintf(us->url, sizeof(us->url), "http://127.0.0.1:%d", us->port);
+    return us;
+}
+
+int us_port(const struct upstream_srv *us)
+{
+    return us->port;
+}
+
+const char *us_url(const struct upstream_srv *us)
+{
+    return us->url;
+}
+
+void us_reset(struct upstream_srv *us)
+{
+    pthread_mutex_lock(&us->mu);
+    for (int i = 0; i < us->n_reqs; i++) {
+        free(us->reqs[i].headers);
+        free(us->reqs[i].body);
+    }
+    us->n_reqs = 0;
+    us->n_rules = 0;
+    us->max_in_flight = us->in_flight;
+    pthread_mutex_unlock(&us->mu);
+}
+
+void us_stop(struct upstream_srv *us)
+{
+    MHD_stop_daemon(us->d);
+    us_reset(us);
+    free(us->reqs);
+    free(us->rules);
+    pthread_mutex_destroy(&us->mu);
+    free(us);
+}
+
+void us_rule(struct upstream_srv *us, const struct us_rule *rule)
+{
+    pthread_mutex_lock(&us->mu);
+    us->rules = realloc(us->rules, (size_t)(us->n_rules + 1) * sizeof(*us->rules));
+    us->rules[us->n_rules++] = *rule;
+    pthread_mutex_unlock(&us->mu);
+}
+
+void us_script(struct upstream_srv *us, const char *path, const char *statuses, int delay_ms)
+{
+    struct us_rule r = {.delay_ms = delay_ms};
+    snprintf(r.path, sizeof(r.path), "%s", path);
+    for (const char *p = statuses; p && *p && r.n_statuses < 64;) {
+        r.statuses[r.n_statuses++] = atoi(p);
+        p = strchr(p, ',');
+        p = p ? p + 1 : NULL;
+    }
+    us_rule(us, &r);
+}
+
+int us_count(struct upstream_srv *us, const char *prefix)
+{
+    pthread_mutex_lock(&us->mu);
+    int n = 0;
+    for (int i = 0; i < us->n_reqs; i++)
+        n += prefix == NULL || strncmp(us->reqs[i].path, prefix, strlen(prefix)) == 0;
+    pthread_mutex_unlock(&us->mu);
+    return n;
+}
+
+int us_wait_count(struct upstream_srv *us, const char *prefix, int n, int timeout_ms)
+{
+    double until = now_ms() + timeout_ms;
+    int got;
+    while ((got = us_count(us, prefix)) < n && now_ms() < until)
+        usleep(5000);
+    return got;
+}
+
+struct us_req *us_requests(struct upstream_srv *us, int *n)
+{
+    pthread_mutex_lock(&us->mu);
+    *n = us->n_reqs;
+    struct us_req *copy = calloc((size_t)(us->n_reqs ? us->n_reqs : 1), sizeof(*copy));
+    for (int i = 0; i < us->n_reqs; i++) {
+        copy[i] = us->reqs[i];
+        copy[i].headers = strdup(us->reqs[i].headers);
+        copy[i].body = malloc(us->reqs[i].body_len + 1);
+        memcpy(copy[i].body, us->reqs[i].body, us->reqs[i].body_len + 1);
+    }
+    pthread_mutex_unlock(&us->mu);
+    return copy;
+}
+
+void us_free_reqs(struct us_req *reqs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(reqs[i].headers);
+        free(reqs[i].body);
+    }
+    free(reqs);
+}
+
+const char *us_header(const struct us_req *r, const char *name)
+{
+    static __thread char value[1024];
+    size_t n = strlen(name);
+    for (const char *p = r->headers; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        if (strncmp(p, name, n) == 0 && p[n] == ':') {
+            const char *v = p + n + 2;
+            snprintf(value, sizeof(value), "%.*s", (int)((eol ? eol : v + strlen(v)) - v), v);
+            return value;
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    return NULL;
+}
+
+int us_max_in_flight(struct upstream_srv *us)
+{
+    pthread_mutex_lock(&us->mu);
+    int m = us->max_in_flight;
+    pthread_mutex_unlock(&us->mu);
+    return m;
+}
