@@ -21,6 +21,7 @@ struct upstream_srv {
     struct us_req *reqs;
     int n_reqs, cap_reqs;
     int in_flight, max_in_flight;
+    int arrivals;
 };
 
 struct pending {
@@ -93,6 +94,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         p->start_ms = now_ms();
         *ctx = p;
         pthread_mutex_lock(&us->mu);
+        us->arrivals++;
         if (++us->in_flight > us->max_in_flight)
             us->max_in_flight = us->in_flight;
         pthread_mutex_unlock(&us->mu);
@@ -200,6 +202,7 @@ void us_reset(struct upstream_srv *us)
     }
     us->n_reqs = 0;
     us->n_rules = 0;
+    us->arrivals = 0;
     us->max_in_flight = us->in_flight;
     pthread_mutex_unlock(&us->mu);
 }
@@ -299,4 +302,18 @@ int us_max_in_flight(struct upstream_srv *us)
     int m = us->max_in_flight;
     pthread_mutex_unlock(&us->mu);
     return m;
+}
+
+int us_wait_arrivals(struct upstream_srv *us, int n, int timeout_ms)
+{
+    double until = now_ms() + timeout_ms;
+    int got = 0;
+    for (;;) {
+        pthread_mutex_lock(&us->mu);
+        got = us->arrivals;
+        pthread_mutex_unlock(&us->mu);
+        if (got >= n || now_ms() > until)
+            return got;
+        usleep(5000);
+    }
 }

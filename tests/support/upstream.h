@@ -49,6 +49,8 @@ void us_free_reqs(struct us_req *reqs, int n);
 const char *us_header(const struct us_req *r, const char *name);
 int us_max_in_flight(struct upstream_srv *us);
 void us_reset(struct upstream_srv *us);
+/* Waits up to timeout_ms until n requests have arrived (answered or not); returns how many. */
+int us_wait_arrivals(struct upstream_srv *us, int n, int timeout_ms);
 /* Waits up to timeout_ms until us_count(prefix) >= n; returns the count. */
 int us_wait_count(struct upstream_srv *us, const char *prefix, int n, int timeout_ms);
 
