@@ -191,7 +191,6 @@ static void test_shutdown_grace(void **state)
 {
     us_reset(US);
     us_script(US, "/c/0", "201", 1500);
-    us_script(US, "/c/1", "201", 6000);
     char url[512], up[128];
     th_db_create("e2e_crash_grace", url, sizeof(url));
     env_for(up, sizeof(up));
@@ -209,6 +208,8 @@ static void test_shutdown_grace(void **state)
     th_sql(pg, "UPDATE offline_operations SET payload = '{\"endpoint\":\"/c/1\"}'");
     th_sql(pg, "UPDATE offline_operations SET status = 'pending', completed_at = NULL");
     const char *short_env[] = {up, "OFFLINEQ_WORKERS=2", "OFFLINEQ_SHUTDOWN_GRACE_S=1", NULL};
+    us_reset(US);
+    us_script(US, "/c/1", "201", 6000);
     assert_int_equal(th_svc_start(&s, url, short_env, NULL), 0);
     assert_int_equal(us_wait_arrivals(US, 1, 10000), 1);
     usleep(100000);
