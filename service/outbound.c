@@ -98,19 +98,23 @@ static void header_value(const char *line, size_t n, size_t name_len, char *out,
     snprintf(out, len, "%.*s", (int)(end - v), v);
 }
 
-static void parse_retry_after(const char *v, struct out_response *rs)
+double outbound_retry_after(const char *v, time_t now)
 {
     char *endp = NULL;
-    double secs = strtod(v, &endp);
-    if (endp != v && *endp == '\0' && secs >= 0) {
-        rs->retry_after_s = secs;
-        return;
+    if (*v >= '0' && *v <= '9') {
+        double secs = strtod(v, &endp);
+        return *endp == '\0' ? secs : -1;
     }
     time_t when = curl_getdate(v, NULL); /* an HTTP date */
-    if (when > 0) {
-        double d = difftime(when, time(NULL));
-        rs->retry_after_s = d > 0 ? d : 0;
-    }
+    if (when <= 0)
+        return -1;
+    double d = difftime(when, now);
+    return d > 0 ? d : 0;
+}
+
+static void parse_retry_after(const char *v, struct out_response *rs)
+{
+    rs->retry_after_s = outbound_retry_after(v, time(NULL));
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *arg)

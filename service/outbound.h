@@ -5,6 +5,7 @@
 
 #include <curl/curl.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include "config.h"
 
@@ -45,6 +46,9 @@ void outbound_close(struct outbound *o);
  * (free with outbound_response_free). Returns 0 when an HTTP answer came, -1 otherwise. */
 int outbound_send(struct outbound *o, const struct out_request *rq, struct out_response *rs);
 void outbound_response_free(struct out_response *rs);
+
+/* Retry-After as seconds from now: delta-seconds or an HTTP date; -1 when unreadable. */
+double outbound_retry_after(const char *value, time_t now);
 
 /* The Standard Webhooks signature "v1,<base64 HMAC-SHA256(secret, id.timestamp.body)>".
  * A secret starting with "whsec_" is base64-decoded first. Writes into out (>= 64 bytes). */

@@ -227,12 +227,59 @@ static void test_shutdown_grace(void **state)
     th_db_drop("e2e_crash_grace");
 }
 
+/* A handler running longer than the lease keeps it by heartbeats: sent once, no reaping. */
+static void test_heartbeat_keeps_long_handlers_leased(void **state)
+{
+    us_reset(US);
+    us_script(US, "/c/0", "201", 5000);
+    char url[512], up[128];
+    th_db_create("e2e_crash_heartbeat", url, sizeof(url));
+    fill(url, 1, 5);
+    env_for(up, sizeof(up));
+    const char *env[] = {up, "OFFLINEQ_WORKERS=2", "OFFLINEQ_LEASE_S=2", NULL};
+    struct svc s;
+    assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
+    PGconn *pg = th_db_connect(url);
+    wait_settled(pg, 1, 15000);
+    assert_int_equal(count_where(pg, "status = 'completed' AND retry_count = 0"), 1);
+    assert_int_equal(us_count(US, "/c/0"), 1);
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+    PQfinish(pg);
+    th_db_drop("e2e_crash_heartbeat");
+}
+
+/* With the fallback poll at a minute, only NOTIFY can wake the workers: an enqueue through the
+ * outbox function (another process) is delivered within a second. */
+static void test_notify_wakes_idle_workers(void **state)
+{
+    us_reset(US);
+    char url[512], up[128];
+    th_db_create("e2e_crash_notify", url, sizeof(url));
+    env_for(up, sizeof(up));
+    const char *env[] = {up, "OFFLINEQ_WORKERS=2", "OFFLINEQ_POLL_MS=60000", NULL};
+    struct svc s;
+    assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
+    PGconn *pg = th_db_connect(url);
+    usleep(500000); /* the workers have looked once and sleep */
+    double t0 = th_now_ms();
+    th_sql(pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/c/0\"}')");
+    assert_int_equal(us_wait_arrivals(US, 1, 5000), 1);
+    double ms = th_now_ms() - t0;
+    fprintf(stderr, "outbox enqueue to upstream arrival: %.1f ms\n", ms);
+    assert_true(ms < 1000);
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+    PQfinish(pg);
+    th_db_drop("e2e_crash_notify");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill_9_while_in_flight),
         cmocka_unit_test(test_two_instances_5000),
         cmocka_unit_test(test_shutdown_grace),
+        cmocka_unit_test(test_heartbeat_keeps_long_handlers_leased),
+        cmocka_unit_test(test_notify_wakes_idle_workers),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

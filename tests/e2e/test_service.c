@@ -334,6 +334,40 @@ static void test_graceful_shutdown_finishes_in_flight(void **state)
     PQfinish(pg);
 }
 
+static void test_max_pending_answers_429(void **state)
+{
+    char other[512];
+    th_db_create(DB "_full", other, sizeof(other));
+    struct svc s;
+    static const char *const env[] = {"OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9",
+                                      "OFFLINEQ_MAX_PENDING=3", NULL};
+    assert_int_equal(th_svc_start(&s, other, env, NULL), 0);
+    const char *one = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}";
+    for (int i = 0; i < 3; i++) {
+        struct resp *r = th_json(&s, "POST", "/api/offline/queue", one);
+        assert_int_equal(r->status, 201);
+        th_resp_free(r);
+    }
+    usleep(1200 * 1000); /* the pending count is refreshed twice a second */
+    struct resp *r = th_json(&s, "POST", "/api/offline/queue", one);
+    th_assert_error(r, 429, "queue_full");
+    assert_string_equal(th_header(r, "Retry-After"), "5");
+    th_resp_free(r);
+    r = th_json(&s, "POST", "/api/offline/queue/batch", "{\"operations\":[{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}]}");
+    th_assert_error(r, 429, "queue_full");
+    th_resp_free(r);
+    PGconn *pg = th_db_connect(other);
+    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations"), "3"); /* nothing dropped silently */
+    th_sql(pg, "DELETE FROM offline_operations WHERE id IN (SELECT id FROM offline_operations LIMIT 1)");
+    usleep(1200 * 1000);
+    r = th_json(&s, "POST", "/api/offline/queue", one);
+    assert_int_equal(r->status, 201);
+    th_resp_free(r);
+    PQfinish(pg);
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+    th_db_drop(DB "_full");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -344,6 +378,7 @@ int main(void)
         cmocka_unit_test(test_schema_newer_than_binary),
         cmocka_unit_test(test_database_outage),
         cmocka_unit_test(test_graceful_shutdown_finishes_in_flight),
+        cmocka_unit_test(test_max_pending_answers_429),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

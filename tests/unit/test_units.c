@@ -11,6 +11,8 @@
 #include "cursor.h"
 #include "err.h"
 #include "handlers.h"
+#include "outbound.h"
+#include "workers.h"
 #include "routes.h"
 #include "validate.h"
 
@@ -255,6 +257,40 @@ static void test_target_validation(void **state)
     config_free(&c);
 }
 
+static void test_retry_after_and_backoff(void **state)
+{
+    time_t now = 1763000000; /* Thu, 13 Nov 2025 02:13:20 GMT */
+    assert_true(outbound_retry_after("120", now) == 120);
+    assert_true(outbound_retry_after("0", now) == 0);
+    assert_true(outbound_retry_after("Thu, 13 Nov 2025 02:13:50 GMT", now) == 30);
+    assert_true(outbound_retry_after("Thu, 13 Nov 2025 02:00:00 GMT", now) == 0); /* past */
+    assert_true(outbound_retry_after("soon", now) < 0);
+    assert_true(outbound_retry_after("12abc", now) < 0);
+    for (int attempt = 1; attempt <= 12; attempt++) {
+        double cap = 0.5 * (1 << (attempt - 1)); /* 0.5 s doubling, capped at 300 s */
+        if (cap > 300)
+            cap = 300;
+        double lo = 1e9, hi = 0;
+        for (int i = 0; i < 2000; i++) {
+            double d = workers_backoff_s(attempt, 500, 300000);
+            lo = d < lo ? d : lo;
+            hi = d > hi ? d : hi;
+        }
+        assert_true(lo >= 0 && hi <= cap);
+        assert_true(hi > cap * 0.9 && lo < cap * 0.1); /* full jitter spans the range */
+    }
+}
+
+static void test_signature_matches_standard_webhooks(void **state)
+{
+    /* The example of the Standard Webhooks specification. */
+    const char *body = "{\"test\": 2432232314}";
+    char sig[128];
+    outbound_sign("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330,
+                  body, strlen(body), sig, sizeof(sig));
+    assert_string_equal(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -265,6 +301,8 @@ int main(void)
         cmocka_unit_test(test_err_table_and_prefix),
         cmocka_unit_test(test_config_parsing),
         cmocka_unit_test(test_target_validation),
+        cmocka_unit_test(test_retry_after_and_backoff),
+        cmocka_unit_test(test_signature_matches_standard_webhooks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
