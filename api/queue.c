@@ -153,7 +153,7 @@ static int parse_batch(struct request *r, struct op_new *ops, size_t n, struct e
     const json_t *items = json_object_get(r->json, "operations");
     for (size_t i = 0; i < n; i++) {
         if (parse_enqueue(json_array_get(items, i), &r->app->cfg, &ops[i], e) != 0) {
-            char prefix[32];
+            char prefix[48];
             snprintf(prefix, sizeof(prefix), "operations[%zu]", i);
             err_prefix_field(e, prefix);
             return -1;
@@ -201,7 +201,7 @@ int api_queue_batch(struct request *r, struct err *e)
         goto out;
     if (ops_repo_enqueue_batch(c, ops, n, out, &failed, e) != 0) {
         if (failed >= 0 && e->code == ERR_INVALID_REQUEST) {
-            char prefix[32];
+            char prefix[48];
             snprintf(prefix, sizeof(prefix), "operations[%ld]", failed);
             err_prefix_field(e, prefix);
         }
