@@ -16,6 +16,9 @@
 #define LIST_DEFAULT 50
 #define LIST_MAX 1000
 
+static const char *const conflict_strategies[] = {"local_wins", "remote_wins", "last_write_wins",
+                                                  "merge", "manual", NULL};
+
 static const struct field_rule enqueue_rules[] = {
     {.name = "operation_type", .type = V_STRING, .required = true, .min = 1, .max = 100},
     {.name = "payload", .type = V_OBJECT, .required = true},
@@ -27,6 +30,7 @@ static const struct field_rule enqueue_rules[] = {
     {.name = "depends_on", .type = V_ARRAY},
     {.name = "expires_in_s", .type = V_NUMBER, .min = 0, .max = 31536000},
     {.name = "max_retry_duration_s", .type = V_INT, .min = 1, .max = 31536000},
+    {.name = "conflict_strategy", .type = V_STRING, .nullable = true, .one_of = conflict_strategies},
     {.name = NULL},
 };
 
@@ -91,6 +95,7 @@ static int parse_enqueue(const json_t *body, const struct config *cfg, struct op
         .depends_on = depends_on,
         .expires_in_s = expires ? json_number_value(expires) : -1,
         .max_retry_duration_s = (int)json_number_value(json_object_get(body, "max_retry_duration_s")),
+        .conflict_strategy = validate_str(body, "conflict_strategy", NULL),
     };
     op->payload_json = jsontext(payload);
     OQ_ASSERT(op->payload_json != NULL);

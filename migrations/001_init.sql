@@ -6,7 +6,8 @@ CREATE TABLE offlineq_operation_types (
 INSERT INTO offlineq_operation_types (name)
 VALUES ('api_call'), ('file_upload'), ('metric_log'), ('model_push'), ('experiment_sync');
 
--- Shared settings (default max_attempts now; auto-sync and conflict strategy later).
+-- Shared settings: default max_attempts, auto_sync, sync_interval_s, conflict_strategy,
+-- last_sync. Changes are announced on the offlineq_settings channel.
 CREATE TABLE offlineq_settings (
     key        text PRIMARY KEY,
     value      jsonb NOT NULL,
@@ -47,7 +48,10 @@ CREATE TABLE offline_operations (
     expires_at       timestamptz,
     max_retry_duration_s integer CHECK (max_retry_duration_s > 0),
     first_attempt_at timestamptz,
-    file_id          uuid REFERENCES offlineq_files (id) ON DELETE SET NULL
+    file_id          uuid REFERENCES offlineq_files (id) ON DELETE SET NULL,
+    conflict_strategy text CHECK (conflict_strategy IN
+                     ('local_wins', 'remote_wins', 'last_write_wins', 'merge', 'manual')),
+    resolution       jsonb -- an operator's choice for a conflict, applied by the next attempt
 );
 
 -- At most one live operation per dedup_key: the database enforces it under concurrency.
@@ -164,13 +168,16 @@ CREATE FUNCTION offlineq_op_json(o offline_operations) RETURNS json LANGUAGE sql
         o.result,
         o.depends_on,
         offlineq_ts(o.expires_at) AS expires_at,
-        o.max_retry_duration_s) x
+        o.max_retry_duration_s,
+        o.conflict_strategy) x
 $$;
 
 CREATE FUNCTION offlineq_stats() RETURNS json LANGUAGE sql STABLE AS $$
-    WITH c AS (
+    WITH all_counts AS (
         SELECT operation_type, status, sum(n)::bigint AS n
         FROM offlineq_op_counts GROUP BY 1, 2 HAVING sum(n) <> 0
+    ), c AS (
+        SELECT * FROM all_counts WHERE status NOT LIKE '#%'
     ), s AS (
         SELECT status, sum(n)::bigint AS n FROM c GROUP BY 1
     ), t AS (
@@ -184,6 +191,7 @@ CREATE FUNCTION offlineq_stats() RETURNS json LANGUAGE sql STABLE AS $$
         'failed', coalesce((SELECT n FROM s WHERE status = 'failed'), 0),
         'conflict', coalesce((SELECT n FROM s WHERE status = 'conflict'), 0),
         'total', coalesce((SELECT sum(n) FROM s), 0)::bigint,
+        'conflicts_resolved', coalesce((SELECT sum(n) FROM all_counts WHERE status = '#resolved'), 0)::bigint,
         'by_type', coalesce((SELECT json_object_agg(operation_type, by_status ORDER BY operation_type) FROM t), '{}'::json),
         'oldest_pending_age_s', coalesce(round(extract(epoch FROM now() - (
             SELECT min(created_at) FROM offline_operations WHERE status = 'pending'))::numeric, 3), 0))
@@ -196,6 +204,7 @@ CREATE FUNCTION offlineq_enqueue_ex(
     p_operation_type text, p_payload jsonb, p_priority integer, p_dedup_key text,
     p_group_key text, p_max_attempts integer, p_delay_s double precision,
     p_depends_on uuid[], p_expires_in_s double precision, p_max_retry_duration_s integer,
+    p_conflict_strategy text,
     OUT op offline_operations, OUT created boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -252,12 +261,13 @@ BEGIN
     LOOP
         INSERT INTO offline_operations AS o (operation_type, payload, priority, dedup_key,
                                              group_key, max_attempts, next_attempt_at,
-                                             depends_on, expires_at, max_retry_duration_s, file_id)
+                                             depends_on, expires_at, max_retry_duration_s, file_id,
+                                             conflict_strategy)
         VALUES (p_operation_type, p_payload, p_priority, p_dedup_key, p_group_key, attempts,
                 now() + make_interval(secs => coalesce(p_delay_s, 0)),
                 nullif(p_depends_on, '{}'),
                 now() + make_interval(secs => p_expires_in_s),
-                p_max_retry_duration_s, v_file)
+                p_max_retry_duration_s, v_file, p_conflict_strategy)
         ON CONFLICT (dedup_key)
             WHERE dedup_key IS NOT NULL AND status IN ('pending', 'in_progress', 'conflict')
             DO NOTHING
@@ -284,5 +294,14 @@ CREATE FUNCTION offlineq_enqueue(operation_type text, payload jsonb, priority in
 RETURNS uuid LANGUAGE sql AS $$
     SELECT (r.op).id
     FROM offlineq_enqueue_ex(operation_type, payload, coalesce(priority, 0), dedup_key,
-                             group_key, NULL, NULL, NULL, NULL, NULL) r
+                             group_key, NULL, NULL, NULL, NULL, NULL, NULL) r
 $$;
+
+CREATE FUNCTION offlineq_settings_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('offlineq_settings', NEW.key);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER offlineq_settings_notify AFTER INSERT OR UPDATE ON offlineq_settings
+    FOR EACH ROW EXECUTE FUNCTION offlineq_settings_changed();

@@ -76,10 +76,31 @@ int app_init(struct app *a, struct err *e)
     atomic_init(&a->abort_outbound, false);
     atomic_init(&a->pending_estimate, 0);
     policy_init(&a->policy, &a->cfg);
+    settings_init(&a->settings);
     db_pool_init(&a->db, a->cfg.database_url, a->cfg.db_pool_size);
-    if (migrate(a, e) != 0)
+    if (migrate(a, e) != 0 || register_registry(a, e) != 0)
         return -1;
-    return register_registry(a, e);
+    struct db_conn *c = db_acquire(&a->db, e);
+    if (c == NULL)
+        return -1;
+    int rc = settings_seed(c, a->cfg.auto_sync, a->cfg.sync_interval_s, e);
+    if (rc == 0)
+        rc = settings_reload(&a->settings, c, e);
+    db_release(&a->db, c);
+    return rc;
+}
+
+/* Going online wakes the workers and, with auto-sync on, starts a sync pass. */
+static void on_network_change(void *arg, bool online)
+{
+    struct app *a = arg;
+    if (!online || !a->sync.started)
+        return;
+    workers_wake(&a->workers);
+    unsigned long pass;
+    struct err e = {0};
+    if (settings_auto_sync(&a->settings) && sync_request(&a->sync, &pass, &e) != 0)
+        log_debug("no sync pass on reconnect: %s", e.message);
 }
 
 static const struct db_stmt compact_counts = {
@@ -103,6 +124,7 @@ static void maintain(struct app *a, unsigned round)
     }
     if (round % 2 == 0 && queue_sweep(c, &e) > 0)
         workers_wake(&a->workers); /* reaped operations are due again */
+    settings_reload(&a->settings, c, &e);
     db_release(&a->db, c);
 }
 
@@ -133,13 +155,18 @@ static void *maintenance_main(void *arg)
 
 void app_start(struct app *a)
 {
+    monitor_listen(&a->monitor, on_network_change, a);
+    monitor_start(&a->monitor, &a->cfg);
     workers_start(&a->workers, a);
+    sync_start(&a->sync, a);
     a->maintenance_started = pthread_create(&a->maintenance, NULL, maintenance_main, a) == 0;
 }
 
 void app_close(struct app *a)
 {
+    sync_stop(&a->sync);
     workers_stop(&a->workers, a->cfg.shutdown_grace_s);
+    monitor_stop(&a->monitor);
     pthread_mutex_lock(&a->stop_mu);
     atomic_store(&a->stopping, true);
     pthread_cond_broadcast(&a->stop_cv);
@@ -148,6 +175,7 @@ void app_close(struct app *a)
         pthread_join(a->maintenance, NULL);
     db_pool_close(&a->db);
     policy_close(&a->policy);
+    settings_close(&a->settings);
     pthread_cond_destroy(&a->stop_cv);
     pthread_mutex_destroy(&a->stop_mu);
 }

@@ -7,7 +7,10 @@
 
 #include "config.h"
 #include "db.h"
+#include "monitor.h"
 #include "policy.h"
+#include "settings.h"
+#include "sync.h"
 #include "workers.h"
 
 struct MHD_Daemon;
@@ -20,6 +23,9 @@ struct app {
     atomic_int inflight;  /* HTTP requests started and not yet completed */
     atomic_bool stopping;
     struct policy policy;
+    struct monitor monitor;
+    struct settings settings;
+    struct sync_engine sync;
     struct workers workers;
     atomic_bool abort_outbound;   /* set when the shutdown grace is over */
     atomic_llong pending_estimate; /* pending operations, refreshed by maintenance */

@@ -59,6 +59,18 @@ static const struct setting settings[] = {
      "metric_log operations sent in one request"},
     {"OFFLINEQ_POLL_MS", CFG_INT, OFF(poll_ms), "1000", 10, 60000,
      "idle workers look for due work at least this often"},
+    {"OFFLINEQ_CHECK_URLS", CFG_STR, OFF(check_urls_raw), "", 0, 0,
+     "comma-separated URLs the network monitor probes (default: the upstreams' base URLs)"},
+    {"OFFLINEQ_CHECK_INTERVAL_S", CFG_INT, OFF(check_interval_s), "10", 1, 3600,
+     "seconds between connectivity checks"},
+    {"OFFLINEQ_CHECK_TIMEOUT_MS", CFG_INT, OFF(check_timeout_ms), "3000", 100, 60000,
+     "timeout of one probe"},
+    {"OFFLINEQ_OFFLINE_AFTER", CFG_INT, OFF(offline_after), "1", 1, 100,
+     "consecutive failed check rounds before the status flips to offline"},
+    {"OFFLINEQ_AUTO_SYNC", CFG_STR, OFF(auto_sync_raw), "true", 0, 0,
+     "true|false: seeds the stored auto-sync setting when none exists yet"},
+    {"OFFLINEQ_SYNC_INTERVAL_S", CFG_INT, OFF(sync_interval_s), "60", 0, 86400,
+     "seeds the stored interval of periodic sync passes (0: none)"},
 };
 #undef OFF
 
@@ -207,6 +219,23 @@ static int parse_api_keys(struct config *c, char *out, size_t len)
     return rc;
 }
 
+/* OFFLINEQ_CHECK_URLS, or one probe per upstream base URL. */
+static int derive_check_urls(struct config *c, char *out, size_t len)
+{
+    c->check_urls = config_split_list(c->check_urls_raw, &c->n_check_urls);
+    for (size_t i = 0; i < c->n_check_urls; i++) {
+        char origin[512];
+        if (config_url_origin(c->check_urls[i], origin, sizeof(origin)) != 0)
+            return fail(out, len, "OFFLINEQ_CHECK_URLS: entry %zu must be an http(s) URL", i + 1);
+    }
+    if (c->n_check_urls > 0)
+        return 0;
+    c->check_urls = oq_calloc(c->n_upstreams, sizeof(char *));
+    for (size_t i = 0; i < c->n_upstreams; i++)
+        c->check_urls[c->n_check_urls++] = oq_strdup(c->upstreams[i].base_url);
+    return 0;
+}
+
 static int derive(struct config *c, char *out, size_t len)
 {
     if (c->database_url == NULL || c->database_url[0] == '\0')
@@ -220,6 +249,11 @@ static int derive(struct config *c, char *out, size_t len)
     if (c->backoff_base_ms > c->backoff_max_ms)
         return fail(out, len, "OFFLINEQ_BACKOFF_BASE_MS: must not exceed OFFLINEQ_BACKOFF_MAX_MS");
     c->cors_origins = config_split_list(c->cors_origins_raw, &c->n_cors_origins);
+    if (strcmp(c->auto_sync_raw, "true") != 0 && strcmp(c->auto_sync_raw, "false") != 0)
+        return fail(out, len, "OFFLINEQ_AUTO_SYNC: expected true or false, got \"%s\"", c->auto_sync_raw);
+    c->auto_sync = strcmp(c->auto_sync_raw, "true") == 0;
+    if (derive_check_urls(c, out, len) != 0)
+        return -1;
     if (c->n_api_keys == 0 && !c->listen_is_loopback)
         return fail(out, len,
                     "OFFLINEQ_API_KEYS: no keys configured, so OFFLINEQ_LISTEN must be a loopback "
@@ -269,6 +303,7 @@ void config_free(struct config *c)
     free(c->api_keys);
     upstreams_free(c);
     config_free_list(c->cors_origins, c->n_cors_origins);
+    config_free_list(c->check_urls, c->n_check_urls);
     memset(c, 0, sizeof(*c));
 }
 

@@ -51,6 +51,16 @@ struct config {
     int metric_batch;
     int poll_ms;
     char *upstreams_file;
+    char *check_urls_raw;
+    int check_interval_s;
+    int check_timeout_ms;
+    int offline_after;
+    char *auto_sync_raw;
+    int sync_interval_s;
+
+    char **check_urls; /* derived: OFFLINEQ_CHECK_URLS, or the upstreams' base URLs */
+    size_t n_check_urls;
+    bool auto_sync;
 
     /* Derived from the raw settings by config_load(). */
     char listen_host[64];

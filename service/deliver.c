@@ -105,6 +105,15 @@ void deliver(struct exec_ctx *ctx, struct out_request *rq, struct exec_result *r
     outbound_send(ctx->out, rq, &rs);
     policy_leave(&ctx->app->policy, rq->u, how, rs.status == 0 ? rs.is_connect_error : rs.status >= 500);
     classify(ctx, &rs, res);
+    if (rs.status == 0 && rs.is_connect_error && res->outcome == OUTCOME_RETRY) {
+        /* Is the network down, or only this upstream? Check now: offline costs no attempt. */
+        monitor_check_now(&ctx->app->monitor);
+        if (!monitor_is_online(&ctx->app->monitor)) {
+            res->outcome = OUTCOME_RELEASE;
+            res->delay_s = 0;
+            snprintf(res->error, sizeof(res->error), "offline: %s", rs.error);
+        }
+    }
     outbound_response_free(&rs);
 }
 

@@ -14,12 +14,14 @@
     X(ERR_NOT_FOUND, 404, "not_found")                                                             \
     X(ERR_METHOD_NOT_ALLOWED, 405, "method_not_allowed")                                           \
     X(ERR_CONFLICT, 409, "conflict")                                                               \
+    X(ERR_SYNC_IN_PROGRESS, 409, "sync_in_progress")                                               \
     X(ERR_PAYLOAD_TOO_LARGE, 413, "payload_too_large")                                             \
     X(ERR_UNSUPPORTED_MEDIA_TYPE, 415, "unsupported_media_type")                                   \
     X(ERR_QUEUE_FULL, 429, "queue_full")                                                           \
     X(ERR_INTERNAL, 500, "internal")                                                               \
     X(ERR_DB_UNAVAILABLE, 503, "database_unavailable")                                             \
-    X(ERR_NOT_READY, 503, "not_ready")
+    X(ERR_NOT_READY, 503, "not_ready")                                                             \
+    X(ERR_OFFLINE, 503, "offline")
 
 #define OQ_ERR_ENUM(name, status, code) name,
 enum err_code { OQ_ERR_CODES(OQ_ERR_ENUM) ERR__COUNT };

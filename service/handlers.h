@@ -19,6 +19,9 @@ struct job {
     int retry_count; /* failed attempts so far */
     int max_attempts;
     char file_id[37]; /* "" when none */
+    char conflict_strategy[32]; /* "" : the global one */
+    json_t *resolution; /* owned: an operator's choice for a conflict, or NULL */
+    char created_at[40];
 };
 
 enum outcome {

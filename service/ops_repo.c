@@ -10,7 +10,7 @@ static const struct db_stmt enqueue_stmt = {
     "ops_enqueue",
     "SELECT (r.op).id, offlineq_op_json(r.op)::text, r.created "
     "FROM offlineq_enqueue_ex($1, $2::jsonb, $3::int, $4, $5, $6::int, $7::float8, $8::uuid[], "
-    "  $9::float8, $10::int) r"};
+    "  $9::float8, $10::int, $11) r"};
 
 static const struct db_stmt get_stmt = {
     "ops_get", "SELECT offlineq_op_json(o)::text FROM offline_operations o WHERE id = $1::uuid"};
@@ -87,8 +87,9 @@ int ops_repo_enqueue(struct db_conn *c, const struct op_new *op, struct op_creat
                             op->group_key, op->max_attempts > 0 ? attempts : NULL,
                             op->delay_s >= 0 ? delay : NULL, op->depends_on,
                             op->expires_in_s >= 0 ? expires : NULL,
-                            op->max_retry_duration_s > 0 ? window : NULL};
-    PGresult *r = db_exec(c, &enqueue_stmt, 10, params, e);
+                            op->max_retry_duration_s > 0 ? window : NULL,
+                            op->conflict_strategy};
+    PGresult *r = db_exec(c, &enqueue_stmt, 11, params, e);
     if (r == NULL)
         return -1;
     snprintf(out->id, sizeof(out->id), "%s", PQgetvalue(r, 0, 0));

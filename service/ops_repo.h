@@ -17,6 +17,7 @@ struct op_new {
     char *depends_on;      /* owned: a uuid[] literal, or NULL */
     double expires_in_s;   /* < 0: never */
     int max_retry_duration_s; /* 0: no limit */
+    const char *conflict_strategy; /* borrowed; NULL: the global strategy */
 };
 
 struct op_created {

@@ -9,15 +9,16 @@
 
 /* What makes an operation claimable: due, not expired, its upstream not paused, no earlier
  * live operation of its group, every dependency completed. */
-#define CLAIMABLE                                                                                  \
+#define CLAIMABLE(PAUSED, IDS)                                                                     \
     "o.status = 'pending' AND o.next_attempt_at <= now() "                                       \
     "AND (o.expires_at IS NULL OR o.expires_at > now()) "                                        \
-    "AND coalesce(o.payload ->> 'upstream', 'default') <> ALL ($2::text[]) "                     \
+    "AND coalesce(o.payload ->> 'upstream', 'default') <> ALL (" PAUSED "::text[]) "             \
     "AND (o.group_key IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations g "                \
     "     WHERE g.group_key = o.group_key AND g.seq < o.seq "                                    \
     "       AND g.status IN ('pending', 'in_progress', 'conflict'))) "                           \
     "AND (o.depends_on IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations d "               \
-    "     WHERE d.id = ANY (o.depends_on) AND d.status <> 'completed')) "
+    "     WHERE d.id = ANY (o.depends_on) AND d.status <> 'completed')) "                        \
+    "AND (" IDS "::uuid[] IS NULL OR o.id = ANY (" IDS "::uuid[])) "
 
 #define TAKE_LEASE                                                                                 \
     "UPDATE offline_operations o SET status = 'in_progress', lease_owner = $1, "                 \
@@ -25,19 +26,37 @@
     "  first_attempt_at = coalesce(o.first_attempt_at, now()) "                                  \
     "FROM c WHERE o.id = c.id "                                                                  \
     "RETURNING o.id, o.operation_type, o.payload::text, o.retry_count, o.max_attempts, "         \
-    "  coalesce(o.file_id::text, ''), o.seq"
+    "  coalesce(o.file_id::text, ''), o.seq, coalesce(o.conflict_strategy, ''), "                \
+    "  o.resolution::text, offlineq_ts(o.created_at)"
 
 static const struct db_stmt claim_stmt = {
     "queue_claim",
-    "WITH c AS (SELECT o.id FROM offline_operations o WHERE " CLAIMABLE
+    "WITH c AS (SELECT o.id FROM offline_operations o WHERE " CLAIMABLE("$2", "$4")
     "  ORDER BY -o.priority, o.seq LIMIT 1 FOR UPDATE SKIP LOCKED) " TAKE_LEASE};
 
 static const struct db_stmt claim_batch_stmt = {
     "queue_claim_batch",
-    "WITH c AS (SELECT o.id FROM offline_operations o WHERE " CLAIMABLE
-    "  AND o.operation_type = $4 AND coalesce(o.payload ->> 'upstream', 'default') = $5 "
-    "  AND coalesce(o.payload ->> 'endpoint', $6) = $7 "
-    "  ORDER BY o.seq LIMIT $8::int FOR UPDATE SKIP LOCKED) " TAKE_LEASE};
+    "WITH c AS (SELECT o.id FROM offline_operations o WHERE " CLAIMABLE("$2", "$4")
+    "  AND o.operation_type = $5 AND coalesce(o.payload ->> 'upstream', 'default') = $6 "
+    "  AND coalesce(o.payload ->> 'endpoint', $7) = $8 "
+    "  ORDER BY o.seq LIMIT $9::int FOR UPDATE SKIP LOCKED) " TAKE_LEASE};
+
+static const struct db_stmt snapshot_stmt = {
+    "queue_snapshot",
+    "SELECT coalesce(array_agg(o.id)::text, '{}'), count(*), offlineq_ts(now()) "
+    "FROM offline_operations o WHERE " CLAIMABLE("$1", "NULL")};
+
+/* $1 the pass's ids, $2 when it started: untouched pending ones are still to do. */
+static const struct db_stmt progress_stmt = {
+    "queue_progress",
+    "SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed'), "
+    "  count(*) FILTER (WHERE status = 'conflict'), "
+    "  count(*) FILTER (WHERE status = 'pending' AND updated_at >= $2::timestamptz), "
+    "  count(*) FILTER (WHERE status = 'in_progress' OR "
+    "                   (status = 'pending' AND updated_at < $2::timestamptz)), "
+    "  coalesce(json_agg(json_build_object('id', id, 'error', error_message)) "
+    "    FILTER (WHERE status IN ('failed', 'conflict')), '[]')::text "
+    "FROM offline_operations WHERE id = ANY ($1::uuid[])"};
 
 #define FENCE " WHERE id = ANY ($1::uuid[]) AND status = 'in_progress' AND lease_owner = $2 "
 #define UNLEASE " lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
@@ -114,20 +133,25 @@ static void fill_job(PGresult *r, int row, struct job *job)
     job->retry_count = atoi(PQgetvalue(r, row, 3));
     job->max_attempts = atoi(PQgetvalue(r, row, 4));
     snprintf(job->file_id, sizeof(job->file_id), "%s", PQgetvalue(r, row, 5));
+    snprintf(job->conflict_strategy, sizeof(job->conflict_strategy), "%s", PQgetvalue(r, row, 7));
+    job->resolution = PQgetisnull(r, row, 8) ? NULL : json_loads(PQgetvalue(r, row, 8), 0, NULL);
+    snprintf(job->created_at, sizeof(job->created_at), "%s", PQgetvalue(r, row, 9));
 }
 
 void queue_job_free(struct job *job)
 {
     json_decref(job->payload);
+    json_decref(job->resolution);
     job->payload = NULL;
+    job->resolution = NULL;
 }
 
 int queue_claim(struct db_conn *c, const struct claim_filter *f, struct job *job, struct err *e)
 {
     char lease[16];
     snprintf(lease, sizeof(lease), "%d", f->lease_s);
-    const char *params[] = {f->owner, f->paused, lease};
-    PGresult *r = db_exec(c, &claim_stmt, 3, params, e);
+    const char *params[] = {f->owner, f->paused, lease, f->only_ids};
+    PGresult *r = db_exec(c, &claim_stmt, 4, params, e);
     if (r == NULL)
         return -1;
     int n = PQntuples(r);
@@ -153,10 +177,10 @@ int queue_claim_batch(struct db_conn *c, const struct claim_filter *f, const str
     snprintf(limit, sizeof(limit), "%d", max);
     const char *upstream = json_string_value(json_object_get(first->payload, "upstream"));
     const char *endpoint = json_string_value(json_object_get(first->payload, "endpoint"));
-    const char *params[] = {f->owner, f->paused, lease, first->operation_type,
+    const char *params[] = {f->owner, f->paused, lease, f->only_ids, first->operation_type,
                             upstream ? upstream : "default", default_endpoint,
                             endpoint ? endpoint : default_endpoint, limit};
-    PGresult *r = db_exec(c, &claim_batch_stmt, 8, params, e);
+    PGresult *r = db_exec(c, &claim_batch_stmt, 9, params, e);
     if (r == NULL)
         return -1;
     int n = PQntuples(r);
@@ -273,4 +297,36 @@ int queue_sweep(struct db_conn *c, struct err *e)
                  json_pack("{s:i, s:i, s:i}", "leases_reaped", reaped, "expired", expired,
                            "dependency_failed", orphaned));
     return reaped + expired + orphaned;
+}
+
+int queue_snapshot_due(struct db_conn *c, const char *paused, char **ids, int *total,
+                       char start[40], struct err *e)
+{
+    const char *params[] = {paused};
+    PGresult *r = db_exec(c, &snapshot_stmt, 1, params, e);
+    if (r == NULL)
+        return -1;
+    *ids = oq_strdup(PQgetvalue(r, 0, 0));
+    *total = atoi(PQgetvalue(r, 0, 1));
+    snprintf(start, 40, "%s", PQgetvalue(r, 0, 2));
+    PQclear(r);
+    return 0;
+}
+
+int queue_pass_progress(struct db_conn *c, const char *ids, const char *start,
+                        struct pass_counts *out, struct err *e)
+{
+    const char *params[] = {ids, start};
+    PGresult *r = db_exec(c, &progress_stmt, 2, params, e);
+    if (r == NULL)
+        return -1;
+    out->succeeded = atoi(PQgetvalue(r, 0, 0));
+    out->failed = atoi(PQgetvalue(r, 0, 1));
+    out->conflicts = atoi(PQgetvalue(r, 0, 2));
+    out->retried = atoi(PQgetvalue(r, 0, 3));
+    out->remaining = atoi(PQgetvalue(r, 0, 4));
+    json_decref(out->errors);
+    out->errors = json_loads(PQgetvalue(r, 0, 5), 0, NULL);
+    PQclear(r);
+    return 0;
 }

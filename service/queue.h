@@ -11,8 +11,23 @@
 struct claim_filter {
     const char *owner;    /* this worker's lease owner id */
     const char *paused;   /* text[] literal of upstreams not to claim for */
+    const char *only_ids; /* uuid[] literal: claim only these (a sync pass), or NULL */
     int lease_s;
 };
+
+struct pass_counts {
+    int succeeded, failed, conflicts, retried, remaining;
+    json_t *errors; /* owned: [{"id","error"}] of the failed and conflicting ones */
+};
+
+/* The ids (uuid[] literal, malloc'd) and count of every operation claimable now, and the
+ * database's now() (RFC 3339) as the pass's start. */
+int queue_snapshot_due(struct db_conn *c, const char *paused, char **ids, int *total,
+                       char start[40], struct err *e);
+
+/* Where the operations of a pass stand. */
+int queue_pass_progress(struct db_conn *c, const char *ids, const char *start,
+                        struct pass_counts *out, struct err *e);
 
 /* Claims the next due operation (highest priority, then oldest), honouring group order,
  * dependencies and expiry. Returns 1 with *job filled (free with queue_job_free), 0 when

@@ -96,12 +96,22 @@ static void set_held(struct worker *w, struct job *jobs, int n)
 static int claim(struct worker *w, struct db_conn *c, struct job *jobs, struct err *e)
 {
     struct app *a = w->ws->app;
+    /* offline: operations wait, no attempt is used */
+    if (!monitor_is_online(&a->monitor))
+        return 0;
+    /* auto-sync stopped: only the operations of a running sync pass */
+    char *only = settings_auto_sync(&a->settings) ? NULL : sync_pass_ids(&a->sync);
+    if (!settings_auto_sync(&a->settings) && only == NULL)
+        return 0;
     char paused[1024];
     policy_paused(&a->policy, paused, sizeof(paused));
-    struct claim_filter f = {.owner = w->owner, .paused = paused, .lease_s = a->cfg.lease_s};
+    struct claim_filter f = {.owner = w->owner, .paused = paused, .only_ids = only,
+                             .lease_s = a->cfg.lease_s};
     int n = queue_claim(c, &f, &jobs[0], e);
-    if (n != 1)
+    if (n != 1) {
+        free(only);
         return n;
+    }
     const struct handler *h = handlers_find(jobs[0].operation_type);
     if (h != NULL && h->execute_batch != NULL) {
         int more = queue_claim_batch(c, &f, &jobs[0], h->batch_endpoint, jobs + 1,
@@ -109,6 +119,7 @@ static int claim(struct worker *w, struct db_conn *c, struct job *jobs, struct e
         if (more > 0)
             n += more;
     }
+    free(only);
     return n;
 }
 
@@ -212,6 +223,16 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+static void reload_settings(struct app *a)
+{
+    struct err e = {0};
+    struct db_conn *c = db_acquire(&a->db, &e);
+    if (c == NULL)
+        return;
+    settings_reload(&a->settings, c, &e);
+    db_release(&a->db, c);
+}
+
 /* LISTEN offlineq_wakeup on a connection of its own; reconnects with a backoff. */
 static void *listener_main(void *arg)
 {
@@ -224,7 +245,7 @@ static void *listener_main(void *arg)
             if (pg != NULL)
                 PQfinish(pg);
             pg = db_connect(ws->app->cfg.database_url, &e);
-            PGresult *r = pg ? PQexec(pg, "LISTEN offlineq_wakeup") : NULL;
+            PGresult *r = pg ? PQexec(pg, "LISTEN offlineq_wakeup; LISTEN offlineq_settings") : NULL;
             bool ok = r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK;
             PQclear(r);
             if (!ok) {
@@ -241,12 +262,15 @@ static void *listener_main(void *arg)
             continue;
         if (!PQconsumeInput(pg))
             continue; /* the loop reconnects */
-        bool woke = false;
+        bool woke = false, settings_changed = false;
         PGnotify *n;
         while ((n = PQnotifies(pg)) != NULL) {
             woke = true;
+            settings_changed |= strcmp(n->relname, "offlineq_settings") == 0;
             PQfreemem(n);
         }
+        if (settings_changed)
+            reload_settings(ws->app);
         if (woke)
             workers_wake(ws);
     }

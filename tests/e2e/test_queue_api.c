@@ -103,7 +103,8 @@ static void test_enqueue_returns_operation(void **state)
     assert_true(json_is_null(json_object_get(op, "depends_on")));
     assert_true(json_is_null(json_object_get(op, "expires_at")));
     assert_true(json_is_null(json_object_get(op, "max_retry_duration_s")));
-    assert_int_equal(json_object_size(op), 18);
+    assert_true(json_is_null(json_object_get(op, "conflict_strategy")));
+    assert_int_equal(json_object_size(op), 19);
     assert_non_null(strstr(r->body, "\"n\": [1, 0.1, null]")); /* numbers stored as written */
     assert_string_equal(th_sqlf(pg, "SELECT count(*) FROM offline_operations WHERE id = '%s'", id), "1");
     th_resp_free(r);
@@ -383,7 +384,7 @@ static void test_stats(void **state)
     struct resp *r = th_http(&S, "GET", "/api/offline/queue/stats", NULL, 0, NULL);
     assert_int_equal(r->status, 200);
     json_t *want = json_loads("{\"pending\":0,\"in_progress\":0,\"completed\":0,\"failed\":0,"
-                              "\"conflict\":0,\"total\":0,\"by_type\":{},\"oldest_pending_age_s\":0}",
+                              "\"conflict\":0,\"total\":0,\"conflicts_resolved\":0,\"by_type\":{},\"oldest_pending_age_s\":0}",
                               0, NULL);
     assert_true(json_equal(r->json, want));
     json_decref(want);

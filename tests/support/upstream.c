@@ -22,6 +22,7 @@ struct upstream_srv {
     int n_reqs, cap_reqs;
     int in_flight, max_in_flight;
     int arrivals;
+    int probes;
 };
 
 struct pending {
@@ -94,7 +95,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         p->start_ms = now_ms();
         *ctx = p;
         pthread_mutex_lock(&us->mu);
-        us->arrivals++;
+        us->arrivals += strcmp(method, "HEAD") != 0;
         if (++us->in_flight > us->max_in_flight)
             us->max_in_flight = us->in_flight;
         pthread_mutex_unlock(&us->mu);
@@ -140,6 +141,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     rec.status = status;
     rec.end_ms = now_ms();
     pthread_mutex_lock(&us->mu);
+    if (strcmp(method, "HEAD") == 0) { /* the service's connectivity probes: counted apart */
+        us->probes++;
+        pthread_mutex_unlock(&us->mu);
+        free(rec.headers);
+        free(rec.body);
+        return ok;
+    }
     if (us->n_reqs == us->cap_reqs) {
         us->cap_reqs = us->cap_reqs ? us->cap_reqs * 2 : 256;
         us->reqs = realloc(us->reqs, (size_t)us->cap_reqs * sizeof(*us->reqs));
@@ -316,4 +324,12 @@ int us_wait_arrivals(struct upstream_srv *us, int n, int timeout_ms)
             return got;
         usleep(5000);
     }
+}
+
+int us_probes(struct upstream_srv *us)
+{
+    pthread_mutex_lock(&us->mu);
+    int n = us->probes;
+    pthread_mutex_unlock(&us->mu);
+    return n;
 }

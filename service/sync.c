@@ -1,0 +1,229 @@
+#include "sync.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app.h"
+#include "jsontext.h"
+#include "log.h"
+#include "queue.h"
+
+static void wait_ms(struct sync_engine *s, int ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    long long ns = t.tv_nsec + (long long)ms * 1000000LL;
+    t.tv_sec += (time_t)(ns / 1000000000LL);
+    t.tv_nsec = (long)(ns % 1000000000LL);
+    pthread_cond_timedwait(&s->cv, &s->mu, &t);
+}
+
+static json_t *result_json(const struct pass_counts *pc, int total, double ms)
+{
+    return json_pack("{s:i, s:i, s:i, s:i, s:i, s:O, s:I}", "processed", total - pc->remaining,
+                     "succeeded", pc->succeeded, "failed", pc->failed, "conflicts", pc->conflicts,
+                     "retried", pc->retried, "errors", pc->errors ? pc->errors : json_array(),
+                     "duration_ms", (json_int_t)ms);
+}
+
+/* Stores the pass in offlineq_settings so every instance shows it. */
+static void persist(struct app *a, json_t *result)
+{
+    struct err e = {0};
+    struct db_conn *c = db_acquire(&a->db, &e);
+    if (c == NULL)
+        return;
+    char at[40];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(at + n, sizeof(at) - n, ".%06ldZ", ts.tv_nsec / 1000);
+    json_t *rec = json_pack("{s:s, s:O}", "at", at, "result", result);
+    char *text = jsontext(rec);
+    json_decref(rec);
+    if (settings_store(c, "last_sync", text, &e) == 0)
+        settings_reload(&a->settings, c, &e);
+    free(text);
+    db_release(&a->db, c);
+}
+
+/* Polls the pass's operations until none is left to do (or the instance stops). */
+static json_t *follow(struct sync_engine *s, const char *ids, const char *start, int total)
+{
+    struct app *a = s->app;
+    struct pass_counts pc = {.remaining = total};
+    double t0 = oq_now_ms();
+    while (pc.remaining > 0) {
+        pthread_mutex_lock(&s->mu);
+        if (!s->stopping)
+            wait_ms(s, 100);
+        bool stop = s->stopping;
+        pthread_mutex_unlock(&s->mu);
+        if (stop)
+            break;
+        struct err e = {0};
+        struct db_conn *c = db_acquire(&a->db, &e);
+        if (c == NULL)
+            continue;
+        int rc = queue_pass_progress(c, ids, start, &pc, &e);
+        db_release(&a->db, c);
+        if (rc != 0)
+            continue;
+        pthread_mutex_lock(&s->mu);
+        s->done = total - pc.remaining;
+        pthread_mutex_unlock(&s->mu);
+    }
+    json_t *result = result_json(&pc, total, oq_now_ms() - t0);
+    json_decref(pc.errors);
+    return result;
+}
+
+static void run_pass(struct sync_engine *s)
+{
+    struct app *a = s->app;
+    char paused[1024], start[40];
+    policy_paused(&a->policy, paused, sizeof(paused));
+    char *ids = NULL;
+    int total = 0;
+    struct err e = {0};
+    struct db_conn *c = db_acquire(&a->db, &e);
+    int rc = c ? queue_snapshot_due(c, paused, &ids, &total, start, &e) : -1;
+    if (c != NULL)
+        db_release(&a->db, c);
+    if (rc != 0) {
+        log_warn("sync pass could not start: %s", e.message);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->ids = oq_strdup(ids);
+    snprintf(s->start, sizeof(s->start), "%s", start);
+    s->total = total;
+    s->done = 0;
+    s->running = true;
+    pthread_mutex_unlock(&s->mu);
+    log_json(LOG_INFO, "sync started", json_pack("{s:s, s:i}", "event", "sync.started", "total", total));
+    workers_wake(&a->workers);
+    json_t *result = follow(s, ids, start, total);
+    log_json(LOG_INFO, "sync finished",
+             json_pack("{s:s, s:O}", "event", "sync.finished", "result", result));
+    persist(a, result);
+    pthread_mutex_lock(&s->mu);
+    free(s->ids);
+    s->ids = NULL;
+    s->running = false;
+    json_decref(s->last_result);
+    s->last_result = result;
+    s->passes++;
+    s->last_end_ms = oq_now_ms();
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    free(ids);
+}
+
+/* Periodic passes: every interval_s while auto-sync is on and the network is up. */
+static bool periodic_due(struct sync_engine *s)
+{
+    struct app *a = s->app;
+    int interval = settings_interval_s(&a->settings);
+    return interval > 0 && settings_auto_sync(&a->settings) && monitor_is_online(&a->monitor) &&
+           oq_now_ms() - s->last_end_ms >= interval * 1000.0;
+}
+
+static void *sync_main(void *arg)
+{
+    struct sync_engine *s = arg;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping) {
+        if (!s->wanted)
+            wait_ms(s, 500);
+        bool go = s->wanted;
+        s->wanted = false;
+        pthread_mutex_unlock(&s->mu);
+        if (go || periodic_due(s))
+            run_pass(s);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+void sync_start(struct sync_engine *s, struct app *app)
+{
+    s->app = app;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->last_end_ms = oq_now_ms();
+    s->started = pthread_create(&s->th, NULL, sync_main, s) == 0;
+}
+
+void sync_stop(struct sync_engine *s)
+{
+    if (!s->started)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->th, NULL);
+    json_decref(s->last_result);
+    free(s->ids);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    s->started = false;
+}
+
+int sync_request(struct sync_engine *s, unsigned long *pass, struct err *e)
+{
+    if (!monitor_is_online(&s->app->monitor))
+        return err_set(e, ERR_OFFLINE, "the network is offline: nothing can be synced now");
+    pthread_mutex_lock(&s->mu);
+    int rc = 0;
+    if (s->running || s->wanted)
+        rc = err_set(e, ERR_SYNC_IN_PROGRESS, "a sync pass is already running");
+    else {
+        s->wanted = true;
+        *pass = s->passes + 1;
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+json_t *sync_wait(struct sync_engine *s, unsigned long pass, double timeout_s)
+{
+    double until = oq_now_ms() + timeout_s * 1000.0;
+    pthread_mutex_lock(&s->mu);
+    while (s->passes < pass && !s->stopping && oq_now_ms() < until)
+        wait_ms(s, 50);
+    json_t *r = s->passes >= pass ? json_incref(s->last_result) : NULL;
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+json_t *sync_progress(struct sync_engine *s)
+{
+    pthread_mutex_lock(&s->mu);
+    json_t *p = s->running ? json_pack("{s:i, s:i}", "done", s->done, "total", s->total) : NULL;
+    pthread_mutex_unlock(&s->mu);
+    return p;
+}
+
+bool sync_is_running(struct sync_engine *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool r = s->running || s->wanted;
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+char *sync_pass_ids(struct sync_engine *s)
+{
+    pthread_mutex_lock(&s->mu);
+    char *ids = s->running && s->ids ? oq_strdup(s->ids) : NULL;
+    pthread_mutex_unlock(&s->mu);
+    return ids;
+}
