@@ -11,6 +11,7 @@
 #include "reply.h"
 #include "routes.h"
 #include "validate.h"
+#include "waiters.h"
 
 #define BATCH_MAX 1000
 #define LIST_DEFAULT 50
@@ -143,7 +144,14 @@ int api_queue_create(struct request *r, struct err *e)
     if (out.created)
         workers_wake(&r->app->workers);
     set_location(r, out.id);
-    rc = reply_json_text(r, out.created ? 201 : 200, out.json);
+    double wait_s = waiters_prefer_wait(http_header(r, "Prefer"));
+    if (wait_s > 0) {
+        reply_header(r, "Preference-Applied", "wait");
+        waiters_park(r, out.id, wait_s, out.json); /* 200 when it finishes, else 202 */
+        rc = 0;
+    } else {
+        rc = reply_json_text(r, wait_s == 0 ? 202 : out.created ? 201 : 200, out.json);
+    }
     out.json = NULL;
 out:
     if (c != NULL)
@@ -403,4 +411,34 @@ int api_queue_retry_failed(struct request *r, struct err *e)
     long long n = ops_repo_retry_failed(c, type, optional_seconds(r->json), e);
     db_release(&r->app->db, c);
     return n < 0 ? -1 : reply_json(r, 200, json_pack("{s:I}", "retried", (json_int_t)n));
+}
+
+static const char *const resolutions[] = {"local", "remote", "merged", NULL};
+
+static const struct field_rule resolve_rules[] = {
+    {.name = "resolution", .type = V_STRING, .required = true, .one_of = resolutions},
+    {.name = "data", .type = V_OBJECT},
+    {.name = NULL},
+};
+
+int api_queue_resolve(struct request *r, struct err *e)
+{
+    if (validate_object(r->json, resolve_rules, false, e) != 0)
+        return -1;
+    const char *resolution = validate_str(r->json, "resolution", "");
+    const json_t *data = json_object_get(r->json, "data");
+    if (strcmp(resolution, "merged") == 0 && data == NULL)
+        return err_field(e, ERR_INVALID_REQUEST, "data", "a merged resolution needs data");
+    if (!oq_is_uuid(r->path_id))
+        return err_set(e, ERR_NOT_FOUND, "no operation with that id");
+    char *data_text = data ? jsontext(data) : NULL;
+    struct db_conn *c = db_acquire(&r->app->db, e);
+    char *json = c ? ops_repo_resolve(c, r->path_id, resolution, data_text, e) : NULL;
+    if (c != NULL)
+        db_release(&r->app->db, c);
+    free(data_text);
+    if (json == NULL)
+        return -1;
+    workers_wake(&r->app->workers);
+    return reply_json_text(r, 200, json);
 }

@@ -49,6 +49,15 @@ int api_queue_retry(struct request *r, struct err *e);
 int api_queue_stats(struct request *r, struct err *e);
 int api_queue_clear_completed(struct request *r, struct err *e);
 int api_queue_retry_failed(struct request *r, struct err *e);
+int api_queue_resolve(struct request *r, struct err *e);
+int api_sync_run(struct request *r, struct err *e);
+int api_sync_status(struct request *r, struct err *e);
+int api_sync_start_auto(struct request *r, struct err *e);
+int api_sync_stop_auto(struct request *r, struct err *e);
+int api_strategy_get(struct request *r, struct err *e);
+int api_strategy_set(struct request *r, struct err *e);
+int api_network_status(struct request *r, struct err *e);
+int api_network_check(struct request *r, struct err *e);
 int api_files_create(struct request *r, struct err *e);
 int api_files_get(struct request *r, struct err *e);
 

@@ -52,6 +52,8 @@ static json_t *result_of(const struct out_response *rs)
     json_t *r = json_pack("{s:i, s:o}", "status_code", (int)rs->status, "body", body_value(rs));
     if (rs->etag[0])
         json_object_set_new(r, "etag", json_string(rs->etag));
+    if (rs->last_modified[0])
+        json_object_set_new(r, "last_modified", json_string(rs->last_modified));
     return r;
 }
 

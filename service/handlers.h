@@ -57,6 +57,8 @@ struct handler {
     void (*execute_batch)(struct exec_ctx *ctx, const struct job *jobs, size_t n,
                           struct exec_result *res);
     const char *batch_endpoint;
+    /* 409/412 answers go through conflict resolution (the payload has endpoint and data). */
+    bool resolves_conflicts;
 };
 
 /* Returns the handler registered for name, or NULL. */

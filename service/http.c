@@ -61,6 +61,7 @@ static void request_free(struct request *r)
         free(r->extra[i].value);
     json_decref(r->json);
     free(r->body);
+    free(r->deferred_body);
     free(r);
 }
 
@@ -120,13 +121,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (r->suspended) { /* resumed: now the reply */
+        r->suspended = false;
+        r->on_resume(r);
+        OQ_ASSERT(r->replied);
+        return MHD_YES;
+    }
     if (r->replied)
         return MHD_YES;
     if (r->too_large)
         reply_too_large(r);
     else
         dispatch_fn(r);
-    OQ_ASSERT(r->replied);
+    OQ_ASSERT(r->replied || r->suspended);
     return MHD_YES;
 }
 
@@ -185,7 +192,7 @@ int http_start(struct app *a, http_dispatch_fn dispatch, http_limit_fn limit, st
     dispatch_fn = dispatch;
     limit_fn = limit;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     a->http = MHD_start_daemon(
@@ -199,13 +206,25 @@ int http_start(struct app *a, http_dispatch_fn dispatch, http_limit_fn limit, st
     return 0;
 }
 
+void http_suspend(struct request *r, void (*on_resume)(struct request *r))
+{
+    r->suspended = true;
+    r->on_resume = on_resume;
+    MHD_suspend_connection(r->conn);
+}
+
+void http_resume(struct request *r)
+{
+    MHD_resume_connection(r->conn);
+}
+
 int http_port(struct app *a)
 {
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(a->http, MHD_DAEMON_INFO_BIND_PORT);
     return info ? (int)info->port : a->cfg.listen_port;
 }
 
-void http_stop(struct app *a, int grace_ms)
+void http_stop(struct app *a, int grace_ms, void (*release_parked)(void))
 {
     if (a->http == NULL)
         return;
@@ -213,6 +232,8 @@ void http_stop(struct app *a, int grace_ms)
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
     double deadline = oq_now_ms() + grace_ms;
+    if (release_parked != NULL)
+        release_parked(); /* parked requests answer now: they must not outlive the server */
     while (atomic_load(&a->inflight) > 0 && oq_now_ms() < deadline)
         usleep(10 * 1000);
     MHD_stop_daemon(a->http);

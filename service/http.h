@@ -34,6 +34,10 @@ struct request {
         char *value; /* owned */
     } extra[HTTP_MAX_EXTRA_HEADERS];
     int n_extra;
+    bool suspended;
+    void (*on_resume)(struct request *r); /* must reply */
+    unsigned deferred_status;             /* for on_resume */
+    char *deferred_body;                  /* owned */
 };
 
 /* Called once per complete request; must reply exactly once. */
@@ -50,8 +54,15 @@ int http_start(struct app *a, http_dispatch_fn dispatch, http_limit_fn limit,
 /* The port actually bound (useful with port 0). */
 int http_port(struct app *a);
 
-/* Stops accepting, waits up to grace_ms for in-flight requests, then stops the server. */
-void http_stop(struct app *a, int grace_ms);
+/* Stops accepting, has parked requests answered (release_parked, may be NULL), waits up to
+ * grace_ms for in-flight requests, then stops the server. */
+void http_stop(struct app *a, int grace_ms, void (*release_parked)(void));
+
+/* Parks the request without a reply (no thread is held); http_resume() later makes
+ * libmicrohttpd call on_resume, which replies. */
+void http_suspend(struct request *r, void (*on_resume)(struct request *r));
+/* Thread-safe; for a request parked by http_suspend. */
+void http_resume(struct request *r);
 
 /* Returns a request header (borrowed) or NULL. */
 const char *http_header(struct request *r, const char *name);

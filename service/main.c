@@ -9,6 +9,7 @@
 #include "http.h"
 #include "log.h"
 #include "routes.h"
+#include "waiters.h"
 
 #define SHUTDOWN_GRACE_MS 10000
 
@@ -32,6 +33,7 @@ static int serve(struct app *a)
         return 1;
     }
     app_start(a);
+    waiters_start(a);
     if (http_start(a, routes_dispatch, routes_body_limit, &e) != 0) {
         log_error("start-up failed: %s", e.message);
         return 1;
@@ -42,7 +44,8 @@ static int serve(struct app *a)
     int sig = 0;
     sigwait(&set, &sig);
     log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    http_stop(a, SHUTDOWN_GRACE_MS);
+    http_stop(a, SHUTDOWN_GRACE_MS, waiters_release_all);
+    waiters_stop();
     return 0;
 }
 

@@ -33,6 +33,24 @@ static const struct db_stmt retry_stmt = {
     "SELECT t.status, (SELECT j FROM upd) FROM target t"};
 
 /* One index range per requested status (LATERAL), merged: cheap at any table size. */
+static const struct db_stmt resolve_stmt = {
+    "ops_resolve",
+    "WITH target AS (SELECT id, status FROM offline_operations WHERE id = $1::uuid FOR UPDATE), "
+    "upd AS (UPDATE offline_operations o SET "
+    "    status = CASE WHEN $2 = 'remote' THEN 'completed' ELSE 'pending' END, "
+    "    completed_at = CASE WHEN $2 = 'remote' THEN now() END, "
+    "    result = CASE WHEN $2 = 'remote' THEN jsonb_build_object('status_code', "
+    "      o.result -> 'status_code', 'resolution', 'manual_remote', 'remote', o.result -> 'remote') "
+    "      ELSE o.result END, "
+    "    resolution = jsonb_build_object('choice', $2, 'data', $3::jsonb, "
+    "      'etag', o.result ->> 'remote_etag'), "
+    "    error_message = NULL, next_attempt_at = now(), updated_at = now() "
+    "  FROM target t WHERE o.id = t.id AND t.status = 'conflict' "
+    "  RETURNING offlineq_op_json(o)::text AS j, o.operation_type), "
+    "counted AS (INSERT INTO offlineq_op_counts (operation_type, status, n) "
+    "  SELECT operation_type, '#resolved', 1 FROM upd WHERE $2 = 'remote') "
+    "SELECT t.status, (SELECT j FROM upd) FROM target t"};
+
 static const struct db_stmt list_stmt = {
     "ops_list",
     "SELECT offlineq_op_json(x.o)::text, (x.o).priority, (x.o).seq "
@@ -256,4 +274,23 @@ long long ops_repo_retry_failed(struct db_conn *c, const char *operation_type,
     snprintf(secs, sizeof(secs), "%.6f", older_than_s);
     const char *params[] = {operation_type, older_than_s >= 0 ? secs : NULL};
     return single_count(c, &retry_failed_stmt, 2, params, e);
+}
+
+char *ops_repo_resolve(struct db_conn *c, const char *id, const char *resolution,
+                       const char *data, struct err *e)
+{
+    const char *params[] = {id, resolution, data};
+    PGresult *r = db_exec(c, &resolve_stmt, 3, params, e);
+    if (r == NULL)
+        return NULL;
+    char *json = NULL;
+    if (PQntuples(r) == 0)
+        err_set(e, ERR_NOT_FOUND, "no operation with id %s", id);
+    else if (PQgetisnull(r, 0, 1))
+        err_set(e, ERR_CONFLICT, "only a conflict can be resolved (this operation is %s)",
+                PQgetvalue(r, 0, 0));
+    else
+        json = oq_strdup(PQgetvalue(r, 0, 1));
+    PQclear(r);
+    return json;
 }

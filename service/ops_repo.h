@@ -45,6 +45,12 @@ int ops_repo_delete(struct db_conn *c, const char *id, struct err *e) OQ_MUSTCHE
  * Operation object (free()). ERR_NOT_FOUND / ERR_CONFLICT otherwise. */
 char *ops_repo_retry(struct db_conn *c, const char *id, struct err *e);
 
+/* An operator's answer to a conflict: "remote" completes it now (nothing is sent); "local"
+ * and "merged" (data, a JSON text) put it back to pending for the next attempt to send.
+ * ERR_NOT_FOUND / ERR_CONFLICT (not in conflict). Returns the Operation object. */
+char *ops_repo_resolve(struct db_conn *c, const char *id, const char *resolution,
+                       const char *data, struct err *e);
+
 struct list_query {
     const char *statuses;       /* Postgres array literal: {pending,failed} */
     const char *operation_type; /* may be NULL */

@@ -66,6 +66,16 @@ static const struct db_stmt complete_stmt = {
     "UPDATE offline_operations SET status = 'completed', completed_at = now(), "
     "  result = $3::jsonb, error_message = NULL, " UNLEASE FENCE "RETURNING id, status, retry_count"};
 
+/* A completion that resolved a conflict also counts in stats.conflicts_resolved. */
+static const struct db_stmt complete_resolved_stmt = {
+    "queue_complete_resolved",
+    "WITH u AS (UPDATE offline_operations SET status = 'completed', completed_at = now(), "
+    "  result = $3::jsonb, error_message = NULL, " UNLEASE FENCE
+    "  RETURNING id, status, retry_count, operation_type), "
+    "c AS (INSERT INTO offlineq_op_counts (operation_type, status, n) "
+    "  SELECT operation_type, '#resolved', count(*) FROM u GROUP BY 1) "
+    "SELECT id, status, retry_count FROM u"};
+
 /* A window overrun is judged on the next attempt's time: no attempt starts past it. */
 #define WINDOW_OVER                                                                                \
     "(max_retry_duration_s IS NOT NULL AND now() + make_interval(secs => $4::float8) > "        \
@@ -243,7 +253,7 @@ int queue_record(struct db_conn *c, const char *owner, const struct job *jobs, s
     int np = 3;
     switch (res->outcome) {
     case OUTCOME_COMPLETED:
-        s = &complete_stmt;
+        s = json_object_get(res->result, "resolution") ? &complete_resolved_stmt : &complete_stmt;
         p[2] = result ? result : "null";
         break;
     case OUTCOME_RETRY:

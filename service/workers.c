@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "conflict.h"
 #include "log.h"
 #include "outbound.h"
 #include "queue.h"
@@ -131,8 +132,12 @@ static void execute(struct worker *w, struct job *jobs, int n, struct exec_resul
         exec_fail(res, "no handler is registered for operation_type %s", jobs[0].operation_type);
     } else if (h->execute_batch != NULL) {
         h->execute_batch(&ctx, jobs, (size_t)n, res);
+    } else if (h->resolves_conflicts && jobs[0].resolution != NULL) {
+        conflict_apply_choice(&ctx, &jobs[0], res); /* an operator resolved a conflict */
     } else {
         h->execute(&ctx, &jobs[0], res);
+        if (res->outcome == OUTCOME_CONFLICT && h->resolves_conflicts)
+            conflict_resolve(&ctx, &jobs[0], res);
     }
 }
 

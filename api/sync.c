@@ -1,0 +1,158 @@
+/* /api/offline/sync*: run a pass, auto-sync on/off, status, the conflict strategy. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsontext.h"
+#include "log.h"
+#include "reply.h"
+#include "routes.h"
+#include "settings.h"
+#include "validate.h"
+
+static const struct db_stmt pending_stmt = {
+    "sync_pending", "SELECT coalesce(sum(n), 0) FROM offlineq_op_counts WHERE status = 'pending'"};
+
+static json_t *status_json(struct app *a, struct err *e)
+{
+    struct db_conn *c = db_acquire(&a->db, e);
+    if (c == NULL)
+        return NULL;
+    PGresult *res = db_exec(c, &pending_stmt, 0, NULL, e);
+    db_release(&a->db, c);
+    if (res == NULL)
+        return NULL;
+    json_int_t pending = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    char strategy[32];
+    settings_strategy(&a->settings, strategy, sizeof(strategy));
+    json_t *last = settings_last_sync(&a->settings);
+    json_t *progress = sync_progress(&a->sync);
+    json_t *j = json_pack("{s:b, s:b, s:i, s:s, s:s, s:I, s:O, s:O, s:o}",
+                          "is_syncing", sync_is_running(&a->sync),
+                          "auto_sync", settings_auto_sync(&a->settings),
+                          "interval_s", settings_interval_s(&a->settings),
+                          "conflict_strategy", strategy,
+                          "network_status", monitor_is_online(&a->monitor) ? "online" : "offline",
+                          "pending", pending,
+                          "last_sync_at", last ? json_object_get(last, "at") : json_null(),
+                          "last_result", last ? json_object_get(last, "result") : json_null(),
+                          "progress", progress ? progress : json_null());
+    json_decref(last);
+    return j;
+}
+
+int api_sync_status(struct request *r, struct err *e)
+{
+    json_t *j = status_json(r->app, e);
+    return j ? reply_json(r, 200, j) : -1;
+}
+
+static int parse_timeout(struct request *r, double *out, struct err *e)
+{
+    const char *s = http_query(r, "timeout_s");
+    *out = 60;
+    if (s == NULL)
+        return 0;
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || !(v >= 0 && v <= 3600))
+        return err_field(e, ERR_INVALID_REQUEST, "timeout_s", "timeout_s must be a number from 0 to 3600");
+    *out = v;
+    return 0;
+}
+
+int api_sync_run(struct request *r, struct err *e)
+{
+    double timeout_s;
+    unsigned long pass;
+    if (parse_timeout(r, &timeout_s, e) != 0 || sync_request(&r->app->sync, &pass, e) != 0)
+        return -1;
+    json_t *result = sync_wait(&r->app->sync, pass, timeout_s);
+    if (result != NULL)
+        return reply_json(r, 200, result);
+    json_t *progress = sync_progress(&r->app->sync);
+    return reply_json(r, 202, json_pack("{s:b, s:o}", "is_syncing", true, "progress",
+                                        progress ? progress : json_pack("{s:i, s:i}", "done", 0, "total", 0)));
+}
+
+static int store_and_reply(struct request *r, const char *key, const char *value, struct err *e)
+{
+    struct db_conn *c = db_acquire(&r->app->db, e);
+    if (c == NULL)
+        return -1;
+    int rc = settings_store(c, key, value, e);
+    if (rc == 0)
+        rc = settings_reload(&r->app->settings, c, e);
+    db_release(&r->app->db, c);
+    return rc;
+}
+
+static const struct field_rule start_rules[] = {
+    {.name = "interval_s", .type = V_INT, .min = 0, .max = 86400},
+    {.name = NULL},
+};
+
+int api_sync_start_auto(struct request *r, struct err *e)
+{
+    if (r->json != NULL && validate_object(r->json, start_rules, false, e) != 0)
+        return -1;
+    const json_t *interval = r->json ? json_object_get(r->json, "interval_s") : NULL;
+    if (interval != NULL) {
+        char v[16];
+        snprintf(v, sizeof(v), "%lld", (long long)json_integer_value(interval));
+        if (store_and_reply(r, "sync_interval_s", v, e) != 0)
+            return -1;
+    }
+    if (store_and_reply(r, "auto_sync", "true", e) != 0)
+        return -1;
+    workers_wake(&r->app->workers);
+    return api_sync_status(r, e);
+}
+
+int api_sync_stop_auto(struct request *r, struct err *e)
+{
+    if (store_and_reply(r, "auto_sync", "false", e) != 0)
+        return -1;
+    return api_sync_status(r, e);
+}
+
+int api_strategy_get(struct request *r, struct err *e)
+{
+    char s[32];
+    settings_strategy(&r->app->settings, s, sizeof(s));
+    return reply_json(r, 200, json_pack("{s:s}", "strategy", s));
+}
+
+static const char *const strategies[] = {"local_wins", "remote_wins", "last_write_wins", "merge",
+                                         "manual", NULL};
+static const struct field_rule strategy_rules[] = {
+    {.name = "strategy", .type = V_STRING, .required = true, .one_of = strategies},
+    {.name = NULL},
+};
+
+int api_strategy_set(struct request *r, struct err *e)
+{
+    if (validate_object(r->json, strategy_rules, false, e) != 0)
+        return -1;
+    json_t *v = json_object_get(r->json, "strategy");
+    char *text = jsontext(v);
+    int rc = store_and_reply(r, "conflict_strategy", text, e);
+    free(text);
+    if (rc != 0)
+        return -1;
+    log_json(LOG_INFO, "conflict strategy changed",
+             json_pack("{s:s, s:O}", "event", "strategy.changed", "strategy", v));
+    return api_strategy_get(r, e);
+}
+
+int api_network_status(struct request *r, struct err *e)
+{
+    return reply_json(r, 200, monitor_status_json(&r->app->monitor));
+}
+
+int api_network_check(struct request *r, struct err *e)
+{
+    monitor_check_now(&r->app->monitor);
+    return api_network_status(r, e);
+}
