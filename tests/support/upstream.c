@@ -5,13 +5,24 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+struct us_resource {
+    char path[256];
+    char *doc;
+    int version;
+    long long modified;
+    bool racing;
+};
+
 struct upstream_srv {
+    struct us_resource res[64];
+    int n_res;
     struct MHD_Daemon *d;
     int port;
     char url[64];
@@ -84,6 +95,92 @@ static const struct us_rule *pick(struct upstream_srv *us, const char *path, int
     return NULL;
 }
 
+static struct us_resource *find_res(struct upstream_srv *us, const char *path)
+{
+    for (int i = 0; i < us->n_res; i++) {
+        if (strcmp(us->res[i].path, path) == 0)
+            return &us->res[i];
+    }
+    return NULL;
+}
+
+static void record_req(struct upstream_srv *us, struct us_req *rec, int status)
+{
+    rec->status = status;
+    rec->end_ms = now_ms();
+    pthread_mutex_lock(&us->mu);
+    if (us->n_reqs == us->cap_reqs) {
+        us->cap_reqs = us->cap_reqs ? us->cap_reqs * 2 : 256;
+        us->reqs = realloc(us->reqs, (size_t)us->cap_reqs * sizeof(*us->reqs));
+    }
+    us->reqs[us->n_reqs++] = *rec;
+    pthread_mutex_unlock(&us->mu);
+}
+
+static void http_date(long long t, char *out, size_t len)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(out, len, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+/* GET answers the document; PUT stores it when If-Match matches (or is absent). */
+static enum MHD_Result serve_resource(struct upstream_srv *us, struct MHD_Connection *c,
+                                      const char *method, const char *url, struct us_req *rec)
+{
+    pthread_mutex_lock(&us->mu);
+    struct us_resource *r = find_res(us, url);
+    int status = 404;
+    char etag[32] = "", lm[64] = "";
+    char *body = strdup("{\"error\":\"not found\"}");
+    const char *if_match = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-Match");
+    if (strcmp(method, "GET") == 0 && r != NULL) {
+        status = 200;
+        free(body);
+        body = strdup(r->doc);
+        snprintf(etag, sizeof(etag), "\"v%d\"", r->version);
+        http_date(r->modified, lm, sizeof(lm));
+        if (r->racing) { /* someone else writes right after every read */
+            r->version++;
+            r->modified++;
+        }
+    } else if (strcmp(method, "PUT") == 0) {
+        char current[32];
+        snprintf(current, sizeof(current), "\"v%d\"", r ? r->version : 0);
+        if (r != NULL && if_match != NULL && strcmp(if_match, current) != 0) {
+            status = 412;
+            free(body);
+            body = strdup("{\"error\":\"precondition failed\"}");
+        } else {
+            if (r == NULL && us->n_res < 64) {
+                r = &us->res[us->n_res++];
+                memset(r, 0, sizeof(*r));
+                snprintf(r->path, sizeof(r->path), "%s", url);
+            }
+            free(r->doc);
+            r->doc = strdup(rec->body);
+            r->version++;
+            r->modified = (long long)time(NULL);
+            status = 200;
+            free(body);
+            body = strdup(r->doc);
+            snprintf(etag, sizeof(etag), "\"v%d\"", r->version);
+        }
+    }
+    pthread_mutex_unlock(&us->mu);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    if (etag[0])
+        MHD_add_response_header(resp, "ETag", etag);
+    if (lm[0])
+        MHD_add_response_header(resp, "Last-Modified", lm);
+    enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    record_req(us, rec, status);
+    return ok;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *data,
                                   size_t *size, void **ctx)
@@ -121,6 +218,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     rec.start_ms = p->start_ms;
     p->body = NULL;
 
+    if (strncmp(url, "/res/", 5) == 0)
+        return serve_resource(us, c, method, url, &rec);
     pthread_mutex_lock(&us->mu);
     int status;
     const struct us_rule *rule = pick(us, rec.path, &status);
@@ -172,23 +271,77 @@ static void on_done(void *cls, struct MHD_Connection *c, void **ctx,
     *ctx = NULL;
 }
 
-struct upstream_srv *us_start(void)
+static void start_daemon(struct upstream_srv *us, int port)
 {
-    struct upstream_srv *us = calloc(1, sizeof(*us));
-    pthread_mutex_init(&us->mu, NULL);
-    struct sockaddr_in a = {.sin_family = AF_INET};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     us->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0,
                              NULL, NULL, on_request, us, MHD_OPTION_SOCK_ADDR, &a,
                              MHD_OPTION_NOTIFY_COMPLETED, on_done, us,
-                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)2000, MHD_OPTION_END);
+                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)2000,
+                             MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     if (us->d == NULL) {
         fprintf(stderr, "upstream: cannot start\n");
         exit(1);
     }
     us->port = MHD_get_daemon_info(us->d, MHD_DAEMON_INFO_BIND_PORT)->port;
     snprintf(us->url, sizeof(us->url), "http://127.0.0.1:%d", us->port);
+}
+
+struct upstream_srv *us_start(void)
+{
+    struct upstream_srv *us = calloc(1, sizeof(*us));
+    pthread_mutex_init(&us->mu, NULL);
+    start_daemon(us, 0);
     return us;
+}
+
+void us_down(struct upstream_srv *us)
+{
+    MHD_stop_daemon(us->d);
+    us->d = NULL;
+}
+
+void us_up(struct upstream_srv *us)
+{
+    if (us->d == NULL)
+        start_daemon(us, us->port);
+}
+
+void us_resource(struct upstream_srv *us, const char *path, const char *json, long long modified)
+{
+    pthread_mutex_lock(&us->mu);
+    struct us_resource *r = find_res(us, path);
+    if (r == NULL) {
+        r = &us->res[us->n_res++];
+        memset(r, 0, sizeof(*r));
+        snprintf(r->path, sizeof(r->path), "%s", path);
+    }
+    free(r->doc);
+    r->doc = strdup(json);
+    r->version++;
+    r->modified = modified;
+    pthread_mutex_unlock(&us->mu);
+}
+
+char *us_resource_get(struct upstream_srv *us, const char *path, int *version)
+{
+    pthread_mutex_lock(&us->mu);
+    struct us_resource *r = find_res(us, path);
+    char *doc = r ? strdup(r->doc) : NULL;
+    if (version)
+        *version = r ? r->version : 0;
+    pthread_mutex_unlock(&us->mu);
+    return doc;
+}
+
+void us_resource_racing(struct upstream_srv *us, const char *path, bool racing)
+{
+    pthread_mutex_lock(&us->mu);
+    struct us_resource *r = find_res(us, path);
+    if (r)
+        r->racing = racing;
+    pthread_mutex_unlock(&us->mu);
 }
 
 int us_port(const struct upstream_srv *us)
@@ -217,7 +370,10 @@ void us_reset(struct upstream_srv *us)
 
 void us_stop(struct upstream_srv *us)
 {
-    MHD_stop_daemon(us->d);
+    if (us->d)
+        MHD_stop_daemon(us->d);
+    for (int i = 0; i < us->n_res; i++)
+        free(us->res[i].doc);
     us_reset(us);
     free(us->reqs);
     free(us->rules);

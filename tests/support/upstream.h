@@ -40,6 +40,17 @@ void us_rule(struct upstream_srv *us, const struct us_rule *rule);
 /* Statuses as text: "503,503,201". */
 void us_script(struct upstream_srv *us, const char *path, const char *statuses, int delay_ms);
 
+/* Versioned JSON resources: paths under /res/ answer GET with the document, an ETag "vN" and
+ * Last-Modified; PUT stores the body when If-Match is absent or matches, else 412. */
+void us_resource(struct upstream_srv *us, const char *path, const char *json, long long modified);
+/* The stored document (malloc'd) or NULL; *version its version. */
+char *us_resource_get(struct upstream_srv *us, const char *path, int *version);
+/* Every GET of path is followed by a change by "someone else" (its version moves on). */
+void us_resource_racing(struct upstream_srv *us, const char *path, bool racing);
+/* Down: the port refuses connections until us_up (records and rules are kept). */
+void us_down(struct upstream_srv *us);
+void us_up(struct upstream_srv *us);
+
 /* The number of recorded requests whose path starts with prefix (NULL: all). */
 int us_count(struct upstream_srv *us, const char *prefix);
 /* Copies of the recorded requests (free with us_free_reqs). */
