@@ -75,19 +75,23 @@ enum admit policy_enter(struct policy *p, const struct upstream *u, double *retr
     struct upstream_state *s = state_of(p, u);
     enum admit how = ADMIT_OK;
     pthread_mutex_lock(&s->mu);
-    refresh_breaker(s, u);
-    if (s->breaker == BREAKER_OPEN || (s->breaker == BREAKER_HALF_OPEN && s->probe_in_flight)) {
-        double left = u->breaker_cooldown_s - (oq_now_ms() - s->opened_ms) / 1000.0;
-        *retry_in_s = s->breaker == BREAKER_OPEN && left > 0 ? left : 1;
-        pthread_mutex_unlock(&s->mu);
-        return ADMIT_BREAKER_OPEN;
+    for (;;) {
+        /* the breaker is asked again after every wait: it may have opened meanwhile */
+        refresh_breaker(s, u);
+        if (s->breaker == BREAKER_OPEN || (s->breaker == BREAKER_HALF_OPEN && s->probe_in_flight)) {
+            double left = u->breaker_cooldown_s - (oq_now_ms() - s->opened_ms) / 1000.0;
+            *retry_in_s = s->breaker == BREAKER_OPEN && left > 0 ? left : 1;
+            pthread_mutex_unlock(&s->mu);
+            return ADMIT_BREAKER_OPEN;
+        }
+        if (u->max_concurrency == 0 || s->inflight < u->max_concurrency)
+            break;
+        pthread_cond_wait(&s->cv, &s->mu);
     }
     if (s->breaker == BREAKER_HALF_OPEN) {
         s->probe_in_flight = true;
         how = ADMIT_PROBE;
     }
-    while (u->max_concurrency > 0 && s->inflight >= u->max_concurrency)
-        pthread_cond_wait(&s->cv, &s->mu);
     s->inflight++;
     take_token(s, u);
     pthread_mutex_unlock(&s->mu);

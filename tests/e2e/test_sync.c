@@ -58,9 +58,21 @@ static int group_teardown(void **state)
     return 0;
 }
 
+static void wait_network(const char *status, int timeout_ms);
+
+/* Upstream up, the service online, no pass running, auto-sync on. */
 static int reset(void **state)
 {
     us_up(US);
+    wait_network("online", 5000);
+    for (int i = 0; i < 200; i++) {
+        struct resp *s = th_http(&S, "GET", "/api/offline/sync/status", NULL, 0, NULL);
+        bool idle = json_is_false(json_object_get(s->json, "is_syncing"));
+        th_resp_free(s);
+        if (idle)
+            break;
+        usleep(50000);
+    }
     us_reset(US);
     struct resp *r = th_http(&S, "POST", "/api/offline/sync/start-auto", NULL, 0, NULL);
     assert_int_equal(r->status, 200);
