@@ -297,6 +297,11 @@ RETURNS uuid LANGUAGE sql AS $$
                              group_key, NULL, NULL, NULL, NULL, NULL, NULL) r
 $$;
 
+-- Workers claim on their own only while this is true (POST /api/offline/sync/stop-auto).
+CREATE FUNCTION offlineq_auto_sync() RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT value = 'true'::jsonb FROM offlineq_settings WHERE key = 'auto_sync'), true)
+$$;
+
 CREATE FUNCTION offlineq_settings_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify('offlineq_settings', NEW.key);

@@ -20,6 +20,10 @@
     "     WHERE d.id = ANY (o.depends_on) AND d.status <> 'completed')) "                        \
     "AND (" IDS "::uuid[] IS NULL OR o.id = ANY (" IDS "::uuid[])) "
 
+/* Workers run work on their own only with auto-sync on (read in the claim's own snapshot, so
+ * a stop is exact); with it off, only the operations of a sync pass ($4). */
+#define AUTO_OR_PASS " AND ($4::uuid[] IS NOT NULL OR offlineq_auto_sync()) "
+
 #define TAKE_LEASE                                                                                 \
     "UPDATE offline_operations o SET status = 'in_progress', lease_owner = $1, "                 \
     "  lease_expires_at = now() + make_interval(secs => $3::int), updated_at = now(), "         \
@@ -31,12 +35,12 @@
 
 static const struct db_stmt claim_stmt = {
     "queue_claim",
-    "WITH c AS (SELECT o.id FROM offline_operations o WHERE " CLAIMABLE("$2", "$4")
+    "WITH c AS (SELECT o.id FROM offline_operations o WHERE " CLAIMABLE("$2", "$4") AUTO_OR_PASS
     "  ORDER BY -o.priority, o.seq LIMIT 1 FOR UPDATE SKIP LOCKED) " TAKE_LEASE};
 
 static const struct db_stmt claim_batch_stmt = {
     "queue_claim_batch",
-    "WITH c AS (SELECT o.id FROM offline_operations o WHERE " CLAIMABLE("$2", "$4")
+    "WITH c AS (SELECT o.id FROM offline_operations o WHERE " CLAIMABLE("$2", "$4") AUTO_OR_PASS
     "  AND o.operation_type = $5 AND coalesce(o.payload ->> 'upstream', 'default') = $6 "
     "  AND coalesce(o.payload ->> 'endpoint', $7) = $8 "
     "  ORDER BY o.seq LIMIT $9::int FOR UPDATE SKIP LOCKED) " TAKE_LEASE};
