@@ -61,6 +61,17 @@ static const struct endpoint endpoints[] = {
     {"POST", UNKNOWN "/retry", NULL, WRITER, 404},
     {"POST", "/api/offline/queue/clear-completed", NULL, ADMIN, 200},
     {"POST", "/api/offline/queue/retry-failed", NULL, ADMIN, 200},
+    {"POST", UNKNOWN "/resolve", "{\"resolution\":\"remote\"}", WRITER, 404},
+    {"POST", "/api/offline/files", "file bytes", WRITER, 201},
+    {"GET", "/api/offline/files/00000000-0000-4000-8000-000000000000", NULL, READER, 404},
+    {"GET", "/api/offline/sync/status", NULL, READER, 200},
+    {"GET", "/api/offline/sync/conflict-strategy", NULL, READER, 200},
+    {"GET", "/api/offline/network-status", NULL, READER, 200},
+    {"POST", "/api/offline/sync?timeout_s=0", NULL, ADMIN, 503}, /* the upstream is down: offline */
+    {"POST", "/api/offline/sync/stop-auto", NULL, ADMIN, 200},
+    {"POST", "/api/offline/sync/start-auto", NULL, ADMIN, 200},
+    {"POST", "/api/offline/sync/conflict-strategy", "{\"strategy\":\"merge\"}", ADMIN, 200},
+    {"POST", "/api/offline/check-connectivity", NULL, ADMIN, 200},
 };
 
 static long call(const struct svc *s, const struct endpoint *ep, enum who who, struct resp **out)

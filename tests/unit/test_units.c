@@ -8,6 +8,8 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "conflict.h"
+#include "jsontext.h"
 #include "cursor.h"
 #include "err.h"
 #include "handlers.h"
@@ -291,6 +293,82 @@ static void test_signature_matches_standard_webhooks(void **state)
     assert_string_equal(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
 }
 
+static void assert_json(json_t *got, const char *want_text)
+{
+    json_t *want = json_loads(want_text, 0, NULL);
+    char *g = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!json_equal(got, want))
+        fail_msg("got %s, want %s", g, want_text);
+    free(g);
+    json_decref(want);
+    json_decref(got);
+}
+
+static void test_merges(void **state)
+{
+    static const struct {
+        const char *base, *local, *remote, *want;
+    } three[] = {
+        {"{\"a\":1}", "{\"a\":2}", "{\"a\":1}", "{\"a\":2}"},              /* ours only */
+        {"{\"a\":1}", "{\"a\":1}", "{\"a\":3}", "{\"a\":3}"},              /* theirs only */
+        {"{\"a\":1}", "{\"a\":2}", "{\"a\":3}", "{\"a\":2}"},              /* both: ours */
+        {"{\"a\":1,\"b\":1}", "{\"a\":1}", "{\"a\":1,\"b\":1}", "{\"a\":1}"}, /* deleted here */
+        {"{\"a\":1,\"b\":1}", "{\"a\":1,\"b\":1}", "{\"a\":1}", "{\"a\":1}"}, /* deleted there */
+        {"{}", "{\"n\":1}", "{\"m\":2}", "{\"n\":1,\"m\":2}"},             /* both added */
+        {"{\"o\":{\"x\":1,\"y\":1}}", "{\"o\":{\"x\":2,\"y\":1}}", "{\"o\":{\"x\":1,\"y\":3,\"z\":0}}",
+         "{\"o\":{\"x\":2,\"y\":3,\"z\":0}}"},                              /* nested */
+        {"{\"o\":1}", "{\"o\":{\"k\":1}}", "{\"o\":{\"j\":2}}", "{\"o\":{\"k\":1,\"j\":2}}"},
+        {"{\"l\":[1]}", "{\"l\":[1,2]}", "{\"l\":[0,1]}", "{\"l\":[1,2]}"}, /* arrays are values */
+    };
+    for (size_t i = 0; i < sizeof(three) / sizeof(three[0]); i++) {
+        json_t *b = json_loads(three[i].base, 0, NULL), *l = json_loads(three[i].local, 0, NULL),
+               *r = json_loads(three[i].remote, 0, NULL);
+        assert_json(conflict_merge3(b, l, r), three[i].want);
+        json_decref(b);
+        json_decref(l);
+        json_decref(r);
+    }
+    /* RFC 7396 appendix A examples */
+    static const struct {
+        const char *target, *patch, *want;
+    } patches[] = {
+        {"{\"a\":\"b\"}", "{\"a\":\"c\"}", "{\"a\":\"c\"}"},
+        {"{\"a\":\"b\"}", "{\"b\":\"c\"}", "{\"a\":\"b\",\"b\":\"c\"}"},
+        {"{\"a\":\"b\"}", "{\"a\":null}", "{}"},
+        {"{\"a\":[{\"b\":\"c\"}]}", "{\"a\":[1]}", "{\"a\":[1]}"},
+        {"{\"e\":null}", "{\"a\":1}", "{\"e\":null,\"a\":1}"},
+        {"[1,2]", "{\"a\":\"b\",\"c\":null}", "{\"a\":\"b\"}"},
+        {"{}", "{\"a\":{\"bb\":{\"ccc\":null}}}", "{\"a\":{\"bb\":{}}}"},
+    };
+    for (size_t i = 0; i < sizeof(patches) / sizeof(patches[0]); i++) {
+        json_t *t = json_loads(patches[i].target, JSON_DECODE_ANY, NULL), *p = json_loads(patches[i].patch, 0, NULL);
+        assert_json(conflict_merge_patch(t, p), patches[i].want);
+        json_decref(t);
+        json_decref(p);
+    }
+    double t;
+    assert_int_equal(conflict_parse_rfc3339("2026-11-22T03:49:25.5Z", &t), 0);
+    assert_true(t == 1795319365.5);
+    assert_int_equal(conflict_parse_rfc3339("2026-11-22T05:49:25+02:00", &t), 0);
+    assert_true(t == 1795319365);
+    assert_int_equal(conflict_parse_rfc3339("2026-11-22 03:49:25", &t), -1);
+    assert_int_equal(conflict_parse_rfc3339("yesterday", &t), -1);
+}
+
+static void test_jsontext_numbers(void **state)
+{
+    json_t *j = json_loads("{\"a\":0.1,\"b\":1e-7,\"c\":3.0,\"d\":-0.30000000000000004,\"e\":12,"
+                           "\"s\":\"q\\\"\\\\\\n\\u0001\",\"u\":\"\\u00e9\"}", 0, NULL);
+    char *s = jsontext(j);
+    assert_string_equal(s, "{\"a\":0.1,\"b\":1e-07,\"c\":3.0,\"d\":-0.30000000000000004,\"e\":12,"
+                           "\"s\":\"q\\\"\\\\\\n\\u0001\",\"u\":\"\xc3\xa9\"}");
+    json_t *back = json_loads(s, 0, NULL);
+    assert_true(json_equal(j, back));
+    json_decref(back);
+    free(s);
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -303,6 +381,8 @@ int main(void)
         cmocka_unit_test(test_target_validation),
         cmocka_unit_test(test_retry_after_and_backoff),
         cmocka_unit_test(test_signature_matches_standard_webhooks),
+        cmocka_unit_test(test_merges),
+        cmocka_unit_test(test_jsontext_numbers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
