@@ -27,6 +27,7 @@ static const struct route routes[] = {
     {"POST", "/api/offline/sync/conflict-strategy", api_strategy_set, ROLE_ADMIN, BODY_JSON},
     {"GET", "/api/offline/network-status", api_network_status, ROLE_READ, BODY_NONE},
     {"POST", "/api/offline/check-connectivity", api_network_check, ROLE_ADMIN, BODY_NONE},
+    {"GET", "/api/offline/events", api_events, ROLE_READ, BODY_NONE},
     {"POST", "/api/offline/files", api_files_create, ROLE_WRITE, BODY_RAW},
     {"GET", "/api/offline/files/{id}", api_files_get, ROLE_READ, BODY_NONE},
     {NULL, NULL, NULL, ROLE_NONE, BODY_NONE},

@@ -58,6 +58,7 @@ int api_strategy_get(struct request *r, struct err *e);
 int api_strategy_set(struct request *r, struct err *e);
 int api_network_status(struct request *r, struct err *e);
 int api_network_check(struct request *r, struct err *e);
+int api_events(struct request *r, struct err *e);
 int api_files_create(struct request *r, struct err *e);
 int api_files_get(struct request *r, struct err *e);
 

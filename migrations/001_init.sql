@@ -310,3 +310,84 @@ END $$;
 
 CREATE TRIGGER offlineq_settings_notify AFTER INSERT OR UPDATE ON offlineq_settings
     FOR EACH ROW EXECUTE FUNCTION offlineq_settings_changed();
+
+-- The event log behind GET /api/offline/events: written in the same transaction as the change
+-- it describes, announced on offlineq_events (one NOTIFY per statement), kept 15 minutes.
+-- Readers take events in (xid, id) order once every older transaction has ended (xid below
+-- the snapshot's xmin): that order never goes back, so no event is skipped by a reader whose
+-- transaction committed later than a newer one.
+CREATE TABLE offlineq_events (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    xid            xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    type           text NOT NULL,
+    op_id          uuid,
+    operation_type text,
+    data           jsonb NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX offlineq_events_order ON offlineq_events (xid, id);
+CREATE INDEX offlineq_events_created ON offlineq_events (created_at);
+
+CREATE FUNCTION offlineq_op_event(o offline_operations) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('id', o.id, 'operation_type', o.operation_type, 'status', o.status,
+                              'priority', o.priority, 'retry_count', o.retry_count,
+                              'error_message', o.error_message)
+$$;
+
+CREATE FUNCTION offlineq_events_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO offlineq_events (type, op_id, operation_type, data)
+    SELECT 'operation.enqueued', n.id, n.operation_type, offlineq_op_event(n) FROM new_rows n ORDER BY n.seq;
+    IF FOUND THEN
+        PERFORM pg_notify('offlineq_events', '');
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION offlineq_events_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO offlineq_events (type, op_id, operation_type, data)
+    SELECT CASE n.status
+             WHEN 'in_progress' THEN 'operation.started'
+             WHEN 'completed' THEN 'operation.completed'
+             WHEN 'failed' THEN 'operation.failed'
+             WHEN 'conflict' THEN 'operation.conflict'
+             ELSE 'operation.retried' END,
+           n.id, n.operation_type, offlineq_op_event(n)
+    FROM new_rows n JOIN old_rows o ON o.id = n.id
+    WHERE (n.status <> o.status AND n.status <> 'pending')
+       OR (n.status = 'pending' AND (n.retry_count > o.retry_count OR o.status IN ('failed', 'conflict')))
+    ORDER BY n.seq;
+    IF FOUND THEN
+        PERFORM pg_notify('offlineq_events', '');
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION offlineq_events_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO offlineq_events (type, op_id, operation_type, data)
+    SELECT 'operation.deleted', o.id, o.operation_type, offlineq_op_event(o) FROM old_rows o ORDER BY o.seq;
+    IF FOUND THEN
+        PERFORM pg_notify('offlineq_events', '');
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER offline_operations_events_insert AFTER INSERT ON offline_operations
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION offlineq_events_insert();
+CREATE TRIGGER offline_operations_events_update AFTER UPDATE ON offline_operations
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION offlineq_events_update();
+CREATE TRIGGER offline_operations_events_delete AFTER DELETE ON offline_operations
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION offlineq_events_delete();
+
+-- Events that are not about one operation (network.changed, sync.*, strategy.changed).
+CREATE FUNCTION offlineq_emit(p_type text, p_data jsonb) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    INSERT INTO offlineq_events (type, data) VALUES (p_type, p_data) RETURNING id INTO new_id;
+    PERFORM pg_notify('offlineq_events', '');
+    RETURN new_id;
+END $$;

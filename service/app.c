@@ -94,6 +94,9 @@ int app_init(struct app *a, struct err *e)
 static void on_network_change(void *arg, bool online)
 {
     struct app *a = arg;
+    if (a->events.started)
+        events_emit(a, "network.changed",
+                    json_pack("{s:s, s:s}", "status", online ? "online" : "offline", "instance", a->instance_id));
     if (!online || !a->sync.started)
         return;
     workers_wake(&a->workers);
@@ -102,6 +105,9 @@ static void on_network_change(void *arg, bool online)
     if (settings_auto_sync(&a->settings) && sync_request(&a->sync, &pass, &e) != 0)
         log_debug("no sync pass on reconnect: %s", e.message);
 }
+
+static const struct db_stmt trim_events = {
+    "trim_events", "DELETE FROM offlineq_events WHERE created_at < now() - interval '15 minutes'"};
 
 static const struct db_stmt compact_counts = {
     "compact_counts",
@@ -125,6 +131,8 @@ static void maintain(struct app *a, unsigned round)
     if (round % 2 == 0 && queue_sweep(c, &e) > 0)
         workers_wake(&a->workers); /* reaped operations are due again */
     settings_reload(&a->settings, c, &e);
+    if (round % 20 == 0) /* every 10 s: the event log keeps 15 minutes */
+        PQclear(db_exec(c, &trim_events, 0, NULL, &e));
     db_release(&a->db, c);
 }
 
@@ -155,6 +163,7 @@ static void *maintenance_main(void *arg)
 
 void app_start(struct app *a)
 {
+    events_start(&a->events, a);
     monitor_listen(&a->monitor, on_network_change, a);
     monitor_start(&a->monitor, &a->cfg);
     workers_start(&a->workers, a);
@@ -167,6 +176,7 @@ void app_close(struct app *a)
     sync_stop(&a->sync);
     workers_stop(&a->workers, a->cfg.shutdown_grace_s);
     monitor_stop(&a->monitor);
+    events_stop(&a->events);
     pthread_mutex_lock(&a->stop_mu);
     atomic_store(&a->stopping, true);
     pthread_cond_broadcast(&a->stop_cv);

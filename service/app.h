@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "db.h"
+#include "events.h"
 #include "monitor.h"
 #include "policy.h"
 #include "settings.h"
@@ -26,6 +27,7 @@ struct app {
     struct monitor monitor;
     struct settings settings;
     struct sync_engine sync;
+    struct events events;
     struct workers workers;
     atomic_bool abort_outbound;   /* set when the shutdown grace is over */
     atomic_llong pending_estimate; /* pending operations, refreshed by maintenance */

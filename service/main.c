@@ -23,6 +23,15 @@ static void block_signals(sigset_t *set)
     signal(SIGPIPE, SIG_IGN);
 }
 
+static struct app *the_app;
+
+/* Parked requests and event streams end before the server stops. */
+static void release_parked(void)
+{
+    waiters_release_all();
+    events_release_all(&the_app->events);
+}
+
 static int serve(struct app *a)
 {
     sigset_t set;
@@ -44,7 +53,8 @@ static int serve(struct app *a)
     int sig = 0;
     sigwait(&set, &sig);
     log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    http_stop(a, SHUTDOWN_GRACE_MS, waiters_release_all);
+    the_app = a;
+    http_stop(a, SHUTDOWN_GRACE_MS, release_parked);
     waiters_stop();
     return 0;
 }

@@ -48,6 +48,25 @@ static int send_buffer(struct request *r, unsigned status, char *data, size_t le
     return ok == MHD_YES ? 0 : -1;
 }
 
+int reply_stream(struct request *r, unsigned status, const char *content_type,
+                 ssize_t (*crc)(void *, uint64_t, char *, size_t), void *cls, void (*free_cb)(void *))
+{
+    OQ_ASSERT(!r->replied);
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, crc, cls, free_cb);
+    if (resp == NULL) {
+        free_cb(cls);
+        return -1;
+    }
+    add_common_headers(r, resp);
+    MHD_add_response_header(resp, "Content-Type", content_type);
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    r->status = status;
+    r->replied = true;
+    enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    return ok == MHD_YES ? 0 : -1;
+}
+
 int reply_json_text(struct request *r, unsigned status, char *text)
 {
     return send_buffer(r, status, text, strlen(text), "application/json");

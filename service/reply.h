@@ -16,6 +16,11 @@ int reply_json(struct request *r, unsigned status, json_t *body);
 /* Sends text, a malloc'd JSON document, as the body. Steals text. */
 int reply_json_text(struct request *r, unsigned status, char *text);
 
+/* Streams a body produced by crc (libmicrohttpd content reader) with content_type; free_cb
+ * runs when the connection ends. */
+int reply_stream(struct request *r, unsigned status, const char *content_type,
+                 ssize_t (*crc)(void *, uint64_t, char *, size_t), void *cls, void (*free_cb)(void *));
+
 /* Sends a response without a body (204, 304, preflights). */
 int reply_empty(struct request *r, unsigned status);
 

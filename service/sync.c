@@ -56,7 +56,7 @@ static json_t *follow(struct sync_engine *s, const char *ids, const char *start,
 {
     struct app *a = s->app;
     struct pass_counts pc = {.remaining = total};
-    double t0 = oq_now_ms();
+    double t0 = oq_now_ms(), last_progress_ms = 0;
     while (pc.remaining > 0) {
         pthread_mutex_lock(&s->mu);
         if (!s->stopping)
@@ -74,8 +74,13 @@ static json_t *follow(struct sync_engine *s, const char *ids, const char *start,
         if (rc != 0)
             continue;
         pthread_mutex_lock(&s->mu);
+        bool moved = s->done != total - pc.remaining;
         s->done = total - pc.remaining;
         pthread_mutex_unlock(&s->mu);
+        if (moved && oq_now_ms() - last_progress_ms >= 500) { /* at most two a second */
+            events_emit(a, "sync.progress", json_pack("{s:i, s:i}", "done", total - pc.remaining, "total", total));
+            last_progress_ms = oq_now_ms();
+        }
     }
     json_t *result = result_json(&pc, total, oq_now_ms() - t0);
     json_decref(pc.errors);
@@ -106,10 +111,12 @@ static void run_pass(struct sync_engine *s)
     s->running = true;
     pthread_mutex_unlock(&s->mu);
     log_json(LOG_INFO, "sync started", json_pack("{s:s, s:i}", "event", "sync.started", "total", total));
+    events_emit(a, "sync.started", json_pack("{s:i}", "total", total));
     workers_wake(&a->workers);
     json_t *result = follow(s, ids, start, total);
     log_json(LOG_INFO, "sync finished",
              json_pack("{s:s, s:O}", "event", "sync.finished", "result", result));
+    events_emit(a, "sync.finished", json_incref(result));
     persist(a, result);
     pthread_mutex_lock(&s->mu);
     free(s->ids);

@@ -250,7 +250,7 @@ static void *listener_main(void *arg)
             if (pg != NULL)
                 PQfinish(pg);
             pg = db_connect(ws->app->cfg.database_url, &e);
-            PGresult *r = pg ? PQexec(pg, "LISTEN offlineq_wakeup; LISTEN offlineq_settings") : NULL;
+            PGresult *r = pg ? PQexec(pg, "LISTEN offlineq_wakeup; LISTEN offlineq_settings; LISTEN offlineq_events") : NULL;
             bool ok = r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK;
             PQclear(r);
             if (!ok) {
@@ -267,15 +267,19 @@ static void *listener_main(void *arg)
             continue;
         if (!PQconsumeInput(pg))
             continue; /* the loop reconnects */
-        bool woke = false, settings_changed = false;
+        bool woke = false, settings_changed = false, events = false;
         PGnotify *n;
         while ((n = PQnotifies(pg)) != NULL) {
-            woke = true;
+            bool is_event = strcmp(n->relname, "offlineq_events") == 0;
+            events |= is_event;
+            woke |= !is_event;
             settings_changed |= strcmp(n->relname, "offlineq_settings") == 0;
             PQfreemem(n);
         }
         if (settings_changed)
             reload_settings(ws->app);
+        if (events) /* many NOTIFYs, one read */
+            events_pull(&ws->app->events);
         if (woke)
             workers_wake(ws);
     }
@@ -347,10 +351,10 @@ void workers_start(struct workers *ws, struct app *app)
         pthread_create(&w->th, NULL, worker_main, w);
     }
     ws->started = true;
-    if (ws->n == 0)
-        return; /* an API-only instance */
+    /* even an API-only instance listens: settings and live events reach it that way */
     pthread_create(&ws->listener, NULL, listener_main, ws);
-    pthread_create(&ws->heartbeat, NULL, heartbeat_main, ws);
+    if (ws->n > 0)
+        pthread_create(&ws->heartbeat, NULL, heartbeat_main, ws);
     ws->helpers_started = true;
 }
 
@@ -375,7 +379,8 @@ void workers_stop(struct workers *ws, int grace_s)
     }
     if (ws->helpers_started) {
         pthread_join(ws->listener, NULL);
-        pthread_join(ws->heartbeat, NULL);
+        if (ws->n > 0)
+            pthread_join(ws->heartbeat, NULL);
     }
     free(ws->w);
     pthread_cond_destroy(&ws->wake);

@@ -1,0 +1,395 @@
+#include "events.h"
+
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app.h"
+#include "jsontext.h"
+#include "log.h"
+
+struct stream {
+    struct events *ev;
+    struct MHD_Connection *conn;
+    struct event_pos sent;
+    char *backlog; /* frames read from the database on resume, sent first */
+    size_t backlog_len, backlog_off;
+    char op_type[64];
+    char op_id[37];
+    bool suspended;
+    bool closing;
+    double last_write_ms;
+    struct stream *next;
+};
+
+/* Settled events after ($1, $2), up to ($3, $4) when given, in stream order. */
+static const struct db_stmt pull_stmt = {
+    "events_pull",
+    "SELECT xid::text, id, type, coalesce(op_id::text, ''), coalesce(operation_type, ''), "
+    "  (data || jsonb_build_object('type', type, 'at', offlineq_ts(created_at)))::text "
+    "FROM offlineq_events "
+    "WHERE (xid, id) > ($1::xid8, $2::bigint) "
+    "  AND ($3::xid8 IS NULL OR (xid, id) < ($3::xid8, $4::bigint)) "
+    "  AND xid < pg_snapshot_xmin(pg_current_snapshot()) "
+    "ORDER BY xid, id LIMIT 5000"};
+
+/* Where "now" is: the newest settled event. */
+static const struct db_stmt max_stmt = {
+    "events_max",
+    "SELECT coalesce(max(xid)::text, '0'), coalesce(max(id), 0) FROM offlineq_events "
+    "WHERE xid = (SELECT max(xid) FROM offlineq_events WHERE xid < pg_snapshot_xmin(pg_current_snapshot()))"};
+
+static int pos_cmp(const struct event_pos *a, const struct event_pos *b)
+{
+    if (a->xid != b->xid)
+        return a->xid < b->xid ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+int events_parse_id(const char *s, struct event_pos *out)
+{
+    char *end = NULL;
+    if (s == NULL || *s < '0' || *s > '9' || strlen(s) > 42)
+        return -1;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (*end != '-' || end[1] < '0' || end[1] > '9')
+        return -1;
+    long long i = strtoll(end + 1, &end, 10);
+    if (*end != '\0' || i < 0)
+        return -1;
+    out->xid = x;
+    out->id = i;
+    return 0;
+}
+
+static const struct db_stmt emit_stmt = {"events_emit", "SELECT offlineq_emit($1, $2::jsonb)"};
+
+/* The frame of row i of a pull result. */
+static char *frame_of(PGresult *r, int i, struct event_pos *pos, size_t *len)
+{
+    pos->xid = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+    pos->id = atoll(PQgetvalue(r, i, 1));
+    const char *type = PQgetvalue(r, i, 2), *data = PQgetvalue(r, i, 5);
+    size_t n = strlen(data) + strlen(type) + 96;
+    char *f = oq_malloc(n);
+    *len = (size_t)snprintf(f, n, "id: %llu-%lld\nevent: %s\ndata: %s\n\n", pos->xid, pos->id,
+                            type, data);
+    return f;
+}
+
+static bool wants(const struct stream *s, const char *op_id, const char *op_type)
+{
+    if (s->op_id[0])
+        return strcmp(s->op_id, op_id) == 0;
+    if (s->op_type[0] && op_type[0])
+        return strcmp(s->op_type, op_type) == 0;
+    return true;
+}
+
+/* Resumes every suspended stream (called without the lock held). */
+static void wake_streams(struct events *ev, bool only_idle)
+{
+    struct MHD_Connection *batch[256];
+    for (;;) {
+        int n = 0;
+        double now = oq_now_ms();
+        pthread_mutex_lock(&ev->mu);
+        for (struct stream *s = ev->streams; s && n < 256; s = s->next) {
+            if (!s->suspended)
+                continue;
+            if (only_idle && now - s->last_write_ms < EVENTS_HEARTBEAT_S * 1000.0)
+                continue;
+            s->suspended = false;
+            batch[n++] = s->conn;
+        }
+        pthread_mutex_unlock(&ev->mu);
+        for (int i = 0; i < n; i++)
+            MHD_resume_connection(batch[i]);
+        if (n < 256)
+            return;
+    }
+}
+
+static void ring_push(struct events *ev, PGresult *r, int row)
+{
+    struct event *e;
+    if (ev->count == EVENTS_RING) { /* full: the oldest goes */
+        e = &ev->ring[ev->head];
+        free(e->frame);
+        ev->head = (ev->head + 1) % EVENTS_RING;
+        ev->count--;
+    }
+    e = &ev->ring[(ev->head + ev->count) % EVENTS_RING];
+    snprintf(e->type, sizeof(e->type), "%s", PQgetvalue(r, row, 2));
+    snprintf(e->op_id, sizeof(e->op_id), "%s", PQgetvalue(r, row, 3));
+    snprintf(e->op_type, sizeof(e->op_type), "%s", PQgetvalue(r, row, 4));
+    e->frame = frame_of(r, row, &e->pos, &e->len);
+    ev->count++;
+    ev->last = e->pos;
+    ev->seq++;
+}
+
+void events_pull(struct events *ev)
+{
+    struct err e = {0};
+    pthread_mutex_lock(&ev->pull_mu);
+    struct db_conn *c = db_acquire(&ev->app->db, &e);
+    if (c == NULL) {
+        pthread_mutex_unlock(&ev->pull_mu);
+        return;
+    }
+    bool any = false;
+    for (;;) {
+        char xid[32], id[32];
+        pthread_mutex_lock(&ev->mu);
+        snprintf(xid, sizeof(xid), "%llu", ev->last.xid);
+        snprintf(id, sizeof(id), "%lld", ev->last.id);
+        pthread_mutex_unlock(&ev->mu);
+        const char *params[] = {xid, id, NULL, NULL};
+        PGresult *r = db_exec(c, &pull_stmt, 4, params, &e);
+        if (r == NULL)
+            break;
+        int n = PQntuples(r);
+        pthread_mutex_lock(&ev->mu);
+        for (int i = 0; i < n; i++)
+            ring_push(ev, r, i);
+        pthread_mutex_unlock(&ev->mu);
+        PQclear(r);
+        any = any || n > 0;
+        if (n < 5000)
+            break;
+    }
+    db_release(&ev->app->db, c);
+    pthread_mutex_unlock(&ev->pull_mu);
+    if (any)
+        wake_streams(ev, false);
+}
+
+unsigned long long events_version(struct events *ev)
+{
+    pthread_mutex_lock(&ev->mu);
+    unsigned long long v = ev->seq;
+    pthread_mutex_unlock(&ev->mu);
+    return v;
+}
+
+void events_emit(struct app *a, const char *type, json_t *data)
+{
+    char *text = jsontext(data);
+    json_decref(data);
+    struct err e = {0};
+    struct db_conn *c = db_acquire(&a->db, &e);
+    if (c != NULL) {
+        const char *params[] = {type, text};
+        PQclear(db_exec(c, &emit_stmt, 2, params, &e));
+        db_release(&a->db, c);
+    }
+    free(text);
+}
+
+/* Events settle when older transactions end, which no NOTIFY announces: look every 100 ms.
+ * Idle streams are resumed every so often to send a heartbeat comment. */
+static void *events_main(void *arg)
+{
+    struct events *ev = arg;
+    for (int tick = 0; !ev->stopping; tick++) {
+        struct timespec t = {0, 100 * 1000000L};
+        nanosleep(&t, NULL);
+        events_pull(ev);
+        if (tick % 10 == 0)
+            wake_streams(ev, true);
+    }
+    return NULL;
+}
+
+void events_start(struct events *ev, struct app *app)
+{
+    ev->app = app;
+    pthread_mutex_init(&ev->mu, NULL);
+    pthread_mutex_init(&ev->pull_mu, NULL);
+    struct err e = {0};
+    struct db_conn *c = db_acquire(&app->db, &e);
+    if (c != NULL) {
+        PGresult *r = db_exec(c, &max_stmt, 0, NULL, &e);
+        if (r != NULL && PQntuples(r) == 1) {
+            ev->last.xid = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+            ev->last.id = atoll(PQgetvalue(r, 0, 1));
+        }
+        PQclear(r);
+        db_release(&app->db, c);
+    }
+    ev->started = pthread_create(&ev->th, NULL, events_main, ev) == 0;
+}
+
+void events_stop(struct events *ev)
+{
+    if (!ev->started)
+        return;
+    ev->stopping = true;
+    pthread_join(ev->th, NULL);
+    for (size_t i = 0; i < ev->count; i++)
+        free(ev->ring[(ev->head + i) % EVENTS_RING].frame);
+    pthread_mutex_destroy(&ev->mu);
+    pthread_mutex_destroy(&ev->pull_mu);
+    ev->started = false;
+}
+
+/* Frames older than the ring, from the table (kept 15 minutes), for a resuming subscriber. */
+static int load_backlog(struct events *ev, struct stream *s, const struct event_pos *after,
+                        const struct event_pos *before, struct err *e)
+{
+    struct db_conn *c = db_acquire(&ev->app->db, e);
+    if (c == NULL)
+        return -1;
+    char ax[32], ai[32], bx[32], bi[32];
+    snprintf(ax, sizeof(ax), "%llu", after->xid);
+    snprintf(ai, sizeof(ai), "%lld", after->id);
+    snprintf(bx, sizeof(bx), "%llu", before->xid);
+    snprintf(bi, sizeof(bi), "%lld", before->id);
+    const char *params[] = {ax, ai, bx, bi};
+    PGresult *r = db_exec(c, &pull_stmt, 4, params, e);
+    db_release(&ev->app->db, c);
+    if (r == NULL)
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (!wants(s, PQgetvalue(r, i, 3), PQgetvalue(r, i, 4)))
+            continue;
+        size_t len;
+        struct event_pos pos;
+        char *f = frame_of(r, i, &pos, &len);
+        char *grown = realloc(s->backlog, s->backlog_len + len + 1);
+        OQ_ASSERT(grown != NULL);
+        s->backlog = grown;
+        memcpy(s->backlog + s->backlog_len, f, len + 1);
+        s->backlog_len += len;
+        free(f);
+    }
+    PQclear(r);
+    return 0;
+}
+
+struct stream *events_open(struct events *ev, struct MHD_Connection *conn,
+                           const struct event_pos *after, const char *op_type, const char *op_id,
+                           struct err *e)
+{
+    struct stream *s = oq_calloc(1, sizeof(*s));
+    s->ev = ev;
+    s->conn = conn;
+    snprintf(s->op_type, sizeof(s->op_type), "%s", op_type ? op_type : "");
+    snprintf(s->op_id, sizeof(s->op_id), "%s", op_id ? op_id : "");
+    s->backlog = oq_strdup("retry: 3000\n\n");
+    s->backlog_len = strlen(s->backlog);
+    pthread_mutex_lock(&ev->mu);
+    /* the ring starts at its oldest event; before that, the table has what a resume needs */
+    struct event_pos oldest = ev->count ? ev->ring[ev->head].pos : ev->last;
+    bool from_table = after != NULL && pos_cmp(after, &oldest) < 0;
+    s->sent = after == NULL ? ev->last : from_table && ev->count ? oldest : *after;
+    if (from_table && ev->count) /* the ring's first event itself still to send */
+        s->sent.id--;
+    pthread_mutex_unlock(&ev->mu);
+    if (from_table && load_backlog(ev, s, after, &oldest, e) != 0) {
+        free(s->backlog);
+        free(s);
+        return NULL;
+    }
+    s->last_write_ms = oq_now_ms();
+    pthread_mutex_lock(&ev->mu);
+    s->next = ev->streams;
+    ev->streams = s;
+    ev->n_streams++;
+    pthread_mutex_unlock(&ev->mu);
+    return s;
+}
+
+/* Copies the frames after s->sent_id that fit into buf. Called with the lock held. */
+static size_t copy_frames(struct events *ev, struct stream *s, char *buf, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < ev->count; i++) {
+        struct event *e = &ev->ring[(ev->head + i) % EVENTS_RING];
+        if (pos_cmp(&e->pos, &s->sent) <= 0)
+            continue;
+        if (!wants(s, e->op_id, e->op_type)) {
+            s->sent = e->pos;
+            continue;
+        }
+        if (n + e->len > max)
+            break;
+        memcpy(buf + n, e->frame, e->len);
+        n += e->len;
+        s->sent = e->pos;
+    }
+    return n;
+}
+
+ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct stream *s = cls;
+    struct events *ev = s->ev;
+    pthread_mutex_lock(&ev->mu);
+    if (s->closing) {
+        pthread_mutex_unlock(&ev->mu);
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    size_t n = 0;
+    if (s->backlog_off < s->backlog_len) {
+        n = s->backlog_len - s->backlog_off < max ? s->backlog_len - s->backlog_off : max;
+        memcpy(buf, s->backlog + s->backlog_off, n);
+        s->backlog_off += n;
+    } else {
+        n = copy_frames(ev, s, buf, max);
+    }
+    double now = oq_now_ms();
+    if (n == 0 && now - s->last_write_ms >= EVENTS_HEARTBEAT_S * 1000.0) {
+        static const char beat[] = ": heartbeat\n\n";
+        memcpy(buf, beat, sizeof(beat) - 1);
+        n = sizeof(beat) - 1;
+    }
+    if (n > 0) {
+        s->last_write_ms = now;
+    } else {
+        /* nothing to send: park the connection until events_pull or a heartbeat resumes it */
+        MHD_suspend_connection(s->conn);
+        s->suspended = true;
+    }
+    pthread_mutex_unlock(&ev->mu);
+    return (ssize_t)n;
+}
+
+void events_close(void *cls)
+{
+    struct stream *s = cls;
+    struct events *ev = s->ev;
+    pthread_mutex_lock(&ev->mu);
+    for (struct stream **p = &ev->streams; *p; p = &(*p)->next) {
+        if (*p == s) {
+            *p = s->next;
+            ev->n_streams--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ev->mu);
+    free(s->backlog);
+    free(s);
+}
+
+void events_release_all(struct events *ev)
+{
+    if (!ev->started)
+        return;
+    pthread_mutex_lock(&ev->mu);
+    for (struct stream *s = ev->streams; s; s = s->next)
+        s->closing = true;
+    pthread_mutex_unlock(&ev->mu);
+    wake_streams(ev, false);
+}
+
+int events_subscribers(struct events *ev)
+{
+    pthread_mutex_lock(&ev->mu);
+    int n = ev->n_streams;
+    pthread_mutex_unlock(&ev->mu);
+    return n;
+}
