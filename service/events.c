@@ -27,13 +27,14 @@ struct stream {
 /* Settled events after ($1, $2), up to ($3, $4) when given, in stream order. */
 static const struct db_stmt pull_stmt = {
     "events_pull",
-    "SELECT xid::text, id, type, coalesce(op_id::text, ''), coalesce(operation_type, ''), "
-    "  (data || jsonb_build_object('type', type, 'at', offlineq_ts(created_at)))::text "
-    "FROM offlineq_events "
-    "WHERE (xid, id) > ($1::xid8, $2::bigint) "
-    "  AND ($3::xid8 IS NULL OR (xid, id) < ($3::xid8, $4::bigint)) "
-    "  AND xid < pg_snapshot_xmin(pg_current_snapshot()) "
-    "ORDER BY xid, id LIMIT 5000"};
+    "SELECT e.xid::text AS xid_text, e.id, e.type, coalesce(e.op_id::text, ''), "
+    "  coalesce(e.operation_type, ''), "
+    "  (e.data || jsonb_build_object('type', e.type, 'at', offlineq_ts(e.created_at)))::text "
+    "FROM offlineq_events e "
+    "WHERE (e.xid, e.id) > ($1::xid8, $2::bigint) "
+    "  AND ($3::xid8 IS NULL OR (e.xid, e.id) < ($3::xid8, $4::bigint)) "
+    "  AND e.xid < pg_snapshot_xmin(pg_current_snapshot()) "
+    "ORDER BY e.xid, e.id LIMIT 5000"};
 
 /* Where "now" is: the newest settled event. */
 static const struct db_stmt max_stmt = {
@@ -152,6 +153,10 @@ void events_pull(struct events *ev)
         if (r == NULL)
             break;
         int n = PQntuples(r);
+        if (n > 0 && log_enabled(LOG_DEBUG))
+            log_json(LOG_DEBUG, "events pulled",
+                     json_pack("{s:s, s:s, s:s, s:s, s:i}", "after_xid", xid, "after_id", id, "first",
+                               PQgetvalue(r, 0, 1), "last", PQgetvalue(r, n - 1, 1), "n", n));
         pthread_mutex_lock(&ev->mu);
         for (int i = 0; i < n; i++)
             ring_push(ev, r, i);
