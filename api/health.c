@@ -13,3 +13,9 @@ int api_ready(struct request *r, struct err *e)
         return -1; /* 503 database_unavailable or not_ready */
     return reply_json(r, 200, json_pack("{s:s}", "status", "ready"));
 }
+
+int api_metrics(struct request *r, struct err *e)
+{
+    char *text = metrics_render(r->app);
+    return reply_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", text);
+}

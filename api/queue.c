@@ -3,8 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cursor.h"
+#include "etag.h"
 #include "jsontext.h"
 #include "handlers.h"
 #include "ops_repo.h"
@@ -141,8 +143,10 @@ int api_queue_create(struct request *r, struct err *e)
         goto out;
     db_release(&r->app->db, c);
     c = NULL;
-    if (out.created)
+    if (out.created) {
+        metrics_op(&r->app->metrics, op.operation_type, OPC_ENQUEUED, 1);
         workers_wake(&r->app->workers);
+    }
     set_location(r, out.id);
     double wait_s = waiters_prefer_wait(http_header(r, "Prefer"));
     if (wait_s > 0) {
@@ -219,6 +223,10 @@ int api_queue_batch(struct request *r, struct err *e)
             err_prefix_field(e, prefix);
         }
         goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (out[i].created)
+            metrics_op(&r->app->metrics, ops[i].operation_type, OPC_ENQUEUED, 1);
     }
     workers_wake(&r->app->workers);
     rc = reply_json_text(r, 201, batch_body(out, n));
@@ -361,14 +369,23 @@ int api_queue_delete(struct request *r, struct err *e)
     return reply_empty(r, 204);
 }
 
-int api_queue_stats(struct request *r, struct err *e)
+static char *make_stats(struct request *r, struct err *e)
 {
     struct db_conn *c = db_acquire(&r->app->db, e);
     if (c == NULL)
-        return -1;
+        return NULL;
     char *json = ops_repo_stats(c, e);
     db_release(&r->app->db, c);
-    return json ? reply_json_text(r, 200, json) : -1;
+    return json;
+}
+
+/* The counts change with events; oldest_pending_age_s with the clock (a second is enough). */
+int api_queue_stats(struct request *r, struct err *e)
+{
+    static struct etag_cache cache = ETAG_CACHE_INIT;
+    char key[64];
+    snprintf(key, sizeof(key), "q%llu.%ld", events_version(&r->app->events), (long)time(NULL));
+    return etag_reply(r, &cache, key, make_stats, e);
 }
 
 static const struct field_rule clear_rules[] = {

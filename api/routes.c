@@ -8,6 +8,7 @@
 static const struct route routes[] = {
     {"GET", "/healthz", api_health, ROLE_NONE, BODY_NONE},
     {"GET", "/readyz", api_ready, ROLE_NONE, BODY_NONE},
+    {"GET", "/metrics", api_metrics, ROLE_READ, BODY_NONE},
     {"POST", "/api/offline/queue", api_queue_create, ROLE_WRITE, BODY_JSON},
     {"GET", "/api/offline/queue", api_queue_list, ROLE_READ, BODY_NONE},
     {"POST", "/api/offline/queue/batch", api_queue_batch, ROLE_WRITE, BODY_JSON},

@@ -40,6 +40,7 @@ size_t routes_body_limit(struct request *r);
 /* Handlers (api/<resource>.c). */
 int api_health(struct request *r, struct err *e);
 int api_ready(struct request *r, struct err *e);
+int api_metrics(struct request *r, struct err *e);
 int api_queue_create(struct request *r, struct err *e);
 int api_queue_batch(struct request *r, struct err *e);
 int api_queue_list(struct request *r, struct err *e);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "etag.h"
 #include "jsontext.h"
 #include "log.h"
 #include "reply.h"
@@ -42,10 +43,32 @@ static json_t *status_json(struct app *a, struct err *e)
     return j;
 }
 
-int api_sync_status(struct request *r, struct err *e)
+static char *make_status(struct request *r, struct err *e)
 {
     json_t *j = status_json(r->app, e);
-    return j ? reply_json(r, 200, j) : -1;
+    char *text = j ? jsontext(j) : NULL;
+    json_decref(j);
+    return text;
+}
+
+/* Everything in the status moves with an event, a setting or the network. */
+int api_sync_status(struct request *r, struct err *e)
+{
+    static struct etag_cache cache = ETAG_CACHE_INIT;
+    struct app *a = r->app;
+    char strategy[32], key[128];
+    settings_strategy(&a->settings, strategy, sizeof(strategy));
+    json_t *progress = sync_progress(&a->sync);
+    snprintf(key, sizeof(key), "y%llu.%d.%d.%s.%d.%d.%lld", events_version(&a->events),
+             settings_auto_sync(&a->settings), settings_interval_s(&a->settings), strategy,
+             monitor_is_online(&a->monitor), sync_is_running(&a->sync),
+             progress ? (long long)json_integer_value(json_object_get(progress, "done")) : -1LL);
+    json_decref(progress);
+    if (strcmp(r->method, "GET") != 0) { /* start-auto / stop-auto answer fresh */
+        char *text = make_status(r, e);
+        return text ? reply_json_text(r, 200, text) : -1;
+    }
+    return etag_reply(r, &cache, key, make_status, e);
 }
 
 static int parse_timeout(struct request *r, double *out, struct err *e)
@@ -147,9 +170,22 @@ int api_strategy_set(struct request *r, struct err *e)
     return api_strategy_get(r, e);
 }
 
+static char *make_network(struct request *r, struct err *e)
+{
+    json_t *j = monitor_status_json(&r->app->monitor);
+    char *text = jsontext(j);
+    json_decref(j);
+    return text;
+}
+
 int api_network_status(struct request *r, struct err *e)
 {
-    return reply_json(r, 200, monitor_status_json(&r->app->monitor));
+    static struct etag_cache cache = ETAG_CACHE_INIT;
+    if (strcmp(r->method, "GET") != 0) /* check-connectivity: always the fresh check */
+        return reply_json_text(r, 200, make_network(r, e));
+    char key[32];
+    snprintf(key, sizeof(key), "n%lu", monitor_rounds(&r->app->monitor));
+    return etag_reply(r, &cache, key, make_network, e);
 }
 
 int api_network_check(struct request *r, struct err *e)

@@ -77,6 +77,7 @@ int app_init(struct app *a, struct err *e)
     atomic_init(&a->pending_estimate, 0);
     policy_init(&a->policy, &a->cfg);
     settings_init(&a->settings);
+    metrics_init(&a->metrics);
     db_pool_init(&a->db, a->cfg.database_url, a->cfg.db_pool_size);
     if (migrate(a, e) != 0 || register_registry(a, e) != 0)
         return -1;

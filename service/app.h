@@ -8,6 +8,7 @@
 #include "config.h"
 #include "db.h"
 #include "events.h"
+#include "metrics.h"
 #include "monitor.h"
 #include "policy.h"
 #include "settings.h"
@@ -28,6 +29,7 @@ struct app {
     struct settings settings;
     struct sync_engine sync;
     struct events events;
+    struct metrics metrics;
     struct workers workers;
     atomic_bool abort_outbound;   /* set when the shutdown grace is over */
     atomic_llong pending_estimate; /* pending operations, refreshed by maintenance */

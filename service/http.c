@@ -151,6 +151,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                            "duration_ms", oq_now_ms() - r->start_ms, "completed",
                            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
     }
+    metrics_http(&a->metrics, r->route, r->status);
     request_free(r);
     *con_cls = NULL;
     atomic_fetch_sub(&a->inflight, 1);

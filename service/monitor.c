@@ -204,3 +204,11 @@ json_t *monitor_status_json(struct monitor *m)
     pthread_mutex_unlock(&m->mu);
     return j;
 }
+
+unsigned long monitor_rounds(struct monitor *m)
+{
+    pthread_mutex_lock(&m->mu);
+    unsigned long r = m->rounds;
+    pthread_mutex_unlock(&m->mu);
+    return r;
+}

@@ -48,6 +48,9 @@ void monitor_stop(struct monitor *m);
 
 bool monitor_is_online(struct monitor *m);
 
+/* Completed check rounds: changes whenever the status document does. */
+unsigned long monitor_rounds(struct monitor *m);
+
 /* Runs a check round now (or joins the one under way) and waits for it. */
 void monitor_check_now(struct monitor *m);
 

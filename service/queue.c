@@ -245,8 +245,25 @@ static void log_outcomes(PGresult *r, const struct job *jobs, const struct exec_
     }
 }
 
+static void count_rows(PGresult *r, const struct exec_result *res, struct tally *t)
+{
+    for (int i = 0; t && i < PQntuples(r); i++) {
+        const char *st = PQgetvalue(r, i, 1);
+        if (strcmp(st, "completed") == 0)
+            t->completed++;
+        else if (strcmp(st, "failed") == 0)
+            t->failed++;
+        else if (strcmp(st, "conflict") == 0)
+            t->conflict++;
+        else if (res->outcome == OUTCOME_RETRY)
+            t->retried++;
+        else
+            t->released++;
+    }
+}
+
 int queue_record(struct db_conn *c, const char *owner, const struct job *jobs, size_t n,
-                 const struct exec_result *res, double delay_s, struct err *e)
+                 const struct exec_result *res, double delay_s, struct tally *t, struct err *e)
 {
     char *ids = id_array(jobs, n);
     char *result = res->result ? jsontext(res->result) : NULL;
@@ -278,6 +295,7 @@ int queue_record(struct db_conn *c, const char *owner, const struct job *jobs, s
     if (r != NULL) {
         rows = PQntuples(r);
         log_outcomes(r, jobs, res);
+        count_rows(r, res, t);
         PQclear(r);
     }
     free(ids);

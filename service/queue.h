@@ -41,10 +41,16 @@ int queue_claim_batch(struct db_conn *c, const struct claim_filter *f, const str
 
 void queue_job_free(struct job *job);
 
+/* What became of recorded operations, by their status after the record. */
+struct tally {
+    int completed, failed, retried, conflict, released;
+};
+
 /* Records the outcome of jobs (one outcome for all of them). delay_s: the retry delay
- * (RETRY) or when to look again (RELEASE). Returns how many rows the fence let through, -1. */
+ * (RETRY) or when to look again (RELEASE). Returns how many rows the fence let through, -1;
+ * *t (may be NULL) says where they ended. */
 int queue_record(struct db_conn *c, const char *owner, const struct job *jobs, size_t n,
-                 const struct exec_result *res, double delay_s, struct err *e);
+                 const struct exec_result *res, double delay_s, struct tally *t, struct err *e);
 
 /* Extends the leases of ids (a Postgres uuid[] literal) held by owner. */
 int queue_heartbeat(struct db_conn *c, const char *owner, const char *ids, int lease_s,

@@ -72,6 +72,11 @@ int reply_json_text(struct request *r, unsigned status, char *text)
     return send_buffer(r, status, text, strlen(text), "application/json");
 }
 
+int reply_text(struct request *r, unsigned status, const char *content_type, char *text)
+{
+    return send_buffer(r, status, text, strlen(text), content_type);
+}
+
 int reply_json(struct request *r, unsigned status, json_t *body)
 {
     char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);

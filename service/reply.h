@@ -21,6 +21,9 @@ int reply_json_text(struct request *r, unsigned status, char *text);
 int reply_stream(struct request *r, unsigned status, const char *content_type,
                  ssize_t (*crc)(void *, uint64_t, char *, size_t), void *cls, void (*free_cb)(void *));
 
+/* Sends text (malloc'd, stolen) with content_type. */
+int reply_text(struct request *r, unsigned status, const char *content_type, char *text);
+
 /* Sends a response without a body (204, 304, preflights). */
 int reply_empty(struct request *r, unsigned status);
 

@@ -152,6 +152,26 @@ static double outcome_delay(struct app *a, const struct job *job, const struct e
     return workers_backoff_s(job->retry_count + 1, a->cfg.backoff_base_ms, a->cfg.backoff_max_ms);
 }
 
+static void count_outcome(struct app *a, const struct job *jobs, int n, const struct tally *t,
+                          const struct exec_result *res)
+{
+    const char *type = jobs[0].operation_type;
+    metrics_op(&a->metrics, type, OPC_COMPLETED, (unsigned long long)t->completed);
+    metrics_op(&a->metrics, type, OPC_FAILED, (unsigned long long)t->failed);
+    metrics_op(&a->metrics, type, OPC_RETRIED, (unsigned long long)t->retried);
+    if (t->conflict > 0 || json_object_get(res->result, "resolution") != NULL)
+        metrics_op(&a->metrics, type, OPC_CONFLICTS, (unsigned long long)(t->conflict ? t->conflict : n));
+    if (t->completed > 0) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        for (int i = 0; i < n; i++) {
+            double created;
+            if (conflict_parse_rfc3339(jobs[i].created_at, &created) == 0)
+                metrics_latency(&a->metrics, now.tv_sec + now.tv_nsec / 1e9 - created);
+        }
+    }
+}
+
 /* Records the outcome; the database may be away for a while: keep trying until the lease
  * would have run out anyway (the reaper takes over from there). */
 static void record(struct worker *w, struct job *jobs, int n, struct exec_result *res)
@@ -162,10 +182,12 @@ static void record(struct worker *w, struct job *jobs, int n, struct exec_result
     for (int tries = 0; oq_now_ms() < give_up; tries++) {
         struct err e = {0};
         struct db_conn *c = db_acquire(&a->db, &e);
-        int rows = c ? queue_record(c, w->owner, jobs, (size_t)n, res, delay, &e) : -1;
+        struct tally t = {0};
+        int rows = c ? queue_record(c, w->owner, jobs, (size_t)n, res, delay, &t, &e) : -1;
         if (c != NULL)
             db_release(&a->db, c);
         if (rows >= 0) {
+            count_outcome(a, jobs, n, &t, res);
             if (rows < n)
                 log_json(LOG_WARN, "outcome fenced off",
                          json_pack("{s:s, s:i, s:i}", "id", jobs[0].id, "recorded", rows, "claimed", n));
@@ -200,7 +222,10 @@ static void run_one_round(struct worker *w, struct db_conn *c, int *backoff_ms)
     set_held(w, jobs, n);
     atomic_fetch_add(&w->ws->busy, 1);
     struct exec_result res = {.delay_s = -1};
+    double t0 = oq_now_ms();
     execute(w, jobs, n, &res);
+    if (res.outcome != OUTCOME_RELEASE)
+        metrics_exec(&a->metrics, (oq_now_ms() - t0) / 1000.0);
     record(w, jobs, n, &res);
     atomic_fetch_sub(&w->ws->busy, 1);
     set_held(w, NULL, 0);

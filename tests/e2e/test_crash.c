@@ -121,7 +121,10 @@ static void test_kill_9_while_in_flight(void **state)
     for (int kill_no = 0; kill_no < 3; kill_no++) {
         assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
         us_wait_count(US, "/c/", 8 * (kill_no + 1), 20000);
-        th_svc_stop(&s, SIGKILL); /* mid-request: 4 operations are in flight */
+        for (int i = 0; i < 400 && us_in_flight(US) == 0; i++)
+            usleep(5000);
+        assert_true(us_in_flight(US) > 0);
+        th_svc_stop(&s, SIGKILL); /* mid-request */
         assert_true(count_where(pg, "status = 'in_progress'") > 0);
     }
     assert_int_equal(th_svc_start(&s, url, env, NULL), 0);

@@ -489,3 +489,11 @@ int us_probes(struct upstream_srv *us)
     pthread_mutex_unlock(&us->mu);
     return n;
 }
+
+int us_in_flight(struct upstream_srv *us)
+{
+    pthread_mutex_lock(&us->mu);
+    int n = us->in_flight;
+    pthread_mutex_unlock(&us->mu);
+    return n;
+}

@@ -59,6 +59,8 @@ void us_free_reqs(struct us_req *reqs, int n);
 /* A header of a recorded request (lowercase name), static buffer, or NULL. */
 const char *us_header(const struct us_req *r, const char *name);
 int us_max_in_flight(struct upstream_srv *us);
+/* Requests being answered right now. */
+int us_in_flight(struct upstream_srv *us);
 /* HEAD requests (connectivity probes) seen; they are not recorded as requests. */
 int us_probes(struct upstream_srv *us);
 void us_reset(struct upstream_srv *us);
