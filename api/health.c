@@ -1,4 +1,8 @@
 /* GET /healthz (the process answers) and GET /readyz (database reachable, schema current). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "embed.h"
 #include "reply.h"
 #include "routes.h"
 
@@ -18,4 +22,18 @@ int api_metrics(struct request *r, struct err *e)
 {
     char *text = metrics_render(r->app);
     return reply_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", text);
+}
+
+/* The single-page dashboard, compiled into the binary. Public: it asks for the key itself. */
+int api_dashboard(struct request *r, struct err *e)
+{
+    for (const struct embedded_file *f = embedded_dashboard; f->name; f++) {
+        if (strcmp(f->name, "index.html") != 0)
+            continue;
+        reply_header(r, "Content-Security-Policy",
+                     "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                     "connect-src 'self'; img-src 'self' data:");
+        return reply_text(r, 200, "text/html; charset=utf-8", oq_strndup(f->data, f->len));
+    }
+    return err_set(e, ERR_NOT_FOUND, "no dashboard in this build");
 }

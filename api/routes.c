@@ -6,6 +6,8 @@
 #include "reply.h"
 
 static const struct route routes[] = {
+    {"GET", "/", api_dashboard, ROLE_NONE, BODY_NONE},
+    {"GET", "/dashboard", api_dashboard, ROLE_NONE, BODY_NONE},
     {"GET", "/healthz", api_health, ROLE_NONE, BODY_NONE},
     {"GET", "/readyz", api_ready, ROLE_NONE, BODY_NONE},
     {"GET", "/metrics", api_metrics, ROLE_READ, BODY_NONE},

@@ -38,6 +38,7 @@ void routes_dispatch(struct request *r);
 size_t routes_body_limit(struct request *r);
 
 /* Handlers (api/<resource>.c). */
+int api_dashboard(struct request *r, struct err *e);
 int api_health(struct request *r, struct err *e);
 int api_ready(struct request *r, struct err *e);
 int api_metrics(struct request *r, struct err *e);

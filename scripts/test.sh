@@ -5,7 +5,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${OFFLINEQ_BUILD_DIR:-$root/build}
 "$root/scripts/deps.sh" test
-(cd "$root/tests/contract" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+for dir in contract browser; do
+  (cd "$root/tests/$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+done
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=ON -DOQ_WERROR=ON >/dev/null
 cmake --build "$build" -j"$(nproc)"
 cd "$build"

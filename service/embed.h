@@ -12,5 +12,6 @@ struct embedded_file {
 
 /* Sorted by name, ended by {0}. */
 extern const struct embedded_file embedded_migrations[];
+extern const struct embedded_file embedded_dashboard[];
 
 #endif
