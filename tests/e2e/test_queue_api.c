@@ -559,6 +559,19 @@ static void test_routes_health_and_request_id(void **state)
     char *log = th_svc_log(&S);
     assert_non_null(strstr(log, "\"request_id\":\"trace-123.abc\",\"method\":\"GET\",\"path\":\"/healthz\",\"status\":200"));
     free(log);
+    /* the dashboard: public, from the binary, nothing from the internet */
+    const char *pages[] = {"/", "/dashboard"};
+    for (int i = 0; i < 2; i++) {
+        r = th_http(&S, "GET", pages[i], NULL, 0, NULL);
+        assert_int_equal(r->status, 200);
+        assert_string_equal(th_header(r, "Content-Type"), "text/html; charset=utf-8");
+        assert_non_null(strstr(r->body, "<title>offlineq</title>"));
+        assert_null(strstr(r->body, "src=\"http"));
+        assert_null(strstr(r->body, "href=\"http"));
+        assert_null(strstr(r->body, "@import"));
+        assert_non_null(strstr(th_header(r, "Content-Security-Policy"), "connect-src 'self'"));
+        th_resp_free(r);
+    }
 }
 
 static void test_sql_outbox_function(void **state)

@@ -33,7 +33,8 @@ static void test_router_matches_table(void **state)
         {"GET", "/api/offline/queue/", NULL, NULL, false},
         {"GET", "/api/offline/queue//retry", NULL, NULL, false},
         {"GET", "/api/offline/queueX", NULL, NULL, false},
-        {"GET", "/", NULL, NULL, false},
+        {"GET", "/", "/", "", true},
+        {"GET", "/dashboard/x", NULL, NULL, false},
         {"POST", "/api/offline/queue/a/b/retry", NULL, NULL, false},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -60,7 +61,8 @@ static void test_every_route_has_a_handler_and_a_role(void **state)
     int n = 0;
     for (const struct route *rt = routes_table(); rt->method; rt++, n++) {
         assert_non_null(rt->fn);
-        bool public_probe = strcmp(rt->pattern, "/healthz") == 0 || strcmp(rt->pattern, "/readyz") == 0;
+        bool public_probe = strcmp(rt->pattern, "/healthz") == 0 || strcmp(rt->pattern, "/readyz") == 0 ||
+                            strcmp(rt->pattern, "/") == 0 || strcmp(rt->pattern, "/dashboard") == 0;
         assert_true(public_probe ? rt->need == ROLE_NONE : rt->need >= ROLE_READ);
         if (strcmp(rt->method, "GET") == 0 && !public_probe)
             assert_int_equal(rt->need, ROLE_READ);
