@@ -22,10 +22,10 @@ static void wait_ms(struct sync_engine *s, int ms)
 
 static json_t *result_json(const struct pass_counts *pc, int total, double ms)
 {
-    return json_pack("{s:i, s:i, s:i, s:i, s:i, s:O, s:I}", "processed", total - pc->remaining,
+    json_t *errors = pc->errors ? json_incref(pc->errors) : json_array();
+    return json_pack("{s:i, s:i, s:i, s:i, s:i, s:o, s:I}", "processed", total - pc->remaining,
                      "succeeded", pc->succeeded, "failed", pc->failed, "conflicts", pc->conflicts,
-                     "retried", pc->retried, "errors", pc->errors ? pc->errors : json_array(),
-                     "duration_ms", (json_int_t)ms);
+                     "retried", pc->retried, "errors", errors, "duration_ms", (json_int_t)ms);
 }
 
 /* Stores the pass in offlineq_settings so every instance shows it. */
