@@ -133,12 +133,7 @@ static void *waiters_main(void *arg)
     pthread_mutex_lock(&W.mu);
     while (!W.stopping) {
         struct timespec t;
-        clock_gettime(CLOCK_REALTIME, &t);
-        t.tv_nsec += 50 * 1000000L;
-        if (t.tv_nsec >= 1000000000L) {
-            t.tv_sec++;
-            t.tv_nsec -= 1000000000L;
-        }
+        oq_deadline_ms(&t, 50);
         pthread_cond_timedwait(&W.cv, &W.mu, &t);
         pthread_mutex_unlock(&W.mu);
         poll_once();

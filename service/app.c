@@ -145,12 +145,7 @@ static void *maintenance_main(void *arg)
     pthread_mutex_lock(&a->stop_mu);
     while (!atomic_load(&a->stopping)) {
         struct timespec t;
-        clock_gettime(CLOCK_REALTIME, &t);
-        t.tv_nsec += 500 * 1000000L;
-        if (t.tv_nsec >= 1000000000L) {
-            t.tv_sec++;
-            t.tv_nsec -= 1000000000L;
-        }
+        oq_deadline_ms(&t, 500);
         pthread_cond_timedwait(&a->stop_cv, &a->stop_mu, &t);
         if (atomic_load(&a->stopping))
             break;

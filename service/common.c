@@ -59,3 +59,11 @@ double oq_now_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
+
+void oq_deadline_ms(struct timespec *t, double ms)
+{
+    clock_gettime(CLOCK_REALTIME, t);
+    long long ns = t->tv_nsec + (long long)(ms * 1e6);
+    t->tv_sec += (time_t)(ns / 1000000000LL);
+    t->tv_nsec = (long)(ns % 1000000000LL);
+}

@@ -31,7 +31,11 @@ bool oq_is_uuid(const char *s);
 /* Writes a new random UUID (36 chars + NUL) into out. Thread-safe. */
 void oq_uuid(char out[37]);
 
-/* Monotonic clock in milliseconds / microseconds. */
+/* Monotonic clock in milliseconds. */
 double oq_now_ms(void);
+
+struct timespec;
+/* The CLOCK_REALTIME deadline ms from now, for pthread_cond_timedwait. */
+void oq_deadline_ms(struct timespec *t, double ms);
 
 #endif

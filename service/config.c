@@ -74,8 +74,7 @@ static const struct setting settings[] = {
 };
 #undef OFF
 
-static int fail(char *out, size_t len, const char *fmt, ...) OQ_PRINTF(3, 4);
-static int fail(char *out, size_t len, const char *fmt, ...)
+int config_fail(char *out, size_t len, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -107,7 +106,7 @@ static int set_value(struct config *c, const struct setting *s, const char *v, c
     errno = 0;
     long n = strtol(v, &end, 10);
     if (errno != 0 || end == v || *end != '\0' || n < s->min || n > s->max)
-        return fail(out, len, "%s: expected an integer from %ld to %ld, got \"%s\"", s->env,
+        return config_fail(out, len, "%s: expected an integer from %ld to %ld, got \"%s\"", s->env,
                     s->min, s->max, v);
     *(int *)(base + s->offset) = (int)n;
     return 0;
@@ -135,7 +134,7 @@ static int parse_listen(struct config *c, char *out, size_t len)
     size_t hlen = colon ? (size_t)(colon - c->listen) : 0;
     if (!colon || end == colon + 1 || *end != '\0' || port < 0 || port > 65535 || hlen == 0 ||
         hlen >= sizeof(c->listen_host))
-        return fail(out, len, "OFFLINEQ_LISTEN: expected host:port, got \"%s\"", c->listen);
+        return config_fail(out, len, "OFFLINEQ_LISTEN: expected host:port, got \"%s\"", c->listen);
     memcpy(c->listen_host, c->listen, hlen);
     c->listen_host[hlen] = '\0';
     c->listen_port = (int)port;
@@ -204,7 +203,7 @@ static int parse_api_keys(struct config *c, char *out, size_t len)
         enum role role;
         if (colon == NULL || colon == items[i] || parse_role(colon + 1, &role) != 0) {
             /* never echo the key itself */
-            rc = fail(out, len, "OFFLINEQ_API_KEYS: entry %zu must be key:read|write|admin",
+            rc = config_fail(out, len, "OFFLINEQ_API_KEYS: entry %zu must be key:read|write|admin",
                       i + 1);
             break;
         }
@@ -226,7 +225,7 @@ static int derive_check_urls(struct config *c, char *out, size_t len)
     for (size_t i = 0; i < c->n_check_urls; i++) {
         char origin[512];
         if (config_url_origin(c->check_urls[i], origin, sizeof(origin)) != 0)
-            return fail(out, len, "OFFLINEQ_CHECK_URLS: entry %zu must be an http(s) URL", i + 1);
+            return config_fail(out, len, "OFFLINEQ_CHECK_URLS: entry %zu must be an http(s) URL", i + 1);
     }
     if (c->n_check_urls > 0)
         return 0;
@@ -239,23 +238,23 @@ static int derive_check_urls(struct config *c, char *out, size_t len)
 static int derive(struct config *c, char *out, size_t len)
 {
     if (c->database_url == NULL || c->database_url[0] == '\0')
-        return fail(out, len, "OFFLINEQ_DATABASE_URL: not set (e.g. postgresql://user@host/db)");
+        return config_fail(out, len, "OFFLINEQ_DATABASE_URL: not set (e.g. postgresql://user@host/db)");
     if (log_level_parse(c->log_level_raw, &c->log_level) != 0)
-        return fail(out, len, "OFFLINEQ_LOG_LEVEL: expected debug|info|warn|error, got \"%s\"",
+        return config_fail(out, len, "OFFLINEQ_LOG_LEVEL: expected debug|info|warn|error, got \"%s\"",
                     c->log_level_raw);
     if (parse_listen(c, out, len) != 0 || parse_api_keys(c, out, len) != 0 ||
         upstreams_parse(c, out, len) != 0)
         return -1;
     if (c->backoff_base_ms > c->backoff_max_ms)
-        return fail(out, len, "OFFLINEQ_BACKOFF_BASE_MS: must not exceed OFFLINEQ_BACKOFF_MAX_MS");
+        return config_fail(out, len, "OFFLINEQ_BACKOFF_BASE_MS: must not exceed OFFLINEQ_BACKOFF_MAX_MS");
     c->cors_origins = config_split_list(c->cors_origins_raw, &c->n_cors_origins);
     if (strcmp(c->auto_sync_raw, "true") != 0 && strcmp(c->auto_sync_raw, "false") != 0)
-        return fail(out, len, "OFFLINEQ_AUTO_SYNC: expected true or false, got \"%s\"", c->auto_sync_raw);
+        return config_fail(out, len, "OFFLINEQ_AUTO_SYNC: expected true or false, got \"%s\"", c->auto_sync_raw);
     c->auto_sync = strcmp(c->auto_sync_raw, "true") == 0;
     if (derive_check_urls(c, out, len) != 0)
         return -1;
     if (c->n_api_keys == 0 && !c->listen_is_loopback)
-        return fail(out, len,
+        return config_fail(out, len,
                     "OFFLINEQ_API_KEYS: no keys configured, so OFFLINEQ_LISTEN must be a loopback "
                     "address (got \"%s\"); set keys to listen elsewhere",
                     c->listen);
@@ -285,7 +284,7 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *ou
         }
         s = find_flag(argv[i], &value);
         if (s == NULL) {
-            fail(out, len, "unknown argument \"%s\" (see --help)", argv[i]);
+            config_fail(out, len, "unknown argument \"%s\" (see --help)", argv[i]);
             return CONFIG_EXIT_ERROR;
         }
         if (set_value(c, s, value, out, len) != 0)

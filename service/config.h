@@ -87,6 +87,9 @@ void config_free(struct config *c);
 /* Writes the --help text (generated from the settings table). */
 void config_print_help(FILE *out);
 
+/* Writes a formatted one-line error into out and returns -1. */
+int config_fail(char *out, size_t len, const char *fmt, ...) OQ_PRINTF(3, 4);
+
 /* Splits s on commas into trimmed, non-empty, malloc'd items; free with config_free_list. */
 char **config_split_list(const char *s, size_t *n);
 void config_free_list(char **items, size_t n);

@@ -48,10 +48,7 @@ static void refresh_breaker(struct upstream_state *s, const struct upstream *u)
 static void wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, double ms)
 {
     struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    long long ns = t.tv_nsec + (long long)(ms * 1e6);
-    t.tv_sec += (time_t)(ns / 1000000000LL);
-    t.tv_nsec = (long)(ns % 1000000000LL);
+    oq_deadline_ms(&t, ms);
     pthread_cond_timedwait(cv, mu, &t);
 }
 

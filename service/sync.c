@@ -13,10 +13,7 @@
 static void wait_ms(struct sync_engine *s, int ms)
 {
     struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    long long ns = t.tv_nsec + (long long)ms * 1000000LL;
-    t.tv_sec += (time_t)(ns / 1000000000LL);
-    t.tv_nsec = (long)(ns % 1000000000LL);
+    oq_deadline_ms(&t, ms);
     pthread_cond_timedwait(&s->cv, &s->mu, &t);
 }
 

@@ -10,16 +10,6 @@
 
 #include "config.h"
 
-static int fail(char *out, size_t len, const char *fmt, ...) OQ_PRINTF(3, 4);
-static int fail(char *out, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(out, len, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 int config_url_origin(const char *url, char *origin, size_t len)
 {
     const char *rest;
@@ -47,19 +37,19 @@ static struct upstream *add(struct config *c, const char *name, size_t name_len,
     char origin[512];
     for (size_t i = 0; i < name_len; i++) {
         if (!isalnum((unsigned char)name[i]) && strchr("_.-", name[i]) == NULL) {
-            fail(out, len, "%s: upstream names use letters, digits, '_', '.' and '-' only", env);
+            config_fail(out, len, "%s: upstream names use letters, digits, '_', '.' and '-' only", env);
             return NULL;
         }
     }
     if (name_len == 0 || config_url_origin(base_url, origin, sizeof(origin)) != 0) {
-        fail(out, len, "%s: upstream \"%.*s\" needs a base URL http(s)://host[:port][/path]", env,
+        config_fail(out, len, "%s: upstream \"%.*s\" needs a base URL http(s)://host[:port][/path]", env,
              (int)name_len, name);
         return NULL;
     }
     for (size_t i = 0; i < c->n_upstreams; i++) {
         if (strlen(c->upstreams[i].name) == name_len &&
             strncmp(c->upstreams[i].name, name, name_len) == 0) {
-            fail(out, len, "%s: upstream \"%.*s\" is defined twice", env, (int)name_len, name);
+            config_fail(out, len, "%s: upstream \"%.*s\" is defined twice", env, (int)name_len, name);
             return NULL;
         }
     }
@@ -88,7 +78,7 @@ static int parse_short(struct config *c, char *out, size_t len)
     for (size_t i = 0; i < n && rc == 0; i++) {
         char *eq = strchr(items[i], '=');
         if (eq == NULL)
-            rc = fail(out, len, "OFFLINEQ_UPSTREAMS: entry %zu must be name=http(s)://host[:port][/path]",
+            rc = config_fail(out, len, "OFFLINEQ_UPSTREAMS: entry %zu must be name=http(s)://host[:port][/path]",
                       i + 1);
         else if (add(c, items[i], (size_t)(eq - items[i]), eq + 1, "OFFLINEQ_UPSTREAMS", out, len) == NULL)
             rc = -1;
@@ -104,7 +94,7 @@ static int int_field(const json_t *o, const char *key, int min, int max, int *sl
     if (v == NULL)
         return 0;
     if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-        return fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.%s must be an integer from %d to %d",
+        return config_fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.%s must be an integer from %d to %d",
                     name, key, min, max);
     *slot = (int)json_integer_value(v);
     return 0;
@@ -115,14 +105,14 @@ static int parse_headers(struct upstream *u, const json_t *headers, char *out, s
     if (headers == NULL)
         return 0;
     if (!json_is_object(headers))
-        return fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.headers must be an object", u->name);
+        return config_fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.headers must be an object", u->name);
     u->headers = oq_calloc(json_object_size(headers), sizeof(char *));
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)headers, k, v) {
         const char *s = json_string_value(v);
         if (s == NULL || strpbrk(k, "\r\n: ") != NULL || strpbrk(s, "\r\n") != NULL)
-            return fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.headers.%s must be a one-line string",
+            return config_fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.headers.%s must be a one-line string",
                         u->name, k);
         size_t n = strlen(k) + strlen(s) + 3;
         u->headers[u->n_headers] = oq_malloc(n);
@@ -144,7 +134,7 @@ static int check_keys(const char *name, const json_t *o, char *out, size_t len)
         while (*p && strcmp(*p, k) != 0)
             p++;
         if (*p == NULL)
-            return fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.%s is not a known setting", name, k);
+            return config_fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.%s is not a known setting", name, k);
     }
     return 0;
 }
@@ -152,18 +142,18 @@ static int check_keys(const char *name, const json_t *o, char *out, size_t len)
 static int parse_entry(struct config *c, const char *name, const json_t *o, char *out, size_t len)
 {
     if (!json_is_object(o) || check_keys(name, o, out, len) != 0)
-        return json_is_object(o) ? -1 : fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s must be an object", name);
+        return json_is_object(o) ? -1 : config_fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s must be an object", name);
     const char *base = json_string_value(json_object_get(o, "base_url"));
     struct upstream *u = add(c, name, strlen(name), base ? base : "", "OFFLINEQ_UPSTREAMS_FILE", out, len);
     if (u == NULL)
         return -1;
     const json_t *rate = json_object_get(o, "rate_per_s");
     if (rate != NULL && (!json_is_number(rate) || json_number_value(rate) <= 0))
-        return fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.rate_per_s must be a positive number", name);
+        return config_fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.rate_per_s must be a positive number", name);
     u->rate_per_s = rate ? json_number_value(rate) : 0;
     const json_t *secret = json_object_get(o, "signing_secret");
     if (secret != NULL && (!json_is_string(secret) || json_string_length(secret) == 0))
-        return fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.signing_secret must be a string", name);
+        return config_fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.signing_secret must be a string", name);
     u->signing_secret = secret ? oq_strdup(json_string_value(secret)) : NULL;
     if (int_field(o, "connect_timeout_ms", 1, 600000, &u->connect_timeout_ms, name, out, len) != 0 ||
         int_field(o, "timeout_ms", 1, 3600000, &u->timeout_ms, name, out, len) != 0 ||
@@ -181,9 +171,9 @@ static int parse_file(struct config *c, char *out, size_t len)
     json_error_t je;
     json_t *root = json_load_file(c->upstreams_file, JSON_REJECT_DUPLICATES, &je);
     if (root == NULL)
-        return fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s: %s (line %d)", c->upstreams_file, je.text,
+        return config_fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s: %s (line %d)", c->upstreams_file, je.text,
                     je.line);
-    int rc = json_is_object(root) ? 0 : fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: must hold a JSON object");
+    int rc = json_is_object(root) ? 0 : config_fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: must hold a JSON object");
     const char *name;
     json_t *entry;
     json_object_foreach(root, name, entry) {

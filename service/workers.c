@@ -58,12 +58,7 @@ static void stop_wait(struct workers *ws, int ms)
     pthread_mutex_lock(&ws->mu);
     while (!atomic_load(&ws->stopping) && oq_now_ms() < until) {
         struct timespec t;
-        clock_gettime(CLOCK_REALTIME, &t);
-        long long ns = t.tv_nsec + (long long)((until - oq_now_ms()) * 1e6);
-        if (ns < t.tv_nsec)
-            break;
-        t.tv_sec += (time_t)(ns / 1000000000LL);
-        t.tv_nsec = (long)(ns % 1000000000LL);
+        oq_deadline_ms(&t, until - oq_now_ms());
         pthread_cond_timedwait(&ws->wake, &ws->mu, &t);
     }
     pthread_mutex_unlock(&ws->mu);
@@ -73,10 +68,7 @@ static void stop_wait(struct workers *ws, int ms)
 static void idle_wait(struct workers *ws, unsigned long seen_gen, int ms)
 {
     struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    long long ns = t.tv_nsec + (long long)ms * 1000000LL;
-    t.tv_sec += (time_t)(ns / 1000000000LL);
-    t.tv_nsec = (long)(ns % 1000000000LL);
+    oq_deadline_ms(&t, ms);
     pthread_mutex_lock(&ws->mu);
     while (ws->wake_gen == seen_gen && !atomic_load(&ws->stopping)) {
         if (pthread_cond_timedwait(&ws->wake, &ws->mu, &t) == ETIMEDOUT)
