@@ -403,6 +403,46 @@ static void test_file_upload_multipart_byte_exact(void **state)
     th_resp_free(resp);
 }
 
+/* A file over OFFLINEQ_MAX_FILE_BYTES is refused before it is read; deleting the operation that
+ * needs a file deletes the file. */
+static void test_file_limits_and_cleanup(void **state)
+{
+    char other[512], file_env[300];
+    th_db_create(DB "_files", other, sizeof(other));
+    snprintf(file_env, sizeof(file_env), "OFFLINEQ_UPSTREAMS_FILE=%s", upstreams_file);
+    const char *env[] = {file_env, "OFFLINEQ_MAX_FILE_BYTES=1000", NULL};
+    struct svc s;
+    assert_int_equal(th_svc_start(&s, other, env, NULL), 0);
+    char big[1001];
+    memset(big, 'x', sizeof(big));
+    const char *h[] = {"Content-Type: application/octet-stream", NULL};
+    struct resp *r = th_http(&s, "POST", "/api/offline/files", big, sizeof(big), h);
+    th_assert_error(r, 413, "payload_too_large");
+    th_resp_free(r);
+    r = th_http(&s, "POST", "/api/offline/files", big, 1000, h);
+    assert_int_equal(r->status, 201);
+    char file[37], id[37], body[256], path[96];
+    snprintf(file, sizeof(file), "%s", th_str(r->json, "file_id"));
+    th_resp_free(r);
+    snprintf(body, sizeof(body), "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\",\"endpoint\":\"/u\"}}", file);
+    th_enqueue(&s, body, id); /* API-only instance: it stays pending */
+    snprintf(path, sizeof(path), "/api/offline/files/%s", file);
+    r = th_http(&s, "GET", path, NULL, 0, NULL);
+    assert_int_equal(r->status, 200);
+    assert_int_equal(th_int(r->json, "size"), 1000);
+    th_resp_free(r);
+    char op_path[96];
+    snprintf(op_path, sizeof(op_path), "/api/offline/queue/%s", id);
+    r = th_http(&s, "DELETE", op_path, NULL, 0, NULL);
+    assert_int_equal(r->status, 204);
+    th_resp_free(r);
+    r = th_http(&s, "GET", path, NULL, 0, NULL);
+    th_assert_error(r, 404, "not_found");
+    th_resp_free(r);
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+    th_db_drop(DB "_files");
+}
+
 static void test_model_push_form(void **state)
 {
     const unsigned char weights[] = {0, 1, 2, 255, 254, 0, 13, 10};
@@ -499,6 +539,7 @@ int main(void)
         cmocka_unit_test_setup(test_max_retry_duration, reset),
         cmocka_unit_test_setup(test_file_upload_multipart_byte_exact, reset),
         cmocka_unit_test_setup(test_model_push_form, reset),
+        cmocka_unit_test_setup(test_file_limits_and_cleanup, reset),
         cmocka_unit_test_setup(test_metric_logs_are_batched, reset),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
