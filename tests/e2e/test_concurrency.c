@@ -19,21 +19,14 @@ static PGconn *pg;
 
 static int group_setup(void **state)
 {
-    char url[512];
-    th_db_create(DB, url, sizeof(url));
     static const char *const env[] = {"OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9",
                                       "OFFLINEQ_HTTP_THREADS=8", "OFFLINEQ_DB_POOL_SIZE=16", NULL};
-    if (th_svc_start(&S, url, env, NULL) != 0)
-        return -1;
-    pg = th_db_connect(url);
-    return 0;
+    return th_group_start(DB, env, &S, &pg, NULL, 0);
 }
 
 static int group_teardown(void **state)
 {
-    PQfinish(pg);
-    assert_int_equal(th_svc_stop(&S, SIGTERM), 0);
-    th_db_drop(DB);
+    th_group_stop(DB, &S, pg);
     return 0;
 }
 

@@ -34,22 +34,16 @@ static int group_setup(void **state)
 {
     US = us_start();
     write_upstreams();
-    th_db_create(DB, url, sizeof(url));
     char file_env[300];
     snprintf(file_env, sizeof(file_env), "OFFLINEQ_UPSTREAMS_FILE=%s", upstreams_file);
     const char *env[] = {file_env, "OFFLINEQ_WORKERS=8", "OFFLINEQ_BACKOFF_BASE_MS=100",
                          "OFFLINEQ_BACKOFF_MAX_MS=2000", "OFFLINEQ_POLL_MS=200", NULL};
-    if (th_svc_start(&S, url, env, NULL) != 0)
-        return -1;
-    pg = th_db_connect(url);
-    return 0;
+    return th_group_start(DB, env, &S, &pg, url, sizeof(url));
 }
 
 static int group_teardown(void **state)
 {
-    PQfinish(pg);
-    assert_int_equal(th_svc_stop(&S, SIGTERM), 0);
-    th_db_drop(DB);
+    th_group_stop(DB, &S, pg);
     us_stop(US);
     unlink(upstreams_file);
     return 0;

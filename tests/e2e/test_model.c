@@ -295,20 +295,13 @@ static int group_setup(void **state)
 {
     const char *s = getenv("OFFLINEQ_MODEL_SEED");
     seed = s ? (unsigned)strtoul(s, NULL, 10) : (unsigned)time(NULL);
-    char url[512];
-    th_db_create(DB, url, sizeof(url));
     static const char *const env[] = {"OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9", NULL};
-    if (th_svc_start(&S, url, env, NULL) != 0)
-        return -1;
-    pg = th_db_connect(url);
-    return 0;
+    return th_group_start(DB, env, &S, &pg, NULL, 0);
 }
 
 static int group_teardown(void **state)
 {
-    PQfinish(pg);
-    assert_int_equal(th_svc_stop(&S, SIGTERM), 0);
-    th_db_drop(DB);
+    th_group_stop(DB, &S, pg);
     return 0;
 }
 

@@ -35,18 +35,16 @@ static int group_setup(void **state)
                "\"breaker_cooldown_s\":2}}",
             us_url(US), us_url(US), b64, us_url(US), us_url(US));
     fclose(f);
-    th_db_create(DB, url, sizeof(url));
     char file_env[300];
     snprintf(file_env, sizeof(file_env), "OFFLINEQ_UPSTREAMS_FILE=%s", upstreams_file);
     const char *env[] = {file_env, "OFFLINEQ_WORKERS=8", "OFFLINEQ_BACKOFF_BASE_MS=50",
                          "OFFLINEQ_BACKOFF_MAX_MS=100", "OFFLINEQ_POLL_MS=100", NULL};
-    return th_svc_start(&S, url, env, NULL);
+    return th_group_start(DB, env, &S, NULL, url, sizeof(url));
 }
 
 static int group_teardown(void **state)
 {
-    assert_int_equal(th_svc_stop(&S, SIGTERM), 0);
-    th_db_drop(DB);
+    th_group_stop(DB, &S, NULL);
     us_stop(US);
     unlink(upstreams_file);
     return 0;

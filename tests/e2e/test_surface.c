@@ -23,15 +23,13 @@ static int group_setup(void **state)
     US = us_start();
     static char up[128];
     snprintf(up, sizeof(up), "OFFLINEQ_UPSTREAMS=default=%s", us_url(US));
-    th_db_create(DB, url, sizeof(url));
     const char *env[] = {up, "OFFLINEQ_WORKERS=2", NULL};
-    return th_svc_start(&S, url, env, NULL);
+    return th_group_start(DB, env, &S, NULL, url, sizeof(url));
 }
 
 static int group_teardown(void **state)
 {
-    assert_int_equal(th_svc_stop(&S, SIGTERM), 0);
-    th_db_drop(DB);
+    th_group_stop(DB, &S, NULL);
     us_stop(US);
     return 0;
 }

@@ -42,18 +42,12 @@ static int group_setup(void **state)
 {
     US = us_start();
     snprintf(up_env, sizeof(up_env), "OFFLINEQ_UPSTREAMS=default=%s", us_url(US));
-    th_db_create(DB, url, sizeof(url));
-    if (th_svc_start(&S, url, env_with(NULL, NULL), NULL) != 0)
-        return -1;
-    pg = th_db_connect(url);
-    return 0;
+    return th_group_start(DB, env_with(NULL, NULL), &S, &pg, url, sizeof(url));
 }
 
 static int group_teardown(void **state)
 {
-    PQfinish(pg);
-    assert_int_equal(th_svc_stop(&S, SIGTERM), 0);
-    th_db_drop(DB);
+    th_group_stop(DB, &S, pg);
     us_stop(US);
     return 0;
 }

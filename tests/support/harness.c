@@ -411,3 +411,25 @@ void th_enqueue(const struct svc *s, const char *body, char id[37])
     snprintf(id, 37, "%s", th_str(r->json, "id"));
     th_resp_free(r);
 }
+
+int th_group_start(const char *name, const char *const *env, struct svc *s, PGconn **pg,
+                   char *url, size_t url_len)
+{
+    char db[512];
+    th_db_create(name, db, sizeof(db));
+    if (url != NULL)
+        snprintf(url, url_len, "%s", db);
+    if (th_svc_start(s, db, env, NULL) != 0)
+        return -1;
+    if (pg != NULL)
+        *pg = th_db_connect(db);
+    return 0;
+}
+
+void th_group_stop(const char *name, struct svc *s, PGconn *pg)
+{
+    if (pg != NULL)
+        PQfinish(pg);
+    assert_int_equal(th_svc_stop(s, SIGTERM), 0);
+    th_db_drop(name);
+}

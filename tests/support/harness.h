@@ -68,6 +68,13 @@ const char *th_str(const json_t *obj, const char *key);
 /* An integer field of obj (aborts the test if it is not one). */
 long long th_int(const json_t *obj, const char *key);
 
+/* A test group's world: a fresh database `name`, the service on it with env, and (pg not NULL)
+ * a connection to it; url (may be NULL) receives the database URL. Returns 0 or -1. */
+int th_group_start(const char *name, const char *const *env, struct svc *s, PGconn **pg,
+                   char *url, size_t url_len);
+/* Stops the service (asserting a clean exit), closes pg, drops the database. */
+void th_group_stop(const char *name, struct svc *s, PGconn *pg);
+
 /* Polls GET /api/offline/queue/{id} until its status is one of statuses ("completed,failed")
  * or timeout_ms pass; returns the last Operation (json_decref it). */
 json_t *th_wait_op(const struct svc *s, const char *id, const char *statuses, int timeout_ms);
