@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 #include <uuid/uuid.h>
 
@@ -66,4 +67,38 @@ void oq_deadline_ms(struct timespec *t, double ms)
     long long ns = t->tv_nsec + (long long)(ms * 1e6);
     t->tv_sec += (time_t)(ns / 1000000000LL);
     t->tv_nsec = (long)(ns % 1000000000LL);
+}
+
+void oq_utc_now(char *out, size_t len, int digits)
+{
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    size_t n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (digits == 3)
+        snprintf(out + n, len - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
+    else
+        snprintf(out + n, len - n, ".%06ldZ", (long)tv.tv_usec);
+}
+
+void oq_buf_add(struct oq_buf *b, const void *p, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *grown = realloc(b->data, cap);
+        OQ_ASSERT(grown != NULL);
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void oq_buf_str(struct oq_buf *b, const char *s)
+{
+    oq_buf_add(b, s, strlen(s));
 }

@@ -38,4 +38,15 @@ struct timespec;
 /* The CLOCK_REALTIME deadline ms from now, for pthread_cond_timedwait. */
 void oq_deadline_ms(struct timespec *t, double ms);
 
+/* Now as RFC 3339 UTC with `digits` (3 or 6) fractional digits: "2026-11-22T03:49:25.839Z". */
+void oq_utc_now(char *out, size_t len, int digits);
+
+/* A growing byte buffer, always NUL-terminated. */
+struct oq_buf {
+    char *data;
+    size_t len, cap;
+};
+void oq_buf_add(struct oq_buf *b, const void *p, size_t n);
+void oq_buf_str(struct oq_buf *b, const char *s);
+
 #endif

@@ -82,8 +82,8 @@ void file_upload_send(struct exec_ctx *ctx, const struct job *job, const json_t 
     struct out_request rq = {.u = u,
                              .method = "POST",
                              .endpoint = validate_str(p, "endpoint", "/"),
-                             .body = m.body,
-                             .body_len = m.len,
+                             .body = m.b.data,
+                             .body_len = m.b.len,
                              .content_type = m.content_type,
                              .idempotency_key = job->id};
     deliver(ctx, &rq, res);

@@ -8,29 +8,17 @@
 #include "common.h"
 
 struct out {
-    char *s;
-    size_t len, cap;
+    struct oq_buf b;
 };
 
 static void put(struct out *o, const char *p, size_t n)
 {
-    if (o->len + n + 1 > o->cap) {
-        size_t cap = o->cap ? o->cap : 256;
-        while (cap < o->len + n + 1)
-            cap *= 2;
-        char *grown = realloc(o->s, cap);
-        OQ_ASSERT(grown != NULL);
-        o->s = grown;
-        o->cap = cap;
-    }
-    memcpy(o->s + o->len, p, n);
-    o->len += n;
-    o->s[o->len] = '\0';
+    oq_buf_add(&o->b, p, n);
 }
 
 static void put_str(struct out *o, const char *p)
 {
-    put(o, p, strlen(p));
+    oq_buf_str(&o->b, p);
 }
 
 static void put_string(struct out *o, const char *s, size_t n)
@@ -138,5 +126,5 @@ char *jsontext(const json_t *v)
 {
     struct out o = {0};
     put_value(&o, v);
-    return o.s;
+    return o.b.data;
 }

@@ -31,16 +31,6 @@ bool log_enabled(enum log_level level)
     return level >= min_level;
 }
 
-static void format_ts(char *buf, size_t n)
-{
-    struct timeval tv;
-    struct tm tm;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    size_t len = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + len, n - len, ".%03ldZ", (long)(tv.tv_usec / 1000));
-}
-
 void log_json(enum log_level level, const char *msg, json_t *fields)
 {
     if (!log_enabled(level)) {
@@ -48,7 +38,7 @@ void log_json(enum log_level level, const char *msg, json_t *fields)
         return;
     }
     char ts[40];
-    format_ts(ts, sizeof(ts));
+    oq_utc_now(ts, sizeof(ts), 3);
     json_t *line = json_pack("{s:s, s:s, s:s}", "ts", ts, "level", level_names[level], "msg", msg);
     if (fields != NULL)
         json_object_update_missing(line, fields);

@@ -10,16 +10,6 @@
 
 #include "log.h"
 
-static void utc_now(char *out, size_t len)
-{
-    struct timeval tv;
-    struct tm tm;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    size_t n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, len - n, ".%06ldZ", (long)tv.tv_usec);
-}
-
 static size_t discard(char *p, size_t size, size_t n, void *arg)
 {
     return size * n;
@@ -90,7 +80,7 @@ static void check_round(struct monitor *m)
         any = any || probes[i].reachable;
     pthread_mutex_lock(&m->mu);
     memcpy(m->probes, probes, n * sizeof(*probes));
-    utc_now(m->checked_at, sizeof(m->checked_at));
+    oq_utc_now(m->checked_at, sizeof(m->checked_at), 6);
     m->failed_rounds = any ? 0 : m->failed_rounds + 1;
     bool was = m->online;
     if (any)
@@ -148,7 +138,7 @@ void monitor_start(struct monitor *m, const struct config *cfg)
     pthread_cond_init(&m->cv, NULL);
     m->probes = calloc(cfg->n_check_urls ? cfg->n_check_urls : 1, sizeof(*m->probes));
     m->online = true; /* until a check says otherwise */
-    utc_now(m->changed_at, sizeof(m->changed_at));
+    oq_utc_now(m->changed_at, sizeof(m->changed_at), 6);
     check_round(m);
     m->started = pthread_create(&m->th, NULL, monitor_main, m) == 0;
 }

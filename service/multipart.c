@@ -8,23 +8,12 @@
 
 static void append(struct multipart *m, const void *p, size_t n)
 {
-    if (m->len + n + 1 > m->cap) {
-        size_t cap = m->cap ? m->cap : 1024;
-        while (cap < m->len + n + 1)
-            cap *= 2;
-        char *grown = realloc(m->body, cap);
-        OQ_ASSERT(grown != NULL);
-        m->body = grown;
-        m->cap = cap;
-    }
-    memcpy(m->body + m->len, p, n);
-    m->len += n;
-    m->body[m->len] = '\0';
+    oq_buf_add(&m->b, p, n);
 }
 
 static void append_str(struct multipart *m, const char *s)
 {
-    append(m, s, strlen(s));
+    oq_buf_str(&m->b, s);
 }
 
 /* A name or filename inside quotes: '"' becomes %22, as browsers send it; CR/LF never
@@ -94,6 +83,6 @@ void multipart_finish(struct multipart *m)
 
 void multipart_free(struct multipart *m)
 {
-    free(m->body);
-    m->body = NULL;
+    free(m->b.data);
+    m->b.data = NULL;
 }

@@ -5,11 +5,12 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "common.h"
+
 struct multipart {
     char boundary[64];
     char content_type[128]; /* multipart/form-data; boundary=... */
-    char *body;
-    size_t len, cap;
+    struct oq_buf b; /* the body */
 };
 
 void multipart_init(struct multipart *m);

@@ -33,12 +33,7 @@ static void persist(struct app *a, json_t *result)
     if (c == NULL)
         return;
     char at[40];
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(at + n, sizeof(at) - n, ".%06ldZ", ts.tv_nsec / 1000);
+    oq_utc_now(at, sizeof(at), 6);
     json_t *rec = json_pack("{s:s, s:O}", "at", at, "result", result);
     char *text = jsontext(rec);
     json_decref(rec);
