@@ -36,7 +36,13 @@ static void notice_quiet(void *arg, const PGresult *res)
 
 PGconn *db_connect(const char *conninfo, struct err *e)
 {
-    PGconn *pg = PQconnectdb(conninfo);
+    /* Defaults first, the operator's URI or conninfo last (its values win): a database that
+     * vanished from the network must cost seconds, never a hung thread. */
+    static const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
+                                       "keepalives_interval", "keepalives_count",
+                                       "application_name", "dbname", NULL};
+    const char *values[] = {"5", "1", "30", "10", "3", "offlineq", conninfo, NULL};
+    PGconn *pg = PQconnectdbParams(keys, values, 1);
     if (PQstatus(pg) != CONNECTION_OK) {
         char msg[200];
         snprintf(msg, sizeof(msg), "%s", PQerrorMessage(pg));
