@@ -308,11 +308,25 @@ struct stream *events_open(struct events *ev, struct MHD_Connection *conn,
     return s;
 }
 
-/* Copies the frames after s->sent_id that fit into buf. Called with the lock held. */
+/* The ring is sorted by position: the index of the first event after pos, by bisection. */
+static size_t first_after(struct events *ev, const struct event_pos *pos)
+{
+    size_t lo = 0, hi = ev->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (pos_cmp(&ev->ring[(ev->head + mid) % EVENTS_RING].pos, pos) <= 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Copies the frames after s->sent that fit into buf. Called with the lock held. */
 static size_t copy_frames(struct events *ev, struct stream *s, char *buf, size_t max)
 {
     size_t n = 0;
-    for (size_t i = 0; i < ev->count; i++) {
+    for (size_t i = first_after(ev, &s->sent); i < ev->count; i++) {
         struct event *e = &ev->ring[(ev->head + i) % EVENTS_RING];
         if (pos_cmp(&e->pos, &s->sent) <= 0)
             continue;
