@@ -22,13 +22,13 @@ int api_files_create(struct request *r, struct err *e)
         ct = "application/octet-stream";
     if (strlen(ct) > 200 || !validate_is_printable(ct))
         return err_field(e, ERR_INVALID_REQUEST, "Content-Type", "Content-Type is not acceptable");
-    if (r->body_len == 0)
+    if (r->body.len == 0)
         return err_set(e, ERR_INVALID_REQUEST, "the file is empty");
     struct db_conn *c = db_acquire(&r->app->db, e);
     if (c == NULL)
         return -1;
     struct stored_file f = {0};
-    int rc = files_repo_store(c, ct, r->body, r->body_len, &f, e);
+    int rc = files_repo_store(c, ct, r->body.data, r->body.len, &f, e);
     db_release(&r->app->db, c);
     if (rc != 0)
         return -1;

@@ -165,14 +165,14 @@ static int parse_body(struct request *r, const struct route *rt, struct err *e)
 {
     if (rt->body == BODY_RAW)
         return 0;
-    if (rt->body == BODY_NONE || (rt->body == BODY_JSON_OPT && r->body_len == 0))
+    if (rt->body == BODY_NONE || (rt->body == BODY_JSON_OPT && r->body.len == 0))
         return 0;
-    if (rt->body == BODY_JSON && r->body_len == 0)
+    if (rt->body == BODY_JSON && r->body.len == 0)
         return err_set(e, ERR_INVALID_JSON, "a JSON object body is required");
     if (!is_json_type(http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE)))
         return err_set(e, ERR_UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json");
     json_error_t je;
-    r->json = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
+    r->json = json_loadb(r->body.data, r->body.len, JSON_REJECT_DUPLICATES, &je);
     if (r->json == NULL)
         return err_set(e, ERR_INVALID_JSON, "invalid JSON at line %d column %d: %s", je.line,
                        je.column, je.text);

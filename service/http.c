@@ -60,7 +60,7 @@ static void request_free(struct request *r)
     for (int i = 0; i < r->n_extra; i++)
         free(r->extra[i].value);
     json_decref(r->json);
-    free(r->body);
+    free(r->body.data);
     free(r->deferred_body);
     free(r);
 }
@@ -80,22 +80,11 @@ static bool declared_too_large(struct request *r)
 
 static void append_body(struct request *r, const char *data, size_t n)
 {
-    if (r->too_large || r->body_len + n > r->body_limit) {
+    if (r->too_large || r->body.len + n > r->body_limit) {
         r->too_large = true;
         return;
     }
-    if (r->body_len + n + 1 > r->body_cap) {
-        size_t cap = r->body_cap ? r->body_cap : 4096;
-        while (cap < r->body_len + n + 1)
-            cap *= 2;
-        char *grown = realloc(r->body, cap);
-        OQ_ASSERT(grown != NULL);
-        r->body = grown;
-        r->body_cap = cap;
-    }
-    memcpy(r->body + r->body_len, data, n);
-    r->body_len += n;
-    r->body[r->body_len] = '\0';
+    oq_buf_add(&r->body, data, n);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,

@@ -15,9 +15,7 @@ struct request {
     struct MHD_Connection *conn;
     const char *method; /* borrowed from libmicrohttpd, valid for the request */
     const char *url;
-    char *body;         /* owned; NUL-terminated */
-    size_t body_len;
-    size_t body_cap;
+    struct oq_buf body; /* owned */
     size_t body_limit;
     bool too_large;
     bool replied;
