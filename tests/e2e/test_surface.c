@@ -165,7 +165,18 @@ static void test_metrics_move(void **state)
     th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/bad\"}}", ids[2]);
     for (int i = 0; i < 3; i++)
         json_decref(th_wait_op(&S, ids[i], "completed,failed", 5000));
-    char *after = scrape();
+    /* the counters move right after the outcome is committed: give the worker that moment */
+    char *after = NULL;
+    for (int i = 0; i < 50; i++) {
+        free(after);
+        after = scrape();
+        if (metric(after, "offlineq_operations_failed_total", "operation_type=\"api_call\"") -
+                metric(before, "offlineq_operations_failed_total", "operation_type=\"api_call\"") == 1 &&
+            metric(after, "offlineq_enqueue_to_completion_seconds_count", NULL) -
+                metric(before, "offlineq_enqueue_to_completion_seconds_count", NULL) == 2)
+            break;
+        usleep(20000);
+    }
     const char *api = "operation_type=\"api_call\"";
     assert_true(metric(after, "offlineq_operations_enqueued_total", api) -
                 metric(before, "offlineq_operations_enqueued_total", api) == 3);
