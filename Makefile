@@ -1,11 +1,14 @@
 # Thin wrapper: the real work is in scripts/ and CMake.
-.PHONY: run test build clean format
+.PHONY: run test bench build clean format
 
 run:
 	@scripts/run.sh
 
 test:
 	@scripts/test.sh
+
+bench:
+	@bench/run.sh
 
 build:
 	@scripts/deps.sh build

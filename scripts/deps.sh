@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing offlineq needs, with apt-get, when missing.
-# Usage: scripts/deps.sh [build|test]   (test adds what the test suite needs)
+# Usage: scripts/deps.sh [build|test]   (test adds what the test suite and bench/ need)
 set -euo pipefail
 
 want=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libpq-dev
       libcurl4-openssl-dev uuid-dev libssl-dev postgresql-15 postgresql-client-15 acl)
 if [ "${1:-build}" = test ]; then
-  want+=(libcmocka-dev nodejs npm chromium)
+  want+=(libcmocka-dev nodejs npm chromium wrk)
 fi
 
 missing=()

@@ -1,0 +1,321 @@
+// offlineq benchmark: starts a private PostgreSQL (default settings: fsync and synchronous_commit
+// on), the C sink, the service, and drives the workloads of bench/README.md with wrk, pgbench and
+// oq-bench-pace; then the peers (bench/peers). Prints one table and writes the results file.
+//
+//   node bench/bench.mjs --build DIR [--smoke] [--no-peers] [--out FILE]
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.dirname(here);
+const args = process.argv.slice(2);
+const flag = (name) => args.includes(name);
+const option = (name, dflt) => (args.includes(name) ? args[args.indexOf(name) + 1] : dflt);
+
+const smoke = flag('--smoke');
+const build = path.resolve(option('--build', path.join(root, 'build-bench')));
+const out = option('--out', smoke ? path.join(build, 'bench-smoke.md') : path.join(here, 'RESULTS.md'));
+const S = smoke
+  ? { runs: 1, dur: 1, conns: [1, 16], burn: 2000, rate: 50, rateSecs: 2, statsRows: 20000, peers: 1000, send: 1 }
+  : { runs: 3, dur: 5, conns: [1, 16, 64], burn: 100000, rate: 200, rateSecs: 20, statsRows: 1000000, peers: 100000, send: 5 };
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = (...m) => console.error('[bench]', ...m);
+const children = [];
+let tmp = null;
+let pgDir = null;
+
+// ---------- processes ----------
+function run(cmd, argv, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    let so = '', se = '';
+    p.stdout.on('data', (d) => (so += d));
+    p.stderr.on('data', (d) => (se += d));
+    p.on('error', reject);
+    p.on('close', (code) => (code === 0 || opts.anyExit ? resolve({ code, out: so, err: se })
+      : reject(new Error(`${cmd} ${argv.join(' ')} exited ${code}: ${se.slice(-2000)}${so.slice(-500)}`))));
+  });
+}
+
+function startChild(cmd, argv, env) {
+  const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  children.push(p);
+  p.stderr.on('data', (d) => { if (process.env.OQ_BENCH_VERBOSE) process.stderr.write(d); });
+  return p;
+}
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+async function cleanup() {
+  for (const p of children) if (p.exitCode === null) p.kill('SIGTERM');
+  await sleep(300);
+  for (const p of children) if (p.exitCode === null) p.kill('SIGKILL');
+  if (pgDir) await run(path.join(root, 'scripts/pg.sh'), ['stop', pgDir], { anyExit: true });
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+}
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => cleanup().then(() => process.exit(130)));
+
+// ---------- PostgreSQL ----------
+let pgPort, pgUrl;
+const dbUrl = (db) => `postgresql:///${db}?host=${pgDir}/sock&port=${pgPort}&user=postgres`;
+const psql = async (db, sql) => (await run('psql', ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', dbUrl(db), '-c', sql])).out.trim();
+
+async function startPostgres() {
+  pgDir = path.join(tmp, 'pg');
+  pgPort = await freePort();
+  const env = { ...process.env };
+  delete env.OFFLINEQ_PG_NOSYNC; // durable, like production
+  await run(path.join(root, 'scripts/pg.sh'), ['start', pgDir, String(pgPort)], { env });
+  for (const db of ['offlineq', 'ceiling', 'pgboss', 'graphile']) await psql('postgres', `CREATE DATABASE ${db}`);
+  pgUrl = dbUrl('offlineq');
+  await run('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', dbUrl('ceiling'), '-f', path.join(here, 'sql/setup.sql')]);
+}
+
+async function pgbench(script, clients, argv) {
+  const r = await run('pgbench', ['-n', '-c', String(clients), '-j', String(Math.min(clients, 2)),
+    '-f', path.join(here, 'sql', script), ...argv, dbUrl('ceiling')]);
+  const m = /tps = ([\d.]+) \(without initial connection time\)/.exec(r.out);
+  if (!m) throw new Error(`pgbench output not understood: ${r.out}`);
+  return Number(m[1]);
+}
+
+// ---------- the sink and the service ----------
+let sinkUrl, base, service;
+async function startSink() {
+  const p = startChild(path.join(build, 'bench/oq-bench-sink'), ['0']);
+  const port = await new Promise((resolve) => p.stdout.once('data', (d) => resolve(Number(String(d).trim()))));
+  sinkUrl = `http://127.0.0.1:${port}`;
+}
+const sink = async (what) => (await fetch(`${sinkUrl}/_${what}`, { method: what === 'reset' ? 'POST' : 'GET' }))
+  .text().then((t) => (t ? JSON.parse(t) : null));
+
+async function startService() {
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  service = startChild(path.join(build, 'offlineq'), [], {
+    OFFLINEQ_DATABASE_URL: pgUrl, OFFLINEQ_LISTEN: `127.0.0.1:${port}`,
+    OFFLINEQ_UPSTREAMS: `default=${sinkUrl}`, OFFLINEQ_CHECK_URLS: `${sinkUrl}/`,
+    OFFLINEQ_MAX_PENDING: '2000000000', OFFLINEQ_LOG_LEVEL: 'warn', OFFLINEQ_API_KEYS: '',
+    ...(process.env.OQ_BENCH_SERVICE_ENV ? Object.fromEntries(process.env.OQ_BENCH_SERVICE_ENV.split(' ').map((kv) => kv.split('='))) : {}),
+  });
+  for (let i = 0; i < 200; i++) {
+    try { if ((await fetch(`${base}/readyz`)).status === 200) return; } catch { /* not yet */ }
+    await sleep(100);
+  }
+  throw new Error('the service did not become ready');
+}
+
+const api = async (method, p, body) => {
+  const r = await fetch(`${base}${p}`, { method, headers: { 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  if (r.status >= 300) throw new Error(`${method} ${p}: ${r.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+};
+const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${service.pid}/status`, 'utf8'))[1]) / 1024;
+
+async function emptyQueue() {
+  await psql('offlineq', 'TRUNCATE offline_operations, offlineq_op_counts, offlineq_events, offlineq_files');
+}
+
+// Enqueues n operations through the batch endpoint, 4 requests in flight.
+async function fill(n) {
+  const item = (i) => ({ operation_type: 'api_call', payload: { endpoint: '/sink', data: { i, source: 'bench' } } });
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      const from = next; const k = Math.min(1000, n - from); next += k;
+      await api('POST', '/api/offline/queue/batch', { operations: Array.from({ length: k }, (_, j) => item(from + j)) });
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  await psql('offlineq', 'VACUUM ANALYZE offline_operations');
+}
+
+async function wrk(script, clients, urlPath, env = {}) {
+  const r = await run('wrk', ['-t', String(Math.min(clients, 2)), '-c', String(clients), '-d', `${S.dur}s`,
+    '--timeout', '10s', '-s', path.join(here, 'wrk', script), `${base}${urlPath}`], { env: { ...process.env, ...env } });
+  const line = r.out.split('\n').find((l) => l.startsWith('RESULT '));
+  const j = JSON.parse(line.slice(7));
+  if (j.non2xx || j.socket_errors) throw new Error(`wrk ${script}: ${j.non2xx} non-2xx answers, ${j.socket_errors} socket errors`);
+  return { rate: j.requests / (j.duration_us / 1e6), p50: j.p50_us / 1000, p99: j.p99_us / 1000 };
+}
+
+// ---------- statistics ----------
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+function summary(xs) { return { med: median(xs), min: Math.min(...xs), max: Math.max(...xs), runs: xs }; }
+async function repeat(fn) { const xs = []; for (let i = 0; i < S.runs; i++) xs.push(await fn(i)); return xs; }
+const pick = (rs, k) => summary(rs.map((r) => r[k]));
+
+// ---------- workloads ----------
+const R = {};
+
+async function singleEnqueue() {
+  await api('POST', '/api/offline/sync/stop-auto');
+  for (const c of S.conns) {
+    const rs = await repeat(async () => { await emptyQueue(); return wrk('enqueue.lua', c, '/api/offline/queue'); });
+    const pg = await repeat(async () => {
+      await psql('ceiling', 'TRUNCATE bench_ops');
+      return pgbench('insert.pgbench', c, ['-T', String(S.dur)]);
+    });
+    R[`enqueue_c${c}`] = { rate: pick(rs, 'rate'), p50: pick(rs, 'p50'), p99: pick(rs, 'p99'), pg: summary(pg) };
+    log(`single enqueue c=${c}: ${R[`enqueue_c${c}`].rate.med.toFixed(0)}/s, pgbench ${median(pg).toFixed(0)}/s`);
+  }
+}
+
+async function batchEnqueue() {
+  await api('POST', '/api/offline/sync/stop-auto');
+  const rs = await repeat(async () => { await emptyQueue(); return wrk('batch.lua', 2, '/api/offline/queue/batch'); });
+  R.batch = { rate: summary(rs.map((r) => r.rate * 1000)) };
+  log(`batch enqueue: ${R.batch.rate.med.toFixed(0)} ops/s`);
+}
+
+async function waitFor(cond, timeoutMs, what) {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await cond();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+async function burnDown() {
+  const rs = await repeat(async () => {
+    await api('POST', '/api/offline/sync/stop-auto');
+    await emptyQueue();
+    await fill(S.burn);
+    await sink('reset');
+    const t0 = Date.now();
+    await api('POST', '/api/offline/sync/start-auto');
+    await waitFor(async () => (await api('GET', '/api/offline/queue/stats')).completed >= S.burn, 600000, 'the burn-down');
+    const secs = (Date.now() - t0) / 1000;
+    const got = (await sink('stats')).operations;
+    if (got < S.burn) throw new Error(`the sink saw ${got} of ${S.burn} operations`);
+    return S.burn / secs;
+  });
+  R.rss_after_burn = rssMiB();
+  const pg = await repeat(async () => {
+    await run('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-v', `n=${S.burn}`, '-d', dbUrl('ceiling'), '-f', path.join(here, 'sql/fill_jobs.sql')]);
+    return pgbench('claim.pgbench', 4, ['-t', String(S.burn / 4)]);
+  });
+  R.burn = { rate: summary(rs), pg: summary(pg) };
+  log(`burn-down: ${R.burn.rate.med.toFixed(0)} ops/s, pgbench naive ${median(pg).toFixed(0)}/s`);
+}
+
+async function latency() {
+  await emptyQueue();
+  await api('POST', '/api/offline/sync/start-auto');
+  const rs = await repeat(async () => {
+    await sink('reset');
+    const r = await run(path.join(build, 'bench/oq-bench-pace'), [base, String(S.rate), String(S.rateSecs)]);
+    const sent = JSON.parse(r.out).sent;
+    const st = await waitFor(async () => { const s = await sink('stats'); return s.latency_ms.samples >= sent && s; }, 60000, 'arrivals');
+    return st.latency_ms;
+  });
+  R.latency = { p50: pick(rs, 'p50'), p99: pick(rs, 'p99'), max: pick(rs, 'max') };
+  log(`latency at ${S.rate}/s: p50 ${R.latency.p50.med.toFixed(2)} ms, p99 ${R.latency.p99.med.toFixed(2)} ms`);
+}
+
+async function statsAtScale() {
+  await api('POST', '/api/offline/sync/stop-auto');
+  await emptyQueue();
+  await fill(S.statsRows);
+  R.rss_after_fill = rssMiB();
+  const rs = await repeat(() => wrk('get.lua', 1, '/api/offline/queue/stats'));
+  R.stats = { p50: pick(rs, 'p50'), p99: pick(rs, 'p99') };
+  log(`stats at ${S.statsRows} rows: p99 ${R.stats.p99.med.toFixed(2)} ms`);
+}
+
+async function peers() {
+  const r = await run('bash', [path.join(here, 'peers/run.sh')], {
+    env: { ...process.env, OQ_PEER_PGHOST: `${pgDir}/sock`, OQ_PEER_PGPORT: String(pgPort),
+      OQ_PEER_SINK: `${sinkUrl}/sink`, OQ_PEER_JOBS: String(S.peers), OQ_PEER_RUNS: String(S.runs),
+      OQ_PEER_SEND_SECS: String(S.send) },
+  });
+  const line = r.out.split('\n').find((l) => l.startsWith('PEERS '));
+  R.peers = JSON.parse(line.slice(6));
+  log('peers done');
+}
+
+// ---------- the report ----------
+const f0 = (x) => (x === undefined ? '–' : Math.round(x).toLocaleString('en-US'));
+const f2 = (x) => (x === undefined ? '–' : x.toFixed(2));
+const span = (s, f) => `${f(s.med)} (${f(s.min)}–${f(s.max)})`;
+const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}×` : '–');
+const verdict = (ok) => (ok ? 'met' : 'MISSED');
+
+function table() {
+  const rows = [];
+  const row = (...c) => rows.push(`| ${c.join(' | ')} |`);
+  rows.push('| Workload | offlineq, median (min–max) | Reference | Ratio | Target | |');
+  rows.push('|---|---|---|---|---|---|');
+  for (const c of S.conns) {
+    const e = R[`enqueue_c${c}`];
+    const target = c === 64 ? '≥ 1.0× pgbench, p99 ≤ 10 ms' : '';
+    const ok = c === 64 ? e.rate.med >= e.pg.med && e.p99.med <= 10 : null;
+    row(`single enqueue, ${c} conn: ops/s`, span(e.rate, f0), `pgbench insert ${span(e.pg, f0)}`, ratio(e.rate.med, e.pg.med), target, ok === null ? '' : verdict(ok));
+    row(`single enqueue, ${c} conn: p50 / p99 ms`, `${f2(e.p50.med)} / ${span(e.p99, f2)}`, '', '', '', '');
+  }
+  const P = R.peers || {};
+  const best = (k) => Math.max(P.pgboss?.[k]?.med || 0, P.graphile?.[k]?.med || 0) || undefined;
+  row('batch enqueue of 1,000: ops/s', span(R.batch.rate, f0), peerCell('insert'), ratio(R.batch.rate.med, best('insert')), '≥ 100,000', verdict(R.batch.rate.med >= 100000));
+  row(`burn-down of ${f0(S.burn)} to the sink: ops/s`, span(R.burn.rate, f0), `pgbench naive claim+complete ${span(R.burn.pg, f0)}`, ratio(R.burn.rate.med, R.burn.pg.med), '≥ 40,000', verdict(R.burn.rate.med >= 40000));
+  row('burn-down, peers POSTing to the sink', '', peerCell('burn_http'), ratio(R.burn.rate.med, best('burn_http')), '≥ 1.2× best peer', P.pgboss ? verdict(R.burn.rate.med >= 1.2 * best('burn_http')) : '');
+  row('burn-down, peers no-op jobs', '', peerCell('burn_noop'), ratio(R.burn.rate.med, best('burn_noop')), '', '');
+  row('single enqueue, 32 in flight (peers) / 64 conn (offlineq)', '', peerCell('send'), ratio(R.enqueue_c64?.rate.med ?? R[`enqueue_c${S.conns.at(-1)}`].rate.med, best('send')), '', '');
+  row(`enqueue→arrival at ${S.rate}/s: p50 ms`, span(R.latency.p50, f2), '', '', '≤ 5', verdict(R.latency.p50.med <= 5));
+  row(`enqueue→arrival at ${S.rate}/s: p99 / max ms`, `${span(R.latency.p99, f2)} / ${f2(R.latency.max.med)}`, '', '', 'p99 ≤ 25', verdict(R.latency.p99.med <= 25));
+  row(`GET /queue/stats at ${f0(S.statsRows)} rows: p99 ms`, span(R.stats.p99, f2), '', '', '≤ 10', verdict(R.stats.p99.med <= 10));
+  row('RSS MiB: idle / after burn-down / after fill', `${f2(R.rss_idle)} / ${f2(R.rss_after_burn)} / ${f2(R.rss_after_fill)}`, '', '', 'idle ≤ 20, flat', verdict(R.rss_idle <= 20 && R.rss_after_fill - R.rss_idle <= 10));
+  return rows.join('\n');
+}
+
+function peerCell(k) {
+  const P = R.peers;
+  if (!P) return 'peers not run';
+  return ['pgboss', 'graphile'].map((n) => `${n === 'pgboss' ? 'pg-boss' : 'graphile-worker'} ${P[n]?.[k] ? span(P[n][k], f0) : '–'}`).join('; ');
+}
+
+async function machine() {
+  const v = async (cmd, a) => { try { return (await run(cmd, a)).out.split('\n')[0].trim(); } catch { return 'unknown'; } };
+  return [
+    `- Date: ${new Date().toISOString()}`,
+    `- CPU: ${os.cpus().length} × ${os.cpus()[0].model}; memory ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB; ${os.type()} ${os.release()}`,
+    `- PostgreSQL: ${await v('pgbench', ['--version'])} against ${await psql('postgres', 'SHOW server_version')} (default settings: fsync ${await psql('postgres', 'SHOW fsync')}, synchronous_commit ${await psql('postgres', 'SHOW synchronous_commit')})`,
+    `- Load: ${(await run('wrk', ['-v'], { anyExit: true })).out.split('\n')[0].trim()}; Node ${process.version}; peers: ${R.peers ? `${R.peers.versions}` : 'not run'}`,
+    `- offlineq: Release build, ${process.env.OQ_BENCH_SERVICE_ENV || 'default settings'}; sizes: ${smoke ? 'SMOKE (tiny, not comparable)' : 'full'}, ${S.runs} run(s) each`,
+  ].join('\n');
+}
+
+async function main() {
+  tmp = mkdtempSync(path.join(os.tmpdir(), 'offlineq-bench.'));
+  await startPostgres();
+  await startSink();
+  await startService();
+  await sleep(1000);
+  R.rss_idle = rssMiB();
+  await singleEnqueue();
+  await batchEnqueue();
+  await burnDown();
+  await latency();
+  await statsAtScale();
+  if (!flag('--no-peers')) await peers();
+  const text = `# offlineq benchmark results\n\n${await machine()}\n\n${table()}\n`;
+  console.log(text);
+  const analysis = path.join(here, 'ANALYSIS.md');
+  writeFileSync(out, text + (existsSync(analysis) && !smoke ? `\n${readFileSync(analysis, 'utf8')}` : ''));
+  log(`written ${out}`);
+}
+
+main().then(cleanup, async (e) => { console.error(e); await cleanup(); process.exit(1); });
