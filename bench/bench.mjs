@@ -2,7 +2,7 @@
 // on), the C sink, the service, and drives the workloads of bench/README.md with wrk, pgbench and
 // oq-bench-pace; then the peers (bench/peers). Prints one table and writes the results file.
 //
-//   node bench/bench.mjs --build DIR [--smoke] [--no-peers] [--out FILE]
+//   node bench/bench.mjs --build DIR [--smoke] [--no-peers] [--out FILE] [--only burn,latency,...]
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -19,10 +19,12 @@ const option = (name, dflt) => (args.includes(name) ? args[args.indexOf(name) + 
 const smoke = flag('--smoke');
 const build = path.resolve(option('--build', path.join(root, 'build-bench')));
 const out = option('--out', smoke ? path.join(build, 'bench-smoke.md') : path.join(here, 'RESULTS.md'));
-const S = smoke
+const S0 = smoke
   ? { runs: 1, dur: 1, conns: [1, 16], burn: 2000, rate: 50, rateSecs: 2, statsRows: 20000, peers: 1000, send: 1 }
   : { runs: 3, dur: 5, conns: [1, 16, 64], burn: 100000, rate: 200, rateSecs: 20, statsRows: 1000000, peers: 100000, send: 5 };
 
+// OQ_BENCH_SIZES='{"burn":20000}' overrides sizes while working on one workload
+const S = { ...S0, ...JSON.parse(process.env.OQ_BENCH_SIZES || '{}') };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...m) => console.error('[bench]', ...m);
 const children = [];
@@ -305,6 +307,17 @@ async function main() {
   await startService();
   await sleep(1000);
   R.rss_idle = rssMiB();
+  const only = option('--only', null)?.split(','); // for working on one workload
+  if (only) {
+    const steps = { enqueue: singleEnqueue, batch: batchEnqueue, burn: burnDown, latency, stats: statsAtScale, peers };
+    if (process.env.OQ_BENCH_PGSS) await psql('offlineq', 'CREATE EXTENSION pg_stat_statements');
+    for (const k of only) await steps[k]();
+    if (process.env.OQ_BENCH_PGSS) { // needs OFFLINEQ_PG_EXTRA='-c shared_preload_libraries=pg_stat_statements'
+      console.log(await psql('offlineq', "SELECT round(total_exec_time) || ' ms, ' || calls || ' calls, ' || rows || ' rows: ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 150) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25"));
+    }
+    console.log(JSON.stringify(R, null, 1));
+    return;
+  }
   await singleEnqueue();
   await batchEnqueue();
   await burnDown();

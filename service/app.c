@@ -107,8 +107,13 @@ static void on_network_change(void *arg, bool online)
         log_debug("no sync pass on reconnect: %s", e.message);
 }
 
+/* Ids grow with time: everything below the first event of the last 15 minutes goes (found by
+ * walking the primary key from the oldest, so the walk costs what is deleted). */
 static const struct db_stmt trim_events = {
-    "trim_events", "DELETE FROM offlineq_events WHERE created_at < now() - interval '15 minutes'"};
+    "trim_events",
+    "DELETE FROM offlineq_events WHERE id < coalesce("
+    "  (SELECT min(id) FROM offlineq_events WHERE created_at >= now() - interval '15 minutes'),"
+    "  (SELECT max(id) + 1 FROM offlineq_events))"};
 
 static const struct db_stmt compact_counts = {
     "compact_counts",

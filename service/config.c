@@ -55,6 +55,8 @@ static const struct setting settings[] = {
      "pending operations beyond which enqueue answers 429"},
     {"OFFLINEQ_MAX_FILE_BYTES", CFG_INT, OFF(max_file_bytes), "52428800", 1, 1073741823,
      "largest file accepted by POST /api/offline/files"},
+    {"OFFLINEQ_CLAIM_BATCH", CFG_INT, OFF(claim_batch), "128", 1, 1000,
+     "most operations one worker claims at once (fewer against a slow upstream)"},
     {"OFFLINEQ_METRIC_BATCH", CFG_INT, OFF(metric_batch), "100", 1, 10000,
      "metric_log operations sent in one request"},
     {"OFFLINEQ_POLL_MS", CFG_INT, OFF(poll_ms), "1000", 10, 60000,

@@ -49,6 +49,7 @@ struct config {
     int max_pending;
     int max_file_bytes;
     int metric_batch;
+    int claim_batch;
     int poll_ms;
     char *upstreams_file;
     char *check_urls_raw;

@@ -132,12 +132,52 @@ static void ring_push(struct events *ev, PGresult *r, int row)
     ev->seq++;
 }
 
+static bool nobody_listens(struct events *ev)
+{
+    return ev->n_streams == 0 && ev->opening == 0;
+}
+
+/* With no subscriber, reading every event is wasted work: only "now" moves (ETags change
+ * with it). The ring is emptied, so a later resume reads the gap from the table. */
+static void skip_to_newest(struct events *ev, struct db_conn *c)
+{
+    struct err e = {0};
+    PGresult *r = db_exec(c, &max_stmt, 0, NULL, &e);
+    if (r == NULL || PQntuples(r) != 1) {
+        PQclear(r);
+        return;
+    }
+    struct event_pos newest = {.xid = strtoull(PQgetvalue(r, 0, 0), NULL, 10),
+                               .id = atoll(PQgetvalue(r, 0, 1))};
+    PQclear(r);
+    pthread_mutex_lock(&ev->mu);
+    if (nobody_listens(ev) && pos_cmp(&newest, &ev->last) > 0) {
+        for (; ev->count > 0; ev->count--) {
+            free(ev->ring[ev->head].frame);
+            ev->head = (ev->head + 1) % EVENTS_RING;
+        }
+        ev->head = 0;
+        ev->last = newest;
+        ev->seq++;
+    }
+    pthread_mutex_unlock(&ev->mu);
+}
+
 void events_pull(struct events *ev)
 {
     struct err e = {0};
     pthread_mutex_lock(&ev->pull_mu);
     struct db_conn *c = db_acquire(&ev->app->db, &e);
     if (c == NULL) {
+        pthread_mutex_unlock(&ev->pull_mu);
+        return;
+    }
+    pthread_mutex_lock(&ev->mu);
+    bool idle = nobody_listens(ev);
+    pthread_mutex_unlock(&ev->mu);
+    if (idle) {
+        skip_to_newest(ev, c);
+        db_release(&ev->app->db, c);
         pthread_mutex_unlock(&ev->pull_mu);
         return;
     }
@@ -293,14 +333,19 @@ struct stream *events_open(struct events *ev, struct MHD_Connection *conn,
     s->sent = after == NULL ? ev->last : from_table && ev->count ? oldest : *after;
     if (from_table && ev->count) /* the ring's first event itself still to send */
         s->sent.id--;
+    ev->opening++; /* from here on the ring must stay contiguous (skip_to_newest waits) */
     pthread_mutex_unlock(&ev->mu);
     if (from_table && load_backlog(ev, s, after, &oldest, e) != 0) {
+        pthread_mutex_lock(&ev->mu);
+        ev->opening--;
+        pthread_mutex_unlock(&ev->mu);
         free(s->backlog);
         free(s);
         return NULL;
     }
     s->last_write_ms = oq_now_ms();
     pthread_mutex_lock(&ev->mu);
+    ev->opening--;
     s->next = ev->streams;
     ev->streams = s;
     ev->n_streams++;

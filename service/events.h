@@ -45,6 +45,7 @@ struct events {
     unsigned long long seq; /* events taken in by this instance: a version for ETags */
     struct stream *streams;
     int n_streams;
+    int opening; /* streams between events_open's two critical sections */
     pthread_t th;
     bool started, stopping;
 };

@@ -1,5 +1,7 @@
 #include "ops_repo.h"
 
+#include <jansson.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +89,105 @@ static const struct db_stmt retry_failed_stmt = {
     "wake AS (SELECT pg_notify('offlineq_wakeup', '') WHERE EXISTS (SELECT 1 FROM upd)) "
     "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM wake)"};
 
+/* Simple operations (no dedup_key, depends_on or stored file) from a JSON array, in one
+ * statement: the checks were made in C, the table's constraints stand behind them. */
+static const struct db_stmt enqueue_many_stmt = {
+    "ops_enqueue_many",
+    "WITH x AS (SELECT * FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (t text, p jsonb, "
+    "  pr int, g text, ma int, d float8, ex float8, mr int, cs text)) WITH ORDINALITY "
+    "  AS r(t, p, pr, g, ma, d, ex, mr, cs, ord)), "
+    "dflt AS (SELECT coalesce((SELECT (value #>> '{}')::int FROM offlineq_settings "
+    "  WHERE key = 'default_max_attempts'), 5) AS ma), "
+    "ins AS (INSERT INTO offline_operations AS o (operation_type, payload, priority, group_key, "
+    "  max_attempts, next_attempt_at, expires_at, max_retry_duration_s, conflict_strategy) "
+    "  SELECT x.t, x.p, x.pr, x.g, coalesce(x.ma, dflt.ma), "
+    "    now() + make_interval(secs => coalesce(x.d, 0)), now() + make_interval(secs => x.ex), "
+    "    x.mr, x.cs FROM x, dflt ORDER BY x.ord "
+    "  RETURNING o.seq, o.id, offlineq_op_json(o)::text AS j), "
+    "wake AS (SELECT pg_notify('offlineq_wakeup', '')) "
+    "SELECT i.id, i.j FROM ins i, wake ORDER BY i.seq"};
+
+bool ops_repo_is_simple(const struct op_new *op)
+{
+    return op->dedup_key == NULL && op->depends_on == NULL &&
+           strcmp(op->operation_type, "file_upload") != 0 &&
+           strcmp(op->operation_type, "model_push") != 0;
+}
+
+static void add_json_str(struct oq_buf *b, const char *key, const char *v)
+{
+    if (v == NULL)
+        return;
+    json_t *s = json_string(v);
+    char *text = json_dumps(s, JSON_ENCODE_ANY);
+    oq_buf_str(b, key);
+    oq_buf_str(b, text);
+    free(text);
+    json_decref(s);
+}
+
+static void add_int(struct oq_buf *b, const char *key, bool present, long long v)
+{
+    char num[32];
+    snprintf(num, sizeof(num), "%lld", v);
+    if (present) {
+        oq_buf_str(b, key);
+        oq_buf_str(b, num);
+    }
+}
+
+static void add_real(struct oq_buf *b, const char *key, bool present, double v)
+{
+    char num[64];
+    snprintf(num, sizeof(num), "%.6f", v);
+    if (present) {
+        oq_buf_str(b, key);
+        oq_buf_str(b, num);
+    }
+}
+
+/* [{"t","p","pr",...}] for enqueue_many_stmt */
+static char *many_json(const struct op_new *ops, size_t n)
+{
+    struct oq_buf b = {0};
+    oq_buf_str(&b, "[");
+    for (size_t i = 0; i < n; i++) {
+        const struct op_new *op = &ops[i];
+        oq_buf_str(&b, i ? ",{\"p\":" : "{\"p\":");
+        oq_buf_str(&b, op->payload_json);
+        add_json_str(&b, ",\"t\":", op->operation_type);
+        add_int(&b, ",\"pr\":", true, op->priority);
+        add_json_str(&b, ",\"g\":", op->group_key);
+        add_int(&b, ",\"ma\":", op->max_attempts > 0, op->max_attempts);
+        add_real(&b, ",\"d\":", op->delay_s >= 0, op->delay_s);
+        add_real(&b, ",\"ex\":", op->expires_in_s >= 0, op->expires_in_s);
+        add_int(&b, ",\"mr\":", op->max_retry_duration_s > 0, op->max_retry_duration_s);
+        add_json_str(&b, ",\"cs\":", op->conflict_strategy);
+        oq_buf_str(&b, "}");
+    }
+    oq_buf_str(&b, "]");
+    return b.data;
+}
+
+int ops_repo_enqueue_many(struct db_conn *c, const struct op_new *ops, size_t n,
+                          struct op_created *out, struct err *e)
+{
+    char *rows = many_json(ops, n);
+    const char *params[] = {rows};
+    PGresult *r = db_exec(c, &enqueue_many_stmt, 1, params, e);
+    free(rows);
+    if (r == NULL)
+        return -1;
+    OQ_ASSERT((size_t)PQntuples(r) == n);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(out[i].id, sizeof(out[i].id), "%s", PQgetvalue(r, (int)i, 0));
+        out[i].json = oq_strdup(PQgetvalue(r, (int)i, 1));
+        out[i].created = true;
+    }
+    PQclear(r);
+    return 0;
+}
+
 static void fmt_int(char *buf, size_t n, long long v)
 {
     snprintf(buf, n, "%lld", v);
@@ -121,6 +222,11 @@ int ops_repo_enqueue_batch(struct db_conn *c, const struct op_new *ops, size_t n
                            struct op_created *out, long *failed_index, struct err *e)
 {
     *failed_index = -1;
+    size_t simple = 0;
+    while (simple < n && ops_repo_is_simple(&ops[simple]))
+        simple++;
+    if (simple == n)
+        return ops_repo_enqueue_many(c, ops, n, out, e);
     if (db_command(c, "BEGIN", e) != 0)
         return -1;
     size_t i = 0;

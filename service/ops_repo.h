@@ -30,6 +30,14 @@ struct op_created {
 int ops_repo_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *out,
                      struct err *e) OQ_MUSTCHECK;
 
+/* Simple: no dedup_key, no depends_on, no stored file; such operations can be stored many in
+ * one statement. */
+bool ops_repo_is_simple(const struct op_new *op);
+
+/* Stores n simple operations in one statement (all or none); out has n slots. */
+int ops_repo_enqueue_many(struct db_conn *c, const struct op_new *ops, size_t n,
+                          struct op_created *out, struct err *e) OQ_MUSTCHECK;
+
 /* Stores all of ops in one transaction, or none. out has n slots. On failure *failed_index is
  * the index of the operation the database refused (or -1). */
 int ops_repo_enqueue_batch(struct db_conn *c, const struct op_new *ops, size_t n,

@@ -31,12 +31,12 @@
     "FROM c WHERE o.id = c.id "                                                                  \
     "RETURNING o.id, o.operation_type, o.payload::text, o.retry_count, o.max_attempts, "         \
     "  coalesce(o.file_id::text, ''), o.seq, coalesce(o.conflict_strategy, ''), "                \
-    "  o.resolution::text, offlineq_ts(o.created_at)"
+    "  o.resolution::text, offlineq_ts(o.created_at), o.priority"
 
 static const struct db_stmt claim_stmt = {
     "queue_claim",
     "WITH c AS (SELECT o.id FROM offline_operations o WHERE " CLAIMABLE("$2", "$4") AUTO_OR_PASS
-    "  ORDER BY -o.priority, o.seq LIMIT 1 FOR UPDATE SKIP LOCKED) " TAKE_LEASE};
+    "  ORDER BY -o.priority, o.seq LIMIT $5::int FOR UPDATE SKIP LOCKED) " TAKE_LEASE};
 
 static const struct db_stmt claim_batch_stmt = {
     "queue_claim_batch",
@@ -64,6 +64,15 @@ static const struct db_stmt progress_stmt = {
 
 #define FENCE " WHERE id = ANY ($1::uuid[]) AND status = 'in_progress' AND lease_owner = $2 "
 #define UNLEASE " lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
+
+/* Completions with a result each: $1 [{"id","result"}], one statement for a whole claim. */
+static const struct db_stmt complete_many_stmt = {
+    "queue_complete_many",
+    "UPDATE offline_operations o SET status = 'completed', completed_at = now(), "
+    "  result = u.result, error_message = NULL, " UNLEASE
+    "FROM jsonb_to_recordset($1::jsonb) AS u(id uuid, result jsonb) "
+    "WHERE o.id = u.id AND o.status = 'in_progress' AND o.lease_owner = $2 "
+    "RETURNING o.id, o.status, o.retry_count"};
 
 static const struct db_stmt complete_stmt = {
     "queue_complete",
@@ -160,25 +169,44 @@ void queue_job_free(struct job *job)
     job->resolution = NULL;
 }
 
-int queue_claim(struct db_conn *c, const struct claim_filter *f, struct job *job, struct err *e)
+/* RETURNING has no order: put rows back in execution order, (-priority, seq). */
+static int by_order(const void *a, const void *b)
 {
-    char lease[16];
-    snprintf(lease, sizeof(lease), "%d", f->lease_s);
-    const char *params[] = {f->owner, f->paused, lease, f->only_ids};
-    PGresult *r = db_exec(c, &claim_stmt, 4, params, e);
-    if (r == NULL)
-        return -1;
+    const long long *x = a, *y = b;
+    if (x[0] != y[0])
+        return x[0] < y[0] ? -1 : 1;
+    return x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+static int fill_jobs_in_order(PGresult *r, struct job *jobs)
+{
     int n = PQntuples(r);
-    if (n == 1)
-        fill_job(r, 0, job);
-    PQclear(r);
+    long long (*order)[3] = oq_calloc((size_t)n + 1, sizeof(*order));
+    for (int i = 0; i < n; i++) {
+        order[i][0] = -atoll(PQgetvalue(r, i, 10));
+        order[i][1] = atoll(PQgetvalue(r, i, 6));
+        order[i][2] = i;
+    }
+    qsort(order, (size_t)n, sizeof(*order), by_order);
+    for (int i = 0; i < n; i++)
+        fill_job(r, (int)order[i][2], &jobs[i]);
+    free(order);
     return n;
 }
 
-static int by_seq(const void *a, const void *b)
+int queue_claim(struct db_conn *c, const struct claim_filter *f, struct job *jobs, int max,
+                struct err *e)
 {
-    long long x = ((const long long *)a)[0], y = ((const long long *)b)[0];
-    return x < y ? -1 : x > y;
+    char lease[16], limit[16];
+    snprintf(lease, sizeof(lease), "%d", f->lease_s);
+    snprintf(limit, sizeof(limit), "%d", max);
+    const char *params[] = {f->owner, f->paused, lease, f->only_ids, limit};
+    PGresult *r = db_exec(c, &claim_stmt, 5, params, e);
+    if (r == NULL)
+        return -1;
+    int n = fill_jobs_in_order(r, jobs);
+    PQclear(r);
+    return n;
 }
 
 int queue_claim_batch(struct db_conn *c, const struct claim_filter *f, const struct job *first,
@@ -197,17 +225,7 @@ int queue_claim_batch(struct db_conn *c, const struct claim_filter *f, const str
     PGresult *r = db_exec(c, &claim_batch_stmt, 9, params, e);
     if (r == NULL)
         return -1;
-    int n = PQntuples(r);
-    /* RETURNING has no order: sort by seq so the batch keeps enqueue order */
-    long long (*order)[2] = oq_calloc((size_t)n, sizeof(*order));
-    for (int i = 0; i < n; i++) {
-        order[i][0] = atoll(PQgetvalue(r, i, 6));
-        order[i][1] = i;
-    }
-    qsort(order, (size_t)n, sizeof(*order), by_seq);
-    for (int i = 0; i < n; i++)
-        fill_job(r, (int)order[i][1], &jobs[i]);
-    free(order);
+    int n = fill_jobs_in_order(r, jobs);
     PQclear(r);
     return n;
 }
@@ -301,6 +319,28 @@ int queue_record(struct db_conn *c, const char *owner, const struct job *jobs, s
     free(ids);
     free(result);
     return rows;
+}
+
+int queue_complete_many(struct db_conn *c, const char *owner, const struct job *const *jobs,
+                        json_t *const *results, size_t n, struct tally *t, struct err *e)
+{
+    json_t *rows = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(rows, json_pack("{s:s, s:O?}", "id", jobs[i]->id, "result",
+                                              results[i]));
+    char *text = jsontext(rows);
+    json_decref(rows);
+    const char *p[] = {text, owner};
+    PGresult *r = db_exec(c, &complete_many_stmt, 2, p, e);
+    free(text);
+    if (r == NULL)
+        return -1;
+    struct exec_result done = {.outcome = OUTCOME_COMPLETED};
+    log_outcomes(r, NULL, &done);
+    count_rows(r, &done, t);
+    int recorded = PQntuples(r);
+    PQclear(r);
+    return recorded;
 }
 
 int queue_heartbeat(struct db_conn *c, const char *owner, const char *ids, int lease_s,

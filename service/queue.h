@@ -29,10 +29,12 @@ int queue_snapshot_due(struct db_conn *c, const char *paused, char **ids, int *t
 int queue_pass_progress(struct db_conn *c, const char *ids, const char *start,
                         struct pass_counts *out, struct err *e);
 
-/* Claims the next due operation (highest priority, then oldest), honouring group order,
- * dependencies and expiry. Returns 1 with *job filled (free with queue_job_free), 0 when
- * nothing is due, -1 with *e on a database error. */
-int queue_claim(struct db_conn *c, const struct claim_filter *f, struct job *job, struct err *e);
+/* Claims up to max due operations in one statement (highest priority, then oldest), honouring
+ * group order (never two of one group), dependencies and expiry. Returns how many were written
+ * into jobs in execution order (free each with queue_job_free), 0 when nothing is due, -1 with
+ * *e on a database error. */
+int queue_claim(struct db_conn *c, const struct claim_filter *f, struct job *jobs, int max,
+                struct err *e);
 
 /* Claims up to max more due operations that batch with first (same type, upstream and
  * endpoint), oldest first. Returns how many were written into jobs, or -1. */
@@ -51,6 +53,11 @@ struct tally {
  * *t (may be NULL) says where they ended. */
 int queue_record(struct db_conn *c, const char *owner, const struct job *jobs, size_t n,
                  const struct exec_result *res, double delay_s, struct tally *t, struct err *e);
+
+/* Records n completions in one statement, each with its own result (results[i] may be NULL).
+ * Returns how many rows the fence let through, or -1. */
+int queue_complete_many(struct db_conn *c, const char *owner, const struct job *const *jobs,
+                        json_t *const *results, size_t n, struct tally *t, struct err *e);
 
 /* Extends the leases of ids (a Postgres uuid[] literal) held by owner. */
 int queue_heartbeat(struct db_conn *c, const char *owner, const char *ids, int lease_s,

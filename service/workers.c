@@ -25,6 +25,7 @@ struct worker {
     pthread_mutex_t mu;       /* guards held[] for the heartbeat thread */
     struct job *held;
     int n_held;
+    int claim_size; /* how many the next claim asks for (adapts to the upstream's speed) */
 };
 
 double workers_backoff_s(int attempt, int base_ms, int max_ms)
@@ -85,7 +86,26 @@ static void set_held(struct worker *w, struct job *jobs, int n)
     pthread_mutex_unlock(&w->mu);
 }
 
-/* Claims the next operation, and for batching types the ones that go with it. */
+/* One unit of execution with one outcome: a single operation, or a batch of a batching type. */
+struct segment {
+    int from, n;
+    struct exec_result res;
+};
+
+/* Do a and b go in one request of h? Same type, upstream and endpoint. */
+static bool same_batch(const struct handler *h, const struct job *a, const struct job *b)
+{
+    const char *ua = json_string_value(json_object_get(a->payload, "upstream"));
+    const char *ub = json_string_value(json_object_get(b->payload, "upstream"));
+    const char *ea = json_string_value(json_object_get(a->payload, "endpoint"));
+    const char *eb = json_string_value(json_object_get(b->payload, "endpoint"));
+    return strcmp(a->operation_type, b->operation_type) == 0 &&
+           strcmp(ua ? ua : "default", ub ? ub : "default") == 0 &&
+           strcmp(ea ? ea : h->batch_endpoint, eb ? eb : h->batch_endpoint) == 0;
+}
+
+/* Claims up to w->claim_size due operations; when the first is of a batching type, tops its
+ * batch up to OFFLINEQ_METRIC_BATCH. jobs has room for claim_max + metric_batch. */
 static int claim(struct worker *w, struct db_conn *c, struct job *jobs, struct err *e)
 {
     struct app *a = w->ws->app;
@@ -100,20 +120,40 @@ static int claim(struct worker *w, struct db_conn *c, struct job *jobs, struct e
     policy_paused(&a->policy, paused, sizeof(paused));
     struct claim_filter f = {.owner = w->owner, .paused = paused, .only_ids = only,
                              .lease_s = a->cfg.lease_s};
-    int n = queue_claim(c, &f, &jobs[0], e);
-    if (n != 1) {
-        free(only);
-        return n;
-    }
-    const struct handler *h = handlers_find(jobs[0].operation_type);
+    int n = queue_claim(c, &f, jobs, w->claim_size, e);
+    const struct handler *h = n > 0 ? handlers_find(jobs[0].operation_type) : NULL;
     if (h != NULL && h->execute_batch != NULL) {
-        int more = queue_claim_batch(c, &f, &jobs[0], h->batch_endpoint, jobs + 1,
-                                     a->cfg.metric_batch - 1, e);
+        int mates = 0;
+        for (int i = 0; i < n; i++)
+            mates += same_batch(h, &jobs[0], &jobs[i]);
+        int more = queue_claim_batch(c, &f, &jobs[0], h->batch_endpoint, jobs + n,
+                                     a->cfg.metric_batch - mates, e);
         if (more > 0)
             n += more;
     }
     free(only);
     return n;
+}
+
+/* Cuts the claim into segments: batching types gather their mates (moved up behind the first,
+ * the others keep their order; a claim never holds two of one group, so moving is safe). */
+static int make_segments(const struct app *a, struct job *jobs, int n, struct segment *segs)
+{
+    int ns = 0;
+    for (int i = 0; i < n;) {
+        const struct handler *h = handlers_find(jobs[i].operation_type);
+        int end = i + 1;
+        for (int j = end; h && h->execute_batch && j < n && end - i < a->cfg.metric_batch; j++) {
+            if (!same_batch(h, &jobs[i], &jobs[j]))
+                continue;
+            struct job t = jobs[j];
+            memmove(&jobs[end + 1], &jobs[end], (size_t)(j - end) * sizeof(*jobs));
+            jobs[end++] = t;
+        }
+        segs[ns++] = (struct segment){.from = i, .n = end - i, .res = {.delay_s = -1}};
+        i = end;
+    }
+    return ns;
 }
 
 static void execute(struct worker *w, struct job *jobs, int n, struct exec_result *res)
@@ -130,6 +170,37 @@ static void execute(struct worker *w, struct job *jobs, int n, struct exec_resul
         h->execute(&ctx, &jobs[0], res);
         if (res->outcome == OUTCOME_CONFLICT && h->resolves_conflicts)
             conflict_resolve(&ctx, &jobs[0], res);
+    }
+}
+
+/* Runs the segments in order. Once offline or stopping, the rest are released untried (no
+ * attempt used). Adapts the next claim's size so that a claim runs for about
+ * CLAIM_TARGET_MS: large against a fast upstream, one at a time against a slow one. */
+#define CLAIM_TARGET_MS 100.0
+static void execute_all(struct worker *w, struct job *jobs, struct segment *segs, int ns)
+{
+    struct app *a = w->ws->app;
+    double t_all = oq_now_ms();
+    int ran = 0;
+    for (int i = 0; i < ns; i++) {
+        struct exec_result *res = &segs[i].res;
+        if (atomic_load(&w->ws->stopping) || !monitor_is_online(&a->monitor)) {
+            res->outcome = OUTCOME_RELEASE;
+            res->delay_s = 0;
+            snprintf(res->error, sizeof(res->error), "not attempted: %s",
+                     atomic_load(&w->ws->stopping) ? "shutting down" : "offline");
+            continue;
+        }
+        double t0 = oq_now_ms();
+        execute(w, jobs + segs[i].from, segs[i].n, res);
+        if (res->outcome != OUTCOME_RELEASE)
+            metrics_exec(&a->metrics, (oq_now_ms() - t0) / 1000.0);
+        ran++;
+    }
+    if (ran > 0) {
+        double per = (oq_now_ms() - t_all) / ran;
+        double want = per > 0 ? CLAIM_TARGET_MS / per : a->cfg.claim_batch;
+        w->claim_size = want < 1 ? 1 : want > a->cfg.claim_batch ? a->cfg.claim_batch : (int)want;
     }
 }
 
@@ -164,31 +235,100 @@ static void count_outcome(struct app *a, const struct job *jobs, int n, const st
     }
 }
 
-/* Records the outcome; the database may be away for a while: keep trying until the lease
- * would have run out anyway (the reaper takes over from there). */
-static void record(struct worker *w, struct job *jobs, int n, struct exec_result *res)
+/* A write of outcomes: returns the rows the fence let through, or -1 with *e. */
+typedef int (*record_fn)(struct db_conn *c, void *ctx, struct tally *t, struct err *e);
+
+/* Runs fn until it gets through; the database may be away for a while: keep trying until the
+ * leases would have run out anyway (the reaper takes over from there). */
+static int record_with_retry(struct worker *w, record_fn fn, void *ctx, const char *first_id,
+                             int claimed, struct tally *t)
 {
     struct app *a = w->ws->app;
-    double delay = outcome_delay(a, &jobs[0], res);
     double give_up = oq_now_ms() + a->cfg.lease_s * 1000.0;
     for (int tries = 0; oq_now_ms() < give_up; tries++) {
         struct err e = {0};
         struct db_conn *c = db_acquire(&a->db, &e);
-        struct tally t = {0};
-        int rows = c ? queue_record(c, w->owner, jobs, (size_t)n, res, delay, &t, &e) : -1;
+        *t = (struct tally){0};
+        int rows = c ? fn(c, ctx, t, &e) : -1;
         if (c != NULL)
             db_release(&a->db, c);
         if (rows >= 0) {
-            count_outcome(a, jobs, n, &t, res);
-            if (rows < n)
+            if (rows < claimed)
                 log_json(LOG_WARN, "outcome fenced off",
-                         json_pack("{s:s, s:i, s:i}", "id", jobs[0].id, "recorded", rows, "claimed", n));
-            return;
+                         json_pack("{s:s, s:i, s:i}", "id", first_id, "recorded", rows, "claimed", claimed));
+            return rows;
         }
         log_json(LOG_WARN, "recording an outcome failed, retrying",
-                 json_pack("{s:s, s:s}", "id", jobs[0].id, "error", e.message));
+                 json_pack("{s:s, s:s}", "id", first_id, "error", e.message));
         usleep((useconds_t)(tries < 10 ? 100000 * (tries + 1) : 1000000));
     }
+    return -1;
+}
+
+struct one_outcome {
+    struct worker *w;
+    struct job *jobs;
+    int n;
+    struct exec_result *res;
+    double delay;
+};
+
+static int record_one(struct db_conn *c, void *ctx, struct tally *t, struct err *e)
+{
+    struct one_outcome *o = ctx;
+    return queue_record(c, o->w->owner, o->jobs, (size_t)o->n, o->res, o->delay, t, e);
+}
+
+struct completions {
+    struct worker *w;
+    const struct job **jobs;
+    json_t **results;
+    size_t n;
+};
+
+static int record_completions(struct db_conn *c, void *ctx, struct tally *t, struct err *e)
+{
+    struct completions *k = ctx;
+    return queue_complete_many(c, k->w->owner, k->jobs, k->results, k->n, t, e);
+}
+
+/* Plain completions are written in one statement; every other outcome on its own. */
+static bool plain_completion(const struct exec_result *res)
+{
+    return res->outcome == OUTCOME_COMPLETED && json_object_get(res->result, "resolution") == NULL;
+}
+
+static void record_all(struct worker *w, struct job *jobs, int n, struct segment *segs, int ns)
+{
+    struct app *a = w->ws->app;
+    struct completions k = {.w = w, .jobs = oq_calloc((size_t)n, sizeof(*k.jobs)),
+                            .results = oq_calloc((size_t)n, sizeof(*k.results))};
+    for (int i = 0; i < ns; i++) {
+        struct segment *s = &segs[i];
+        for (int j = 0; plain_completion(&s->res) && j < s->n; j++) {
+            k.jobs[k.n] = &jobs[s->from + j];
+            k.results[k.n++] = s->res.result;
+        }
+    }
+    struct tally t;
+    if (k.n > 0 && record_with_retry(w, record_completions, &k, k.jobs[0]->id, (int)k.n, &t) >= 0) {
+        for (int i = 0; i < ns; i++) {
+            struct tally st = {.completed = segs[i].n};
+            if (plain_completion(&segs[i].res))
+                count_outcome(a, jobs + segs[i].from, segs[i].n, &st, &segs[i].res);
+        }
+    }
+    for (int i = 0; i < ns; i++) {
+        struct segment *s = &segs[i];
+        if (plain_completion(&s->res))
+            continue;
+        struct one_outcome o = {.w = w, .jobs = jobs + s->from, .n = s->n, .res = &s->res,
+                                .delay = outcome_delay(a, &jobs[s->from], &s->res)};
+        if (record_with_retry(w, record_one, &o, jobs[s->from].id, s->n, &t) >= 0)
+            count_outcome(a, jobs + s->from, s->n, &t, &s->res);
+    }
+    free(k.jobs);
+    free(k.results);
 }
 
 static void run_one_round(struct worker *w, struct db_conn *c, int *backoff_ms)
@@ -196,7 +336,8 @@ static void run_one_round(struct worker *w, struct db_conn *c, int *backoff_ms)
     struct app *a = w->ws->app;
     struct err e = {0};
     unsigned long gen = current_gen(w->ws);
-    struct job *jobs = oq_calloc((size_t)a->cfg.metric_batch, sizeof(*jobs));
+    size_t cap = (size_t)a->cfg.claim_batch + (size_t)a->cfg.metric_batch;
+    struct job *jobs = oq_calloc(cap, sizeof(*jobs));
     int n = claim(w, c, jobs, &e);
     db_release(&a->db, c);
     if (n <= 0) {
@@ -213,17 +354,17 @@ static void run_one_round(struct worker *w, struct db_conn *c, int *backoff_ms)
     *backoff_ms = 0;
     set_held(w, jobs, n);
     atomic_fetch_add(&w->ws->busy, 1);
-    struct exec_result res = {.delay_s = -1};
-    double t0 = oq_now_ms();
-    execute(w, jobs, n, &res);
-    if (res.outcome != OUTCOME_RELEASE)
-        metrics_exec(&a->metrics, (oq_now_ms() - t0) / 1000.0);
-    record(w, jobs, n, &res);
+    struct segment *segs = oq_calloc((size_t)n, sizeof(*segs));
+    int ns = make_segments(a, jobs, n, segs);
+    execute_all(w, jobs, segs, ns);
+    record_all(w, jobs, n, segs, ns);
     atomic_fetch_sub(&w->ws->busy, 1);
     set_held(w, NULL, 0);
-    json_decref(res.result);
+    for (int i = 0; i < ns; i++)
+        json_decref(segs[i].res.result);
     for (int i = 0; i < n; i++)
         queue_job_free(&jobs[i]);
+    free(segs);
     free(jobs);
 }
 
@@ -363,6 +504,7 @@ void workers_start(struct workers *ws, struct app *app)
         w->ws = ws;
         w->index = i;
         snprintf(w->owner, sizeof(w->owner), "%s/%d", app->instance_id, i);
+        w->claim_size = 1;
         pthread_mutex_init(&w->mu, NULL);
         outbound_init(&w->out, &app->abort_outbound);
         pthread_create(&w->th, NULL, worker_main, w);
