@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "coalesce.h"
 #include "cursor.h"
 #include "etag.h"
 #include "jsontext.h"
@@ -138,6 +139,11 @@ int api_queue_create(struct request *r, struct err *e)
     int rc = -1;
     if (check_room(r, 1, e) != 0 || parse_enqueue(r->json, &r->app->cfg, &op, e) != 0)
         goto out;
+    double wait_s = waiters_prefer_wait(http_header(r, "Prefer"));
+    if (wait_s < 0 && ops_repo_is_simple(&op)) { /* group commit with concurrent requests */
+        coalesce_submit(r, &op);
+        return 0;
+    }
     c = db_acquire(&r->app->db, e);
     if (c == NULL || ops_repo_enqueue(c, &op, &out, e) != 0)
         goto out;
@@ -148,7 +154,6 @@ int api_queue_create(struct request *r, struct err *e)
         workers_wake(&r->app->workers);
     }
     set_location(r, out.id);
-    double wait_s = waiters_prefer_wait(http_header(r, "Prefer"));
     if (wait_s > 0) {
         reply_header(r, "Preference-Applied", "wait");
         waiters_park(r, out.id, wait_s, out.json); /* 200 when it finishes, else 202 */

@@ -34,6 +34,7 @@ struct request {
     int n_extra;
     bool suspended;
     void (*on_resume)(struct request *r); /* must reply */
+    void *resume_ctx;                     /* for on_resume */
     unsigned deferred_status;             /* for on_resume */
     char *deferred_body;                  /* owned */
 };

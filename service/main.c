@@ -9,6 +9,7 @@
 #include "http.h"
 #include "log.h"
 #include "routes.h"
+#include "coalesce.h"
 #include "waiters.h"
 
 #define SHUTDOWN_GRACE_MS 10000
@@ -43,6 +44,7 @@ static int serve(struct app *a)
     }
     app_start(a);
     waiters_start(a);
+    coalesce_start(a);
     if (http_start(a, routes_dispatch, routes_body_limit, &e) != 0) {
         log_error("start-up failed: %s", e.message);
         return 1;
@@ -55,6 +57,7 @@ static int serve(struct app *a)
     log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     the_app = a;
     http_stop(a, SHUTDOWN_GRACE_MS, release_parked);
+    coalesce_stop();
     waiters_stop();
     return 0;
 }

@@ -101,11 +101,54 @@ static void test_concurrent_batches_share_dedup_key(void **state)
     th_resp_free(r);
 }
 
+/* Simple enqueues from many connections at once are stored in shared commits (group commit):
+ * every request still gets its own 201, Location and operation, and every one is stored. */
+static void test_concurrent_simple_enqueues_each_stored(void **state)
+{
+    th_sql(pg, "TRUNCATE offline_operations, offlineq_op_counts");
+    int total = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        pthread_barrier_t start;
+        pthread_barrier_init(&start, NULL, THREADS);
+        struct racer racers[THREADS];
+        pthread_t t[THREADS];
+        char bodies[THREADS][256];
+        for (int i = 0; i < THREADS; i++) {
+            snprintf(bodies[i], sizeof(bodies[i]),
+                     "{\"operation_type\":\"api_call\",\"priority\":%d,"
+                     "\"payload\":{\"endpoint\":\"/g\",\"data\":{\"round\":%d,\"i\":%d}}}",
+                     i % 3, round, i);
+            racers[i] = (struct racer){.start = &start, .body = bodies[i], .path = "/api/offline/queue"};
+            pthread_create(&t[i], NULL, race, &racers[i]);
+        }
+        for (int i = 0; i < THREADS; i++) {
+            pthread_join(t[i], NULL);
+            assert_int_equal(racers[i].status, 201);
+            char q[256];
+            snprintf(q, sizeof(q),
+                     "SELECT payload #>> '{data,round}' || '/' || (payload #>> '{data,i}') || '/' || "
+                     "priority FROM offline_operations WHERE id = '%s'", racers[i].id);
+            char want[64];
+            snprintf(want, sizeof(want), "%d/%d/%d", round, i, i % 3);
+            assert_string_equal(th_sql(pg, q), want); /* each answer names its own operation */
+            total++;
+        }
+        pthread_barrier_destroy(&start);
+    }
+    char n[16];
+    snprintf(n, sizeof(n), "%d", total);
+    assert_string_equal(th_sql(pg, "SELECT count(DISTINCT id) FROM offline_operations"), n);
+    struct resp *r = th_http(&S, "GET", "/api/offline/queue/stats", NULL, 0, NULL);
+    assert_int_equal(th_int(r->json, "pending"), total);
+    th_resp_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_concurrent_duplicate_dedup_key),
         cmocka_unit_test(test_concurrent_batches_share_dedup_key),
+        cmocka_unit_test(test_concurrent_simple_enqueues_each_stored),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
