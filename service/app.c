@@ -1,5 +1,6 @@
 #include "app.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +141,8 @@ static void maintain(struct app *a, unsigned round)
     if (round % 20 == 0) /* every 10 s: the event log keeps 15 minutes */
         PQclear(db_exec(c, &trim_events, 0, NULL, &e));
     db_release(&a->db, c);
+    if (round % 20 == 10) /* give freed heap back to the system: RSS follows the load down */
+        malloc_trim(0);
 }
 
 /* Runs maintain() every 500 ms. */
