@@ -177,7 +177,7 @@ async function singleEnqueue() {
 
 async function batchEnqueue() {
   await api('POST', '/api/offline/sync/stop-auto');
-  const rs = await repeat(async () => { await emptyQueue(); return wrk('batch.lua', 2, '/api/offline/queue/batch'); });
+  const rs = await repeat(async () => { await emptyQueue(); return wrk('batch.lua', 4, '/api/offline/queue/batch'); });
   R.batch = { rate: summary(rs.map((r) => r.rate * 1000)) };
   log(`batch enqueue: ${R.batch.rate.med.toFixed(0)} ops/s`);
 }

@@ -50,3 +50,20 @@ END $$;
 -- trimmed by id, so the index on created_at goes.
 ALTER TABLE offlineq_events SET UNLOGGED;
 DROP INDEX offlineq_events_created;
+
+-- The Operation document as one inlinable expression (a row of a named composite type):
+-- the planner expands it in place instead of calling a SQL function per row.
+CREATE TYPE offlineq_op_doc AS (
+    id uuid, operation_type text, payload jsonb, priority integer, status text,
+    retry_count integer, max_attempts integer, error_message text, dedup_key text,
+    group_key text, created_at text, updated_at text, next_attempt_at text, completed_at text,
+    result jsonb, depends_on uuid[], expires_at text, max_retry_duration_s integer,
+    conflict_strategy text);
+
+CREATE OR REPLACE FUNCTION offlineq_op_json(o offline_operations) RETURNS json LANGUAGE sql STABLE AS $$
+    SELECT row_to_json(ROW(o.id, o.operation_type, o.payload, o.priority, o.status, o.retry_count,
+        o.max_attempts, o.error_message, o.dedup_key, o.group_key, offlineq_ts(o.created_at),
+        offlineq_ts(o.updated_at), offlineq_ts(o.next_attempt_at), offlineq_ts(o.completed_at),
+        o.result, o.depends_on, offlineq_ts(o.expires_at), o.max_retry_duration_s,
+        o.conflict_strategy)::offlineq_op_doc)
+$$;
