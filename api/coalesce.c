@@ -6,6 +6,7 @@
 
 #include "log.h"
 #include "reply.h"
+#include "routes.h"
 
 #define GROUP_MAX 1000
 #define FLUSHERS 1 /* measured: one flusher makes the largest groups; 2 and 4 were slower (bench/) */
@@ -31,8 +32,7 @@ static struct {
 
 static void item_free(struct item *it)
 {
-    free(it->op.payload_json);
-    free(it->op.depends_on);
+    api_op_new_free(&it->op);
     free(it->out.json);
     free(it);
 }

@@ -69,7 +69,7 @@ static int parse_depends_on(const json_t *list, char **out, struct err *e)
 }
 
 /* Checks one enqueue body and fills *op (borrowing strings from body). */
-static int parse_enqueue(const json_t *body, const struct config *cfg, struct op_new *op,
+int api_parse_enqueue(const json_t *body, const struct config *cfg, struct op_new *op,
                          struct err *e)
 {
     if (validate_object(body, enqueue_rules, false, e) != 0)
@@ -125,7 +125,7 @@ static int check_room(struct request *r, size_t adding, struct err *e)
     return 0;
 }
 
-static void op_new_free(struct op_new *op)
+void api_op_new_free(struct op_new *op)
 {
     free(op->payload_json);
     free(op->depends_on);
@@ -137,7 +137,7 @@ int api_queue_create(struct request *r, struct err *e)
     struct op_created out = {0};
     struct db_conn *c = NULL;
     int rc = -1;
-    if (check_room(r, 1, e) != 0 || parse_enqueue(r->json, &r->app->cfg, &op, e) != 0)
+    if (check_room(r, 1, e) != 0 || api_parse_enqueue(r->json, &r->app->cfg, &op, e) != 0)
         goto out;
     double wait_s = waiters_prefer_wait(http_header(r, "Prefer"));
     if (wait_s < 0 && ops_repo_is_simple(&op)) { /* group commit with concurrent requests */
@@ -165,7 +165,7 @@ int api_queue_create(struct request *r, struct err *e)
 out:
     if (c != NULL)
         db_release(&r->app->db, c);
-    op_new_free(&op);
+    api_op_new_free(&op);
     free(out.json);
     return rc;
 }
@@ -174,7 +174,7 @@ static int parse_batch(struct request *r, struct op_new *ops, size_t n, struct e
 {
     const json_t *items = json_object_get(r->json, "operations");
     for (size_t i = 0; i < n; i++) {
-        if (parse_enqueue(json_array_get(items, i), &r->app->cfg, &ops[i], e) != 0) {
+        if (api_parse_enqueue(json_array_get(items, i), &r->app->cfg, &ops[i], e) != 0) {
             char prefix[48];
             snprintf(prefix, sizeof(prefix), "operations[%zu]", i);
             err_prefix_field(e, prefix);
@@ -239,7 +239,7 @@ out:
     if (c != NULL)
         db_release(&r->app->db, c);
     for (size_t i = 0; i < n; i++) {
-        op_new_free(&ops[i]);
+        api_op_new_free(&ops[i]);
         free(out[i].json);
     }
     free(ops);
@@ -284,14 +284,12 @@ static int parse_limit(const char *s, int *limit, struct err *e)
     return 0;
 }
 
-static int parse_list_query(struct request *r, struct list_query *q, char *statuses_buf,
-                            size_t len, struct err *e)
+int api_parse_list_query(const char *status, const char *cursor, const char *type,
+                         const char *limit, struct list_query *q, char *statuses_buf, size_t len,
+                         struct err *e)
 {
-    const char *status = http_query(r, "status");
-    const char *cursor = http_query(r, "cursor");
-    const char *type = http_query(r, "operation_type");
     if (parse_statuses(status && *status ? status : "pending", statuses_buf, len, e) != 0 ||
-        parse_limit(http_query(r, "limit"), &q->limit, e) != 0)
+        parse_limit(limit, &q->limit, e) != 0)
         return -1;
     q->statuses = statuses_buf;
     q->operation_type = type && *type ? type : NULL;
@@ -309,7 +307,9 @@ int api_queue_list(struct request *r, struct err *e)
     struct list_query q = {0};
     struct list_page page = {0};
     char st[128];
-    if (parse_list_query(r, &q, st, sizeof(st), e) != 0)
+    if (api_parse_list_query(http_query(r, "status"), http_query(r, "cursor"),
+                             http_query(r, "operation_type"), http_query(r, "limit"), &q, st,
+                             sizeof(st), e) != 0)
         return -1;
     struct db_conn *c = db_acquire(&r->app->db, e);
     if (c == NULL)

@@ -161,6 +161,31 @@ size_t routes_body_limit(struct request *r)
                                                         : r->app->cfg.max_body_bytes);
 }
 
+#define JSON_DEPTH_MAX 64
+
+/* How deep v nests (a scalar is 0, {} is 1), counting no further than limit + 1. */
+static int json_depth(const json_t *v, int limit)
+{
+    if (limit < 0 || !(json_is_object(v) || json_is_array(v)))
+        return 0;
+    int deepest = 0;
+    const char *k;
+    size_t i;
+    json_t *child;
+    if (json_is_object(v)) {
+        json_object_foreach((json_t *)v, k, child) {
+            int d = json_depth(child, limit - 1);
+            deepest = d > deepest ? d : deepest;
+        }
+    } else {
+        json_array_foreach(v, i, child) {
+            int d = json_depth(child, limit - 1);
+            deepest = d > deepest ? d : deepest;
+        }
+    }
+    return deepest + 1;
+}
+
 static int parse_body(struct request *r, const struct route *rt, struct err *e)
 {
     if (rt->body == BODY_RAW)
@@ -171,14 +196,26 @@ static int parse_body(struct request *r, const struct route *rt, struct err *e)
         return err_set(e, ERR_INVALID_JSON, "a JSON object body is required");
     if (!is_json_type(http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE)))
         return err_set(e, ERR_UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json");
+    r->json = api_parse_json_body(r->body.data, r->body.len, e);
+    return r->json ? 0 : -1;
+}
+
+json_t *api_parse_json_body(const char *data, size_t len, struct err *e)
+{
     json_error_t je;
-    r->json = json_loadb(r->body.data, r->body.len, JSON_REJECT_DUPLICATES, &je);
-    if (r->json == NULL)
-        return err_set(e, ERR_INVALID_JSON, "invalid JSON at line %d column %d: %s", je.line,
-                       je.column, je.text);
-    if (!json_is_object(r->json))
-        return err_set(e, ERR_INVALID_JSON, "the body must be a JSON object");
-    return 0;
+    json_t *j = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
+    if (j == NULL) {
+        err_set(e, ERR_INVALID_JSON, "invalid JSON at line %d column %d: %s", je.line, je.column,
+                je.text);
+    } else if (!json_is_object(j)) {
+        err_set(e, ERR_INVALID_JSON, "the body must be a JSON object");
+    } else if (json_depth(j, JSON_DEPTH_MAX) > JSON_DEPTH_MAX) {
+        err_set(e, ERR_INVALID_JSON, "JSON nested deeper than %d levels", JSON_DEPTH_MAX);
+    } else {
+        return j;
+    }
+    json_decref(j);
+    return NULL;
 }
 
 /* Copies the path part of the URL (libmicrohttpd already split off the query). */

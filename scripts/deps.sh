@@ -6,7 +6,7 @@ set -euo pipefail
 want=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libpq-dev
       libcurl4-openssl-dev uuid-dev libssl-dev postgresql-15 postgresql-client-15 acl)
 if [ "${1:-build}" = test ]; then
-  want+=(libcmocka-dev nodejs npm chromium wrk)
+  want+=(libcmocka-dev nodejs npm chromium wrk valgrind clang libclang-rt-14-dev)
 fi
 
 missing=()

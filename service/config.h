@@ -42,6 +42,9 @@ struct config {
     char *upstreams_raw;
     int db_pool_size;
     int http_threads;
+    int conn_timeout_s;
+    int max_connections;
+    int max_connections_per_ip;
     int lease_s;
     int shutdown_grace_s;
     int backoff_base_ms;

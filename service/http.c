@@ -188,7 +188,10 @@ int http_start(struct app *a, http_dispatch_fn dispatch, http_limit_fn limit, st
     a->http = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)a->cfg.http_threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)a->cfg.conn_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)a->cfg.max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)a->cfg.max_connections_per_ip,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
     if (a->http == NULL)
         return err_set(e, ERR_INTERNAL, "cannot listen on %s (in use or not permitted)",

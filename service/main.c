@@ -2,6 +2,7 @@
 #include <curl/curl.h>
 #include <malloc.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,22 @@ static void block_signals(sigset_t *set)
 }
 
 static struct app *the_app;
+
+/* Every HTTP connection is a descriptor: raise the soft limit to the hard one, and say so when
+ * OFFLINEQ_MAX_CONNECTIONS still cannot be reached. */
+static void raise_fd_limit(const struct config *c)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rlim_t need = (rlim_t)c->max_connections + (rlim_t)c->db_pool_size + 64;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+        log_json(LOG_WARN, "open file limit below OFFLINEQ_MAX_CONNECTIONS",
+                 json_pack("{s:I, s:I}", "limit", (json_int_t)rl.rlim_cur, "wanted", (json_int_t)need));
+}
 
 /* Parked requests and event streams end before the server stops. */
 static void release_parked(void)
@@ -70,6 +87,11 @@ int main(int argc, char **argv)
     /* Two heaps shared by all threads instead of one per thread: a steady footprint on the small
      * machines this runs on, at a contention cost the benchmarks do not show. */
     mallopt(M_ARENA_MAX, 2);
+    /* Large blocks (request bodies, batch answers) are mapped and unmapped on their own; a fixed
+     * threshold also stops glibc from raising it after each large free, which leaves them in
+     * the heap. */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
     switch (config_load(&a.cfg, argc, argv, msg, sizeof(msg))) {
     case CONFIG_EXIT_OK:
         config_free(&a.cfg);
@@ -82,6 +104,7 @@ int main(int argc, char **argv)
         break;
     }
     log_set_level(a.cfg.log_level);
+    raise_fd_limit(&a.cfg);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = serve(&a);
     app_close(&a);

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "runs.h"
 #include "upstream.h"
 
 static struct upstream_srv *US;
@@ -45,66 +46,8 @@ static void fill(const char *db_url, int n, int max_attempts)
     const char *env[] = {up, NULL};
     struct svc api;
     assert_int_equal(th_svc_start(&api, db_url, env, NULL), 0);
-    for (int start = 0; start < n; start += 1000) {
-        int end = start + 1000 < n ? start + 1000 : n;
-        char *body = malloc((size_t)(end - start) * 160 + 64);
-        size_t o = (size_t)sprintf(body, "{\"operations\":[");
-        for (int i = start; i < end; i++)
-            o += (size_t)sprintf(body + o, "%s{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/c/%d\"},"
-                                 "\"max_attempts\":%d}", i > start ? "," : "", i, max_attempts);
-        sprintf(body + o, "]}");
-        struct resp *r = th_json(&api, "POST", "/api/offline/queue/batch", body);
-        assert_int_equal(r->status, 201);
-        th_resp_free(r);
-        free(body);
-    }
+    run_fill(&api, "/c/", n, max_attempts, 0);
     assert_int_equal(th_svc_stop(&api, SIGTERM), 0);
-}
-
-static int count_where(PGconn *pg, const char *cond)
-{
-    char sql[256];
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM offline_operations WHERE %s", cond);
-    return atoi(th_sql(pg, sql));
-}
-
-static void wait_settled(PGconn *pg, int n, int timeout_ms)
-{
-    double until = th_now_ms() + timeout_ms;
-    while (count_where(pg, "status IN ('completed', 'failed')") < n && th_now_ms() < until)
-        usleep(50000);
-}
-
-/* For every /c/<i>: how often it arrived, and that every arrival carried the same key. */
-static void check_deliveries(PGconn *pg, int n, int max_per_op, int *duplicates)
-{
-    int count;
-    struct us_req *r = us_requests(US, &count);
-    int *seen = calloc((size_t)n, sizeof(int));
-    char (*key)[64] = calloc((size_t)n, 64);
-    for (int i = 0; i < count; i++) {
-        int k = -1;
-        if (sscanf(r[i].path, "/c/%d", &k) != 1 || k < 0 || k >= n)
-            continue;
-        const char *idem = us_header(&r[i], "idempotency-key");
-        assert_non_null(idem);
-        if (seen[k]++ == 0)
-            snprintf(key[k], 64, "%s", idem);
-        else
-            assert_string_equal(idem, key[k]);
-    }
-    *duplicates = 0;
-    for (int k = 0; k < n; k++) {
-        assert_true(seen[k] >= 1);
-        assert_true(seen[k] <= max_per_op);
-        *duplicates += seen[k] - 1;
-        char cond[160];
-        snprintf(cond, sizeof(cond), "id = '%s' AND status = 'completed'", key[k]);
-        assert_int_equal(count_where(pg, cond), 1); /* the key is the operation's id */
-    }
-    free(seen);
-    free(key);
-    us_free_reqs(r, count);
 }
 
 static void test_kill_9_while_in_flight(void **state)
@@ -125,15 +68,15 @@ static void test_kill_9_while_in_flight(void **state)
             usleep(5000);
         assert_true(us_in_flight(US) > 0);
         th_svc_stop(&s, SIGKILL); /* mid-request */
-        assert_true(count_where(pg, "status = 'in_progress'") > 0);
+        assert_true(run_count_where(pg, "status = 'in_progress'") > 0);
     }
     assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
-    wait_settled(pg, 60, 60000);
-    assert_int_equal(count_where(pg, "status = 'completed'"), 60);
-    assert_int_equal(count_where(pg, "status = 'in_progress' OR lease_owner IS NOT NULL"), 0);
-    int dups = 0;
-    check_deliveries(pg, 60, 5, &dups);
-    fprintf(stderr, "kill -9 x3: 60 operations completed, %d duplicate deliveries (same key)\n", dups);
+    run_wait_settled(pg, 60, 60000);
+    assert_int_equal(run_count_where(pg, "status = 'completed'"), 60);
+    assert_int_equal(run_count_where(pg, "status = 'in_progress' OR lease_owner IS NOT NULL"), 0);
+    struct run_check d;
+    run_check_deliveries(US, pg, "/c/", 60, true, &d);
+    fprintf(stderr, "kill -9 x3: 60 operations completed, %d duplicate deliveries (same key)\n", d.duplicates);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
     PQfinish(pg);
     th_db_drop("e2e_crash_kill");
@@ -168,12 +111,12 @@ static void test_two_instances_5000(void **state)
     assert_int_equal(th_svc_start(&a, url, ea, NULL), 0);
     assert_int_equal(th_svc_start(&b, url, eb, NULL), 0);
     PGconn *pg = th_db_connect(url);
-    wait_settled(pg, 5000, 120000);
+    run_wait_settled(pg, 5000, 120000);
     double secs = (th_now_ms() - t0) / 1000;
-    assert_int_equal(count_where(pg, "status = 'completed'"), 5000);
-    int dups = 0;
-    check_deliveries(pg, 5000, 1, &dups);
-    assert_int_equal(dups, 0);
+    assert_int_equal(run_count_where(pg, "status = 'completed'"), 5000);
+    struct run_check d;
+    run_check_deliveries(US, pg, "/c/", 5000, true, &d);
+    assert_int_equal(d.duplicates, 0);
     int n, by_a = 0, by_b = 0;
     struct us_req *r = us_requests(US, &n);
     assert_int_equal(n, 5000);
@@ -211,7 +154,7 @@ static void test_shutdown_grace(void **state)
     assert_int_equal(us_wait_arrivals(US, 1, 10000), 1);
     usleep(100000);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
-    assert_int_equal(count_where(pg, "status = 'completed'"), 1);
+    assert_int_equal(run_count_where(pg, "status = 'completed'"), 1);
     /* past the grace: interrupted, released with no attempt used, done by the next instance */
     th_sql(pg, "UPDATE offline_operations SET payload = '{\"endpoint\":\"/c/1\"}'");
     th_sql(pg, "UPDATE offline_operations SET status = 'pending', completed_at = NULL");
@@ -224,12 +167,12 @@ static void test_shutdown_grace(void **state)
     double t0 = th_now_ms();
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
     assert_true(th_now_ms() - t0 < 4000);
-    assert_int_equal(count_where(pg, "status = 'pending' AND retry_count = 0 AND lease_owner IS NULL"), 1);
+    assert_int_equal(run_count_where(pg, "status = 'pending' AND retry_count = 0 AND lease_owner IS NULL"), 1);
     us_reset(US);
     us_script(US, "/c/1", "201", 0);
     assert_int_equal(th_svc_start(&s, url, short_env, NULL), 0);
-    wait_settled(pg, 1, 10000);
-    assert_int_equal(count_where(pg, "status = 'completed' AND retry_count = 0"), 1);
+    run_wait_settled(pg, 1, 10000);
+    assert_int_equal(run_count_where(pg, "status = 'completed' AND retry_count = 0"), 1);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
     PQfinish(pg);
     th_db_drop("e2e_crash_grace");
@@ -248,8 +191,8 @@ static void test_heartbeat_keeps_long_handlers_leased(void **state)
     struct svc s;
     assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
     PGconn *pg = th_db_connect(url);
-    wait_settled(pg, 1, 15000);
-    assert_int_equal(count_where(pg, "status = 'completed' AND retry_count = 0"), 1);
+    run_wait_settled(pg, 1, 15000);
+    assert_int_equal(run_count_where(pg, "status = 'completed' AND retry_count = 0"), 1);
     assert_int_equal(us_count(US, "/c/0"), 1);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
     PQfinish(pg);

@@ -85,7 +85,10 @@ static const struct us_rule *pick(struct upstream_srv *us, const char *path, int
             continue;
         if (r->n_statuses > 0) {
             *status = r->statuses[0];
-            if (r->n_statuses > 1) {
+            if (r->cycle) {
+                memmove(r->statuses, r->statuses + 1, (size_t)(r->n_statuses - 1) * sizeof(int));
+                r->statuses[r->n_statuses - 1] = *status;
+            } else if (r->n_statuses > 1) {
                 memmove(r->statuses, r->statuses + 1, (size_t)(r->n_statuses - 1) * sizeof(int));
                 r->n_statuses--;
             }
@@ -227,6 +230,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     pthread_mutex_unlock(&us->mu);
     if (copy.delay_ms > 0)
         usleep((useconds_t)copy.delay_ms * 1000);
+    if (status == 0) { /* drop the connection without an answer */
+        record_req(us, &rec, 0);
+        return MHD_NO;
+    }
 
     const char *body = copy.body[0] ? copy.body : "{\"ok\":true}";
     struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(body), (void *)body,
@@ -389,9 +396,10 @@ void us_rule(struct upstream_srv *us, const struct us_rule *rule)
     pthread_mutex_unlock(&us->mu);
 }
 
-void us_script(struct upstream_srv *us, const char *path, const char *statuses, int delay_ms)
+static void script(struct upstream_srv *us, const char *path, const char *statuses, int delay_ms,
+                   bool cycle)
 {
-    struct us_rule r = {.delay_ms = delay_ms};
+    struct us_rule r = {.delay_ms = delay_ms, .cycle = cycle};
     snprintf(r.path, sizeof(r.path), "%s", path);
     for (const char *p = statuses; p && *p && r.n_statuses < 64;) {
         r.statuses[r.n_statuses++] = atoi(p);
@@ -399,6 +407,16 @@ void us_script(struct upstream_srv *us, const char *path, const char *statuses, 
         p = p ? p + 1 : NULL;
     }
     us_rule(us, &r);
+}
+
+void us_script(struct upstream_srv *us, const char *path, const char *statuses, int delay_ms)
+{
+    script(us, path, statuses, delay_ms, false);
+}
+
+void us_script_cycle(struct upstream_srv *us, const char *path, const char *statuses, int delay_ms)
+{
+    script(us, path, statuses, delay_ms, true);
 }
 
 int us_count(struct upstream_srv *us, const char *prefix)

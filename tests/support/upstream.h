@@ -20,8 +20,9 @@ struct us_req {
 
 struct us_rule {
     char path[256];     /* a request matches when its path starts with this */
-    int statuses[64];   /* answered in turn; the last one repeats */
+    int statuses[64];   /* answered in turn; the last one repeats (0: drop the connection) */
     int n_statuses;
+    bool cycle;         /* start over after the last status instead of repeating it */
     int delay_ms;
     char retry_after[64];
     char body[1024];    /* default {"ok":true} */
@@ -39,6 +40,8 @@ void us_stop(struct upstream_srv *us);
 void us_rule(struct upstream_srv *us, const struct us_rule *rule);
 /* Statuses as text: "503,503,201". */
 void us_script(struct upstream_srv *us, const char *path, const char *statuses, int delay_ms);
+/* The same, over and over: "201,503,0,201" cycles (0 drops the connection). */
+void us_script_cycle(struct upstream_srv *us, const char *path, const char *statuses, int delay_ms);
 
 /* Versioned JSON resources: paths under /res/ answer GET with the document, an ETag "vN" and
  * Last-Modified; PUT stores the body when If-Match is absent or matches, else 412. */

@@ -1,0 +1,41 @@
+/* Request bodies of the enqueue and batch endpoints: JSON parsing with the service's rules
+ * (object, no duplicate keys, depth limit), then every field and per-type payload rule. */
+#include <jansson.h>
+
+#include "common.h"
+#include "ops_repo.h"
+#include "routes.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    fuzz_load_config();
+    return 0;
+}
+
+static void one(const json_t *body)
+{
+    struct op_new op = {0};
+    struct err e = {0};
+    if (api_parse_enqueue(body, &fuzz_cfg, &op, &e) == 0)
+        (void)ops_repo_is_simple(&op);
+    api_op_new_free(&op);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct err e = {0};
+    json_t *body = api_parse_json_body((const char *)data, size, &e);
+    if (body == NULL)
+        return 0;
+    const json_t *ops = json_object_get(body, "operations");
+    size_t i;
+    json_t *item;
+    if (json_is_array(ops)) {
+        json_array_foreach(ops, i, item)
+            one(item);
+    } else {
+        one(body);
+    }
+    json_decref(body);
+    return 0;
+}
