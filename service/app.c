@@ -9,6 +9,7 @@
 
 #include "handlers.h"
 #include "log.h"
+#include "secretbox.h"
 #include "migrate.h"
 #include "queue.h"
 
@@ -85,7 +86,9 @@ int app_init(struct app *a, struct err *e)
     struct db_conn *c = db_acquire(&a->db, e);
     if (c == NULL)
         return -1;
-    int rc = settings_seed(c, a->cfg.auto_sync, a->cfg.sync_interval_s, e);
+    int rc = secretbox_check_database(c, e);
+    if (rc == 0)
+        rc = settings_seed(c, a->cfg.auto_sync, a->cfg.sync_interval_s, e);
     if (rc == 0)
         rc = settings_reload(&a->settings, c, e);
     db_release(&a->db, c);

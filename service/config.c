@@ -34,6 +34,8 @@ static const struct setting settings[] = {
      "default max_attempts of an operation"},
     {"OFFLINEQ_API_KEYS", CFG_STR, OFF(api_keys_raw), "",  0, 0,
      "key:role,... with role read|write|admin; empty = no auth (loopback only)"},
+    {"OFFLINEQ_ENCRYPTION_KEY", CFG_STR, OFF(encryption_key), "", 0, 0,
+     "64 hex characters (32 bytes): payloads and files are stored encrypted (AES-256-GCM)"},
     {"OFFLINEQ_CORS_ORIGINS", CFG_STR, OFF(cors_origins_raw), "", 0, 0,
      "comma-separated allowed browser origins, or *"},
     {"OFFLINEQ_LOG_LEVEL", CFG_STR, OFF(log_level_raw), "info", 0, 0, "debug|info|warn|error"},

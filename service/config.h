@@ -37,6 +37,7 @@ struct config {
     int max_body_bytes;
     int max_attempts;
     char *api_keys_raw;
+    char *encryption_key;
     char *cors_origins_raw;
     char *log_level_raw;
     char *upstreams_raw;

@@ -5,9 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "secretbox.h"
+
 static const struct db_stmt store_stmt = {
     "files_store",
-    "INSERT INTO offlineq_files (content_type, size, sha256, data) VALUES ($1, $2, $3, $4) "
+    "INSERT INTO offlineq_files (content_type, size, sha256, data, encrypted) "
+    "VALUES ($1, $2, $3, $4, $5::boolean) "
     "RETURNING id, offlineq_ts(created_at)"};
 
 static const struct db_stmt meta_stmt = {
@@ -17,7 +20,8 @@ static const struct db_stmt meta_stmt = {
 
 static const struct db_stmt load_stmt = {
     "files_load",
-    "SELECT id, content_type, size, sha256, offlineq_ts(created_at), data FROM offlineq_files "
+    "SELECT id, content_type, size, sha256, offlineq_ts(created_at), data, encrypted "
+    "FROM offlineq_files "
     "WHERE id = $1::uuid"};
 
 static void hex(const unsigned char *d, size_t n, char *out)
@@ -40,12 +44,18 @@ int files_repo_store(struct db_conn *c, const char *content_type, const void *da
     snprintf(size, sizeof(size), "%zu", len);
     snprintf(meta->content_type, sizeof(meta->content_type), "%s", content_type);
     meta->size = (long long)len;
-    const char *params[] = {content_type, size, meta->sha256, data};
-    const int lengths[] = {0, 0, 0, (int)len};
-    const int formats[] = {0, 0, 0, 1}; /* the bytes go as binary: no escaping, no copies */
-    if (db_prepare(c, &store_stmt, 4, e) != 0)
+    size_t stored_len = len;
+    unsigned char *sealed = secretbox_enabled() ? secretbox_seal(data, len, &stored_len) : NULL;
+    const char *params[] = {content_type, size, meta->sha256, sealed ? (const char *)sealed : data,
+                            sealed ? "true" : "false"};
+    const int lengths[] = {0, 0, 0, (int)stored_len, 0};
+    const int formats[] = {0, 0, 0, 1, 0}; /* the bytes go as binary: no escaping, no copies */
+    if (db_prepare(c, &store_stmt, 5, e) != 0) {
+        free(sealed);
         return -1;
-    PGresult *r = PQexecPrepared(c->pg, store_stmt.name, 4, params, lengths, formats, 0);
+    }
+    PGresult *r = PQexecPrepared(c->pg, store_stmt.name, 5, params, lengths, formats, 0);
+    free(sealed);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         int rc = db_error(c, r, e);
         PQclear(r);
@@ -97,15 +107,22 @@ int files_repo_load(struct db_conn *c, const char *id, struct stored_file *out, 
     if (PQntuples(r) == 0) {
         rc = err_set(e, ERR_NOT_FOUND, "file %s is no longer stored", id);
     } else {
-        /* binary format: uuid is 16 bytes, text columns are plain, int8 is big-endian */
+        /* binary format: uuid is 16 bytes, text columns are plain, int8 is big-endian,
+         * boolean one byte */
         size_t len = (size_t)PQgetlength(r, 0, 5);
         snprintf(out->id, sizeof(out->id), "%s", id);
         snprintf(out->content_type, sizeof(out->content_type), "%.*s", PQgetlength(r, 0, 1),
                  PQgetvalue(r, 0, 1));
-        out->size = (long long)len;
         snprintf(out->sha256, sizeof(out->sha256), "%.*s", PQgetlength(r, 0, 3), PQgetvalue(r, 0, 3));
-        out->data = oq_malloc(len ? len : 1);
-        memcpy(out->data, PQgetvalue(r, 0, 5), len);
+        if (PQgetvalue(r, 0, 6)[0]) { /* sealed */
+            out->data = secretbox_open(PQgetvalue(r, 0, 5), len, &len);
+            if (out->data == NULL)
+                rc = err_set(e, ERR_INTERNAL, "file %s cannot be decrypted with the configured key", id);
+        } else {
+            out->data = oq_malloc(len ? len : 1);
+            memcpy(out->data, PQgetvalue(r, 0, 5), len);
+        }
+        out->size = (long long)len;
     }
     PQclear(r);
     return rc;

@@ -22,6 +22,7 @@ struct job {
     char conflict_strategy[32]; /* "" : the global one */
     json_t *resolution; /* owned: an operator's choice for a conflict, or NULL */
     char created_at[40];
+    bool unreadable; /* the stored payload could not be decrypted: payload is {} */
 };
 
 enum outcome {

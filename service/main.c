@@ -11,6 +11,7 @@
 #include "http.h"
 #include "log.h"
 #include "routes.h"
+#include "secretbox.h"
 #include "coalesce.h"
 #include "waiters.h"
 
@@ -104,6 +105,12 @@ int main(int argc, char **argv)
         break;
     }
     log_set_level(a.cfg.log_level);
+    struct err ke = {0};
+    if (secretbox_init(a.cfg.encryption_key, &ke) != 0) {
+        log_json(LOG_ERROR, ke.message, json_pack("{s:s}", "event", "bad_configuration"));
+        config_free(&a.cfg);
+        return 2;
+    }
     raise_fd_limit(&a.cfg);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = serve(&a);

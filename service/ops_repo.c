@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "secretbox.h"
+
 #define LIVE "('pending', 'in_progress', 'conflict')"
 
 static const struct db_stmt enqueue_stmt = {
@@ -154,7 +156,9 @@ static char *many_json(const struct op_new *ops, size_t n)
     for (size_t i = 0; i < n; i++) {
         const struct op_new *op = &ops[i];
         oq_buf_str(&b, i ? ",{\"p\":" : "{\"p\":");
-        oq_buf_str(&b, op->payload_json);
+        char *payload = secretbox_seal_payload(op->payload_json);
+        oq_buf_str(&b, payload);
+        free(payload);
         add_json_str(&b, ",\"t\":", op->operation_type);
         add_int(&b, ",\"pr\":", true, op->priority);
         add_json_str(&b, ",\"g\":", op->group_key);
@@ -181,7 +185,7 @@ int ops_repo_enqueue_many(struct db_conn *c, const struct op_new *ops, size_t n,
     OQ_ASSERT((size_t)PQntuples(r) == n);
     for (size_t i = 0; i < n; i++) {
         snprintf(out[i].id, sizeof(out[i].id), "%s", PQgetvalue(r, (int)i, 0));
-        out[i].json = oq_strdup(PQgetvalue(r, (int)i, 1));
+        out[i].json = secretbox_open_ops(oq_strdup(PQgetvalue(r, (int)i, 1)));
         out[i].created = true;
     }
     PQclear(r);
@@ -202,17 +206,19 @@ int ops_repo_enqueue(struct db_conn *c, const struct op_new *op, struct op_creat
     snprintf(delay, sizeof(delay), "%.6f", op->delay_s);
     snprintf(expires, sizeof(expires), "%.6f", op->expires_in_s);
     fmt_int(window, sizeof(window), op->max_retry_duration_s);
-    const char *params[] = {op->operation_type, op->payload_json, prio, op->dedup_key,
+    char *payload = secretbox_seal_payload(op->payload_json);
+    const char *params[] = {op->operation_type, payload, prio, op->dedup_key,
                             op->group_key, op->max_attempts > 0 ? attempts : NULL,
                             op->delay_s >= 0 ? delay : NULL, op->depends_on,
                             op->expires_in_s >= 0 ? expires : NULL,
                             op->max_retry_duration_s > 0 ? window : NULL,
                             op->conflict_strategy};
     PGresult *r = db_exec(c, &enqueue_stmt, 11, params, e);
+    free(payload);
     if (r == NULL)
         return -1;
     snprintf(out->id, sizeof(out->id), "%s", PQgetvalue(r, 0, 0));
-    out->json = oq_strdup(PQgetvalue(r, 0, 1));
+    out->json = secretbox_open_ops(oq_strdup(PQgetvalue(r, 0, 1)));
     out->created = PQgetvalue(r, 0, 2)[0] == 't';
     PQclear(r);
     return 0;
@@ -250,7 +256,7 @@ char *ops_repo_get(struct db_conn *c, const char *id, struct err *e)
     PGresult *r = db_exec(c, &get_stmt, 1, params, e);
     if (r == NULL)
         return NULL;
-    char *json = PQntuples(r) == 1 ? oq_strdup(PQgetvalue(r, 0, 0)) : NULL;
+    char *json = PQntuples(r) == 1 ? secretbox_open_ops(oq_strdup(PQgetvalue(r, 0, 0))) : NULL;
     PQclear(r);
     if (json == NULL)
         err_set(e, ERR_NOT_FOUND, "no operation with id %s", id);
@@ -288,7 +294,7 @@ char *ops_repo_retry(struct db_conn *c, const char *id, struct err *e)
         err_set(e, ERR_CONFLICT, "only failed or conflict operations can be retried (this one is %s)",
                 PQgetvalue(r, 0, 0));
     else
-        json = oq_strdup(PQgetvalue(r, 0, 1));
+        json = secretbox_open_ops(oq_strdup(PQgetvalue(r, 0, 1)));
     PQclear(r);
     return json;
 }
@@ -329,7 +335,7 @@ int ops_repo_list(struct db_conn *c, const struct list_query *q, struct list_pag
     int rows = PQntuples(r);
     int n = rows > q->limit ? q->limit : rows;
     out->has_more = rows > q->limit;
-    out->json = join_array(r, n);
+    out->json = secretbox_open_ops(join_array(r, n));
     if (n > 0) {
         out->last_priority = atoi(PQgetvalue(r, n - 1, 1));
         out->last_seq = atoll(PQgetvalue(r, n - 1, 2));
@@ -396,7 +402,7 @@ char *ops_repo_resolve(struct db_conn *c, const char *id, const char *resolution
         err_set(e, ERR_CONFLICT, "only a conflict can be resolved (this operation is %s)",
                 PQgetvalue(r, 0, 0));
     else
-        json = oq_strdup(PQgetvalue(r, 0, 1));
+        json = secretbox_open_ops(oq_strdup(PQgetvalue(r, 0, 1)));
     PQclear(r);
     return json;
 }

@@ -6,6 +6,7 @@
 
 #include "log.h"
 #include "jsontext.h"
+#include "secretbox.h"
 
 /* What makes an operation claimable: due, not expired, its upstream not paused, no earlier
  * live operation of its group, every dependency completed. */
@@ -151,7 +152,10 @@ static void fill_job(PGresult *r, int row, struct job *job)
     memset(job, 0, sizeof(*job));
     snprintf(job->id, sizeof(job->id), "%s", PQgetvalue(r, row, 0));
     snprintf(job->operation_type, sizeof(job->operation_type), "%s", PQgetvalue(r, row, 1));
-    job->payload = json_loads(PQgetvalue(r, row, 2), 0, NULL);
+    char *payload = secretbox_open_payload(PQgetvalue(r, row, 2));
+    job->payload = payload ? json_loads(payload, 0, NULL) : json_object();
+    job->unreadable = payload == NULL; /* sealed with another key: fails, never runs blind */
+    free(payload);
     OQ_ASSERT(job->payload != NULL);
     job->retry_count = atoi(PQgetvalue(r, row, 3));
     job->max_attempts = atoi(PQgetvalue(r, row, 4));

@@ -105,7 +105,7 @@ static bool same_batch(const struct handler *h, const struct job *a, const struc
 }
 
 /* Claims up to w->claim_size due operations; when the first is of a batching type, tops its
- * batch up to OFFLINEQ_METRIC_BATCH. jobs has room for claim_max + metric_batch. */
+ * last batch up to OFFLINEQ_METRIC_BATCH. jobs has room for claim_batch + metric_batch. */
 static int claim(struct worker *w, struct db_conn *c, struct job *jobs, struct err *e)
 {
     struct app *a = w->ws->app;
@@ -126,8 +126,9 @@ static int claim(struct worker *w, struct db_conn *c, struct job *jobs, struct e
         int mates = 0;
         for (int i = 0; i < n; i++)
             mates += same_batch(h, &jobs[0], &jobs[i]);
-        int more = queue_claim_batch(c, &f, &jobs[0], h->batch_endpoint, jobs + n,
-                                     a->cfg.metric_batch - mates, e);
+        /* fill the last batch up: 128 claimed mates are sent as 100 + 100, not 100 + 28 */
+        int want = (a->cfg.metric_batch - mates % a->cfg.metric_batch) % a->cfg.metric_batch;
+        int more = queue_claim_batch(c, &f, &jobs[0], h->batch_endpoint, jobs + n, want, e);
         if (more > 0)
             n += more;
     }
@@ -162,6 +163,8 @@ static void execute(struct worker *w, struct job *jobs, int n, struct exec_resul
     const struct handler *h = handlers_find(jobs[0].operation_type);
     if (h == NULL) {
         exec_fail(res, "no handler is registered for operation_type %s", jobs[0].operation_type);
+    } else if (jobs[0].unreadable) {
+        exec_fail(res, "the stored payload cannot be decrypted with OFFLINEQ_ENCRYPTION_KEY");
     } else if (h->execute_batch != NULL) {
         h->execute_batch(&ctx, jobs, (size_t)n, res);
     } else if (h->resolves_conflicts && jobs[0].resolution != NULL) {

@@ -66,7 +66,8 @@ static void test_operations_survive_restart(void **state)
     th_resp_free(r);
     PGconn *pg = th_db_connect(url);
     /* each embedded migration once: not re-applied */
-    assert_string_equal(th_sql(pg, "SELECT count(*) || '/' || count(DISTINCT version) FROM schema_migrations"), "2/2");
+    assert_string_equal(th_sql(pg, "SELECT count(*) = count(DISTINCT version) AND count(*) = max(version) "
+                                   "AND count(*) >= 3 FROM schema_migrations"), "t");
     PQfinish(pg);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
     th_db_drop(DB);
