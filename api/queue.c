@@ -198,15 +198,13 @@ static char *batch_body(const struct op_created *out, size_t n)
     return body;
 }
 
-static const struct field_rule batch_rules[] = {
+const struct field_rule api_batch_rules[] = {
     {.name = "operations", .type = V_ARRAY, .required = true},
     {.name = NULL},
 };
 
 int api_queue_batch(struct request *r, struct err *e)
 {
-    if (validate_object(r->json, batch_rules, false, e) != 0)
-        return -1;
     size_t n = json_array_size(json_object_get(r->json, "operations"));
     if (n == 0 || n > BATCH_MAX)
         return err_field(e, ERR_INVALID_REQUEST, "operations",
@@ -393,12 +391,12 @@ int api_queue_stats(struct request *r, struct err *e)
     return etag_reply(r, &cache, key, make_stats, e);
 }
 
-static const struct field_rule clear_rules[] = {
+const struct field_rule api_clear_rules[] = {
     {.name = "older_than_s", .type = V_NUMBER, .min = 0, .max = 3153600000LL},
     {.name = NULL},
 };
 
-static const struct field_rule retry_failed_rules[] = {
+const struct field_rule api_retry_failed_rules[] = {
     {.name = "operation_type", .type = V_STRING, .min = 1, .max = 100},
     {.name = "older_than_s", .type = V_NUMBER, .min = 0, .max = 3153600000LL},
     {.name = NULL},
@@ -412,8 +410,6 @@ static double optional_seconds(const json_t *body)
 
 int api_queue_clear_completed(struct request *r, struct err *e)
 {
-    if (r->json != NULL && validate_object(r->json, clear_rules, false, e) != 0)
-        return -1;
     struct db_conn *c = db_acquire(&r->app->db, e);
     if (c == NULL)
         return -1;
@@ -424,8 +420,6 @@ int api_queue_clear_completed(struct request *r, struct err *e)
 
 int api_queue_retry_failed(struct request *r, struct err *e)
 {
-    if (r->json != NULL && validate_object(r->json, retry_failed_rules, false, e) != 0)
-        return -1;
     const char *type = r->json ? validate_str(r->json, "operation_type", NULL) : NULL;
     struct db_conn *c = db_acquire(&r->app->db, e);
     if (c == NULL)
@@ -437,7 +431,7 @@ int api_queue_retry_failed(struct request *r, struct err *e)
 
 static const char *const resolutions[] = {"local", "remote", "merged", NULL};
 
-static const struct field_rule resolve_rules[] = {
+const struct field_rule api_resolve_rules[] = {
     {.name = "resolution", .type = V_STRING, .required = true, .one_of = resolutions},
     {.name = "data", .type = V_OBJECT},
     {.name = NULL},
@@ -445,8 +439,6 @@ static const struct field_rule resolve_rules[] = {
 
 int api_queue_resolve(struct request *r, struct err *e)
 {
-    if (validate_object(r->json, resolve_rules, false, e) != 0)
-        return -1;
     const char *resolution = validate_str(r->json, "resolution", "");
     const json_t *data = json_object_get(r->json, "data");
     if (strcmp(resolution, "merged") == 0 && data == NULL)

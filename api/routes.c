@@ -4,36 +4,41 @@
 #include <strings.h>
 
 #include "reply.h"
+#include "validate.h"
 
 static const struct route routes[] = {
-    {"GET", "/", api_dashboard, ROLE_NONE, BODY_NONE},
-    {"GET", "/dashboard", api_dashboard, ROLE_NONE, BODY_NONE},
-    {"GET", "/healthz", api_health, ROLE_NONE, BODY_NONE},
-    {"GET", "/readyz", api_ready, ROLE_NONE, BODY_NONE},
-    {"GET", "/metrics", api_metrics, ROLE_READ, BODY_NONE},
-    {"POST", "/api/offline/queue", api_queue_create, ROLE_WRITE, BODY_JSON},
-    {"GET", "/api/offline/queue", api_queue_list, ROLE_READ, BODY_NONE},
-    {"POST", "/api/offline/queue/batch", api_queue_batch, ROLE_WRITE, BODY_JSON},
-    {"GET", "/api/offline/queue/stats", api_queue_stats, ROLE_READ, BODY_NONE},
+    {"GET", "/", api_dashboard, ROLE_NONE, BODY_NONE, NULL},
+    {"GET", "/dashboard", api_dashboard, ROLE_NONE, BODY_NONE, NULL},
+    {"GET", "/healthz", api_health, ROLE_NONE, BODY_NONE, NULL},
+    {"GET", "/readyz", api_ready, ROLE_NONE, BODY_NONE, NULL},
+    {"GET", "/metrics", api_metrics, ROLE_READ, BODY_NONE, NULL},
+    {"POST", "/api/offline/queue", api_queue_create, ROLE_WRITE, BODY_JSON, NULL},
+    {"GET", "/api/offline/queue", api_queue_list, ROLE_READ, BODY_NONE, NULL},
+    {"POST", "/api/offline/queue/batch", api_queue_batch, ROLE_WRITE, BODY_JSON, api_batch_rules},
+    {"GET", "/api/offline/queue/stats", api_queue_stats, ROLE_READ, BODY_NONE, NULL},
     {"POST", "/api/offline/queue/clear-completed", api_queue_clear_completed, ROLE_ADMIN,
-     BODY_JSON_OPT},
-    {"POST", "/api/offline/queue/retry-failed", api_queue_retry_failed, ROLE_ADMIN, BODY_JSON_OPT},
-    {"GET", "/api/offline/queue/{id}", api_queue_get, ROLE_READ, BODY_NONE},
-    {"DELETE", "/api/offline/queue/{id}", api_queue_delete, ROLE_WRITE, BODY_NONE},
-    {"POST", "/api/offline/queue/{id}/retry", api_queue_retry, ROLE_WRITE, BODY_NONE},
-    {"POST", "/api/offline/queue/{id}/resolve", api_queue_resolve, ROLE_WRITE, BODY_JSON},
-    {"POST", "/api/offline/sync", api_sync_run, ROLE_ADMIN, BODY_NONE},
-    {"GET", "/api/offline/sync/status", api_sync_status, ROLE_READ, BODY_NONE},
-    {"POST", "/api/offline/sync/start-auto", api_sync_start_auto, ROLE_ADMIN, BODY_JSON_OPT},
-    {"POST", "/api/offline/sync/stop-auto", api_sync_stop_auto, ROLE_ADMIN, BODY_NONE},
-    {"GET", "/api/offline/sync/conflict-strategy", api_strategy_get, ROLE_READ, BODY_NONE},
-    {"POST", "/api/offline/sync/conflict-strategy", api_strategy_set, ROLE_ADMIN, BODY_JSON},
-    {"GET", "/api/offline/network-status", api_network_status, ROLE_READ, BODY_NONE},
-    {"POST", "/api/offline/check-connectivity", api_network_check, ROLE_ADMIN, BODY_NONE},
-    {"GET", "/api/offline/events", api_events, ROLE_READ, BODY_NONE},
-    {"POST", "/api/offline/files", api_files_create, ROLE_WRITE, BODY_RAW},
-    {"GET", "/api/offline/files/{id}", api_files_get, ROLE_READ, BODY_NONE},
-    {NULL, NULL, NULL, ROLE_NONE, BODY_NONE},
+     BODY_JSON_OPT, api_clear_rules},
+    {"POST", "/api/offline/queue/retry-failed", api_queue_retry_failed, ROLE_ADMIN, BODY_JSON_OPT,
+     api_retry_failed_rules},
+    {"GET", "/api/offline/queue/{id}", api_queue_get, ROLE_READ, BODY_NONE, NULL},
+    {"DELETE", "/api/offline/queue/{id}", api_queue_delete, ROLE_WRITE, BODY_NONE, NULL},
+    {"POST", "/api/offline/queue/{id}/retry", api_queue_retry, ROLE_WRITE, BODY_NONE, NULL},
+    {"POST", "/api/offline/queue/{id}/resolve", api_queue_resolve, ROLE_WRITE, BODY_JSON,
+     api_resolve_rules},
+    {"POST", "/api/offline/sync", api_sync_run, ROLE_ADMIN, BODY_NONE, NULL},
+    {"GET", "/api/offline/sync/status", api_sync_status, ROLE_READ, BODY_NONE, NULL},
+    {"POST", "/api/offline/sync/start-auto", api_sync_start_auto, ROLE_ADMIN, BODY_JSON_OPT,
+     api_start_rules},
+    {"POST", "/api/offline/sync/stop-auto", api_sync_stop_auto, ROLE_ADMIN, BODY_NONE, NULL},
+    {"GET", "/api/offline/sync/conflict-strategy", api_strategy_get, ROLE_READ, BODY_NONE, NULL},
+    {"POST", "/api/offline/sync/conflict-strategy", api_strategy_set, ROLE_ADMIN, BODY_JSON,
+     api_strategy_rules},
+    {"GET", "/api/offline/network-status", api_network_status, ROLE_READ, BODY_NONE, NULL},
+    {"POST", "/api/offline/check-connectivity", api_network_check, ROLE_ADMIN, BODY_NONE, NULL},
+    {"GET", "/api/offline/events", api_events, ROLE_READ, BODY_NONE, NULL},
+    {"POST", "/api/offline/files", api_files_create, ROLE_WRITE, BODY_RAW, NULL},
+    {"GET", "/api/offline/files/{id}", api_files_get, ROLE_READ, BODY_NONE, NULL},
+    {NULL, NULL, NULL, ROLE_NONE, BODY_NONE, NULL},
 };
 
 const struct route *routes_table(void)
@@ -197,7 +202,9 @@ static int parse_body(struct request *r, const struct route *rt, struct err *e)
     if (!is_json_type(http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE)))
         return err_set(e, ERR_UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json");
     r->json = api_parse_json_body(r->body.data, r->body.len, e);
-    return r->json ? 0 : -1;
+    if (r->json == NULL)
+        return -1;
+    return rt->rules ? validate_object(r->json, rt->rules, false, e) : 0;
 }
 
 json_t *api_parse_json_body(const char *data, size_t len, struct err *e)

@@ -3,6 +3,7 @@
 #define OQ_ROUTES_H
 
 #include "http.h"
+#include "validate.h"
 
 enum body_kind {
     BODY_NONE,     /* a body is ignored */
@@ -20,7 +21,12 @@ struct route {
     route_fn fn;
     enum role need;      /* ROLE_NONE = public */
     enum body_kind body;
+    const struct field_rule *rules; /* the JSON body's fields, checked before fn (NULL: fn does) */
 };
+
+/* Body field rules of the routes (api/queue.c, api/sync.c). */
+extern const struct field_rule api_batch_rules[], api_clear_rules[], api_retry_failed_rules[],
+    api_resolve_rules[], api_start_rules[], api_strategy_rules[];
 
 /* The table, ended by a row with method NULL. */
 const struct route *routes_table(void);

@@ -111,15 +111,13 @@ static int store_and_reply(struct request *r, const char *key, const char *value
     return rc;
 }
 
-static const struct field_rule start_rules[] = {
+const struct field_rule api_start_rules[] = {
     {.name = "interval_s", .type = V_INT, .min = 0, .max = 86400},
     {.name = NULL},
 };
 
 int api_sync_start_auto(struct request *r, struct err *e)
 {
-    if (r->json != NULL && validate_object(r->json, start_rules, false, e) != 0)
-        return -1;
     const json_t *interval = r->json ? json_object_get(r->json, "interval_s") : NULL;
     if (interval != NULL) {
         char v[16];
@@ -149,15 +147,13 @@ int api_strategy_get(struct request *r, struct err *e)
 
 static const char *const strategies[] = {"local_wins", "remote_wins", "last_write_wins", "merge",
                                          "manual", NULL};
-static const struct field_rule strategy_rules[] = {
+const struct field_rule api_strategy_rules[] = {
     {.name = "strategy", .type = V_STRING, .required = true, .one_of = strategies},
     {.name = NULL},
 };
 
 int api_strategy_set(struct request *r, struct err *e)
 {
-    if (validate_object(r->json, strategy_rules, false, e) != 0)
-        return -1;
     json_t *v = json_object_get(r->json, "strategy");
     char *text = jsontext(v);
     int rc = store_and_reply(r, "conflict_strategy", text, e);

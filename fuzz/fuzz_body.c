@@ -1,10 +1,12 @@
-/* Request bodies of the enqueue and batch endpoints: JSON parsing with the service's rules
- * (object, no duplicate keys, depth limit), then every field and per-type payload rule. */
+/* Request bodies of every JSON endpoint: parsing with the service's rules (object, no duplicate
+ * keys, depth limit), each route's field rules, and for enqueue and batch every field and
+ * per-type payload rule. */
 #include <jansson.h>
 
 #include "common.h"
 #include "ops_repo.h"
 #include "routes.h"
+#include "validate.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -27,6 +29,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *body = api_parse_json_body((const char *)data, size, &e);
     if (body == NULL)
         return 0;
+    for (const struct route *rt = routes_table(); rt->method != NULL; rt++) {
+        struct err re = {0};
+        if (rt->rules != NULL)
+            (void)validate_object(body, rt->rules, false, &re);
+    }
     const json_t *ops = json_object_get(body, "operations");
     size_t i;
     json_t *item;
