@@ -23,6 +23,7 @@ void settings_init(struct settings *s)
     s->interval_s = 60;
     snprintf(s->strategy, sizeof(s->strategy), "local_wins");
     s->last_sync = NULL;
+    s->reload_started = s->reload_applied = 0;
 }
 
 void settings_close(struct settings *s)
@@ -69,12 +70,23 @@ static void apply(struct settings *s, const char *key, json_t *v)
     }
 }
 
+/* Reloads run from several threads; a reload whose query started earlier sees older rows, so
+ * it must not apply after a later one (a write's own reload would be undone). */
 int settings_reload(struct settings *s, struct db_conn *c, struct err *e)
 {
+    pthread_mutex_lock(&s->mu);
+    unsigned long long ticket = ++s->reload_started;
+    pthread_mutex_unlock(&s->mu);
     PGresult *r = db_exec(c, &load_stmt, 0, NULL, e);
     if (r == NULL)
         return -1;
     pthread_mutex_lock(&s->mu);
+    if (ticket < s->reload_applied) {
+        pthread_mutex_unlock(&s->mu);
+        PQclear(r);
+        return 0;
+    }
+    s->reload_applied = ticket;
     for (int i = 0; i < PQntuples(r); i++) {
         json_t *v = json_loads(PQgetvalue(r, i, 1), JSON_DECODE_ANY, NULL);
         if (v != NULL)

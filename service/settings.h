@@ -15,6 +15,7 @@ struct settings {
     int interval_s;
     char strategy[32];
     json_t *last_sync; /* {"at","result"} or NULL */
+    unsigned long long reload_started, reload_applied; /* tickets: newest reload wins */
 };
 
 void settings_init(struct settings *s);

@@ -140,7 +140,52 @@ static int listening_port(const struct svc *s)
     return port;
 }
 
-static void child_exec(const struct svc *s, const char *db, const char *const *env)
+extern char **environ;
+
+/* The service's environment, built before fork: the child of a threaded process may only make
+ * async-signal-safe calls (an allocator lock held by another thread at fork would hang it). */
+static char **service_env(const char *db, const char *const *env)
+{
+    size_t n = 0, o = 0;
+    while (environ[n] != NULL)
+        n++;
+    for (const char *const *e = env; e && *e; e++)
+        n++;
+    char **out = calloc(n + 4, sizeof(char *));
+    static const char *const ours[] = {"OFFLINEQ_DATABASE_URL=", "OFFLINEQ_LISTEN=", "OFFLINEQ_WORKERS=",
+                                       "OFFLINEQ_API_KEYS=", NULL};
+    for (char **e = environ; *e; e++) {
+        bool replaced = false;
+        for (const char *const *k = ours; *k && !replaced; k++)
+            replaced = strncmp(*e, *k, strlen(*k)) == 0;
+        for (const char *const *x = env; x && *x && !replaced; x++) {
+            const char *eq = strchr(*x, '=');
+            replaced = eq && strncmp(*e, *x, (size_t)(eq - *x + 1)) == 0;
+        }
+        if (!replaced)
+            out[o++] = strdup(*e);
+    }
+    char *url = malloc(strlen(db) + 32);
+    sprintf(url, "OFFLINEQ_DATABASE_URL=%s", db);
+    /* API-only unless a test asks for workers; a test's own value wins over each default */
+    char *defaults[] = {url, strdup("OFFLINEQ_LISTEN=127.0.0.1:0"), strdup("OFFLINEQ_WORKERS=0")};
+    for (size_t d = 0; d < 3; d++) {
+        size_t name = (size_t)(strchr(defaults[d], '=') - defaults[d] + 1);
+        bool given = false;
+        for (const char *const *x = env; x && *x && !given; x++)
+            given = strncmp(*x, defaults[d], name) == 0;
+        if (given)
+            free(defaults[d]);
+        else
+            out[o++] = defaults[d];
+    }
+    for (const char *const *x = env; x && *x; x++)
+        out[o++] = strdup(*x);
+    out[o] = NULL;
+    return out;
+}
+
+static void child_exec(const struct svc *s, char **envp, char *const *argv)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test that dies takes its service with it */
     int fd = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -148,18 +193,7 @@ static void child_exec(const struct svc *s, const char *db, const char *const *e
     int devnull = open("/dev/null", O_RDWR);
     dup2(devnull, 0);
     dup2(devnull, 1);
-    setenv("OFFLINEQ_DATABASE_URL", db, 1);
-    setenv("OFFLINEQ_LISTEN", "127.0.0.1:0", 1);
-    setenv("OFFLINEQ_WORKERS", "0", 1); /* API-only unless a test asks for workers */
-    unsetenv("OFFLINEQ_API_KEYS");
-    for (; env && *env; env++)
-        putenv(strdup(*env));
-    const char *bin = getenv("OFFLINEQ_BIN");
-    const char *wrap = getenv("OFFLINEQ_TEST_WRAPPER"); /* e.g. valgrind */
-    if (wrap != NULL && *wrap)
-        execl("/bin/sh", "sh", "-c", "exec $OFFLINEQ_TEST_WRAPPER \"$OFFLINEQ_BIN\"", (char *)NULL);
-    else
-        execl(bin, bin, (char *)NULL);
+    execve(argv[0], argv, envp);
     _exit(127);
 }
 
@@ -174,9 +208,16 @@ int th_svc_start(struct svc *s, const char *db, const char *const *env, int *exi
     unlink(s->log_path);
     if (getenv("OFFLINEQ_BIN") == NULL)
         die("OFFLINEQ_BIN not set");
+    char **envp = service_env(db, env);
+    const char *wrap = getenv("OFFLINEQ_TEST_WRAPPER"); /* e.g. valgrind */
+    char *direct[] = {(char *)getenv("OFFLINEQ_BIN"), NULL};
+    char *wrapped[] = {"/bin/sh", "-c", "exec $OFFLINEQ_TEST_WRAPPER \"$OFFLINEQ_BIN\"", NULL};
     s->pid = fork();
     if (s->pid == 0)
-        child_exec(s, db, env);
+        child_exec(s, envp, wrap && *wrap ? wrapped : direct);
+    for (char **e = envp; *e; e++)
+        free(*e);
+    free(envp);
     for (int i = 0; i < 3000; i++) { /* 30 s */
         int status;
         if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
