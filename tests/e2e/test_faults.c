@@ -183,14 +183,21 @@ static void test_database_stopped_mid_run(void **state)
     assert_int_equal(system(rm), 0);
 }
 
-/* An upstream answering 5xx and 429, dropping connections, and hanging past the timeout, while
+/* An upstream answering 5xx and 429 at random, dropping connections, and hanging past the timeout, while
  * the network flaps (the upstream refuses connections for a while, every few seconds). Every
  * operation completes; attempts are used only by requests that reached the upstream and failed,
  * never while the monitor said offline. */
 static void test_upstream_chaos_and_flapping_network(void **state)
 {
     us_reset(US);
-    us_script_cycle(US, "/f/", "201,503,201,0,500,201,429,201,201,502", 2);
+    /* 64 answers drawn at random (the seed replays them), then over again: half succeed */
+    static const int pool[] = {201, 201, 201, 201, 201, 503, 500, 502, 429, 0};
+    char script[512];
+    size_t o = 0;
+    for (int i = 0; i < 64; i++)
+        o += (size_t)snprintf(script + o, sizeof(script) - o, "%s%d", i ? "," : "",
+                              pool[rand() % (int)(sizeof(pool) / sizeof(pool[0]))]);
+    us_script_cycle(US, "/f/", script, 2);
     us_script(US, "/f/999", "201", 1500); /* hangs past the 1 s timeout, for a while */
     char url[512], up[256];
     th_db_create("e2e_faults_chaos", url, sizeof(url));
@@ -406,7 +413,10 @@ static void test_memory_flat_over_200k(void **state)
     double after = rss_mib(s.pid);
     fprintf(stderr, "FIGURES memory: RSS %.1f MiB after 1,000 operations, %.1f MiB after 200,000\n",
             first, after);
-    assert_true(after - first <= 10.0);
+    /* under AddressSanitizer RSS measures its quarantine and shadow memory, not the service:
+     * the bound is checked in the normal build (make test runs both) */
+    if (getenv("OFFLINEQ_TEST_SANITIZED") == NULL)
+        assert_true(after - first <= 10.0);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
     PQfinish(pg);
     th_db_drop("e2e_faults_rss");
