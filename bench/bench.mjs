@@ -146,7 +146,8 @@ async function fill(n) {
 
 async function wrk(script, clients, urlPath, env = {}) {
   const r = await run('wrk', ['-t', String(Math.min(clients, 2)), '-c', String(clients), '-d', `${S.dur}s`,
-    '--timeout', '10s', '-s', path.join(here, 'wrk', script), `${base}${urlPath}`], { env: { ...process.env, ...env } });
+    '--timeout', '10s', '-s', path.join(here, 'wrk', script), `${base}${urlPath}`],
+    { env: { ...process.env, OQ_WRK_DIR: path.join(here, 'wrk'), ...env } });
   const line = r.out.split('\n').find((l) => l.startsWith('RESULT '));
   const j = JSON.parse(line.slice(7));
   if (j.non2xx || j.socket_errors) throw new Error(`wrk ${script}: ${j.non2xx} non-2xx answers, ${j.socket_errors} socket errors`);

@@ -10,9 +10,4 @@ for i = 1, n do
 end
 wrk.body = '{"operations":[' .. table.concat(ops, ",") .. ']}'
 
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('RESULT {"requests":%d,"duration_us":%d,"non2xx":%d,"socket_errors":%d,' ..
-    '"p50_us":%d,"p99_us":%d}\n', summary.requests, summary.duration, e.status,
-    e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99)))
-end
+dofile(os.getenv("OQ_WRK_DIR") .. "/report.lua")

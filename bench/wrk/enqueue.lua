@@ -8,9 +8,4 @@ local payload = '{"endpoint":"/sink","data":{"user_id":"u-1042","event":"checkou
 payload = payload .. string.rep(" ", 300 - #payload)
 wrk.body = '{"operation_type":"api_call","priority":0,"payload":' .. payload .. '}'
 
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('RESULT {"requests":%d,"duration_us":%d,"non2xx":%d,"socket_errors":%d,' ..
-    '"p50_us":%d,"p99_us":%d}\n', summary.requests, summary.duration, e.status,
-    e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99)))
-end
+dofile(os.getenv("OQ_WRK_DIR") .. "/report.lua")
