@@ -30,7 +30,7 @@ enum err_code { OQ_ERR_CODES(OQ_ERR_ENUM) ERR__COUNT };
 struct err {
     enum err_code code;
     char message[256];
-    char field[128]; /* empty when the error is not about one field */
+    char field[128];  /* empty when the error is not about one field */
     char detail[256]; /* for the log only, never sent (e.g. PostgreSQL's own text) */
 };
 

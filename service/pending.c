@@ -44,8 +44,7 @@ static bool visible(const struct pending *p, unsigned long long xid)
     return xid < p->xmin || bsearch(&xid, p->xip, p->n_xip, sizeof(*p->xip), cmp_xid) == NULL;
 }
 
-void pending_settle(struct pending *p, long long reserved, long long stored,
-                    unsigned long long xid)
+void pending_settle(struct pending *p, long long reserved, long long stored, unsigned long long xid)
 {
     pthread_mutex_lock(&p->mu);
     p->reserved -= reserved;

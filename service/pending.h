@@ -17,9 +17,9 @@ struct pending_note {
 
 struct pending {
     pthread_mutex_t mu;
-    long long counted;  /* pending operations in the last fold's snapshot */
-    long long reserved; /* held by requests not yet stored */
-    long long noted;    /* the sum of notes[].n */
+    long long counted;          /* pending operations in the last fold's snapshot */
+    long long reserved;         /* held by requests not yet stored */
+    long long noted;            /* the sum of notes[].n */
     struct pending_note *notes; /* stored here, not visible in the last snapshot */
     size_t n_notes, cap_notes;
     bool has_snapshot;

@@ -86,9 +86,9 @@ static long service_hwm_kib(const struct svc *s)
 }
 
 struct page {
-    size_t n;           /* operations on the page */
+    size_t n; /* operations on the page */
     size_t body_len;
-    char next[256];     /* "" when next_cursor is null */
+    char next[256]; /* "" when next_cursor is null */
 };
 
 /* GET /api/offline/queue?limit=100[&cursor=...]; appends the ids to ids (comma-separated). */
@@ -145,8 +145,9 @@ static int walk_pages(const struct svc *s, size_t max_ops, size_t max_bytes, cha
 static void test_list_page_memory_is_bounded(void **state)
 {
     (void)state;
-    bool measurable = getenv("OFFLINEQ_TEST_SANITIZED") == NULL &&
-                      (getenv("OFFLINEQ_TEST_WRAPPER") == NULL || !*getenv("OFFLINEQ_TEST_WRAPPER"));
+    bool measurable =
+        getenv("OFFLINEQ_TEST_SANITIZED") == NULL &&
+        (getenv("OFFLINEQ_TEST_WRAPPER") == NULL || !*getenv("OFFLINEQ_TEST_WRAPPER"));
     long before = service_hwm_kib(&S);
     char ids[OPS * 40] = "";
     struct page p = get_page(&S, NULL, ids, sizeof(ids));
@@ -294,8 +295,8 @@ static void test_sequential_enqueues_stop_at_the_limit(void **state)
                           "\"payload\":{\"endpoint\":\"/p\"}}",
                           ids5[3]),
                      201);
-    struct resp *r = th_json(&S, "POST", "/api/offline/queue/batch",
-                             "{\"operations\":[" SIMPLE "]}");
+    struct resp *r =
+        th_json(&S, "POST", "/api/offline/queue/batch", "{\"operations\":[" SIMPLE "]}");
     assert_int_equal(r->status, 201);
     snprintf(ids5[4], 37, "%s",
              th_str(json_array_get(json_object_get(r->json, "operations"), 0), "id"));
