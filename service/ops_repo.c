@@ -56,22 +56,24 @@ static const struct db_stmt resolve_stmt = {
     "  SELECT operation_type, '#resolved', 1 FROM upd WHERE $2 = 'remote') "
     "SELECT t.status, (SELECT j FROM upd) FROM target t"};
 
-/* One page in execution order, at most $5 rows (the caller asks one more than it shows). The
- * operations' sizes are summed in that order: a row past $6 bytes (unless it is the first)
- * comes without its document, so a page is bounded at the source and the caller still learns
- * that more follow. Sizes are measured on the stored documents (a sealed payload is larger
- * than the opened one it is sent as). */
+/* One page in execution order, at most $5 rows (the caller asks one more than it shows): one
+ * index range per requested status (LATERAL), merged. The page's documents are then sized in
+ * that order, and a row past $6 bytes (unless it is the first) comes without its document, so
+ * a page is bounded at the source and the caller still learns that more follow. Sizes are
+ * those of the stored documents (a sealed payload is larger than the opened one it is sent
+ * as); only rows of the page are rendered, as before, those sent twice. */
 static const struct db_stmt list_stmt = {
     "ops_list",
-    "WITH page AS (SELECT x.id, x.priority, x.seq, x.len "
+    "WITH page AS (SELECT x.id, x.priority, x.seq "
     "  FROM unnest($1::text[]) AS s(status) CROSS JOIN LATERAL ("
-    "    SELECT o.id, o.priority, o.seq, octet_length(offlineq_op_json(o)::text) AS len "
-    "    FROM offline_operations o "
+    "    SELECT o.id, o.priority, o.seq FROM offline_operations o "
     "    WHERE o.status = s.status AND ($2::text IS NULL OR o.operation_type = $2) "
     "      AND (-o.priority, o.seq) > ($3::int, $4::bigint) "
     "    ORDER BY -o.priority, o.seq LIMIT $5::int) x "
     "  ORDER BY -x.priority, x.seq LIMIT $5::int), "
-    "sized AS (SELECT p.id, p.priority, p.seq, row_number() OVER w AS rn, sum(p.len) OVER w AS run "
+    "sized AS (SELECT p.id, p.priority, p.seq, row_number() OVER w AS rn, "
+    "    sum((SELECT octet_length(offlineq_op_json(o)::text) FROM offline_operations o "
+    "         WHERE o.id = p.id)) OVER w AS run "
     "  FROM page p WINDOW w AS (ORDER BY -p.priority, p.seq ROWS UNBOUNDED PRECEDING)) "
     "SELECT CASE WHEN z.rn = 1 OR z.run <= $6::bigint THEN "
     "    (SELECT offlineq_op_json(o)::text FROM offline_operations o WHERE o.id = z.id) END, "
