@@ -387,6 +387,34 @@ static void test_concurrent_enqueues_stay_within_the_limit(void **state)
     assert_int_equal(pending_count(), accepted);
 }
 
+/* Two instances: each counts the other's operations from its next fold (and from its start). */
+static void test_second_instance_sees_the_count_after_a_fold(void **state)
+{
+    (void)state;
+    th_sql(pg, "DELETE FROM offline_operations");
+    usleep(1200 * 1000);
+    char ids[5][37];
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(post("/api/offline/queue", SIMPLE, ids[i]), 201);
+    static const char *const env[] = {"OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9",
+                                      "OFFLINEQ_MAX_PENDING=5", NULL};
+    struct svc s2;
+    int code = 0;
+    assert_int_equal(th_svc_start(&s2, url, env, &code), 0);
+    struct resp *r = th_json(&s2, "POST", "/api/offline/queue", SIMPLE);
+    th_assert_error(r, 429, "queue_full"); /* its first fold ran at start-up */
+    th_resp_free(r);
+    delete_op(ids[0]);
+    usleep(1200 * 1000);
+    r = th_json(&s2, "POST", "/api/offline/queue", SIMPLE);
+    assert_int_equal(r->status, 201);
+    th_resp_free(r);
+    usleep(1200 * 1000);
+    assert_int_equal(post("/api/offline/queue", SIMPLE, NULL), 429);
+    assert_int_equal(pending_count(), 5);
+    assert_int_equal(th_svc_stop(&s2, SIGTERM), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest pages[] = {
@@ -399,6 +427,7 @@ int main(void)
         cmocka_unit_test(test_sequential_enqueues_stop_at_the_limit),
         cmocka_unit_test(test_room_returns_and_batches_fit_whole),
         cmocka_unit_test(test_concurrent_enqueues_stay_within_the_limit),
+        cmocka_unit_test(test_second_instance_sees_the_count_after_a_fold),
     };
     int rc = cmocka_run_group_tests_name("pages", pages, pages_setup, group_teardown);
     rc |= cmocka_run_group_tests_name("pending", pending, pending_setup, pending_teardown);
