@@ -132,6 +132,7 @@ static void *flusher_main(void *arg)
             next = it->next;
             if (!it->failed)
                 metrics_op(&C.app->metrics, it->op.operation_type, OPC_ENQUEUED, 1);
+            pending_settle(&C.app->pending, 1, it->failed ? 0 : 1, it->out.xid);
             any |= !it->failed;
             http_resume(it->r); /* on_resume replies and frees it */
         }

@@ -13,7 +13,8 @@ void coalesce_start(struct app *a);
 void coalesce_stop(void);
 
 /* Parks r and queues op (stolen; a simple operation, see ops_repo_is_simple). r is answered
- * 201 with the operation, or with the error, once its group is stored. */
+ * 201 with the operation, or with the error, once its group is stored. r holds room for one
+ * operation (pending_reserve); the flusher settles it once the group is stored. */
 void coalesce_submit(struct request *r, struct op_new *op);
 
 #endif

@@ -113,11 +113,12 @@ static void set_location(struct request *r, const char *id)
     reply_header(r, "Location", loc);
 }
 
-/* OFFLINEQ_MAX_PENDING, against the count maintenance refreshes twice a second. */
+/* OFFLINEQ_MAX_PENDING: holds room for `adding` operations (pending.h), given back with
+ * pending_settle once they are stored or refused. */
 static int check_room(struct request *r, size_t adding, struct err *e)
 {
-    long long pending = atomic_load(&r->app->pending_estimate);
-    if (pending + (long long)adding > r->app->cfg.max_pending) {
+    long long pending = 0;
+    if (!pending_reserve(&r->app->pending, (long long)adding, r->app->cfg.max_pending, &pending)) {
         reply_header(r, "Retry-After", "5");
         return err_set(e, ERR_QUEUE_FULL, "the queue holds %lld pending operations (limit %d)",
                        pending, r->app->cfg.max_pending);
@@ -137,11 +138,15 @@ int api_queue_create(struct request *r, struct err *e)
     struct op_created out = {0};
     struct db_conn *c = NULL;
     int rc = -1;
-    if (check_room(r, 1, e) != 0 || api_parse_enqueue(r->json, &r->app->cfg, &op, e) != 0)
+    long long held = 0; /* room reserved by check_room */
+    if (check_room(r, 1, e) != 0)
+        goto out;
+    held = 1;
+    if (api_parse_enqueue(r->json, &r->app->cfg, &op, e) != 0)
         goto out;
     double wait_s = waiters_prefer_wait(http_header(r, "Prefer"));
     if (wait_s < 0 && ops_repo_is_simple(&op)) { /* group commit with concurrent requests */
-        coalesce_submit(r, &op);
+        coalesce_submit(r, &op);                   /* the flusher settles the room */
         return 0;
     }
     c = db_acquire(&r->app->db, e);
@@ -149,6 +154,8 @@ int api_queue_create(struct request *r, struct err *e)
         goto out;
     db_release(&r->app->db, c);
     c = NULL;
+    pending_settle(&r->app->pending, held, out.created ? 1 : 0, out.xid);
+    held = 0;
     if (out.created) {
         metrics_op(&r->app->metrics, op.operation_type, OPC_ENQUEUED, 1);
         workers_wake(&r->app->workers);
@@ -165,6 +172,8 @@ int api_queue_create(struct request *r, struct err *e)
 out:
     if (c != NULL)
         db_release(&r->app->db, c);
+    if (held > 0)
+        pending_settle(&r->app->pending, held, 0, 0);
     api_op_new_free(&op);
     free(out.json);
     return rc;
@@ -214,7 +223,11 @@ int api_queue_batch(struct request *r, struct err *e)
     struct db_conn *c = NULL;
     long failed = -1;
     int rc = -1;
-    if (check_room(r, n, e) != 0 || parse_batch(r, ops, n, e) != 0)
+    long long held = 0, stored = 0; /* room reserved by check_room */
+    if (check_room(r, n, e) != 0)
+        goto out;
+    held = (long long)n;
+    if (parse_batch(r, ops, n, e) != 0)
         goto out;
     c = db_acquire(&r->app->db, e);
     if (c == NULL)
@@ -230,12 +243,17 @@ int api_queue_batch(struct request *r, struct err *e)
     for (size_t i = 0; i < n; i++) {
         if (out[i].created)
             metrics_op(&r->app->metrics, ops[i].operation_type, OPC_ENQUEUED, 1);
+        stored += out[i].created;
     }
+    pending_settle(&r->app->pending, held, stored, out[0].xid); /* one transaction */
+    held = 0;
     workers_wake(&r->app->workers);
     rc = reply_json_text(r, 201, batch_body(out, n));
 out:
     if (c != NULL)
         db_release(&r->app->db, c);
+    if (held > 0)
+        pending_settle(&r->app->pending, held, 0, 0);
     for (size_t i = 0; i < n; i++) {
         api_op_new_free(&ops[i]);
         free(out[i].json);
@@ -300,6 +318,8 @@ int api_parse_list_query(const char *status, const char *cursor, const char *typ
     return 0;
 }
 
+/* The page is built once: ops_repo_list appends the operations straight from the database's
+ * answer into the body, which is then sent as it is. */
 int api_queue_list(struct request *r, struct err *e)
 {
     struct list_query q = {0};
@@ -309,24 +329,28 @@ int api_queue_list(struct request *r, struct err *e)
                              http_query(r, "operation_type"), http_query(r, "limit"), &q, st,
                              sizeof(st), e) != 0)
         return -1;
+    q.max_bytes = r->app->cfg.max_page_bytes;
     struct db_conn *c = db_acquire(&r->app->db, e);
     if (c == NULL)
         return -1;
-    int rc = ops_repo_list(c, &q, &page, e);
+    struct oq_buf body = {0};
+    oq_buf_str(&body, "{\"operations\":");
+    int rc = ops_repo_list(c, &q, &body, &page, e);
     db_release(&r->app->db, c);
-    if (rc != 0)
+    if (rc != 0) {
+        free(body.data);
         return -1;
+    }
     char next[CURSOR_MAX + 2] = "null";
     if (page.has_more) {
         char cur[CURSOR_MAX];
         cursor_encode(page.last_priority, page.last_seq, cur);
         snprintf(next, sizeof(next), "\"%s\"", cur);
     }
-    size_t len = strlen(page.json) + strlen(next) + 40;
-    char *body = oq_malloc(len);
-    snprintf(body, len, "{\"operations\":%s,\"next_cursor\":%s}", page.json, next);
-    free(page.json);
-    return reply_json_text(r, 200, body);
+    oq_buf_str(&body, ",\"next_cursor\":");
+    oq_buf_str(&body, next);
+    oq_buf_str(&body, "}");
+    return reply_json_text(r, 200, body.data);
 }
 
 /* Runs fn(conn, id) for the {id} of the route; ids that are not UUIDs are unknown (404). */

@@ -64,6 +64,27 @@ static int register_registry(struct app *a, struct err *e)
     return rc;
 }
 
+/* The pending count and the snapshot it was counted in come from one statement: the
+ * pending module tells by the snapshot which of this instance's own enqueues it holds. */
+static const struct db_stmt compact_counts = {
+    "compact_counts",
+    "SELECT offlineq_compact_counts(), "
+    "  (SELECT coalesce(sum(n), 0) FROM offlineq_op_counts WHERE status = 'pending'), "
+    "  pg_current_snapshot()::text"};
+
+/* Folds the counter deltas and refreshes the pending count OFFLINEQ_MAX_PENDING is checked
+ * against. */
+static void fold_counts(struct app *a, struct db_conn *c)
+{
+    struct err e = {0};
+    PGresult *r = db_exec(c, &compact_counts, 0, NULL, &e);
+    if (r == NULL)
+        return;
+    if (pending_fold(&a->pending, atoll(PQgetvalue(r, 0, 1)), PQgetvalue(r, 0, 2)) != 0)
+        log_warn("unexpected snapshot text \"%s\"", PQgetvalue(r, 0, 2));
+    PQclear(r);
+}
+
 int app_init(struct app *a, struct err *e)
 {
     char host[32] = "host";
@@ -76,7 +97,7 @@ int app_init(struct app *a, struct err *e)
     pthread_mutex_init(&a->stop_mu, NULL);
     pthread_cond_init(&a->stop_cv, NULL);
     atomic_init(&a->abort_outbound, false);
-    atomic_init(&a->pending_estimate, 0);
+    pending_init(&a->pending);
     policy_init(&a->policy, &a->cfg);
     settings_init(&a->settings);
     metrics_init(&a->metrics);
@@ -91,6 +112,8 @@ int app_init(struct app *a, struct err *e)
         rc = settings_seed(c, a->cfg.auto_sync, a->cfg.sync_interval_s, e);
     if (rc == 0)
         rc = settings_reload(&a->settings, c, e);
+    if (rc == 0)
+        fold_counts(a, c); /* OFFLINEQ_MAX_PENDING holds from the first request on */
     db_release(&a->db, c);
     return rc;
 }
@@ -119,11 +142,6 @@ static const struct db_stmt trim_events = {
     "  (SELECT min(id) FROM offlineq_events WHERE created_at >= now() - interval '15 minutes'),"
     "  (SELECT max(id) + 1 FROM offlineq_events))"};
 
-static const struct db_stmt compact_counts = {
-    "compact_counts",
-    "SELECT offlineq_compact_counts(), "
-    "  (SELECT coalesce(sum(n), 0) FROM offlineq_op_counts WHERE status = 'pending')"};
-
 /* One housekeeping round: fold counter deltas (stats stay a scan of a few rows), refresh the
  * pending count that OFFLINEQ_MAX_PENDING is checked against, and every other round sweep
  * expired leases, expired operations and failed dependencies. */
@@ -133,11 +151,7 @@ static void maintain(struct app *a, unsigned round)
     struct db_conn *c = db_acquire(&a->db, &e);
     if (c == NULL)
         return;
-    PGresult *r = db_exec(c, &compact_counts, 0, NULL, &e);
-    if (r != NULL) {
-        atomic_store(&a->pending_estimate, atoll(PQgetvalue(r, 0, 1)));
-        PQclear(r);
-    }
+    fold_counts(a, c);
     if (round % 2 == 0 && queue_sweep(c, &e) > 0)
         workers_wake(&a->workers); /* reaped operations are due again */
     settings_reload(&a->settings, c, &e);
@@ -193,6 +207,7 @@ void app_close(struct app *a)
     db_pool_close(&a->db);
     policy_close(&a->policy);
     settings_close(&a->settings);
+    pending_close(&a->pending);
     pthread_cond_destroy(&a->stop_cv);
     pthread_mutex_destroy(&a->stop_mu);
 }

@@ -10,6 +10,7 @@
 #include "events.h"
 #include "metrics.h"
 #include "monitor.h"
+#include "pending.h"
 #include "policy.h"
 #include "settings.h"
 #include "sync.h"
@@ -32,7 +33,7 @@ struct app {
     struct metrics metrics;
     struct workers workers;
     atomic_bool abort_outbound;   /* set when the shutdown grace is over */
-    atomic_llong pending_estimate; /* pending operations, refreshed by maintenance */
+    struct pending pending;       /* what OFFLINEQ_MAX_PENDING is checked against */
     pthread_t maintenance;
     bool maintenance_started;
     pthread_mutex_t stop_mu;

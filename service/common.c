@@ -102,3 +102,14 @@ void oq_buf_str(struct oq_buf *b, const char *s)
 {
     oq_buf_add(b, s, strlen(s));
 }
+
+void oq_buf_reserve(struct oq_buf *b, size_t n)
+{
+    if (b->len + n + 1 <= b->cap)
+        return;
+    char *grown = realloc(b->data, b->len + n + 1);
+    OQ_ASSERT(grown != NULL);
+    b->data = grown;
+    b->cap = b->len + n + 1;
+    b->data[b->len] = '\0';
+}

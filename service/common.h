@@ -48,5 +48,7 @@ struct oq_buf {
 };
 void oq_buf_add(struct oq_buf *b, const void *p, size_t n);
 void oq_buf_str(struct oq_buf *b, const char *s);
+/* Grows b once so that n more bytes fit without another reallocation. */
+void oq_buf_reserve(struct oq_buf *b, size_t n);
 
 #endif

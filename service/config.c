@@ -81,6 +81,8 @@ static const struct setting settings[] = {
      "true|false: seeds the stored auto-sync setting when none exists yet"},
     {"OFFLINEQ_SYNC_INTERVAL_S", CFG_INT, OFF(sync_interval_s), "60", 0, 86400,
      "seeds the stored interval of periodic sync passes (0: none)"},
+    {"OFFLINEQ_MAX_PAGE_BYTES", CFG_INT, OFF(max_page_bytes), "8388608", 1024, 1073741823,
+     "a list page stops before its operations pass this many bytes (at least one per page)"},
 };
 #undef OFF
 

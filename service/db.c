@@ -112,15 +112,43 @@ void db_release(struct db_pool *p, struct db_conn *c)
 struct sqlstate_map {
     const char *prefix;
     enum err_code code;
+    const char *message; /* what the client reads; NULL: the text our own SQL raised */
 };
 
-/* Longest-prefix-first: class 08 and the shutdown codes mean the database is gone. */
+/* Longest-prefix-first. OQ codes are raised by offlineq's own SQL with texts written for the
+ * client; every other refusal gets a fixed message here, and PostgreSQL's own text (which can
+ * quote stored data or schema names) goes only to the log, with the request id (reply_err).
+ * Class 08 and the shutdown codes mean the database is gone. */
 static const struct sqlstate_map sqlstates[] = {
-    {"OQ400", ERR_INVALID_REQUEST}, {"OQ404", ERR_NOT_FOUND},         {"OQ409", ERR_CONFLICT},
-    {"OQ429", ERR_QUEUE_FULL},      {"23505", ERR_CONFLICT},          {"23", ERR_INVALID_REQUEST},
-    {"22", ERR_INVALID_REQUEST},    {"08", ERR_DB_UNAVAILABLE},       {"57P", ERR_DB_UNAVAILABLE},
-    {"53", ERR_DB_UNAVAILABLE},     {"40", ERR_DB_UNAVAILABLE},
+    {"OQ400", ERR_INVALID_REQUEST, NULL},
+    {"OQ404", ERR_NOT_FOUND, NULL},
+    {"OQ409", ERR_CONFLICT, NULL},
+    {"OQ429", ERR_QUEUE_FULL, NULL},
+    {"23505", ERR_CONFLICT, "the request conflicts with a value already stored"},
+    {"23503", ERR_INVALID_REQUEST, "the request refers to something that does not exist"},
+    {"23502", ERR_INVALID_REQUEST, "the request leaves out a value that is required"},
+    {"23514", ERR_INVALID_REQUEST, "a value in the request is outside what can be stored"},
+    {"23", ERR_INVALID_REQUEST, "the request breaks a rule of the stored data"},
+    {"22021", ERR_INVALID_REQUEST, "a value in the request is not valid UTF-8"},
+    {"22P05", ERR_INVALID_REQUEST, "a value in the request holds a character that cannot be "
+                                   "stored (such as \\u0000)"},
+    {"22001", ERR_INVALID_REQUEST, "a value in the request is too long"},
+    {"22003", ERR_INVALID_REQUEST, "a number in the request is out of range"},
+    {"22", ERR_INVALID_REQUEST, "a value in the request cannot be stored or compared"},
+    {"08", ERR_DB_UNAVAILABLE, "the database is unavailable"},
+    {"57P", ERR_DB_UNAVAILABLE, "the database is unavailable"},
+    {"53", ERR_DB_UNAVAILABLE, "the database is unavailable"},
+    {"40", ERR_DB_UNAVAILABLE, "the database is unavailable"},
 };
+
+/* PostgreSQL's own words, for the log. */
+static void pg_detail(PGresult *res, const char *state, struct err *e)
+{
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+    err_detail(e, "SQLSTATE %s: %s%s%s", state, msg ? msg : "(no message)", detail ? "; " : "",
+               detail ? detail : "");
+}
 
 int db_error(struct db_conn *c, PGresult *res, struct err *e)
 {
@@ -133,17 +161,22 @@ int db_error(struct db_conn *c, PGresult *res, struct err *e)
         const struct sqlstate_map *m = &sqlstates[i];
         if (strncmp(state, m->prefix, strlen(m->prefix)) != 0)
             continue;
-        if (m->code == ERR_DB_UNAVAILABLE)
-            return err_set(e, m->code, "the database is unavailable");
+        if (m->message != NULL) {
+            err_set(e, m->code, "%s", m->message);
+            pg_detail(res, state, e);
+            return -1;
+        }
         const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
         const char *col = PQresultErrorField(res, PG_DIAG_COLUMN_NAME);
-        if (strncmp(state, "OQ", 2) == 0 && col != NULL)
+        if (col != NULL)
             return err_field(e, m->code, col, "%s", msg ? msg : "invalid request");
         return err_set(e, m->code, "%s", msg ? msg : "invalid request");
     }
     log_error("unexpected database error %s: %s", state,
               PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
-    return err_set(e, ERR_INTERNAL, "internal error");
+    err_set(e, ERR_INTERNAL, "internal error");
+    pg_detail(res, state, e);
+    return -1;
 }
 
 int db_prepare(struct db_conn *c, const struct db_stmt *s, int n, struct err *e)

@@ -38,6 +38,7 @@ int err_set(struct err *e, enum err_code code, const char *fmt, ...)
     va_list ap;
     e->code = code;
     e->field[0] = '\0';
+    e->detail[0] = '\0';
     va_start(ap, fmt);
     set_message(e, fmt, ap);
     va_end(ap);
@@ -50,10 +51,20 @@ int err_field(struct err *e, enum err_code code, const char *field, const char *
     e->code = code;
     snprintf(e->field, sizeof(e->field), "%s", field);
     trim_utf8(e->field);
+    e->detail[0] = '\0';
     va_start(ap, fmt);
     set_message(e, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+void err_detail(struct err *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->detail, sizeof(e->detail), fmt, ap);
+    va_end(ap);
+    trim_utf8(e->detail);
 }
 
 void err_prefix_field(struct err *e, const char *prefix)

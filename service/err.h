@@ -30,7 +30,8 @@ enum err_code { OQ_ERR_CODES(OQ_ERR_ENUM) ERR__COUNT };
 struct err {
     enum err_code code;
     char message[256];
-    char field[128]; /* empty when the error is not about one field */
+    char field[128];  /* empty when the error is not about one field */
+    char detail[256]; /* for the log only, never sent (e.g. PostgreSQL's own text) */
 };
 
 /* Fills *e and returns -1, so callers can write `return err_set(...)`. */
@@ -39,6 +40,9 @@ int err_set(struct err *e, enum err_code code, const char *fmt, ...) OQ_PRINTF(3
 /* As err_set, naming the offending request field (e.g. "payload.endpoint"). */
 int err_field(struct err *e, enum err_code code, const char *field, const char *fmt, ...)
     OQ_PRINTF(4, 5);
+
+/* Sets the detail that reply_err logs with the request id (err_set and err_field clear it). */
+void err_detail(struct err *e, const char *fmt, ...) OQ_PRINTF(2, 3);
 
 /* Prefixes e->field with prefix and a dot (or brackets for an index): "operations[3]". */
 void err_prefix_field(struct err *e, const char *prefix);

@@ -12,7 +12,8 @@
 
 static const struct db_stmt enqueue_stmt = {
     "ops_enqueue",
-    "SELECT (r.op).id, offlineq_op_json(r.op)::text, r.created "
+    "SELECT (r.op).id, offlineq_op_json(r.op)::text, r.created, "
+    "  pg_current_xact_id_if_assigned()::text "
     "FROM offlineq_enqueue_ex($1, $2::jsonb, $3::int, $4, $5, $6::int, $7::float8, $8::uuid[], "
     "  $9::float8, $10::int, $11) r"};
 
@@ -55,15 +56,29 @@ static const struct db_stmt resolve_stmt = {
     "  SELECT operation_type, '#resolved', 1 FROM upd WHERE $2 = 'remote') "
     "SELECT t.status, (SELECT j FROM upd) FROM target t"};
 
+/* One page in execution order, at most $5 rows (the caller asks one more than it shows): one
+ * index range per requested status (LATERAL), merged. The page's documents are then sized in
+ * that order, and a row past $6 bytes (unless it is the first) comes without its document, so
+ * a page is bounded at the source and the caller still learns that more follow. Sizes are
+ * those of the stored documents (a sealed payload is larger than the opened one it is sent
+ * as); only rows of the page are rendered, as before, those sent twice. */
 static const struct db_stmt list_stmt = {
     "ops_list",
-    "SELECT offlineq_op_json(x.o)::text, (x.o).priority, (x.o).seq "
-    "FROM unnest($1::text[]) AS s(status) CROSS JOIN LATERAL ("
-    "  SELECT o FROM offline_operations o "
-    "  WHERE o.status = s.status AND ($2::text IS NULL OR o.operation_type = $2) "
-    "    AND (-o.priority, o.seq) > ($3::int, $4::bigint) "
-    "  ORDER BY -o.priority, o.seq LIMIT $5::int) x "
-    "ORDER BY -(x.o).priority, (x.o).seq LIMIT $5::int"};
+    "WITH page AS (SELECT x.id, x.priority, x.seq "
+    "  FROM unnest($1::text[]) AS s(status) CROSS JOIN LATERAL ("
+    "    SELECT o.id, o.priority, o.seq FROM offline_operations o "
+    "    WHERE o.status = s.status AND ($2::text IS NULL OR o.operation_type = $2) "
+    "      AND (-o.priority, o.seq) > ($3::int, $4::bigint) "
+    "    ORDER BY -o.priority, o.seq LIMIT $5::int) x "
+    "  ORDER BY -x.priority, x.seq LIMIT $5::int), "
+    "sized AS (SELECT p.id, p.priority, p.seq, row_number() OVER w AS rn, "
+    "    sum((SELECT octet_length(offlineq_op_json(o)::text) FROM offline_operations o "
+    "         WHERE o.id = p.id)) OVER w AS run "
+    "  FROM page p WINDOW w AS (ORDER BY -p.priority, p.seq ROWS UNBOUNDED PRECEDING)) "
+    "SELECT CASE WHEN z.rn = 1 OR z.run <= $6::bigint THEN "
+    "    (SELECT offlineq_op_json(o)::text FROM offline_operations o WHERE o.id = z.id) END, "
+    "  z.priority, z.seq "
+    "FROM sized z ORDER BY z.rn"};
 
 static const struct db_stmt stats_stmt = {"ops_stats", "SELECT offlineq_stats()::text"};
 
@@ -107,7 +122,7 @@ static const struct db_stmt enqueue_many_stmt = {
     "    x.mr, x.cs FROM x, dflt ORDER BY x.ord "
     "  RETURNING o.seq, o.id, offlineq_op_json(o)::text AS j), "
     "wake AS (SELECT pg_notify('offlineq_wakeup', '')) "
-    "SELECT i.id, i.j FROM ins i, wake ORDER BY i.seq"};
+    "SELECT i.id, i.j, pg_current_xact_id_if_assigned()::text FROM ins i, wake ORDER BY i.seq"};
 
 bool ops_repo_is_simple(const struct op_new *op)
 {
@@ -187,6 +202,7 @@ int ops_repo_enqueue_many(struct db_conn *c, const struct op_new *ops, size_t n,
         snprintf(out[i].id, sizeof(out[i].id), "%s", PQgetvalue(r, (int)i, 0));
         out[i].json = secretbox_open_ops(oq_strdup(PQgetvalue(r, (int)i, 1)));
         out[i].created = true;
+        out[i].xid = strtoull(PQgetvalue(r, (int)i, 2), NULL, 10);
     }
     PQclear(r);
     return 0;
@@ -220,6 +236,7 @@ int ops_repo_enqueue(struct db_conn *c, const struct op_new *op, struct op_creat
     snprintf(out->id, sizeof(out->id), "%s", PQgetvalue(r, 0, 0));
     out->json = secretbox_open_ops(oq_strdup(PQgetvalue(r, 0, 1)));
     out->created = PQgetvalue(r, 0, 2)[0] == 't';
+    out->xid = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
     PQclear(r);
     return 0;
 }
@@ -299,43 +316,53 @@ char *ops_repo_retry(struct db_conn *c, const char *id, struct err *e)
     return json;
 }
 
-/* Joins column 0 of the first n rows into a JSON array. */
-static char *join_array(PGresult *r, int n)
+/* The leading rows that carry their document, at most limit of them. */
+static int page_rows(PGresult *r, int limit, size_t *bytes)
 {
-    size_t len = 3;
-    for (int i = 0; i < n; i++)
-        len += (size_t)PQgetlength(r, i, 0) + 1;
-    char *out = oq_malloc(len);
-    char *p = out;
-    *p++ = '[';
-    for (int i = 0; i < n; i++) {
-        if (i > 0)
-            *p++ = ',';
-        size_t l = (size_t)PQgetlength(r, i, 0);
-        memcpy(p, PQgetvalue(r, i, 0), l);
-        p += l;
-    }
-    *p++ = ']';
-    *p = '\0';
-    return out;
+    int n = 0;
+    *bytes = 0;
+    while (n < PQntuples(r) && n < limit && !PQgetisnull(r, n, 0))
+        *bytes += (size_t)PQgetlength(r, n++, 0) + 1;
+    return n;
 }
 
-int ops_repo_list(struct db_conn *c, const struct list_query *q, struct list_page *out,
-                  struct err *e)
+/* Appends "[op,...]" from the first n rows: each document is copied once, straight from the
+ * result; a sealed payload is opened one operation at a time. */
+static void append_ops(struct oq_buf *body, PGresult *r, int n, size_t bytes)
 {
-    char neg_prio[16], seq[32], limit[16];
+    oq_buf_reserve(body, bytes + 2 + 128); /* 128: room for the caller's closing fields */
+    oq_buf_str(body, "[");
+    for (int i = 0; i < n; i++) {
+        if (i > 0)
+            oq_buf_str(body, ",");
+        if (!secretbox_enabled()) {
+            oq_buf_add(body, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0));
+            continue;
+        }
+        char *op = secretbox_open_ops(oq_strdup(PQgetvalue(r, i, 0)));
+        oq_buf_str(body, op);
+        free(op);
+    }
+    oq_buf_str(body, "]");
+}
+
+int ops_repo_list(struct db_conn *c, const struct list_query *q, struct oq_buf *body,
+                  struct list_page *out, struct err *e)
+{
+    char neg_prio[16], seq[32], limit[16], max_bytes[32];
     /* The first page starts below every key: -priority >= -1000 and seq >= 1. */
     fmt_int(neg_prio, sizeof(neg_prio), q->has_cursor ? -(long long)q->after_priority : -1001);
     fmt_int(seq, sizeof(seq), q->has_cursor ? q->after_seq : 0);
     fmt_int(limit, sizeof(limit), (long long)q->limit + 1); /* one more tells if a page follows */
-    const char *params[] = {q->statuses, q->operation_type, neg_prio, seq, limit};
-    PGresult *r = db_exec(c, &list_stmt, 5, params, e);
+    fmt_int(max_bytes, sizeof(max_bytes), q->max_bytes);
+    const char *params[] = {q->statuses, q->operation_type, neg_prio, seq, limit, max_bytes};
+    PGresult *r = db_exec(c, &list_stmt, 6, params, e);
     if (r == NULL)
         return -1;
-    int rows = PQntuples(r);
-    int n = rows > q->limit ? q->limit : rows;
-    out->has_more = rows > q->limit;
-    out->json = secretbox_open_ops(join_array(r, n));
+    size_t bytes;
+    int n = page_rows(r, q->limit, &bytes);
+    out->has_more = PQntuples(r) > n;
+    append_ops(body, r, n, bytes);
     if (n > 0) {
         out->last_priority = atoi(PQgetvalue(r, n - 1, 1));
         out->last_seq = atoll(PQgetvalue(r, n - 1, 2));

@@ -24,6 +24,7 @@ struct op_created {
     char id[37];
     char *json;   /* owned: the Operation object */
     bool created; /* false: an existing live operation holds the dedup_key */
+    unsigned long long xid; /* the transaction that stored it (pending.h) */
 };
 
 /* Stores one operation (or finds the live one with its dedup_key). */
@@ -66,18 +67,20 @@ struct list_query {
     int after_priority;
     long long after_seq;
     int limit;
+    long long max_bytes; /* a page stops before its operations pass this (at least one) */
 };
 
 struct list_page {
-    char *json;           /* owned: "[op,op,...]" */
     bool has_more;
     int last_priority;    /* of the last operation on the page */
     long long last_seq;
 };
 
-/* One page in execution order (priority desc, then enqueue order). */
-int ops_repo_list(struct db_conn *c, const struct list_query *q, struct list_page *out,
-                  struct err *e) OQ_MUSTCHECK;
+/* One page in execution order (priority desc, then enqueue order): at most q->limit
+ * operations, and no more than q->max_bytes of them unless the first alone is larger. Appends
+ * "[op,op,...]" to body, copying each operation once from the database's answer. */
+int ops_repo_list(struct db_conn *c, const struct list_query *q, struct oq_buf *body,
+                  struct list_page *out, struct err *e) OQ_MUSTCHECK;
 
 /* The stats object as JSON text (free()). */
 char *ops_repo_stats(struct db_conn *c, struct err *e);

@@ -93,9 +93,14 @@ int reply_empty(struct request *r, unsigned status)
 int reply_err(struct request *r, const struct err *e)
 {
     const char *message = e->message;
+    if (e->detail[0] != '\0' && e->code != ERR_INTERNAL)
+        log_json(LOG_WARN, "request refused",
+                 json_pack("{s:s, s:s, s:s}", "request_id", r->request_id, "code",
+                           err_wire_code(e->code), "detail", e->detail));
     if (e->code == ERR_INTERNAL) {
         log_json(LOG_ERROR, "internal error",
-                 json_pack("{s:s, s:s}", "request_id", r->request_id, "detail", e->message));
+                 json_pack("{s:s, s:s}", "request_id", r->request_id, "detail",
+                           e->detail[0] != '\0' ? e->detail : e->message));
         message = "internal error";
     }
     json_t *err = json_pack("{s:s, s:s}", "code", err_wire_code(e->code), "message", message);
