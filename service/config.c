@@ -81,6 +81,8 @@ static const struct setting settings[] = {
      "true|false: seeds the stored auto-sync setting when none exists yet"},
     {"OFFLINEQ_SYNC_INTERVAL_S", CFG_INT, OFF(sync_interval_s), "60", 0, 86400,
      "seeds the stored interval of periodic sync passes (0: none)"},
+    {"OFFLINEQ_MAX_SUBSCRIBERS", CFG_INT, OFF(max_subscribers), "1000", 1, 1000000,
+     "open event streams at most (more get 503 with Retry-After)"},
 };
 #undef OFF
 

@@ -62,6 +62,7 @@ struct config {
     int offline_after;
     char *auto_sync_raw;
     int sync_interval_s;
+    int max_subscribers;
 
     char **check_urls; /* derived: OFFLINEQ_CHECK_URLS, or the upstreams' base URLs */
     size_t n_check_urls;
