@@ -197,8 +197,8 @@ void events_pull(struct events *ev)
         snprintf(xid, sizeof(xid), "%llu", ev->last.xid);
         snprintf(id, sizeof(id), "%lld", ev->last.id);
         pthread_mutex_unlock(&ev->mu);
-        const char *params[] = {xid, id, NULL, NULL};
-        PGresult *r = db_exec(c, &pull_stmt, 4, params, &e);
+        const char *params[] = {xid, id};
+        PGresult *r = db_exec(c, &pull_stmt, 2, params, &e);
         if (r == NULL)
             break;
         int n = PQntuples(r);
