@@ -54,10 +54,35 @@ static int tcp_connect(int port)
     return fd;
 }
 
+/* Streams a failed test left open (it ends with a longjmp), closed before the next test so
+ * that one failure does not cascade. */
+static int open_fds[64];
+
+static void track_fd(int fd, bool open)
+{
+    for (int i = 0; i < 64; i++) {
+        if (open ? open_fds[i] == 0 : open_fds[i] == fd + 1) {
+            open_fds[i] = open ? fd + 1 : 0;
+            return;
+        }
+    }
+}
+
+static int close_leftovers(void **state)
+{
+    for (int i = 0; i < 64; i++) {
+        if (open_fds[i] != 0)
+            close(open_fds[i] - 1);
+        open_fds[i] = 0;
+    }
+    return 0;
+}
+
 static void sse_open(struct sse *s, int port, const char *last_id)
 {
     memset(s, 0, sizeof(*s));
     s->fd = tcp_connect(port);
+    track_fd(s->fd, true);
     char req[512];
     int n = snprintf(req, sizeof(req), "GET /api/offline/events HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s\r\n",
                      last_id ? "Last-Event-ID: " : "", last_id ? last_id : "", last_id ? "\r\n" : "");
@@ -129,6 +154,7 @@ static void sse_pump(struct sse *s, int n, int timeout_ms)
 
 static void sse_close(struct sse *s)
 {
+    track_fd(s->fd, false);
     close(s->fd);
     for (int i = 0; i < s->n; i++) {
         free(s->ids[i]);
@@ -157,7 +183,7 @@ static int subscribers(const struct svc *svc)
  * service counts want streams (the nudges are events like any other). */
 static void wait_subscribers(const struct svc *svc, int want)
 {
-    for (int i = 0; i < 200 && subscribers(svc) != want; i++) {
+    for (int i = 0; i < 400 && subscribers(svc) != want; i++) {
         th_sql(pg, "SELECT offlineq_emit('test.nudge', '{}')");
         usleep(50000);
     }
@@ -664,16 +690,16 @@ static void test_sync_wait_holds_no_thread(void **state)
 int main(void)
 {
     const struct CMUnitTest events[] = {
-        cmocka_unit_test(test_event_larger_than_the_write_buffer_arrives_whole),
-        cmocka_unit_test(test_resume_after_gaps_gets_every_event_once),
-        cmocka_unit_test(test_resume_while_events_are_written),
-        cmocka_unit_test(test_large_backlog_in_pieces_and_server_responsive),
-        cmocka_unit_test(test_subscriber_limit),
+        cmocka_unit_test_setup(test_event_larger_than_the_write_buffer_arrives_whole, close_leftovers),
+        cmocka_unit_test_setup(test_resume_after_gaps_gets_every_event_once, close_leftovers),
+        cmocka_unit_test_setup(test_resume_while_events_are_written, close_leftovers),
+        cmocka_unit_test_setup(test_large_backlog_in_pieces_and_server_responsive, close_leftovers),
+        cmocka_unit_test_setup(test_subscriber_limit, close_leftovers),
     };
     const struct CMUnitTest sync[] = {
-        cmocka_unit_test(test_sync_timeout_is_capped),
-        cmocka_unit_test(test_sync_errors_are_capped),
-        cmocka_unit_test(test_sync_wait_holds_no_thread),
+        cmocka_unit_test_setup(test_sync_timeout_is_capped, close_leftovers),
+        cmocka_unit_test_setup(test_sync_errors_are_capped, close_leftovers),
+        cmocka_unit_test_setup(test_sync_wait_holds_no_thread, close_leftovers),
     };
     int failed = cmocka_run_group_tests_name("events", events, group_setup, group_teardown);
     failed += cmocka_run_group_tests_name("sync", sync, sync_setup, sync_teardown);
