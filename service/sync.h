@@ -48,7 +48,7 @@ void sync_start(struct sync_engine *s, struct app *app);
 void sync_stop(struct sync_engine *s);
 
 /* Asks for a pass now. ERR_OFFLINE when offline, ERR_SYNC_IN_PROGRESS when one runs; on
- * success *pass is the number the pass will have when finished (for sync_wait). */
+ * success *pass is the number the pass will have when finished (for sync_park). */
 int sync_request(struct sync_engine *s, unsigned long *pass, struct err *e) OQ_MUSTCHECK;
 
 /* Calls done(ctx, result) when pass finishes, or done(ctx, NULL) after timeout_s; at once when

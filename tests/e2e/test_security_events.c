@@ -45,13 +45,20 @@ struct sse {
     char **ids, **types, **data;
 };
 
-static int tcp_connect(int port)
+static int tcp_connect_buf(int port, int rcvbuf)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (rcvbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     return fd;
+}
+
+static int tcp_connect(int port)
+{
+    return tcp_connect_buf(port, 0);
 }
 
 /* Streams a failed test left open (it ends with a longjmp), closed before the next test so
@@ -78,16 +85,21 @@ static int close_leftovers(void **state)
     return 0;
 }
 
-static void sse_open(struct sse *s, int port, const char *last_id)
+static void sse_open_buf(struct sse *s, int port, const char *last_id, int rcvbuf)
 {
     memset(s, 0, sizeof(*s));
-    s->fd = tcp_connect(port);
+    s->fd = tcp_connect_buf(port, rcvbuf);
     track_fd(s->fd, true);
     char req[512];
     int n = snprintf(req, sizeof(req), "GET /api/offline/events HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s\r\n",
                      last_id ? "Last-Event-ID: " : "", last_id ? last_id : "", last_id ? "\r\n" : "");
     assert_int_equal(write(s->fd, req, (size_t)n), n);
     fcntl(s->fd, F_SETFL, O_NONBLOCK);
+}
+
+static void sse_open(struct sse *s, int port, const char *last_id)
+{
+    sse_open_buf(s, port, last_id, 0);
 }
 
 static void add_frame(struct sse *s, char *frame)
@@ -465,6 +477,32 @@ static void test_large_backlog_in_pieces_and_server_responsive(void **state)
     wait_subscribers(&S, 0);
 }
 
+/* Point 20: a reader that stops reading while more events arrive than the instance keeps in
+ * memory (16,384) gets every one of them once it reads again (from the table), none skipped. */
+static void test_reader_behind_the_ring_misses_nothing(void **state)
+{
+    wait_subscribers(&S, 0);
+    char start[64];
+    newest_id(start);
+    struct sse s;
+    sse_open_buf(&s, S.port, NULL, 1024);
+    sse_pump(&s, 0, 5000);
+    assert_int_equal(s.status, 200);
+    usleep(300000);
+    th_sql(pg, "SELECT offlineq_emit('test.flood', jsonb_build_object('i', g, 'pad', repeat('f', 500))) "
+               "FROM generate_series(1, 20000) g");
+    usleep(1500000); /* taken in: the ring has dropped its oldest while the reader sat still */
+    PGresult *want = events_after(start, NULL);
+    int n_want = PQntuples(want);
+    PQclear(want);
+    assert_true(n_want >= 20000);
+    sse_pump(&s, n_want, 30000);
+    sse_pump(&s, n_want + 1, 300);
+    assert_ids_match_table(s.ids, s.n, start, n_want, "reader behind the ring");
+    sse_close(&s);
+    wait_subscribers(&S, 0);
+}
+
 /* Point 7: at most OFFLINEQ_MAX_SUBSCRIBERS streams; then 503 with Retry-After. */
 static void test_subscriber_limit(void **state)
 {
@@ -694,6 +732,7 @@ int main(void)
         cmocka_unit_test_setup(test_resume_after_gaps_gets_every_event_once, close_leftovers),
         cmocka_unit_test_setup(test_resume_while_events_are_written, close_leftovers),
         cmocka_unit_test_setup(test_large_backlog_in_pieces_and_server_responsive, close_leftovers),
+        cmocka_unit_test_setup(test_reader_behind_the_ring_misses_nothing, close_leftovers),
         cmocka_unit_test_setup(test_subscriber_limit, close_leftovers),
     };
     const struct CMUnitTest sync[] = {
