@@ -29,7 +29,8 @@ static json_t *status_json(struct app *a, struct err *e)
     settings_strategy(&a->settings, strategy, sizeof(strategy));
     json_t *last = settings_last_sync(&a->settings);
     json_t *progress = sync_progress(&a->sync);
-    json_t *j = json_pack("{s:b, s:b, s:i, s:s, s:s, s:I, s:O, s:O, s:o}",
+    json_t *result = last ? sync_result_capped(json_object_get(last, "result")) : NULL;
+    json_t *j = json_pack("{s:b, s:b, s:i, s:s, s:s, s:I, s:O, s:o, s:o}",
                           "is_syncing", sync_is_running(&a->sync),
                           "auto_sync", settings_auto_sync(&a->settings),
                           "interval_s", settings_interval_s(&a->settings),
@@ -37,7 +38,7 @@ static json_t *status_json(struct app *a, struct err *e)
                           "network_status", monitor_is_online(&a->monitor) ? "online" : "offline",
                           "pending", pending,
                           "last_sync_at", last ? json_object_get(last, "at") : json_null(),
-                          "last_result", last ? json_object_get(last, "result") : json_null(),
+                          "last_result", result ? result : json_null(),
                           "progress", progress ? progress : json_null());
     json_decref(last);
     return j;

@@ -36,6 +36,19 @@ static json_t *result_json(const struct pass_counts *pc, int total, double ms)
                      "duration_ms", (json_int_t)ms);
 }
 
+json_t *sync_result_capped(const json_t *result)
+{
+    if (!json_is_object(result) || json_object_get(result, "errors_total") != NULL)
+        return json_incref((json_t *)result);
+    json_t *copy = json_copy((json_t *)result); /* shallow: the shared errors are replaced */
+    const json_t *all = json_object_get(result, "errors");
+    size_t n = json_array_size(all);
+    json_object_set_new(copy, "errors", capped_errors(all));
+    json_object_set_new(copy, "errors_total", json_integer((json_int_t)n));
+    json_object_set_new(copy, "errors_truncated", json_boolean(n > SYNC_ERRORS_MAX));
+    return copy;
+}
+
 /* Takes out of the list the waiters that are done (their pass finished, their time is up, or
  * all when everything stops). Called with the lock held. */
 static struct sync_waiter *take_due(struct sync_engine *s, bool all)

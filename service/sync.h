@@ -59,6 +59,10 @@ void sync_park(struct sync_engine *s, unsigned long pass, double timeout_s,
 /* Finishes every waiter now (with NULL unless its pass is done); later ones finish at once. */
 void sync_release_waiters(struct sync_engine *s);
 
+/* result with errors capped as this version writes it (a last_result stored by an older one may
+ * list them all); a new reference, result itself when it needs nothing. */
+json_t *sync_result_capped(const json_t *result);
+
 /* {"done","total"} of the running pass (new reference), or NULL when none runs. */
 json_t *sync_progress(struct sync_engine *s);
 bool sync_is_running(struct sync_engine *s);

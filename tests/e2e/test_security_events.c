@@ -642,6 +642,28 @@ static void test_sync_errors_are_capped(void **state)
     assert_capped(ev, 150);
     json_decref(ev);
     sse_close(&s);
+    /* a last_result stored by an older version (every error listed, no errors_total) is capped
+     * when shown */
+    th_sql(ypg, "UPDATE offlineq_settings SET value = jsonb_set(value, '{result}', "
+                "(value->'result') - 'errors_total' - 'errors_truncated' || jsonb_build_object('errors', "
+                "(SELECT jsonb_agg(jsonb_build_object('id', gen_random_uuid(), 'error', 'HTTP 400')) "
+                "FROM generate_series(1, 120)))) WHERE key = 'last_sync'");
+    json_t *last = NULL;
+    for (int i = 0; i < 50; i++) {
+        th_sql(ypg, "SELECT offlineq_emit('test.nudge', '{}')"); /* the status's ETag moves with events */
+        usleep(200000);
+        r = th_http(&Y, "GET", "/api/offline/sync/status", NULL, 0, NULL);
+        json_decref(last);
+        last = json_incref(json_object_get(r->json, "last_result"));
+        th_resp_free(r);
+        if (json_array_size(json_object_get(last, "errors")) != 100 ||
+            json_integer_value(json_object_get(last, "errors_total")) != 150)
+            break; /* the stored value was reloaded */
+    }
+    assert_int_equal(json_array_size(json_object_get(last, "errors")), 100);
+    assert_int_equal(th_int(last, "errors_total"), 120);
+    assert_true(json_is_true(json_object_get(last, "errors_truncated")));
+    json_decref(last);
     /* a pass without errors says so too */
     r = th_http(&Y, "POST", "/api/offline/sync", NULL, 0, NULL);
     assert_int_equal(r->status, 200);
