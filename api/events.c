@@ -31,7 +31,10 @@ int api_events(struct request *r, struct err *e)
     if (type != NULL && (strlen(type) == 0 || strlen(type) > 63))
         return err_field(e, ERR_INVALID_REQUEST, "operation_type", "operation_type is not valid");
     struct stream *s = events_open(&r->app->events, r->conn, given ? &after : NULL, type, id, e);
-    if (s == NULL)
+    if (s == NULL) {
+        if (e->code == ERR_TOO_MANY_SUBSCRIBERS)
+            reply_header(r, "Retry-After", "5");
         return -1;
+    }
     return reply_stream(r, 200, "text/event-stream", events_read, s, events_close);
 }

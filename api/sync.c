@@ -29,7 +29,8 @@ static json_t *status_json(struct app *a, struct err *e)
     settings_strategy(&a->settings, strategy, sizeof(strategy));
     json_t *last = settings_last_sync(&a->settings);
     json_t *progress = sync_progress(&a->sync);
-    json_t *j = json_pack("{s:b, s:b, s:i, s:s, s:s, s:I, s:O, s:O, s:o}",
+    json_t *result = last ? sync_result_capped(json_object_get(last, "result")) : NULL;
+    json_t *j = json_pack("{s:b, s:b, s:i, s:s, s:s, s:I, s:O, s:o, s:o}",
                           "is_syncing", sync_is_running(&a->sync),
                           "auto_sync", settings_auto_sync(&a->settings),
                           "interval_s", settings_interval_s(&a->settings),
@@ -37,7 +38,7 @@ static json_t *status_json(struct app *a, struct err *e)
                           "network_status", monitor_is_online(&a->monitor) ? "online" : "offline",
                           "pending", pending,
                           "last_sync_at", last ? json_object_get(last, "at") : json_null(),
-                          "last_result", last ? json_object_get(last, "result") : json_null(),
+                          "last_result", result ? result : json_null(),
                           "progress", progress ? progress : json_null());
     json_decref(last);
     return j;
@@ -71,6 +72,8 @@ int api_sync_status(struct request *r, struct err *e)
     return etag_reply(r, &cache, key, make_status, e);
 }
 
+#define SYNC_TIMEOUT_MAX_S 300
+
 static int parse_timeout(struct request *r, double *out, struct err *e)
 {
     const char *s = http_query(r, "timeout_s");
@@ -79,24 +82,48 @@ static int parse_timeout(struct request *r, double *out, struct err *e)
         return 0;
     char *end = NULL;
     double v = strtod(s, &end);
-    if (end == s || *end != '\0' || !(v >= 0 && v <= 3600))
-        return err_field(e, ERR_INVALID_REQUEST, "timeout_s", "timeout_s must be a number from 0 to 3600");
+    if (end == s || *end != '\0' || !(v >= 0 && v <= SYNC_TIMEOUT_MAX_S))
+        return err_field(e, ERR_INVALID_REQUEST, "timeout_s", "timeout_s must be a number from 0 to %d",
+                         SYNC_TIMEOUT_MAX_S);
     *out = v;
     return 0;
 }
 
+static void on_sync_resume(struct request *r)
+{
+    char *body = r->deferred_body;
+    r->deferred_body = NULL;
+    reply_json_text(r, r->deferred_status, body);
+}
+
+/* The parked POST /sync's answer: the pass's result (200), or its progress so far (202). */
+static void sync_done(void *ctx, const json_t *result)
+{
+    struct request *r = ctx;
+    json_t *body;
+    if (result != NULL) {
+        body = json_incref((json_t *)result);
+    } else {
+        json_t *progress = sync_progress(&r->app->sync);
+        body = json_pack("{s:b, s:o}", "is_syncing", true, "progress",
+                         progress ? progress : json_pack("{s:i, s:i}", "done", 0, "total", 0));
+    }
+    r->deferred_status = result != NULL ? 200 : 202;
+    r->deferred_body = jsontext(body);
+    json_decref(body);
+    http_resume(r);
+}
+
+/* The request is parked while the pass runs (no thread is held) and answered by sync_done. */
 int api_sync_run(struct request *r, struct err *e)
 {
     double timeout_s;
     unsigned long pass;
     if (parse_timeout(r, &timeout_s, e) != 0 || sync_request(&r->app->sync, &pass, e) != 0)
         return -1;
-    json_t *result = sync_wait(&r->app->sync, pass, timeout_s);
-    if (result != NULL)
-        return reply_json(r, 200, result);
-    json_t *progress = sync_progress(&r->app->sync);
-    return reply_json(r, 202, json_pack("{s:b, s:o}", "is_syncing", true, "progress",
-                                        progress ? progress : json_pack("{s:i, s:i}", "done", 0, "total", 0)));
+    http_suspend(r, on_sync_resume);
+    sync_park(&r->app->sync, pass, timeout_s, sync_done, r);
+    return 0;
 }
 
 static int store_and_reply(struct request *r, const char *key, const char *value, struct err *e)

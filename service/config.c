@@ -83,6 +83,8 @@ static const struct setting settings[] = {
      "seeds the stored interval of periodic sync passes (0: none)"},
     {"OFFLINEQ_MAX_PAGE_BYTES", CFG_INT, OFF(max_page_bytes), "8388608", 1024, 1073741823,
      "a list page stops before its operations pass this many bytes (at least one per page)"},
+    {"OFFLINEQ_MAX_SUBSCRIBERS", CFG_INT, OFF(max_subscribers), "1000", 1, 1000000,
+     "open event streams at most (more get 503 with Retry-After)"},
 };
 #undef OFF
 

@@ -63,6 +63,7 @@ struct config {
     char *auto_sync_raw;
     int sync_interval_s;
     int max_page_bytes;
+    int max_subscribers;
 
     char **check_urls; /* derived: OFFLINEQ_CHECK_URLS, or the upstreams' base URLs */
     size_t n_check_urls;

@@ -13,9 +13,9 @@
 struct stream {
     struct events *ev;
     struct MHD_Connection *conn;
-    struct event_pos sent;
-    char *backlog; /* frames read from the database on resume, sent first */
-    size_t backlog_len, backlog_off;
+    struct event_pos sent; /* the last event sent or passed over */
+    char *out; /* owned: bytes to write before anything else (a table page, the rest of a frame) */
+    size_t out_len, out_off;
     char op_type[64];
     char op_id[37];
     bool suspended;
@@ -24,17 +24,24 @@ struct stream {
     struct stream *next;
 };
 
-/* Settled events after ($1, $2), up to ($3, $4) when given, in stream order. */
-static const struct db_stmt pull_stmt = {
-    "events_pull",
-    "SELECT e.xid::text AS xid_text, e.id, e.type, coalesce(e.op_id::text, ''), "
-    "  coalesce(e.operation_type, ''), "
-    "  (e.data || jsonb_build_object('type', e.type, 'at', offlineq_ts(e.created_at)))::text "
+#define EVENTS_COLUMNS                                                                             \
+    "SELECT e.xid::text AS xid_text, e.id, e.type, coalesce(e.op_id::text, ''), "                  \
+    "  coalesce(e.operation_type, ''), "                                                           \
+    "  (e.data || jsonb_build_object('type', e.type, 'at', offlineq_ts(e.created_at)))::text "     \
     "FROM offlineq_events e "
-    "WHERE (e.xid, e.id) > ($1::xid8, $2::bigint) "
-    "  AND ($3::xid8 IS NULL OR (e.xid, e.id) < ($3::xid8, $4::bigint)) "
-    "  AND e.xid < pg_snapshot_xmin(pg_current_snapshot()) "
-    "ORDER BY e.xid, e.id LIMIT 5000"};
+
+/* Settled events after ($1, $2), in stream order. */
+static const struct db_stmt pull_stmt = {
+    "events_pull", EVENTS_COLUMNS "WHERE (e.xid, e.id) > ($1::xid8, $2::bigint) "
+                   "  AND e.xid < pg_snapshot_xmin(pg_current_snapshot()) "
+                   "ORDER BY e.xid, e.id LIMIT 5000"};
+
+/* One page of a stream's reading from the table: after ($1, $2) up to and with ($3, $4). */
+#define EVENTS_PAGE 200
+static const struct db_stmt page_stmt = {
+    "events_page", EVENTS_COLUMNS "WHERE (e.xid, e.id) > ($1::xid8, $2::bigint) "
+                   "  AND (e.xid, e.id) <= ($3::xid8, $4::bigint) "
+                   "ORDER BY e.xid, e.id LIMIT $5::int"};
 
 /* Where "now" is: the newest settled event. */
 static const struct db_stmt max_stmt = {
@@ -116,8 +123,9 @@ static void wake_streams(struct events *ev, bool only_idle)
 static void ring_push(struct events *ev, PGresult *r, int row)
 {
     struct event *e;
-    if (ev->count == EVENTS_RING) { /* full: the oldest goes */
+    if (ev->count == EVENTS_RING) { /* full: the oldest goes (a stream still behind it reads the table) */
         e = &ev->ring[ev->head];
+        ev->floor = e->pos;
         free(e->frame);
         ev->head = (ev->head + 1) % EVENTS_RING;
         ev->count--;
@@ -134,7 +142,7 @@ static void ring_push(struct events *ev, PGresult *r, int row)
 
 static bool nobody_listens(struct events *ev)
 {
-    return ev->n_streams == 0 && ev->opening == 0;
+    return ev->n_streams == 0;
 }
 
 /* With no subscriber, reading every event is wasted work: only "now" moves (ETags change
@@ -158,6 +166,7 @@ static void skip_to_newest(struct events *ev, struct db_conn *c)
         }
         ev->head = 0;
         ev->last = newest;
+        ev->floor = newest;
         ev->seq++;
     }
     pthread_mutex_unlock(&ev->mu);
@@ -188,8 +197,8 @@ void events_pull(struct events *ev)
         snprintf(xid, sizeof(xid), "%llu", ev->last.xid);
         snprintf(id, sizeof(id), "%lld", ev->last.id);
         pthread_mutex_unlock(&ev->mu);
-        const char *params[] = {xid, id, NULL, NULL};
-        PGresult *r = db_exec(c, &pull_stmt, 4, params, &e);
+        const char *params[] = {xid, id};
+        PGresult *r = db_exec(c, &pull_stmt, 2, params, &e);
         if (r == NULL)
             break;
         int n = PQntuples(r);
@@ -262,6 +271,7 @@ void events_start(struct events *ev, struct app *app)
             ev->last.xid = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
             ev->last.id = atoll(PQgetvalue(r, 0, 1));
         }
+        ev->floor = ev->last;
         PQclear(r);
         db_release(&app->db, c);
     }
@@ -281,40 +291,6 @@ void events_stop(struct events *ev)
     ev->started = false;
 }
 
-/* Frames older than the ring, from the table (kept 15 minutes), for a resuming subscriber. */
-static int load_backlog(struct events *ev, struct stream *s, const struct event_pos *after,
-                        const struct event_pos *before, struct err *e)
-{
-    struct db_conn *c = db_acquire(&ev->app->db, e);
-    if (c == NULL)
-        return -1;
-    char ax[32], ai[32], bx[32], bi[32];
-    snprintf(ax, sizeof(ax), "%llu", after->xid);
-    snprintf(ai, sizeof(ai), "%lld", after->id);
-    snprintf(bx, sizeof(bx), "%llu", before->xid);
-    snprintf(bi, sizeof(bi), "%lld", before->id);
-    const char *params[] = {ax, ai, bx, bi};
-    PGresult *r = db_exec(c, &pull_stmt, 4, params, e);
-    db_release(&ev->app->db, c);
-    if (r == NULL)
-        return -1;
-    for (int i = 0; i < PQntuples(r); i++) {
-        if (!wants(s, PQgetvalue(r, i, 3), PQgetvalue(r, i, 4)))
-            continue;
-        size_t len;
-        struct event_pos pos;
-        char *f = frame_of(r, i, &pos, &len);
-        char *grown = realloc(s->backlog, s->backlog_len + len + 1);
-        OQ_ASSERT(grown != NULL);
-        s->backlog = grown;
-        memcpy(s->backlog + s->backlog_len, f, len + 1);
-        s->backlog_len += len;
-        free(f);
-    }
-    PQclear(r);
-    return 0;
-}
-
 struct stream *events_open(struct events *ev, struct MHD_Connection *conn,
                            const struct event_pos *after, const char *op_type, const char *op_id,
                            struct err *e)
@@ -324,32 +300,26 @@ struct stream *events_open(struct events *ev, struct MHD_Connection *conn,
     s->conn = conn;
     snprintf(s->op_type, sizeof(s->op_type), "%s", op_type ? op_type : "");
     snprintf(s->op_id, sizeof(s->op_id), "%s", op_id ? op_id : "");
-    s->backlog = oq_strdup("retry: 3000\n\n");
-    s->backlog_len = strlen(s->backlog);
-    pthread_mutex_lock(&ev->mu);
-    /* the ring starts at its oldest event; before that, the table has what a resume needs */
-    struct event_pos oldest = ev->count ? ev->ring[ev->head].pos : ev->last;
-    bool from_table = after != NULL && pos_cmp(after, &oldest) < 0;
-    s->sent = after == NULL ? ev->last : from_table && ev->count ? oldest : *after;
-    if (from_table && ev->count) /* the ring's first event itself still to send */
-        s->sent.id--;
-    ev->opening++; /* from here on the ring must stay contiguous (skip_to_newest waits) */
-    pthread_mutex_unlock(&ev->mu);
-    if (from_table && load_backlog(ev, s, after, &oldest, e) != 0) {
-        pthread_mutex_lock(&ev->mu);
-        ev->opening--;
-        pthread_mutex_unlock(&ev->mu);
-        free(s->backlog);
-        free(s);
-        return NULL;
-    }
+    s->out = oq_strdup("retry: 3000\n\n");
+    s->out_len = strlen(s->out);
     s->last_write_ms = oq_now_ms();
     pthread_mutex_lock(&ev->mu);
-    ev->opening--;
-    s->next = ev->streams;
-    ev->streams = s;
-    ev->n_streams++;
+    int open = ev->n_streams;
+    bool full = open >= ev->app->cfg.max_subscribers;
+    if (!full) {
+        /* from now on, or after the given event: older than the ring is read from the table */
+        s->sent = after == NULL ? ev->last : *after;
+        s->next = ev->streams;
+        ev->streams = s;
+        ev->n_streams++;
+    }
     pthread_mutex_unlock(&ev->mu);
+    if (full) {
+        free(s->out);
+        free(s);
+        err_set(e, ERR_TOO_MANY_SUBSCRIBERS, "%d event streams are open, the most this instance serves", open);
+        return NULL;
+    }
     return s;
 }
 
@@ -367,20 +337,41 @@ static size_t first_after(struct events *ev, const struct event_pos *pos)
     return lo;
 }
 
-/* Copies the frames after s->sent that fit into buf. Called with the lock held. */
+/* Writes what is left of s->out into buf; frees it once written. */
+static size_t take_out(struct stream *s, char *buf, size_t max)
+{
+    size_t n = s->out_len - s->out_off < max ? s->out_len - s->out_off : max;
+    memcpy(buf, s->out + s->out_off, n);
+    s->out_off += n;
+    if (s->out_off == s->out_len) {
+        free(s->out);
+        s->out = NULL;
+        s->out_len = s->out_off = 0;
+    }
+    return n;
+}
+
+/* Copies the frames after s->sent that fit into buf; a first frame larger than buf goes to
+ * s->out and is written in pieces. Called with the lock held. */
 static size_t copy_frames(struct events *ev, struct stream *s, char *buf, size_t max)
 {
     size_t n = 0;
     for (size_t i = first_after(ev, &s->sent); i < ev->count; i++) {
         struct event *e = &ev->ring[(ev->head + i) % EVENTS_RING];
-        if (pos_cmp(&e->pos, &s->sent) <= 0)
-            continue;
         if (!wants(s, e->op_id, e->op_type)) {
             s->sent = e->pos;
             continue;
         }
-        if (n + e->len > max)
+        if (n + e->len > max) {
+            if (n == 0) {
+                s->out = oq_malloc(e->len);
+                memcpy(s->out, e->frame, e->len);
+                s->out_len = e->len;
+                s->sent = e->pos;
+                n = take_out(s, buf, max);
+            }
             break;
+        }
         memcpy(buf + n, e->frame, e->len);
         n += e->len;
         s->sent = e->pos;
@@ -388,23 +379,77 @@ static size_t copy_frames(struct events *ev, struct stream *s, char *buf, size_t
     return n;
 }
 
+/* One page of the events after s->sent up to upto from the table into s->out (the wanted
+ * ones); s->sent moves past the page. Called without the lock. */
+static int read_page(struct events *ev, struct stream *s, const struct event_pos *upto)
+{
+    char ax[32], ai[32], bx[32], bi[32];
+    snprintf(ax, sizeof(ax), "%llu", s->sent.xid);
+    snprintf(ai, sizeof(ai), "%lld", s->sent.id);
+    snprintf(bx, sizeof(bx), "%llu", upto->xid);
+    snprintf(bi, sizeof(bi), "%lld", upto->id);
+    char limit[16];
+    snprintf(limit, sizeof(limit), "%d", EVENTS_PAGE);
+    const char *params[] = {ax, ai, bx, bi, limit};
+    struct err e = {0};
+    struct db_conn *c = db_acquire(&ev->app->db, &e);
+    PGresult *r = c ? db_exec(c, &page_stmt, 5, params, &e) : NULL;
+    if (c != NULL)
+        db_release(&ev->app->db, c);
+    if (r == NULL)
+        return -1;
+    struct oq_buf b = {0};
+    int rows = PQntuples(r);
+    for (int i = 0; i < rows; i++) {
+        struct event_pos pos;
+        size_t len;
+        char *f = frame_of(r, i, &pos, &len);
+        if (wants(s, PQgetvalue(r, i, 3), PQgetvalue(r, i, 4)))
+            oq_buf_add(&b, f, len);
+        free(f);
+        s->sent = pos;
+    }
+    PQclear(r);
+    if (rows < EVENTS_PAGE) /* the table has nothing more up to upto */
+        s->sent = *upto;
+    s->out = b.data;
+    s->out_len = b.len;
+    s->out_off = 0;
+    return 0;
+}
+
+/* Fills buf from s->out, the table or the ring, in that order. Called with the lock held;
+ * *more is set when the table has more to read although nothing was written this time. */
+static ssize_t fill(struct events *ev, struct stream *s, char *buf, size_t max, bool *more)
+{
+    for (int pages = 0; pages < 8; pages++) {
+        if (s->out_len > 0)
+            return (ssize_t)take_out(s, buf, max);
+        if (pos_cmp(&s->sent, &ev->floor) >= 0)
+            return (ssize_t)copy_frames(ev, s, buf, max);
+        struct event_pos upto = ev->floor;
+        pthread_mutex_unlock(&ev->mu);
+        int rc = read_page(ev, s, &upto);
+        pthread_mutex_lock(&ev->mu);
+        if (rc != 0)
+            return -1;
+    }
+    *more = true;
+    return 0;
+}
+
 ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct stream *s = cls;
     struct events *ev = s->ev;
     pthread_mutex_lock(&ev->mu);
-    if (s->closing) {
+    bool more = false;
+    ssize_t got = s->closing ? -1 : fill(ev, s, buf, max, &more);
+    if (got < 0 || s->closing) { /* shutdown, or the table cannot be read: the client resumes */
         pthread_mutex_unlock(&ev->mu);
         return MHD_CONTENT_READER_END_OF_STREAM;
     }
-    size_t n = 0;
-    if (s->backlog_off < s->backlog_len) {
-        n = s->backlog_len - s->backlog_off < max ? s->backlog_len - s->backlog_off : max;
-        memcpy(buf, s->backlog + s->backlog_off, n);
-        s->backlog_off += n;
-    } else {
-        n = copy_frames(ev, s, buf, max);
-    }
+    size_t n = (size_t)got;
     double now = oq_now_ms();
     if (n == 0 && now - s->last_write_ms >= EVENTS_HEARTBEAT_S * 1000.0) {
         static const char beat[] = ": heartbeat\n\n";
@@ -413,7 +458,7 @@ ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max)
     }
     if (n > 0) {
         s->last_write_ms = now;
-    } else {
+    } else if (!more) {
         /* nothing to send: park the connection until events_pull or a heartbeat resumes it */
         MHD_suspend_connection(s->conn);
         s->suspended = true;
@@ -435,7 +480,7 @@ void events_close(void *cls)
         }
     }
     pthread_mutex_unlock(&ev->mu);
-    free(s->backlog);
+    free(s->out);
     free(s);
 }
 

@@ -2,7 +2,9 @@
  * offlineq_emit() in the transaction of the change), are announced by NOTIFY to every
  * instance, kept here in a ring, and streamed to Server-Sent Events subscribers whose
  * connections stay suspended (no thread each) until there is something to send.
- * Slow or vanished subscribers never block anyone: they skip what the ring no longer holds. */
+ * Slow or vanished subscribers never block anyone. A stream whose next event the ring does not
+ * hold (a resume from an older id, or a reader that fell behind) reads it from the table, one
+ * page per write, in its own content callback; frames of any size are written in pieces. */
 #ifndef OQ_EVENTS_H
 #define OQ_EVENTS_H
 
@@ -42,10 +44,10 @@ struct events {
     struct event ring[EVENTS_RING];
     size_t head, count; /* oldest at head */
     struct event_pos last;  /* the newest event taken in */
+    struct event_pos floor; /* the ring holds every event in (floor, last] */
     unsigned long long seq; /* events taken in by this instance: a version for ETags */
     struct stream *streams;
     int n_streams;
-    int opening; /* streams between events_open's two critical sections */
     pthread_t th;
     bool started, stopping;
 };
@@ -66,7 +68,8 @@ int events_parse_id(const char *s, struct event_pos *out);
 void events_emit(struct app *a, const char *type, json_t *data);
 
 /* A subscriber: after NULL means "from now on". op_type / op_id filter operation events
- * (may be NULL). Returns NULL with *e when the backlog cannot be read. */
+ * (may be NULL). Returns NULL with ERR_TOO_MANY_SUBSCRIBERS in *e when OFFLINEQ_MAX_SUBSCRIBERS
+ * streams are open. The stream is owned by the response: events_close frees it. */
 struct stream *events_open(struct events *ev, struct MHD_Connection *conn,
                            const struct event_pos *after, const char *op_type, const char *op_id,
                            struct err *e);

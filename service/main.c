@@ -49,6 +49,7 @@ static void raise_fd_limit(const struct config *c)
 static void release_parked(void)
 {
     waiters_release_all();
+    sync_release_waiters(&the_app->sync);
     events_release_all(&the_app->events);
 }
 

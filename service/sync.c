@@ -17,12 +17,72 @@ static void wait_ms(struct sync_engine *s, int ms)
     pthread_cond_timedwait(&s->cv, &s->mu, &t);
 }
 
+/* The first SYNC_ERRORS_MAX of the pass's errors (new reference). */
+static json_t *capped_errors(const json_t *all)
+{
+    json_t *errors = json_array();
+    for (size_t i = 0; i < json_array_size(all) && i < SYNC_ERRORS_MAX; i++)
+        json_array_append(errors, json_array_get(all, i));
+    return errors;
+}
+
 static json_t *result_json(const struct pass_counts *pc, int total, double ms)
 {
-    json_t *errors = pc->errors ? json_incref(pc->errors) : json_array();
-    return json_pack("{s:i, s:i, s:i, s:i, s:i, s:o, s:I}", "processed", total - pc->remaining,
+    size_t n = json_array_size(pc->errors);
+    return json_pack("{s:i, s:i, s:i, s:i, s:i, s:o, s:I, s:b, s:I}", "processed", total - pc->remaining,
                      "succeeded", pc->succeeded, "failed", pc->failed, "conflicts", pc->conflicts,
-                     "retried", pc->retried, "errors", errors, "duration_ms", (json_int_t)ms);
+                     "retried", pc->retried, "errors", capped_errors(pc->errors),
+                     "errors_total", (json_int_t)n, "errors_truncated", n > SYNC_ERRORS_MAX,
+                     "duration_ms", (json_int_t)ms);
+}
+
+json_t *sync_result_capped(const json_t *result)
+{
+    if (!json_is_object(result) || json_object_get(result, "errors_total") != NULL)
+        return json_incref((json_t *)result);
+    json_t *copy = json_copy((json_t *)result); /* shallow: the shared errors are replaced */
+    const json_t *all = json_object_get(result, "errors");
+    size_t n = json_array_size(all);
+    json_object_set_new(copy, "errors", capped_errors(all));
+    json_object_set_new(copy, "errors_total", json_integer((json_int_t)n));
+    json_object_set_new(copy, "errors_truncated", json_boolean(n > SYNC_ERRORS_MAX));
+    return copy;
+}
+
+/* Takes out of the list the waiters that are done (their pass finished, their time is up, or
+ * all when everything stops). Called with the lock held. */
+static struct sync_waiter *take_due(struct sync_engine *s, bool all)
+{
+    struct sync_waiter *due = NULL, **p = &s->waiters;
+    double now = oq_now_ms();
+    while (*p) {
+        struct sync_waiter *w = *p;
+        if (all || s->passes >= w->pass || now >= w->deadline_ms) {
+            *p = w->next;
+            w->next = due;
+            due = w;
+        } else {
+            p = &w->next;
+        }
+    }
+    return due;
+}
+
+/* Answers the waiters that are due. Called without the lock. */
+static void finish_waiters(struct sync_engine *s, bool all)
+{
+    pthread_mutex_lock(&s->mu);
+    struct sync_waiter *due = take_due(s, all);
+    json_t *result = json_incref(s->last_result);
+    unsigned long passes = s->passes;
+    pthread_mutex_unlock(&s->mu);
+    while (due) {
+        struct sync_waiter *w = due;
+        due = due->next;
+        w->done(w->ctx, passes >= w->pass ? result : NULL);
+        free(w);
+    }
+    json_decref(result);
 }
 
 /* Stores the pass in offlineq_settings so every instance shows it. */
@@ -57,6 +117,7 @@ static json_t *follow(struct sync_engine *s, const char *ids, const char *start,
         pthread_mutex_unlock(&s->mu);
         if (stop)
             break;
+        finish_waiters(s, false); /* the ones whose time is up */
         struct err e = {0};
         struct db_conn *c = db_acquire(&a->db, &e);
         if (c == NULL)
@@ -120,6 +181,7 @@ static void run_pass(struct sync_engine *s)
     s->last_end_ms = oq_now_ms();
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
+    finish_waiters(s, false);
     free(ids);
 }
 
@@ -144,6 +206,7 @@ static void *sync_main(void *arg)
         pthread_mutex_unlock(&s->mu);
         if (go || periodic_due(s))
             run_pass(s);
+        finish_waiters(s, false);
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
@@ -168,6 +231,7 @@ void sync_stop(struct sync_engine *s)
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->th, NULL);
+    finish_waiters(s, true);
     json_decref(s->last_result);
     free(s->ids);
     pthread_cond_destroy(&s->cv);
@@ -192,15 +256,29 @@ int sync_request(struct sync_engine *s, unsigned long *pass, struct err *e)
     return rc;
 }
 
-json_t *sync_wait(struct sync_engine *s, unsigned long pass, double timeout_s)
+void sync_park(struct sync_engine *s, unsigned long pass, double timeout_s,
+               void (*done)(void *ctx, const json_t *result), void *ctx)
 {
-    double until = oq_now_ms() + timeout_s * 1000.0;
+    struct sync_waiter *w = oq_calloc(1, sizeof(*w));
+    w->pass = pass;
+    w->deadline_ms = oq_now_ms() + timeout_s * 1000.0;
+    w->done = done;
+    w->ctx = ctx;
     pthread_mutex_lock(&s->mu);
-    while (s->passes < pass && !s->stopping && oq_now_ms() < until)
-        wait_ms(s, 50);
-    json_t *r = s->passes >= pass ? json_incref(s->last_result) : NULL;
+    w->next = s->waiters;
+    s->waiters = w;
+    bool now = s->passes >= pass || s->stopping || s->waiters_closed || timeout_s <= 0;
     pthread_mutex_unlock(&s->mu);
-    return r;
+    if (now)
+        finish_waiters(s, s->stopping || s->waiters_closed);
+}
+
+void sync_release_waiters(struct sync_engine *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->waiters_closed = true;
+    pthread_mutex_unlock(&s->mu);
+    finish_waiters(s, true);
 }
 
 json_t *sync_progress(struct sync_engine *s)
