@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -166,6 +167,42 @@ static void test_conflict_results_are_sealed(void **state)
             fail_msg("pg_dump holds %s: ...%.300s", markers[i], at > dump + 200 ? at - 200 : dump);
     }
     free(dump);
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+}
+
+/* Batch enqueue (one statement) and batched delivery (one request, a result per row). */
+static void test_batches_are_sealed_per_row(void **state)
+{
+    struct svc s;
+    assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, KEY, "OFFLINEQ_WORKERS=2", NULL}, NULL), 0);
+    struct resp *r = th_json(&s, "POST", "/api/offline/queue/batch",
+        "{\"operations\":[{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"BATCHMARK-r1\",\"metrics\":{\"m\":1}}},"
+        "{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"BATCHMARK-r2\",\"metrics\":{\"m\":2}}},"
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/batch/a\",\"data\":\"BATCHMARK-a\"}}]}");
+    assert_int_equal(r->status, 201);
+    const json_t *ops = json_object_get(r->json, "operations");
+    assert_int_equal(json_array_size(ops), 3);
+    char ids[3][37];
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "%s", th_str(json_array_get(ops, i), "id"));
+        assert_null(json_object_get(json_object_get(json_array_get(ops, i), "payload"), "$enc2"));
+    }
+    th_resp_free(r);
+    for (int i = 0; i < 3; i++) {
+        json_t *op = th_wait_op(&s, ids[i], "completed,failed", 10000);
+        assert_string_equal(th_str(op, "status"), "completed");
+        assert_true(json_is_object(json_object_get(op, "result")));
+        assert_null(json_object_get(json_object_get(op, "result"), "$enc2")); /* opened */
+        json_decref(op);
+    }
+    PGconn *pg = th_db_connect(url);
+    for (int i = 0; i < 3; i++) /* each row's payload and result sealed, bound to that row */
+        assert_string_equal(th_sqlf(pg, "SELECT (payload ? '$enc2')::text || '/' || (result ? '$enc2')::text "
+                                        "FROM offline_operations WHERE id = '%s'", ids[i]), "true/true");
+    PQfinish(pg);
+    assert_true(op_text_has(&s, ids[0], "BATCHMARK-r1"));
+    assert_true(op_text_has(&s, ids[2], "BATCHMARK-a"));
+    assert_dump_lacks("BATCHMARK");
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
 }
 
@@ -408,6 +445,7 @@ static int run_with_arg(const char *arg, char *log, size_t cap)
     assert_int_equal(pipe(fds), 0);
     pid_t pid = fork();
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(fds[1], 2);
         close(fds[0]);
         execle(getenv("OFFLINEQ_BIN"), getenv("OFFLINEQ_BIN"), arg, (char *)NULL, envp);
@@ -472,6 +510,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_conflict_results_are_sealed, db_setup, db_teardown),
+        cmocka_unit_test_setup_teardown(test_batches_are_sealed_per_row, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_sql_function_rows_are_sealed_when_seen, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_swapped_ciphertexts_are_refused, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_old_envelopes_still_open, db_setup, db_teardown),
