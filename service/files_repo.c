@@ -124,7 +124,8 @@ int files_repo_load(struct db_conn *c, const char *id, struct stored_file *out, 
             out->data = PQgetvalue(r, 0, 7)[0] ? secretbox_open_bound(PQgetvalue(r, 0, 5), len, row_id, "file", &len)
                                                : secretbox_open(PQgetvalue(r, 0, 5), len, &len);
             if (out->data == NULL)
-                rc = err_set(e, ERR_INTERNAL, "file %s cannot be decrypted with the configured key", id);
+                rc = err_set(e, ERR_UNDECRYPTABLE, "file %s cannot be decrypted: another key, another "
+                                                    "file's ciphertext, or altered", id);
         } else {
             out->data = oq_malloc(len ? len : 1);
             memcpy(out->data, PQgetvalue(r, 0, 5), len);

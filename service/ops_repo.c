@@ -410,8 +410,8 @@ static json_t *locked_conflict_result(struct db_conn *c, const char *id, struct 
         char *text = PQgetisnull(r, 0, 1) ? oq_strdup("{}") : secretbox_open_json(PQgetvalue(r, 0, 1), id, "result");
         result = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
         if (result == NULL)
-            err_set(e, ERR_CONFLICT, "the stored conflict cannot be decrypted with "
-                                     "OFFLINEQ_ENCRYPTION_KEY; it cannot be resolved");
+            err_set(e, ERR_UNDECRYPTABLE, "the stored conflict cannot be decrypted (another "
+                                          "key, another row's ciphertext, or altered); it cannot be resolved");
         free(text);
     }
     PQclear(r);

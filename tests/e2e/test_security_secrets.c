@@ -297,6 +297,49 @@ static void test_swapped_ciphertexts_are_refused(void **state)
     PQfinish(pg);
 }
 
+static void upload(const struct svc *s, const char *content, char id[37])
+{
+    static const char *const h[] = {"Content-Type: application/octet-stream", NULL};
+    struct resp *r = th_http(s, "POST", "/api/offline/files", content, (long)strlen(content), h);
+    assert_int_equal(r->status, 201);
+    snprintf(id, 37, "%s", th_str(r->json, "file_id"));
+    th_resp_free(r);
+}
+
+static void test_swapped_files_are_refused(void **state)
+{
+    struct svc s;
+    PGconn *pg = th_db_connect(url);
+    assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, KEY, NULL}, NULL), 0);
+    char fa[37], fb[37], a[37], b[37];
+    upload(&s, "FILEMARK-A contents", fa);
+    upload(&s, "FILEMARK-B contents", fb);
+    char body[256];
+    snprintf(body, sizeof(body), "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\",\"endpoint\":\"/fswap/a\"}}", fa);
+    th_enqueue(&s, body, a);
+    snprintf(body, sizeof(body), "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\",\"endpoint\":\"/fswap/b\"}}", fb);
+    th_enqueue(&s, body, b);
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+    assert_dump_lacks("FILEMARK");
+    th_sqlf(pg, "UPDATE offlineq_files f SET data = x.d FROM (VALUES ('%s'::uuid, "
+            "(SELECT data FROM offlineq_files WHERE id = '%s')), ('%s'::uuid, "
+            "(SELECT data FROM offlineq_files WHERE id = '%s'))) AS x(id, d) WHERE f.id = x.id",
+            fa, fb, fb, fa);
+    assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, KEY, "OFFLINEQ_WORKERS=2", NULL}, NULL), 0);
+    const char *ids[] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        json_t *op = th_wait_op(&s, ids[i], "completed,failed", 10000);
+        assert_string_equal(th_str(op, "status"), "failed");
+        const char *msg = th_str(op, "error_message");
+        if (msg == NULL || strstr(msg, "cannot be decrypted") == NULL)
+            fail_msg("error_message: %s", msg ? msg : "(none)");
+        json_decref(op);
+    }
+    assert_int_equal(us_count(US, "/fswap"), 0);
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+    PQfinish(pg);
+}
+
 /* A v1 envelope as the service wrote it before row binding: base64(nonce | ct | tag), no AAD. */
 static char *v1_envelope(const char *plain)
 {
@@ -513,6 +556,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batches_are_sealed_per_row, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_sql_function_rows_are_sealed_when_seen, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_swapped_ciphertexts_are_refused, db_setup, db_teardown),
+        cmocka_unit_test_setup_teardown(test_swapped_files_are_refused, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_old_envelopes_still_open, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_file_variables, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_environ_is_wiped, db_setup, db_teardown),
