@@ -46,7 +46,7 @@ int files_repo_store(struct db_conn *c, const char *content_type, const void *da
     meta->size = (long long)len;
     size_t stored_len = len;
     char id[37]; /* chosen here, so the sealed bytes can be bound to it */
-    secretbox_new_id(id);
+    oq_uuid(id);
     unsigned char *sealed = secretbox_enabled() ? secretbox_seal_bound(data, len, id, "file", &stored_len) : NULL;
     const char *params[] = {content_type, size, meta->sha256, sealed ? (const char *)sealed : data,
                             sealed ? "true" : "false", id};

@@ -40,7 +40,7 @@ static const struct db_stmt retry_stmt = {
 /* The conflict to resolve, locked: its status and stored result. */
 static const struct db_stmt resolve_lock_stmt = {
     "ops_resolve_lock",
-    "SELECT status, result::text FROM offline_operations WHERE id = $1::uuid FOR UPDATE"};
+    "SELECT status, result::text, id::text FROM offline_operations WHERE id = $1::uuid FOR UPDATE"};
 
 /* $3: the new result ("remote": completed now) or NULL (kept), $4 the resolution; both built
  * and sealed in C, so they can be bound to the row. */
@@ -393,8 +393,10 @@ long long ops_repo_retry_failed(struct db_conn *c, const char *operation_type,
 }
 
 /* Locks the conflict and returns its opened result (new reference; {} when there is none), or
- * NULL with *e. */
-static json_t *locked_conflict_result(struct db_conn *c, const char *id, struct err *e)
+ * NULL with *e. row_id: the id as the database writes it (what seals are bound to; the path
+ * may spell it in capitals). */
+static json_t *locked_conflict_result(struct db_conn *c, const char *id, char row_id[37],
+                                      struct err *e)
 {
     const char *params[] = {id};
     PGresult *r = db_exec(c, &resolve_lock_stmt, 1, params, e);
@@ -407,7 +409,8 @@ static json_t *locked_conflict_result(struct db_conn *c, const char *id, struct 
         err_set(e, ERR_CONFLICT, "only a conflict can be resolved (this operation is %s)",
                 PQgetvalue(r, 0, 0));
     } else {
-        char *text = PQgetisnull(r, 0, 1) ? oq_strdup("{}") : secretbox_open_json(PQgetvalue(r, 0, 1), id, "result");
+        snprintf(row_id, 37, "%s", PQgetvalue(r, 0, 2));
+        char *text = PQgetisnull(r, 0, 1) ? oq_strdup("{}") : secretbox_open_json(PQgetvalue(r, 0, 1), row_id, "result");
         result = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
         if (result == NULL)
             err_set(e, ERR_UNDECRYPTABLE, "the stored conflict cannot be decrypted (another "
@@ -439,7 +442,8 @@ char *ops_repo_resolve(struct db_conn *c, const char *id, const char *resolution
 {
     if (db_command(c, "BEGIN", e) != 0)
         return NULL;
-    json_t *old = locked_conflict_result(c, id, e);
+    char row_id[37];
+    json_t *old = locked_conflict_result(c, id, row_id, e);
     if (old == NULL)
         return NULL; /* db_release() rolls the open transaction back */
     char *result = NULL;
@@ -448,11 +452,11 @@ char *ops_repo_resolve(struct db_conn *c, const char *id, const char *resolution
                                  "resolution", "manual_remote", "remote", json_object_get(old, "remote"));
         char *plain = jsontext(done);
         json_decref(done);
-        result = secretbox_seal_json(plain, id, "result");
+        result = secretbox_seal_json(plain, row_id, "result");
         free(plain);
     }
     char *plain = resolution_text(resolution, data, old);
-    char *sealed = secretbox_seal_json(plain, id, "resolution");
+    char *sealed = secretbox_seal_json(plain, row_id, "resolution");
     free(plain);
     json_decref(old);
     const char *params[] = {id, resolution, result, sealed};

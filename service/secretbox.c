@@ -211,23 +211,12 @@ static char *envelope(const char *json, const char *id, const char *column, cons
     return out;
 }
 
-void secretbox_new_id(char out[37])
-{
-    unsigned char b[16];
-    OQ_ASSERT(RAND_bytes(b, sizeof(b)) == 1);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-             b[13], b[14], b[15]);
-}
-
 char *secretbox_seal_payload(const char *payload_json)
 {
     if (!enabled)
         return oq_strdup(payload_json);
     char id[37];
-    secretbox_new_id(id);
+    oq_uuid(id);
     return envelope(payload_json, id, "payload", id);
 }
 

@@ -42,9 +42,6 @@ unsigned char *secretbox_seal_bound(const void *plain, size_t n, const char *id,
 unsigned char *secretbox_open_bound(const void *blob, size_t n, const char *id,
                                     const char *column, size_t *out_len);
 
-/* A fresh random (version 4) UUID, lowercase, as PostgreSQL writes it. */
-void secretbox_new_id(char out[37]);
-
 /* The payload of a new operation as stored: when encryption is on, sealed for a fresh row id
  * which the envelope carries as "$id" (migration 005 makes it the row's id); else a copy. */
 char *secretbox_seal_payload(const char *payload_json);
