@@ -503,14 +503,16 @@ void config_print_help(FILE *out)
 {
     fprintf(out, "offlineq %s: durable offline operation queue\n\n"
                  "usage: offlineq [--flag=value ...]\n\n"
-                 "Every setting is an environment variable or the equivalent flag:\n\n",
+                 "Every setting is an environment variable or the equivalent flag. Secrets have\n"
+                 "no flag (argv shows in ps): set NAME, or NAME_FILE to a file holding the value.\n"
+                 "An unknown OFFLINEQ_* variable stops start-up (README lists the tolerated tool names).\n\n",
             OQ_VERSION);
     for (size_t i = 0; i < OQ_ARRAY_LEN(settings); i++) {
         const struct setting *s = &settings[i];
         char flag[64];
         flag_name(s->env, flag, sizeof(flag));
         if (s->type == CFG_SECRET) /* no flag: argv is public */
-            snprintf(flag, sizeof(flag), "(or %s_FILE)", s->env + strlen("OFFLINEQ_"));
+            snprintf(flag, sizeof(flag), "(env or _FILE only)");
         fprintf(out, "  %-26s %-22s %s", s->env, flag, s->help);
         if (s->def != NULL && s->def[0] != '\0')
             fprintf(out, " (default %s)", s->def);
