@@ -46,8 +46,13 @@ static int db_setup(void **state)
     return 0;
 }
 
+static char temp_paths[8][32]; /* secret files of a test: removed even when it fails */
+static int n_temp;
+
 static int db_teardown(void **state)
 {
+    for (; n_temp > 0; n_temp--)
+        unlink(temp_paths[n_temp - 1]);
     th_db_drop(DB);
     return 0;
 }
@@ -402,6 +407,8 @@ static char *write_temp(const char *content)
 {
     char *path = strdup("/tmp/oq-secret-XXXXXX");
     int fd = mkstemp(path);
+    if (fd >= 0 && n_temp < 8)
+        snprintf(temp_paths[n_temp++], sizeof(temp_paths[0]), "%s", path);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
     close(fd);
@@ -460,7 +467,6 @@ static void test_file_variables(void **state)
     log = th_svc_log(&s);
     assert_non_null(strstr(log, "OFFLINEQ_API_KEYS_FILE"));
     free(log);
-    unlink(keys), unlink(enc), unlink(dbu);
     free(keys), free(enc), free(dbu);
 }
 
