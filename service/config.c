@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum cfg_type { CFG_STR, CFG_INT };
+/* CFG_SECRET: a string that is a secret. It may come from the file named by NAME_FILE, is wiped
+ * from the environment once read, and is refused as a --flag (argv shows in ps). */
+enum cfg_type { CFG_STR, CFG_INT, CFG_SECRET };
 
 struct setting {
     const char *env;
@@ -23,7 +25,7 @@ struct setting {
 
 #define OFF(f) offsetof(struct config, f)
 static const struct setting settings[] = {
-    {"OFFLINEQ_DATABASE_URL", CFG_STR, OFF(database_url), NULL, 0, 0,
+    {"OFFLINEQ_DATABASE_URL", CFG_SECRET, OFF(database_url), NULL, 0, 0,
      "libpq connection URI or conninfo (required; `make run` provides a private cluster)"},
     {"OFFLINEQ_LISTEN", CFG_STR, OFF(listen), "127.0.0.1:8080", 0, 0, "address:port to serve on"},
     {"OFFLINEQ_WORKERS", CFG_INT, OFF(workers), "4", 0, 256,
@@ -32,9 +34,9 @@ static const struct setting settings[] = {
      "largest accepted request body in bytes"},
     {"OFFLINEQ_MAX_ATTEMPTS", CFG_INT, OFF(max_attempts), "5", 1, 1000,
      "default max_attempts of an operation"},
-    {"OFFLINEQ_API_KEYS", CFG_STR, OFF(api_keys_raw), "",  0, 0,
+    {"OFFLINEQ_API_KEYS", CFG_SECRET, OFF(api_keys_raw), "",  0, 0,
      "key:role,... with role read|write|admin; empty = no auth (loopback only)"},
-    {"OFFLINEQ_ENCRYPTION_KEY", CFG_STR, OFF(encryption_key), "", 0, 0,
+    {"OFFLINEQ_ENCRYPTION_KEY", CFG_SECRET, OFF(encryption_key), "", 0, 0,
      "64 hex characters (32 bytes): payloads and files are stored encrypted (AES-256-GCM)"},
     {"OFFLINEQ_CORS_ORIGINS", CFG_STR, OFF(cors_origins_raw), "", 0, 0,
      "comma-separated allowed browser origins, or *"},
@@ -110,7 +112,7 @@ static int set_value(struct config *c, const struct setting *s, const char *v, c
                      size_t len)
 {
     char *base = (char *)c;
-    if (s->type == CFG_STR) {
+    if (s->type != CFG_INT) {
         char **slot = (char **)(base + s->offset);
         free(*slot);
         *slot = oq_strdup(v);
@@ -275,34 +277,215 @@ static int derive(struct config *c, char *out, size_t len)
     return 0;
 }
 
-enum config_result config_load(struct config *c, int argc, char **argv, char *out, size_t len)
+/* Names the service does not read but the project's own tools set around it (the test
+ * harness, scripts/, bench/): tolerated. A trailing '*' matches a prefix. */
+static const char *const tool_names[] = {
+    "OFFLINEQ_TEST_*", "OFFLINEQ_PG_*", "OFFLINEQ_BENCH_*", "OFFLINEQ_FUZZ_*",
+    "OFFLINEQ_BIN", "OFFLINEQ_BUILD_DIR", "OFFLINEQ_SOURCE_DIR", "OFFLINEQ_CONTRACT_DIR",
+    "OFFLINEQ_ARTIFACTS", "OFFLINEQ_DATA_DIR", "OFFLINEQ_FAULT_SEED", "OFFLINEQ_MODEL_SEED",
+};
+
+static bool is_tool_name(const char *name, size_t n)
 {
-    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < OQ_ARRAY_LEN(tool_names); i++) {
+        size_t l = strlen(tool_names[i]);
+        bool prefix = tool_names[i][l - 1] == '*';
+        if (prefix ? n >= l - 1 && strncmp(name, tool_names[i], l - 1) == 0
+                   : n == l && strncmp(name, tool_names[i], n) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The setting called name[0..n), or (secret settings) its NAME_FILE; *is_file says which. */
+static const struct setting *find_env(const char *name, size_t n, bool *is_file)
+{
+    for (size_t i = 0; i < OQ_ARRAY_LEN(settings); i++) {
+        size_t l = strlen(settings[i].env);
+        if (strncmp(name, settings[i].env, l) != 0)
+            continue;
+        *is_file = n == l + 5 && settings[i].type == CFG_SECRET && strncmp(name + l, "_FILE", 5) == 0;
+        if (n == l || *is_file)
+            return &settings[i];
+    }
+    return NULL;
+}
+
+/* Levenshtein distance of two short names. */
+static size_t distance(const char *a, size_t na, const char *b)
+{
+    size_t nb = strlen(b), row[128];
+    if (nb >= OQ_ARRAY_LEN(row))
+        return SIZE_MAX;
+    for (size_t j = 0; j <= nb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= na; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= nb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            best = up + 1 < best ? up + 1 : best;
+            best = row[j - 1] + 1 < best ? row[j - 1] + 1 : best;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[nb];
+}
+
+/* The known variable closest to name[0..n), into out. */
+static void closest_name(const char *name, size_t n, char *out, size_t len)
+{
+    size_t best = SIZE_MAX;
+    for (size_t i = 0; i < OQ_ARRAY_LEN(settings); i++) {
+        for (int file = 0; file <= (settings[i].type == CFG_SECRET); file++) {
+            char cand[80];
+            snprintf(cand, sizeof(cand), "%s%s", settings[i].env, file ? "_FILE" : "");
+            size_t d = distance(name, n, cand);
+            if (d < best) {
+                best = d;
+                snprintf(out, len, "%s", cand);
+            }
+        }
+    }
+}
+
+extern char **environ;
+
+/* A typo in a variable's name must never leave the service open or unkeyed: every OFFLINEQ_*
+ * variable is a setting, a setting's _FILE, or a tool-side name. */
+static int check_unknown_env(char *out, size_t len)
+{
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, "OFFLINEQ_", 9) != 0)
+            continue;
+        const char *eq = strchr(*e, '=');
+        size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
+        bool is_file;
+        if (find_env(*e, n, &is_file) != NULL || is_tool_name(*e, n))
+            continue;
+        char near[80] = "";
+        closest_name(*e, n, near, sizeof(near));
+        return config_fail(out, len, "unknown variable %.*s (did you mean %s?)", (int)n, *e, near);
+    }
+    return 0;
+}
+
+/* The file's content, one trailing newline stripped (malloc'd), or NULL with errno. */
+static char *read_secret_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    struct oq_buf b = {0};
+    char chunk[4096];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        oq_buf_add(&b, chunk, got);
+    OPENSSL_cleanse(chunk, sizeof(chunk));
+    bool failed = ferror(f) != 0;
+    fclose(f);
+    char *text = b.data ? b.data : oq_strdup("");
+    size_t n = strlen(text);
+    if (n > 0 && text[n - 1] == '\n')
+        text[n - 1] = '\0';
+    if (failed) {
+        OPENSSL_cleanse(text, n);
+        free(text);
+        errno = EIO;
+        return NULL;
+    }
+    return text;
+}
+
+/* A secret setting from NAME or the file NAME_FILE names (both: an error). */
+static int load_secret(struct config *c, const struct setting *s, const char *env, char *out,
+                       size_t len)
+{
+    char file_var[80];
+    snprintf(file_var, sizeof(file_var), "%s_FILE", s->env);
+    const char *path = getenv(file_var);
+    if (path == NULL)
+        return set_value(c, s, env ? env : s->def ? s->def : "", out, len);
+    if (env != NULL)
+        return config_fail(out, len, "%s and %s are both set: set one of them", s->env, file_var);
+    char *text = read_secret_file(path);
+    if (text == NULL)
+        return config_fail(out, len, "%s: cannot read \"%s\": %s", file_var, path, strerror(errno));
+    int rc = set_value(c, s, text, out, len);
+    OPENSSL_cleanse(text, strlen(text));
+    free(text);
+    return rc;
+}
+
+/* Overwrites the values of secret variables in the environment block itself (what
+ * /proc/PID/environ shows; unsetenv alone only drops the pointer), then unsets them. */
+static void wipe_secret_env(void)
+{
+    for (size_t i = 0; i < OQ_ARRAY_LEN(settings); i++) {
+        if (settings[i].type != CFG_SECRET)
+            continue;
+        char *v = getenv(settings[i].env);
+        if (v == NULL)
+            continue;
+        OPENSSL_cleanse(v, strlen(v));
+        unsetenv(settings[i].env);
+    }
+}
+
+static int load_env(struct config *c, char *out, size_t len)
+{
+    if (check_unknown_env(out, len) != 0)
+        return -1;
     for (size_t i = 0; i < OQ_ARRAY_LEN(settings); i++) {
         const struct setting *s = &settings[i];
         const char *env = getenv(s->env);
+        if (s->type == CFG_SECRET) {
+            if (load_secret(c, s, env, out, len) != 0)
+                return -1;
+            continue;
+        }
         const char *v = env ? env : s->def;
         if (v != NULL && set_value(c, s, v, out, len) != 0)
-            return CONFIG_EXIT_ERROR;
+            return -1;
     }
+    wipe_secret_env();
+    return 0;
+}
+
+/* One argv entry; 1: --help/--version done, 0: applied, -1: error. */
+static int load_flag(struct config *c, const char *arg, char *out, size_t len)
+{
+    const char *value = NULL;
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+        config_print_help(stdout);
+        return 1;
+    }
+    if (strcmp(arg, "--version") == 0) {
+        printf("offlineq %s\n", OQ_VERSION);
+        return 1;
+    }
+    const struct setting *s = find_flag(arg, &value);
+    int name_len = (int)strcspn(arg, "="); /* never echo a value: it may be a secret */
+    if (s == NULL)
+        return config_fail(out, len, "unknown argument \"%.*s\" (see --help)", name_len, arg);
+    if (s->type == CFG_SECRET)
+        return config_fail(out, len, "%.*s: a secret is not accepted as a flag (argv shows in ps "
+                                     "and /proc/PID/cmdline); set %s or %s_FILE instead",
+                           name_len, arg, s->env, s->env);
+    return set_value(c, s, value, out, len);
+}
+
+enum config_result config_load(struct config *c, int argc, char **argv, char *out, size_t len)
+{
+    memset(c, 0, sizeof(*c));
+    if (load_env(c, out, len) != 0)
+        return CONFIG_EXIT_ERROR;
     for (int i = 1; i < argc; i++) {
-        const char *value = NULL;
-        const struct setting *s = NULL;
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            config_print_help(stdout);
-            return CONFIG_EXIT_OK;
-        }
-        if (strcmp(argv[i], "--version") == 0) {
-            printf("offlineq %s\n", OQ_VERSION);
-            return CONFIG_EXIT_OK;
-        }
-        s = find_flag(argv[i], &value);
-        if (s == NULL) {
-            config_fail(out, len, "unknown argument \"%s\" (see --help)", argv[i]);
-            return CONFIG_EXIT_ERROR;
-        }
-        if (set_value(c, s, value, out, len) != 0)
-            return CONFIG_EXIT_ERROR;
+        int rc = load_flag(c, argv[i], out, len);
+        if (rc != 0)
+            return rc > 0 ? CONFIG_EXIT_OK : CONFIG_EXIT_ERROR;
     }
     return derive(c, out, len) == 0 ? CONFIG_OK : CONFIG_EXIT_ERROR;
 }
@@ -310,7 +493,7 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *ou
 void config_free(struct config *c)
 {
     for (size_t i = 0; i < OQ_ARRAY_LEN(settings); i++) {
-        if (settings[i].type == CFG_STR)
+        if (settings[i].type != CFG_INT)
             free(*(char **)((char *)c + settings[i].offset));
     }
     free(c->api_keys);
@@ -324,12 +507,16 @@ void config_print_help(FILE *out)
 {
     fprintf(out, "offlineq %s: durable offline operation queue\n\n"
                  "usage: offlineq [--flag=value ...]\n\n"
-                 "Every setting is an environment variable or the equivalent flag:\n\n",
+                 "Every setting is an environment variable or the equivalent flag. Secrets have\n"
+                 "no flag (argv shows in ps): set NAME, or NAME_FILE to a file holding the value.\n"
+                 "An unknown OFFLINEQ_* variable stops start-up (README lists the tolerated tool names).\n\n",
             OQ_VERSION);
     for (size_t i = 0; i < OQ_ARRAY_LEN(settings); i++) {
         const struct setting *s = &settings[i];
         char flag[64];
         flag_name(s->env, flag, sizeof(flag));
+        if (s->type == CFG_SECRET) /* no flag: argv is public */
+            snprintf(flag, sizeof(flag), "(env or _FILE only)");
         fprintf(out, "  %-26s %-22s %s", s->env, flag, s->help);
         if (s->def != NULL && s->def[0] != '\0')
             fprintf(out, " (default %s)", s->def);

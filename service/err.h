@@ -22,7 +22,8 @@
     X(ERR_DB_UNAVAILABLE, 503, "database_unavailable")                                             \
     X(ERR_NOT_READY, 503, "not_ready")                                                             \
     X(ERR_OFFLINE, 503, "offline")                                                                 \
-    X(ERR_TOO_MANY_SUBSCRIBERS, 503, "too_many_subscribers")
+    X(ERR_TOO_MANY_SUBSCRIBERS, 503, "too_many_subscribers")                                       \
+    X(ERR_UNDECRYPTABLE, 409, "undecryptable")
 
 #define OQ_ERR_ENUM(name, status, code) name,
 enum err_code { OQ_ERR_CODES(OQ_ERR_ENUM) ERR__COUNT };

@@ -9,8 +9,8 @@
 
 static const struct db_stmt store_stmt = {
     "files_store",
-    "INSERT INTO offlineq_files (content_type, size, sha256, data, encrypted) "
-    "VALUES ($1, $2, $3, $4, $5::boolean) "
+    "INSERT INTO offlineq_files (id, content_type, size, sha256, data, encrypted, bound) "
+    "VALUES ($6::uuid, $1, $2, $3, $4, $5::boolean, $5::boolean) "
     "RETURNING id, offlineq_ts(created_at)"};
 
 static const struct db_stmt meta_stmt = {
@@ -20,7 +20,7 @@ static const struct db_stmt meta_stmt = {
 
 static const struct db_stmt load_stmt = {
     "files_load",
-    "SELECT id, content_type, size, sha256, offlineq_ts(created_at), data, encrypted "
+    "SELECT id, content_type, size, sha256, offlineq_ts(created_at), data, encrypted, bound "
     "FROM offlineq_files "
     "WHERE id = $1::uuid"};
 
@@ -45,16 +45,18 @@ int files_repo_store(struct db_conn *c, const char *content_type, const void *da
     snprintf(meta->content_type, sizeof(meta->content_type), "%s", content_type);
     meta->size = (long long)len;
     size_t stored_len = len;
-    unsigned char *sealed = secretbox_enabled() ? secretbox_seal(data, len, &stored_len) : NULL;
+    char id[37]; /* chosen here, so the sealed bytes can be bound to it */
+    oq_uuid(id);
+    unsigned char *sealed = secretbox_enabled() ? secretbox_seal_bound(data, len, id, "file", &stored_len) : NULL;
     const char *params[] = {content_type, size, meta->sha256, sealed ? (const char *)sealed : data,
-                            sealed ? "true" : "false"};
-    const int lengths[] = {0, 0, 0, (int)stored_len, 0};
-    const int formats[] = {0, 0, 0, 1, 0}; /* the bytes go as binary: no escaping, no copies */
-    if (db_prepare(c, &store_stmt, 5, e) != 0) {
+                            sealed ? "true" : "false", id};
+    const int lengths[] = {0, 0, 0, (int)stored_len, 0, 0};
+    const int formats[] = {0, 0, 0, 1, 0, 0}; /* the bytes go as binary: no escaping, no copies */
+    if (db_prepare(c, &store_stmt, 6, e) != 0) {
         free(sealed);
         return -1;
     }
-    PGresult *r = PQexecPrepared(c->pg, store_stmt.name, 5, params, lengths, formats, 0);
+    PGresult *r = PQexecPrepared(c->pg, store_stmt.name, 6, params, lengths, formats, 0);
     free(sealed);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         int rc = db_error(c, r, e);
@@ -114,10 +116,16 @@ int files_repo_load(struct db_conn *c, const char *id, struct stored_file *out, 
         snprintf(out->content_type, sizeof(out->content_type), "%.*s", PQgetlength(r, 0, 1),
                  PQgetvalue(r, 0, 1));
         snprintf(out->sha256, sizeof(out->sha256), "%.*s", PQgetlength(r, 0, 3), PQgetvalue(r, 0, 3));
-        if (PQgetvalue(r, 0, 6)[0]) { /* sealed */
-            out->data = secretbox_open(PQgetvalue(r, 0, 5), len, &len);
+        char row_id[37]; /* as the database writes it (the caller's spelling may differ) */
+        const unsigned char *u = (const unsigned char *)PQgetvalue(r, 0, 0);
+        snprintf(row_id, sizeof(row_id), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+        if (PQgetvalue(r, 0, 6)[0]) { /* sealed: bound to its id, or (older files) not */
+            out->data = PQgetvalue(r, 0, 7)[0] ? secretbox_open_bound(PQgetvalue(r, 0, 5), len, row_id, "file", &len)
+                                               : secretbox_open(PQgetvalue(r, 0, 5), len, &len);
             if (out->data == NULL)
-                rc = err_set(e, ERR_INTERNAL, "file %s cannot be decrypted with the configured key", id);
+                rc = err_set(e, ERR_UNDECRYPTABLE, "file %s cannot be decrypted: another key, another "
+                                                    "file's ciphertext, or altered", id);
         } else {
             out->data = oq_malloc(len ? len : 1);
             memcpy(out->data, PQgetvalue(r, 0, 5), len);

@@ -63,7 +63,7 @@ void file_upload_send(struct exec_ctx *ctx, const struct job *job, const json_t 
     if (c != NULL)
         db_release(&ctx->app->db, c);
     if (rc != 0) {
-        if (e.code == ERR_NOT_FOUND) {
+        if (e.code == ERR_NOT_FOUND || e.code == ERR_UNDECRYPTABLE) { /* no retry helps */
             exec_fail(res, "%s", e.message);
         } else { /* the database is away: try again later, as for a network error */
             res->outcome = OUTCOME_RELEASE;

@@ -1,6 +1,7 @@
 /* offlineq: start-up and shutdown only. */
 #include <curl/curl.h>
 #include <malloc.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <stdio.h>
@@ -107,7 +108,9 @@ int main(int argc, char **argv)
     }
     log_set_level(a.cfg.log_level);
     struct err ke = {0};
-    if (secretbox_init(a.cfg.encryption_key, &ke) != 0) {
+    int key_rc = secretbox_init(a.cfg.encryption_key, &ke);
+    OPENSSL_cleanse(a.cfg.encryption_key, strlen(a.cfg.encryption_key)); /* only the bytes stay */
+    if (key_rc != 0) {
         log_json(LOG_ERROR, ke.message, json_pack("{s:s}", "event", "bad_configuration"));
         config_free(&a.cfg);
         return 2;

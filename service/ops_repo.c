@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsontext.h"
 #include "secretbox.h"
 
 #define LIVE "('pending', 'in_progress', 'conflict')"
@@ -37,24 +38,26 @@ static const struct db_stmt retry_stmt = {
     "        RETURNING offlineq_op_json(o)::text AS j) "
     "SELECT t.status, (SELECT j FROM upd) FROM target t"};
 
-/* One index range per requested status (LATERAL), merged: cheap at any table size. */
+/* The conflict to resolve, locked: its status and stored result. */
+static const struct db_stmt resolve_lock_stmt = {
+    "ops_resolve_lock",
+    "SELECT status, result::text, id::text FROM offline_operations WHERE id = $1::uuid FOR UPDATE"};
+
+/* $3: the new result ("remote": completed now) or NULL (kept), $4 the resolution; both built
+ * and sealed in C, so they can be bound to the row. */
 static const struct db_stmt resolve_stmt = {
     "ops_resolve",
-    "WITH target AS (SELECT id, status FROM offline_operations WHERE id = $1::uuid FOR UPDATE), "
-    "upd AS (UPDATE offline_operations o SET "
+    "WITH upd AS (UPDATE offline_operations o SET "
     "    status = CASE WHEN $2 = 'remote' THEN 'completed' ELSE 'pending' END, "
     "    completed_at = CASE WHEN $2 = 'remote' THEN now() END, "
-    "    result = CASE WHEN $2 = 'remote' THEN jsonb_build_object('status_code', "
-    "      o.result -> 'status_code', 'resolution', 'manual_remote', 'remote', o.result -> 'remote') "
-    "      ELSE o.result END, "
-    "    resolution = jsonb_build_object('choice', $2, 'data', $3::jsonb, "
-    "      'etag', o.result ->> 'remote_etag'), "
+    "    result = CASE WHEN $3::jsonb IS NULL THEN o.result ELSE $3::jsonb END, "
+    "    resolution = $4::jsonb, "
     "    error_message = NULL, next_attempt_at = now(), updated_at = now() "
-    "  FROM target t WHERE o.id = t.id AND t.status = 'conflict' "
+    "  WHERE o.id = $1::uuid AND o.status = 'conflict' "
     "  RETURNING offlineq_op_json(o)::text AS j, o.operation_type), "
     "counted AS (INSERT INTO offlineq_op_counts (operation_type, status, n) "
     "  SELECT operation_type, '#resolved', 1 FROM upd WHERE $2 = 'remote') "
-    "SELECT t.status, (SELECT j FROM upd) FROM target t"};
+    "SELECT j FROM upd"};
 
 /* One page in execution order, at most $5 rows (the caller asks one more than it shows): one
  * index range per requested status (LATERAL), merged. The page's documents are then sized in
@@ -415,21 +418,86 @@ long long ops_repo_retry_failed(struct db_conn *c, const char *operation_type,
     return single_count(c, &retry_failed_stmt, 2, params, e);
 }
 
+/* Locks the conflict and returns its opened result (new reference; {} when there is none), or
+ * NULL with *e. row_id: the id as the database writes it (what seals are bound to; the path
+ * may spell it in capitals). */
+static json_t *locked_conflict_result(struct db_conn *c, const char *id, char row_id[37],
+                                      struct err *e)
+{
+    const char *params[] = {id};
+    PGresult *r = db_exec(c, &resolve_lock_stmt, 1, params, e);
+    if (r == NULL)
+        return NULL;
+    json_t *result = NULL;
+    if (PQntuples(r) == 0) {
+        err_set(e, ERR_NOT_FOUND, "no operation with id %s", id);
+    } else if (strcmp(PQgetvalue(r, 0, 0), "conflict") != 0) {
+        err_set(e, ERR_CONFLICT, "only a conflict can be resolved (this operation is %s)",
+                PQgetvalue(r, 0, 0));
+    } else {
+        snprintf(row_id, 37, "%s", PQgetvalue(r, 0, 2));
+        char *text = PQgetisnull(r, 0, 1) ? oq_strdup("{}") : secretbox_open_json(PQgetvalue(r, 0, 1), row_id, "result");
+        result = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+        if (result == NULL)
+            err_set(e, ERR_UNDECRYPTABLE, "the stored conflict cannot be decrypted (another "
+                                          "key, another row's ciphertext, or altered); it cannot be resolved");
+        free(text);
+    }
+    PQclear(r);
+    return result;
+}
+
+/* {"choice","data","etag"}: data (a JSON text or NULL) kept as the client wrote it. */
+static char *resolution_text(const char *choice, const char *data, const json_t *result)
+{
+    json_t *head = json_pack("{s:s, s:s?}", "choice", choice, "etag",
+                             json_string_value(json_object_get(result, "remote_etag")));
+    char *h = jsontext(head);
+    json_decref(head);
+    struct oq_buf b = {0};
+    oq_buf_str(&b, "{\"data\":");
+    oq_buf_str(&b, data ? data : "null");
+    oq_buf_str(&b, ",");
+    oq_buf_str(&b, h + 1); /* the rest of {"choice":...,"etag":...} */
+    free(h);
+    return b.data;
+}
+
 char *ops_repo_resolve(struct db_conn *c, const char *id, const char *resolution,
                        const char *data, struct err *e)
 {
-    const char *params[] = {id, resolution, data};
-    PGresult *r = db_exec(c, &resolve_stmt, 3, params, e);
+    if (db_command(c, "BEGIN", e) != 0)
+        return NULL;
+    char row_id[37];
+    json_t *old = locked_conflict_result(c, id, row_id, e);
+    if (old == NULL)
+        return NULL; /* db_release() rolls the open transaction back */
+    char *result = NULL;
+    if (strcmp(resolution, "remote") == 0) { /* completed now: nothing is sent */
+        json_t *done = json_pack("{s:O?, s:s, s:O?}", "status_code", json_object_get(old, "status_code"),
+                                 "resolution", "manual_remote", "remote", json_object_get(old, "remote"));
+        char *plain = jsontext(done);
+        json_decref(done);
+        result = secretbox_seal_json(plain, row_id, "result");
+        free(plain);
+    }
+    char *plain = resolution_text(resolution, data, old);
+    char *sealed = secretbox_seal_json(plain, row_id, "resolution");
+    free(plain);
+    json_decref(old);
+    const char *params[] = {id, resolution, result, sealed};
+    PGresult *r = db_exec(c, &resolve_stmt, 4, params, e);
+    free(result);
+    free(sealed);
     if (r == NULL)
         return NULL;
-    char *json = NULL;
-    if (PQntuples(r) == 0)
-        err_set(e, ERR_NOT_FOUND, "no operation with id %s", id);
-    else if (PQgetisnull(r, 0, 1))
-        err_set(e, ERR_CONFLICT, "only a conflict can be resolved (this operation is %s)",
-                PQgetvalue(r, 0, 0));
-    else
-        json = secretbox_open_ops(oq_strdup(PQgetvalue(r, 0, 1)));
+    char *json = PQntuples(r) == 1 ? secretbox_open_ops(oq_strdup(PQgetvalue(r, 0, 0))) : NULL;
     PQclear(r);
+    if (json == NULL)
+        err_set(e, ERR_CONFLICT, "the operation left conflict while it was being resolved");
+    else if (db_command(c, "COMMIT", e) != 0) {
+        free(json);
+        return NULL;
+    }
     return json;
 }

@@ -152,7 +152,7 @@ static void fill_job(PGresult *r, int row, struct job *job)
     memset(job, 0, sizeof(*job));
     snprintf(job->id, sizeof(job->id), "%s", PQgetvalue(r, row, 0));
     snprintf(job->operation_type, sizeof(job->operation_type), "%s", PQgetvalue(r, row, 1));
-    char *payload = secretbox_open_payload(PQgetvalue(r, row, 2));
+    char *payload = secretbox_open_json(PQgetvalue(r, row, 2), job->id, "payload");
     job->payload = payload ? json_loads(payload, 0, NULL) : json_object();
     job->unreadable = payload == NULL; /* sealed with another key: fails, never runs blind */
     free(payload);
@@ -161,7 +161,10 @@ static void fill_job(PGresult *r, int row, struct job *job)
     job->max_attempts = atoi(PQgetvalue(r, row, 4));
     snprintf(job->file_id, sizeof(job->file_id), "%s", PQgetvalue(r, row, 5));
     snprintf(job->conflict_strategy, sizeof(job->conflict_strategy), "%s", PQgetvalue(r, row, 7));
-    job->resolution = PQgetisnull(r, row, 8) ? NULL : json_loads(PQgetvalue(r, row, 8), 0, NULL);
+    char *resolution = PQgetisnull(r, row, 8) ? NULL
+                                              : secretbox_open_json(PQgetvalue(r, row, 8), job->id, "resolution");
+    job->resolution = resolution ? json_loads(resolution, 0, NULL) : NULL;
+    free(resolution);
     snprintf(job->created_at, sizeof(job->created_at), "%s", PQgetvalue(r, row, 9));
 }
 
@@ -198,6 +201,22 @@ static int fill_jobs_in_order(PGresult *r, struct job *jobs)
     return n;
 }
 
+/* Claimed rows still in plaintext (from offlineq_enqueue(), or older than the key) are sealed
+ * now, before they run; a failure here is logged and the claim goes on. */
+static void reseal_claimed(struct db_conn *c, PGresult *r)
+{
+    if (!secretbox_enabled())
+        return;
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct err e = {0};
+        const char *id = PQgetvalue(r, i, 0);
+        if (secretbox_reseal(c, id, "payload", PQgetvalue(r, i, 2), &e) != 0 ||
+            (!PQgetisnull(r, i, 8) && secretbox_reseal(c, id, "resolution", PQgetvalue(r, i, 8), &e) != 0))
+            log_json(LOG_WARN, "a claimed operation could not be sealed yet",
+                     json_pack("{s:s, s:s}", "id", id, "error", e.message));
+    }
+}
+
 int queue_claim(struct db_conn *c, const struct claim_filter *f, struct job *jobs, int max,
                 struct err *e)
 {
@@ -209,6 +228,7 @@ int queue_claim(struct db_conn *c, const struct claim_filter *f, struct job *job
     if (r == NULL)
         return -1;
     int n = fill_jobs_in_order(r, jobs);
+    reseal_claimed(c, r);
     PQclear(r);
     return n;
 }
@@ -230,6 +250,7 @@ int queue_claim_batch(struct db_conn *c, const struct claim_filter *f, const str
     if (r == NULL)
         return -1;
     int n = fill_jobs_in_order(r, jobs);
+    reseal_claimed(c, r);
     PQclear(r);
     return n;
 }
@@ -287,8 +308,20 @@ static void count_rows(PGresult *r, const struct exec_result *res, struct tally 
 int queue_record(struct db_conn *c, const char *owner, const struct job *jobs, size_t n,
                  const struct exec_result *res, double delay_s, struct tally *t, struct err *e)
 {
+    if (n > 1 && res->result != NULL && secretbox_enabled()) { /* each row its own seal */
+        int rows = 0;
+        for (size_t i = 0; i < n; i++) {
+            int one = queue_record(c, owner, &jobs[i], 1, res, delay_s, t, e);
+            if (one < 0)
+                return -1;
+            rows += one;
+        }
+        return rows;
+    }
     char *ids = id_array(jobs, n);
-    char *result = res->result ? jsontext(res->result) : NULL;
+    char *plain = res->result ? jsontext(res->result) : NULL;
+    char *result = secretbox_seal_json(plain, jobs[0].id, "result");
+    free(plain);
     char delay[32];
     snprintf(delay, sizeof(delay), "%.3f", delay_s < 0 ? 0 : delay_s);
     const struct db_stmt *s = NULL;
@@ -329,9 +362,18 @@ int queue_complete_many(struct db_conn *c, const char *owner, const struct job *
                         json_t *const *results, size_t n, struct tally *t, struct err *e)
 {
     json_t *rows = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(rows, json_pack("{s:s, s:O?}", "id", jobs[i]->id, "result",
-                                              results[i]));
+    for (size_t i = 0; i < n; i++) {
+        json_t *stored = json_incref(results[i]);
+        if (stored != NULL && secretbox_enabled()) { /* bound to its own row */
+            char *plain = jsontext(stored);
+            char *sealed = secretbox_seal_json(plain, jobs[i]->id, "result");
+            json_decref(stored);
+            stored = json_loads(sealed, 0, NULL);
+            free(plain);
+            free(sealed);
+        }
+        json_array_append_new(rows, json_pack("{s:s, s:o?}", "id", jobs[i]->id, "result", stored));
+    }
     char *text = jsontext(rows);
     json_decref(rows);
     const char *p[] = {text, owner};

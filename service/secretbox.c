@@ -13,7 +13,8 @@
 
 #define NONCE_LEN 12
 #define TAG_LEN 16
-#define ENVELOPE "$enc"
+#define ENVELOPE "$enc"   /* v1: no associated data (still opened) */
+#define ENVELOPE2 "$enc2" /* v2: bound to its row and column */
 #define CHECK_TEXT "offlineq encryption key check v1"
 
 static unsigned char key[32];
@@ -43,15 +44,17 @@ bool secretbox_enabled(void)
     return enabled;
 }
 
-unsigned char *secretbox_seal(const void *plain, size_t n, size_t *out_len)
+unsigned char *secretbox_seal_ad(const void *plain, size_t n, const void *ad, size_t ad_len,
+                                 size_t *out_len)
 {
     OQ_ASSERT(enabled);
     unsigned char *blob = oq_malloc(NONCE_LEN + n + TAG_LEN);
     OQ_ASSERT(RAND_bytes(blob, NONCE_LEN) == 1);
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    int len = 0, fin = 0;
+    int len = 0, fin = 0, ignored = 0;
     OQ_ASSERT(ctx != NULL &&
               EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, blob) == 1 &&
+              (ad_len == 0 || EVP_EncryptUpdate(ctx, NULL, &ignored, ad, (int)ad_len) == 1) &&
               EVP_EncryptUpdate(ctx, blob + NONCE_LEN, &len, plain, (int)n) == 1 &&
               EVP_EncryptFinal_ex(ctx, blob + NONCE_LEN + len, &fin) == 1 &&
               EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_LEN, blob + NONCE_LEN + n) == 1);
@@ -60,7 +63,8 @@ unsigned char *secretbox_seal(const void *plain, size_t n, size_t *out_len)
     return blob;
 }
 
-unsigned char *secretbox_open(const void *blob, size_t n, size_t *out_len)
+unsigned char *secretbox_open_ad(const void *blob, size_t n, const void *ad, size_t ad_len,
+                                 size_t *out_len)
 {
     if (!enabled || n < NONCE_LEN + TAG_LEN)
         return NULL;
@@ -68,8 +72,9 @@ unsigned char *secretbox_open(const void *blob, size_t n, size_t *out_len)
     size_t ct = n - NONCE_LEN - TAG_LEN;
     unsigned char *plain = oq_malloc(ct + 1);
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    int len = 0, fin = 0;
+    int len = 0, fin = 0, ignored = 0;
     bool ok = ctx != NULL && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, b) == 1 &&
+              (ad_len == 0 || EVP_DecryptUpdate(ctx, NULL, &ignored, ad, (int)ad_len) == 1) &&
               EVP_DecryptUpdate(ctx, plain, &len, b + NONCE_LEN, (int)ct) == 1 &&
               EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN, (void *)(b + NONCE_LEN + ct)) == 1 &&
               EVP_DecryptFinal_ex(ctx, plain + len, &fin) == 1;
@@ -81,6 +86,16 @@ unsigned char *secretbox_open(const void *blob, size_t n, size_t *out_len)
     plain[ct] = '\0';
     *out_len = ct;
     return plain;
+}
+
+unsigned char *secretbox_seal(const void *plain, size_t n, size_t *out_len)
+{
+    return secretbox_seal_ad(plain, n, NULL, 0, out_len);
+}
+
+unsigned char *secretbox_open(const void *blob, size_t n, size_t *out_len)
+{
+    return secretbox_open_ad(blob, n, NULL, 0, out_len);
 }
 
 static char *base64(const unsigned char *p, size_t n)
@@ -105,91 +120,175 @@ static unsigned char *unbase64(const char *s, size_t *n)
     return out;
 }
 
-static char *seal_text(const char *text)
+/* The associated data that binds a blob to one column of one row: a ciphertext moved to
+ * another row or column no longer opens. */
+static size_t bind_ad(char *ad, size_t len, const char *id, const char *column)
 {
+    int n = snprintf(ad, len, "offlineq:%s:%s", column, id);
+    return n > 0 && (size_t)n < len ? (size_t)n : 0;
+}
+
+unsigned char *secretbox_seal_bound(const void *plain, size_t n, const char *id,
+                                    const char *column, size_t *out_len)
+{
+    char ad[128];
+    size_t ad_len = bind_ad(ad, sizeof(ad), id, column);
+    OQ_ASSERT(ad_len > 0);
+    return secretbox_seal_ad(plain, n, ad, ad_len, out_len);
+}
+
+unsigned char *secretbox_open_bound(const void *blob, size_t n, const char *id,
+                                    const char *column, size_t *out_len)
+{
+    char ad[128];
+    size_t ad_len = bind_ad(ad, sizeof(ad), id, column);
+    return ad_len > 0 ? secretbox_open_ad(blob, n, ad, ad_len, out_len) : NULL;
+}
+
+static char *seal_text(const char *text, const char *id, const char *column)
+{
+    char ad[128];
+    size_t ad_len = id ? bind_ad(ad, sizeof(ad), id, column) : 0;
     size_t n;
-    unsigned char *blob = secretbox_seal(text, strlen(text), &n);
+    unsigned char *blob = secretbox_seal_ad(text, strlen(text), ad, ad_len, &n);
     char *b64 = base64(blob, n);
     free(blob);
     return b64;
 }
 
-static char *open_text(const char *b64)
+static char *open_text(const char *b64, const char *id, const char *column)
 {
+    char ad[128];
+    size_t ad_len = id ? bind_ad(ad, sizeof(ad), id, column) : 0;
+    if (id != NULL && ad_len == 0)
+        return NULL;
     size_t n, plain_len;
     unsigned char *blob = unbase64(b64, &n);
     if (blob == NULL)
         return NULL;
-    unsigned char *plain = secretbox_open(blob, n, &plain_len);
+    unsigned char *plain = secretbox_open_ad(blob, n, ad, ad_len, &plain_len);
     free(blob);
     return (char *)plain;
 }
 
-char *secretbox_seal_payload(const char *payload_json)
+/* What SQL reads in clear, per column: the payload's routing fields; nothing else. */
+static const struct {
+    const char *column;
+    const char *const *clear;
+} columns[] = {
+    {"payload", (const char *const[]){"upstream", "file_id", NULL}},
+    {"result", (const char *const[]){NULL}},
+    {"resolution", (const char *const[]){NULL}},
+};
+
+static const char *const *clear_fields(const char *column)
 {
-    if (!enabled)
-        return oq_strdup(payload_json);
-    json_t *p = json_loads(payload_json, JSON_DECODE_ANY, NULL);
-    char *b64 = seal_text(payload_json);
-    json_t *env = json_pack("{s:s}", ENVELOPE, b64);
+    for (size_t i = 0; i < OQ_ARRAY_LEN(columns); i++) {
+        if (strcmp(columns[i].column, column) == 0)
+            return columns[i].clear;
+    }
+    OQ_ASSERT(!"a sealed column is listed in columns[]");
+    return NULL;
+}
+
+/* {"$enc2": blob bound to id/column, <clear fields>} as JSON text. */
+static char *envelope(const char *json, const char *id, const char *column, const char *new_id)
+{
+    json_t *p = json_loads(json, JSON_DECODE_ANY, NULL);
+    char *b64 = seal_text(json, id, column);
+    json_t *env = json_pack("{s:s}", ENVELOPE2, b64);
     free(b64);
-    static const char *const clear[] = {"upstream", "file_id", NULL}; /* what SQL routes by */
-    for (const char *const *k = clear; *k; k++) {
+    for (const char *const *k = clear_fields(column); *k; k++) {
         const json_t *v = json_object_get(p, *k);
         if (json_is_string(v))
             json_object_set_new(env, *k, json_string(json_string_value(v)));
     }
+    if (new_id != NULL) /* the row takes this id on insert (migration 005's trigger) */
+        json_object_set_new(env, "$id", json_string(new_id));
     char *out = jsontext(env);
     json_decref(env);
     json_decref(p);
     return out;
 }
 
-/* The opened payload of an envelope object (new reference), or NULL when it is not one. */
-static json_t *open_envelope(const json_t *payload, bool *broken)
+char *secretbox_seal_payload(const char *payload_json)
 {
-    const char *b64 = json_string_value(json_object_get(payload, ENVELOPE));
-    *broken = false;
-    if (b64 == NULL)
-        return NULL;
-    char *text = open_text(b64);
-    json_t *opened = text ? json_loads(text, 0, NULL) : NULL;
-    free(text);
-    *broken = opened == NULL;
-    return opened;
+    if (!enabled)
+        return oq_strdup(payload_json);
+    char id[37];
+    oq_uuid(id);
+    return envelope(payload_json, id, "payload", id);
 }
 
-char *secretbox_open_payload(const char *stored_json)
+char *secretbox_seal_json(const char *json, const char *id, const char *column)
 {
-    if (strstr(stored_json, "\"" ENVELOPE "\"") == NULL)
-        return oq_strdup(stored_json);
-    json_t *stored = json_loads(stored_json, 0, NULL);
+    if (json == NULL)
+        return NULL;
+    return enabled ? envelope(json, id, column, NULL) : oq_strdup(json);
+}
+
+bool secretbox_is_sealed(const char *stored)
+{
+    return stored != NULL && strstr(stored, "\"" ENVELOPE2 "\"") != NULL;
+}
+
+/* The opened text of an envelope object, or NULL with *broken when it is one that does not
+ * open (v2: bound to id/column; v1: no binding). *broken false and NULL: not an envelope. */
+static char *open_envelope_text(const json_t *stored, const char *id, const char *column,
+                                bool *broken)
+{
+    const char *v2 = json_string_value(json_object_get(stored, ENVELOPE2));
+    const char *v1 = json_string_value(json_object_get(stored, ENVELOPE));
+    *broken = false;
+    if (v2 == NULL && v1 == NULL)
+        return NULL;
+    char *text = v2 ? open_text(v2, id, column) : open_text(v1, NULL, column);
+    *broken = text == NULL;
+    return text;
+}
+
+char *secretbox_open_json(const char *stored, const char *id, const char *column)
+{
+    if (stored == NULL || strstr(stored, "\"" ENVELOPE) == NULL)
+        return stored ? oq_strdup(stored) : NULL;
+    json_t *doc = json_loads(stored, JSON_DECODE_ANY, NULL);
     bool broken;
-    json_t *opened = open_envelope(stored, &broken);
-    json_decref(stored);
+    char *text = open_envelope_text(doc, id, column, &broken);
+    json_decref(doc);
     if (broken)
         return NULL;
-    if (opened == NULL)
-        return oq_strdup(stored_json);
-    char *out = jsontext(opened);
-    json_decref(opened);
-    return out;
+    return text ? text : oq_strdup(stored);
+}
+
+/* Opens op's field column in place; a field that does not open stays sealed (never shown as
+ * something else) and is logged. */
+static void open_field(json_t *op, const char *column)
+{
+    const char *id = json_string_value(json_object_get(op, "id"));
+    json_t *v = json_object_get(op, column);
+    if (id == NULL || !json_is_object(v))
+        return;
+    bool broken;
+    char *text = open_envelope_text(v, id, column, &broken);
+    json_t *opened = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    free(text);
+    if (opened != NULL)
+        json_object_set_new(op, column, opened);
+    else if (broken)
+        log_json(LOG_ERROR, "a stored value cannot be decrypted: another key, another row's "
+                            "ciphertext, or altered",
+                 json_pack("{s:s, s:s}", "id", id, "column", column));
 }
 
 static void open_op(json_t *op)
 {
-    bool broken;
-    json_t *opened = open_envelope(json_object_get(op, "payload"), &broken);
-    if (opened != NULL)
-        json_object_set_new(op, "payload", opened);
-    else if (broken) /* left sealed, never shown as something else */
-        log_json(LOG_ERROR, "a stored payload cannot be decrypted with the configured key",
-                 json_pack("{s:s?}", "id", json_string_value(json_object_get(op, "id"))));
+    open_field(op, "payload");
+    open_field(op, "result");
 }
 
 char *secretbox_open_ops(char *json)
 {
-    if (json == NULL || strstr(json, "\"" ENVELOPE "\"") == NULL)
+    if (json == NULL || strstr(json, "\"" ENVELOPE) == NULL)
         return json;
     json_t *doc = json_loads(json, JSON_DECODE_ANY, NULL);
     if (doc == NULL)
@@ -230,7 +329,7 @@ int secretbox_check_database(struct db_conn *c, struct err *e)
                       : 0;
     }
     if (stored == NULL) { /* the first start with a key: record what it looks like */
-        char *check = seal_text(CHECK_TEXT);
+        char *check = seal_text(CHECK_TEXT, NULL, NULL);
         const char *params[] = {check};
         r = db_exec(c, &check_put, 1, params, e);
         free(check);
@@ -239,10 +338,82 @@ int secretbox_check_database(struct db_conn *c, struct err *e)
         PQclear(r);
         return secretbox_check_database(c, e); /* another instance may have won: compare */
     }
-    char *text = open_text(stored);
+    char *text = open_text(stored, NULL, NULL);
     bool ok = text != NULL && strcmp(text, CHECK_TEXT) == 0;
     free(text);
     free(stored);
     return ok ? 0 : err_set(e, ERR_NOT_READY, "OFFLINEQ_ENCRYPTION_KEY is not the key this "
                                               "database was encrypted with");
+}
+
+/* One compare-and-set per sealed column: written only while the stored value is unchanged. */
+#define RESEAL(col)                                                                                \
+    {"secretbox_reseal_" col,                                                                    \
+     "UPDATE offline_operations SET " col " = $2::jsonb WHERE id = $1::uuid AND " col " = $3::jsonb"}
+static const struct {
+    const char *column;
+    struct db_stmt stmt;
+} reseal_stmts[] = {
+    {"payload", RESEAL("payload")},
+    {"result", RESEAL("result")},
+    {"resolution", RESEAL("resolution")},
+};
+#undef RESEAL
+
+int secretbox_reseal(struct db_conn *c, const char *id, const char *column, const char *stored,
+                     struct err *e)
+{
+    OQ_ASSERT(enabled);
+    if (stored == NULL || secretbox_is_sealed(stored))
+        return 0;
+    char *plain = secretbox_open_json(stored, id, column);
+    if (plain == NULL) /* a v1 blob that does not open: left as it is, reported where read */
+        return 0;
+    char *sealed = secretbox_seal_json(plain, id, column);
+    free(plain);
+    const struct db_stmt *s = NULL;
+    for (size_t i = 0; i < OQ_ARRAY_LEN(reseal_stmts) && s == NULL; i++)
+        s = strcmp(reseal_stmts[i].column, column) == 0 ? &reseal_stmts[i].stmt : NULL;
+    OQ_ASSERT(s != NULL);
+    const char *params[] = {id, sealed, stored};
+    PGresult *r = db_exec(c, s, 3, params, e);
+    free(sealed);
+    if (r == NULL)
+        return -1;
+    PQclear(r);
+    return 0;
+}
+
+/* Plaintext (or v1) objects in any sealed column; JSON null results stay as they are. */
+static const struct db_stmt sweep_stmt = {
+    "secretbox_sweep",
+    "SELECT id, payload::text, "
+    "  CASE WHEN jsonb_typeof(result) = 'object' AND NOT result ? '$enc2' THEN result::text END, "
+    "  CASE WHEN jsonb_typeof(resolution) = 'object' AND NOT resolution ? '$enc2' "
+    "    THEN resolution::text END "
+    "FROM offline_operations WHERE NOT payload ? '$enc2' "
+    "  OR (jsonb_typeof(result) = 'object' AND NOT result ? '$enc2') "
+    "  OR (jsonb_typeof(resolution) = 'object' AND NOT resolution ? '$enc2') "
+    "LIMIT $1::int"};
+
+int secretbox_sweep(struct db_conn *c, int limit, struct err *e)
+{
+    if (!enabled)
+        return 0;
+    char lim[16];
+    snprintf(lim, sizeof(lim), "%d", limit);
+    const char *params[] = {lim};
+    PGresult *r = db_exec(c, &sweep_stmt, 1, params, e);
+    if (r == NULL)
+        return -1;
+    static const char *const cols[] = {"payload", "result", "resolution"};
+    int n = PQntuples(r), rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        for (int k = 0; k < 3 && rc == 0; k++) {
+            if (!PQgetisnull(r, i, k + 1))
+                rc = secretbox_reseal(c, PQgetvalue(r, i, 0), cols[k], PQgetvalue(r, i, k + 1), e);
+        }
+    }
+    PQclear(r);
+    return rc == 0 ? n : -1;
 }

@@ -99,7 +99,7 @@ static bool same_batch(const struct handler *h, const struct job *a, const struc
     const char *ub = json_string_value(json_object_get(b->payload, "upstream"));
     const char *ea = json_string_value(json_object_get(a->payload, "endpoint"));
     const char *eb = json_string_value(json_object_get(b->payload, "endpoint"));
-    return strcmp(a->operation_type, b->operation_type) == 0 &&
+    return strcmp(a->operation_type, b->operation_type) == 0 && a->unreadable == b->unreadable &&
            strcmp(ua ? ua : "default", ub ? ub : "default") == 0 &&
            strcmp(ea ? ea : h->batch_endpoint, eb ? eb : h->batch_endpoint) == 0;
 }

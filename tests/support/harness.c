@@ -172,8 +172,9 @@ static char **service_env(const char *db, const char *const *env)
     for (size_t d = 0; d < 3; d++) {
         size_t name = (size_t)(strchr(defaults[d], '=') - defaults[d] + 1);
         bool given = false;
-        for (const char *const *x = env; x && *x && !given; x++)
-            given = strncmp(*x, defaults[d], name) == 0;
+        for (const char *const *x = env; x && *x && !given; x++) /* NAME= or NAME_FILE= */
+            given = strncmp(*x, defaults[d], name) == 0 ||
+                    (strncmp(*x, defaults[d], name - 1) == 0 && strncmp(*x + name - 1, "_FILE=", 6) == 0);
         if (given)
             free(defaults[d]);
         else
