@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonload.h"
 #include "jsontext.h"
 #include "log.h"
 
@@ -129,7 +130,7 @@ char *secretbox_seal_payload(const char *payload_json)
 {
     if (!enabled)
         return oq_strdup(payload_json);
-    json_t *p = json_loads(payload_json, JSON_DECODE_ANY, NULL);
+    json_t *p = jsonload_text(payload_json);
     char *b64 = seal_text(payload_json);
     json_t *env = json_pack("{s:s}", ENVELOPE, b64);
     free(b64);
@@ -153,7 +154,7 @@ static json_t *open_envelope(const json_t *payload, bool *broken)
     if (b64 == NULL)
         return NULL;
     char *text = open_text(b64);
-    json_t *opened = text ? json_loads(text, 0, NULL) : NULL;
+    json_t *opened = jsonload_text(text);
     free(text);
     *broken = opened == NULL;
     return opened;
@@ -163,7 +164,7 @@ char *secretbox_open_payload(const char *stored_json)
 {
     if (strstr(stored_json, "\"" ENVELOPE "\"") == NULL)
         return oq_strdup(stored_json);
-    json_t *stored = json_loads(stored_json, 0, NULL);
+    json_t *stored = jsonload_text(stored_json);
     bool broken;
     json_t *opened = open_envelope(stored, &broken);
     json_decref(stored);
@@ -191,7 +192,7 @@ char *secretbox_open_ops(char *json)
 {
     if (json == NULL || strstr(json, "\"" ENVELOPE "\"") == NULL)
         return json;
-    json_t *doc = json_loads(json, JSON_DECODE_ANY, NULL);
+    json_t *doc = jsonload_text(json);
     if (doc == NULL)
         return json;
     size_t i;
