@@ -69,7 +69,7 @@ static void test_numbers_render_as_postgresql(void **state)
         {"1e0000000000000000000002", "100"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char in[64], want[1024];
+        char in[256], want[1400];
         snprintf(in, sizeof(in), "{\"n\":%s,\"a\":[%s,{\"b\":%s}]}", cases[i].in, cases[i].in,
                  cases[i].in);
         snprintf(want, sizeof(want), "{\"n\":%s,\"a\":[%s,{\"b\":%s}]}", cases[i].out,
