@@ -303,6 +303,47 @@ static void test_upstream_answer_numbers_kept(void **state)
                         "object 12345678901234567890 100.0 true");
 }
 
+/* With encryption at rest the payload is sealed as offlineq wrote it, not as PostgreSQL
+ * rendered it: the numbers must come out the same all the same. */
+static void test_numbers_under_encryption(void **state)
+{
+    struct svc s2;
+    PGconn *pg2;
+    char up[128];
+    snprintf(up, sizeof(up), "OFFLINEQ_UPSTREAMS=default=%s/sealed", us_url(US));
+    const char *env[] = {up, "OFFLINEQ_WORKERS=2", "OFFLINEQ_POLL_MS=100",
+                         "OFFLINEQ_ENCRYPTION_KEY=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+                         NULL};
+    assert_int_equal(th_group_start(DB "_sealed", env, &s2, &pg2, NULL, 0), 0);
+    char body[1024];
+    size_t o = (size_t)snprintf(body, sizeof(body),
+                                "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/e\",\"data\":[");
+    for (size_t i = 0; i < N_NUMBERS; i++)
+        o += (size_t)snprintf(body + o, sizeof(body) - o, "%s%s", i ? "," : "", numbers[i]);
+    snprintf(body + o, sizeof(body) - o, "]}}");
+    static const char *const h[] = {"Content-Type: application/json", NULL};
+    struct resp *r = th_http(&s2, "POST", "/api/offline/queue", body, -1, h);
+    assert_int_equal(r->status, 201);
+    th_resp_free(r);
+    assert_string_equal(th_sql(pg2, "SELECT count(*) FROM offline_operations "
+                                    "WHERE payload::text LIKE '%12345678901234567890%'"), "0"); /* sealed */
+    assert_int_equal(us_wait_count(US, "/sealed/e", 1, 15000), 1);
+    char *got = upstream_body("/sealed/e");
+    size_t len = 64;
+    for (size_t i = 0; i < N_NUMBERS; i++)
+        len += strlen(rendered[i]) + 1;
+    char *want = malloc(len);
+    o = (size_t)snprintf(want, len, "[");
+    for (size_t i = 0; i < N_NUMBERS; i++)
+        o += (size_t)snprintf(want + o, len - o, "%s%s", i ? "," : "", rendered[i]);
+    snprintf(want + o, len - o, "]");
+    if (strcmp(got, want) != 0)
+        fail_msg("sealed: upstream got %.300s, want %.300s", got, want);
+    free(want);
+    free(got);
+    th_group_stop(DB "_sealed", &s2, pg2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +353,7 @@ int main(void)
         cmocka_unit_test_setup(test_number_fields_still_validated, reset),
         cmocka_unit_test_setup(test_numbers_postgresql_cannot_hold, reset),
         cmocka_unit_test_setup(test_upstream_answer_numbers_kept, reset),
+        cmocka_unit_test_setup(test_numbers_under_encryption, reset),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
