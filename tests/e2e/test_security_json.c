@@ -39,8 +39,8 @@ static char *repeat(const char *head, char c, int n, const char *tail)
 static int group_setup(void **state)
 {
     US = us_start();
-    char up[128];
-    snprintf(up, sizeof(up), "OFFLINEQ_UPSTREAMS=default=%s/api", us_url(US));
+    char up[256];
+    snprintf(up, sizeof(up), "OFFLINEQ_UPSTREAMS=default=%s/api,res=%s", us_url(US), us_url(US));
     const char *env[] = {up, "OFFLINEQ_WORKERS=2", "OFFLINEQ_POLL_MS=100",
                          "OFFLINEQ_BACKOFF_BASE_MS=100", NULL};
     if (th_group_start(DB, env, &S, &pg, NULL, 0) != 0)
@@ -344,6 +344,42 @@ static void test_numbers_under_encryption(void **state)
     th_group_stop(DB "_sealed", &s2, pg2);
 }
 
+/* A conflict merges the local data with the remote document, numbers intact on both sides, and
+ * an operator's merged data (the resolve body) is sent with PostgreSQL's text too. */
+static void test_numbers_in_conflicts(void **state)
+{
+    us_resource(US, "/res/m", "{\"name\":\"v1\"}", 1700000000);
+    us_resource(US, "/res/m", "{\"name\":\"theirs\",\"id\":12345678901234567890,\"big\":1e400}", 1700000000);
+    char id[37];
+    enqueue("{\"operation_type\":\"experiment_sync\",\"conflict_strategy\":\"merge\",\"payload\":{\"upstream\":\"res\","
+            "\"endpoint\":\"/res/m\",\"if_match\":\"\\\"v1\\\"\",\"data\":{\"lr\":1.50,\"n\":100.0}}}", id);
+    wait_status(id, "completed");
+    char *doc = us_resource_get(US, "/res/m", NULL);
+    char *want = malloc(1024);
+    snprintf(want, 1024, "{\"name\":\"theirs\",\"id\":12345678901234567890,\"big\":%s,\"n\":100.0,\"lr\":1.50}",
+             rendered[3]);
+    assert_string_equal(doc, want);
+    free(doc);
+    /* manual: the operator's merged data */
+    us_resource(US, "/res/o", "{\"name\":\"v1\"}", 1700000000);
+    us_resource(US, "/res/o", "{\"name\":\"v2\"}", 1700000000);
+    enqueue("{\"operation_type\":\"experiment_sync\",\"conflict_strategy\":\"manual\",\"payload\":{\"upstream\":\"res\","
+            "\"endpoint\":\"/res/o\",\"if_match\":\"\\\"v1\\\"\",\"data\":{\"n\":1}}}", id);
+    wait_status(id, "conflict");
+    char path[96];
+    snprintf(path, sizeof(path), "/api/offline/queue/%s/resolve", id);
+    const char *merged = "{\"resolution\":\"merged\",\"data\":{\"x\":1.50,\"y\":-1e-400,\"z\":[0.1,-0]}}";
+    struct resp *r = post(path, merged, strlen(merged));
+    assert_int_equal(r->status, 200);
+    th_resp_free(r);
+    wait_status(id, "completed");
+    doc = us_resource_get(US, "/res/o", NULL);
+    snprintf(want, 1024, "{\"x\":1.50,\"y\":%s,\"z\":[0.1,0]}", rendered[6]);
+    assert_string_equal(doc, want);
+    free(doc);
+    free(want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -354,6 +390,7 @@ int main(void)
         cmocka_unit_test_setup(test_numbers_postgresql_cannot_hold, reset),
         cmocka_unit_test_setup(test_upstream_answer_numbers_kept, reset),
         cmocka_unit_test_setup(test_numbers_under_encryption, reset),
+        cmocka_unit_test_setup(test_numbers_in_conflicts, reset),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
