@@ -8,6 +8,7 @@
 #include "coalesce.h"
 #include "cursor.h"
 #include "etag.h"
+#include "jsonload.h"
 #include "jsontext.h"
 #include "handlers.h"
 #include "ops_repo.h"
@@ -91,14 +92,14 @@ int api_parse_enqueue(const json_t *body, const struct config *cfg, struct op_ne
         return -1;
     *op = (struct op_new){
         .operation_type = type,
-        .priority = (int)json_number_value(json_object_get(body, "priority")),
+        .priority = (int)jsonnum_value(json_object_get(body, "priority")),
         .dedup_key = validate_str(body, "dedup_key", NULL),
         .group_key = validate_str(body, "group_key", NULL),
-        .max_attempts = (int)json_number_value(json_object_get(body, "max_attempts")),
-        .delay_s = delay ? json_number_value(delay) : -1,
+        .max_attempts = (int)jsonnum_value(json_object_get(body, "max_attempts")),
+        .delay_s = delay ? jsonnum_value(delay) : -1,
         .depends_on = depends_on,
-        .expires_in_s = expires ? json_number_value(expires) : -1,
-        .max_retry_duration_s = (int)json_number_value(json_object_get(body, "max_retry_duration_s")),
+        .expires_in_s = expires ? jsonnum_value(expires) : -1,
+        .max_retry_duration_s = (int)jsonnum_value(json_object_get(body, "max_retry_duration_s")),
         .conflict_strategy = validate_str(body, "conflict_strategy", NULL),
     };
     op->payload_json = jsontext(payload);
@@ -429,7 +430,7 @@ const struct field_rule api_retry_failed_rules[] = {
 static double optional_seconds(const json_t *body)
 {
     const json_t *v = json_object_get(body, "older_than_s");
-    return v ? json_number_value(v) : -1;
+    return v ? jsonnum_value(v) : -1;
 }
 
 int api_queue_clear_completed(struct request *r, struct err *e)

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "jsonload.h"
 #include "reply.h"
 #include "validate.h"
 
@@ -166,31 +167,6 @@ size_t routes_body_limit(struct request *r)
                                                         : r->app->cfg.max_body_bytes);
 }
 
-#define JSON_DEPTH_MAX 64
-
-/* How deep v nests (a scalar is 0, {} is 1), counting no further than limit + 1. */
-static int json_depth(const json_t *v, int limit)
-{
-    if (limit < 0 || !(json_is_object(v) || json_is_array(v)))
-        return 0;
-    int deepest = 0;
-    const char *k;
-    size_t i;
-    json_t *child;
-    if (json_is_object(v)) {
-        json_object_foreach((json_t *)v, k, child) {
-            int d = json_depth(child, limit - 1);
-            deepest = d > deepest ? d : deepest;
-        }
-    } else {
-        json_array_foreach(v, i, child) {
-            int d = json_depth(child, limit - 1);
-            deepest = d > deepest ? d : deepest;
-        }
-    }
-    return deepest + 1;
-}
-
 static int parse_body(struct request *r, const struct route *rt, struct err *e)
 {
     if (rt->body == BODY_RAW)
@@ -209,20 +185,7 @@ static int parse_body(struct request *r, const struct route *rt, struct err *e)
 
 json_t *api_parse_json_body(const char *data, size_t len, struct err *e)
 {
-    json_error_t je;
-    json_t *j = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
-    if (j == NULL) {
-        err_set(e, ERR_INVALID_JSON, "invalid JSON at line %d column %d: %s", je.line, je.column,
-                je.text);
-    } else if (!json_is_object(j)) {
-        err_set(e, ERR_INVALID_JSON, "the body must be a JSON object");
-    } else if (json_depth(j, JSON_DEPTH_MAX) > JSON_DEPTH_MAX) {
-        err_set(e, ERR_INVALID_JSON, "JSON nested deeper than %d levels", JSON_DEPTH_MAX);
-    } else {
-        return j;
-    }
-    json_decref(j);
-    return NULL;
+    return jsonload(data, len, JSONLOAD_OBJECT, e);
 }
 
 /* Copies the path part of the URL (libmicrohttpd already split off the query). */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "etag.h"
+#include "jsonload.h"
 #include "jsontext.h"
 #include "log.h"
 #include "reply.h"
@@ -148,7 +149,7 @@ int api_sync_start_auto(struct request *r, struct err *e)
     const json_t *interval = r->json ? json_object_get(r->json, "interval_s") : NULL;
     if (interval != NULL) {
         char v[16];
-        snprintf(v, sizeof(v), "%lld", (long long)json_integer_value(interval));
+        snprintf(v, sizeof(v), "%lld", (long long)jsonnum_value(interval));
         if (store_and_reply(r, "sync_interval_s", v, e) != 0)
             return -1;
     }

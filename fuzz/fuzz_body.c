@@ -1,9 +1,12 @@
 /* Request bodies of every JSON endpoint: parsing with the service's rules (object, no duplicate
- * keys, depth limit), each route's field rules, and for enqueue and batch every field and
+ * keys, depth limit, numbers as PostgreSQL renders them: written back they load the same), each
+ * route's field rules, and for enqueue and batch every field and
  * per-type payload rule. */
 #include <jansson.h>
 
 #include "common.h"
+#include "jsonload.h"
+#include "jsontext.h"
 #include "ops_repo.h"
 #include "routes.h"
 #include "validate.h"
@@ -29,6 +32,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *body = api_parse_json_body((const char *)data, size, &e);
     if (body == NULL)
         return 0;
+    /* what the loader accepts, the writer writes so that it loads back the same */
+    char *text = jsontext(body);
+    json_t *again = jsonload_text(text);
+    char *text2 = again ? jsontext(again) : NULL;
+    if (again == NULL || strcmp(text, text2) != 0 || !json_equal(body, again))
+        abort();
+    free(text2);
+    free(text);
+    json_decref(again);
     for (const struct route *rt = routes_table(); rt->method != NULL; rt++) {
         struct err re = {0};
         if (rt->rules != NULL)

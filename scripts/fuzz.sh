@@ -10,7 +10,7 @@ build=${OFFLINEQ_FUZZ_BUILD_DIR:-$root/build-fuzz}
 secs=${1:-20}
 cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DOQ_FUZZ=ON -DOQ_WERROR=OFF -DBUILD_TESTING=OFF >/dev/null
-targets=(body query path headers)
+targets=(body query path headers rfc3339)
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]/#/fuzz_}" >"$build/build.log" 2>&1 ||
   { tail -40 "$build/build.log" >&2; exit 1; }
 mkdir -p "$build/crashes"

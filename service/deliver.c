@@ -7,6 +7,7 @@
 #include "app.h"
 #include "handlers.h"
 #include "handler_exec_common.h"
+#include "jsonload.h"
 #include "outbound.h"
 
 #define RESULT_TEXT_MAX 4096
@@ -32,7 +33,8 @@ static json_t *body_value(const struct out_response *rs)
 {
     if (rs->body_len == 0)
         return json_null();
-    json_t *j = json_loadb(rs->body, rs->body_len, JSON_DECODE_ANY, NULL);
+    struct err e = {0};
+    json_t *j = jsonload(rs->body, rs->body_len, JSONLOAD_DEEP, &e);
     if (j != NULL)
         return j;
     size_t n = rs->body_len < RESULT_TEXT_MAX ? rs->body_len : RESULT_TEXT_MAX;

@@ -7,6 +7,7 @@
 
 #include "app.h"
 #include "handlers.h"
+#include "jsonload.h"
 #include "jsontext.h"
 #include "outbound.h"
 #include "validate.h"
@@ -30,7 +31,7 @@ int metric_log_validate(const json_t *payload, const struct config *cfg, struct 
     const char *name;
     json_t *v;
     json_object_foreach((json_t *)metrics, name, v) {
-        if (!json_is_number(v)) {
+        if (!jsonnum_is(v)) {
             char field[160];
             snprintf(field, sizeof(field), "metrics.%s", name);
             return err_field(e, ERR_INVALID_REQUEST, field, "metric values must be numbers");

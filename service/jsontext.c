@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "jsonload.h"
 
 struct out {
     struct oq_buf b;
@@ -101,7 +102,10 @@ static void put_value(struct out *o, const json_t *v)
         put(o, "]", 1);
         break;
     case JSON_STRING:
-        put_string(o, json_string_value(v), json_string_length(v));
+        if (jsonnum_text(v) != NULL) /* a number kept as its text */
+            put_str(o, jsonnum_text(v));
+        else
+            put_string(o, json_string_value(v), json_string_length(v));
         break;
     case JSON_INTEGER:
         snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "jsontext.h"
+#include "jsonload.h"
 #include "secretbox.h"
 
 #define LIVE "('pending', 'in_progress', 'conflict')"
@@ -437,7 +438,7 @@ static json_t *locked_conflict_result(struct db_conn *c, const char *id, char ro
     } else {
         snprintf(row_id, 37, "%s", PQgetvalue(r, 0, 2));
         char *text = PQgetisnull(r, 0, 1) ? oq_strdup("{}") : secretbox_open_json(PQgetvalue(r, 0, 1), row_id, "result");
-        result = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+        result = text ? jsonload_text(text) : NULL;
         if (result == NULL)
             err_set(e, ERR_UNDECRYPTABLE, "the stored conflict cannot be decrypted (another "
                                           "key, another row's ciphertext, or altered); it cannot be resolved");

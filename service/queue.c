@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "jsonload.h"
 #include "jsontext.h"
 #include "secretbox.h"
 
@@ -153,17 +154,19 @@ static void fill_job(PGresult *r, int row, struct job *job)
     snprintf(job->id, sizeof(job->id), "%s", PQgetvalue(r, row, 0));
     snprintf(job->operation_type, sizeof(job->operation_type), "%s", PQgetvalue(r, row, 1));
     char *payload = secretbox_open_json(PQgetvalue(r, row, 2), job->id, "payload");
-    job->payload = payload ? json_loads(payload, 0, NULL) : json_object();
-    job->unreadable = payload == NULL; /* sealed with another key: fails, never runs blind */
+    job->payload = payload ? jsonload_text(payload) : NULL;
+    /* sealed with another key, bound to another row, or not loadable: fails, never runs blind */
+    job->unreadable = job->payload == NULL;
     free(payload);
-    OQ_ASSERT(job->payload != NULL);
+    if (job->payload == NULL)
+        job->payload = json_object();
     job->retry_count = atoi(PQgetvalue(r, row, 3));
     job->max_attempts = atoi(PQgetvalue(r, row, 4));
     snprintf(job->file_id, sizeof(job->file_id), "%s", PQgetvalue(r, row, 5));
     snprintf(job->conflict_strategy, sizeof(job->conflict_strategy), "%s", PQgetvalue(r, row, 7));
     char *resolution = PQgetisnull(r, row, 8) ? NULL
                                               : secretbox_open_json(PQgetvalue(r, row, 8), job->id, "resolution");
-    job->resolution = resolution ? json_loads(resolution, 0, NULL) : NULL;
+    job->resolution = resolution ? jsonload_text(resolution) : NULL;
     free(resolution);
     snprintf(job->created_at, sizeof(job->created_at), "%s", PQgetvalue(r, row, 9));
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonload.h"
 #include "jsontext.h"
 #include "log.h"
 
@@ -194,7 +195,7 @@ static const char *const *clear_fields(const char *column)
 /* {"$enc2": blob bound to id/column, <clear fields>} as JSON text. */
 static char *envelope(const char *json, const char *id, const char *column, const char *new_id)
 {
-    json_t *p = json_loads(json, JSON_DECODE_ANY, NULL);
+    json_t *p = jsonload_text(json);
     char *b64 = seal_text(json, id, column);
     json_t *env = json_pack("{s:s}", ENVELOPE2, b64);
     free(b64);
@@ -251,7 +252,7 @@ char *secretbox_open_json(const char *stored, const char *id, const char *column
 {
     if (stored == NULL || strstr(stored, "\"" ENVELOPE) == NULL)
         return stored ? oq_strdup(stored) : NULL;
-    json_t *doc = json_loads(stored, JSON_DECODE_ANY, NULL);
+    json_t *doc = jsonload_text(stored);
     bool broken;
     char *text = open_envelope_text(doc, id, column, &broken);
     json_decref(doc);
@@ -270,7 +271,7 @@ static void open_field(json_t *op, const char *column)
         return;
     bool broken;
     char *text = open_envelope_text(v, id, column, &broken);
-    json_t *opened = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    json_t *opened = text ? jsonload_text(text) : NULL;
     free(text);
     if (opened != NULL)
         json_object_set_new(op, column, opened);
@@ -290,7 +291,7 @@ char *secretbox_open_ops(char *json)
 {
     if (json == NULL || strstr(json, "\"" ENVELOPE) == NULL)
         return json;
-    json_t *doc = json_loads(json, JSON_DECODE_ANY, NULL);
+    json_t *doc = jsonload_text(json);
     if (doc == NULL)
         return json;
     size_t i;

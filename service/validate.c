@@ -3,6 +3,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "jsonload.h"
+
 static const char *type_name(enum vtype t)
 {
     static const char *const names[] = {"a string", "an integer", "a number", "a boolean",
@@ -37,8 +39,8 @@ static int check_string(const json_t *v, const struct field_rule *r, struct err 
 
 static int check_number(const json_t *v, const struct field_rule *r, struct err *e)
 {
-    double d = json_number_value(v);
-    if (r->type == V_INT && json_is_real(v) && d != floor(d))
+    double d = jsonnum_value(v);
+    if (r->type == V_INT && !jsonnum_is_integral(v))
         return err_field(e, ERR_INVALID_REQUEST, r->name, "%s must be an integer", r->name);
     if ((r->min != 0 || r->max != 0) && (d < (double)r->min || d > (double)r->max))
         return err_field(e, ERR_INVALID_REQUEST, r->name, "%s must be from %lld to %lld",
@@ -51,11 +53,11 @@ static bool has_type(const json_t *v, enum vtype t)
     switch (t) {
     case V_STRING:
     case V_UUID:
-        return json_is_string(v);
+        return json_is_string(v) && !jsonnum_is(v);
     case V_INT:
-        return json_is_integer(v) || (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)));
+        return jsonnum_is_integral(v);
     case V_NUMBER:
-        return json_is_number(v);
+        return jsonnum_is(v);
     case V_BOOL:
         return json_is_boolean(v);
     case V_OBJECT:
@@ -73,10 +75,10 @@ static int check_field(const json_t *v, const struct field_rule *r, struct err *
     if (!has_type(v, r->type))
         return err_field(e, ERR_INVALID_REQUEST, r->name, "%s must be %s", r->name,
                          type_name(r->type));
+    if (jsonnum_is(v))
+        return check_number(v, r, e);
     if (json_is_string(v))
         return check_string(v, r, e);
-    if (json_is_number(v))
-        return check_number(v, r, e);
     return 0;
 }
 

@@ -283,6 +283,8 @@ static void record(const char *method, const char *path, const struct resp *r)
     json_t *line = json_pack("{s:s, s:s, s:I, s:s?, s:O?}", "method", method, "path", p,
                              "status", (json_int_t)r->status, "content_type", ct, "body",
                              r->json);
+    if (r->json == NULL && r->body_len > 0 && ct != NULL && strstr(ct, "json") != NULL)
+        json_object_set_new(line, "body_text", json_stringn(r->body, r->body_len)); /* 1e400 */
     char *text = json_dumps(line, JSON_COMPACT);
     fprintf(f, "%s\n", text);
     free(text);
