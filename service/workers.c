@@ -164,8 +164,9 @@ static void execute(struct worker *w, struct job *jobs, int n, struct exec_resul
     if (h == NULL) {
         exec_fail(res, "no handler is registered for operation_type %s", jobs[0].operation_type);
     } else if (jobs[0].unreadable) {
-        exec_fail(res, "the stored payload cannot be read (sealed with another OFFLINEQ_ENCRYPTION_KEY, "
-                       "or JSON nested deeper than 2000 levels)");
+        exec_fail(res, "the stored payload cannot be decrypted or read (sealed with another "
+                       "OFFLINEQ_ENCRYPTION_KEY, bound to another row, or nested deeper than 2000 "
+                       "levels)");
     } else if (h->execute_batch != NULL) {
         h->execute_batch(&ctx, jobs, (size_t)n, res);
     } else if (h->resolves_conflicts && jobs[0].resolution != NULL) {
