@@ -21,7 +21,11 @@
     X(ERR_INTERNAL, 500, "internal")                                                               \
     X(ERR_DB_UNAVAILABLE, 503, "database_unavailable")                                             \
     X(ERR_NOT_READY, 503, "not_ready")                                                             \
-    X(ERR_OFFLINE, 503, "offline")
+    X(ERR_OFFLINE, 503, "offline")                                                                 \
+    X(ERR_MISDIRECTED_REQUEST, 421, "misdirected_request")                                         \
+    X(ERR_CROSS_SITE_REQUEST, 403, "cross_site_request")                                           \
+    X(ERR_URI_TOO_LONG, 414, "uri_too_long")                                                       \
+    X(ERR_HEADERS_TOO_LARGE, 431, "header_fields_too_large")
 
 #define OQ_ERR_ENUM(name, status, code) name,
 enum err_code { OQ_ERR_CODES(OQ_ERR_ENUM) ERR__COUNT };
