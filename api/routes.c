@@ -218,8 +218,9 @@ json_t *api_parse_json_body(const char *data, size_t len, struct err *e)
     return NULL;
 }
 
-/* Host (without its port, lower-cased into out) names this service: a loopback name or the
- * listen host. Only keyless mode asks: a rebinding page's own name reaches 127.0.0.1 too. */
+/* The Host header ("name" or "name:port", any port) names this service: a loopback name or the
+ * listen host, in any case. Only keyless mode asks: a rebinding page's own name reaches
+ * 127.0.0.1 too. */
 static bool host_is_ours(const struct config *c, const char *host)
 {
     char name[256];
@@ -230,7 +231,8 @@ static bool host_is_ours(const struct config *c, const char *host)
     for (size_t i = 0; i < n; i++)
         name[i] = (char)tolower((unsigned char)host[i]);
     name[n] = '\0';
-    if (host[n] != '\0' && (host[n] != ':' || strspn(host + n + 1, "0123456789") != strlen(host + n + 1)))
+    const char *port = host + n;
+    if (*port != '\0' && (*port != ':' || strspn(port + 1, "0123456789") != strlen(port + 1)))
         return false;
     static const char *const loopback[] = {"localhost", "127.0.0.1", "[::1]"};
     for (size_t i = 0; i < OQ_ARRAY_LEN(loopback); i++)
@@ -263,7 +265,8 @@ static int check_browser(struct request *r, struct err *e)
     if (origin != NULL && r->cors_origin != NULL && strcmp(r->cors_origin, "*") != 0)
         return 0; /* a listed origin */
     const char *site = http_header(r, "Sec-Fetch-Site");
-    bool cross = site != NULL && (strcasecmp(site, "cross-site") == 0 || strcasecmp(site, "same-site") == 0);
+    bool cross = site != NULL &&
+                 (strcasecmp(site, "cross-site") == 0 || strcasecmp(site, "same-site") == 0);
     bool own = origin == NULL || (host != NULL && strncasecmp(origin, "http://", 7) == 0 &&
                                   strcasecmp(origin + 7, host) == 0);
     if (cross || !own)
@@ -281,7 +284,8 @@ static int admit(struct request *r, struct err *e)
         return -1;
     if (strcmp(r->method, "OPTIONS") == 0)
         return 0; /* a preflight carries no key; route_request answers it */
-    const struct route *rt = routes_match(r->method, r->url, r->path_id, sizeof(r->path_id), &known);
+    const struct route *rt =
+        routes_match(r->method, r->url, r->path_id, sizeof(r->path_id), &known);
     if (rt == NULL && !known)
         return err_set(e, ERR_NOT_FOUND, "no such endpoint");
     if (rt == NULL) {
