@@ -1,5 +1,6 @@
 #include "routes.h"
 
+#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -10,6 +11,7 @@
 static const struct route routes[] = {
     {"GET", "/", api_dashboard, ROLE_NONE, BODY_NONE, NULL},
     {"GET", "/dashboard", api_dashboard, ROLE_NONE, BODY_NONE, NULL},
+    {"GET", "/dashboard/app.js", api_dashboard_script, ROLE_NONE, BODY_NONE, NULL},
     {"GET", "/healthz", api_health, ROLE_NONE, BODY_NONE, NULL},
     {"GET", "/readyz", api_ready, ROLE_NONE, BODY_NONE, NULL},
     {"GET", "/metrics", api_metrics, ROLE_READ, BODY_NONE, NULL},
@@ -158,13 +160,6 @@ static bool is_json_type(const char *ct)
     return n == strlen("application/json") && strncasecmp(ct, "application/json", n) == 0;
 }
 
-size_t routes_body_limit(struct request *r)
-{
-    char id[64];
-    bool known;
-    const struct route *rt = routes_match(r->method, r->url, id, sizeof(id), &known);
-    return (size_t)(rt != NULL && rt->body == BODY_RAW ? r->app->cfg.max_file_bytes
-                                                        : r->app->cfg.max_body_bytes);
 }
 
 static int parse_body(struct request *r, const struct route *rt, struct err *e)
@@ -188,7 +183,98 @@ json_t *api_parse_json_body(const char *data, size_t len, struct err *e)
     return jsonload(data, len, JSONLOAD_OBJECT, e);
 }
 
-/* Copies the path part of the URL (libmicrohttpd already split off the query). */
+/* The Host header ("name" or "name:port", any port) names this service: a loopback name or the
+ * listen host, in any case. Only keyless mode asks: a rebinding page's own name reaches
+ * 127.0.0.1 too. */
+static bool host_is_ours(const struct config *c, const char *host)
+{
+    char name[256];
+    size_t n = host[0] == '[' ? strcspn(host, "]") + (strchr(host, ']') != NULL)
+                              : strcspn(host, ":");
+    if (n >= sizeof(name))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        name[i] = (char)tolower((unsigned char)host[i]);
+    name[n] = '\0';
+    const char *port = host + n;
+    if (*port != '\0' && (*port != ':' || strspn(port + 1, "0123456789") != strlen(port + 1)))
+        return false;
+    static const char *const loopback[] = {"localhost", "127.0.0.1", "[::1]"};
+    for (size_t i = 0; i < OQ_ARRAY_LEN(loopback); i++)
+        if (strcmp(name, loopback[i]) == 0)
+            return true;
+    return strcasecmp(name, c->listen_host) == 0;
+}
+
+static bool is_safe_method(const char *m)
+{
+    return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0;
+}
+
+/* A keyless service's caller is admin without a key, so a browser must not be its proxy: a
+ * foreign Host is 421, and a state-changing request from a page of another origin (Origin, or
+ * Sec-Fetch-Site for browsers that omit Origin) is 403, unless that origin is listed in
+ * OFFLINEQ_CORS_ORIGINS by name ("*" does not count). With keys, nothing here applies. */
+static int check_browser(struct request *r, struct err *e)
+{
+    const struct config *c = &r->app->cfg;
+    if (c->n_api_keys > 0)
+        return 0;
+    const char *host = http_header(r, MHD_HTTP_HEADER_HOST);
+    if (host != NULL && !host_is_ours(c, host))
+        return err_set(e, ERR_MISDIRECTED_REQUEST,
+                       "this service answers only to its listen address and loopback names");
+    if (is_safe_method(r->method))
+        return 0;
+    const char *origin = http_header(r, "Origin");
+    if (origin != NULL && r->cors_origin != NULL && strcmp(r->cors_origin, "*") != 0)
+        return 0; /* a listed origin */
+    const char *site = http_header(r, "Sec-Fetch-Site");
+    bool cross = site != NULL &&
+                 (strcasecmp(site, "cross-site") == 0 || strcasecmp(site, "same-site") == 0);
+    bool own = origin == NULL || (host != NULL && strncasecmp(origin, "http://", 7) == 0 &&
+                                  strcasecmp(origin + 7, host) == 0);
+    if (cross || !own)
+        return err_set(e, ERR_CROSS_SITE_REQUEST,
+                       "a keyless service takes changes only from its own pages and the origins "
+                       "in OFFLINEQ_CORS_ORIGINS");
+    return 0;
+}
+
+/* What the headers alone decide: host and origin, route (404/405), key and role. */
+static int admit(struct request *r, struct err *e)
+{
+    bool known = false;
+    if (check_browser(r, e) != 0)
+        return -1;
+    if (strcmp(r->method, "OPTIONS") == 0)
+        return 0; /* a preflight carries no key; route_request answers it */
+    const struct route *rt =
+        routes_match(r->method, r->url, r->path_id, sizeof(r->path_id), &known);
+    if (rt == NULL && !known)
+        return err_set(e, ERR_NOT_FOUND, "no such endpoint");
+    if (rt == NULL) {
+        char allow[128];
+        allowed_methods(r->url, allow, sizeof(allow));
+        reply_header(r, "Allow", allow);
+        return err_set(e, ERR_METHOD_NOT_ALLOWED, "this method is not allowed here");
+    }
+    r->route = rt->pattern;
+    r->matched = rt;
+    r->body_limit = rt->body == BODY_RAW ? r->app->cfg.max_file_bytes : r->app->cfg.max_body_bytes;
+    return authenticate(r, rt, e);
+}
+
+void routes_admit(struct request *r)
+{
+    struct err e = {0};
+    r->cors_origin = allowed_origin(r);
+    r->body_limit = r->app->cfg.max_body_bytes;
+    if (admit(r, &e) != 0 && !r->replied)
+        reply_err(r, &e);
+}
+
+/* The rest, once the body is in: a preflight, or the body's checks and the handler. */
 static int route_request(struct request *r, struct err *e)
 {
     const char *path = r->url;
@@ -199,17 +285,9 @@ static int route_request(struct request *r, struct err *e)
             return err_set(e, ERR_NOT_FOUND, "no such endpoint");
         return preflight(r, path, e);
     }
-    const struct route *rt = routes_match(r->method, path, r->path_id, sizeof(r->path_id), &known);
-    if (rt == NULL && !known)
-        return err_set(e, ERR_NOT_FOUND, "no such endpoint");
-    if (rt == NULL) {
-        char allow[128];
-        allowed_methods(path, allow, sizeof(allow));
-        reply_header(r, "Allow", allow);
-        return err_set(e, ERR_METHOD_NOT_ALLOWED, "%s is not allowed here", r->method);
-    }
-    r->route = rt->pattern;
-    if (authenticate(r, rt, e) != 0 || parse_body(r, rt, e) != 0)
+    const struct route *rt = r->matched;
+    OQ_ASSERT(rt != NULL); /* admitted */
+    if (parse_body(r, rt, e) != 0)
         return -1;
     return rt->fn(r, e);
 }
@@ -217,7 +295,6 @@ static int route_request(struct request *r, struct err *e)
 void routes_dispatch(struct request *r)
 {
     struct err e = {0};
-    r->cors_origin = allowed_origin(r);
     if (route_request(r, &e) != 0 && !r->replied)
         reply_err(r, &e);
 }

@@ -36,12 +36,13 @@ const struct route *routes_table(void);
 const struct route *routes_match(const char *method, const char *path, char *path_id,
                                  size_t id_len, bool *path_known);
 
-/* Checks CORS, auth, route, content type and body, then runs the handler. */
-void routes_dispatch(struct request *r);
+/* From the headers alone (http_admit_fn): keyless mode's Host and Origin rules, the route
+ * (404/405), the key and its role; replies when one refuses. Otherwise sets the route's body
+ * limit: OFFLINEQ_MAX_FILE_BYTES for file uploads, OFFLINEQ_MAX_BODY_BYTES otherwise. */
+void routes_admit(struct request *r);
 
-/* The body limit of the request's route: OFFLINEQ_MAX_FILE_BYTES for file uploads,
- * OFFLINEQ_MAX_BODY_BYTES otherwise. */
-size_t routes_body_limit(struct request *r);
+/* Once the body is in: a preflight, or the content type and body checks, then the handler. */
+void routes_dispatch(struct request *r);
 
 /* Parsers of untrusted input, shared with the fuzz targets (fuzz/). */
 struct op_new;
@@ -60,6 +61,7 @@ json_t *api_parse_json_body(const char *data, size_t len, struct err *e);
 
 /* Handlers (api/<resource>.c). */
 int api_dashboard(struct request *r, struct err *e);
+int api_dashboard_script(struct request *r, struct err *e);
 int api_health(struct request *r, struct err *e);
 int api_ready(struct request *r, struct err *e);
 int api_metrics(struct request *r, struct err *e);

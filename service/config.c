@@ -1,4 +1,7 @@
 #include "config.h"
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -142,6 +145,36 @@ static const struct setting *find_flag(const char *arg, const char **value)
     return NULL;
 }
 
+static bool is_loopback_addr(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+    return false;
+}
+
+/* The listen host ("[::1]" without brackets) resolves, and to loopback addresses only. */
+static bool resolves_to_loopback(const char *host)
+{
+    char name[sizeof(((struct config *)0)->listen_host)];
+    snprintf(name, sizeof(name), "%s", host);
+    size_t n = strlen(name);
+    if (n >= 2 && name[0] == '[' && name[n - 1] == ']') {
+        memmove(name, name + 1, n - 2);
+        name[n - 2] = '\0';
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(name, NULL, &hints, &res) != 0 || res == NULL)
+        return false;
+    bool all = true;
+    for (const struct addrinfo *ai = res; ai != NULL && all; ai = ai->ai_next)
+        all = is_loopback_addr(ai->ai_addr);
+    freeaddrinfo(res);
+    return all;
+}
+
 static int parse_listen(struct config *c, char *out, size_t len)
 {
     const char *colon = strrchr(c->listen, ':');
@@ -154,10 +187,7 @@ static int parse_listen(struct config *c, char *out, size_t len)
     memcpy(c->listen_host, c->listen, hlen);
     c->listen_host[hlen] = '\0';
     c->listen_port = (int)port;
-    c->listen_is_loopback = strncmp(c->listen_host, "127.", 4) == 0 ||
-                            strcmp(c->listen_host, "localhost") == 0 ||
-                            strcmp(c->listen_host, "::1") == 0 ||
-                            strcmp(c->listen_host, "[::1]") == 0;
+    c->listen_is_loopback = resolves_to_loopback(c->listen_host);
     return 0;
 }
 
@@ -271,8 +301,8 @@ static int derive(struct config *c, char *out, size_t len)
         return -1;
     if (c->n_api_keys == 0 && !c->listen_is_loopback)
         return config_fail(out, len,
-                    "OFFLINEQ_API_KEYS: no keys configured, so OFFLINEQ_LISTEN must be a loopback "
-                    "address (got \"%s\"); set keys to listen elsewhere",
+                    "OFFLINEQ_API_KEYS: no keys configured, so OFFLINEQ_LISTEN must resolve to "
+                    "loopback addresses only (got \"%s\"); set keys to listen elsewhere",
                     c->listen);
     return 0;
 }

@@ -23,7 +23,11 @@
     X(ERR_NOT_READY, 503, "not_ready")                                                             \
     X(ERR_OFFLINE, 503, "offline")                                                                 \
     X(ERR_TOO_MANY_SUBSCRIBERS, 503, "too_many_subscribers")                                       \
-    X(ERR_UNDECRYPTABLE, 409, "undecryptable")
+    X(ERR_UNDECRYPTABLE, 409, "undecryptable")                                                     \
+    X(ERR_MISDIRECTED_REQUEST, 421, "misdirected_request")                                         \
+    X(ERR_CROSS_SITE_REQUEST, 403, "cross_site_request")                                           \
+    X(ERR_URI_TOO_LONG, 414, "uri_too_long")                                                       \
+    X(ERR_HEADERS_TOO_LARGE, 431, "header_fields_too_large")
 
 #define OQ_ERR_ENUM(name, status, code) name,
 enum err_code { OQ_ERR_CODES(OQ_ERR_ENUM) ERR__COUNT };

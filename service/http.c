@@ -10,7 +10,7 @@
 #include "reply.h"
 
 static http_dispatch_fn dispatch_fn;
-static http_limit_fn limit_fn;
+static http_admit_fn admit_fn;
 
 const char *http_header(struct request *r, const char *name)
 {
@@ -28,7 +28,7 @@ static bool is_request_id_char(char c)
            strchr("-_.:", c) != NULL;
 }
 
-/* Echoes a client's X-Request-Id when it is short and plain; otherwise makes one. */
+/* Echoes a client's X-Request-Id when it is short and plain; otherwise keeps the one made. */
 static void set_request_id(struct request *r)
 {
     const char *given = http_header(r, "X-Request-Id");
@@ -38,20 +38,51 @@ static void set_request_id(struct request *r)
         ok = is_request_id_char(given[i]);
     if (ok)
         memcpy(r->request_id, given, n + 1);
-    else
-        oq_uuid(r->request_id);
 }
 
-static struct request *request_new(struct app *a, struct MHD_Connection *conn, const char *url,
-                                   const char *method)
+static struct request *request_new(struct app *a, const char *uri)
 {
     struct request *r = oq_calloc(1, sizeof(*r));
     r->app = a;
-    r->conn = conn;
-    r->url = url;
-    r->method = method;
     r->start_ms = oq_now_ms();
-    set_request_id(r);
+    r->uri_len = strlen(uri);
+    oq_uuid(r->request_id); /* until the headers bring one (set_request_id) */
+    snprintf(r->uri_head, sizeof(r->uri_head), "%s", uri);
+    return r;
+}
+
+/* The bytes of the header block as sent: "Name: value\r\n" per header. */
+static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       size_t key_size, const char *value, size_t value_size)
+{
+    *(size_t *)cls += key_size + value_size + 4;
+    return MHD_YES;
+}
+
+static size_t header_bytes(struct MHD_Connection *conn)
+{
+    size_t n = 0;
+    MHD_get_connection_values_n(conn, MHD_HEADER_KIND, add_header_size, &n);
+    return n;
+}
+
+/* libmicrohttpd's URI log callback: runs on the raw request line, before the query string is
+ * split into arguments (each takes pool memory, so a long query of tiny arguments would exhaust
+ * the connection's memory and the connection would be dropped unanswered). The request state
+ * starts here; an over-long URI is marked for a 414 and its query is cut, so that nothing of it
+ * is parsed: uri points into libmicrohttpd's own read buffer, from which it splits the
+ * arguments right after this call (0.9.7x; the 414 test with a 200 KB query guards this). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct app *a = cls;
+    struct request *r = request_new(a, uri);
+    atomic_fetch_add(&a->inflight, 1);
+    if (r->uri_len > HTTP_MAX_URI_BYTES) {
+        r->uri_too_long = true;
+        char *query = strchr(uri, '?');
+        if (query != NULL)
+            query[1] = '\0';
+    }
     return r;
 }
 
@@ -78,6 +109,40 @@ static bool declared_too_large(struct request *r)
     return cl != NULL && strtoull(cl, NULL, 10) > (unsigned long long)r->body_limit;
 }
 
+/* A body follows the headers (declared by length or chunked). */
+static bool has_body(struct request *r)
+{
+    const char *cl = http_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    return (cl != NULL && strtoull(cl, NULL, 10) > 0) ||
+           http_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+}
+
+/* The first call, with the complete headers and before any byte of the body: the limits of the
+ * request line and headers, then the route's own checks (admit_fn), then the body limit. A
+ * reply from here is sent without reading the body, and the connection closes after it. */
+static void on_headers(struct request *r)
+{
+    struct err e;
+    r->close_after = true;
+    if (r->uri_too_long) {
+        err_set(&e, ERR_URI_TOO_LONG, "the request target is longer than %d bytes",
+                HTTP_MAX_URI_BYTES);
+        reply_err(r, &e);
+    } else if (header_bytes(r->conn) > HTTP_MAX_HEADER_BYTES) {
+        err_set(&e, ERR_HEADERS_TOO_LARGE, "the request headers are larger than %d bytes",
+                HTTP_MAX_HEADER_BYTES);
+        reply_err(r, &e);
+    } else {
+        r->close_after = has_body(r);
+        admit_fn(r);
+        if (!r->replied && declared_too_large(r)) {
+            r->too_large = true;
+            reply_too_large(r);
+        }
+    }
+    r->close_after = false; /* later replies come after the whole body was read */
+}
+
 static void append_body(struct request *r, const char *data, size_t n)
 {
     if (r->too_large || r->body.len + n > r->body_limit) {
@@ -92,17 +157,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *upload_data, size_t *upload_data_size,
                                   void **con_cls)
 {
-    struct app *a = cls;
     struct request *r = *con_cls;
-    if (r == NULL) {
-        r = request_new(a, conn, url, method);
-        *con_cls = r;
-        atomic_fetch_add(&a->inflight, 1);
-        r->body_limit = limit_fn(r);
-        if (declared_too_large(r)) {
-            r->too_large = true;
-            reply_too_large(r); /* before reading a byte of the body */
-        }
+    OQ_ASSERT(r != NULL); /* made by on_uri */
+    if (r->conn == NULL) {
+        r->conn = conn;
+        r->url = url;
+        r->method = method;
+        set_request_id(r);
+        on_headers(r);
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
@@ -126,6 +188,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return MHD_YES;
 }
 
+/* The access line. Client text is escaped (log_text); a request that libmicrohttpd refused
+ * itself (a request line or header block beyond the connection's memory) never reached
+ * on_request: it is logged with what the URI log callback saw and status 0. */
+static void log_access(struct request *r, enum MHD_RequestTerminationCode toe)
+{
+    log_json(LOG_INFO, "request",
+             json_pack("{s:s, s:o, s:o, s:i, s:f, s:b}", "request_id", r->request_id, "method",
+                       log_text(r->method), "path", log_text(r->url ? r->url : r->uri_head),
+                       "status", (int)r->status, "duration_ms", oq_now_ms() - r->start_ms,
+                       "completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -133,13 +207,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct request *r = *con_cls;
     if (r == NULL)
         return;
-    if (log_enabled(LOG_INFO)) {
-        log_json(LOG_INFO, "request",
-                 json_pack("{s:s, s:s, s:s, s:i, s:f, s:b}", "request_id", r->request_id,
-                           "method", r->method, "path", r->url, "status", (int)r->status,
-                           "duration_ms", oq_now_ms() - r->start_ms, "completed",
-                           toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
-    }
+    if (log_enabled(LOG_INFO))
+        log_access(r, toe);
     metrics_http(&a->metrics, r->route, r->status);
     request_free(r);
     *con_cls = NULL;
@@ -174,13 +243,13 @@ static int resolve_listen(const struct config *c, struct sockaddr_storage *ss, s
     return 0;
 }
 
-int http_start(struct app *a, http_dispatch_fn dispatch, http_limit_fn limit, struct err *e)
+int http_start(struct app *a, http_dispatch_fn dispatch, http_admit_fn admit, struct err *e)
 {
     struct sockaddr_storage ss;
     if (resolve_listen(&a->cfg, &ss, e) != 0)
         return -1;
     dispatch_fn = dispatch;
-    limit_fn = limit;
+    admit_fn = admit;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (ss.ss_family == AF_INET6)
@@ -191,7 +260,8 @@ int http_start(struct app *a, http_dispatch_fn dispatch, http_limit_fn limit, st
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)a->cfg.conn_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)a->cfg.max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)a->cfg.max_connections_per_ip,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_URI_LOG_CALLBACK, on_uri, a,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY_BYTES,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
     if (a->http == NULL)
         return err_set(e, ERR_INTERNAL, "cannot listen on %s (in use or not permitted)",

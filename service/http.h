@@ -10,6 +10,16 @@
 
 #define HTTP_MAX_EXTRA_HEADERS 8
 
+/* Request line and header limits, answered with a JSON 414 / 431 from the headers alone (as
+ * nginx's 8 KB and 4 x 8 KB buffers). The memory of one connection holds a request at both
+ * limits with room to spare: each header and query argument also takes a record in it. Beyond
+ * that memory libmicrohttpd answers 414 / 431 itself (an HTML body). */
+#define HTTP_MAX_URI_BYTES 8192
+#define HTTP_MAX_HEADER_BYTES 32768
+#define HTTP_CONN_MEMORY_BYTES (1024 * 1024)
+
+struct route;
+
 struct request {
     struct app *app;
     struct MHD_Connection *conn;
@@ -23,6 +33,7 @@ struct request {
     char request_id[129];
     char path_id[64];   /* the {id} of the matched route */
     const char *route;  /* the matched route pattern, for logs */
+    const struct route *matched; /* the route admitted from the headers, or NULL */
     enum role role;
     double start_ms;
     unsigned status;
@@ -37,17 +48,22 @@ struct request {
     void *resume_ctx;                     /* for on_resume */
     unsigned deferred_status;             /* for on_resume */
     char *deferred_body;                  /* owned */
+    size_t uri_len;                       /* of the raw request target */
+    char uri_head[256];                   /* its start, for the log of a refused request */
+    bool uri_too_long;
+    bool close_after; /* the reply closes the connection (the body was not read) */
 };
 
 /* Called once per complete request; must reply exactly once. */
 typedef void (*http_dispatch_fn)(struct request *r);
 
-/* The largest body accepted for this request (known from method and URL, before the body). */
-typedef size_t (*http_limit_fn)(struct request *r);
+/* Called once the headers are complete, before any byte of the body: either replies at once
+ * (the body is then never read and the connection closes), or sets r->body_limit. */
+typedef void (*http_admit_fn)(struct request *r);
 
-/* Starts serving cfg.listen with an internal epoll thread pool, handing each complete request
- * to dispatch. Returns -1 with *e set. */
-int http_start(struct app *a, http_dispatch_fn dispatch, http_limit_fn limit,
+/* Starts serving cfg.listen with an internal epoll thread pool, handing each request's headers
+ * to admit and each complete request to dispatch. Returns -1 with *e set. */
+int http_start(struct app *a, http_dispatch_fn dispatch, http_admit_fn admit,
                struct err *e) OQ_MUSTCHECK;
 
 /* The port actually bound (useful with port 0). */

@@ -64,3 +64,43 @@ void log_fmt(enum log_level level, const char *fmt, ...)
     va_end(ap);
     log_json(level, msg, NULL);
 }
+
+/* Length of the valid UTF-8 sequence at s (as jansson accepts it), or 0. */
+static size_t utf8_seq_len(const unsigned char *s)
+{
+    unsigned c = s[0];
+    size_t n = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3
+                            : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
+    unsigned cp = n == 2 ? c & 0x1F : n == 3 ? c & 0x0F : c & 0x07;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return n;
+}
+
+json_t *log_text(const char *s)
+{
+    if (s == NULL)
+        return json_string("");
+    struct oq_buf b = {0};
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        size_t n = utf8_seq_len(p);
+        if (n > 0) {
+            oq_buf_add(&b, (const char *)p, n);
+            p += n;
+            continue;
+        }
+        char esc[5];
+        snprintf(esc, sizeof(esc), "\\x%02X", *p++);
+        oq_buf_add(&b, esc, 4);
+    }
+    json_t *j = json_stringn(b.data ? b.data : "", b.len);
+    free(b.data);
+    return j;
+}

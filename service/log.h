@@ -16,6 +16,10 @@ bool log_enabled(enum log_level level);
 /* Writes {"ts","level","msg",...fields}. Steals fields (an object, may be NULL). */
 void log_json(enum log_level level, const char *msg, json_t *fields);
 
+/* A JSON string of s (client text: a path, a method) where each byte that is not part of valid
+ * UTF-8 is written as the four characters \xHH; "" for NULL. Returns a new reference. */
+json_t *log_text(const char *s);
+
 void log_fmt(enum log_level level, const char *fmt, ...) OQ_PRINTF(2, 3);
 
 #define log_debug(...) log_fmt(LOG_DEBUG, __VA_ARGS__)

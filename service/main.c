@@ -66,7 +66,7 @@ static int serve(struct app *a)
     app_start(a);
     waiters_start(a);
     coalesce_start(a);
-    if (http_start(a, routes_dispatch, routes_body_limit, &e) != 0) {
+    if (http_start(a, routes_dispatch, routes_admit, &e) != 0) {
         log_error("start-up failed: %s", e.message);
         return 1;
     }

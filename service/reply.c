@@ -17,6 +17,8 @@ static void add_common_headers(struct request *r, struct MHD_Response *resp)
 {
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
     MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (r->close_after)
+        MHD_add_response_header(resp, "Connection", "close");
     if (r->cors_origin != NULL) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->cors_origin);
         MHD_add_response_header(resp, "Access-Control-Expose-Headers",

@@ -147,7 +147,7 @@ static void test_oversized_body_refused_before_reading(void **state)
 {
     int fd = connect_from("127.0.0.1", S.port);
     assert_true(fd >= 0);
-    const char *head = "POST /api/offline/queue HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    const char *head = "POST /api/offline/queue HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                        "Content-Length: 10000000\r\n\r\n";
     assert_true(write(fd, head, strlen(head)) == (ssize_t)strlen(head));
     char reply[4096];
@@ -165,7 +165,7 @@ static void test_truncated_body_stores_nothing(void **state)
     const char *before = strdup(count_ops());
     const char *body = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/truncated\"}}";
     char head[256];
-    snprintf(head, sizeof(head), "POST /api/offline/queue HTTP/1.1\r\nHost: x\r\n"
+    snprintf(head, sizeof(head), "POST /api/offline/queue HTTP/1.1\r\nHost: 127.0.0.1\r\n"
              "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n", strlen(body));
     int fd = connect_from("127.0.0.1", S.port);
     assert_true(write(fd, head, strlen(head)) == (ssize_t)strlen(head));

@@ -48,7 +48,7 @@ static int connect_events(int port, const char *query, const char *last_id, bool
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     char req[512];
-    int n = snprintf(req, sizeof(req), "GET /api/offline/events%s HTTP/1.0\r\nHost: x\r\n%s%s%s\r\n",
+    int n = snprintf(req, sizeof(req), "GET /api/offline/events%s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s\r\n",
                      query, last_id ? "Last-Event-ID: " : "", last_id ? last_id : "", last_id ? "\r\n" : "");
     assert_int_equal(write(fd, req, (size_t)n), n);
     fcntl(fd, F_SETFL, O_NONBLOCK);

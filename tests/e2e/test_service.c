@@ -325,7 +325,7 @@ static void test_graceful_shutdown_finishes_in_flight(void **state)
     assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
     const char *body = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/in-flight\"}}";
     char head[256];
-    snprintf(head, sizeof(head), "POST /api/offline/queue HTTP/1.1\r\nHost: x\r\n"
+    snprintf(head, sizeof(head), "POST /api/offline/queue HTTP/1.1\r\nHost: 127.0.0.1\r\n"
              "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n", strlen(body));
     int fd = connect_to(s.port);
     assert_true(fd >= 0);

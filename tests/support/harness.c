@@ -297,8 +297,9 @@ struct resp *th_http(const struct svc *s, const char *method, const char *path,
 {
     CURL *c = curl_easy_init();
     struct buf b = {0}, h = {0};
-    char url[2048];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", s->port, path);
+    size_t url_len = strlen(path) + 32; /* long request targets are tested too */
+    char *url = malloc(url_len);
+    snprintf(url, url_len, "http://127.0.0.1:%d%s", s->port, path);
     struct curl_slist *hl = NULL;
     for (; headers && *headers; headers++)
         hl = curl_slist_append(hl, *headers);
@@ -331,6 +332,7 @@ struct resp *th_http(const struct svc *s, const char *method, const char *path,
     r->json = b.len ? json_loadb(b.data, b.len, 0, NULL) : NULL;
     curl_slist_free_all(hl);
     curl_easy_cleanup(c);
+    free(url);
     record(method, path, r);
     return r;
 }
