@@ -160,8 +160,6 @@ static bool is_json_type(const char *ct)
     return n == strlen("application/json") && strncasecmp(ct, "application/json", n) == 0;
 }
 
-}
-
 static int parse_body(struct request *r, const struct route *rt, struct err *e)
 {
     if (rt->body == BODY_RAW)
