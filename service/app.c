@@ -155,7 +155,7 @@ static void maintain(struct app *a, unsigned round)
     if (round % 2 == 0 && queue_sweep(c, &e) > 0)
         workers_wake(&a->workers); /* reaped operations are due again */
     settings_reload(&a->settings, c, &e);
-    if (round % 20 == 1 && secretbox_sweep(c, 500, &e) < 0) /* every 10 s: rows from SQL sealed */
+    if (round % 20 == 1 && secretbox_sweep(c, 500, &e) < 0) /* every 10 s: listed rows sealed */
         log_json(LOG_WARN, "sealing plaintext rows failed", json_pack("{s:s}", "error", e.message));
     if (round % 20 == 0) /* every 10 s: the event log keeps 15 minutes */
         PQclear(db_exec(c, &trim_events, 0, NULL, &e));

@@ -308,6 +308,8 @@ char *secretbox_open_ops(char *json)
     return out;
 }
 
+static int list_all_unsealed(struct db_conn *c, struct err *e);
+
 static const struct db_stmt check_get = {
     "secretbox_check_get",
     "SELECT value #>> '{}' FROM offlineq_settings WHERE key = 'encryption_check'"};
@@ -337,6 +339,8 @@ int secretbox_check_database(struct db_conn *c, struct err *e)
         if (r == NULL)
             return -1;
         PQclear(r);
+        if (list_all_unsealed(c, e) != 0)
+            return -1;
         return secretbox_check_database(c, e); /* another instance may have won: compare */
     }
     char *text = open_text(stored, NULL, NULL);
@@ -386,16 +390,46 @@ int secretbox_reseal(struct db_conn *c, const char *id, const char *column, cons
 }
 
 /* Plaintext (or v1) objects in any sealed column; JSON null results stay as they are. */
+#define UNSEALED_WHERE                                                                             \
+    "NOT o.payload ? '$enc2' "                                                                     \
+    "  OR (jsonb_typeof(o.result) = 'object' AND NOT o.result ? '$enc2') "                         \
+    "  OR (jsonb_typeof(o.resolution) = 'object' AND NOT o.resolution ? '$enc2')"
+
+/* The rows still to seal are listed in offlineq_unsealed (by offlineq_enqueue() while a key is
+ * set, by migration 005 and by the first start with a key), so a sweep reads a handful of rows,
+ * never the whole table. */
 static const struct db_stmt sweep_stmt = {
     "secretbox_sweep",
-    "SELECT id, payload::text, "
-    "  CASE WHEN jsonb_typeof(result) = 'object' AND NOT result ? '$enc2' THEN result::text END, "
-    "  CASE WHEN jsonb_typeof(resolution) = 'object' AND NOT resolution ? '$enc2' "
-    "    THEN resolution::text END "
-    "FROM offline_operations WHERE NOT payload ? '$enc2' "
-    "  OR (jsonb_typeof(result) = 'object' AND NOT result ? '$enc2') "
-    "  OR (jsonb_typeof(resolution) = 'object' AND NOT resolution ? '$enc2') "
-    "LIMIT $1::int"};
+    "SELECT u.id, o.payload::text, "
+    "  CASE WHEN jsonb_typeof(o.result) = 'object' AND NOT o.result ? '$enc2' "
+    "    THEN o.result::text END, "
+    "  CASE WHEN jsonb_typeof(o.resolution) = 'object' AND NOT o.resolution ? '$enc2' "
+    "    THEN o.resolution::text END "
+    "FROM (SELECT id FROM offlineq_unsealed LIMIT $1::int) u "
+    "LEFT JOIN offline_operations o ON o.id = u.id"};
+static const struct db_stmt sealed_stmt = {"secretbox_sealed",
+                                           "DELETE FROM offlineq_unsealed WHERE id = $1"};
+static const struct db_stmt list_all_stmt = {
+    "secretbox_list_all",
+    "INSERT INTO offlineq_unsealed (id) SELECT o.id FROM offline_operations o "
+    "WHERE " UNSEALED_WHERE " ON CONFLICT DO NOTHING"};
+
+/* Seals one listed row's columns (a row deleted meanwhile has none) and takes it off the list. */
+static int sweep_row(struct db_conn *c, PGresult *r, int i, struct err *e)
+{
+    static const char *const cols[] = {"payload", "result", "resolution"};
+    const char *id = PQgetvalue(r, i, 0);
+    for (int k = 0; k < 3; k++) {
+        if (!PQgetisnull(r, i, k + 1) && secretbox_reseal(c, id, cols[k], PQgetvalue(r, i, k + 1), e) != 0)
+            return -1;
+    }
+    const char *params[] = {id};
+    PGresult *d = db_exec(c, &sealed_stmt, 1, params, e);
+    if (d == NULL)
+        return -1;
+    PQclear(d);
+    return 0;
+}
 
 int secretbox_sweep(struct db_conn *c, int limit, struct err *e)
 {
@@ -407,14 +441,19 @@ int secretbox_sweep(struct db_conn *c, int limit, struct err *e)
     PGresult *r = db_exec(c, &sweep_stmt, 1, params, e);
     if (r == NULL)
         return -1;
-    static const char *const cols[] = {"payload", "result", "resolution"};
     int n = PQntuples(r), rc = 0;
-    for (int i = 0; i < n && rc == 0; i++) {
-        for (int k = 0; k < 3 && rc == 0; k++) {
-            if (!PQgetisnull(r, i, k + 1))
-                rc = secretbox_reseal(c, PQgetvalue(r, i, 0), cols[k], PQgetvalue(r, i, k + 1), e);
-        }
-    }
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = sweep_row(c, r, i, e);
     PQclear(r);
     return rc == 0 ? n : -1;
+}
+
+/* The first start with a key: every row written before it is listed for the sweep (one scan). */
+static int list_all_unsealed(struct db_conn *c, struct err *e)
+{
+    PGresult *r = db_exec(c, &list_all_stmt, 0, NULL, e);
+    if (r == NULL)
+        return -1;
+    PQclear(r);
+    return 0;
 }

@@ -62,8 +62,9 @@ char *secretbox_open_ops(char *json);
  * still is the value there. Encryption must be on. Returns 0, or -1 with *e. */
 int secretbox_reseal(struct db_conn *c, const char *id, const char *column, const char *stored,
                      struct err *e) OQ_MUSTCHECK;
-/* Seals up to limit rows that still hold plaintext (rows from offlineq_enqueue(), or from
- * before the key was set). Returns how many were sealed, or -1 with *e. */
+/* Seals up to limit of the rows listed in offlineq_unsealed (rows from offlineq_enqueue() while
+ * a key is set, or from before the key was set) and takes them off the list. Returns how many
+ * were looked at, or -1 with *e. */
 int secretbox_sweep(struct db_conn *c, int limit, struct err *e);
 
 /* At start-up, after migrations: a key that does not match the one the database was encrypted
