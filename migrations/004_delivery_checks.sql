@@ -92,6 +92,48 @@ BEGIN
     END LOOP;
 END $$;
 
+-- The required fields of each built-in type (the handlers' rule tables in service/handler_*.c).
+CREATE FUNCTION offlineq_check_type_fields(p_operation_type text, p_payload jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    bad text;
+    step_ok boolean;
+BEGIN
+    IF p_operation_type = 'experiment_sync' AND jsonb_typeof(p_payload -> 'data') IS DISTINCT FROM 'object' THEN
+        PERFORM offlineq_refuse('payload.data', 'payload.data is required and must be an object');
+    END IF;
+    IF p_operation_type IN ('file_upload', 'model_push') AND NOT p_payload ? 'file_id' THEN
+        PERFORM offlineq_refuse('payload.file_id', 'payload.file_id is required');
+    END IF;
+    IF p_operation_type = 'model_push' AND (jsonb_typeof(p_payload -> 'model_name') IS DISTINCT FROM 'string'
+                                            OR length(p_payload ->> 'model_name') NOT BETWEEN 1 AND 200) THEN
+        PERFORM offlineq_refuse('payload.model_name',
+                                'payload.model_name must be a string of 1 to 200 characters');
+    END IF;
+    IF p_operation_type <> 'metric_log' THEN
+        RETURN;
+    END IF;
+    IF jsonb_typeof(p_payload -> 'run_id') IS DISTINCT FROM 'string'
+       OR length(p_payload ->> 'run_id') NOT BETWEEN 1 AND 200 THEN
+        PERFORM offlineq_refuse('payload.run_id', 'payload.run_id must be a string of 1 to 200 characters');
+    END IF;
+    IF jsonb_typeof(p_payload -> 'metrics') IS DISTINCT FROM 'object' OR p_payload -> 'metrics' = '{}' THEN
+        PERFORM offlineq_refuse('payload.metrics', 'payload.metrics must be a non-empty object');
+    END IF;
+    SELECT key INTO bad FROM jsonb_each(p_payload -> 'metrics') WHERE jsonb_typeof(value) <> 'number' LIMIT 1;
+    IF FOUND THEN
+        PERFORM offlineq_refuse('payload.metrics.' || bad, format('payload.metrics.%s must be a number', bad));
+    END IF;
+    -- a CASE, not OR: the cast must not run on a step that is no number
+    step_ok := CASE WHEN jsonb_typeof(p_payload -> 'step') = 'number'
+                    THEN (p_payload ->> 'step')::numeric BETWEEN 0 AND 9007199254740991
+                         AND (p_payload ->> 'step')::numeric = trunc((p_payload ->> 'step')::numeric)
+                    ELSE false END;
+    IF p_payload ? 'step' AND NOT step_ok THEN
+        PERFORM offlineq_refuse('payload.step', 'payload.step must be an integer from 0 to 9007199254740991');
+    END IF;
+END $$;
+
 -- The payload rules the database can check without the service's configuration. The service
 -- applies all of its rules (the same function as POST /api/offline/queue) before delivery.
 CREATE FUNCTION offlineq_check_payload(p_operation_type text, p_payload jsonb) RETURNS void
@@ -116,6 +158,7 @@ BEGIN
         END IF;
         PERFORM offlineq_check_headers(p_payload);
     END IF;
+    PERFORM offlineq_check_type_fields(p_operation_type, p_payload);
 END $$;
 
 -- The outbox entry point, now checking the payload first (same signature as before).

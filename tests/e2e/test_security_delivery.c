@@ -295,6 +295,18 @@ static void test_sql_function_refuses_what_it_can_check(void **state)
          "payload.headers.proxy-authorization"},
         {"'experiment_sync', '{\"endpoint\":\"/x\",\"data\":{},\"headers\":{\"HOST\":\"x\"}}'",
          "payload.headers.HOST"},
+        {"'experiment_sync', '{\"endpoint\":\"/x\"}'", "payload.data"},
+        {"'experiment_sync', '{\"endpoint\":\"/x\",\"data\":[1]}'", "payload.data"},
+        {"'file_upload', '{\"endpoint\":\"/x\"}'", "payload.file_id is required"},
+        {"'model_push', '{\"endpoint\":\"/x\",\"file_id\":\"00000000-0000-0000-0000-000000000000\"}'",
+         "payload.model_name"},
+        {"'metric_log', '{\"metrics\":{\"x\":1}}'", "payload.run_id"},
+        {"'metric_log', '{\"run_id\":\"r\"}'", "payload.metrics must be"},
+        {"'metric_log', '{\"run_id\":\"r\",\"metrics\":{}}'", "payload.metrics must be"},
+        {"'metric_log', '{\"run_id\":\"r\",\"metrics\":{\"loss\":\"high\"}}'", "payload.metrics.loss"},
+        {"'metric_log', '{\"run_id\":\"r\",\"metrics\":{\"x\":1},\"step\":-1}'", "payload.step"},
+        {"'metric_log', '{\"run_id\":\"r\",\"metrics\":{\"x\":1},\"step\":1.5}'", "payload.step"},
+        {"'metric_log', '{\"run_id\":\"r\",\"metrics\":{\"x\":1},\"step\":\"1\"}'", "payload.step"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char sql[512];
@@ -313,8 +325,9 @@ static void test_sql_function_refuses_what_it_can_check(void **state)
     /* what is fine still goes in, absolute URLs too (the service judges their origin) */
     th_sql(pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/a..b/.c?x=/../y\",\"headers\":{\"X-A\":\"1\"}}')");
     th_sql(pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"https://up.example/a\"}')");
-    th_sql(pg, "SELECT offlineq_enqueue('metric_log', '{\"run_id\":\"r\",\"metrics\":{\"x\":1}}')");
-    assert_int_equal(count_ops(), 3);
+    th_sql(pg, "SELECT offlineq_enqueue('metric_log', '{\"run_id\":\"r\",\"metrics\":{\"x\":1},\"step\":3}')");
+    th_sql(pg, "SELECT offlineq_enqueue('experiment_sync', '{\"endpoint\":\"/e\",\"data\":{\"a\":1}}')");
+    assert_int_equal(count_ops(), 4);
 }
 
 /* ---- point 10: signing secrets are decoded and checked when the config is loaded ---- */
