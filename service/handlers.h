@@ -101,4 +101,12 @@ void exec_fail(struct exec_result *res, const char *fmt, ...) OQ_PRINTF(2, 3);
  * (a path on the upstream, or an absolute URL whose origin is the upstream's). Thread-safe. */
 int target_validate(const json_t *payload, const struct config *cfg, struct err *e);
 
+/* Checks payload.headers (an object): token names, none of the transport's or the service's
+ * own (Host, Connection, TE, Proxy-*, Idempotency-Key, webhook-* ...: target.c has the one
+ * table), string values without control characters. Thread-safe. */
+int target_check_headers(const json_t *headers, struct err *e);
+
+/* The methods an api_call (and experiment_sync) may use, NULL-terminated. */
+extern const char *const api_call_methods[];
+
 #endif

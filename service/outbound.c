@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "target.h"
 
 void outbound_init(struct outbound *o, atomic_bool *abort)
 {
@@ -30,33 +31,20 @@ void outbound_response_free(struct out_response *rs)
     rs->body = NULL;
 }
 
-void outbound_sign(const char *secret, const char *id, long timestamp, const char *body,
-                   size_t body_len, char *out, size_t len)
+void outbound_sign(const unsigned char *key, size_t key_len, const char *id, long timestamp,
+                   const char *body, size_t body_len, char *out, size_t len)
 {
-    unsigned char key[256];
-    int key_len;
-    if (strncmp(secret, "whsec_", 6) == 0) {
-        key_len = EVP_DecodeBlock(key, (const unsigned char *)secret + 6, (int)strlen(secret + 6));
-        size_t tail = strlen(secret + 6);
-        while (tail > 0 && secret[6 + tail - 1] == '=') { /* padding decodes as zero bytes */
-            key_len--;
-            tail--;
-        }
-    } else {
-        key_len = (int)strlen(secret);
-        memcpy(key, secret, (size_t)key_len < sizeof(key) ? (size_t)key_len : sizeof(key));
-        key_len = key_len < (int)sizeof(key) ? key_len : (int)sizeof(key);
-    }
-    char prefix[128];
-    int plen = snprintf(prefix, sizeof(prefix), "%s.%ld.", id, timestamp);
+    char ts[32];
+    int ts_len = snprintf(ts, sizeof(ts), ".%ld.", timestamp);
     unsigned char mac[32];
     size_t mac_len = 0;
     EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(hmac);
     OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
                            OSSL_PARAM_construct_end()};
-    OQ_ASSERT(EVP_MAC_init(ctx, key, key_len < 0 ? 0 : (size_t)key_len, params) == 1);
-    EVP_MAC_update(ctx, (const unsigned char *)prefix, (size_t)plen);
+    OQ_ASSERT(EVP_MAC_init(ctx, key, key_len, params) == 1);
+    EVP_MAC_update(ctx, (const unsigned char *)id, strlen(id));
+    EVP_MAC_update(ctx, (const unsigned char *)ts, (size_t)ts_len);
     if (body_len > 0)
         EVP_MAC_update(ctx, (const unsigned char *)body, body_len);
     EVP_MAC_final(ctx, mac, &mac_len, sizeof(mac));
@@ -177,10 +165,11 @@ static struct curl_slist *build_headers(const struct out_request *rq, const char
         snprintf(line, sizeof(line), "Content-Type: %s", rq->content_type ? rq->content_type : "application/json");
         h = curl_slist_append(h, line);
     }
-    if (rq->u->signing_secret != NULL) {
+    if (rq->u->signing_key != NULL) {
         long ts = (long)time(NULL);
         char sig[128];
-        outbound_sign(rq->u->signing_secret, rq->idempotency_key, ts, body, body ? body_len : 0, sig, sizeof(sig));
+        outbound_sign(rq->u->signing_key, rq->u->signing_key_len, rq->idempotency_key, ts, body,
+                      body ? body_len : 0, sig, sizeof(sig));
         snprintf(line, sizeof(line), "webhook-id: %s", rq->idempotency_key);
         h = curl_slist_append(h, line);
         snprintf(line, sizeof(line), "webhook-timestamp: %ld", ts);
@@ -205,6 +194,7 @@ static void setup(struct outbound *o, const struct out_request *rq, const char *
     CURL *c = o->curl;
     curl_easy_reset(c);
     curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L); /* checked before: sent as written */
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
@@ -239,12 +229,6 @@ static void start_url(const struct out_request *rq, char *url, size_t len)
         snprintf(url, len, "%s", rq->endpoint);
 }
 
-static bool same_origin(const char *url, const struct upstream *u)
-{
-    char origin[512];
-    return config_url_origin(url, origin, sizeof(origin)) == 0 && strcmp(origin, u->origin) == 0;
-}
-
 int outbound_send(struct outbound *o, const struct out_request *rq, struct out_response *rs)
 {
     memset(rs, 0, sizeof(*rs));
@@ -273,8 +257,9 @@ int outbound_send(struct outbound *o, const struct out_request *rq, struct out_r
         if (rs->status < 300 || rs->status >= 400 ||
             curl_easy_getinfo(o->curl, CURLINFO_REDIRECT_URL, &next) != CURLE_OK || next == NULL)
             break;
-        if (!same_origin(next, rq->u)) {
-            snprintf(rs->error, sizeof(rs->error), "redirect to another origin refused");
+        struct err e = {0};
+        if (target_check_url(rq->u, next, &e) != 0) { /* the endpoint's rules hold for redirects */
+            snprintf(rs->error, sizeof(rs->error), "redirect refused: %.200s", e.message);
             break;
         }
         snprintf(url, sizeof(url), "%s", next);

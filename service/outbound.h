@@ -1,5 +1,5 @@
 /* Outbound HTTP with libcurl: one handle per worker (connections are reused), configured
- * upstreams only, no redirect to another origin, Standard Webhooks signing. */
+ * upstreams only, no redirect out of the upstream's base URL, Standard Webhooks signing. */
 #ifndef OQ_OUTBOUND_H
 #define OQ_OUTBOUND_H
 
@@ -42,7 +42,7 @@ struct outbound {
 void outbound_init(struct outbound *o, atomic_bool *abort);
 void outbound_close(struct outbound *o);
 
-/* Sends rq, following at most 5 redirects within the upstream's origin. Always fills *rs
+/* Sends rq, following at most 5 redirects that target_check_url allows. Always fills *rs
  * (free with outbound_response_free). Returns 0 when an HTTP answer came, -1 otherwise. */
 int outbound_send(struct outbound *o, const struct out_request *rq, struct out_response *rs);
 void outbound_response_free(struct out_response *rs);
@@ -50,9 +50,9 @@ void outbound_response_free(struct out_response *rs);
 /* Retry-After as seconds from now: delta-seconds or an HTTP date; -1 when unreadable. */
 double outbound_retry_after(const char *value, time_t now);
 
-/* The Standard Webhooks signature "v1,<base64 HMAC-SHA256(secret, id.timestamp.body)>".
- * A secret starting with "whsec_" is base64-decoded first. Writes into out (>= 64 bytes). */
-void outbound_sign(const char *secret, const char *id, long timestamp, const char *body,
-                   size_t body_len, char *out, size_t len);
+/* The Standard Webhooks signature "v1,<base64 HMAC-SHA256(key, id.timestamp.body)>" with the
+ * key bytes decoded at load (config_signing_key). Writes into out (>= 64 bytes). */
+void outbound_sign(const unsigned char *key, size_t key_len, const char *id, long timestamp,
+                   const char *body, size_t body_len, char *out, size_t len);
 
 #endif

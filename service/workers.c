@@ -90,6 +90,7 @@ static void set_held(struct worker *w, struct job *jobs, int n)
 struct segment {
     int from, n;
     struct exec_result res;
+    bool is_refused; /* failed the enqueue rules at delivery: res says why, nothing is sent */
 };
 
 /* Do a and b go in one request of h? Same type, upstream and endpoint. */
@@ -136,22 +137,44 @@ static int claim(struct worker *w, struct db_conn *c, struct job *jobs, struct e
     return n;
 }
 
+/* Delivery meets the rules of enqueue again, with the handler's own validate: a row written
+ * by offlineq_enqueue() or straight into the table, or one enqueued before the configuration
+ * changed, fails here before anything is sent. res may be NULL (a batch mate's check). */
+static bool is_refused(const struct app *a, const struct job *job, struct exec_result *res)
+{
+    const struct handler *h = handlers_find(job->operation_type);
+    struct err e = {0};
+    if (h == NULL || job->unreadable || h->validate(job->payload, &a->cfg, &e) == 0)
+        return false; /* no handler, unreadable: execute() says so */
+    if (res != NULL) {
+        err_prefix_field(&e, "payload");
+        exec_fail(res, "refused at delivery: %s: %s", e.field, e.message);
+        log_json(LOG_WARN, "operation refused at delivery",
+                 json_pack("{s:s, s:s, s:s}", "id", job->id, "field", e.field, "error", e.message));
+    }
+    return true;
+}
+
 /* Cuts the claim into segments: batching types gather their mates (moved up behind the first,
- * the others keep their order; a claim never holds two of one group, so moving is safe). */
+ * the others keep their order; a claim never holds two of one group, so moving is safe). An
+ * operation refused at delivery is a segment of its own. */
 static int make_segments(const struct app *a, struct job *jobs, int n, struct segment *segs)
 {
     int ns = 0;
     for (int i = 0; i < n;) {
-        const struct handler *h = handlers_find(jobs[i].operation_type);
+        struct segment *s = &segs[ns++];
+        *s = (struct segment){.from = i, .n = 1, .res = {.delay_s = -1}};
+        s->is_refused = is_refused(a, &jobs[i], &s->res);
+        const struct handler *h = s->is_refused ? NULL : handlers_find(jobs[i].operation_type);
         int end = i + 1;
         for (int j = end; h && h->execute_batch && j < n && end - i < a->cfg.metric_batch; j++) {
-            if (!same_batch(h, &jobs[i], &jobs[j]))
+            if (!same_batch(h, &jobs[i], &jobs[j]) || is_refused(a, &jobs[j], NULL))
                 continue;
             struct job t = jobs[j];
             memmove(&jobs[end + 1], &jobs[end], (size_t)(j - end) * sizeof(*jobs));
             jobs[end++] = t;
         }
-        segs[ns++] = (struct segment){.from = i, .n = end - i, .res = {.delay_s = -1}};
+        s->n = end - i;
         i = end;
     }
     return ns;
@@ -189,6 +212,8 @@ static void execute_all(struct worker *w, struct job *jobs, struct segment *segs
     int ran = 0;
     for (int i = 0; i < ns; i++) {
         struct exec_result *res = &segs[i].res;
+        if (segs[i].is_refused)
+            continue;
         if (atomic_load(&w->ws->stopping) || !monitor_is_online(&a->monitor)) {
             res->outcome = OUTCOME_RELEASE;
             res->delay_s = 0;

@@ -291,8 +291,13 @@ static void test_signature_matches_standard_webhooks(void **state)
     /* The example of the Standard Webhooks specification. */
     const char *body = "{\"test\": 2432232314}";
     char sig[128];
-    outbound_sign("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330,
-                  body, strlen(body), sig, sizeof(sig));
+    const char *secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    size_t key_len = 0;
+    unsigned char *key = config_signing_key(secret, strlen(secret), &key_len);
+    assert_non_null(key);
+    outbound_sign(key, key_len, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body, strlen(body),
+                  sig, sizeof(sig));
+    config_free_key(key, key_len);
     assert_string_equal(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
 }
 
