@@ -110,7 +110,7 @@ int target_validate(const json_t *payload, const struct config *cfg, struct err 
 /* Header names a payload may not set: hop-by-hop and framing headers belong to the transport
  * (RFC 9110 7.6.1, 9112 6), and the service writes the idempotency key and the signature.
  * A row with is_prefix covers every name that starts so. Kept in step with
- * offlineq_check_payload() in migrations/004_delivery_checks.sql. */
+ * offlineq_check_payload() in migrations/005_delivery_checks.sql. */
 #define FORBIDDEN(s, prefix) {s, sizeof(s) - 1, prefix}
 static const struct forbidden_header {
     const char *name;

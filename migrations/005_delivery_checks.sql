@@ -171,8 +171,16 @@ DECLARE
     new_id uuid;
 BEGIN
     PERFORM offlineq_check_payload(operation_type, payload);
+    IF jsonb_typeof(payload) = 'object' AND payload ?| ARRAY['$id', '$enc', '$enc2'] THEN
+        PERFORM offlineq_refuse('payload', 'payload keys "$id", "$enc" and "$enc2" are the '
+                                           'service''s own (sealed payloads)');
+    END IF;
     SELECT (r.op).id INTO new_id
     FROM offlineq_enqueue_ex(operation_type, payload, coalesce(priority, 0), dedup_key,
                              group_key, NULL, NULL, NULL, NULL, NULL, NULL) r;
+    -- with OFFLINEQ_ENCRYPTION_KEY set, the service seals this row as soon as it sees it
+    IF EXISTS (SELECT 1 FROM offlineq_settings WHERE key = 'encryption_check') THEN
+        INSERT INTO offlineq_unsealed (id) VALUES (new_id) ON CONFLICT DO NOTHING;
+    END IF;
     RETURN new_id;
 END $$;
