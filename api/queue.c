@@ -69,6 +69,20 @@ static int parse_depends_on(const json_t *list, char **out, struct err *e)
     return 0;
 }
 
+/* The service's own payload keys: a sealed payload's envelope ("$enc", "$enc2") and the id it
+ * was sealed for ("$id", which the row takes on insert: migration 004). A client's payload that
+ * held one would be stored as something else, so it is refused, as offlineq_enqueue() does. */
+static int check_reserved_keys(const json_t *payload, struct err *e)
+{
+    static const char *const reserved[] = {"$id", "$enc", "$enc2"};
+    for (size_t i = 0; i < OQ_ARRAY_LEN(reserved); i++) {
+        if (json_object_get(payload, reserved[i]) != NULL)
+            return err_field(e, ERR_INVALID_REQUEST, reserved[i],
+                             "payload key %s is the service's own (sealed payloads)", reserved[i]);
+    }
+    return 0;
+}
+
 /* Checks one enqueue body and fills *op (borrowing strings from body). */
 int api_parse_enqueue(const json_t *body, const struct config *cfg, struct op_new *op,
                          struct err *e)
@@ -81,7 +95,7 @@ int api_parse_enqueue(const json_t *body, const struct config *cfg, struct op_ne
         return err_field(e, ERR_INVALID_REQUEST, "operation_type",
                          "unknown operation_type \"%.100s\"", type);
     const json_t *payload = json_object_get(body, "payload");
-    if (h->validate(payload, cfg, e) != 0) {
+    if (check_reserved_keys(payload, e) != 0 || h->validate(payload, cfg, e) != 0) {
         err_prefix_field(e, "payload");
         return -1;
     }

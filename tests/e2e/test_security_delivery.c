@@ -191,6 +191,27 @@ static void test_payload_cannot_set_transport_or_signature_headers(void **state)
     us_free_reqs(reqs, n);
 }
 
+/* The keys of a sealed payload's envelope are the service's own: a client's "$id" would become
+ * the row's id (and vanish from the payload), a "$enc2" would be read as ciphertext. */
+static void test_service_keys_in_a_payload_are_refused(void **state)
+{
+    assert_refused("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/k\","
+                   "\"$id\":\"00000000-0000-0000-0000-000000000001\"}}", "payload.$id");
+    assert_refused("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/k\","
+                   "\"$enc2\":\"AAAA\"}}", "payload.$enc2");
+    assert_refused("{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\","
+                   "\"metrics\":{\"x\":1},\"$enc\":\"AAAA\"}}", "payload.$enc");
+    /* below the top level they are ordinary data */
+    char id[37];
+    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/k\","
+                   "\"data\":{\"$id\":\"x\"}}}", id);
+    assert_string_equal(th_sqlf(pg, "SELECT payload #>> '{data,$id}' FROM offline_operations "
+                                    "WHERE id = '%s'", id), "x");
+    char status[32], msg[512];
+    wait_final(id, status, sizeof(status), msg, sizeof(msg)); /* delivered before the next test */
+    assert_string_equal(status, "completed");
+}
+
 /* ---- point 3: every delivery is checked, not only every enqueue ---- */
 
 /* Rows the SQL function cannot judge (it does not know the upstreams), and rows written
@@ -307,6 +328,9 @@ static void test_sql_function_refuses_what_it_can_check(void **state)
         {"'metric_log', '{\"run_id\":\"r\",\"metrics\":{\"x\":1},\"step\":-1}'", "payload.step"},
         {"'metric_log', '{\"run_id\":\"r\",\"metrics\":{\"x\":1},\"step\":1.5}'", "payload.step"},
         {"'metric_log', '{\"run_id\":\"r\",\"metrics\":{\"x\":1},\"step\":\"1\"}'", "payload.step"},
+        {"'api_call', '{\"endpoint\":\"/x\",\"$id\":\"00000000-0000-0000-0000-000000000001\"}'",
+         "the service's own"},
+        {"'api_call', '{\"endpoint\":\"/x\",\"$enc2\":\"AAAA\"}'", "the service's own"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char sql[512];
@@ -426,6 +450,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_endpoint_cannot_leave_base_path, reset),
         cmocka_unit_test_setup(test_payload_cannot_set_transport_or_signature_headers, reset),
+        cmocka_unit_test_setup(test_service_keys_in_a_payload_are_refused, reset),
         cmocka_unit_test_setup(test_rows_written_in_sql_are_checked_at_delivery, reset),
         cmocka_unit_test_setup(test_sql_function_refuses_what_it_can_check, reset),
         cmocka_unit_test_setup(test_malformed_secret_is_a_start_up_error, reset),
