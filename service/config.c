@@ -59,7 +59,7 @@ static const struct setting settings[] = {
     {"OFFLINEQ_LEASE_S", CFG_INT, OFF(lease_s), "60", 2, 86400,
      "seconds a claimed operation stays leased without a heartbeat"},
     {"OFFLINEQ_SHUTDOWN_GRACE_S", CFG_INT, OFF(shutdown_grace_s), "10", 0, 3600,
-     "seconds running operations get to finish on shutdown"},
+     "seconds running operations and HTTP requests get to finish on shutdown"},
     {"OFFLINEQ_BACKOFF_BASE_MS", CFG_INT, OFF(backoff_base_ms), "1000", 1, 86400000,
      "first retry delay cap (exponential backoff, full jitter)"},
     {"OFFLINEQ_BACKOFF_MAX_MS", CFG_INT, OFF(backoff_max_ms), "300000", 1, 86400000,
@@ -304,6 +304,11 @@ static int derive(struct config *c, char *out, size_t len)
                     "OFFLINEQ_API_KEYS: no keys configured, so OFFLINEQ_LISTEN must resolve to "
                     "loopback addresses only (got \"%s\"); set keys to listen elsewhere",
                     c->listen);
+    for (size_t i = 0; c->n_api_keys == 0 && i < c->n_cors_origins; i++) {
+        if (strcmp(c->cors_origins[i], "*") == 0) /* every page could read the queue */
+            return config_fail(out, len, "OFFLINEQ_CORS_ORIGINS: \"*\" needs OFFLINEQ_API_KEYS; "
+                                         "without keys, list the allowed origins by name");
+    }
     return 0;
 }
 
@@ -456,10 +461,11 @@ static void wipe_secret_env(void)
     for (size_t i = 0; i < OQ_ARRAY_LEN(settings); i++) {
         if (settings[i].type != CFG_SECRET)
             continue;
-        char *v = getenv(settings[i].env);
-        if (v == NULL)
-            continue;
-        OPENSSL_cleanse(v, strlen(v));
+        size_t n = strlen(settings[i].env);
+        for (char **ep = environ; ep != NULL && *ep != NULL; ep++) { /* every copy of the name */
+            if (strncmp(*ep, settings[i].env, n) == 0 && (*ep)[n] == '=')
+                OPENSSL_cleanse(*ep + n + 1, strlen(*ep + n + 1));
+        }
         unsetenv(settings[i].env);
     }
 }

@@ -38,7 +38,10 @@ static json_t *body_value(const struct out_response *rs)
     if (j != NULL)
         return j;
     size_t n = rs->body_len < RESULT_TEXT_MAX ? rs->body_len : RESULT_TEXT_MAX;
-    for (size_t cut = 0; cut < 4 && n > cut; cut++) {
+    /* A NUL byte can be kept neither by jsonb (\u0000) nor here: a string starting with one
+     * would read as a number marker (jsonload.h). Such bodies take the sanitised path. */
+    bool has_nul = memchr(rs->body, '\0', n) != NULL;
+    for (size_t cut = 0; !has_nul && cut < 4 && n > cut; cut++) {
         j = json_stringn(rs->body, n - cut); /* maybe a character split at the limit */
         if (j != NULL)
             return j;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "jsonload.h"
 #include "files_repo.h"
 #include "handlers.h"
 #include "multipart.h"
@@ -26,7 +27,7 @@ static int check_form(const json_t *form, struct err *e)
     const char *name;
     json_t *v;
     json_object_foreach((json_t *)form, name, v) {
-        if (!json_is_string(v) || !validate_is_printable(name))
+        if (!jsonstr_is(v) || !validate_is_printable(name))
             return err_field(e, ERR_INVALID_REQUEST, "form",
                              "form must map printable names to strings");
     }

@@ -168,7 +168,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
-        append_body(r, upload_data, *upload_data_size);
+        if (!r->replied) /* after an early refusal (libmicrohttpd still reads the body of
+                          * methods other than POST and PUT) nothing is kept */
+            append_body(r, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }

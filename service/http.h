@@ -11,12 +11,13 @@
 #define HTTP_MAX_EXTRA_HEADERS 8
 
 /* Request line and header limits, answered with a JSON 414 / 431 from the headers alone (as
- * nginx's 8 KB and 4 x 8 KB buffers). The memory of one connection holds a request at both
- * limits with room to spare: each header and query argument also takes a record in it. Beyond
- * that memory libmicrohttpd answers 414 / 431 itself (an HTML body). */
+ * nginx's 8 KB and 4 x 8 KB buffers). Each header and query argument also takes a ~56-byte
+ * record in the connection's memory: 256 KiB holds 8 KB of headers or of small query arguments
+ * with room to spare, while an unauthenticated client pins at most that per connection. A
+ * request beyond it (thousands of tiny fields) gets libmicrohttpd's own 414 / 431 (HTML). */
 #define HTTP_MAX_URI_BYTES 8192
 #define HTTP_MAX_HEADER_BYTES 32768
-#define HTTP_CONN_MEMORY_BYTES (1024 * 1024)
+#define HTTP_CONN_MEMORY_BYTES (256 * 1024)
 
 struct route;
 

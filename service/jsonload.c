@@ -416,6 +416,11 @@ bool jsonnum_is(const json_t *v)
     return json_is_number(v) || jsonnum_text(v) != NULL;
 }
 
+bool jsonstr_is(const json_t *v)
+{
+    return json_is_string(v) && jsonnum_text(v) == NULL;
+}
+
 bool jsonnum_is_integral(const json_t *v)
 {
     const char *t = jsonnum_text(v);

@@ -45,6 +45,9 @@ double jsonnum_value(const json_t *v);
 /* True when v is a number with an integral value (5, 5.0, 2e1; not 1.5 or -1e-400, nor a
  * double beyond the range). Read from the text, so no rounding makes 1e-400 an integer. */
 bool jsonnum_is_integral(const json_t *v);
+/* True when v is a JSON string in the document (not a number marker): use it, never
+ * json_is_string, on loaded JSON. */
+bool jsonstr_is(const json_t *v);
 /* The number's text of a marker (borrowed, without the NUL), or NULL when v is not one. */
 const char *jsonnum_text(const json_t *v);
 

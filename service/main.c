@@ -16,8 +16,6 @@
 #include "coalesce.h"
 #include "waiters.h"
 
-#define SHUTDOWN_GRACE_MS 10000
-
 /* Blocks SIGINT/SIGTERM in every thread; main collects them with sigwait. */
 static void block_signals(sigset_t *set)
 {
@@ -77,7 +75,7 @@ static int serve(struct app *a)
     sigwait(&set, &sig);
     log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     the_app = a;
-    http_stop(a, SHUTDOWN_GRACE_MS, release_parked);
+    http_stop(a, a->cfg.shutdown_grace_s * 1000, release_parked); /* requests in flight too */
     coalesce_stop();
     waiters_stop();
     return 0;

@@ -1,4 +1,5 @@
 #include "multipart.h"
+#include "jsonload.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +53,7 @@ void multipart_fields(struct multipart *m, const json_t *fields)
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)fields, k, v) {
-        if (!json_is_string(v))
+        if (!jsonstr_is(v))
             continue;
         part_head(m, k);
         append_str(m, "\r\n\r\n");

@@ -167,6 +167,8 @@ static void fill_job(PGresult *r, int row, struct job *job)
     char *resolution = PQgetisnull(r, row, 8) ? NULL
                                               : secretbox_open_json(PQgetvalue(r, row, 8), job->id, "resolution");
     job->resolution = resolution ? jsonload_text(resolution) : NULL;
+    if (!PQgetisnull(r, row, 8) && job->resolution == NULL)
+        job->unreadable = true; /* an operator's choice that does not open is never ignored */
     free(resolution);
     snprintf(job->created_at, sizeof(job->created_at), "%s", PQgetvalue(r, row, 9));
 }

@@ -201,7 +201,7 @@ static char *envelope(const char *json, const char *id, const char *column, cons
     free(b64);
     for (const char *const *k = clear_fields(column); *k; k++) {
         const json_t *v = json_object_get(p, *k);
-        if (json_is_string(v))
+        if (jsonstr_is(v))
             json_object_set_new(env, *k, json_string(json_string_value(v)));
     }
     if (new_id != NULL) /* the row takes this id on insert (migration 005's trigger) */
@@ -230,7 +230,13 @@ char *secretbox_seal_json(const char *json, const char *id, const char *column)
 
 bool secretbox_is_sealed(const char *stored)
 {
-    return stored != NULL && strstr(stored, "\"" ENVELOPE2 "\"") != NULL;
+    if (stored == NULL || strstr(stored, "\"" ENVELOPE2 "\"") == NULL)
+        return false; /* no envelope key anywhere */
+    /* only the top level counts: a plaintext payload may hold the text "$enc2" as data */
+    json_t *doc = jsonload_text(stored);
+    bool sealed = jsonstr_is(json_object_get(doc, ENVELOPE2));
+    json_decref(doc);
+    return sealed;
 }
 
 /* The opened text of an envelope object, or NULL with *broken when it is one that does not

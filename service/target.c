@@ -1,6 +1,7 @@
 /* Where an operation may be sent, and what it may say: only below configured upstreams (the
  * SSRF guard), with no header that belongs to the transport or to the service. */
 #include "target.h"
+#include "jsonload.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,7 +163,7 @@ int target_check_headers(const json_t *headers, struct err *e)
         if (is_forbidden(name))
             return err_field(e, ERR_INVALID_REQUEST, field,
                              "header %s belongs to the transport or is set by the service", name);
-        if (!json_is_string(v) || !validate_is_printable(json_string_value(v)) ||
+        if (!jsonstr_is(v) || !validate_is_printable(json_string_value(v)) ||
             strlen(json_string_value(v)) != json_string_length(v))
             return err_field(e, ERR_INVALID_REQUEST, field,
                              "header values must be strings without control characters");

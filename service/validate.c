@@ -53,7 +53,7 @@ static bool has_type(const json_t *v, enum vtype t)
     switch (t) {
     case V_STRING:
     case V_UUID:
-        return json_is_string(v) && !jsonnum_is(v);
+        return jsonstr_is(v);
     case V_INT:
         return jsonnum_is_integral(v);
     case V_NUMBER:
@@ -77,7 +77,7 @@ static int check_field(const json_t *v, const struct field_rule *r, struct err *
                          type_name(r->type));
     if (jsonnum_is(v))
         return check_number(v, r, e);
-    if (json_is_string(v))
+    if (jsonstr_is(v))
         return check_string(v, r, e);
     return 0;
 }

@@ -208,21 +208,21 @@ static void test_refused_before_the_body(void **state)
 #define PUSH_BYTES (2 << 20)
 
 /* Point 1: twenty unauthenticated uploads of 2 MiB each do not pin 40 MiB. */
-static void test_unauthenticated_uploads_pin_no_memory(void **state)
+/* SENDERS connections send head, then push PUSH_BYTES each without a key: the peak RSS may
+ * not grow by more than 16 MiB. */
+static void assert_unauthenticated_pins_no_memory(const char *head)
 {
     struct svc s;
     static const char *const env[] = {KEYS, "OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9", NULL};
     assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
     long hwm0 = vm_hwm_kib(s.pid);
-    static const char head[] = "POST /api/offline/files HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                               "Content-Type: application/octet-stream\r\nContent-Length: 52428800\r\n\r\n";
     int fd[SENDERS];
     size_t sent[SENDERS];
     bool done[SENDERS];
     char *chunk = calloc(1, 64 * 1024);
     for (int i = 0; i < SENDERS; i++) {
         fd[i] = connect_port(s.port);
-        assert_int_equal(send_all(fd[i], head, sizeof(head) - 1), 0);
+        assert_int_equal(send_all(fd[i], head, strlen(head)), 0);
         fcntl(fd[i], F_SETFL, O_NONBLOCK);
         sent[i] = 0;
         done[i] = false;
@@ -259,6 +259,13 @@ static void test_unauthenticated_uploads_pin_no_memory(void **state)
     assert_int_equal(r->status, 200);
     th_resp_free(r);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+}
+
+static void test_unauthenticated_uploads_pin_no_memory(void **state)
+{
+    assert_unauthenticated_pins_no_memory("POST /api/offline/files HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                          "Content-Type: application/octet-stream\r\n"
+                                          "Content-Length: 52428800\r\n\r\n");
 }
 
 static const char *auto_sync_row(char *out, size_t len)
@@ -455,6 +462,20 @@ static void test_keyless_listen_must_resolve_to_loopback(void **state)
     }
 }
 
+/* "*" would let every page in the operator's browser read a keyless service's payloads (the
+ * Host check passes: the browser really talks to 127.0.0.1), so keyless mode refuses it. */
+static void test_keyless_refuses_any_origin(void **state)
+{
+    static const char *const env[] = {"OFFLINEQ_CORS_ORIGINS=https://app.example,*", NULL};
+    struct svc s;
+    int code = -1;
+    assert_int_equal(th_svc_start(&s, url, env, &code), -1);
+    char *log = th_svc_log(&s);
+    assert_int_equal(code, 2);
+    assert_non_null(strstr(log, "OFFLINEQ_CORS_ORIGINS"));
+    free(log);
+}
+
 /* Point 12: the dashboard is not framed and runs no inline script. */
 static void test_dashboard_cannot_be_framed(void **state)
 {
@@ -611,6 +632,7 @@ int main(void)
         cmocka_unit_test(test_keyless_cross_site_writes_refused),
         cmocka_unit_test(test_keyed_mode_checks_keys_not_hosts),
         cmocka_unit_test(test_keyless_listen_must_resolve_to_loopback),
+        cmocka_unit_test(test_keyless_refuses_any_origin),
         cmocka_unit_test(test_dashboard_cannot_be_framed),
         cmocka_unit_test(test_access_line_for_undecodable_bytes),
         cmocka_unit_test(test_oversized_request_line_and_headers),

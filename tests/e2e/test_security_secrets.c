@@ -223,7 +223,8 @@ static void test_sql_function_rows_are_sealed_when_seen(void **state)
     assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, KEY, NULL}, NULL), 0);
     char id[64];
     snprintf(id, sizeof(id), "%s", th_sql(pg, "SELECT offlineq_enqueue('api_call', "
-             "'{\"endpoint\":\"/sqlrow\",\"data\":{\"m\":\"SQLMARK-a-51x\",\"n\":1.50}}')"));
+             "'{\"endpoint\":\"/sqlrow\",\"data\":{\"m\":\"SQLMARK-a-51x\",\"n\":1.50,"
+             "\"$enc2\":\"data, not a seal\"}}')")); /* the envelope's key deeper down is data */
     bool sealed = false;
     for (int i = 0; i < 300 && !sealed; i++) { /* 30 s */
         char q[160];
@@ -241,7 +242,7 @@ static void test_sql_function_rows_are_sealed_when_seen(void **state)
     assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, KEY, "OFFLINEQ_WORKERS=2", NULL}, NULL), 0);
     char id2[64];
     snprintf(id2, sizeof(id2), "%s", th_sql(pg, "SELECT offlineq_enqueue('api_call', "
-             "'{\"endpoint\":\"/sqlrow2\",\"data\":{\"m\":\"SQLMARK-b-52y\"}}')"));
+             "'{\"endpoint\":\"/sqlrow2\",\"data\":{\"m\":\"SQLMARK-b-52y\",\"$enc2\":\"x\"}}')"));
     json_t *op = th_wait_op(&s, id2, "completed,failed", 10000);
     assert_string_equal(th_str(op, "status"), "completed");
     json_decref(op);

@@ -351,6 +351,28 @@ static void test_graceful_shutdown_finishes_in_flight(void **state)
     PQfinish(pg);
 }
 
+/* OFFLINEQ_SHUTDOWN_GRACE_S bounds the wait for HTTP requests in flight too (it was a fixed
+ * 10 s): a client that stops sending its body mid-way holds a SIGTERM for 1 s, not 10. */
+static void test_shutdown_grace_bounds_requests_in_flight(void **state)
+{
+    struct svc s;
+    static const char *const env[] = {"OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9",
+                                      "OFFLINEQ_SHUTDOWN_GRACE_S=1", NULL};
+    assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
+    static const char head[] = "POST /api/offline/queue HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"op";
+    int fd = connect_to(s.port);
+    assert_true(fd >= 0);
+    assert_true(write(fd, head, strlen(head)) == (ssize_t)strlen(head));
+    usleep(200 * 1000);
+    double t0 = th_now_ms();
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+    double took_ms = th_now_ms() - t0;
+    close(fd);
+    if (took_ms > 4000)
+        fail_msg("SIGTERM with a stalled upload took %.0f ms with a 1 s grace", took_ms);
+}
+
 static void test_max_pending_answers_429(void **state)
 {
     char other[512];
@@ -395,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_schema_newer_than_binary),
         cmocka_unit_test(test_database_outage),
         cmocka_unit_test(test_graceful_shutdown_finishes_in_flight),
+        cmocka_unit_test(test_shutdown_grace_bounds_requests_in_flight),
         cmocka_unit_test(test_max_pending_answers_429),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
