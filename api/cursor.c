@@ -1,4 +1,4 @@
-#include "cursor.h"
+#include "api/cursor.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>

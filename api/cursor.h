@@ -2,7 +2,7 @@
 #ifndef OQ_CURSOR_H
 #define OQ_CURSOR_H
 
-#include "common.h"
+#include "core/common.h"
 
 #define CURSOR_MAX 64
 

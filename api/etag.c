@@ -1,10 +1,10 @@
-#include "etag.h"
+#include "api/etag.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "reply.h"
+#include "api/reply.h"
 
 static bool matches(const char *if_none_match, const char *etag)
 {

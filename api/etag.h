@@ -5,7 +5,7 @@
 
 #include <pthread.h>
 
-#include "http.h"
+#include "api/http.h"
 
 struct etag_cache {
     pthread_mutex_t mu;

@@ -2,8 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "reply.h"
-#include "routes.h"
+#include "api/reply.h"
+#include "api/routes.h"
 
 static int parse_last_id(const char *s, struct event_pos *out, bool *given, struct err *e)
 {

@@ -3,10 +3,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "files_repo.h"
-#include "reply.h"
-#include "routes.h"
-#include "validate.h"
+#include "store/files.h"
+#include "api/reply.h"
+#include "api/routes.h"
+#include "core/validate.h"
 
 static json_t *file_json(const struct stored_file *f)
 {
@@ -28,7 +28,7 @@ int api_files_create(struct request *r, struct err *e)
     if (c == NULL)
         return -1;
     struct stored_file f = {0};
-    int rc = files_repo_store(c, ct, r->body.data, r->body.len, &f, e);
+    int rc = files_store(c, ct, r->body.data, r->body.len, &f, e);
     db_release(&r->app->db, c);
     if (rc != 0)
         return -1;
@@ -46,7 +46,7 @@ int api_files_get(struct request *r, struct err *e)
     if (c == NULL)
         return -1;
     struct stored_file f = {0};
-    int rc = files_repo_meta(c, r->path_id, &f, e);
+    int rc = files_meta(c, r->path_id, &f, e);
     db_release(&r->app->db, c);
     return rc != 0 ? -1 : reply_json(r, 200, file_json(&f));
 }

@@ -2,9 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "embed.h"
-#include "reply.h"
-#include "routes.h"
+#include "core/embed.h"
+#include "api/reply.h"
+#include "api/routes.h"
 
 int api_health(struct request *r, struct err *e)
 {

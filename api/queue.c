@@ -5,17 +5,17 @@
 #include <string.h>
 #include <time.h>
 
-#include "coalesce.h"
-#include "cursor.h"
-#include "etag.h"
-#include "jsonload.h"
-#include "jsontext.h"
-#include "handlers.h"
-#include "ops_repo.h"
-#include "reply.h"
-#include "routes.h"
-#include "validate.h"
-#include "waiters.h"
+#include "api/park/coalesce.h"
+#include "api/cursor.h"
+#include "api/etag.h"
+#include "core/jsonload.h"
+#include "core/jsontext.h"
+#include "handlers/handlers.h"
+#include "store/ops.h"
+#include "api/reply.h"
+#include "api/routes.h"
+#include "core/validate.h"
+#include "api/park/waiters.h"
 
 #define BATCH_MAX 1000
 #define LIST_DEFAULT 50
@@ -160,12 +160,12 @@ int api_queue_create(struct request *r, struct err *e)
     if (api_parse_enqueue(r->json, &r->app->cfg, &op, e) != 0)
         goto out;
     double wait_s = waiters_prefer_wait(http_header(r, "Prefer"));
-    if (wait_s < 0 && ops_repo_is_simple(&op)) { /* group commit with concurrent requests */
+    if (wait_s < 0 && ops_is_simple(&op)) { /* group commit with concurrent requests */
         coalesce_submit(r, &op);                   /* the flusher settles the room */
         return 0;
     }
     c = db_acquire(&r->app->db, e);
-    if (c == NULL || ops_repo_enqueue(c, &op, &out, e) != 0)
+    if (c == NULL || ops_enqueue(c, &op, &out, e) != 0)
         goto out;
     db_release(&r->app->db, c);
     c = NULL;
@@ -247,7 +247,7 @@ int api_queue_batch(struct request *r, struct err *e)
     c = db_acquire(&r->app->db, e);
     if (c == NULL)
         goto out;
-    if (ops_repo_enqueue_batch(c, ops, n, out, &failed, e) != 0) {
+    if (ops_enqueue_batch(c, ops, n, out, &failed, e) != 0) {
         if (failed >= 0 && e->code == ERR_INVALID_REQUEST) {
             char prefix[48];
             snprintf(prefix, sizeof(prefix), "operations[%ld]", failed);
@@ -333,7 +333,7 @@ int api_parse_list_query(const char *status, const char *cursor, const char *typ
     return 0;
 }
 
-/* The page is built once: ops_repo_list appends the operations straight from the database's
+/* The page is built once: ops_list appends the operations straight from the database's
  * answer into the body, which is then sent as it is. */
 int api_queue_list(struct request *r, struct err *e)
 {
@@ -350,7 +350,7 @@ int api_queue_list(struct request *r, struct err *e)
         return -1;
     struct oq_buf body = {0};
     oq_buf_str(&body, "{\"operations\":");
-    int rc = ops_repo_list(c, &q, &body, &page, e);
+    int rc = ops_list(c, &q, &body, &page, e);
     db_release(&r->app->db, c);
     if (rc != 0) {
         free(body.data);
@@ -386,20 +386,20 @@ static char *with_id(struct request *r, char *(*fn)(struct db_conn *, const char
 
 int api_queue_get(struct request *r, struct err *e)
 {
-    char *json = with_id(r, ops_repo_get, e);
+    char *json = with_id(r, ops_get, e);
     return json ? reply_json_text(r, 200, json) : -1;
 }
 
 int api_queue_retry(struct request *r, struct err *e)
 {
-    char *json = with_id(r, ops_repo_retry, e);
+    char *json = with_id(r, ops_retry, e);
     return json ? reply_json_text(r, 200, json) : -1;
 }
 
-/* ops_repo_delete in the shape with_id takes: a non-NULL marker on success. */
+/* ops_delete in the shape with_id takes: a non-NULL marker on success. */
 static char *delete_one(struct db_conn *c, const char *id, struct err *e)
 {
-    return ops_repo_delete(c, id, e) == 0 ? oq_strdup("") : NULL;
+    return ops_delete(c, id, e) == 0 ? oq_strdup("") : NULL;
 }
 
 int api_queue_delete(struct request *r, struct err *e)
@@ -416,7 +416,7 @@ static char *make_stats(struct request *r, struct err *e)
     struct db_conn *c = db_acquire(&r->app->db, e);
     if (c == NULL)
         return NULL;
-    char *json = ops_repo_stats(c, e);
+    char *json = ops_stats(c, e);
     db_release(&r->app->db, c);
     return json;
 }
@@ -452,7 +452,7 @@ int api_queue_clear_completed(struct request *r, struct err *e)
     struct db_conn *c = db_acquire(&r->app->db, e);
     if (c == NULL)
         return -1;
-    long long n = ops_repo_clear_completed(c, optional_seconds(r->json), e);
+    long long n = ops_clear_completed(c, optional_seconds(r->json), e);
     db_release(&r->app->db, c);
     return n < 0 ? -1 : reply_json(r, 200, json_pack("{s:I}", "cleared", (json_int_t)n));
 }
@@ -463,7 +463,7 @@ int api_queue_retry_failed(struct request *r, struct err *e)
     struct db_conn *c = db_acquire(&r->app->db, e);
     if (c == NULL)
         return -1;
-    long long n = ops_repo_retry_failed(c, type, optional_seconds(r->json), e);
+    long long n = ops_retry_failed(c, type, optional_seconds(r->json), e);
     db_release(&r->app->db, c);
     return n < 0 ? -1 : reply_json(r, 200, json_pack("{s:I}", "retried", (json_int_t)n));
 }
@@ -486,7 +486,7 @@ int api_queue_resolve(struct request *r, struct err *e)
         return err_set(e, ERR_NOT_FOUND, "no operation with that id");
     char *data_text = data ? jsontext(data) : NULL;
     struct db_conn *c = db_acquire(&r->app->db, e);
-    char *json = c ? ops_repo_resolve(c, r->path_id, resolution, data_text, e) : NULL;
+    char *json = c ? ops_resolve(c, r->path_id, resolution, data_text, e) : NULL;
     if (c != NULL)
         db_release(&r->app->db, c);
     free(data_text);

@@ -1,12 +1,12 @@
-#include "routes.h"
+#include "api/routes.h"
 
 #include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
-#include "jsonload.h"
-#include "reply.h"
-#include "validate.h"
+#include "core/jsonload.h"
+#include "api/reply.h"
+#include "core/validate.h"
 
 static const struct route routes[] = {
     {"GET", "/", api_dashboard, ROLE_NONE, BODY_NONE, NULL},

@@ -2,8 +2,8 @@
 #ifndef OQ_ROUTES_H
 #define OQ_ROUTES_H
 
-#include "http.h"
-#include "validate.h"
+#include "api/http.h"
+#include "core/validate.h"
 
 enum body_kind {
     BODY_NONE,     /* a body is ignored */

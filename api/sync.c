@@ -3,14 +3,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "etag.h"
-#include "jsonload.h"
-#include "jsontext.h"
-#include "log.h"
-#include "reply.h"
-#include "routes.h"
-#include "settings.h"
-#include "validate.h"
+#include "api/etag.h"
+#include "core/jsonload.h"
+#include "core/jsontext.h"
+#include "core/log.h"
+#include "api/reply.h"
+#include "api/routes.h"
+#include "store/settings.h"
+#include "core/validate.h"
 
 static const struct db_stmt pending_stmt = {
     "sync_pending", "SELECT coalesce(sum(n), 0) FROM offlineq_op_counts WHERE status = 'pending'"};

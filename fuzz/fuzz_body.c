@@ -4,12 +4,12 @@
  * per-type payload rule. */
 #include <jansson.h>
 
-#include "common.h"
-#include "jsonload.h"
-#include "jsontext.h"
-#include "ops_repo.h"
-#include "routes.h"
-#include "validate.h"
+#include "core/common.h"
+#include "core/jsonload.h"
+#include "core/jsontext.h"
+#include "store/ops.h"
+#include "api/routes.h"
+#include "core/validate.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -22,7 +22,7 @@ static void one(const json_t *body)
     struct op_new op = {0};
     struct err e = {0};
     if (api_parse_enqueue(body, &fuzz_cfg, &op, &e) == 0)
-        (void)ops_repo_is_simple(&op);
+        (void)ops_is_simple(&op);
     api_op_new_free(&op);
 }
 

@@ -1,9 +1,9 @@
 /* Header values the service parses: Prefer, Last-Event-ID, Authorization (the key lookup),
  * and a file upload's Content-Type check. */
-#include "common.h"
-#include "events.h"
-#include "validate.h"
-#include "waiters.h"
+#include "core/common.h"
+#include "engine/events.h"
+#include "core/validate.h"
+#include "api/park/waiters.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

@@ -1,6 +1,6 @@
 /* Request paths against the route table: path ids, traversal, odd bytes. */
-#include "common.h"
-#include "routes.h"
+#include "core/common.h"
+#include "api/routes.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,8 +1,8 @@
 /* GET /api/offline/queue's query: status, cursor, operation_type and limit, split on '&'. */
-#include "common.h"
-#include "cursor.h"
-#include "ops_repo.h"
-#include "routes.h"
+#include "core/common.h"
+#include "api/cursor.h"
+#include "store/ops.h"
+#include "api/routes.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -3,8 +3,8 @@
  * the RFC 3339 shape and parses to a time within the years 0000 to 9999. */
 #include <math.h>
 
-#include "common.h"
-#include "conflict.h"
+#include "core/common.h"
+#include "delivery/conflict.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

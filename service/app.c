@@ -7,11 +7,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "handlers.h"
-#include "log.h"
-#include "secretbox.h"
-#include "migrate.h"
-#include "queue.h"
+#include "handlers/handlers.h"
+#include "core/log.h"
+#include "store/secretbox.h"
+#include "store/migrate.h"
+#include "store/leases.h"
 
 static int migrate(struct app *a, struct err *e)
 {
@@ -152,7 +152,7 @@ static void maintain(struct app *a, unsigned round)
     if (c == NULL)
         return;
     fold_counts(a, c);
-    if (round % 2 == 0 && queue_sweep(c, &e) > 0)
+    if (round % 2 == 0 && leases_sweep(c, &e) > 0)
         workers_wake(&a->workers); /* reaped operations are due again */
     settings_reload(&a->settings, c, &e);
     if (round % 20 == 1 && secretbox_sweep(c, 500, &e) < 0) /* every 10 s: listed rows sealed */

@@ -5,16 +5,16 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "config.h"
-#include "db.h"
-#include "events.h"
-#include "metrics.h"
-#include "monitor.h"
-#include "pending.h"
-#include "policy.h"
-#include "settings.h"
-#include "sync.h"
-#include "workers.h"
+#include "core/config.h"
+#include "store/db.h"
+#include "engine/events.h"
+#include "core/metrics.h"
+#include "engine/monitor.h"
+#include "core/pending.h"
+#include "delivery/policy.h"
+#include "store/settings.h"
+#include "engine/sync.h"
+#include "engine/workers.h"
 
 struct MHD_Daemon;
 

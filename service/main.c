@@ -9,12 +9,12 @@
 #include <string.h>
 
 #include "app.h"
-#include "http.h"
-#include "log.h"
-#include "routes.h"
-#include "secretbox.h"
-#include "coalesce.h"
-#include "waiters.h"
+#include "api/http.h"
+#include "core/log.h"
+#include "api/routes.h"
+#include "store/secretbox.h"
+#include "api/park/coalesce.h"
+#include "api/park/waiters.h"
 
 /* Blocks SIGINT/SIGTERM in every thread; main collects them with sigwait. */
 static void block_signals(sigset_t *set)

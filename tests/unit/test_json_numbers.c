@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "jsontext.h"
-#include "routes.h"
+#include "core/jsontext.h"
+#include "api/routes.h"
 
 /* jsontext(api_parse_json_body(in)), or NULL with the error code in *code. */
 static char *round_trip(const char *in, size_t len, const char **code)

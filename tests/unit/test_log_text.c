@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "log.h"
+#include "core/log.h"
 
 static void expect(const char *in, const char *want)
 {

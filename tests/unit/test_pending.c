@@ -1,4 +1,4 @@
-/* The OFFLINEQ_MAX_PENDING count (service/pending.c): exact for one instance's own enqueues,
+/* The OFFLINEQ_MAX_PENDING count (service/core/pending.c): exact for one instance's own enqueues,
  * whatever the order of its commits and the maintenance folds. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -6,7 +6,7 @@
 
 #include <cmocka.h>
 
-#include "pending.h"
+#include "core/pending.h"
 
 static long long total(struct pending *p)
 {

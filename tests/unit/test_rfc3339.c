@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "conflict.h"
+#include "delivery/conflict.h"
 
 /* Parses a heap copy of exactly s (no slack after the NUL), so ASan sees any over-read. */
 static int parse(const char *s, double *t)

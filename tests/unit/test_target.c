@@ -8,9 +8,9 @@
 
 #include <cmocka.h>
 
-#include "config.h"
-#include "handlers.h"
-#include "target.h"
+#include "core/config.h"
+#include "handlers/handlers.h"
+#include "delivery/target.h"
 
 static void test_dot_segments(void **state)
 {

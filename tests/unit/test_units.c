@@ -7,16 +7,16 @@
 
 #include <cmocka.h>
 
-#include "config.h"
-#include "conflict.h"
-#include "jsontext.h"
-#include "cursor.h"
-#include "err.h"
-#include "handlers.h"
-#include "outbound.h"
-#include "workers.h"
-#include "routes.h"
-#include "validate.h"
+#include "core/config.h"
+#include "delivery/conflict.h"
+#include "core/jsontext.h"
+#include "api/cursor.h"
+#include "core/err.h"
+#include "handlers/handlers.h"
+#include "delivery/outbound.h"
+#include "engine/workers.h"
+#include "api/routes.h"
+#include "core/validate.h"
 
 static void test_router_matches_table(void **state)
 {

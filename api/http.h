@@ -1,0 +1,89 @@
+/* libmicrohttpd glue: per-request state, body limit, start and stop of the server. */
+#ifndef OQ_HTTP_H
+#define OQ_HTTP_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "app.h"
+#include "core/config.h"
+
+#define HTTP_MAX_EXTRA_HEADERS 8
+
+/* Request line and header limits, answered with a JSON 414 / 431 from the headers alone (as
+ * nginx's 8 KB and 4 x 8 KB buffers). Each header and query argument also takes a ~56-byte
+ * record in the connection's memory: 256 KiB holds 8 KB of headers or of small query arguments
+ * with room to spare, while an unauthenticated client pins at most that per connection. A
+ * request beyond it (thousands of tiny fields) gets libmicrohttpd's own 414 / 431 (HTML). */
+#define HTTP_MAX_URI_BYTES 8192
+#define HTTP_MAX_HEADER_BYTES 32768
+#define HTTP_CONN_MEMORY_BYTES (256 * 1024)
+
+struct route;
+
+struct request {
+    struct app *app;
+    struct MHD_Connection *conn;
+    const char *method; /* borrowed from libmicrohttpd, valid for the request */
+    const char *url;
+    struct oq_buf body; /* owned */
+    size_t body_limit;
+    bool too_large;
+    bool replied;
+    json_t *json;       /* owned; the parsed body for JSON routes, or NULL */
+    char request_id[129];
+    char path_id[64];   /* the {id} of the matched route */
+    const char *route;  /* the matched route pattern, for logs */
+    const struct route *matched; /* the route admitted from the headers, or NULL */
+    enum role role;
+    double start_ms;
+    unsigned status;
+    const char *cors_origin; /* borrowed from config: the allowed Origin to echo */
+    struct {
+        const char *name;
+        char *value; /* owned */
+    } extra[HTTP_MAX_EXTRA_HEADERS];
+    int n_extra;
+    bool suspended;
+    void (*on_resume)(struct request *r); /* must reply */
+    void *resume_ctx;                     /* for on_resume */
+    unsigned deferred_status;             /* for on_resume */
+    char *deferred_body;                  /* owned */
+    size_t uri_len;                       /* of the raw request target */
+    char uri_head[256];                   /* its start, for the log of a refused request */
+    bool uri_too_long;
+    bool close_after; /* the reply closes the connection (the body was not read) */
+};
+
+/* Called once per complete request; must reply exactly once. */
+typedef void (*http_dispatch_fn)(struct request *r);
+
+/* Called once the headers are complete, before any byte of the body: either replies at once
+ * (the body is then never read and the connection closes), or sets r->body_limit. */
+typedef void (*http_admit_fn)(struct request *r);
+
+/* Starts serving cfg.listen with an internal epoll thread pool, handing each request's headers
+ * to admit and each complete request to dispatch. Returns -1 with *e set. */
+int http_start(struct app *a, http_dispatch_fn dispatch, http_admit_fn admit,
+               struct err *e) OQ_MUSTCHECK;
+
+/* The port actually bound (useful with port 0). */
+int http_port(struct app *a);
+
+/* Stops accepting, has parked requests answered (release_parked, may be NULL), waits up to
+ * grace_ms for in-flight requests, then stops the server. */
+void http_stop(struct app *a, int grace_ms, void (*release_parked)(void));
+
+/* Parks the request without a reply (no thread is held); http_resume() later makes
+ * libmicrohttpd call on_resume, which replies. */
+void http_suspend(struct request *r, void (*on_resume)(struct request *r));
+/* Thread-safe; for a request parked by http_suspend. */
+void http_resume(struct request *r);
+
+/* Returns a request header (borrowed) or NULL. */
+const char *http_header(struct request *r, const char *name);
+
+/* Returns a query argument (borrowed) or NULL. */
+const char *http_query(struct request *r, const char *name);
+
+#endif

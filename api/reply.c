@@ -1,0 +1,112 @@
+#include "api/reply.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+void reply_header(struct request *r, const char *name, const char *value)
+{
+    OQ_ASSERT(r->n_extra < HTTP_MAX_EXTRA_HEADERS);
+    r->extra[r->n_extra].name = name;
+    r->extra[r->n_extra].value = oq_strdup(value);
+    r->n_extra++;
+}
+
+static void add_common_headers(struct request *r, struct MHD_Response *resp)
+{
+    MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (r->close_after)
+        MHD_add_response_header(resp, "Connection", "close");
+    if (r->cors_origin != NULL) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->cors_origin);
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                                "X-Request-Id, Location, ETag, Retry-After");
+        if (strcmp(r->cors_origin, "*") != 0)
+            MHD_add_response_header(resp, "Vary", "Origin");
+    }
+    for (int i = 0; i < r->n_extra; i++)
+        MHD_add_response_header(resp, r->extra[i].name, r->extra[i].value);
+}
+
+static int send_buffer(struct request *r, unsigned status, char *data, size_t len,
+                       const char *content_type)
+{
+    OQ_ASSERT(!r->replied);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, data, data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (resp == NULL) {
+        free(data);
+        return -1;
+    }
+    add_common_headers(r, resp);
+    if (content_type != NULL)
+        MHD_add_response_header(resp, "Content-Type", content_type);
+    r->status = status;
+    r->replied = true;
+    enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    return ok == MHD_YES ? 0 : -1;
+}
+
+int reply_stream(struct request *r, unsigned status, const char *content_type,
+                 ssize_t (*crc)(void *, uint64_t, char *, size_t), void *cls, void (*free_cb)(void *))
+{
+    OQ_ASSERT(!r->replied);
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, crc, cls, free_cb);
+    if (resp == NULL) {
+        free_cb(cls);
+        return -1;
+    }
+    add_common_headers(r, resp);
+    MHD_add_response_header(resp, "Content-Type", content_type);
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    r->status = status;
+    r->replied = true;
+    enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    return ok == MHD_YES ? 0 : -1;
+}
+
+int reply_json_text(struct request *r, unsigned status, char *text)
+{
+    return send_buffer(r, status, text, strlen(text), "application/json");
+}
+
+int reply_text(struct request *r, unsigned status, const char *content_type, char *text)
+{
+    return send_buffer(r, status, text, strlen(text), content_type);
+}
+
+int reply_json(struct request *r, unsigned status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(body);
+    OQ_ASSERT(text != NULL);
+    return reply_json_text(r, status, text);
+}
+
+int reply_empty(struct request *r, unsigned status)
+{
+    return send_buffer(r, status, NULL, 0, NULL);
+}
+
+int reply_err(struct request *r, const struct err *e)
+{
+    const char *message = e->message;
+    if (e->detail[0] != '\0' && e->code != ERR_INTERNAL)
+        log_json(LOG_WARN, "request refused",
+                 json_pack("{s:s, s:s, s:s}", "request_id", r->request_id, "code",
+                           err_wire_code(e->code), "detail", e->detail));
+    if (e->code == ERR_INTERNAL) {
+        log_json(LOG_ERROR, "internal error",
+                 json_pack("{s:s, s:s}", "request_id", r->request_id, "detail",
+                           e->detail[0] != '\0' ? e->detail : e->message));
+        message = "internal error";
+    }
+    json_t *err = json_pack("{s:s, s:s}", "code", err_wire_code(e->code), "message", message);
+    if (e->field[0] != '\0')
+        json_object_set_new(err, "field", json_string(e->field));
+    return reply_json(r, err_http_status(e->code), json_pack("{s:o}", "error", err));
+}

@@ -1,0 +1,115 @@
+#include "core/common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <uuid/uuid.h>
+
+void oq_assert_fail(const char *cond, const char *file, int line)
+{
+    fprintf(stderr, "{\"level\":\"fatal\",\"msg\":\"assertion failed\",\"cond\":\"%s\",\"at\":\"%s:%d\"}\n",
+            cond, file, line);
+    abort();
+}
+
+void *oq_malloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    OQ_ASSERT(p != NULL);
+    return p;
+}
+
+void *oq_calloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    OQ_ASSERT(p != NULL);
+    return p;
+}
+
+char *oq_strdup(const char *s)
+{
+    return oq_strndup(s, strlen(s));
+}
+
+char *oq_strndup(const char *s, size_t n)
+{
+    char *p = oq_malloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+bool oq_is_uuid(const char *s)
+{
+    uuid_t u;
+    return s != NULL && strlen(s) == 36 && uuid_parse(s, u) == 0;
+}
+
+void oq_uuid(char out[37])
+{
+    uuid_t u;
+    uuid_generate_random(u);
+    uuid_unparse_lower(u, out);
+}
+
+double oq_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+void oq_deadline_ms(struct timespec *t, double ms)
+{
+    clock_gettime(CLOCK_REALTIME, t);
+    long long ns = t->tv_nsec + (long long)(ms * 1e6);
+    t->tv_sec += (time_t)(ns / 1000000000LL);
+    t->tv_nsec = (long)(ns % 1000000000LL);
+}
+
+void oq_utc_now(char *out, size_t len, int digits)
+{
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    size_t n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (digits == 3)
+        snprintf(out + n, len - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
+    else
+        snprintf(out + n, len - n, ".%06ldZ", (long)tv.tv_usec);
+}
+
+void oq_buf_add(struct oq_buf *b, const void *p, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *grown = realloc(b->data, cap);
+        OQ_ASSERT(grown != NULL);
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void oq_buf_str(struct oq_buf *b, const char *s)
+{
+    oq_buf_add(b, s, strlen(s));
+}
+
+void oq_buf_reserve(struct oq_buf *b, size_t n)
+{
+    if (b->len + n + 1 <= b->cap)
+        return;
+    char *grown = realloc(b->data, b->len + n + 1);
+    OQ_ASSERT(grown != NULL);
+    b->data = grown;
+    b->cap = b->len + n + 1;
+    b->data[b->len] = '\0';
+}

@@ -1,0 +1,50 @@
+/* Prometheus metrics of this instance: what it enqueued, delivered and served. Counters are
+ * atomics or short critical sections: cheap on every hot path. Thread-safe. */
+#ifndef OQ_METRICS_H
+#define OQ_METRICS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "core/common.h"
+
+#define METRICS_TYPES 16
+#define METRICS_ROUTES 64
+#define METRICS_BUCKETS 14
+
+enum op_counter { OPC_ENQUEUED, OPC_COMPLETED, OPC_FAILED, OPC_RETRIED, OPC_CONFLICTS, OPC__COUNT };
+
+struct histogram {
+    atomic_ullong buckets[METRICS_BUCKETS + 1]; /* the last is +Inf */
+    atomic_ullong count;
+    _Atomic double sum;
+};
+
+struct route_count {
+    const char *route; /* a route pattern (static), or "unmatched" */
+    unsigned status;
+    unsigned long long n;
+};
+
+struct metrics {
+    atomic_ullong ops[METRICS_TYPES][OPC__COUNT];
+    struct histogram exec_seconds;
+    struct histogram latency_seconds;
+    pthread_mutex_t mu; /* routes */
+    struct route_count routes[METRICS_ROUTES];
+    int n_routes;
+};
+
+void metrics_init(struct metrics *m);
+/* Counts n of counter for the operation type name (unknown names are not counted). */
+void metrics_op(struct metrics *m, const char *type, enum op_counter counter, unsigned long long n);
+void metrics_exec(struct metrics *m, double seconds);
+void metrics_latency(struct metrics *m, double seconds);
+void metrics_http(struct metrics *m, const char *route, unsigned status);
+
+struct app;
+/* Writes the exposition text (malloc'd); queue depth is read from the database. */
+char *metrics_render(struct app *a);
+
+#endif

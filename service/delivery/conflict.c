@@ -1,0 +1,344 @@
+#include "delivery/conflict.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app.h"
+#include "handlers/exec_common.h"
+#include "core/jsontext.h"
+#include "core/log.h"
+#include "delivery/outbound.h"
+#include "core/validate.h"
+
+json_t *conflict_merge_patch(const json_t *target, const json_t *patch)
+{
+    if (!json_is_object(patch))
+        return json_deep_copy(patch);
+    json_t *out = json_is_object(target) ? json_deep_copy(target) : json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)patch, k, v) {
+        if (json_is_null(v)) {
+            json_object_del(out, k);
+        } else {
+            json_t *merged = conflict_merge_patch(json_object_get(out, k), v);
+            json_object_set_new(out, k, merged);
+        }
+    }
+    return out;
+}
+
+static bool same(const json_t *a, const json_t *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && json_equal(a, b));
+}
+
+/* One key of a three-way merge; NULL means "absent". */
+static json_t *merge_value(const json_t *b, const json_t *l, const json_t *r)
+{
+    if (same(l, b))
+        return r ? json_deep_copy(r) : NULL; /* unchanged here: theirs */
+    if (same(r, b) || same(l, r))
+        return l ? json_deep_copy(l) : NULL; /* changed only here */
+    if (json_is_object(l) && json_is_object(r))
+        return conflict_merge3(json_is_object(b) ? b : NULL, l, r);
+    return l ? json_deep_copy(l) : NULL;     /* changed on both sides: ours */
+}
+
+json_t *conflict_merge3(const json_t *base, const json_t *local, const json_t *remote)
+{
+    json_t *out = json_object();
+    const json_t *sides[] = {base, local, remote};
+    for (int s = 0; s < 3; s++) {
+        const char *k;
+        json_t *ignored;
+        json_object_foreach((json_t *)sides[s], k, ignored) {
+            if (json_object_get(out, k) != NULL)
+                continue;
+            json_t *v = merge_value(json_object_get(base, k), json_object_get(local, k),
+                                    json_object_get(remote, k));
+            if (v != NULL) /* absent: deleted on the side that changed it */
+                json_object_set_new(out, k, v);
+        }
+    }
+    return out;
+}
+
+/* The fixed part of an RFC 3339 date-time, "dddd-dd-ddTdd:dd:dd" (t allowed): checked byte by
+ * byte, so nothing is read past the first mismatch (a terminating NUL is one). */
+static bool rfc3339_fixed_part(const char *s)
+{
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    for (size_t i = 0; shape[i]; i++) {
+        bool ok = shape[i] == 'd' ? s[i] >= '0' && s[i] <= '9'
+                  : shape[i] == 'T' ? s[i] == 'T' || s[i] == 't' : s[i] == shape[i];
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* time-secfrac: "." 1*DIGIT at *p (advanced past it); 0 when there is none, -1 when bad. */
+static double rfc3339_fraction(const char **p)
+{
+    if (**p != '.')
+        return 0;
+    char buf[24] = "0.";
+    size_t n = 0;
+    for ((*p)++; **p >= '0' && **p <= '9'; (*p)++) {
+        if (n < sizeof(buf) - 3)
+            buf[2 + n] = **p;
+        n++;
+    }
+    return n == 0 ? -1 : strtod(buf, NULL);
+}
+
+/* time-offset: "Z" / ("+" / "-") HH ":" MM, then the end of the text. Seconds east of UTC. */
+static int rfc3339_offset(const char *p, long *east)
+{
+    if ((p[0] == 'Z' || p[0] == 'z') && p[1] == '\0') {
+        *east = 0;
+        return 0;
+    }
+    if (p[0] != '+' && p[0] != '-')
+        return -1;
+    for (int i = 1; i <= 5; i++) {
+        if (i == 3 ? p[i] != ':' : !(p[i] >= '0' && p[i] <= '9'))
+            return -1; /* stops at the NUL of a short offset */
+    }
+    int hh = (p[1] - '0') * 10 + (p[2] - '0'), mm = (p[4] - '0') * 10 + (p[5] - '0');
+    if (p[6] != '\0' || hh > 23 || mm > 59)
+        return -1;
+    *east = (p[0] == '+' ? 1 : -1) * (hh * 3600L + mm * 60L);
+    return 0;
+}
+
+/* RFC 3339 section 5.6 date-time. The fields are read by strptime(3) once the shape is known
+ * to be exact; the date must exist (timegm round trip); second 60 only as a leap second (the
+ * last minute of a UTC day), read as the next second as PostgreSQL does. */
+int conflict_parse_rfc3339(const char *s, double *out)
+{
+    if (s == NULL || !rfc3339_fixed_part(s))
+        return -1;
+    char fixed[20];
+    memcpy(fixed, s, 19);
+    fixed[19] = '\0';
+    fixed[10] = 'T';
+    struct tm tm = {0};
+    const char *end = strptime(fixed, "%Y-%m-%dT%H:%M:%S", &tm);
+    const char *p = s + 19;
+    double frac = rfc3339_fraction(&p);
+    long east;
+    if (end != fixed + 19 || frac < 0 || tm.tm_sec > 60 || rfc3339_offset(p, &east) != 0)
+        return -1;
+    bool leap = tm.tm_sec == 60;
+    tm.tm_sec -= leap;
+    struct tm want = tm, back;
+    time_t t = timegm(&tm);
+    if (gmtime_r(&t, &back) == NULL || back.tm_year != want.tm_year || back.tm_mon != want.tm_mon ||
+        back.tm_mday != want.tm_mday || back.tm_hour != want.tm_hour || back.tm_min != want.tm_min)
+        return -1; /* no such date (Feb 30) */
+    time_t utc = t - east;
+    if (leap && (gmtime_r(&utc, &back) == NULL || back.tm_hour != 23 || back.tm_min != 59))
+        return -1;
+    *out = (double)utc + leap + frac;
+    return 0;
+}
+
+/* Sends doc (NULL: no body) as the operation's change, with If-Match when etag is set. */
+static void send_doc(struct exec_ctx *ctx, const struct job *job, const json_t *doc,
+                     const char *etag, struct exec_result *res)
+{
+    const json_t *p = job->payload;
+    const struct upstream *u = target_upstream(&ctx->app->cfg, p);
+    if (u == NULL) {
+        exec_fail(res, "upstream \"%s\" is no longer configured", validate_str(p, "upstream", "default"));
+        return;
+    }
+    json_t *headers = json_copy(json_object_get(p, "headers"));
+    json_t *shaped = json_pack("{s:o}", "headers", headers ? headers : json_object());
+    if (etag != NULL && etag[0])
+        json_object_set_new(shaped, "if_match", json_string(etag));
+    char **lines = exec_header_lines(shaped);
+    json_decref(shaped);
+    const char *method = validate_str(p, "method", strcmp(job->operation_type, "experiment_sync") == 0 ? "PUT" : "POST");
+    char *body = doc ? jsontext(doc) : NULL;
+    struct out_request rq = {.u = u, .method = method, .endpoint = validate_str(p, "endpoint", "/"),
+                             .headers = (const char *const *)lines, .body = body,
+                             .body_len = body ? strlen(body) : 0, .content_type = "application/json",
+                             .idempotency_key = job->id};
+    deliver(ctx, &rq, res);
+    exec_free_lines(lines);
+    free(body);
+}
+
+/* Reads the remote state: GET of the same endpoint. A 404 is a state too (nothing there). */
+static int fetch_remote(struct exec_ctx *ctx, const struct job *job, struct exec_result *got)
+{
+    const json_t *p = job->payload;
+    const struct upstream *u = target_upstream(&ctx->app->cfg, p);
+    if (u == NULL) {
+        exec_fail(got, "upstream is no longer configured");
+        return -1;
+    }
+    struct out_request rq = {.u = u, .method = "GET", .endpoint = validate_str(p, "endpoint", "/"),
+                             .idempotency_key = job->id};
+    deliver(ctx, &rq, got);
+    long status = json_integer_value(json_object_get(got->result, "status_code"));
+    if (got->outcome == OUTCOME_COMPLETED || status == 404)
+        return 0;
+    return -1;
+}
+
+/* Is the local change newer than the remote state? Unknown remote time: the local one is. */
+static bool local_is_newer(const struct job *job, const json_t *remote, const char *last_modified)
+{
+    double local_t = 0, remote_t = 0;
+    const char *mod = validate_str(job->payload, "modified_at", NULL);
+    if (mod == NULL || conflict_parse_rfc3339(mod, &local_t) != 0)
+        conflict_parse_rfc3339(job->created_at, &local_t);
+    bool known = false;
+    if (last_modified != NULL && last_modified[0]) {
+        time_t t = curl_getdate(last_modified, NULL);
+        if (t > 0) {
+            remote_t = (double)t;
+            known = true;
+        }
+    }
+    if (!known && conflict_parse_rfc3339(json_string_value(json_object_get(remote, "updated_at")), &remote_t) == 0)
+        known = true;
+    return !known || local_t >= remote_t;
+}
+
+static void finish_without_send(struct exec_result *res, const char *resolution, json_t *remote,
+                                long status)
+{
+    json_decref(res->result);
+    res->result = json_pack("{s:i, s:s, s:O}", "status_code", (int)status, "resolution", resolution,
+                            "remote", remote ? remote : json_null());
+    res->outcome = OUTCOME_COMPLETED;
+    res->error[0] = '\0';
+}
+
+static void park(struct exec_result *res, json_t *remote, const char *etag, long status,
+                 const char *resolution, const char *why)
+{
+    json_decref(res->result);
+    res->result = json_pack("{s:i, s:s, s:O, s:s?}", "status_code", (int)status, "resolution",
+                            resolution, "remote", remote ? remote : json_null(), "remote_etag",
+                            etag && etag[0] ? etag : NULL);
+    res->outcome = OUTCOME_CONFLICT;
+    snprintf(res->error, sizeof(res->error), "%s", why);
+}
+
+/* The document to send for strategy, or NULL with *res finished (remote wins). */
+static json_t *decide(const char *strategy, const struct job *job, json_t *remote,
+                      const char *last_modified, long status, struct exec_result *res,
+                      const char **label)
+{
+    const json_t *local = json_object_get(job->payload, "data");
+    *label = strategy;
+    if (strcmp(strategy, "remote_wins") == 0 ||
+        (strcmp(strategy, "last_write_wins") == 0 && !local_is_newer(job, remote, last_modified))) {
+        finish_without_send(res, strategy, remote, status);
+        if (strcmp(strategy, "last_write_wins") == 0)
+            json_object_set_new(res->result, "winner", json_string("remote"));
+        return NULL;
+    }
+    if (strcmp(strategy, "merge") == 0 && json_is_object(local) && json_is_object(remote)) {
+        const json_t *base = json_object_get(job->payload, "base");
+        return json_is_object(base) ? conflict_merge3(base, local, remote)
+                                    : conflict_merge_patch(remote, local);
+    }
+    return local ? json_deep_copy(local) : NULL; /* local_wins, last_write_wins (local newer) */
+}
+
+static void label_result(struct exec_result *res, const char *label, const char *strategy,
+                         const json_t *sent)
+{
+    if (res->outcome != OUTCOME_COMPLETED || res->result == NULL)
+        return;
+    json_object_set_new(res->result, "resolution", json_string(label));
+    if (strcmp(strategy, "last_write_wins") == 0)
+        json_object_set_new(res->result, "winner", json_string("local"));
+    if (sent != NULL)
+        json_object_set_new(res->result, "sent", json_deep_copy(sent));
+}
+
+/* Rounds of: read the remote state, decide, send; a send that conflicts again starts the next
+ * round. fixed: a document chosen by an operator (sent as it is each round). */
+static void resolve_rounds(struct exec_ctx *ctx, const struct job *job, const char *strategy,
+                           const char *label, const json_t *fixed, struct exec_result *res)
+{
+    long status = json_integer_value(json_object_get(res->result, "status_code"));
+    for (int round = 0; round < CONFLICT_ROUNDS; round++) {
+        struct exec_result got = {.delay_s = -1};
+        if (fetch_remote(ctx, job, &got) != 0) {
+            json_decref(res->result);
+            *res = got; /* the remote state could not be read: retry as any transient failure */
+            return;
+        }
+        json_t *remote = json_incref(json_object_get(got.result, "body"));
+        char etag[256], lm[64];
+        snprintf(etag, sizeof(etag), "%s", validate_str(got.result, "etag", ""));
+        snprintf(lm, sizeof(lm), "%s", validate_str(got.result, "last_modified", ""));
+        json_decref(got.result);
+        if (strcmp(strategy, "manual") == 0 && fixed == NULL) {
+            park(res, remote, etag, status, "manual", "conflict: waiting for an operator's resolution");
+            json_decref(remote);
+            return;
+        }
+        const char *used = label;
+        json_t *doc = fixed ? json_deep_copy(fixed) : decide(strategy, job, remote, lm, status, res, &used);
+        if (doc == NULL && res->outcome == OUTCOME_COMPLETED) {
+            json_decref(remote);
+            return; /* remote wins: nothing more is sent */
+        }
+        json_decref(res->result);
+        *res = (struct exec_result){.delay_s = -1};
+        send_doc(ctx, job, doc, etag, res);
+        if (res->outcome != OUTCOME_CONFLICT) {
+            label_result(res, used ? used : strategy, strategy, doc);
+            json_decref(doc);
+            json_decref(remote);
+            return;
+        }
+        json_decref(doc);
+        if (round == CONFLICT_ROUNDS - 1) {
+            char why[160];
+            snprintf(why, sizeof(why), "conflict persisted after %d resolution attempts (%s)",
+                     CONFLICT_ROUNDS, label);
+            park(res, remote, etag, status, label, why);
+        }
+        json_decref(remote);
+    }
+}
+
+void conflict_resolve(struct exec_ctx *ctx, const struct job *job, struct exec_result *res)
+{
+    char strategy[32];
+    if (job->conflict_strategy[0])
+        snprintf(strategy, sizeof(strategy), "%s", job->conflict_strategy);
+    else
+        settings_strategy(&ctx->app->settings, strategy, sizeof(strategy));
+    log_json(LOG_INFO, "conflict",
+             json_pack("{s:s, s:s, s:s}", "event", "operation.conflict", "id", job->id, "strategy", strategy));
+    resolve_rounds(ctx, job, strategy, strategy, NULL, res);
+}
+
+void conflict_apply_choice(struct exec_ctx *ctx, const struct job *job, struct exec_result *res)
+{
+    const char *choice = validate_str(job->resolution, "choice", "local");
+    const json_t *doc = strcmp(choice, "merged") == 0 ? json_object_get(job->resolution, "data")
+                                                      : json_object_get(job->payload, "data");
+    char label[32];
+    snprintf(label, sizeof(label), "manual_%s", choice);
+    send_doc(ctx, job, doc, validate_str(job->resolution, "etag", NULL), res);
+    if (res->outcome == OUTCOME_CONFLICT) /* changed again meanwhile: read it and resend */
+        resolve_rounds(ctx, job, "local_wins", label, doc, res);
+    else
+        label_result(res, label, label, doc);
+}

@@ -1,0 +1,153 @@
+/* From an HTTP answer to an outcome: the rules every handler shares. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "handlers/handlers.h"
+#include "handlers/exec_common.h"
+#include "core/jsonload.h"
+#include "delivery/outbound.h"
+
+#define RESULT_TEXT_MAX 4096
+
+const struct upstream *target_upstream(const struct config *cfg, const json_t *payload)
+{
+    const char *name = json_string_value(json_object_get(payload, "upstream"));
+    return config_find_upstream(cfg, name ? name : "default");
+}
+
+void exec_fail(struct exec_result *res, const char *fmt, ...)
+{
+    va_list ap;
+    res->outcome = OUTCOME_FAILED;
+    va_start(ap, fmt);
+    vsnprintf(res->error, sizeof(res->error), fmt, ap);
+    va_end(ap);
+}
+
+/* The body as JSON when it is JSON, else its first 4 KiB as a string (valid UTF-8 kept,
+ * other bytes shown as '?'). */
+static json_t *body_value(const struct out_response *rs)
+{
+    if (rs->body_len == 0)
+        return json_null();
+    struct err e = {0};
+    json_t *j = jsonload(rs->body, rs->body_len, JSONLOAD_DEEP, &e);
+    if (j != NULL)
+        return j;
+    size_t n = rs->body_len < RESULT_TEXT_MAX ? rs->body_len : RESULT_TEXT_MAX;
+    /* A NUL byte can be kept neither by jsonb (\u0000) nor here: a string starting with one
+     * would read as a number marker (jsonload.h). Such bodies take the sanitised path. */
+    bool has_nul = memchr(rs->body, '\0', n) != NULL;
+    for (size_t cut = 0; !has_nul && cut < 4 && n > cut; cut++) {
+        j = json_stringn(rs->body, n - cut); /* maybe a character split at the limit */
+        if (j != NULL)
+            return j;
+    }
+    char text[RESULT_TEXT_MAX];
+    for (size_t i = 0; i < n; i++)
+        text[i] = (unsigned char)rs->body[i] < 0x80 && rs->body[i] != '\0' ? rs->body[i] : '?';
+    return json_stringn(text, n);
+}
+
+static json_t *result_of(const struct out_response *rs)
+{
+    json_t *r = json_pack("{s:i, s:o}", "status_code", (int)rs->status, "body", body_value(rs));
+    if (rs->etag[0])
+        json_object_set_new(r, "etag", json_string(rs->etag));
+    if (rs->last_modified[0])
+        json_object_set_new(r, "last_modified", json_string(rs->last_modified));
+    return r;
+}
+
+static bool is_transient(long status)
+{
+    return status == 408 || status == 425 || status == 429 || status >= 500;
+}
+
+static void classify(struct exec_ctx *ctx, const struct out_response *rs, struct exec_result *res)
+{
+    if (rs->status == 0) {
+        bool aborted = atomic_load(&ctx->app->abort_outbound);
+        res->outcome = aborted ? OUTCOME_RELEASE : OUTCOME_RETRY;
+        res->is_connect_error = rs->is_connect_error;
+        res->delay_s = aborted ? 0 : -1;
+        snprintf(res->error, sizeof(res->error), "%s: %s",
+                 aborted ? "interrupted by shutdown" : "request failed", rs->error);
+        return;
+    }
+    res->result = result_of(rs);
+    if (rs->status >= 200 && rs->status < 300) {
+        res->outcome = OUTCOME_COMPLETED;
+    } else if (is_transient(rs->status)) {
+        res->outcome = OUTCOME_RETRY;
+        res->delay_s = rs->retry_after_s;
+        snprintf(res->error, sizeof(res->error), "HTTP %ld from the upstream", rs->status);
+    } else if (rs->status == 409 || rs->status == 412) {
+        res->outcome = OUTCOME_CONFLICT;
+        snprintf(res->error, sizeof(res->error), "HTTP %ld: conflict with the upstream's state",
+                 rs->status);
+    } else if (rs->status >= 300 && rs->status < 400) {
+        exec_fail(res, "HTTP %ld: %s", rs->status,
+                  rs->error[0] ? rs->error : "redirect not followed");
+    } else {
+        exec_fail(res, "HTTP %ld from the upstream (permanent)", rs->status);
+    }
+}
+
+void deliver(struct exec_ctx *ctx, struct out_request *rq, struct exec_result *res)
+{
+    double retry_in = 0;
+    enum admit how = policy_enter(&ctx->app->policy, rq->u, &retry_in);
+    if (how == ADMIT_BREAKER_OPEN) {
+        res->outcome = OUTCOME_RELEASE;
+        res->delay_s = retry_in;
+        snprintf(res->error, sizeof(res->error), "circuit breaker of upstream %s is open",
+                 rq->u->name);
+        return;
+    }
+    struct out_response rs;
+    outbound_send(ctx->out, rq, &rs);
+    policy_leave(&ctx->app->policy, rq->u, how, rs.status == 0 ? rs.is_connect_error : rs.status >= 500);
+    classify(ctx, &rs, res);
+    if (rs.status == 0 && rs.is_connect_error && res->outcome == OUTCOME_RETRY) {
+        /* Is the network down, or only this upstream? Check now: offline costs no attempt. */
+        monitor_check_now(&ctx->app->monitor);
+        if (!monitor_is_online(&ctx->app->monitor)) {
+            res->outcome = OUTCOME_RELEASE;
+            res->delay_s = 0;
+            snprintf(res->error, sizeof(res->error), "offline: %s", rs.error);
+        }
+    }
+    outbound_response_free(&rs);
+}
+
+char **exec_header_lines(const json_t *payload)
+{
+    const json_t *headers = json_object_get(payload, "headers");
+    const char *if_match = json_string_value(json_object_get(payload, "if_match"));
+    size_t n = json_object_size(headers) + 2, i = 0;
+    char **lines = oq_calloc(n, sizeof(char *));
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)headers, k, v) {
+        size_t len = strlen(k) + json_string_length(v) + 3;
+        lines[i] = oq_malloc(len);
+        snprintf(lines[i++], len, "%s: %s", k, json_string_value(v));
+    }
+    if (if_match != NULL) {
+        size_t len = strlen(if_match) + 11;
+        lines[i] = oq_malloc(len);
+        snprintf(lines[i++], len, "If-Match: %s", if_match);
+    }
+    return lines;
+}
+
+void exec_free_lines(char **lines)
+{
+    for (char **p = lines; p && *p; p++)
+        free(*p);
+    free(lines);
+}

@@ -1,0 +1,58 @@
+/* Outbound HTTP with libcurl: one handle per worker (connections are reused), configured
+ * upstreams only, no redirect out of the upstream's base URL, Standard Webhooks signing. */
+#ifndef OQ_OUTBOUND_H
+#define OQ_OUTBOUND_H
+
+#include <curl/curl.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "core/config.h"
+
+#define OUTBOUND_MAX_BODY (1024 * 1024)
+
+struct out_request {
+    const struct upstream *u;
+    const char *method;
+    const char *endpoint;         /* path on u, or an absolute URL of u's origin */
+    const char *const *headers;   /* "Name: value" lines from the payload, NULL-terminated */
+    const char *body;             /* may be NULL */
+    size_t body_len;
+    const char *content_type;     /* for body */
+    const char *idempotency_key;  /* also the webhook-id when signing */
+};
+
+struct out_response {
+    long status;                  /* 0: no HTTP answer */
+    char *body;                   /* owned; at most OUTBOUND_MAX_BODY bytes kept */
+    size_t body_len;
+    char content_type[128];
+    char etag[256];
+    char last_modified[64];
+    double retry_after_s;         /* < 0: none */
+    bool is_connect_error;        /* refused, DNS, unreachable: the network may be down */
+    char error[256];              /* curl's words when status is 0 */
+};
+
+struct outbound {
+    CURL *curl;
+    atomic_bool *abort;           /* set: transfers stop at once (shutdown) */
+};
+
+void outbound_init(struct outbound *o, atomic_bool *abort);
+void outbound_close(struct outbound *o);
+
+/* Sends rq, following at most 5 redirects that target_check_url allows. Always fills *rs
+ * (free with outbound_response_free). Returns 0 when an HTTP answer came, -1 otherwise. */
+int outbound_send(struct outbound *o, const struct out_request *rq, struct out_response *rs);
+void outbound_response_free(struct out_response *rs);
+
+/* Retry-After as seconds from now: delta-seconds or an HTTP date; -1 when unreadable. */
+double outbound_retry_after(const char *value, time_t now);
+
+/* The Standard Webhooks signature "v1,<base64 HMAC-SHA256(key, id.timestamp.body)>" with the
+ * key bytes decoded at load (config_signing_key). Writes into out (>= 64 bytes). */
+void outbound_sign(const unsigned char *key, size_t key_len, const char *id, long timestamp,
+                   const char *body, size_t body_len, char *out, size_t len);
+
+#endif

@@ -1,0 +1,152 @@
+#include "delivery/policy.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+
+void policy_init(struct policy *p, const struct config *cfg)
+{
+    p->cfg = cfg;
+    p->st = oq_calloc(cfg->n_upstreams, sizeof(*p->st));
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        pthread_mutex_init(&p->st[i].mu, NULL);
+        pthread_cond_init(&p->st[i].cv, NULL);
+        p->st[i].tokens = 1; /* burst of one */
+        p->st[i].refilled_ms = oq_now_ms();
+    }
+}
+
+void policy_close(struct policy *p)
+{
+    for (size_t i = 0; p->st && i < p->cfg->n_upstreams; i++) {
+        pthread_mutex_destroy(&p->st[i].mu);
+        pthread_cond_destroy(&p->st[i].cv);
+    }
+    free(p->st);
+    p->st = NULL;
+}
+
+static struct upstream_state *state_of(struct policy *p, const struct upstream *u)
+{
+    return &p->st[u - p->cfg->upstreams];
+}
+
+/* Open -> half-open once the cool-down has passed. Called with the lock held. */
+static void refresh_breaker(struct upstream_state *s, const struct upstream *u)
+{
+    if (s->breaker == BREAKER_OPEN && oq_now_ms() - s->opened_ms >= u->breaker_cooldown_s * 1000.0) {
+        s->breaker = BREAKER_HALF_OPEN;
+        s->probe_in_flight = false;
+        log_json(LOG_INFO, "circuit breaker half-open", json_pack("{s:s}", "upstream", u->name));
+    }
+}
+
+static void wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, double ms)
+{
+    struct timespec t;
+    oq_deadline_ms(&t, ms);
+    pthread_cond_timedwait(cv, mu, &t);
+}
+
+/* Waits for a rate token: tokens refill at rate_per_s up to a burst of one. */
+static void take_token(struct upstream_state *s, const struct upstream *u)
+{
+    while (u->rate_per_s > 0) {
+        double now = oq_now_ms();
+        s->tokens = fmin(1.0, s->tokens + (now - s->refilled_ms) * u->rate_per_s / 1000.0);
+        s->refilled_ms = now;
+        if (s->tokens >= 1.0) {
+            s->tokens -= 1.0;
+            return;
+        }
+        wait_ms(&s->cv, &s->mu, (1.0 - s->tokens) * 1000.0 / u->rate_per_s + 0.5);
+    }
+}
+
+enum admit policy_enter(struct policy *p, const struct upstream *u, double *retry_in_s)
+{
+    struct upstream_state *s = state_of(p, u);
+    enum admit how = ADMIT_OK;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        /* the breaker is asked again after every wait: it may have opened meanwhile */
+        refresh_breaker(s, u);
+        if (s->breaker == BREAKER_OPEN || (s->breaker == BREAKER_HALF_OPEN && s->probe_in_flight)) {
+            double left = u->breaker_cooldown_s - (oq_now_ms() - s->opened_ms) / 1000.0;
+            *retry_in_s = s->breaker == BREAKER_OPEN && left > 0 ? left : 1;
+            pthread_mutex_unlock(&s->mu);
+            return ADMIT_BREAKER_OPEN;
+        }
+        if (u->max_concurrency == 0 || s->inflight < u->max_concurrency)
+            break;
+        pthread_cond_wait(&s->cv, &s->mu);
+    }
+    if (s->breaker == BREAKER_HALF_OPEN) {
+        s->probe_in_flight = true;
+        how = ADMIT_PROBE;
+    }
+    s->inflight++;
+    take_token(s, u);
+    pthread_mutex_unlock(&s->mu);
+    return how;
+}
+
+static void open_breaker(struct upstream_state *s, const struct upstream *u)
+{
+    s->breaker = BREAKER_OPEN;
+    s->opened_ms = oq_now_ms();
+    s->probe_in_flight = false;
+    log_json(LOG_WARN, "circuit breaker open",
+             json_pack("{s:s, s:i, s:i}", "upstream", u->name, "failures", s->failures,
+                       "cooldown_s", u->breaker_cooldown_s));
+}
+
+void policy_leave(struct policy *p, const struct upstream *u, enum admit how, bool is_failure)
+{
+    struct upstream_state *s = state_of(p, u);
+    pthread_mutex_lock(&s->mu);
+    s->inflight--;
+    if (is_failure) {
+        s->failures++;
+        if (how == ADMIT_PROBE || (s->breaker == BREAKER_CLOSED && s->failures >= u->breaker_failures))
+            open_breaker(s, u);
+    } else {
+        if (s->breaker != BREAKER_CLOSED)
+            log_json(LOG_INFO, "circuit breaker closed", json_pack("{s:s}", "upstream", u->name));
+        s->failures = 0;
+        s->breaker = BREAKER_CLOSED;
+        s->probe_in_flight = false;
+    }
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void policy_paused(struct policy *p, char *out, size_t len)
+{
+    size_t n = (size_t)snprintf(out, len, "{");
+    for (size_t i = 0; i < p->cfg->n_upstreams; i++) {
+        const struct upstream *u = &p->cfg->upstreams[i];
+        struct upstream_state *s = &p->st[i];
+        pthread_mutex_lock(&s->mu);
+        refresh_breaker(s, u);
+        bool paused = s->breaker == BREAKER_OPEN || (s->breaker == BREAKER_HALF_OPEN && s->probe_in_flight);
+        pthread_mutex_unlock(&s->mu);
+        if (paused && n + strlen(u->name) + 4 < len)
+            n += (size_t)snprintf(out + n, len - n, "%s\"%s\"", n > 1 ? "," : "", u->name);
+    }
+    snprintf(out + n, len - n, "}");
+}
+
+enum breaker_state policy_breaker(struct policy *p, const struct upstream *u)
+{
+    struct upstream_state *s = state_of(p, u);
+    pthread_mutex_lock(&s->mu);
+    refresh_breaker(s, u);
+    enum breaker_state b = s->breaker;
+    pthread_mutex_unlock(&s->mu);
+    return b;
+}

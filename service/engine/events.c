@@ -1,0 +1,504 @@
+#include "engine/events.h"
+
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app.h"
+#include "core/jsontext.h"
+#include "core/log.h"
+
+struct stream {
+    struct events *ev;
+    struct MHD_Connection *conn;
+    struct event_pos sent; /* the last event sent or passed over */
+    char *out; /* owned: bytes to write before anything else (a table page, the rest of a frame) */
+    size_t out_len, out_off;
+    char op_type[64];
+    char op_id[37];
+    bool suspended;
+    bool closing;
+    double last_write_ms;
+    struct stream *next;
+};
+
+#define EVENTS_COLUMNS                                                                             \
+    "SELECT e.xid::text AS xid_text, e.id, e.type, coalesce(e.op_id::text, ''), "                  \
+    "  coalesce(e.operation_type, ''), "                                                           \
+    "  (e.data || jsonb_build_object('type', e.type, 'at', offlineq_ts(e.created_at)))::text "     \
+    "FROM offlineq_events e "
+
+/* Settled events after ($1, $2), in stream order. */
+static const struct db_stmt pull_stmt = {
+    "events_pull", EVENTS_COLUMNS "WHERE (e.xid, e.id) > ($1::xid8, $2::bigint) "
+                   "  AND e.xid < pg_snapshot_xmin(pg_current_snapshot()) "
+                   "ORDER BY e.xid, e.id LIMIT 5000"};
+
+/* One page of a stream's reading from the table: after ($1, $2) up to and with ($3, $4). */
+#define EVENTS_PAGE 200
+static const struct db_stmt page_stmt = {
+    "events_page", EVENTS_COLUMNS "WHERE (e.xid, e.id) > ($1::xid8, $2::bigint) "
+                   "  AND (e.xid, e.id) <= ($3::xid8, $4::bigint) "
+                   "ORDER BY e.xid, e.id LIMIT $5::int"};
+
+/* Where "now" is: the newest settled event. */
+static const struct db_stmt max_stmt = {
+    "events_max",
+    "SELECT coalesce(max(xid)::text, '0'), coalesce(max(id), 0) FROM offlineq_events "
+    "WHERE xid = (SELECT max(xid) FROM offlineq_events WHERE xid < pg_snapshot_xmin(pg_current_snapshot()))"};
+
+static int pos_cmp(const struct event_pos *a, const struct event_pos *b)
+{
+    if (a->xid != b->xid)
+        return a->xid < b->xid ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+int events_parse_id(const char *s, struct event_pos *out)
+{
+    char *end = NULL;
+    if (s == NULL || *s < '0' || *s > '9' || strlen(s) > 42)
+        return -1;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (*end != '-' || end[1] < '0' || end[1] > '9')
+        return -1;
+    long long i = strtoll(end + 1, &end, 10);
+    if (*end != '\0' || i < 0)
+        return -1;
+    out->xid = x;
+    out->id = i;
+    return 0;
+}
+
+static const struct db_stmt emit_stmt = {"events_emit", "SELECT offlineq_emit($1, $2::jsonb)"};
+
+/* The frame of row i of a pull result. */
+static char *frame_of(PGresult *r, int i, struct event_pos *pos, size_t *len)
+{
+    pos->xid = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+    pos->id = atoll(PQgetvalue(r, i, 1));
+    const char *type = PQgetvalue(r, i, 2), *data = PQgetvalue(r, i, 5);
+    size_t n = strlen(data) + strlen(type) + 96;
+    char *f = oq_malloc(n);
+    *len = (size_t)snprintf(f, n, "id: %llu-%lld\nevent: %s\ndata: %s\n\n", pos->xid, pos->id,
+                            type, data);
+    return f;
+}
+
+static bool wants(const struct stream *s, const char *op_id, const char *op_type)
+{
+    if (s->op_id[0])
+        return strcmp(s->op_id, op_id) == 0;
+    if (s->op_type[0] && op_type[0])
+        return strcmp(s->op_type, op_type) == 0;
+    return true;
+}
+
+/* Resumes every suspended stream (called without the lock held). */
+static void wake_streams(struct events *ev, bool only_idle)
+{
+    struct MHD_Connection *batch[256];
+    for (;;) {
+        int n = 0;
+        double now = oq_now_ms();
+        pthread_mutex_lock(&ev->mu);
+        for (struct stream *s = ev->streams; s && n < 256; s = s->next) {
+            if (!s->suspended)
+                continue;
+            if (only_idle && now - s->last_write_ms < EVENTS_HEARTBEAT_S * 1000.0)
+                continue;
+            s->suspended = false;
+            batch[n++] = s->conn;
+        }
+        pthread_mutex_unlock(&ev->mu);
+        for (int i = 0; i < n; i++)
+            MHD_resume_connection(batch[i]);
+        if (n < 256)
+            return;
+    }
+}
+
+static void ring_push(struct events *ev, PGresult *r, int row)
+{
+    struct event *e;
+    if (ev->count == EVENTS_RING) { /* full: the oldest goes (a stream still behind it reads the table) */
+        e = &ev->ring[ev->head];
+        ev->floor = e->pos;
+        free(e->frame);
+        ev->head = (ev->head + 1) % EVENTS_RING;
+        ev->count--;
+    }
+    e = &ev->ring[(ev->head + ev->count) % EVENTS_RING];
+    snprintf(e->type, sizeof(e->type), "%s", PQgetvalue(r, row, 2));
+    snprintf(e->op_id, sizeof(e->op_id), "%s", PQgetvalue(r, row, 3));
+    snprintf(e->op_type, sizeof(e->op_type), "%s", PQgetvalue(r, row, 4));
+    e->frame = frame_of(r, row, &e->pos, &e->len);
+    ev->count++;
+    ev->last = e->pos;
+    ev->seq++;
+}
+
+static bool nobody_listens(struct events *ev)
+{
+    return ev->n_streams == 0;
+}
+
+/* With no subscriber, reading every event is wasted work: only "now" moves (ETags change
+ * with it). The ring is emptied, so a later resume reads the gap from the table. */
+static void skip_to_newest(struct events *ev, struct db_conn *c)
+{
+    struct err e = {0};
+    PGresult *r = db_exec(c, &max_stmt, 0, NULL, &e);
+    if (r == NULL || PQntuples(r) != 1) {
+        PQclear(r);
+        return;
+    }
+    struct event_pos newest = {.xid = strtoull(PQgetvalue(r, 0, 0), NULL, 10),
+                               .id = atoll(PQgetvalue(r, 0, 1))};
+    PQclear(r);
+    pthread_mutex_lock(&ev->mu);
+    if (nobody_listens(ev) && pos_cmp(&newest, &ev->last) > 0) {
+        for (; ev->count > 0; ev->count--) {
+            free(ev->ring[ev->head].frame);
+            ev->head = (ev->head + 1) % EVENTS_RING;
+        }
+        ev->head = 0;
+        ev->last = newest;
+        ev->floor = newest;
+        ev->seq++;
+    }
+    pthread_mutex_unlock(&ev->mu);
+}
+
+void events_pull(struct events *ev)
+{
+    struct err e = {0};
+    pthread_mutex_lock(&ev->pull_mu);
+    struct db_conn *c = db_acquire(&ev->app->db, &e);
+    if (c == NULL) {
+        pthread_mutex_unlock(&ev->pull_mu);
+        return;
+    }
+    pthread_mutex_lock(&ev->mu);
+    bool idle = nobody_listens(ev);
+    pthread_mutex_unlock(&ev->mu);
+    if (idle) {
+        skip_to_newest(ev, c);
+        db_release(&ev->app->db, c);
+        pthread_mutex_unlock(&ev->pull_mu);
+        return;
+    }
+    bool any = false;
+    for (;;) {
+        char xid[32], id[32];
+        pthread_mutex_lock(&ev->mu);
+        snprintf(xid, sizeof(xid), "%llu", ev->last.xid);
+        snprintf(id, sizeof(id), "%lld", ev->last.id);
+        pthread_mutex_unlock(&ev->mu);
+        const char *params[] = {xid, id};
+        PGresult *r = db_exec(c, &pull_stmt, 2, params, &e);
+        if (r == NULL)
+            break;
+        int n = PQntuples(r);
+        if (n > 0 && log_enabled(LOG_DEBUG))
+            log_json(LOG_DEBUG, "events pulled",
+                     json_pack("{s:s, s:s, s:s, s:s, s:i}", "after_xid", xid, "after_id", id, "first",
+                               PQgetvalue(r, 0, 1), "last", PQgetvalue(r, n - 1, 1), "n", n));
+        pthread_mutex_lock(&ev->mu);
+        for (int i = 0; i < n; i++)
+            ring_push(ev, r, i);
+        pthread_mutex_unlock(&ev->mu);
+        PQclear(r);
+        any = any || n > 0;
+        if (n < 5000)
+            break;
+    }
+    db_release(&ev->app->db, c);
+    pthread_mutex_unlock(&ev->pull_mu);
+    if (any)
+        wake_streams(ev, false);
+}
+
+unsigned long long events_version(struct events *ev)
+{
+    pthread_mutex_lock(&ev->mu);
+    unsigned long long v = ev->seq;
+    pthread_mutex_unlock(&ev->mu);
+    return v;
+}
+
+void events_emit(struct app *a, const char *type, json_t *data)
+{
+    char *text = jsontext(data);
+    json_decref(data);
+    struct err e = {0};
+    struct db_conn *c = db_acquire(&a->db, &e);
+    if (c != NULL) {
+        const char *params[] = {type, text};
+        PQclear(db_exec(c, &emit_stmt, 2, params, &e));
+        db_release(&a->db, c);
+    }
+    free(text);
+}
+
+/* Events settle when older transactions end, which no NOTIFY announces: look every 100 ms.
+ * Idle streams are resumed every so often to send a heartbeat comment. */
+static void *events_main(void *arg)
+{
+    struct events *ev = arg;
+    for (int tick = 0; !ev->stopping; tick++) {
+        struct timespec t = {0, 100 * 1000000L};
+        nanosleep(&t, NULL);
+        events_pull(ev);
+        if (tick % 10 == 0)
+            wake_streams(ev, true);
+    }
+    return NULL;
+}
+
+void events_start(struct events *ev, struct app *app)
+{
+    ev->app = app;
+    pthread_mutex_init(&ev->mu, NULL);
+    pthread_mutex_init(&ev->pull_mu, NULL);
+    struct err e = {0};
+    struct db_conn *c = db_acquire(&app->db, &e);
+    if (c != NULL) {
+        PGresult *r = db_exec(c, &max_stmt, 0, NULL, &e);
+        if (r != NULL && PQntuples(r) == 1) {
+            ev->last.xid = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+            ev->last.id = atoll(PQgetvalue(r, 0, 1));
+        }
+        ev->floor = ev->last;
+        PQclear(r);
+        db_release(&app->db, c);
+    }
+    ev->started = pthread_create(&ev->th, NULL, events_main, ev) == 0;
+}
+
+void events_stop(struct events *ev)
+{
+    if (!ev->started)
+        return;
+    ev->stopping = true;
+    pthread_join(ev->th, NULL);
+    for (size_t i = 0; i < ev->count; i++)
+        free(ev->ring[(ev->head + i) % EVENTS_RING].frame);
+    pthread_mutex_destroy(&ev->mu);
+    pthread_mutex_destroy(&ev->pull_mu);
+    ev->started = false;
+}
+
+struct stream *events_open(struct events *ev, struct MHD_Connection *conn,
+                           const struct event_pos *after, const char *op_type, const char *op_id,
+                           struct err *e)
+{
+    struct stream *s = oq_calloc(1, sizeof(*s));
+    s->ev = ev;
+    s->conn = conn;
+    snprintf(s->op_type, sizeof(s->op_type), "%s", op_type ? op_type : "");
+    snprintf(s->op_id, sizeof(s->op_id), "%s", op_id ? op_id : "");
+    s->out = oq_strdup("retry: 3000\n\n");
+    s->out_len = strlen(s->out);
+    s->last_write_ms = oq_now_ms();
+    pthread_mutex_lock(&ev->mu);
+    int open = ev->n_streams;
+    bool full = open >= ev->app->cfg.max_subscribers;
+    if (!full) {
+        /* from now on, or after the given event: older than the ring is read from the table */
+        s->sent = after == NULL ? ev->last : *after;
+        s->next = ev->streams;
+        ev->streams = s;
+        ev->n_streams++;
+    }
+    pthread_mutex_unlock(&ev->mu);
+    if (full) {
+        free(s->out);
+        free(s);
+        err_set(e, ERR_TOO_MANY_SUBSCRIBERS, "%d event streams are open, the most this instance serves", open);
+        return NULL;
+    }
+    return s;
+}
+
+/* The ring is sorted by position: the index of the first event after pos, by bisection. */
+static size_t first_after(struct events *ev, const struct event_pos *pos)
+{
+    size_t lo = 0, hi = ev->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (pos_cmp(&ev->ring[(ev->head + mid) % EVENTS_RING].pos, pos) <= 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Writes what is left of s->out into buf; frees it once written. */
+static size_t take_out(struct stream *s, char *buf, size_t max)
+{
+    size_t n = s->out_len - s->out_off < max ? s->out_len - s->out_off : max;
+    memcpy(buf, s->out + s->out_off, n);
+    s->out_off += n;
+    if (s->out_off == s->out_len) {
+        free(s->out);
+        s->out = NULL;
+        s->out_len = s->out_off = 0;
+    }
+    return n;
+}
+
+/* Copies the frames after s->sent that fit into buf; a first frame larger than buf goes to
+ * s->out and is written in pieces. Called with the lock held. */
+static size_t copy_frames(struct events *ev, struct stream *s, char *buf, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = first_after(ev, &s->sent); i < ev->count; i++) {
+        struct event *e = &ev->ring[(ev->head + i) % EVENTS_RING];
+        if (!wants(s, e->op_id, e->op_type)) {
+            s->sent = e->pos;
+            continue;
+        }
+        if (n + e->len > max) {
+            if (n == 0) {
+                s->out = oq_malloc(e->len);
+                memcpy(s->out, e->frame, e->len);
+                s->out_len = e->len;
+                s->sent = e->pos;
+                n = take_out(s, buf, max);
+            }
+            break;
+        }
+        memcpy(buf + n, e->frame, e->len);
+        n += e->len;
+        s->sent = e->pos;
+    }
+    return n;
+}
+
+/* One page of the events after s->sent up to upto from the table into s->out (the wanted
+ * ones); s->sent moves past the page. Called without the lock. */
+static int read_page(struct events *ev, struct stream *s, const struct event_pos *upto)
+{
+    char ax[32], ai[32], bx[32], bi[32];
+    snprintf(ax, sizeof(ax), "%llu", s->sent.xid);
+    snprintf(ai, sizeof(ai), "%lld", s->sent.id);
+    snprintf(bx, sizeof(bx), "%llu", upto->xid);
+    snprintf(bi, sizeof(bi), "%lld", upto->id);
+    char limit[16];
+    snprintf(limit, sizeof(limit), "%d", EVENTS_PAGE);
+    const char *params[] = {ax, ai, bx, bi, limit};
+    struct err e = {0};
+    struct db_conn *c = db_acquire(&ev->app->db, &e);
+    PGresult *r = c ? db_exec(c, &page_stmt, 5, params, &e) : NULL;
+    if (c != NULL)
+        db_release(&ev->app->db, c);
+    if (r == NULL)
+        return -1;
+    struct oq_buf b = {0};
+    int rows = PQntuples(r);
+    for (int i = 0; i < rows; i++) {
+        struct event_pos pos;
+        size_t len;
+        char *f = frame_of(r, i, &pos, &len);
+        if (wants(s, PQgetvalue(r, i, 3), PQgetvalue(r, i, 4)))
+            oq_buf_add(&b, f, len);
+        free(f);
+        s->sent = pos;
+    }
+    PQclear(r);
+    if (rows < EVENTS_PAGE) /* the table has nothing more up to upto */
+        s->sent = *upto;
+    s->out = b.data;
+    s->out_len = b.len;
+    s->out_off = 0;
+    return 0;
+}
+
+/* Fills buf from s->out, the table or the ring, in that order. Called with the lock held;
+ * *more is set when the table has more to read although nothing was written this time. */
+static ssize_t fill(struct events *ev, struct stream *s, char *buf, size_t max, bool *more)
+{
+    for (int pages = 0; pages < 8; pages++) {
+        if (s->out_len > 0)
+            return (ssize_t)take_out(s, buf, max);
+        if (pos_cmp(&s->sent, &ev->floor) >= 0)
+            return (ssize_t)copy_frames(ev, s, buf, max);
+        struct event_pos upto = ev->floor;
+        pthread_mutex_unlock(&ev->mu);
+        int rc = read_page(ev, s, &upto);
+        pthread_mutex_lock(&ev->mu);
+        if (rc != 0)
+            return -1;
+    }
+    *more = true;
+    return 0;
+}
+
+ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct stream *s = cls;
+    struct events *ev = s->ev;
+    pthread_mutex_lock(&ev->mu);
+    bool more = false;
+    ssize_t got = s->closing ? -1 : fill(ev, s, buf, max, &more);
+    if (got < 0 || s->closing) { /* shutdown, or the table cannot be read: the client resumes */
+        pthread_mutex_unlock(&ev->mu);
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    size_t n = (size_t)got;
+    double now = oq_now_ms();
+    if (n == 0 && now - s->last_write_ms >= EVENTS_HEARTBEAT_S * 1000.0) {
+        static const char beat[] = ": heartbeat\n\n";
+        memcpy(buf, beat, sizeof(beat) - 1);
+        n = sizeof(beat) - 1;
+    }
+    if (n > 0) {
+        s->last_write_ms = now;
+    } else if (!more) {
+        /* nothing to send: park the connection until events_pull or a heartbeat resumes it */
+        MHD_suspend_connection(s->conn);
+        s->suspended = true;
+    }
+    pthread_mutex_unlock(&ev->mu);
+    return (ssize_t)n;
+}
+
+void events_close(void *cls)
+{
+    struct stream *s = cls;
+    struct events *ev = s->ev;
+    pthread_mutex_lock(&ev->mu);
+    for (struct stream **p = &ev->streams; *p; p = &(*p)->next) {
+        if (*p == s) {
+            *p = s->next;
+            ev->n_streams--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ev->mu);
+    free(s->out);
+    free(s);
+}
+
+void events_release_all(struct events *ev)
+{
+    if (!ev->started)
+        return;
+    pthread_mutex_lock(&ev->mu);
+    for (struct stream *s = ev->streams; s; s = s->next)
+        s->closing = true;
+    pthread_mutex_unlock(&ev->mu);
+    wake_streams(ev, false);
+}
+
+int events_subscribers(struct events *ev)
+{
+    pthread_mutex_lock(&ev->mu);
+    int n = ev->n_streams;
+    pthread_mutex_unlock(&ev->mu);
+    return n;
+}

@@ -1,0 +1,578 @@
+#include "engine/workers.h"
+
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "delivery/conflict.h"
+#include "core/log.h"
+#include "delivery/outbound.h"
+#include "store/leases.h"
+
+struct worker {
+    struct workers *ws;
+    int index;
+    pthread_t th;
+    char owner[96];           /* lease owner: instance id + worker index */
+    struct outbound out;
+    pthread_mutex_t mu;       /* guards held[] for the heartbeat thread */
+    struct job *held;
+    int n_held;
+    int claim_size; /* how many the next claim asks for (adapts to the upstream's speed) */
+};
+
+double workers_backoff_s(int attempt, int base_ms, int max_ms)
+{
+    double cap = base_ms * pow(2.0, attempt > 1 ? attempt - 1 : 0);
+    if (cap > max_ms)
+        cap = max_ms;
+    return (double)arc4random_uniform((uint32_t)cap + 1) / 1000.0; /* full jitter */
+}
+
+void workers_wake(struct workers *ws)
+{
+    pthread_mutex_lock(&ws->mu);
+    ws->wake_gen++;
+    pthread_cond_broadcast(&ws->wake);
+    pthread_mutex_unlock(&ws->mu);
+}
+
+static unsigned long current_gen(struct workers *ws)
+{
+    pthread_mutex_lock(&ws->mu);
+    unsigned long g = ws->wake_gen;
+    pthread_mutex_unlock(&ws->mu);
+    return g;
+}
+
+/* Sleeps ms, or less when stopping. */
+static void stop_wait(struct workers *ws, int ms)
+{
+    double until = oq_now_ms() + ms;
+    pthread_mutex_lock(&ws->mu);
+    while (!atomic_load(&ws->stopping) && oq_now_ms() < until) {
+        struct timespec t;
+        oq_deadline_ms(&t, until - oq_now_ms());
+        pthread_cond_timedwait(&ws->wake, &ws->mu, &t);
+    }
+    pthread_mutex_unlock(&ws->mu);
+}
+
+/* Sleeps until woken, stopped, or ms pass. */
+static void idle_wait(struct workers *ws, unsigned long seen_gen, int ms)
+{
+    struct timespec t;
+    oq_deadline_ms(&t, ms);
+    pthread_mutex_lock(&ws->mu);
+    while (ws->wake_gen == seen_gen && !atomic_load(&ws->stopping)) {
+        if (pthread_cond_timedwait(&ws->wake, &ws->mu, &t) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&ws->mu);
+}
+
+static void set_held(struct worker *w, struct job *jobs, int n)
+{
+    pthread_mutex_lock(&w->mu);
+    w->held = jobs;
+    w->n_held = n;
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* One unit of execution with one outcome: a single operation, or a batch of a batching type. */
+struct segment {
+    int from, n;
+    struct exec_result res;
+    bool is_refused; /* failed the enqueue rules at delivery: res says why, nothing is sent */
+};
+
+/* Do a and b go in one request of h? Same type, upstream and endpoint. */
+static bool same_batch(const struct handler *h, const struct job *a, const struct job *b)
+{
+    const char *ua = json_string_value(json_object_get(a->payload, "upstream"));
+    const char *ub = json_string_value(json_object_get(b->payload, "upstream"));
+    const char *ea = json_string_value(json_object_get(a->payload, "endpoint"));
+    const char *eb = json_string_value(json_object_get(b->payload, "endpoint"));
+    return strcmp(a->operation_type, b->operation_type) == 0 && a->unreadable == b->unreadable &&
+           strcmp(ua ? ua : "default", ub ? ub : "default") == 0 &&
+           strcmp(ea ? ea : h->batch_endpoint, eb ? eb : h->batch_endpoint) == 0;
+}
+
+/* Claims up to w->claim_size due operations; when the first is of a batching type, tops its
+ * last batch up to OFFLINEQ_METRIC_BATCH. jobs has room for claim_batch + metric_batch. */
+static int claim(struct worker *w, struct db_conn *c, struct job *jobs, struct err *e)
+{
+    struct app *a = w->ws->app;
+    /* offline: operations wait, no attempt is used */
+    if (!monitor_is_online(&a->monitor))
+        return 0;
+    /* auto-sync stopped: only the operations of a running sync pass */
+    char *only = settings_auto_sync(&a->settings) ? NULL : sync_pass_ids(&a->sync);
+    if (!settings_auto_sync(&a->settings) && only == NULL)
+        return 0;
+    char paused[1024];
+    policy_paused(&a->policy, paused, sizeof(paused));
+    struct claim_filter f = {.owner = w->owner, .paused = paused, .only_ids = only,
+                             .lease_s = a->cfg.lease_s};
+    int n = leases_claim(c, &f, jobs, w->claim_size, e);
+    const struct handler *h = n > 0 ? handlers_find(jobs[0].operation_type) : NULL;
+    if (h != NULL && h->execute_batch != NULL) {
+        int mates = 0;
+        for (int i = 0; i < n; i++)
+            mates += same_batch(h, &jobs[0], &jobs[i]);
+        /* fill the last batch up: 128 claimed mates are sent as 100 + 100, not 100 + 28 */
+        int want = (a->cfg.metric_batch - mates % a->cfg.metric_batch) % a->cfg.metric_batch;
+        int more = leases_claim_batch(c, &f, &jobs[0], h->batch_endpoint, jobs + n, want, e);
+        if (more > 0)
+            n += more;
+    }
+    free(only);
+    return n;
+}
+
+/* Delivery meets the rules of enqueue again, with the handler's own validate: a row written
+ * by offlineq_enqueue() or straight into the table, or one enqueued before the configuration
+ * changed, fails here before anything is sent. res may be NULL (a batch mate's check). */
+static bool is_refused(const struct app *a, const struct job *job, struct exec_result *res)
+{
+    const struct handler *h = handlers_find(job->operation_type);
+    struct err e = {0};
+    if (h == NULL || job->unreadable || h->validate(job->payload, &a->cfg, &e) == 0)
+        return false; /* no handler, unreadable: execute() says so */
+    if (res != NULL) {
+        err_prefix_field(&e, "payload");
+        exec_fail(res, "refused at delivery: %s: %s", e.field, e.message);
+        log_json(LOG_WARN, "operation refused at delivery",
+                 json_pack("{s:s, s:s, s:s}", "id", job->id, "field", e.field, "error", e.message));
+    }
+    return true;
+}
+
+/* Cuts the claim into segments: batching types gather their mates (moved up behind the first,
+ * the others keep their order; a claim never holds two of one group, so moving is safe). An
+ * operation refused at delivery is a segment of its own. */
+static int make_segments(const struct app *a, struct job *jobs, int n, struct segment *segs)
+{
+    int ns = 0;
+    for (int i = 0; i < n;) {
+        struct segment *s = &segs[ns++];
+        *s = (struct segment){.from = i, .n = 1, .res = {.delay_s = -1}};
+        s->is_refused = is_refused(a, &jobs[i], &s->res);
+        const struct handler *h = s->is_refused ? NULL : handlers_find(jobs[i].operation_type);
+        int end = i + 1;
+        for (int j = end; h && h->execute_batch && j < n && end - i < a->cfg.metric_batch; j++) {
+            if (!same_batch(h, &jobs[i], &jobs[j]) || is_refused(a, &jobs[j], NULL))
+                continue;
+            struct job t = jobs[j];
+            memmove(&jobs[end + 1], &jobs[end], (size_t)(j - end) * sizeof(*jobs));
+            jobs[end++] = t;
+        }
+        s->n = end - i;
+        i = end;
+    }
+    return ns;
+}
+
+static void execute(struct worker *w, struct job *jobs, int n, struct exec_result *res)
+{
+    struct exec_ctx ctx = {.app = w->ws->app, .out = &w->out};
+    const struct handler *h = handlers_find(jobs[0].operation_type);
+    if (h == NULL) {
+        exec_fail(res, "no handler is registered for operation_type %s", jobs[0].operation_type);
+    } else if (jobs[0].unreadable) {
+        exec_fail(res, "the stored payload cannot be decrypted or read (sealed with another "
+                       "OFFLINEQ_ENCRYPTION_KEY, bound to another row, or nested deeper than 2000 "
+                       "levels)");
+    } else if (h->execute_batch != NULL) {
+        h->execute_batch(&ctx, jobs, (size_t)n, res);
+    } else if (h->resolves_conflicts && jobs[0].resolution != NULL) {
+        conflict_apply_choice(&ctx, &jobs[0], res); /* an operator resolved a conflict */
+    } else {
+        h->execute(&ctx, &jobs[0], res);
+        if (res->outcome == OUTCOME_CONFLICT && h->resolves_conflicts)
+            conflict_resolve(&ctx, &jobs[0], res);
+    }
+}
+
+/* Runs the segments in order. Once offline or stopping, the rest are released untried (no
+ * attempt used). Adapts the next claim's size so that a claim runs for about
+ * CLAIM_TARGET_MS: large against a fast upstream, one at a time against a slow one. */
+#define CLAIM_TARGET_MS 100.0
+static void execute_all(struct worker *w, struct job *jobs, struct segment *segs, int ns)
+{
+    struct app *a = w->ws->app;
+    double t_all = oq_now_ms();
+    int ran = 0;
+    for (int i = 0; i < ns; i++) {
+        struct exec_result *res = &segs[i].res;
+        if (segs[i].is_refused)
+            continue;
+        if (atomic_load(&w->ws->stopping) || !monitor_is_online(&a->monitor)) {
+            res->outcome = OUTCOME_RELEASE;
+            res->delay_s = 0;
+            snprintf(res->error, sizeof(res->error), "not attempted: %s",
+                     atomic_load(&w->ws->stopping) ? "shutting down" : "offline");
+            continue;
+        }
+        double t0 = oq_now_ms();
+        execute(w, jobs + segs[i].from, segs[i].n, res);
+        if (res->outcome != OUTCOME_RELEASE)
+            metrics_exec(&a->metrics, (oq_now_ms() - t0) / 1000.0);
+        ran++;
+    }
+    if (ran > 0) {
+        double per = (oq_now_ms() - t_all) / ran;
+        double want = per > 0 ? CLAIM_TARGET_MS / per : a->cfg.claim_batch;
+        w->claim_size = want < 1 ? 1 : want > a->cfg.claim_batch ? a->cfg.claim_batch : (int)want;
+    }
+}
+
+static double outcome_delay(struct app *a, const struct job *job, const struct exec_result *res)
+{
+    if (res->outcome == OUTCOME_RELEASE)
+        return res->delay_s;
+    if (res->outcome != OUTCOME_RETRY)
+        return 0;
+    if (res->delay_s >= 0) /* Retry-After */
+        return res->delay_s < 86400 ? res->delay_s : 86400;
+    return workers_backoff_s(job->retry_count + 1, a->cfg.backoff_base_ms, a->cfg.backoff_max_ms);
+}
+
+static void count_outcome(struct app *a, const struct job *jobs, int n, const struct tally *t,
+                          const struct exec_result *res)
+{
+    const char *type = jobs[0].operation_type;
+    metrics_op(&a->metrics, type, OPC_COMPLETED, (unsigned long long)t->completed);
+    metrics_op(&a->metrics, type, OPC_FAILED, (unsigned long long)t->failed);
+    metrics_op(&a->metrics, type, OPC_RETRIED, (unsigned long long)t->retried);
+    if (t->conflict > 0 || json_object_get(res->result, "resolution") != NULL)
+        metrics_op(&a->metrics, type, OPC_CONFLICTS, (unsigned long long)(t->conflict ? t->conflict : n));
+    if (t->completed > 0) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        for (int i = 0; i < n; i++) {
+            double created;
+            if (conflict_parse_rfc3339(jobs[i].created_at, &created) == 0)
+                metrics_latency(&a->metrics, now.tv_sec + now.tv_nsec / 1e9 - created);
+        }
+    }
+}
+
+/* A write of outcomes: returns the rows the fence let through, or -1 with *e. */
+typedef int (*record_fn)(struct db_conn *c, void *ctx, struct tally *t, struct err *e);
+
+/* Runs fn until it gets through; the database may be away for a while: keep trying until the
+ * leases would have run out anyway (the reaper takes over from there). */
+static int record_with_retry(struct worker *w, record_fn fn, void *ctx, const char *first_id,
+                             int claimed, struct tally *t)
+{
+    struct app *a = w->ws->app;
+    double give_up = oq_now_ms() + a->cfg.lease_s * 1000.0;
+    for (int tries = 0; oq_now_ms() < give_up; tries++) {
+        struct err e = {0};
+        struct db_conn *c = db_acquire(&a->db, &e);
+        *t = (struct tally){0};
+        int rows = c ? fn(c, ctx, t, &e) : -1;
+        if (c != NULL)
+            db_release(&a->db, c);
+        if (rows >= 0) {
+            if (rows < claimed)
+                log_json(LOG_WARN, "outcome fenced off",
+                         json_pack("{s:s, s:i, s:i}", "id", first_id, "recorded", rows, "claimed", claimed));
+            return rows;
+        }
+        log_json(LOG_WARN, "recording an outcome failed, retrying",
+                 json_pack("{s:s, s:s}", "id", first_id, "error", e.message));
+        usleep((useconds_t)(tries < 10 ? 100000 * (tries + 1) : 1000000));
+    }
+    return -1;
+}
+
+struct one_outcome {
+    struct worker *w;
+    struct job *jobs;
+    int n;
+    struct exec_result *res;
+    double delay;
+};
+
+static int record_one(struct db_conn *c, void *ctx, struct tally *t, struct err *e)
+{
+    struct one_outcome *o = ctx;
+    return leases_record(c, o->w->owner, o->jobs, (size_t)o->n, o->res, o->delay, t, e);
+}
+
+struct completions {
+    struct worker *w;
+    const struct job **jobs;
+    json_t **results;
+    size_t n;
+};
+
+static int record_completions(struct db_conn *c, void *ctx, struct tally *t, struct err *e)
+{
+    struct completions *k = ctx;
+    return leases_complete_many(c, k->w->owner, k->jobs, k->results, k->n, t, e);
+}
+
+/* Plain completions are written in one statement; every other outcome on its own. */
+static bool plain_completion(const struct exec_result *res)
+{
+    return res->outcome == OUTCOME_COMPLETED && json_object_get(res->result, "resolution") == NULL;
+}
+
+static void record_all(struct worker *w, struct job *jobs, int n, struct segment *segs, int ns)
+{
+    struct app *a = w->ws->app;
+    struct completions k = {.w = w, .jobs = oq_calloc((size_t)n, sizeof(*k.jobs)),
+                            .results = oq_calloc((size_t)n, sizeof(*k.results))};
+    for (int i = 0; i < ns; i++) {
+        struct segment *s = &segs[i];
+        for (int j = 0; plain_completion(&s->res) && j < s->n; j++) {
+            k.jobs[k.n] = &jobs[s->from + j];
+            k.results[k.n++] = s->res.result;
+        }
+    }
+    struct tally t;
+    if (k.n > 0 && record_with_retry(w, record_completions, &k, k.jobs[0]->id, (int)k.n, &t) >= 0) {
+        for (int i = 0; i < ns; i++) {
+            struct tally st = {.completed = segs[i].n};
+            if (plain_completion(&segs[i].res))
+                count_outcome(a, jobs + segs[i].from, segs[i].n, &st, &segs[i].res);
+        }
+    }
+    for (int i = 0; i < ns; i++) {
+        struct segment *s = &segs[i];
+        if (plain_completion(&s->res))
+            continue;
+        struct one_outcome o = {.w = w, .jobs = jobs + s->from, .n = s->n, .res = &s->res,
+                                .delay = outcome_delay(a, &jobs[s->from], &s->res)};
+        if (record_with_retry(w, record_one, &o, jobs[s->from].id, s->n, &t) >= 0)
+            count_outcome(a, jobs + s->from, s->n, &t, &s->res);
+    }
+    free(k.jobs);
+    free(k.results);
+}
+
+static void run_one_round(struct worker *w, struct db_conn *c, int *backoff_ms)
+{
+    struct app *a = w->ws->app;
+    struct err e = {0};
+    unsigned long gen = current_gen(w->ws);
+    size_t cap = (size_t)a->cfg.claim_batch + (size_t)a->cfg.metric_batch;
+    struct job *jobs = oq_calloc(cap, sizeof(*jobs));
+    int n = claim(w, c, jobs, &e);
+    db_release(&a->db, c);
+    if (n <= 0) {
+        free(jobs);
+        if (n < 0) { /* the database is away: back off, never spin */
+            *backoff_ms = *backoff_ms ? (*backoff_ms * 2 > 5000 ? 5000 : *backoff_ms * 2) : 100;
+            idle_wait(w->ws, gen, *backoff_ms);
+        } else {
+            *backoff_ms = 0;
+            idle_wait(w->ws, gen, a->cfg.poll_ms);
+        }
+        return;
+    }
+    *backoff_ms = 0;
+    set_held(w, jobs, n);
+    atomic_fetch_add(&w->ws->busy, 1);
+    struct segment *segs = oq_calloc((size_t)n, sizeof(*segs));
+    int ns = make_segments(a, jobs, n, segs);
+    execute_all(w, jobs, segs, ns);
+    record_all(w, jobs, n, segs, ns);
+    atomic_fetch_sub(&w->ws->busy, 1);
+    set_held(w, NULL, 0);
+    for (int i = 0; i < ns; i++)
+        json_decref(segs[i].res.result);
+    for (int i = 0; i < n; i++)
+        leases_job_free(&jobs[i]);
+    free(segs);
+    free(jobs);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct app *a = w->ws->app;
+    int backoff_ms = 0;
+    while (!atomic_load(&w->ws->stopping)) {
+        struct err e = {0};
+        struct db_conn *c = db_acquire(&a->db, &e);
+        if (c == NULL) {
+            backoff_ms = backoff_ms ? (backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2) : 100;
+            stop_wait(w->ws, backoff_ms);
+            continue;
+        }
+        run_one_round(w, c, &backoff_ms);
+    }
+    return NULL;
+}
+
+static void reload_settings(struct app *a)
+{
+    struct err e = {0};
+    struct db_conn *c = db_acquire(&a->db, &e);
+    if (c == NULL)
+        return;
+    settings_reload(&a->settings, c, &e);
+    db_release(&a->db, c);
+}
+
+/* LISTEN offlineq_wakeup on a connection of its own; reconnects with a backoff. */
+static void *listener_main(void *arg)
+{
+    struct workers *ws = arg;
+    PGconn *pg = NULL;
+    int backoff_ms = 100;
+    while (!atomic_load(&ws->stopping)) {
+        if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
+            struct err e = {0};
+            if (pg != NULL)
+                PQfinish(pg);
+            pg = db_connect(ws->app->cfg.database_url, &e);
+            PGresult *r = pg ? PQexec(pg, "LISTEN offlineq_wakeup; LISTEN offlineq_settings; LISTEN offlineq_events") : NULL;
+            bool ok = r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK;
+            PQclear(r);
+            if (!ok) {
+                struct timespec t = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
+                nanosleep(&t, NULL);
+                backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
+                continue;
+            }
+            backoff_ms = 100;
+            workers_wake(ws); /* anything enqueued while we were away */
+        }
+        struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
+        if (poll(&pfd, 1, 200) <= 0)
+            continue;
+        if (!PQconsumeInput(pg))
+            continue; /* the loop reconnects */
+        bool woke = false, settings_changed = false, events = false;
+        PGnotify *n;
+        while ((n = PQnotifies(pg)) != NULL) {
+            bool is_event = strcmp(n->relname, "offlineq_events") == 0;
+            events |= is_event;
+            woke |= !is_event;
+            settings_changed |= strcmp(n->relname, "offlineq_settings") == 0;
+            PQfreemem(n);
+        }
+        if (settings_changed)
+            reload_settings(ws->app);
+        if (events) /* many NOTIFYs, one read */
+            events_pull(&ws->app->events);
+        if (woke)
+            workers_wake(ws);
+    }
+    if (pg != NULL)
+        PQfinish(pg);
+    return NULL;
+}
+
+/* "{id,...}" of what w holds now, or NULL when it holds nothing. */
+static char *held_ids(struct worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    char *s = NULL;
+    if (w->n_held > 0) {
+        s = oq_malloc((size_t)w->n_held * 37 + 3);
+        size_t len = 0;
+        s[len++] = '{';
+        for (int j = 0; j < w->n_held; j++)
+            len += (size_t)sprintf(s + len, "%s%s", j ? "," : "", w->held[j].id);
+        s[len++] = '}';
+        s[len] = '\0';
+    }
+    pthread_mutex_unlock(&w->mu);
+    return s;
+}
+
+/* Every lease_s/3 seconds, extends the leases of everything running here; each worker has its
+ * own owner id, so the fence is per worker. */
+static void *heartbeat_main(void *arg)
+{
+    struct workers *ws = arg;
+    struct app *a = ws->app;
+    while (!atomic_load(&ws->stopping)) {
+        stop_wait(ws, a->cfg.lease_s * 1000 / 3);
+        for (int i = 0; i < ws->n; i++) {
+            struct worker *w = &ws->w[i];
+            char *ids = held_ids(w);
+            if (ids == NULL)
+                continue;
+            struct err e = {0};
+            struct db_conn *c = db_acquire(&a->db, &e);
+            if (c != NULL) {
+                if (leases_heartbeat(c, w->owner, ids, a->cfg.lease_s, &e) != 0)
+                    log_warn("heartbeat of worker %d failed: %s", i, e.message);
+                db_release(&a->db, c);
+            }
+            free(ids);
+        }
+    }
+    return NULL;
+}
+
+void workers_start(struct workers *ws, struct app *app)
+{
+    ws->app = app;
+    ws->n = app->cfg.workers;
+    ws->w = oq_calloc((size_t)ws->n, sizeof(*ws->w));
+    pthread_mutex_init(&ws->mu, NULL);
+    pthread_cond_init(&ws->wake, NULL);
+    atomic_init(&ws->stopping, false);
+    atomic_init(&ws->busy, 0);
+    for (int i = 0; i < ws->n; i++) {
+        struct worker *w = &ws->w[i];
+        w->ws = ws;
+        w->index = i;
+        snprintf(w->owner, sizeof(w->owner), "%s/%d", app->instance_id, i);
+        w->claim_size = 1;
+        pthread_mutex_init(&w->mu, NULL);
+        outbound_init(&w->out, &app->abort_outbound);
+        pthread_create(&w->th, NULL, worker_main, w);
+    }
+    ws->started = true;
+    /* even an API-only instance listens: settings and live events reach it that way */
+    pthread_create(&ws->listener, NULL, listener_main, ws);
+    if (ws->n > 0)
+        pthread_create(&ws->heartbeat, NULL, heartbeat_main, ws);
+    ws->helpers_started = true;
+}
+
+void workers_stop(struct workers *ws, int grace_s)
+{
+    if (!ws->started)
+        return;
+    atomic_store(&ws->stopping, true);
+    workers_wake(ws);
+    double deadline = oq_now_ms() + grace_s * 1000.0;
+    while (atomic_load(&ws->busy) > 0 && oq_now_ms() < deadline)
+        usleep(10000);
+    if (atomic_load(&ws->busy) > 0) {
+        log_warn("shutdown grace over: interrupting %d running operation(s); they go back to pending",
+                 atomic_load(&ws->busy));
+        atomic_store(&ws->app->abort_outbound, true);
+    }
+    for (int i = 0; i < ws->n; i++) {
+        pthread_join(ws->w[i].th, NULL);
+        outbound_close(&ws->w[i].out);
+        pthread_mutex_destroy(&ws->w[i].mu);
+    }
+    if (ws->helpers_started) {
+        pthread_join(ws->listener, NULL);
+        if (ws->n > 0)
+            pthread_join(ws->heartbeat, NULL);
+    }
+    free(ws->w);
+    pthread_cond_destroy(&ws->wake);
+    pthread_mutex_destroy(&ws->mu);
+    ws->started = false;
+}

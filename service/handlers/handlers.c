@@ -1,0 +1,29 @@
+#include "handlers/handlers.h"
+
+#include <string.h>
+
+static const struct handler handlers[] = {
+    {.name = "api_call", .validate = api_call_validate, .execute = api_call_execute,
+     .resolves_conflicts = true},
+    {.name = "file_upload", .validate = file_upload_validate, .execute = file_upload_execute},
+    {.name = "metric_log", .validate = metric_log_validate,
+     .execute_batch = metric_log_execute_batch, .batch_endpoint = "/metrics"},
+    {.name = "model_push", .validate = model_push_validate, .execute = model_push_execute},
+    {.name = "experiment_sync", .validate = experiment_sync_validate,
+     .execute = experiment_sync_execute, .resolves_conflicts = true},
+    {.name = NULL},
+};
+
+const struct handler *handlers_find(const char *name)
+{
+    for (const struct handler *h = handlers; h->name; h++) {
+        if (strcmp(h->name, name) == 0)
+            return h;
+    }
+    return NULL;
+}
+
+const struct handler *handlers_table(void)
+{
+    return handlers;
+}

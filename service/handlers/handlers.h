@@ -1,0 +1,112 @@
+/* The operation type registry. Adding a type: service/handler_<type>.c and one row in
+ * handlers[] (handlers.c). Types are registered in the database at start-up. */
+#ifndef OQ_HANDLERS_H
+#define OQ_HANDLERS_H
+
+#include <jansson.h>
+
+#include "core/config.h"
+#include "core/err.h"
+
+struct app;
+struct outbound;
+
+/* A claimed operation, as a handler sees it. */
+struct job {
+    char id[37];
+    char operation_type[64];
+    json_t *payload; /* owned */
+    int retry_count; /* failed attempts so far */
+    int max_attempts;
+    char file_id[37]; /* "" when none */
+    char conflict_strategy[32]; /* "" : the global one */
+    json_t *resolution; /* owned: an operator's choice for a conflict, or NULL */
+    char created_at[40];
+    bool unreadable; /* the stored payload could not be decrypted: payload is {} */
+};
+
+enum outcome {
+    OUTCOME_COMPLETED, /* done: result stored */
+    OUTCOME_RETRY,     /* transient failure: one attempt used, try again after a backoff */
+    OUTCOME_FAILED,    /* permanent failure: no retry */
+    OUTCOME_CONFLICT,  /* the upstream answered 409/412 */
+    OUTCOME_RELEASE,   /* not attempted (breaker open, shutting down): no attempt used */
+};
+
+struct exec_result {
+    enum outcome outcome;
+    char error[512];
+    json_t *result;     /* owned, may be NULL: stored as the operation's result */
+    double delay_s;     /* RETRY: Retry-After (< 0: backoff decides); RELEASE: look again in */
+    bool is_connect_error;
+};
+
+struct exec_ctx {
+    struct app *app;
+    struct outbound *out; /* this worker's HTTP handle */
+};
+
+struct handler {
+    const char *name;
+    /* Checks a payload at enqueue, before anything is stored. Field names in *e are relative
+     * to the payload ("endpoint"); the caller prefixes them. Thread-safe. */
+    int (*validate)(const json_t *payload, const struct config *cfg, struct err *e);
+    /* Runs one operation; fills *res. Runs outside any transaction. */
+    void (*execute)(struct exec_ctx *ctx, const struct job *job, struct exec_result *res);
+    /* Optional: runs n operations of one batch key in one request; one outcome for all.
+     * Operations batch when their upstream and endpoint (default batch_endpoint) match. */
+    void (*execute_batch)(struct exec_ctx *ctx, const struct job *jobs, size_t n,
+                          struct exec_result *res);
+    const char *batch_endpoint;
+    /* 409/412 answers go through conflict resolution (the payload has endpoint and data). */
+    bool resolves_conflicts;
+};
+
+/* Returns the handler registered for name, or NULL. */
+const struct handler *handlers_find(const char *name);
+
+/* The registry, ended by a row with name NULL. */
+const struct handler *handlers_table(void);
+
+/* The built-in types (one handler_<type>.c each). */
+int api_call_validate(const json_t *payload, const struct config *cfg, struct err *e);
+void api_call_execute(struct exec_ctx *ctx, const struct job *job, struct exec_result *res);
+int file_upload_validate(const json_t *payload, const struct config *cfg, struct err *e);
+void file_upload_execute(struct exec_ctx *ctx, const struct job *job, struct exec_result *res);
+int metric_log_validate(const json_t *payload, const struct config *cfg, struct err *e);
+void metric_log_execute_batch(struct exec_ctx *ctx, const struct job *jobs, size_t n,
+                              struct exec_result *res);
+int model_push_validate(const json_t *payload, const struct config *cfg, struct err *e);
+void model_push_execute(struct exec_ctx *ctx, const struct job *job, struct exec_result *res);
+int experiment_sync_validate(const json_t *payload, const struct config *cfg, struct err *e);
+void experiment_sync_execute(struct exec_ctx *ctx, const struct job *job, struct exec_result *res);
+
+/* Shared by the executors (deliver.c): the upstream a payload names ("default" when none). */
+const struct upstream *target_upstream(const struct config *cfg, const json_t *payload);
+
+struct out_request;
+/* Sends rq through u's policy (breaker, concurrency, rate) and turns the answer into *res:
+ * 2xx completed; 408/425/429/5xx and network errors retry; 409/412 conflict; other answers
+ * fail. result = {"status_code", "body"}. Thread-safe. */
+void deliver(struct exec_ctx *ctx, struct out_request *rq, struct exec_result *res);
+
+/* file_upload's sender, shared with model_push: extra holds more form fields (may be NULL). */
+void file_upload_send(struct exec_ctx *ctx, const struct job *job, const json_t *extra,
+                      struct exec_result *res);
+
+/* Sets *res to a permanent failure with a message. */
+void exec_fail(struct exec_result *res, const char *fmt, ...) OQ_PRINTF(2, 3);
+
+/* Shared by handlers that send to an upstream: checks payload.upstream and payload.endpoint
+ * (a path on the upstream, or an absolute URL whose origin is the upstream's). Thread-safe. */
+int target_validate(const json_t *payload, const struct config *cfg, struct err *e);
+
+/* Checks payload.headers (an object): token names, none of the transport's or the service's
+ * own (Host, Connection, TE, Proxy-*, Idempotency-Key, webhook-* ...: target.c has the one
+ * table), string values without control characters. Thread-safe. */
+int target_check_headers(const json_t *headers, struct err *e);
+
+/* The methods an api_call (and experiment_sync) may use, NULL-terminated. */
+extern const char *const api_call_methods[];
+
+#endif

@@ -1,0 +1,221 @@
+#include "store/db.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+
+void db_pool_init(struct db_pool *p, const char *conninfo, int size)
+{
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->conninfo = oq_strdup(conninfo);
+    p->size = size;
+    p->conns = oq_calloc((size_t)size, sizeof(*p->conns));
+}
+
+void db_pool_close(struct db_pool *p)
+{
+    for (int i = 0; i < p->size; i++) {
+        if (p->conns[i].pg != NULL)
+            PQfinish(p->conns[i].pg);
+    }
+    free(p->conns);
+    free(p->conninfo);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+}
+
+static void notice_quiet(void *arg, const PGresult *res)
+{
+    (void)arg;
+    (void)res;
+}
+
+PGconn *db_connect(const char *conninfo, struct err *e)
+{
+    /* Defaults first, the operator's URI or conninfo last (its values win): a database that
+     * vanished from the network must cost seconds, never a hung thread. */
+    static const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
+                                       "keepalives_interval", "keepalives_count",
+                                       "application_name", "dbname", NULL};
+    const char *values[] = {"5", "1", "30", "10", "3", "offlineq", conninfo, NULL};
+    PGconn *pg = PQconnectdbParams(keys, values, 1);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "%s", PQerrorMessage(pg));
+        msg[strcspn(msg, "\n")] = '\0';
+        log_warn("database connection failed: %s", msg);
+        PQfinish(pg);
+        err_set(e, ERR_DB_UNAVAILABLE, "the database is unavailable");
+        return NULL;
+    }
+    PQsetNoticeReceiver(pg, notice_quiet, NULL);
+    return pg;
+}
+
+static int ensure_connected(struct db_pool *p, struct db_conn *c, struct err *e)
+{
+    if (c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK)
+        return 0;
+    if (c->pg != NULL)
+        PQfinish(c->pg);
+    c->n_prepared = 0;
+    c->pg = db_connect(p->conninfo, e);
+    return c->pg != NULL ? 0 : -1;
+}
+
+struct db_conn *db_acquire(struct db_pool *p, struct err *e)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 5;
+    struct db_conn *c = NULL;
+    pthread_mutex_lock(&p->mu);
+    while (c == NULL) {
+        for (int i = 0; i < p->size && c == NULL; i++) {
+            if (!p->conns[i].in_use)
+                c = &p->conns[i];
+        }
+        if (c == NULL && pthread_cond_timedwait(&p->cv, &p->mu, &deadline) == ETIMEDOUT)
+            break;
+    }
+    if (c != NULL)
+        c->in_use = true;
+    pthread_mutex_unlock(&p->mu);
+    if (c == NULL) {
+        err_set(e, ERR_DB_UNAVAILABLE, "no database connection became free in time");
+        return NULL;
+    }
+    if (ensure_connected(p, c, e) != 0) {
+        db_release(p, c);
+        return NULL;
+    }
+    return c;
+}
+
+void db_release(struct db_pool *p, struct db_conn *c)
+{
+    /* A connection left inside a transaction (an error path) must not leak into the next user. */
+    if (c->pg != NULL && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+        PGresult *r = PQexec(c->pg, "ROLLBACK");
+        PQclear(r);
+    }
+    pthread_mutex_lock(&p->mu);
+    c->in_use = false;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+struct sqlstate_map {
+    const char *prefix;
+    enum err_code code;
+    const char *message; /* what the client reads; NULL: the text our own SQL raised */
+};
+
+/* Longest-prefix-first. OQ codes are raised by offlineq's own SQL with texts written for the
+ * client; every other refusal gets a fixed message here, and PostgreSQL's own text (which can
+ * quote stored data or schema names) goes only to the log, with the request id (reply_err).
+ * Class 08 and the shutdown codes mean the database is gone. */
+static const struct sqlstate_map sqlstates[] = {
+    {"OQ400", ERR_INVALID_REQUEST, NULL},
+    {"OQ404", ERR_NOT_FOUND, NULL},
+    {"OQ409", ERR_CONFLICT, NULL},
+    {"OQ429", ERR_QUEUE_FULL, NULL},
+    {"23505", ERR_CONFLICT, "the request conflicts with a value already stored"},
+    {"23503", ERR_INVALID_REQUEST, "the request refers to something that does not exist"},
+    {"23502", ERR_INVALID_REQUEST, "the request leaves out a value that is required"},
+    {"23514", ERR_INVALID_REQUEST, "a value in the request is outside what can be stored"},
+    {"23", ERR_INVALID_REQUEST, "the request breaks a rule of the stored data"},
+    {"22021", ERR_INVALID_REQUEST, "a value in the request is not valid UTF-8"},
+    {"22P05", ERR_INVALID_REQUEST, "a value in the request holds a character that cannot be "
+                                   "stored (such as \\u0000)"},
+    {"22001", ERR_INVALID_REQUEST, "a value in the request is too long"},
+    {"22003", ERR_INVALID_REQUEST, "a number in the request is out of range"},
+    {"22", ERR_INVALID_REQUEST, "a value in the request cannot be stored or compared"},
+    {"08", ERR_DB_UNAVAILABLE, "the database is unavailable"},
+    {"57P", ERR_DB_UNAVAILABLE, "the database is unavailable"},
+    {"53", ERR_DB_UNAVAILABLE, "the database is unavailable"},
+    {"40", ERR_DB_UNAVAILABLE, "the database is unavailable"},
+};
+
+/* PostgreSQL's own words, for the log. */
+static void pg_detail(PGresult *res, const char *state, struct err *e)
+{
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+    err_detail(e, "SQLSTATE %s: %s%s%s", state, msg ? msg : "(no message)", detail ? "; " : "",
+               detail ? detail : "");
+}
+
+int db_error(struct db_conn *c, PGresult *res, struct err *e)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (state == NULL || (c->pg != NULL && PQstatus(c->pg) != CONNECTION_OK)) {
+        log_warn("database error: %s", c->pg ? PQerrorMessage(c->pg) : "no connection");
+        return err_set(e, ERR_DB_UNAVAILABLE, "the database is unavailable");
+    }
+    for (size_t i = 0; i < OQ_ARRAY_LEN(sqlstates); i++) {
+        const struct sqlstate_map *m = &sqlstates[i];
+        if (strncmp(state, m->prefix, strlen(m->prefix)) != 0)
+            continue;
+        if (m->message != NULL) {
+            err_set(e, m->code, "%s", m->message);
+            pg_detail(res, state, e);
+            return -1;
+        }
+        const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        const char *col = PQresultErrorField(res, PG_DIAG_COLUMN_NAME);
+        if (col != NULL)
+            return err_field(e, m->code, col, "%s", msg ? msg : "invalid request");
+        return err_set(e, m->code, "%s", msg ? msg : "invalid request");
+    }
+    log_error("unexpected database error %s: %s", state,
+              PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+    err_set(e, ERR_INTERNAL, "internal error");
+    pg_detail(res, state, e);
+    return -1;
+}
+
+int db_prepare(struct db_conn *c, const struct db_stmt *s, int n, struct err *e)
+{
+    for (int i = 0; i < c->n_prepared; i++) {
+        if (c->prepared[i] == s)
+            return 0;
+    }
+    OQ_ASSERT(c->n_prepared < DB_MAX_PREPARED);
+    PGresult *r = PQprepare(c->pg, s->name, s->sql, n, NULL);
+    int rc = 0;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        rc = db_error(c, r, e);
+    else
+        c->prepared[c->n_prepared++] = s;
+    PQclear(r);
+    return rc;
+}
+
+PGresult *db_exec(struct db_conn *c, const struct db_stmt *s, int n, const char *const *params,
+                  struct err *e)
+{
+    if (db_prepare(c, s, n, e) != 0)
+        return NULL;
+    PGresult *r = PQexecPrepared(c->pg, s->name, n, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+        return r;
+    db_error(c, r, e);
+    PQclear(r);
+    return NULL;
+}
+
+int db_command(struct db_conn *c, const char *sql, struct err *e)
+{
+    PGresult *r = PQexec(c->pg, sql);
+    int rc = 0;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        rc = db_error(c, r, e);
+    PQclear(r);
+    return rc;
+}

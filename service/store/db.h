@@ -1,0 +1,59 @@
+/* libpq connection pool and prepared statements. A PGconn belongs to one thread at a time. */
+#ifndef OQ_DB_H
+#define OQ_DB_H
+
+#include <libpq-fe.h>
+#include <pthread.h>
+
+#include "core/err.h"
+
+/* A statement is a static object; each connection prepares it on first use. */
+struct db_stmt {
+    const char *name;
+    const char *sql;
+};
+
+#define DB_MAX_PREPARED 64
+
+struct db_conn {
+    PGconn *pg;
+    const struct db_stmt *prepared[DB_MAX_PREPARED];
+    int n_prepared;
+    bool in_use;
+};
+
+struct db_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char *conninfo;
+    struct db_conn *conns;
+    int size;
+};
+
+/* Sets up a pool of size lazily opened connections. Nothing connects yet. */
+void db_pool_init(struct db_pool *p, const char *conninfo, int size);
+void db_pool_close(struct db_pool *p);
+
+/* Checks a connection out (waiting up to 5 s for one), connecting or reconnecting it as
+ * needed. Returns NULL with ERR_DB_UNAVAILABLE when the database cannot be reached. */
+struct db_conn *db_acquire(struct db_pool *p, struct err *e) OQ_MUSTCHECK;
+void db_release(struct db_pool *p, struct db_conn *c);
+
+/* Runs a prepared statement with text parameters (NULL = SQL NULL). Returns a PGresult the
+ * caller PQclears, or NULL with *e set from the SQLSTATE. */
+PGresult *db_exec(struct db_conn *c, const struct db_stmt *s, int n, const char *const *params,
+                  struct err *e) OQ_MUSTCHECK;
+
+/* Prepares s on c if it is not yet (for callers that need PQexecPrepared's binary options). */
+int db_prepare(struct db_conn *c, const struct db_stmt *s, int n, struct err *e) OQ_MUSTCHECK;
+
+/* Runs a parameterless command (BEGIN, COMMIT, ROLLBACK, LISTEN ...). */
+int db_command(struct db_conn *c, const char *sql, struct err *e) OQ_MUSTCHECK;
+
+/* Maps a failed result (or NULL) to *e. Returns -1. */
+int db_error(struct db_conn *c, PGresult *res, struct err *e);
+
+/* Opens a dedicated connection outside the pool (for migrations, LISTEN). */
+PGconn *db_connect(const char *conninfo, struct err *e);
+
+#endif

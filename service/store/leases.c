@@ -1,0 +1,455 @@
+#include "store/leases.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/jsonload.h"
+#include "core/jsontext.h"
+#include "store/secretbox.h"
+
+/* What makes an operation claimable: due, not expired, its upstream not paused, no earlier
+ * live operation of its group, every dependency completed. */
+#define CLAIMABLE(PAUSED, IDS)                                                                     \
+    "o.status = 'pending' AND o.next_attempt_at <= now() "                                       \
+    "AND (o.expires_at IS NULL OR o.expires_at > now()) "                                        \
+    "AND coalesce(o.payload ->> 'upstream', 'default') <> ALL (" PAUSED "::text[]) "             \
+    "AND (o.group_key IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations g "                \
+    "     WHERE g.group_key = o.group_key AND g.seq < o.seq "                                    \
+    "       AND g.status IN ('pending', 'in_progress', 'conflict'))) "                           \
+    "AND (o.depends_on IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations d "               \
+    "     WHERE d.id = ANY (o.depends_on) AND d.status <> 'completed')) "                        \
+    "AND (" IDS "::uuid[] IS NULL OR o.id = ANY (" IDS "::uuid[])) "
+
+/* Workers run work on their own only with auto-sync on (read in the claim's own snapshot, so
+ * a stop is exact); with it off, only the operations of a sync pass ($4). */
+#define AUTO_OR_PASS " AND ($4::uuid[] IS NOT NULL OR offlineq_auto_sync()) "
+
+#define TAKE_LEASE                                                                                 \
+    "UPDATE offline_operations o SET status = 'in_progress', lease_owner = $1, "                 \
+    "  lease_expires_at = now() + make_interval(secs => $3::int), updated_at = now(), "         \
+    "  first_attempt_at = coalesce(o.first_attempt_at, now()) "                                  \
+    "FROM c WHERE o.id = c.id "                                                                  \
+    "RETURNING o.id, o.operation_type, o.payload::text, o.retry_count, o.max_attempts, "         \
+    "  coalesce(o.file_id::text, ''), o.seq, coalesce(o.conflict_strategy, ''), "                \
+    "  o.resolution::text, offlineq_ts(o.created_at), o.priority"
+
+static const struct db_stmt claim_stmt = {
+    "leases_claim",
+    "WITH c AS (SELECT o.id FROM offline_operations o WHERE " CLAIMABLE("$2", "$4") AUTO_OR_PASS
+    "  ORDER BY -o.priority, o.seq LIMIT $5::int FOR UPDATE SKIP LOCKED) " TAKE_LEASE};
+
+static const struct db_stmt claim_batch_stmt = {
+    "leases_claim_batch",
+    "WITH c AS (SELECT o.id FROM offline_operations o WHERE " CLAIMABLE("$2", "$4") AUTO_OR_PASS
+    "  AND o.operation_type = $5 AND coalesce(o.payload ->> 'upstream', 'default') = $6 "
+    "  AND coalesce(o.payload ->> 'endpoint', $7) = $8 "
+    "  ORDER BY o.seq LIMIT $9::int FOR UPDATE SKIP LOCKED) " TAKE_LEASE};
+
+static const struct db_stmt snapshot_stmt = {
+    "queue_snapshot",
+    "SELECT coalesce(array_agg(o.id)::text, '{}'), count(*), offlineq_ts(now()) "
+    "FROM offline_operations o WHERE " CLAIMABLE("$1", "NULL")};
+
+/* $1 the pass's ids, $2 when it started: untouched pending ones are still to do. */
+static const struct db_stmt progress_stmt = {
+    "queue_progress",
+    "SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed'), "
+    "  count(*) FILTER (WHERE status = 'conflict'), "
+    "  count(*) FILTER (WHERE status = 'pending' AND updated_at >= $2::timestamptz), "
+    "  count(*) FILTER (WHERE status = 'in_progress' OR "
+    "                   (status = 'pending' AND updated_at < $2::timestamptz)), "
+    "  coalesce(json_agg(json_build_object('id', id, 'error', error_message)) "
+    "    FILTER (WHERE status IN ('failed', 'conflict')), '[]')::text "
+    "FROM offline_operations WHERE id = ANY ($1::uuid[])"};
+
+#define FENCE " WHERE id = ANY ($1::uuid[]) AND status = 'in_progress' AND lease_owner = $2 "
+#define UNLEASE " lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
+
+/* Completions with a result each: $1 [{"id","result"}], one statement for a whole claim. */
+static const struct db_stmt complete_many_stmt = {
+    "leases_complete_many",
+    "UPDATE offline_operations o SET status = 'completed', completed_at = now(), "
+    "  result = u.result, error_message = NULL, " UNLEASE
+    "FROM jsonb_to_recordset($1::jsonb) AS u(id uuid, result jsonb) "
+    "WHERE o.id = u.id AND o.status = 'in_progress' AND o.lease_owner = $2 "
+    "RETURNING o.id, o.status, o.retry_count"};
+
+static const struct db_stmt complete_stmt = {
+    "queue_complete",
+    "UPDATE offline_operations SET status = 'completed', completed_at = now(), "
+    "  result = $3::jsonb, error_message = NULL, " UNLEASE FENCE "RETURNING id, status, retry_count"};
+
+/* A completion that resolved a conflict also counts in stats.conflicts_resolved. */
+static const struct db_stmt complete_resolved_stmt = {
+    "queue_complete_resolved",
+    "WITH u AS (UPDATE offline_operations SET status = 'completed', completed_at = now(), "
+    "  result = $3::jsonb, error_message = NULL, " UNLEASE FENCE
+    "  RETURNING id, status, retry_count, operation_type), "
+    "c AS (INSERT INTO offlineq_op_counts (operation_type, status, n) "
+    "  SELECT operation_type, '#resolved', count(*) FROM u GROUP BY 1) "
+    "SELECT id, status, retry_count FROM u"};
+
+/* A window overrun is judged on the next attempt's time: no attempt starts past it. */
+#define WINDOW_OVER                                                                                \
+    "(max_retry_duration_s IS NOT NULL AND now() + make_interval(secs => $4::float8) > "        \
+    " first_attempt_at + make_interval(secs => max_retry_duration_s))"
+
+static const struct db_stmt retry_stmt = {
+    "queue_retry",
+    "UPDATE offline_operations SET retry_count = retry_count + 1, "
+    "  status = CASE WHEN retry_count + 1 >= max_attempts OR " WINDOW_OVER
+    "    THEN 'failed' ELSE 'pending' END, "
+    "  error_message = CASE WHEN retry_count + 1 < max_attempts AND " WINDOW_OVER
+    "    THEN 'retry window of ' || max_retry_duration_s || ' s exhausted: ' || $3 ELSE $3 END, "
+    "  next_attempt_at = now() + make_interval(secs => $4::float8), result = $5::jsonb, "
+    UNLEASE FENCE "RETURNING id, status, retry_count"};
+
+static const struct db_stmt fail_stmt = {
+    "queue_fail",
+    "UPDATE offline_operations SET status = 'failed', retry_count = retry_count + 1, "
+    "  error_message = $3, result = $4::jsonb, " UNLEASE FENCE "RETURNING id, status, retry_count"};
+
+static const struct db_stmt conflict_stmt = {
+    "queue_conflict",
+    "UPDATE offline_operations SET status = 'conflict', error_message = $3, result = $4::jsonb, "
+    UNLEASE FENCE "RETURNING id, status, retry_count"};
+
+static const struct db_stmt release_stmt = {
+    "queue_release",
+    "UPDATE offline_operations SET status = 'pending', "
+    "  next_attempt_at = now() + make_interval(secs => $3::float8), " UNLEASE FENCE
+    "RETURNING id, status, retry_count"};
+
+static const struct db_stmt heartbeat_stmt = {
+    "leases_heartbeat",
+    "UPDATE offline_operations SET lease_expires_at = now() + make_interval(secs => $3::int) "
+    FENCE};
+
+static const struct db_stmt sweep_stmt = {
+    "leases_sweep",
+    "WITH reaped AS ("
+    "  UPDATE offline_operations SET retry_count = retry_count + 1, "
+    "    status = CASE WHEN retry_count + 1 >= max_attempts THEN 'failed' ELSE 'pending' END, "
+    "    error_message = 'lease expired: the worker holding it stopped (attempt counted)', "
+    "    next_attempt_at = now(), " UNLEASE
+    "  WHERE status = 'in_progress' AND lease_expires_at < now() RETURNING 1), "
+    "expired AS ("
+    "  UPDATE offline_operations SET status = 'failed', updated_at = now(), "
+    "    error_message = 'expired at ' || offlineq_ts(expires_at) || ' before it could run' "
+    "  WHERE status = 'pending' AND expires_at <= now() RETURNING 1), "
+    "orphaned AS ("
+    "  UPDATE offline_operations o SET status = 'failed', updated_at = now(), "
+    "    error_message = 'dependency ' || d.id || ' failed' "
+    "  FROM offline_operations d "
+    "  WHERE o.status = 'pending' AND o.depends_on IS NOT NULL AND d.id = ANY (o.depends_on) "
+    "    AND d.status = 'failed' AND (o.expires_at IS NULL OR o.expires_at > now()) RETURNING 1) "
+    "SELECT (SELECT count(*) FROM reaped), (SELECT count(*) FROM expired), "
+    "  (SELECT count(*) FROM orphaned)"};
+
+static void fill_job(PGresult *r, int row, struct job *job)
+{
+    memset(job, 0, sizeof(*job));
+    snprintf(job->id, sizeof(job->id), "%s", PQgetvalue(r, row, 0));
+    snprintf(job->operation_type, sizeof(job->operation_type), "%s", PQgetvalue(r, row, 1));
+    char *payload = secretbox_open_json(PQgetvalue(r, row, 2), job->id, "payload");
+    job->payload = payload ? jsonload_text(payload) : NULL;
+    /* sealed with another key, bound to another row, or not loadable: fails, never runs blind */
+    job->unreadable = job->payload == NULL;
+    free(payload);
+    if (job->payload == NULL)
+        job->payload = json_object();
+    job->retry_count = atoi(PQgetvalue(r, row, 3));
+    job->max_attempts = atoi(PQgetvalue(r, row, 4));
+    snprintf(job->file_id, sizeof(job->file_id), "%s", PQgetvalue(r, row, 5));
+    snprintf(job->conflict_strategy, sizeof(job->conflict_strategy), "%s", PQgetvalue(r, row, 7));
+    char *resolution = PQgetisnull(r, row, 8) ? NULL
+                                              : secretbox_open_json(PQgetvalue(r, row, 8), job->id, "resolution");
+    job->resolution = resolution ? jsonload_text(resolution) : NULL;
+    if (!PQgetisnull(r, row, 8) && job->resolution == NULL)
+        job->unreadable = true; /* an operator's choice that does not open is never ignored */
+    free(resolution);
+    snprintf(job->created_at, sizeof(job->created_at), "%s", PQgetvalue(r, row, 9));
+}
+
+void leases_job_free(struct job *job)
+{
+    json_decref(job->payload);
+    json_decref(job->resolution);
+    job->payload = NULL;
+    job->resolution = NULL;
+}
+
+/* RETURNING has no order: put rows back in execution order, (-priority, seq). */
+static int by_order(const void *a, const void *b)
+{
+    const long long *x = a, *y = b;
+    if (x[0] != y[0])
+        return x[0] < y[0] ? -1 : 1;
+    return x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+static int fill_jobs_in_order(PGresult *r, struct job *jobs)
+{
+    int n = PQntuples(r);
+    long long (*order)[3] = oq_calloc((size_t)n + 1, sizeof(*order));
+    for (int i = 0; i < n; i++) {
+        order[i][0] = -atoll(PQgetvalue(r, i, 10));
+        order[i][1] = atoll(PQgetvalue(r, i, 6));
+        order[i][2] = i;
+    }
+    qsort(order, (size_t)n, sizeof(*order), by_order);
+    for (int i = 0; i < n; i++)
+        fill_job(r, (int)order[i][2], &jobs[i]);
+    free(order);
+    return n;
+}
+
+/* Claimed rows still in plaintext (from offlineq_enqueue(), or older than the key) are sealed
+ * now, before they run; a failure here is logged and the claim goes on. */
+static void reseal_claimed(struct db_conn *c, PGresult *r)
+{
+    if (!secretbox_enabled())
+        return;
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct err e = {0};
+        const char *id = PQgetvalue(r, i, 0);
+        if (secretbox_reseal(c, id, "payload", PQgetvalue(r, i, 2), &e) != 0 ||
+            (!PQgetisnull(r, i, 8) && secretbox_reseal(c, id, "resolution", PQgetvalue(r, i, 8), &e) != 0))
+            log_json(LOG_WARN, "a claimed operation could not be sealed yet",
+                     json_pack("{s:s, s:s}", "id", id, "error", e.message));
+    }
+}
+
+int leases_claim(struct db_conn *c, const struct claim_filter *f, struct job *jobs, int max,
+                struct err *e)
+{
+    char lease[16], limit[16];
+    snprintf(lease, sizeof(lease), "%d", f->lease_s);
+    snprintf(limit, sizeof(limit), "%d", max);
+    const char *params[] = {f->owner, f->paused, lease, f->only_ids, limit};
+    PGresult *r = db_exec(c, &claim_stmt, 5, params, e);
+    if (r == NULL)
+        return -1;
+    int n = fill_jobs_in_order(r, jobs);
+    reseal_claimed(c, r);
+    PQclear(r);
+    return n;
+}
+
+int leases_claim_batch(struct db_conn *c, const struct claim_filter *f, const struct job *first,
+                      const char *default_endpoint, struct job *jobs, int max, struct err *e)
+{
+    if (max <= 0)
+        return 0;
+    char lease[16], limit[16];
+    snprintf(lease, sizeof(lease), "%d", f->lease_s);
+    snprintf(limit, sizeof(limit), "%d", max);
+    const char *upstream = json_string_value(json_object_get(first->payload, "upstream"));
+    const char *endpoint = json_string_value(json_object_get(first->payload, "endpoint"));
+    const char *params[] = {f->owner, f->paused, lease, f->only_ids, first->operation_type,
+                            upstream ? upstream : "default", default_endpoint,
+                            endpoint ? endpoint : default_endpoint, limit};
+    PGresult *r = db_exec(c, &claim_batch_stmt, 9, params, e);
+    if (r == NULL)
+        return -1;
+    int n = fill_jobs_in_order(r, jobs);
+    reseal_claimed(c, r);
+    PQclear(r);
+    return n;
+}
+
+/* {id,id,...} for the fence */
+static char *id_array(const struct job *jobs, size_t n)
+{
+    char *s = oq_malloc(n * 37 + 3);
+    size_t o = 0;
+    s[o++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            s[o++] = ',';
+        memcpy(s + o, jobs[i].id, 36);
+        o += 36;
+    }
+    s[o++] = '}';
+    s[o] = '\0';
+    return s;
+}
+
+static void log_outcomes(PGresult *r, const struct job *jobs, const struct exec_result *res)
+{
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *status = PQgetvalue(r, i, 1);
+        bool failed = strcmp(status, "failed") == 0;
+        enum log_level lvl = failed ? LOG_WARN : LOG_DEBUG;
+        if (!log_enabled(lvl))
+            continue;
+        log_json(lvl, failed ? "operation failed" : "operation outcome",
+                 json_pack("{s:s, s:s, s:s, s:i, s:s}", "event",
+                           failed ? "operation.failed" : "operation.recorded", "id",
+                           PQgetvalue(r, i, 0), "status", status, "retry_count",
+                           atoi(PQgetvalue(r, i, 2)), "error", res->error));
+    }
+}
+
+static void count_rows(PGresult *r, const struct exec_result *res, struct tally *t)
+{
+    for (int i = 0; t && i < PQntuples(r); i++) {
+        const char *st = PQgetvalue(r, i, 1);
+        if (strcmp(st, "completed") == 0)
+            t->completed++;
+        else if (strcmp(st, "failed") == 0)
+            t->failed++;
+        else if (strcmp(st, "conflict") == 0)
+            t->conflict++;
+        else if (res->outcome == OUTCOME_RETRY)
+            t->retried++;
+        else
+            t->released++;
+    }
+}
+
+int leases_record(struct db_conn *c, const char *owner, const struct job *jobs, size_t n,
+                 const struct exec_result *res, double delay_s, struct tally *t, struct err *e)
+{
+    if (n > 1 && res->result != NULL && secretbox_enabled()) { /* each row its own seal */
+        int rows = 0;
+        for (size_t i = 0; i < n; i++) {
+            int one = leases_record(c, owner, &jobs[i], 1, res, delay_s, t, e);
+            if (one < 0)
+                return -1;
+            rows += one;
+        }
+        return rows;
+    }
+    char *ids = id_array(jobs, n);
+    char *plain = res->result ? jsontext(res->result) : NULL;
+    char *result = secretbox_seal_json(plain, jobs[0].id, "result");
+    free(plain);
+    char delay[32];
+    snprintf(delay, sizeof(delay), "%.3f", delay_s < 0 ? 0 : delay_s);
+    const struct db_stmt *s = NULL;
+    const char *p[5] = {ids, owner, NULL, NULL, NULL};
+    int np = 3;
+    switch (res->outcome) {
+    case OUTCOME_COMPLETED:
+        s = json_object_get(res->result, "resolution") ? &complete_resolved_stmt : &complete_stmt;
+        p[2] = result ? result : "null";
+        break;
+    case OUTCOME_RETRY:
+        s = &retry_stmt, p[2] = res->error, p[3] = delay, p[4] = result, np = 5;
+        break;
+    case OUTCOME_FAILED:
+        s = &fail_stmt, p[2] = res->error, p[3] = result, np = 4;
+        break;
+    case OUTCOME_CONFLICT:
+        s = &conflict_stmt, p[2] = res->error, p[3] = result, np = 4;
+        break;
+    case OUTCOME_RELEASE:
+        s = &release_stmt, p[2] = delay;
+        break;
+    }
+    PGresult *r = db_exec(c, s, np, p, e);
+    int rows = -1;
+    if (r != NULL) {
+        rows = PQntuples(r);
+        log_outcomes(r, jobs, res);
+        count_rows(r, res, t);
+        PQclear(r);
+    }
+    free(ids);
+    free(result);
+    return rows;
+}
+
+int leases_complete_many(struct db_conn *c, const char *owner, const struct job *const *jobs,
+                        json_t *const *results, size_t n, struct tally *t, struct err *e)
+{
+    json_t *rows = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *stored = json_incref(results[i]);
+        if (stored != NULL && secretbox_enabled()) { /* bound to its own row */
+            char *plain = jsontext(stored);
+            char *sealed = secretbox_seal_json(plain, jobs[i]->id, "result");
+            json_decref(stored);
+            stored = json_loads(sealed, 0, NULL);
+            free(plain);
+            free(sealed);
+        }
+        json_array_append_new(rows, json_pack("{s:s, s:o?}", "id", jobs[i]->id, "result", stored));
+    }
+    char *text = jsontext(rows);
+    json_decref(rows);
+    const char *p[] = {text, owner};
+    PGresult *r = db_exec(c, &complete_many_stmt, 2, p, e);
+    free(text);
+    if (r == NULL)
+        return -1;
+    struct exec_result done = {.outcome = OUTCOME_COMPLETED};
+    log_outcomes(r, NULL, &done);
+    count_rows(r, &done, t);
+    int recorded = PQntuples(r);
+    PQclear(r);
+    return recorded;
+}
+
+int leases_heartbeat(struct db_conn *c, const char *owner, const char *ids, int lease_s,
+                    struct err *e)
+{
+    char lease[16];
+    snprintf(lease, sizeof(lease), "%d", lease_s);
+    const char *params[] = {ids, owner, lease};
+    PGresult *r = db_exec(c, &heartbeat_stmt, 3, params, e);
+    if (r == NULL)
+        return -1;
+    PQclear(r);
+    return 0;
+}
+
+int leases_sweep(struct db_conn *c, struct err *e)
+{
+    PGresult *r = db_exec(c, &sweep_stmt, 0, NULL, e);
+    if (r == NULL)
+        return -1;
+    int reaped = atoi(PQgetvalue(r, 0, 0)), expired = atoi(PQgetvalue(r, 0, 1)),
+        orphaned = atoi(PQgetvalue(r, 0, 2));
+    PQclear(r);
+    if (reaped + expired + orphaned > 0)
+        log_json(LOG_INFO, "sweep",
+                 json_pack("{s:i, s:i, s:i}", "leases_reaped", reaped, "expired", expired,
+                           "dependency_failed", orphaned));
+    return reaped + expired + orphaned;
+}
+
+int leases_snapshot_due(struct db_conn *c, const char *paused, char **ids, int *total,
+                       char start[40], struct err *e)
+{
+    const char *params[] = {paused};
+    PGresult *r = db_exec(c, &snapshot_stmt, 1, params, e);
+    if (r == NULL)
+        return -1;
+    *ids = oq_strdup(PQgetvalue(r, 0, 0));
+    *total = atoi(PQgetvalue(r, 0, 1));
+    snprintf(start, 40, "%s", PQgetvalue(r, 0, 2));
+    PQclear(r);
+    return 0;
+}
+
+int leases_pass_progress(struct db_conn *c, const char *ids, const char *start,
+                        struct pass_counts *out, struct err *e)
+{
+    const char *params[] = {ids, start};
+    PGresult *r = db_exec(c, &progress_stmt, 2, params, e);
+    if (r == NULL)
+        return -1;
+    out->succeeded = atoi(PQgetvalue(r, 0, 0));
+    out->failed = atoi(PQgetvalue(r, 0, 1));
+    out->conflicts = atoi(PQgetvalue(r, 0, 2));
+    out->retried = atoi(PQgetvalue(r, 0, 3));
+    out->remaining = atoi(PQgetvalue(r, 0, 4));
+    json_decref(out->errors);
+    out->errors = json_loads(PQgetvalue(r, 0, 5), 0, NULL);
+    PQclear(r);
+    return 0;
+}

@@ -1,0 +1,20 @@
+/* Applies the embedded migrations/NNN_name.sql files in order. */
+#ifndef OQ_MIGRATE_H
+#define OQ_MIGRATE_H
+
+#include <libpq-fe.h>
+
+#include "core/err.h"
+
+/* The highest migration version compiled into this binary. */
+int migrate_latest_version(void);
+
+/* Applies every missing migration in one transaction under an advisory lock, so instances
+ * starting together are safe. Fails (ERR_NOT_READY) when the database holds a schema newer
+ * than this binary knows. Thread-compatible: pg is the caller's. */
+int migrate_up(PGconn *pg, struct err *e) OQ_MUSTCHECK;
+
+/* Reads the applied version (0 when none); -1 with *e on failure. */
+int migrate_current_version(PGconn *pg, struct err *e);
+
+#endif

@@ -1,0 +1,504 @@
+#include "store/ops.h"
+
+#include <jansson.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/jsontext.h"
+#include "core/jsonload.h"
+#include "store/secretbox.h"
+
+#define LIVE "('pending', 'in_progress', 'conflict')"
+
+static const struct db_stmt enqueue_stmt = {
+    "ops_enqueue",
+    "SELECT (r.op).id, offlineq_op_json(r.op)::text, r.created, "
+    "  pg_current_xact_id_if_assigned()::text "
+    "FROM offlineq_enqueue_ex($1, $2::jsonb, $3::int, $4, $5, $6::int, $7::float8, $8::uuid[], "
+    "  $9::float8, $10::int, $11) r"};
+
+static const struct db_stmt get_stmt = {
+    "ops_get", "SELECT offlineq_op_json(o)::text FROM offline_operations o WHERE id = $1::uuid"};
+
+static const struct db_stmt delete_stmt = {
+    "ops_delete",
+    "WITH target AS (SELECT id, status FROM offline_operations WHERE id = $1::uuid FOR UPDATE), "
+    "del AS (DELETE FROM offline_operations o USING target t "
+    "        WHERE o.id = t.id AND t.status <> 'in_progress' RETURNING o.id) "
+    "SELECT t.status, (SELECT count(*) FROM del) FROM target t"};
+
+static const struct db_stmt retry_stmt = {
+    "ops_retry",
+    "WITH target AS (SELECT id, status FROM offline_operations WHERE id = $1::uuid FOR UPDATE), "
+    "upd AS (UPDATE offline_operations o SET status = 'pending', retry_count = 0, "
+    "        error_message = NULL, next_attempt_at = now(), updated_at = now(), "
+    "        completed_at = NULL, lease_owner = NULL, lease_expires_at = NULL "
+    "        FROM target t WHERE o.id = t.id AND t.status IN ('failed', 'conflict') "
+    "        RETURNING offlineq_op_json(o)::text AS j) "
+    "SELECT t.status, (SELECT j FROM upd) FROM target t"};
+
+/* The conflict to resolve, locked: its status and stored result. */
+static const struct db_stmt resolve_lock_stmt = {
+    "ops_resolve_lock",
+    "SELECT status, result::text, id::text FROM offline_operations WHERE id = $1::uuid FOR UPDATE"};
+
+/* $3: the new result ("remote": completed now) or NULL (kept), $4 the resolution; both built
+ * and sealed in C, so they can be bound to the row. */
+static const struct db_stmt resolve_stmt = {
+    "ops_resolve",
+    "WITH upd AS (UPDATE offline_operations o SET "
+    "    status = CASE WHEN $2 = 'remote' THEN 'completed' ELSE 'pending' END, "
+    "    completed_at = CASE WHEN $2 = 'remote' THEN now() END, "
+    "    result = CASE WHEN $3::jsonb IS NULL THEN o.result ELSE $3::jsonb END, "
+    "    resolution = $4::jsonb, "
+    "    error_message = NULL, next_attempt_at = now(), updated_at = now() "
+    "  WHERE o.id = $1::uuid AND o.status = 'conflict' "
+    "  RETURNING offlineq_op_json(o)::text AS j, o.operation_type), "
+    "counted AS (INSERT INTO offlineq_op_counts (operation_type, status, n) "
+    "  SELECT operation_type, '#resolved', 1 FROM upd WHERE $2 = 'remote') "
+    "SELECT j FROM upd"};
+
+/* One page in execution order, at most $5 rows (the caller asks one more than it shows): one
+ * index range per requested status (LATERAL), merged. The page's documents are then sized in
+ * that order, and a row past $6 bytes (unless it is the first) comes without its document, so
+ * a page is bounded at the source and the caller still learns that more follow. Sizes are
+ * those of the stored documents (a sealed payload is larger than the opened one it is sent
+ * as); only rows of the page are rendered, as before, those sent twice. */
+static const struct db_stmt list_stmt = {
+    "ops_list",
+    "WITH page AS (SELECT x.id, x.priority, x.seq "
+    "  FROM unnest($1::text[]) AS s(status) CROSS JOIN LATERAL ("
+    "    SELECT o.id, o.priority, o.seq FROM offline_operations o "
+    "    WHERE o.status = s.status AND ($2::text IS NULL OR o.operation_type = $2) "
+    "      AND (-o.priority, o.seq) > ($3::int, $4::bigint) "
+    "    ORDER BY -o.priority, o.seq LIMIT $5::int) x "
+    "  ORDER BY -x.priority, x.seq LIMIT $5::int), "
+    "sized AS (SELECT p.id, p.priority, p.seq, row_number() OVER w AS rn, "
+    "    sum((SELECT octet_length(offlineq_op_json(o)::text) FROM offline_operations o "
+    "         WHERE o.id = p.id)) OVER w AS run "
+    "  FROM page p WINDOW w AS (ORDER BY -p.priority, p.seq ROWS UNBOUNDED PRECEDING)) "
+    "SELECT CASE WHEN z.rn = 1 OR z.run <= $6::bigint THEN "
+    "    (SELECT offlineq_op_json(o)::text FROM offline_operations o WHERE o.id = z.id) END, "
+    "  z.priority, z.seq "
+    "FROM sized z ORDER BY z.rn"};
+
+static const struct db_stmt stats_stmt = {"ops_stats", "SELECT offlineq_stats()::text"};
+
+static const struct db_stmt clear_stmt = {
+    "ops_clear_completed",
+    "WITH d AS (DELETE FROM offline_operations WHERE status = 'completed' "
+    "  AND ($1::float8 IS NULL OR completed_at <= now() - make_interval(secs => $1::float8)) "
+    "  RETURNING 1) SELECT count(*) FROM d"};
+
+/* One failed operation per dedup_key, and none whose key a live operation holds, so the
+ * unique index on live dedup keys is never violated by a redrive. */
+static const struct db_stmt retry_failed_stmt = {
+    "ops_retry_failed",
+    "WITH pick AS ("
+    "  SELECT DISTINCT ON (coalesce(f.dedup_key, f.id::text)) f.id FROM offline_operations f "
+    "  WHERE f.status = 'failed' AND ($1::text IS NULL OR f.operation_type = $1) "
+    "    AND ($2::float8 IS NULL OR f.updated_at <= now() - make_interval(secs => $2::float8)) "
+    "    AND (f.dedup_key IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations l "
+    "         WHERE l.dedup_key = f.dedup_key AND l.status IN " LIVE ")) "
+    "  ORDER BY coalesce(f.dedup_key, f.id::text), f.seq DESC), "
+    "upd AS (UPDATE offline_operations o SET status = 'pending', retry_count = 0, "
+    "        error_message = NULL, next_attempt_at = now(), updated_at = now(), "
+    "        completed_at = NULL FROM pick WHERE o.id = pick.id AND o.status = 'failed' "
+    "        RETURNING 1), "
+    "wake AS (SELECT pg_notify('offlineq_wakeup', '') WHERE EXISTS (SELECT 1 FROM upd)) "
+    "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM wake)"};
+
+/* Simple operations (no dedup_key, depends_on or stored file) from a JSON array, in one
+ * statement: the checks were made in C, the table's constraints stand behind them. */
+static const struct db_stmt enqueue_many_stmt = {
+    "ops_enqueue_many",
+    "WITH x AS (SELECT * FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (t text, p jsonb, "
+    "  pr int, g text, ma int, d float8, ex float8, mr int, cs text)) WITH ORDINALITY "
+    "  AS r(t, p, pr, g, ma, d, ex, mr, cs, ord)), "
+    "dflt AS (SELECT coalesce((SELECT (value #>> '{}')::int FROM offlineq_settings "
+    "  WHERE key = 'default_max_attempts'), 5) AS ma), "
+    "ins AS (INSERT INTO offline_operations AS o (operation_type, payload, priority, group_key, "
+    "  max_attempts, next_attempt_at, expires_at, max_retry_duration_s, conflict_strategy) "
+    "  SELECT x.t, x.p, x.pr, x.g, coalesce(x.ma, dflt.ma), "
+    "    now() + make_interval(secs => coalesce(x.d, 0)), now() + make_interval(secs => x.ex), "
+    "    x.mr, x.cs FROM x, dflt ORDER BY x.ord "
+    "  RETURNING o.seq, o.id, offlineq_op_json(o)::text AS j), "
+    "wake AS (SELECT pg_notify('offlineq_wakeup', '')) "
+    "SELECT i.id, i.j, pg_current_xact_id_if_assigned()::text FROM ins i, wake ORDER BY i.seq"};
+
+bool ops_is_simple(const struct op_new *op)
+{
+    return op->dedup_key == NULL && op->depends_on == NULL &&
+           strcmp(op->operation_type, "file_upload") != 0 &&
+           strcmp(op->operation_type, "model_push") != 0;
+}
+
+static void add_json_str(struct oq_buf *b, const char *key, const char *v)
+{
+    if (v == NULL)
+        return;
+    json_t *s = json_string(v);
+    char *text = json_dumps(s, JSON_ENCODE_ANY);
+    oq_buf_str(b, key);
+    oq_buf_str(b, text);
+    free(text);
+    json_decref(s);
+}
+
+static void add_int(struct oq_buf *b, const char *key, bool present, long long v)
+{
+    char num[32];
+    snprintf(num, sizeof(num), "%lld", v);
+    if (present) {
+        oq_buf_str(b, key);
+        oq_buf_str(b, num);
+    }
+}
+
+static void add_real(struct oq_buf *b, const char *key, bool present, double v)
+{
+    char num[64];
+    snprintf(num, sizeof(num), "%.6f", v);
+    if (present) {
+        oq_buf_str(b, key);
+        oq_buf_str(b, num);
+    }
+}
+
+/* [{"t","p","pr",...}] for enqueue_many_stmt */
+static char *many_json(const struct op_new *ops, size_t n)
+{
+    struct oq_buf b = {0};
+    oq_buf_str(&b, "[");
+    for (size_t i = 0; i < n; i++) {
+        const struct op_new *op = &ops[i];
+        oq_buf_str(&b, i ? ",{\"p\":" : "{\"p\":");
+        char *payload = secretbox_seal_payload(op->payload_json);
+        oq_buf_str(&b, payload);
+        free(payload);
+        add_json_str(&b, ",\"t\":", op->operation_type);
+        add_int(&b, ",\"pr\":", true, op->priority);
+        add_json_str(&b, ",\"g\":", op->group_key);
+        add_int(&b, ",\"ma\":", op->max_attempts > 0, op->max_attempts);
+        add_real(&b, ",\"d\":", op->delay_s >= 0, op->delay_s);
+        add_real(&b, ",\"ex\":", op->expires_in_s >= 0, op->expires_in_s);
+        add_int(&b, ",\"mr\":", op->max_retry_duration_s > 0, op->max_retry_duration_s);
+        add_json_str(&b, ",\"cs\":", op->conflict_strategy);
+        oq_buf_str(&b, "}");
+    }
+    oq_buf_str(&b, "]");
+    return b.data;
+}
+
+int ops_enqueue_many(struct db_conn *c, const struct op_new *ops, size_t n,
+                          struct op_created *out, struct err *e)
+{
+    char *rows = many_json(ops, n);
+    const char *params[] = {rows};
+    PGresult *r = db_exec(c, &enqueue_many_stmt, 1, params, e);
+    free(rows);
+    if (r == NULL)
+        return -1;
+    OQ_ASSERT((size_t)PQntuples(r) == n);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(out[i].id, sizeof(out[i].id), "%s", PQgetvalue(r, (int)i, 0));
+        out[i].json = secretbox_open_ops(oq_strdup(PQgetvalue(r, (int)i, 1)));
+        out[i].created = true;
+        out[i].xid = strtoull(PQgetvalue(r, (int)i, 2), NULL, 10);
+    }
+    PQclear(r);
+    return 0;
+}
+
+static void fmt_int(char *buf, size_t n, long long v)
+{
+    snprintf(buf, n, "%lld", v);
+}
+
+int ops_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *out,
+                     struct err *e)
+{
+    char prio[16], attempts[16], delay[32], expires[32], window[16];
+    fmt_int(prio, sizeof(prio), op->priority);
+    fmt_int(attempts, sizeof(attempts), op->max_attempts);
+    snprintf(delay, sizeof(delay), "%.6f", op->delay_s);
+    snprintf(expires, sizeof(expires), "%.6f", op->expires_in_s);
+    fmt_int(window, sizeof(window), op->max_retry_duration_s);
+    char *payload = secretbox_seal_payload(op->payload_json);
+    const char *params[] = {op->operation_type, payload, prio, op->dedup_key,
+                            op->group_key, op->max_attempts > 0 ? attempts : NULL,
+                            op->delay_s >= 0 ? delay : NULL, op->depends_on,
+                            op->expires_in_s >= 0 ? expires : NULL,
+                            op->max_retry_duration_s > 0 ? window : NULL,
+                            op->conflict_strategy};
+    PGresult *r = db_exec(c, &enqueue_stmt, 11, params, e);
+    free(payload);
+    if (r == NULL)
+        return -1;
+    snprintf(out->id, sizeof(out->id), "%s", PQgetvalue(r, 0, 0));
+    out->json = secretbox_open_ops(oq_strdup(PQgetvalue(r, 0, 1)));
+    out->created = PQgetvalue(r, 0, 2)[0] == 't';
+    out->xid = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
+    PQclear(r);
+    return 0;
+}
+
+int ops_enqueue_batch(struct db_conn *c, const struct op_new *ops, size_t n,
+                           struct op_created *out, long *failed_index, struct err *e)
+{
+    *failed_index = -1;
+    size_t simple = 0;
+    while (simple < n && ops_is_simple(&ops[simple]))
+        simple++;
+    if (simple == n)
+        return ops_enqueue_many(c, ops, n, out, e);
+    if (db_command(c, "BEGIN", e) != 0)
+        return -1;
+    size_t i = 0;
+    for (; i < n; i++) {
+        if (ops_enqueue(c, &ops[i], &out[i], e) != 0)
+            break;
+    }
+    if (i == n && db_command(c, "COMMIT", e) == 0)
+        return 0;
+    *failed_index = i < n ? (long)i : -1;
+    for (size_t j = 0; j < i; j++) {
+        free(out[j].json);
+        out[j].json = NULL;
+    }
+    return -1; /* db_release() rolls the open transaction back */
+}
+
+char *ops_get(struct db_conn *c, const char *id, struct err *e)
+{
+    const char *params[] = {id};
+    PGresult *r = db_exec(c, &get_stmt, 1, params, e);
+    if (r == NULL)
+        return NULL;
+    char *json = PQntuples(r) == 1 ? secretbox_open_ops(oq_strdup(PQgetvalue(r, 0, 0))) : NULL;
+    PQclear(r);
+    if (json == NULL)
+        err_set(e, ERR_NOT_FOUND, "no operation with id %s", id);
+    return json;
+}
+
+int ops_delete(struct db_conn *c, const char *id, struct err *e)
+{
+    const char *params[] = {id};
+    PGresult *r = db_exec(c, &delete_stmt, 1, params, e);
+    if (r == NULL)
+        return -1;
+    int rc = 0;
+    if (PQntuples(r) == 0)
+        rc = err_set(e, ERR_NOT_FOUND, "no operation with id %s", id);
+    else if (strcmp(PQgetvalue(r, 0, 1), "0") == 0)
+        rc = err_set(e, ERR_CONFLICT, "the operation is in_progress; it cannot be deleted now");
+    PQclear(r);
+    return rc;
+}
+
+char *ops_retry(struct db_conn *c, const char *id, struct err *e)
+{
+    const char *params[] = {id};
+    PGresult *r = db_exec(c, &retry_stmt, 1, params, e);
+    if (r == NULL) {
+        if (e->code == ERR_CONFLICT)
+            err_set(e, ERR_CONFLICT, "another live operation holds this operation's dedup_key");
+        return NULL;
+    }
+    char *json = NULL;
+    if (PQntuples(r) == 0)
+        err_set(e, ERR_NOT_FOUND, "no operation with id %s", id);
+    else if (PQgetisnull(r, 0, 1))
+        err_set(e, ERR_CONFLICT, "only failed or conflict operations can be retried (this one is %s)",
+                PQgetvalue(r, 0, 0));
+    else
+        json = secretbox_open_ops(oq_strdup(PQgetvalue(r, 0, 1)));
+    PQclear(r);
+    return json;
+}
+
+/* The leading rows that carry their document, at most limit of them. */
+static int page_rows(PGresult *r, int limit, size_t *bytes)
+{
+    int n = 0;
+    *bytes = 0;
+    while (n < PQntuples(r) && n < limit && !PQgetisnull(r, n, 0))
+        *bytes += (size_t)PQgetlength(r, n++, 0) + 1;
+    return n;
+}
+
+/* Appends "[op,...]" from the first n rows: each document is copied once, straight from the
+ * result; a sealed payload is opened one operation at a time. */
+static void append_ops(struct oq_buf *body, PGresult *r, int n, size_t bytes)
+{
+    oq_buf_reserve(body, bytes + 2 + 128); /* 128: room for the caller's closing fields */
+    oq_buf_str(body, "[");
+    for (int i = 0; i < n; i++) {
+        if (i > 0)
+            oq_buf_str(body, ",");
+        if (!secretbox_enabled()) {
+            oq_buf_add(body, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0));
+            continue;
+        }
+        char *op = secretbox_open_ops(oq_strdup(PQgetvalue(r, i, 0)));
+        oq_buf_str(body, op);
+        free(op);
+    }
+    oq_buf_str(body, "]");
+}
+
+int ops_list(struct db_conn *c, const struct list_query *q, struct oq_buf *body,
+                  struct list_page *out, struct err *e)
+{
+    char neg_prio[16], seq[32], limit[16], max_bytes[32];
+    /* The first page starts below every key: -priority >= -1000 and seq >= 1. */
+    fmt_int(neg_prio, sizeof(neg_prio), q->has_cursor ? -(long long)q->after_priority : -1001);
+    fmt_int(seq, sizeof(seq), q->has_cursor ? q->after_seq : 0);
+    fmt_int(limit, sizeof(limit), (long long)q->limit + 1); /* one more tells if a page follows */
+    fmt_int(max_bytes, sizeof(max_bytes), q->max_bytes);
+    const char *params[] = {q->statuses, q->operation_type, neg_prio, seq, limit, max_bytes};
+    PGresult *r = db_exec(c, &list_stmt, 6, params, e);
+    if (r == NULL)
+        return -1;
+    size_t bytes;
+    int n = page_rows(r, q->limit, &bytes);
+    out->has_more = PQntuples(r) > n;
+    append_ops(body, r, n, bytes);
+    if (n > 0) {
+        out->last_priority = atoi(PQgetvalue(r, n - 1, 1));
+        out->last_seq = atoll(PQgetvalue(r, n - 1, 2));
+    }
+    PQclear(r);
+    return 0;
+}
+
+static char *single_text(struct db_conn *c, const struct db_stmt *s, int n,
+                         const char *const *params, struct err *e)
+{
+    PGresult *r = db_exec(c, s, n, params, e);
+    if (r == NULL)
+        return NULL;
+    char *text = oq_strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return text;
+}
+
+char *ops_stats(struct db_conn *c, struct err *e)
+{
+    return single_text(c, &stats_stmt, 0, NULL, e);
+}
+
+static long long single_count(struct db_conn *c, const struct db_stmt *s, int n,
+                              const char *const *params, struct err *e)
+{
+    char *text = single_text(c, s, n, params, e);
+    if (text == NULL)
+        return -1;
+    long long v = atoll(text);
+    free(text);
+    return v;
+}
+
+long long ops_clear_completed(struct db_conn *c, double older_than_s, struct err *e)
+{
+    char secs[32];
+    snprintf(secs, sizeof(secs), "%.6f", older_than_s);
+    const char *params[] = {older_than_s >= 0 ? secs : NULL};
+    return single_count(c, &clear_stmt, 1, params, e);
+}
+
+long long ops_retry_failed(struct db_conn *c, const char *operation_type,
+                                double older_than_s, struct err *e)
+{
+    char secs[32];
+    snprintf(secs, sizeof(secs), "%.6f", older_than_s);
+    const char *params[] = {operation_type, older_than_s >= 0 ? secs : NULL};
+    return single_count(c, &retry_failed_stmt, 2, params, e);
+}
+
+/* Locks the conflict and returns its opened result (new reference; {} when there is none), or
+ * NULL with *e. row_id: the id as the database writes it (what seals are bound to; the path
+ * may spell it in capitals). */
+static json_t *locked_conflict_result(struct db_conn *c, const char *id, char row_id[37],
+                                      struct err *e)
+{
+    const char *params[] = {id};
+    PGresult *r = db_exec(c, &resolve_lock_stmt, 1, params, e);
+    if (r == NULL)
+        return NULL;
+    json_t *result = NULL;
+    if (PQntuples(r) == 0) {
+        err_set(e, ERR_NOT_FOUND, "no operation with id %s", id);
+    } else if (strcmp(PQgetvalue(r, 0, 0), "conflict") != 0) {
+        err_set(e, ERR_CONFLICT, "only a conflict can be resolved (this operation is %s)",
+                PQgetvalue(r, 0, 0));
+    } else {
+        snprintf(row_id, 37, "%s", PQgetvalue(r, 0, 2));
+        char *text = PQgetisnull(r, 0, 1) ? oq_strdup("{}") : secretbox_open_json(PQgetvalue(r, 0, 1), row_id, "result");
+        result = text ? jsonload_text(text) : NULL;
+        if (result == NULL)
+            err_set(e, ERR_UNDECRYPTABLE, "the stored conflict cannot be decrypted (another "
+                                          "key, another row's ciphertext, or altered); it cannot be resolved");
+        free(text);
+    }
+    PQclear(r);
+    return result;
+}
+
+/* {"choice","data","etag"}: data (a JSON text or NULL) kept as the client wrote it. */
+static char *resolution_text(const char *choice, const char *data, const json_t *result)
+{
+    json_t *head = json_pack("{s:s, s:s?}", "choice", choice, "etag",
+                             json_string_value(json_object_get(result, "remote_etag")));
+    char *h = jsontext(head);
+    json_decref(head);
+    struct oq_buf b = {0};
+    oq_buf_str(&b, "{\"data\":");
+    oq_buf_str(&b, data ? data : "null");
+    oq_buf_str(&b, ",");
+    oq_buf_str(&b, h + 1); /* the rest of {"choice":...,"etag":...} */
+    free(h);
+    return b.data;
+}
+
+char *ops_resolve(struct db_conn *c, const char *id, const char *resolution,
+                       const char *data, struct err *e)
+{
+    if (db_command(c, "BEGIN", e) != 0)
+        return NULL;
+    char row_id[37];
+    json_t *old = locked_conflict_result(c, id, row_id, e);
+    if (old == NULL)
+        return NULL; /* db_release() rolls the open transaction back */
+    char *result = NULL;
+    if (strcmp(resolution, "remote") == 0) { /* completed now: nothing is sent */
+        json_t *done = json_pack("{s:O?, s:s, s:O?}", "status_code", json_object_get(old, "status_code"),
+                                 "resolution", "manual_remote", "remote", json_object_get(old, "remote"));
+        char *plain = jsontext(done);
+        json_decref(done);
+        result = secretbox_seal_json(plain, row_id, "result");
+        free(plain);
+    }
+    char *plain = resolution_text(resolution, data, old);
+    char *sealed = secretbox_seal_json(plain, row_id, "resolution");
+    free(plain);
+    json_decref(old);
+    const char *params[] = {id, resolution, result, sealed};
+    PGresult *r = db_exec(c, &resolve_stmt, 4, params, e);
+    free(result);
+    free(sealed);
+    if (r == NULL)
+        return NULL;
+    char *json = PQntuples(r) == 1 ? secretbox_open_ops(oq_strdup(PQgetvalue(r, 0, 0))) : NULL;
+    PQclear(r);
+    if (json == NULL)
+        err_set(e, ERR_CONFLICT, "the operation left conflict while it was being resolved");
+    else if (db_command(c, "COMMIT", e) != 0) {
+        free(json);
+        return NULL;
+    }
+    return json;
+}

@@ -1,0 +1,98 @@
+/* SQL in, JSON text or structs out. Every function takes a checked-out connection; a PGresult
+ * never leaves this file. Operation objects come back as JSON text built by the database
+ * (offlineq_op_json), so the API can send them without re-encoding. */
+#ifndef OQ_OPS_H
+#define OQ_OPS_H
+
+#include "store/db.h"
+
+struct op_new {
+    const char *operation_type;
+    char *payload_json; /* owned: the payload, serialized */
+    int priority;
+    const char *dedup_key; /* borrowed, may be NULL */
+    const char *group_key; /* borrowed, may be NULL */
+    int max_attempts;      /* 0: the configured default */
+    double delay_s;        /* < 0: none */
+    char *depends_on;      /* owned: a uuid[] literal, or NULL */
+    double expires_in_s;   /* < 0: never */
+    int max_retry_duration_s; /* 0: no limit */
+    const char *conflict_strategy; /* borrowed; NULL: the global strategy */
+};
+
+struct op_created {
+    char id[37];
+    char *json;   /* owned: the Operation object */
+    bool created; /* false: an existing live operation holds the dedup_key */
+    unsigned long long xid; /* the transaction that stored it (pending.h) */
+};
+
+/* Stores one operation (or finds the live one with its dedup_key). */
+int ops_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *out,
+                     struct err *e) OQ_MUSTCHECK;
+
+/* Simple: no dedup_key, no depends_on, no stored file; such operations can be stored many in
+ * one statement. */
+bool ops_is_simple(const struct op_new *op);
+
+/* Stores n simple operations in one statement (all or none); out has n slots. */
+int ops_enqueue_many(struct db_conn *c, const struct op_new *ops, size_t n,
+                          struct op_created *out, struct err *e) OQ_MUSTCHECK;
+
+/* Stores all of ops in one transaction, or none. out has n slots. On failure *failed_index is
+ * the index of the operation the database refused (or -1). */
+int ops_enqueue_batch(struct db_conn *c, const struct op_new *ops, size_t n,
+                           struct op_created *out, long *failed_index, struct err *e) OQ_MUSTCHECK;
+
+/* Returns the Operation object (free()), or NULL with ERR_NOT_FOUND or a database error. */
+char *ops_get(struct db_conn *c, const char *id, struct err *e);
+
+/* Deletes an operation that is not in_progress. ERR_NOT_FOUND / ERR_CONFLICT otherwise. */
+int ops_delete(struct db_conn *c, const char *id, struct err *e) OQ_MUSTCHECK;
+
+/* Puts a failed or conflict operation back to pending with attempts reset; returns the
+ * Operation object (free()). ERR_NOT_FOUND / ERR_CONFLICT otherwise. */
+char *ops_retry(struct db_conn *c, const char *id, struct err *e);
+
+/* An operator's answer to a conflict: "remote" completes it now (nothing is sent); "local"
+ * and "merged" (data, a JSON text) put it back to pending for the next attempt to send.
+ * ERR_NOT_FOUND / ERR_CONFLICT (not in conflict). Returns the Operation object. */
+char *ops_resolve(struct db_conn *c, const char *id, const char *resolution,
+                       const char *data, struct err *e);
+
+struct list_query {
+    const char *statuses;       /* Postgres array literal: {pending,failed} */
+    const char *operation_type; /* may be NULL */
+    bool has_cursor;
+    int after_priority;
+    long long after_seq;
+    int limit;
+    long long max_bytes; /* a page stops before its operations pass this (at least one) */
+};
+
+struct list_page {
+    bool has_more;
+    int last_priority;    /* of the last operation on the page */
+    long long last_seq;
+};
+
+/* One page in execution order (priority desc, then enqueue order): at most q->limit
+ * operations, and no more than q->max_bytes of them unless the first alone is larger. Appends
+ * "[op,op,...]" to body, copying each operation once from the database's answer. */
+int ops_list(struct db_conn *c, const struct list_query *q, struct oq_buf *body,
+                  struct list_page *out, struct err *e) OQ_MUSTCHECK;
+
+/* The stats object as JSON text (free()). */
+char *ops_stats(struct db_conn *c, struct err *e);
+
+/* Deletes completed operations (completed at least older_than_s ago; < 0: all). Returns
+ * the count, or -1. */
+long long ops_clear_completed(struct db_conn *c, double older_than_s, struct err *e);
+
+/* Puts failed operations back to pending (optionally only one type, or failed at least
+ * older_than_s ago). A failed operation whose dedup_key a live operation holds stays failed.
+ * Returns the count, or -1. */
+long long ops_retry_failed(struct db_conn *c, const char *operation_type,
+                                double older_than_s, struct err *e);
+
+#endif

@@ -1,0 +1,138 @@
+#include "store/settings.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const strategies[] = {"local_wins", "remote_wins", "last_write_wins", "merge",
+                                         "manual", NULL};
+
+bool settings_is_strategy(const char *name)
+{
+    for (const char *const *p = strategies; name && *p; p++) {
+        if (strcmp(*p, name) == 0)
+            return true;
+    }
+    return false;
+}
+
+void settings_init(struct settings *s)
+{
+    pthread_mutex_init(&s->mu, NULL);
+    s->auto_sync = true;
+    s->interval_s = 60;
+    snprintf(s->strategy, sizeof(s->strategy), "local_wins");
+    s->last_sync = NULL;
+    s->reload_started = s->reload_applied = 0;
+}
+
+void settings_close(struct settings *s)
+{
+    json_decref(s->last_sync);
+    pthread_mutex_destroy(&s->mu);
+}
+
+static const struct db_stmt seed_stmt = {
+    "settings_seed",
+    "INSERT INTO offlineq_settings (key, value) VALUES ('auto_sync', $1::jsonb), "
+    "('sync_interval_s', $2::jsonb), ('conflict_strategy', '\"local_wins\"') "
+    "ON CONFLICT (key) DO NOTHING"};
+
+static const struct db_stmt load_stmt = {
+    "settings_load", "SELECT key, value::text FROM offlineq_settings"};
+
+static const struct db_stmt store_stmt = {
+    "settings_store",
+    "INSERT INTO offlineq_settings (key, value) VALUES ($1, $2::jsonb) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()"};
+
+int settings_seed(struct db_conn *c, bool auto_sync, int interval_s, struct err *e)
+{
+    char interval[16];
+    snprintf(interval, sizeof(interval), "%d", interval_s);
+    const char *params[] = {auto_sync ? "true" : "false", interval};
+    PGresult *r = db_exec(c, &seed_stmt, 2, params, e);
+    PQclear(r);
+    return r ? 0 : -1;
+}
+
+static void apply(struct settings *s, const char *key, json_t *v)
+{
+    if (strcmp(key, "auto_sync") == 0 && json_is_boolean(v))
+        s->auto_sync = json_is_true(v);
+    else if (strcmp(key, "sync_interval_s") == 0 && json_is_integer(v))
+        s->interval_s = (int)json_integer_value(v);
+    else if (strcmp(key, "conflict_strategy") == 0 && settings_is_strategy(json_string_value(v)))
+        snprintf(s->strategy, sizeof(s->strategy), "%s", json_string_value(v));
+    else if (strcmp(key, "last_sync") == 0 && json_is_object(v)) {
+        json_decref(s->last_sync);
+        s->last_sync = json_incref(v);
+    }
+}
+
+/* Reloads run from several threads; a reload whose query started earlier sees older rows, so
+ * it must not apply after a later one (a write's own reload would be undone). */
+int settings_reload(struct settings *s, struct db_conn *c, struct err *e)
+{
+    pthread_mutex_lock(&s->mu);
+    unsigned long long ticket = ++s->reload_started;
+    pthread_mutex_unlock(&s->mu);
+    PGresult *r = db_exec(c, &load_stmt, 0, NULL, e);
+    if (r == NULL)
+        return -1;
+    pthread_mutex_lock(&s->mu);
+    if (ticket < s->reload_applied) {
+        pthread_mutex_unlock(&s->mu);
+        PQclear(r);
+        return 0;
+    }
+    s->reload_applied = ticket;
+    for (int i = 0; i < PQntuples(r); i++) {
+        json_t *v = json_loads(PQgetvalue(r, i, 1), JSON_DECODE_ANY, NULL);
+        if (v != NULL)
+            apply(s, PQgetvalue(r, i, 0), v);
+        json_decref(v);
+    }
+    pthread_mutex_unlock(&s->mu);
+    PQclear(r);
+    return 0;
+}
+
+int settings_store(struct db_conn *c, const char *key, const char *json_value, struct err *e)
+{
+    const char *params[] = {key, json_value};
+    PGresult *r = db_exec(c, &store_stmt, 2, params, e);
+    PQclear(r);
+    return r ? 0 : -1;
+}
+
+bool settings_auto_sync(struct settings *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool v = s->auto_sync;
+    pthread_mutex_unlock(&s->mu);
+    return v;
+}
+
+int settings_interval_s(struct settings *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int v = s->interval_s;
+    pthread_mutex_unlock(&s->mu);
+    return v;
+}
+
+void settings_strategy(struct settings *s, char *out, size_t len)
+{
+    pthread_mutex_lock(&s->mu);
+    snprintf(out, len, "%s", s->strategy);
+    pthread_mutex_unlock(&s->mu);
+}
+
+json_t *settings_last_sync(struct settings *s)
+{
+    pthread_mutex_lock(&s->mu);
+    json_t *v = json_incref(s->last_sync);
+    pthread_mutex_unlock(&s->mu);
+    return v;
+}

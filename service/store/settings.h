@@ -1,0 +1,44 @@
+/* Settings shared by every instance through offlineq_settings: auto_sync, sync_interval_s,
+ * conflict_strategy, last_sync. Cached here; reloaded on NOTIFY offlineq_settings and by
+ * maintenance. Thread-safe. */
+#ifndef OQ_SETTINGS_H
+#define OQ_SETTINGS_H
+
+#include <jansson.h>
+#include <pthread.h>
+
+#include "store/db.h"
+
+struct settings {
+    pthread_mutex_t mu;
+    bool auto_sync;
+    int interval_s;
+    char strategy[32];
+    json_t *last_sync; /* {"at","result"} or NULL */
+    unsigned long long reload_started, reload_applied; /* tickets: newest reload wins */
+};
+
+void settings_init(struct settings *s);
+void settings_close(struct settings *s);
+
+/* Seeds the stored settings that do not exist yet (auto_sync from OFFLINEQ_AUTO_SYNC ...). */
+int settings_seed(struct db_conn *c, bool auto_sync, int interval_s, struct err *e) OQ_MUSTCHECK;
+
+/* Reads every setting into the cache. */
+int settings_reload(struct settings *s, struct db_conn *c, struct err *e);
+
+/* Stores key = value (JSON text); every instance hears of it. */
+int settings_store(struct db_conn *c, const char *key, const char *json_value, struct err *e)
+    OQ_MUSTCHECK;
+
+bool settings_auto_sync(struct settings *s);
+int settings_interval_s(struct settings *s);
+/* Copies the global conflict strategy into out. */
+void settings_strategy(struct settings *s, char *out, size_t len);
+/* A new reference to the last sync record, or NULL. */
+json_t *settings_last_sync(struct settings *s);
+
+/* True when name is one of the five strategies. */
+bool settings_is_strategy(const char *name);
+
+#endif
