@@ -7,39 +7,10 @@
 
 #include "core/config.h"
 #include "core/err.h"
+#include "core/job.h"
 
 struct app;
 struct outbound;
-
-/* A claimed operation, as a handler sees it. */
-struct job {
-    char id[37];
-    char operation_type[64];
-    json_t *payload; /* owned */
-    int retry_count; /* failed attempts so far */
-    int max_attempts;
-    char file_id[37]; /* "" when none */
-    char conflict_strategy[32]; /* "" : the global one */
-    json_t *resolution; /* owned: an operator's choice for a conflict, or NULL */
-    char created_at[40];
-    bool unreadable; /* the stored payload could not be decrypted: payload is {} */
-};
-
-enum outcome {
-    OUTCOME_COMPLETED, /* done: result stored */
-    OUTCOME_RETRY,     /* transient failure: one attempt used, try again after a backoff */
-    OUTCOME_FAILED,    /* permanent failure: no retry */
-    OUTCOME_CONFLICT,  /* the upstream answered 409/412 */
-    OUTCOME_RELEASE,   /* not attempted (breaker open, shutting down): no attempt used */
-};
-
-struct exec_result {
-    enum outcome outcome;
-    char error[512];
-    json_t *result;     /* owned, may be NULL: stored as the operation's result */
-    double delay_s;     /* RETRY: Retry-After (< 0: backoff decides); RELEASE: look again in */
-    bool is_connect_error;
-};
 
 struct exec_ctx {
     struct app *app;

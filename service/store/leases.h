@@ -4,7 +4,7 @@
 #define OQ_LEASES_H
 
 #include "store/db.h"
-#include "handlers/handlers.h"
+#include "core/job.h"
 
 #define QUEUE_MAX_BATCH 10000
 

@@ -1,0 +1,39 @@
+/* A claimed operation and the outcome of one attempt at it: the data that the store hands to
+ * the engine and the engine hands to a handler. No I/O here. */
+#ifndef OQ_JOB_H
+#define OQ_JOB_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+/* A claimed operation, as a handler sees it. */
+struct job {
+    char id[37];
+    char operation_type[64];
+    json_t *payload; /* owned */
+    int retry_count; /* failed attempts so far */
+    int max_attempts;
+    char file_id[37]; /* "" when none */
+    char conflict_strategy[32]; /* "" : the global one */
+    json_t *resolution; /* owned: an operator's choice for a conflict, or NULL */
+    char created_at[40];
+    bool unreadable; /* the stored payload could not be decrypted: payload is {} */
+};
+
+enum outcome {
+    OUTCOME_COMPLETED, /* done: result stored */
+    OUTCOME_RETRY,     /* transient failure: one attempt used, try again after a backoff */
+    OUTCOME_FAILED,    /* permanent failure: no retry */
+    OUTCOME_CONFLICT,  /* the upstream answered 409/412 */
+    OUTCOME_RELEASE,   /* not attempted (breaker open, shutting down): no attempt used */
+};
+
+struct exec_result {
+    enum outcome outcome;
+    char error[512];
+    json_t *result;     /* owned, may be NULL: stored as the operation's result */
+    double delay_s;     /* RETRY: Retry-After (< 0: backoff decides); RELEASE: look again in */
+    bool is_connect_error;
+};
+
+#endif
