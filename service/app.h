@@ -8,6 +8,8 @@
 #include "core/config.h"
 #include "store/db.h"
 #include "engine/events.h"
+#include "engine/janitor.h"
+#include "engine/listener.h"
 #include "core/metrics.h"
 #include "engine/monitor.h"
 #include "core/pending.h"
@@ -24,7 +26,6 @@ struct app {
     struct MHD_Daemon *http;
     char instance_id[64]; /* host:pid:random, names this instance in leases and logs */
     atomic_int inflight;  /* HTTP requests started and not yet completed */
-    atomic_bool stopping;
     struct policy policy;
     struct monitor monitor;
     struct settings settings;
@@ -32,18 +33,17 @@ struct app {
     struct events events;
     struct metrics metrics;
     struct workers workers;
+    struct listener listener;
+    struct janitor janitor;
     atomic_bool abort_outbound;   /* set when the shutdown grace is over */
     struct pending pending;       /* what OFFLINEQ_MAX_PENDING is checked against */
-    pthread_t maintenance;
-    bool maintenance_started;
-    pthread_mutex_t stop_mu;
-    pthread_cond_t stop_cv;
 };
 
 /* Connects, migrates, registers the operation types and settings. Returns -1 with *e set. */
 int app_init(struct app *a, struct err *e) OQ_MUSTCHECK;
 
-/* Starts the background maintenance thread (counter compaction). */
+/* Starts the engine's threads, wired to each other here: the event hub, the network monitor,
+ * the workers, the listener (NOTIFY), the sync engine and the janitor (housekeeping). */
 void app_start(struct app *a);
 
 /* Stops background threads and frees everything app_init built (not the config). */

@@ -128,6 +128,18 @@ static const struct db_stmt enqueue_many_stmt = {
     "wake AS (SELECT pg_notify('offlineq_wakeup', '')) "
     "SELECT i.id, i.j, pg_current_xact_id_if_assigned()::text FROM ins i, wake ORDER BY i.seq"};
 
+static const struct db_stmt register_types_stmt = {
+    "register_types",
+    "INSERT INTO offlineq_operation_types (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING"};
+
+int ops_register_types(struct db_conn *c, const char *types, struct err *e)
+{
+    const char *params[] = {types};
+    PGresult *r = db_exec(c, &register_types_stmt, 1, params, e);
+    PQclear(r);
+    return r ? 0 : -1;
+}
+
 bool ops_is_simple(const struct op_new *op)
 {
     return op->dedup_key == NULL && op->depends_on == NULL &&

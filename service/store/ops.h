@@ -27,6 +27,10 @@ struct op_created {
     unsigned long long xid; /* the transaction that stored it (pending.h) */
 };
 
+/* Registers operation types (a text[] literal, "{api_call,...}") so that enqueue knows them;
+ * known ones stay. */
+int ops_register_types(struct db_conn *c, const char *types, struct err *e) OQ_MUSTCHECK;
+
 /* Stores one operation (or finds the live one with its dedup_key). */
 int ops_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *out,
                      struct err *e) OQ_MUSTCHECK;
