@@ -67,7 +67,7 @@ int app_init(struct app *a, struct err *e)
     policy_init(&a->policy, &a->cfg);
     settings_init(&a->settings);
     metrics_init(&a->metrics);
-    db_pool_init(&a->db, a->cfg.database_url, a->cfg.db_pool_size);
+    db_pool_init(&a->db, a->cfg.database_url, a->cfg.db_pool_size, &a->box);
     if (migrate(a, e) != 0 || register_registry(a, e) != 0)
         return -1;
     struct db_conn *c = db_acquire(&a->db, e);

@@ -14,6 +14,7 @@
 #include "engine/monitor.h"
 #include "core/pending.h"
 #include "delivery/policy.h"
+#include "store/secretbox.h"
 #include "store/settings.h"
 #include "engine/sync.h"
 #include "engine/workers.h"
@@ -22,6 +23,7 @@ struct MHD_Daemon;
 
 struct app {
     struct config cfg;
+    struct secretbox box; /* the encryption key (main.c sets it before app_init); db lends it */
     struct db_pool db;
     struct MHD_Daemon *http;
     char instance_id[64]; /* host:pid:random, names this instance in leases and logs */

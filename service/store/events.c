@@ -110,14 +110,10 @@ int events_newest(struct db_conn *c, struct event_pos *out, struct err *e)
 int events_record(struct db_conn *c, const char *type, const char *data, struct err *e)
 {
     const char *params[] = {type, data};
-    PGresult *r = db_exec(c, &emit_stmt, 2, params, e);
-    PQclear(r);
-    return r ? 0 : -1;
+    return db_run(c, &emit_stmt, 2, params, e);
 }
 
 int events_trim(struct db_conn *c, struct err *e)
 {
-    PGresult *r = db_exec(c, &trim_stmt, 0, NULL, e);
-    PQclear(r);
-    return r ? 0 : -1;
+    return db_run(c, &trim_stmt, 0, NULL, e);
 }
