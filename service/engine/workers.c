@@ -258,6 +258,8 @@ static void execute_all(struct worker *w, struct job *jobs, struct segment *segs
     }
 }
 
+#define RETRY_AFTER_MAX_S 86400.0 /* an upstream's Retry-After is honoured up to a day */
+
 static double outcome_delay(const struct workers_deps *d, const struct job *job, const struct exec_result *res)
 {
     if (res->outcome == OUTCOME_RELEASE)
@@ -265,7 +267,7 @@ static double outcome_delay(const struct workers_deps *d, const struct job *job,
     if (res->outcome != OUTCOME_RETRY)
         return 0;
     if (res->delay_s >= 0) /* Retry-After */
-        return res->delay_s < 86400 ? res->delay_s : 86400;
+        return res->delay_s < RETRY_AFTER_MAX_S ? res->delay_s : RETRY_AFTER_MAX_S;
     return workers_backoff_s(job->retry_count + 1, d->cfg->backoff_base_ms, d->cfg->backoff_max_ms);
 }
 
@@ -394,6 +396,12 @@ static void claim_strategy(struct worker *w)
         w->strategy = STRATEGY_LOCAL_WINS; /* settings.c applies only known names */
 }
 
+/* The next wait while the database is away: 100 ms, doubling up to 5 s. */
+static int db_backoff_ms(int last_ms)
+{
+    return last_ms == 0 ? 100 : last_ms * 2 > 5000 ? 5000 : last_ms * 2;
+}
+
 static void run_one_round(struct worker *w, struct db_conn *c, int *backoff_ms)
 {
     const struct workers_deps *d = &w->ws->d;
@@ -407,7 +415,7 @@ static void run_one_round(struct worker *w, struct db_conn *c, int *backoff_ms)
     if (n <= 0) {
         free(jobs);
         if (n < 0) { /* the database is away: back off, never spin */
-            *backoff_ms = *backoff_ms ? (*backoff_ms * 2 > 5000 ? 5000 : *backoff_ms * 2) : 100;
+            *backoff_ms = db_backoff_ms(*backoff_ms);
             idle_wait(w->ws, gen, *backoff_ms);
         } else {
             *backoff_ms = 0;
@@ -441,7 +449,7 @@ static void *worker_main(void *arg)
         struct err e = {0};
         struct db_conn *c = db_acquire(d->db, &e);
         if (c == NULL) {
-            backoff_ms = backoff_ms ? (backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2) : 100;
+            backoff_ms = db_backoff_ms(backoff_ms);
             stop_wait(w->ws, backoff_ms);
             continue;
         }
