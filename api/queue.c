@@ -109,7 +109,9 @@ int api_parse_enqueue(const json_t *body, const struct config *cfg, struct op_ne
         .priority = (int)jsonnum_value(json_object_get(body, "priority")),
         .dedup_key = validate_str(body, "dedup_key", NULL),
         .group_key = validate_str(body, "group_key", NULL),
-        .max_attempts = (int)jsonnum_value(json_object_get(body, "max_attempts")),
+        .max_attempts = json_object_get(body, "max_attempts")
+                            ? (int)jsonnum_value(json_object_get(body, "max_attempts"))
+                            : cfg->max_attempts, /* the one default: OFFLINEQ_MAX_ATTEMPTS */
         .delay_s = delay ? jsonnum_value(delay) : -1,
         .depends_on = depends_on,
         .expires_in_s = expires ? jsonnum_value(expires) : -1,

@@ -190,7 +190,7 @@ int api_strategy_set(struct request *r, struct err *e)
         return -1;
     log_json(LOG_INFO, "conflict strategy changed",
              json_pack("{s:s, s:O}", "event", "strategy.changed", "strategy", v));
-    events_emit(r->app, "strategy.changed", json_pack("{s:O}", "strategy", v));
+    events_emit(&r->app->events, "strategy.changed", json_pack("{s:O}", "strategy", v));
     return api_strategy_get(r, e);
 }
 

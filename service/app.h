@@ -8,10 +8,13 @@
 #include "core/config.h"
 #include "store/db.h"
 #include "engine/events.h"
+#include "engine/janitor.h"
+#include "engine/listener.h"
 #include "core/metrics.h"
 #include "engine/monitor.h"
 #include "core/pending.h"
 #include "delivery/policy.h"
+#include "store/secretbox.h"
 #include "store/settings.h"
 #include "engine/sync.h"
 #include "engine/workers.h"
@@ -20,11 +23,11 @@ struct MHD_Daemon;
 
 struct app {
     struct config cfg;
+    struct secretbox box; /* the encryption key (main.c sets it before app_init); db lends it */
     struct db_pool db;
     struct MHD_Daemon *http;
     char instance_id[64]; /* host:pid:random, names this instance in leases and logs */
     atomic_int inflight;  /* HTTP requests started and not yet completed */
-    atomic_bool stopping;
     struct policy policy;
     struct monitor monitor;
     struct settings settings;
@@ -32,18 +35,17 @@ struct app {
     struct events events;
     struct metrics metrics;
     struct workers workers;
+    struct listener listener;
+    struct janitor janitor;
     atomic_bool abort_outbound;   /* set when the shutdown grace is over */
     struct pending pending;       /* what OFFLINEQ_MAX_PENDING is checked against */
-    pthread_t maintenance;
-    bool maintenance_started;
-    pthread_mutex_t stop_mu;
-    pthread_cond_t stop_cv;
 };
 
 /* Connects, migrates, registers the operation types and settings. Returns -1 with *e set. */
 int app_init(struct app *a, struct err *e) OQ_MUSTCHECK;
 
-/* Starts the background maintenance thread (counter compaction). */
+/* Starts the engine's threads, wired to each other here: the event hub, the network monitor,
+ * the workers, the listener (NOTIFY), the sync engine and the janitor (housekeeping). */
 void app_start(struct app *a);
 
 /* Stops background threads and frees everything app_init built (not the config). */

@@ -6,7 +6,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "app.h"
 #include "core/jsontext.h"
 #include "core/log.h"
 
@@ -24,30 +23,8 @@ struct stream {
     struct stream *next;
 };
 
-#define EVENTS_COLUMNS                                                                             \
-    "SELECT e.xid::text AS xid_text, e.id, e.type, coalesce(e.op_id::text, ''), "                  \
-    "  coalesce(e.operation_type, ''), "                                                           \
-    "  (e.data || jsonb_build_object('type', e.type, 'at', offlineq_ts(e.created_at)))::text "     \
-    "FROM offlineq_events e "
-
-/* Settled events after ($1, $2), in stream order. */
-static const struct db_stmt pull_stmt = {
-    "events_pull", EVENTS_COLUMNS "WHERE (e.xid, e.id) > ($1::xid8, $2::bigint) "
-                   "  AND e.xid < pg_snapshot_xmin(pg_current_snapshot()) "
-                   "ORDER BY e.xid, e.id LIMIT 5000"};
-
-/* One page of a stream's reading from the table: after ($1, $2) up to and with ($3, $4). */
+/* One page of a stream's reading from the table. */
 #define EVENTS_PAGE 200
-static const struct db_stmt page_stmt = {
-    "events_page", EVENTS_COLUMNS "WHERE (e.xid, e.id) > ($1::xid8, $2::bigint) "
-                   "  AND (e.xid, e.id) <= ($3::xid8, $4::bigint) "
-                   "ORDER BY e.xid, e.id LIMIT $5::int"};
-
-/* Where "now" is: the newest settled event. */
-static const struct db_stmt max_stmt = {
-    "events_max",
-    "SELECT coalesce(max(xid)::text, '0'), coalesce(max(id), 0) FROM offlineq_events "
-    "WHERE xid = (SELECT max(xid) FROM offlineq_events WHERE xid < pg_snapshot_xmin(pg_current_snapshot()))"};
 
 static int pos_cmp(const struct event_pos *a, const struct event_pos *b)
 {
@@ -72,18 +49,13 @@ int events_parse_id(const char *s, struct event_pos *out)
     return 0;
 }
 
-static const struct db_stmt emit_stmt = {"events_emit", "SELECT offlineq_emit($1, $2::jsonb)"};
-
-/* The frame of row i of a pull result. */
-static char *frame_of(PGresult *r, int i, struct event_pos *pos, size_t *len)
+/* The SSE frame of a row. */
+static char *frame_of(const struct event_row *row, size_t *len)
 {
-    pos->xid = strtoull(PQgetvalue(r, i, 0), NULL, 10);
-    pos->id = atoll(PQgetvalue(r, i, 1));
-    const char *type = PQgetvalue(r, i, 2), *data = PQgetvalue(r, i, 5);
-    size_t n = strlen(data) + strlen(type) + 96;
+    size_t n = strlen(row->data) + strlen(row->type) + 96;
     char *f = oq_malloc(n);
-    *len = (size_t)snprintf(f, n, "id: %llu-%lld\nevent: %s\ndata: %s\n\n", pos->xid, pos->id,
-                            type, data);
+    *len = (size_t)snprintf(f, n, "id: %llu-%lld\nevent: %s\ndata: %s\n\n", row->pos.xid,
+                            row->pos.id, row->type, row->data);
     return f;
 }
 
@@ -120,7 +92,7 @@ static void wake_streams(struct events *ev, bool only_idle)
     }
 }
 
-static void ring_push(struct events *ev, PGresult *r, int row)
+static void ring_push(struct events *ev, const struct event_row *row)
 {
     struct event *e;
     if (ev->count == EVENTS_RING) { /* full: the oldest goes (a stream still behind it reads the table) */
@@ -131,10 +103,11 @@ static void ring_push(struct events *ev, PGresult *r, int row)
         ev->count--;
     }
     e = &ev->ring[(ev->head + ev->count) % EVENTS_RING];
-    snprintf(e->type, sizeof(e->type), "%s", PQgetvalue(r, row, 2));
-    snprintf(e->op_id, sizeof(e->op_id), "%s", PQgetvalue(r, row, 3));
-    snprintf(e->op_type, sizeof(e->op_type), "%s", PQgetvalue(r, row, 4));
-    e->frame = frame_of(r, row, &e->pos, &e->len);
+    snprintf(e->type, sizeof(e->type), "%s", row->type);
+    snprintf(e->op_id, sizeof(e->op_id), "%s", row->op_id);
+    snprintf(e->op_type, sizeof(e->op_type), "%s", row->op_type);
+    e->pos = row->pos;
+    e->frame = frame_of(row, &e->len);
     ev->count++;
     ev->last = e->pos;
     ev->seq++;
@@ -150,14 +123,9 @@ static bool nobody_listens(struct events *ev)
 static void skip_to_newest(struct events *ev, struct db_conn *c)
 {
     struct err e = {0};
-    PGresult *r = db_exec(c, &max_stmt, 0, NULL, &e);
-    if (r == NULL || PQntuples(r) != 1) {
-        PQclear(r);
+    struct event_pos newest;
+    if (events_newest(c, &newest, &e) != 0)
         return;
-    }
-    struct event_pos newest = {.xid = strtoull(PQgetvalue(r, 0, 0), NULL, 10),
-                               .id = atoll(PQgetvalue(r, 0, 1))};
-    PQclear(r);
     pthread_mutex_lock(&ev->mu);
     if (nobody_listens(ev) && pos_cmp(&newest, &ev->last) > 0) {
         for (; ev->count > 0; ev->count--) {
@@ -172,11 +140,23 @@ static void skip_to_newest(struct events *ev, struct db_conn *c)
     pthread_mutex_unlock(&ev->mu);
 }
 
+static void log_pulled(const struct event_pos *after, const struct event_row *rows, int n)
+{
+    char xid[32], id[32], first[32], last[32];
+    snprintf(xid, sizeof(xid), "%llu", after->xid);
+    snprintf(id, sizeof(id), "%lld", after->id);
+    snprintf(first, sizeof(first), "%lld", rows[0].pos.id);
+    snprintf(last, sizeof(last), "%lld", rows[n - 1].pos.id);
+    log_json(LOG_DEBUG, "events pulled",
+             json_pack("{s:s, s:s, s:s, s:s, s:i}", "after_xid", xid, "after_id", id, "first", first,
+                       "last", last, "n", n));
+}
+
 void events_pull(struct events *ev)
 {
     struct err e = {0};
     pthread_mutex_lock(&ev->pull_mu);
-    struct db_conn *c = db_acquire(&ev->app->db, &e);
+    struct db_conn *c = db_acquire(ev->db, &e);
     if (c == NULL) {
         pthread_mutex_unlock(&ev->pull_mu);
         return;
@@ -186,36 +166,31 @@ void events_pull(struct events *ev)
     pthread_mutex_unlock(&ev->mu);
     if (idle) {
         skip_to_newest(ev, c);
-        db_release(&ev->app->db, c);
+        db_release(ev->db, c);
         pthread_mutex_unlock(&ev->pull_mu);
         return;
     }
     bool any = false;
     for (;;) {
-        char xid[32], id[32];
         pthread_mutex_lock(&ev->mu);
-        snprintf(xid, sizeof(xid), "%llu", ev->last.xid);
-        snprintf(id, sizeof(id), "%lld", ev->last.id);
+        struct event_pos after = ev->last;
         pthread_mutex_unlock(&ev->mu);
-        const char *params[] = {xid, id};
-        PGresult *r = db_exec(c, &pull_stmt, 2, params, &e);
-        if (r == NULL)
+        struct event_row *rows = NULL;
+        int n = events_fetch_settled(c, &after, &rows, &e);
+        if (n < 0)
             break;
-        int n = PQntuples(r);
         if (n > 0 && log_enabled(LOG_DEBUG))
-            log_json(LOG_DEBUG, "events pulled",
-                     json_pack("{s:s, s:s, s:s, s:s, s:i}", "after_xid", xid, "after_id", id, "first",
-                               PQgetvalue(r, 0, 1), "last", PQgetvalue(r, n - 1, 1), "n", n));
+            log_pulled(&after, rows, n);
         pthread_mutex_lock(&ev->mu);
         for (int i = 0; i < n; i++)
-            ring_push(ev, r, i);
+            ring_push(ev, &rows[i]);
         pthread_mutex_unlock(&ev->mu);
-        PQclear(r);
+        events_rows_free(rows, n);
         any = any || n > 0;
-        if (n < 5000)
+        if (n < EVENTS_PULL_MAX) /* a full answer: more may be waiting */
             break;
     }
-    db_release(&ev->app->db, c);
+    db_release(ev->db, c);
     pthread_mutex_unlock(&ev->pull_mu);
     if (any)
         wake_streams(ev, false);
@@ -229,16 +204,15 @@ unsigned long long events_version(struct events *ev)
     return v;
 }
 
-void events_emit(struct app *a, const char *type, json_t *data)
+void events_emit(struct events *ev, const char *type, json_t *data)
 {
     char *text = jsontext(data);
     json_decref(data);
     struct err e = {0};
-    struct db_conn *c = db_acquire(&a->db, &e);
+    struct db_conn *c = db_acquire(ev->db, &e);
     if (c != NULL) {
-        const char *params[] = {type, text};
-        PQclear(db_exec(c, &emit_stmt, 2, params, &e));
-        db_release(&a->db, c);
+        (void)events_record(c, type, text, &e); /* best effort: an event is no outcome */
+        db_release(ev->db, c);
     }
     free(text);
 }
@@ -248,9 +222,7 @@ void events_emit(struct app *a, const char *type, json_t *data)
 static void *events_main(void *arg)
 {
     struct events *ev = arg;
-    for (int tick = 0; !ev->stopping; tick++) {
-        struct timespec t = {0, 100 * 1000000L};
-        nanosleep(&t, NULL);
+    for (int tick = 0; !thread_sleep_ms(&ev->t, 100); tick++) {
         events_pull(ev);
         if (tick % 10 == 0)
             wake_streams(ev, true);
@@ -258,37 +230,35 @@ static void *events_main(void *arg)
     return NULL;
 }
 
-void events_start(struct events *ev, struct app *app)
+void events_start(struct events *ev, struct db_pool *db, int max_subscribers)
 {
-    ev->app = app;
+    ev->db = db;
+    ev->max_subscribers = max_subscribers;
     pthread_mutex_init(&ev->mu, NULL);
     pthread_mutex_init(&ev->pull_mu, NULL);
+    thread_init(&ev->t);
     struct err e = {0};
-    struct db_conn *c = db_acquire(&app->db, &e);
+    struct db_conn *c = db_acquire(db, &e);
     if (c != NULL) {
-        PGresult *r = db_exec(c, &max_stmt, 0, NULL, &e);
-        if (r != NULL && PQntuples(r) == 1) {
-            ev->last.xid = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-            ev->last.id = atoll(PQgetvalue(r, 0, 1));
-        }
+        struct event_pos newest;
+        if (events_newest(c, &newest, &e) == 0)
+            ev->last = newest;
         ev->floor = ev->last;
-        PQclear(r);
-        db_release(&app->db, c);
+        db_release(db, c);
     }
-    ev->started = pthread_create(&ev->th, NULL, events_main, ev) == 0;
+    thread_start(&ev->t, events_main, ev);
 }
 
 void events_stop(struct events *ev)
 {
-    if (!ev->started)
+    if (!ev->t.started)
         return;
-    ev->stopping = true;
-    pthread_join(ev->th, NULL);
+    thread_stop(&ev->t);
     for (size_t i = 0; i < ev->count; i++)
         free(ev->ring[(ev->head + i) % EVENTS_RING].frame);
     pthread_mutex_destroy(&ev->mu);
     pthread_mutex_destroy(&ev->pull_mu);
-    ev->started = false;
+    thread_close(&ev->t);
 }
 
 struct stream *events_open(struct events *ev, struct MHD_Connection *conn,
@@ -305,7 +275,7 @@ struct stream *events_open(struct events *ev, struct MHD_Connection *conn,
     s->last_write_ms = oq_now_ms();
     pthread_mutex_lock(&ev->mu);
     int open = ev->n_streams;
-    bool full = open >= ev->app->cfg.max_subscribers;
+    bool full = open >= ev->max_subscribers;
     if (!full) {
         /* from now on, or after the given event: older than the ring is read from the table */
         s->sent = after == NULL ? ev->last : *after;
@@ -383,34 +353,26 @@ static size_t copy_frames(struct events *ev, struct stream *s, char *buf, size_t
  * ones); s->sent moves past the page. Called without the lock. */
 static int read_page(struct events *ev, struct stream *s, const struct event_pos *upto)
 {
-    char ax[32], ai[32], bx[32], bi[32];
-    snprintf(ax, sizeof(ax), "%llu", s->sent.xid);
-    snprintf(ai, sizeof(ai), "%lld", s->sent.id);
-    snprintf(bx, sizeof(bx), "%llu", upto->xid);
-    snprintf(bi, sizeof(bi), "%lld", upto->id);
-    char limit[16];
-    snprintf(limit, sizeof(limit), "%d", EVENTS_PAGE);
-    const char *params[] = {ax, ai, bx, bi, limit};
     struct err e = {0};
-    struct db_conn *c = db_acquire(&ev->app->db, &e);
-    PGresult *r = c ? db_exec(c, &page_stmt, 5, params, &e) : NULL;
+    struct event_row *rows = NULL;
+    struct db_conn *c = db_acquire(ev->db, &e);
+    int n = c ? events_fetch_range(c, &s->sent, upto, EVENTS_PAGE, &rows, &e) : -1;
     if (c != NULL)
-        db_release(&ev->app->db, c);
-    if (r == NULL)
+        db_release(ev->db, c);
+    if (n < 0)
         return -1;
     struct oq_buf b = {0};
-    int rows = PQntuples(r);
-    for (int i = 0; i < rows; i++) {
-        struct event_pos pos;
-        size_t len;
-        char *f = frame_of(r, i, &pos, &len);
-        if (wants(s, PQgetvalue(r, i, 3), PQgetvalue(r, i, 4)))
+    for (int i = 0; i < n; i++) {
+        if (wants(s, rows[i].op_id, rows[i].op_type)) {
+            size_t len;
+            char *f = frame_of(&rows[i], &len);
             oq_buf_add(&b, f, len);
-        free(f);
-        s->sent = pos;
+            free(f);
+        }
+        s->sent = rows[i].pos;
     }
-    PQclear(r);
-    if (rows < EVENTS_PAGE) /* the table has nothing more up to upto */
+    events_rows_free(rows, n);
+    if (n < EVENTS_PAGE) /* the table has nothing more up to upto */
         s->sent = *upto;
     s->out = b.data;
     s->out_len = b.len;
@@ -486,7 +448,7 @@ void events_close(void *cls)
 
 void events_release_all(struct events *ev)
 {
-    if (!ev->started)
+    if (!ev->t.started)
         return;
     pthread_mutex_lock(&ev->mu);
     for (struct stream *s = ev->streams; s; s = s->next)

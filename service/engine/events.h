@@ -14,19 +14,15 @@
 #include <sys/types.h>
 
 #include "core/err.h"
+#include "core/thread.h"
+#include "store/events.h"
 
 #define EVENTS_RING 16384
 #define EVENTS_HEARTBEAT_S 15
 
-struct app;
+struct db_pool;
 struct MHD_Connection;
 struct stream;
-
-/* An event's place in the stream: (transaction id, event id), compared in that order. */
-struct event_pos {
-    unsigned long long xid;
-    long long id;
-};
 
 struct event {
     struct event_pos pos;
@@ -38,7 +34,8 @@ struct event {
 };
 
 struct events {
-    struct app *app;
+    struct db_pool *db;      /* borrowed */
+    int max_subscribers;     /* OFFLINEQ_MAX_SUBSCRIBERS */
     pthread_mutex_t mu;
     pthread_mutex_t pull_mu; /* one reader of the table at a time */
     struct event ring[EVENTS_RING];
@@ -48,11 +45,11 @@ struct events {
     unsigned long long seq; /* events taken in by this instance: a version for ETags */
     struct stream *streams;
     int n_streams;
-    pthread_t th;
-    bool started, stopping;
+    struct thread t; /* the poller; t.mu guards nothing else */
 };
 
-void events_start(struct events *ev, struct app *app);
+/* Finds where "now" is and starts the poller. db is borrowed. */
+void events_start(struct events *ev, struct db_pool *db, int max_subscribers);
 void events_stop(struct events *ev);
 
 /* Fetches the events newer than the last one seen and wakes the streams. Thread-safe. */
@@ -64,8 +61,8 @@ unsigned long long events_version(struct events *ev);
 /* Parses an SSE event id "XID-ID"; -1 when it is not one. */
 int events_parse_id(const char *s, struct event_pos *out);
 
-/* Records an event that is not about one operation. Steals data. */
-void events_emit(struct app *a, const char *type, json_t *data);
+/* Records an event that is not about one operation (after events_start). Steals data. */
+void events_emit(struct events *ev, const char *type, json_t *data);
 
 /* A subscriber: after NULL means "from now on". op_type / op_id filter operation events
  * (may be NULL). Returns NULL with ERR_TOO_MANY_SUBSCRIBERS in *e when OFFLINEQ_MAX_SUBSCRIBERS

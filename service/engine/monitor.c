@@ -78,7 +78,7 @@ static void check_round(struct monitor *m)
     bool any = n == 0; /* nothing to probe: nothing can be unreachable */
     for (size_t i = 0; i < n; i++)
         any = any || probes[i].reachable;
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->t.mu);
     memcpy(m->probes, probes, n * sizeof(*probes));
     oq_utc_now(m->checked_at, sizeof(m->checked_at), 6);
     m->failed_rounds = any ? 0 : m->failed_rounds + 1;
@@ -91,8 +91,8 @@ static void check_round(struct monitor *m)
     if (changed)
         snprintf(m->changed_at, sizeof(m->changed_at), "%s", m->checked_at);
     m->rounds++;
-    pthread_cond_broadcast(&m->cv);
-    pthread_mutex_unlock(&m->mu);
+    pthread_cond_broadcast(&m->t.cv);
+    pthread_mutex_unlock(&m->t.mu);
     free(probes);
     if (changed)
         notify(m, m->online);
@@ -101,25 +101,25 @@ static void check_round(struct monitor *m)
 static void *monitor_main(void *arg)
 {
     struct monitor *m = arg;
-    pthread_mutex_lock(&m->mu);
-    while (!m->stopping) {
+    pthread_mutex_lock(&m->t.mu);
+    while (!thread_stopping(&m->t)) {
         struct timespec t;
         clock_gettime(CLOCK_REALTIME, &t);
         t.tv_sec += m->cfg->check_interval_s;
-        while (!m->stopping && !m->kicked) {
-            if (pthread_cond_timedwait(&m->cv, &m->mu, &t) != 0)
+        while (!thread_stopping(&m->t) && !m->kicked) {
+            if (pthread_cond_timedwait(&m->t.cv, &m->t.mu, &t) != 0)
                 break;
         }
-        if (m->stopping)
+        if (thread_stopping(&m->t))
             break;
         m->kicked = false;
         m->in_round = true;
-        pthread_mutex_unlock(&m->mu);
+        pthread_mutex_unlock(&m->t.mu);
         check_round(m);
-        pthread_mutex_lock(&m->mu);
+        pthread_mutex_lock(&m->t.mu);
         m->in_round = false;
     }
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->t.mu);
     return NULL;
 }
 
@@ -134,53 +134,46 @@ void monitor_listen(struct monitor *m, monitor_listener fn, void *arg)
 void monitor_start(struct monitor *m, const struct config *cfg)
 {
     m->cfg = cfg;
-    pthread_mutex_init(&m->mu, NULL);
-    pthread_cond_init(&m->cv, NULL);
+    thread_init(&m->t);
     m->probes = calloc(cfg->n_check_urls ? cfg->n_check_urls : 1, sizeof(*m->probes));
     m->online = true; /* until a check says otherwise */
     oq_utc_now(m->changed_at, sizeof(m->changed_at), 6);
     check_round(m);
-    m->started = pthread_create(&m->th, NULL, monitor_main, m) == 0;
+    thread_start(&m->t, monitor_main, m);
 }
 
 void monitor_stop(struct monitor *m)
 {
-    if (!m->started)
+    if (!m->t.started)
         return;
-    pthread_mutex_lock(&m->mu);
-    m->stopping = true;
-    pthread_cond_broadcast(&m->cv);
-    pthread_mutex_unlock(&m->mu);
-    pthread_join(m->th, NULL);
+    thread_stop(&m->t);
     free(m->probes);
-    pthread_cond_destroy(&m->cv);
-    pthread_mutex_destroy(&m->mu);
-    m->started = false;
+    thread_close(&m->t);
 }
 
 bool monitor_is_online(struct monitor *m)
 {
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->t.mu);
     bool online = m->online;
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->t.mu);
     return online;
 }
 
 void monitor_check_now(struct monitor *m)
 {
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->t.mu);
     /* a round under way may have probed before the failure: then wait for the one after it */
     unsigned long target = m->rounds + (m->in_round ? 2 : 1);
     m->kicked = true;
-    pthread_cond_broadcast(&m->cv);
-    while (m->rounds < target && !m->stopping)
-        pthread_cond_wait(&m->cv, &m->mu);
-    pthread_mutex_unlock(&m->mu);
+    pthread_cond_broadcast(&m->t.cv);
+    while (m->rounds < target && !thread_stopping(&m->t))
+        pthread_cond_wait(&m->t.cv, &m->t.mu);
+    pthread_mutex_unlock(&m->t.mu);
 }
 
 json_t *monitor_status_json(struct monitor *m)
 {
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->t.mu);
     json_t *eps = json_array();
     for (size_t i = 0; i < m->cfg->n_check_urls; i++) {
         const struct probe_state *p = &m->probes[i];
@@ -191,14 +184,14 @@ json_t *monitor_status_json(struct monitor *m)
     }
     json_t *j = json_pack("{s:s, s:s, s:s, s:o}", "status", m->online ? "online" : "offline",
                           "checked_at", m->checked_at, "changed_at", m->changed_at, "endpoints", eps);
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->t.mu);
     return j;
 }
 
 unsigned long monitor_rounds(struct monitor *m)
 {
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->t.mu);
     unsigned long r = m->rounds;
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->t.mu);
     return r;
 }

@@ -8,6 +8,7 @@
 #include <pthread.h>
 
 #include "core/config.h"
+#include "core/thread.h"
 
 typedef void (*monitor_listener)(void *arg, bool online);
 
@@ -19,11 +20,7 @@ struct probe_state {
 
 struct monitor {
     const struct config *cfg;
-    pthread_t th;
-    bool started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool stopping;
+    struct thread t; /* t.mu guards everything below */
     bool kicked;
     bool in_round;
     unsigned long rounds;       /* completed check rounds */

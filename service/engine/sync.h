@@ -8,8 +8,13 @@
 #include <pthread.h>
 
 #include "core/err.h"
+#include "core/thread.h"
 
-struct app;
+struct db_pool;
+struct events;
+struct monitor;
+struct policy;
+struct settings;
 
 #define SYNC_ERRORS_MAX 100 /* a result lists this many errors at most (errors_total has all) */
 
@@ -24,13 +29,20 @@ struct sync_waiter {
     struct sync_waiter *next;
 };
 
+/* What a pass uses, all borrowed (app.c fills it; they outlive the engine). */
+struct sync_deps {
+    struct db_pool *db;
+    struct settings *settings; /* auto_sync, interval; last_sync is stored through it */
+    struct policy *policy;     /* paused upstreams are left out of a pass */
+    struct monitor *monitor;   /* no pass while offline */
+    struct events *events;     /* sync.started / progress / finished */
+};
+
 struct sync_engine {
-    struct app *app;
-    pthread_t th;
-    bool started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool stopping;
+    struct sync_deps d;
+    struct thread t; /* t.mu guards everything below */
+    void (*on_pass_start)(void *arg); /* see sync_on_pass_start */
+    void *on_pass_start_arg;
     bool wanted;          /* a pass was asked for */
     bool running;
     char *ids;            /* uuid[] literal of the running pass's operations */
@@ -44,7 +56,13 @@ struct sync_engine {
     bool waiters_closed;         /* released for shutdown: new waiters finish at once */
 };
 
-void sync_start(struct sync_engine *s, struct app *app);
+/* Registers fn(arg), called when a pass has taken its snapshot: its operations are due now
+ * (app.c wires the workers' wake-up here, so sync need not know the workers). Call before
+ * sync_start. */
+void sync_on_pass_start(struct sync_engine *s, void (*fn)(void *arg), void *arg);
+
+/* Starts the engine's thread; deps is copied. */
+void sync_start(struct sync_engine *s, const struct sync_deps *deps);
 void sync_stop(struct sync_engine *s);
 
 /* Asks for a pass now. ERR_OFFLINE when offline, ERR_SYNC_IN_PROGRESS when one runs; on
@@ -67,7 +85,8 @@ json_t *sync_result_capped(const json_t *result);
 json_t *sync_progress(struct sync_engine *s);
 bool sync_is_running(struct sync_engine *s);
 
-/* The ids of the running pass (malloc'd) for workers that only run pass work, or NULL. */
-char *sync_pass_ids(struct sync_engine *s);
+/* The ids of the running pass (malloc'd) for workers that only run pass work, or NULL. The
+ * shape of workers' pass_ids getter: arg is the struct sync_engine. */
+char *sync_pass_ids(void *arg);
 
 #endif

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,11 +9,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "app.h"
 #include "delivery/conflict.h"
 #include "core/log.h"
 #include "delivery/outbound.h"
+#include "core/metrics.h"
+#include "delivery/policy.h"
+#include "engine/monitor.h"
 #include "store/leases.h"
+#include "store/settings.h"
+#include "core/vocab.h"
 
 struct worker {
     struct workers *ws;
@@ -26,6 +29,7 @@ struct worker {
     struct job *held;
     int n_held;
     int claim_size; /* how many the next claim asks for (adapts to the upstream's speed) */
+    enum strategy strategy; /* the global conflict strategy when the current claim was made */
 };
 
 double workers_backoff_s(int attempt, int base_ms, int max_ms)
@@ -109,18 +113,18 @@ static bool same_batch(const struct handler *h, const struct job *a, const struc
  * last batch up to OFFLINEQ_METRIC_BATCH. jobs has room for claim_batch + metric_batch. */
 static int claim(struct worker *w, struct db_conn *c, struct job *jobs, struct err *e)
 {
-    struct app *a = w->ws->app;
+    const struct workers_deps *d = &w->ws->d;
     /* offline: operations wait, no attempt is used */
-    if (!monitor_is_online(&a->monitor))
+    if (!monitor_is_online(d->monitor))
         return 0;
     /* auto-sync stopped: only the operations of a running sync pass */
-    char *only = settings_auto_sync(&a->settings) ? NULL : sync_pass_ids(&a->sync);
-    if (!settings_auto_sync(&a->settings) && only == NULL)
+    char *only = settings_auto_sync(d->settings) ? NULL : d->pass_ids(d->pass_ids_arg);
+    if (!settings_auto_sync(d->settings) && only == NULL)
         return 0;
     char paused[1024];
-    policy_paused(&a->policy, paused, sizeof(paused));
+    policy_paused(d->policy, paused, sizeof(paused));
     struct claim_filter f = {.owner = w->owner, .paused = paused, .only_ids = only,
-                             .lease_s = a->cfg.lease_s};
+                             .lease_s = d->cfg->lease_s};
     int n = leases_claim(c, &f, jobs, w->claim_size, e);
     const struct handler *h = n > 0 ? handlers_find(jobs[0].operation_type) : NULL;
     if (h != NULL && h->execute_batch != NULL) {
@@ -128,7 +132,7 @@ static int claim(struct worker *w, struct db_conn *c, struct job *jobs, struct e
         for (int i = 0; i < n; i++)
             mates += same_batch(h, &jobs[0], &jobs[i]);
         /* fill the last batch up: 128 claimed mates are sent as 100 + 100, not 100 + 28 */
-        int want = (a->cfg.metric_batch - mates % a->cfg.metric_batch) % a->cfg.metric_batch;
+        int want = (d->cfg->metric_batch - mates % d->cfg->metric_batch) % d->cfg->metric_batch;
         int more = leases_claim_batch(c, &f, &jobs[0], h->batch_endpoint, jobs + n, want, e);
         if (more > 0)
             n += more;
@@ -140,11 +144,11 @@ static int claim(struct worker *w, struct db_conn *c, struct job *jobs, struct e
 /* Delivery meets the rules of enqueue again, with the handler's own validate: a row written
  * by offlineq_enqueue() or straight into the table, or one enqueued before the configuration
  * changed, fails here before anything is sent. res may be NULL (a batch mate's check). */
-static bool is_refused(const struct app *a, const struct job *job, struct exec_result *res)
+static bool is_refused(const struct config *cfg, const struct job *job, struct exec_result *res)
 {
     const struct handler *h = handlers_find(job->operation_type);
     struct err e = {0};
-    if (h == NULL || job->unreadable || h->validate(job->payload, &a->cfg, &e) == 0)
+    if (h == NULL || job->unreadable || h->validate(job->payload, cfg, &e) == 0)
         return false; /* no handler, unreadable: execute() says so */
     if (res != NULL) {
         err_prefix_field(&e, "payload");
@@ -158,17 +162,17 @@ static bool is_refused(const struct app *a, const struct job *job, struct exec_r
 /* Cuts the claim into segments: batching types gather their mates (moved up behind the first,
  * the others keep their order; a claim never holds two of one group, so moving is safe). An
  * operation refused at delivery is a segment of its own. */
-static int make_segments(const struct app *a, struct job *jobs, int n, struct segment *segs)
+static int make_segments(const struct workers_deps *d, struct job *jobs, int n, struct segment *segs)
 {
     int ns = 0;
     for (int i = 0; i < n;) {
         struct segment *s = &segs[ns++];
         *s = (struct segment){.from = i, .n = 1, .res = {.delay_s = -1}};
-        s->is_refused = is_refused(a, &jobs[i], &s->res);
+        s->is_refused = is_refused(d->cfg, &jobs[i], &s->res);
         const struct handler *h = s->is_refused ? NULL : handlers_find(jobs[i].operation_type);
         int end = i + 1;
-        for (int j = end; h && h->execute_batch && j < n && end - i < a->cfg.metric_batch; j++) {
-            if (!same_batch(h, &jobs[i], &jobs[j]) || is_refused(a, &jobs[j], NULL))
+        for (int j = end; h && h->execute_batch && j < n && end - i < d->cfg->metric_batch; j++) {
+            if (!same_batch(h, &jobs[i], &jobs[j]) || is_refused(d->cfg, &jobs[j], NULL))
                 continue;
             struct job t = jobs[j];
             memmove(&jobs[end + 1], &jobs[end], (size_t)(j - end) * sizeof(*jobs));
@@ -180,9 +184,29 @@ static int make_segments(const struct app *a, struct job *jobs, int n, struct se
     return ns;
 }
 
+/* struct exec_ctx's recheck_online: a delivery that could not connect asks the monitor to
+ * probe now, and gives up the attempt (no attempt used) when the network is gone. */
+static bool recheck_online(void *arg)
+{
+    struct monitor *m = arg;
+    monitor_check_now(m);
+    return monitor_is_online(m);
+}
+
 static void execute(struct worker *w, struct job *jobs, int n, struct exec_result *res)
 {
-    struct exec_ctx ctx = {.app = w->ws->app, .out = &w->out};
+    const struct workers_deps *d = &w->ws->d;
+    struct exec_ctx ctx = {
+        .cfg = d->cfg,
+        .db = d->db,
+        .policy = d->policy,
+        .out = &w->out,
+        .abort_outbound = d->abort_outbound,
+        .strategy = w->strategy,
+        .recheck_online = recheck_online,
+        .recheck_arg = d->monitor,
+        .app = d->app, /* TRANSITIONAL: see workers_deps.app */
+    };
     const struct handler *h = handlers_find(jobs[0].operation_type);
     if (h == NULL) {
         exec_fail(res, "no handler is registered for operation_type %s", jobs[0].operation_type);
@@ -207,14 +231,14 @@ static void execute(struct worker *w, struct job *jobs, int n, struct exec_resul
 #define CLAIM_TARGET_MS 100.0
 static void execute_all(struct worker *w, struct job *jobs, struct segment *segs, int ns)
 {
-    struct app *a = w->ws->app;
+    const struct workers_deps *d = &w->ws->d;
     double t_all = oq_now_ms();
     int ran = 0;
     for (int i = 0; i < ns; i++) {
         struct exec_result *res = &segs[i].res;
         if (segs[i].is_refused)
             continue;
-        if (atomic_load(&w->ws->stopping) || !monitor_is_online(&a->monitor)) {
+        if (atomic_load(&w->ws->stopping) || !monitor_is_online(d->monitor)) {
             res->outcome = OUTCOME_RELEASE;
             res->delay_s = 0;
             snprintf(res->error, sizeof(res->error), "not attempted: %s",
@@ -224,43 +248,45 @@ static void execute_all(struct worker *w, struct job *jobs, struct segment *segs
         double t0 = oq_now_ms();
         execute(w, jobs + segs[i].from, segs[i].n, res);
         if (res->outcome != OUTCOME_RELEASE)
-            metrics_exec(&a->metrics, (oq_now_ms() - t0) / 1000.0);
+            metrics_exec(d->metrics, (oq_now_ms() - t0) / 1000.0);
         ran++;
     }
     if (ran > 0) {
         double per = (oq_now_ms() - t_all) / ran;
-        double want = per > 0 ? CLAIM_TARGET_MS / per : a->cfg.claim_batch;
-        w->claim_size = want < 1 ? 1 : want > a->cfg.claim_batch ? a->cfg.claim_batch : (int)want;
+        double want = per > 0 ? CLAIM_TARGET_MS / per : d->cfg->claim_batch;
+        w->claim_size = want < 1 ? 1 : want > d->cfg->claim_batch ? d->cfg->claim_batch : (int)want;
     }
 }
 
-static double outcome_delay(struct app *a, const struct job *job, const struct exec_result *res)
+#define RETRY_AFTER_MAX_S 86400.0 /* an upstream's Retry-After is honoured up to a day */
+
+static double outcome_delay(const struct workers_deps *d, const struct job *job, const struct exec_result *res)
 {
     if (res->outcome == OUTCOME_RELEASE)
         return res->delay_s;
     if (res->outcome != OUTCOME_RETRY)
         return 0;
     if (res->delay_s >= 0) /* Retry-After */
-        return res->delay_s < 86400 ? res->delay_s : 86400;
-    return workers_backoff_s(job->retry_count + 1, a->cfg.backoff_base_ms, a->cfg.backoff_max_ms);
+        return res->delay_s < RETRY_AFTER_MAX_S ? res->delay_s : RETRY_AFTER_MAX_S;
+    return workers_backoff_s(job->retry_count + 1, d->cfg->backoff_base_ms, d->cfg->backoff_max_ms);
 }
 
-static void count_outcome(struct app *a, const struct job *jobs, int n, const struct tally *t,
+static void count_outcome(const struct workers_deps *d, const struct job *jobs, int n, const struct tally *t,
                           const struct exec_result *res)
 {
     const char *type = jobs[0].operation_type;
-    metrics_op(&a->metrics, type, OPC_COMPLETED, (unsigned long long)t->completed);
-    metrics_op(&a->metrics, type, OPC_FAILED, (unsigned long long)t->failed);
-    metrics_op(&a->metrics, type, OPC_RETRIED, (unsigned long long)t->retried);
+    metrics_op(d->metrics, type, OPC_COMPLETED, (unsigned long long)t->completed);
+    metrics_op(d->metrics, type, OPC_FAILED, (unsigned long long)t->failed);
+    metrics_op(d->metrics, type, OPC_RETRIED, (unsigned long long)t->retried);
     if (t->conflict > 0 || json_object_get(res->result, "resolution") != NULL)
-        metrics_op(&a->metrics, type, OPC_CONFLICTS, (unsigned long long)(t->conflict ? t->conflict : n));
+        metrics_op(d->metrics, type, OPC_CONFLICTS, (unsigned long long)(t->conflict ? t->conflict : n));
     if (t->completed > 0) {
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         for (int i = 0; i < n; i++) {
             double created;
             if (conflict_parse_rfc3339(jobs[i].created_at, &created) == 0)
-                metrics_latency(&a->metrics, now.tv_sec + now.tv_nsec / 1e9 - created);
+                metrics_latency(d->metrics, now.tv_sec + now.tv_nsec / 1e9 - created);
         }
     }
 }
@@ -273,15 +299,15 @@ typedef int (*record_fn)(struct db_conn *c, void *ctx, struct tally *t, struct e
 static int record_with_retry(struct worker *w, record_fn fn, void *ctx, const char *first_id,
                              int claimed, struct tally *t)
 {
-    struct app *a = w->ws->app;
-    double give_up = oq_now_ms() + a->cfg.lease_s * 1000.0;
+    const struct workers_deps *d = &w->ws->d;
+    double give_up = oq_now_ms() + d->cfg->lease_s * 1000.0;
     for (int tries = 0; oq_now_ms() < give_up; tries++) {
         struct err e = {0};
-        struct db_conn *c = db_acquire(&a->db, &e);
+        struct db_conn *c = db_acquire(d->db, &e);
         *t = (struct tally){0};
         int rows = c ? fn(c, ctx, t, &e) : -1;
         if (c != NULL)
-            db_release(&a->db, c);
+            db_release(d->db, c);
         if (rows >= 0) {
             if (rows < claimed)
                 log_json(LOG_WARN, "outcome fenced off",
@@ -330,7 +356,7 @@ static bool plain_completion(const struct exec_result *res)
 
 static void record_all(struct worker *w, struct job *jobs, int n, struct segment *segs, int ns)
 {
-    struct app *a = w->ws->app;
+    const struct workers_deps *d = &w->ws->d;
     struct completions k = {.w = w, .jobs = oq_calloc((size_t)n, sizeof(*k.jobs)),
                             .results = oq_calloc((size_t)n, sizeof(*k.results))};
     for (int i = 0; i < ns; i++) {
@@ -345,7 +371,7 @@ static void record_all(struct worker *w, struct job *jobs, int n, struct segment
         for (int i = 0; i < ns; i++) {
             struct tally st = {.completed = segs[i].n};
             if (plain_completion(&segs[i].res))
-                count_outcome(a, jobs + segs[i].from, segs[i].n, &st, &segs[i].res);
+                count_outcome(d, jobs + segs[i].from, segs[i].n, &st, &segs[i].res);
         }
     }
     for (int i = 0; i < ns; i++) {
@@ -353,31 +379,47 @@ static void record_all(struct worker *w, struct job *jobs, int n, struct segment
         if (plain_completion(&s->res))
             continue;
         struct one_outcome o = {.w = w, .jobs = jobs + s->from, .n = s->n, .res = &s->res,
-                                .delay = outcome_delay(a, &jobs[s->from], &s->res)};
+                                .delay = outcome_delay(d, &jobs[s->from], &s->res)};
         if (record_with_retry(w, record_one, &o, jobs[s->from].id, s->n, &t) >= 0)
-            count_outcome(a, jobs + s->from, s->n, &t, &s->res);
+            count_outcome(d, jobs + s->from, s->n, &t, &s->res);
     }
     free(k.jobs);
     free(k.results);
 }
 
+/* The conflict strategy a claim runs with: the global one as it is when the claim is made. */
+static void claim_strategy(struct worker *w)
+{
+    char name[32];
+    settings_strategy(w->ws->d.settings, name, sizeof(name));
+    if (strategy_parse(name, &w->strategy) != 0)
+        w->strategy = STRATEGY_LOCAL_WINS; /* settings.c applies only known names */
+}
+
+/* The next wait while the database is away: 100 ms, doubling up to 5 s. */
+static int db_backoff_ms(int last_ms)
+{
+    return last_ms == 0 ? 100 : last_ms * 2 > 5000 ? 5000 : last_ms * 2;
+}
+
 static void run_one_round(struct worker *w, struct db_conn *c, int *backoff_ms)
 {
-    struct app *a = w->ws->app;
+    const struct workers_deps *d = &w->ws->d;
     struct err e = {0};
     unsigned long gen = current_gen(w->ws);
-    size_t cap = (size_t)a->cfg.claim_batch + (size_t)a->cfg.metric_batch;
+    size_t cap = (size_t)d->cfg->claim_batch + (size_t)d->cfg->metric_batch;
     struct job *jobs = oq_calloc(cap, sizeof(*jobs));
     int n = claim(w, c, jobs, &e);
-    db_release(&a->db, c);
+    db_release(d->db, c);
+    claim_strategy(w);
     if (n <= 0) {
         free(jobs);
         if (n < 0) { /* the database is away: back off, never spin */
-            *backoff_ms = *backoff_ms ? (*backoff_ms * 2 > 5000 ? 5000 : *backoff_ms * 2) : 100;
+            *backoff_ms = db_backoff_ms(*backoff_ms);
             idle_wait(w->ws, gen, *backoff_ms);
         } else {
             *backoff_ms = 0;
-            idle_wait(w->ws, gen, a->cfg.poll_ms);
+            idle_wait(w->ws, gen, d->cfg->poll_ms);
         }
         return;
     }
@@ -385,7 +427,7 @@ static void run_one_round(struct worker *w, struct db_conn *c, int *backoff_ms)
     set_held(w, jobs, n);
     atomic_fetch_add(&w->ws->busy, 1);
     struct segment *segs = oq_calloc((size_t)n, sizeof(*segs));
-    int ns = make_segments(a, jobs, n, segs);
+    int ns = make_segments(d, jobs, n, segs);
     execute_all(w, jobs, segs, ns);
     record_all(w, jobs, n, segs, ns);
     atomic_fetch_sub(&w->ws->busy, 1);
@@ -401,78 +443,18 @@ static void run_one_round(struct worker *w, struct db_conn *c, int *backoff_ms)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    struct app *a = w->ws->app;
+    const struct workers_deps *d = &w->ws->d;
     int backoff_ms = 0;
     while (!atomic_load(&w->ws->stopping)) {
         struct err e = {0};
-        struct db_conn *c = db_acquire(&a->db, &e);
+        struct db_conn *c = db_acquire(d->db, &e);
         if (c == NULL) {
-            backoff_ms = backoff_ms ? (backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2) : 100;
+            backoff_ms = db_backoff_ms(backoff_ms);
             stop_wait(w->ws, backoff_ms);
             continue;
         }
         run_one_round(w, c, &backoff_ms);
     }
-    return NULL;
-}
-
-static void reload_settings(struct app *a)
-{
-    struct err e = {0};
-    struct db_conn *c = db_acquire(&a->db, &e);
-    if (c == NULL)
-        return;
-    settings_reload(&a->settings, c, &e);
-    db_release(&a->db, c);
-}
-
-/* LISTEN offlineq_wakeup on a connection of its own; reconnects with a backoff. */
-static void *listener_main(void *arg)
-{
-    struct workers *ws = arg;
-    PGconn *pg = NULL;
-    int backoff_ms = 100;
-    while (!atomic_load(&ws->stopping)) {
-        if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
-            struct err e = {0};
-            if (pg != NULL)
-                PQfinish(pg);
-            pg = db_connect(ws->app->cfg.database_url, &e);
-            PGresult *r = pg ? PQexec(pg, "LISTEN offlineq_wakeup; LISTEN offlineq_settings; LISTEN offlineq_events") : NULL;
-            bool ok = r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK;
-            PQclear(r);
-            if (!ok) {
-                struct timespec t = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
-                nanosleep(&t, NULL);
-                backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
-                continue;
-            }
-            backoff_ms = 100;
-            workers_wake(ws); /* anything enqueued while we were away */
-        }
-        struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
-        if (poll(&pfd, 1, 200) <= 0)
-            continue;
-        if (!PQconsumeInput(pg))
-            continue; /* the loop reconnects */
-        bool woke = false, settings_changed = false, events = false;
-        PGnotify *n;
-        while ((n = PQnotifies(pg)) != NULL) {
-            bool is_event = strcmp(n->relname, "offlineq_events") == 0;
-            events |= is_event;
-            woke |= !is_event;
-            settings_changed |= strcmp(n->relname, "offlineq_settings") == 0;
-            PQfreemem(n);
-        }
-        if (settings_changed)
-            reload_settings(ws->app);
-        if (events) /* many NOTIFYs, one read */
-            events_pull(&ws->app->events);
-        if (woke)
-            workers_wake(ws);
-    }
-    if (pg != NULL)
-        PQfinish(pg);
     return NULL;
 }
 
@@ -494,36 +476,43 @@ static char *held_ids(struct worker *w)
     return s;
 }
 
+/* Extends the leases of everything the workers run now. */
+static void beat_all(struct workers *ws)
+{
+    const struct workers_deps *d = &ws->d;
+    for (int i = 0; i < ws->n; i++) {
+        struct worker *w = &ws->w[i];
+        char *ids = held_ids(w);
+        if (ids == NULL)
+            continue;
+        struct err e = {0};
+        struct db_conn *c = db_acquire(d->db, &e);
+        if (c != NULL) {
+            if (leases_heartbeat(c, w->owner, ids, d->cfg->lease_s, &e) != 0)
+                log_warn("heartbeat of worker %d failed: %s", i, e.message);
+            db_release(d->db, c);
+        }
+        free(ids);
+    }
+}
+
 /* Every lease_s/3 seconds, extends the leases of everything running here; each worker has its
- * own owner id, so the fence is per worker. */
+ * own owner id, so the fence is per worker. One last round when told to stop: the leases then
+ * last through the shutdown grace. */
 static void *heartbeat_main(void *arg)
 {
     struct workers *ws = arg;
-    struct app *a = ws->app;
-    while (!atomic_load(&ws->stopping)) {
-        stop_wait(ws, a->cfg.lease_s * 1000 / 3);
-        for (int i = 0; i < ws->n; i++) {
-            struct worker *w = &ws->w[i];
-            char *ids = held_ids(w);
-            if (ids == NULL)
-                continue;
-            struct err e = {0};
-            struct db_conn *c = db_acquire(&a->db, &e);
-            if (c != NULL) {
-                if (leases_heartbeat(c, w->owner, ids, a->cfg.lease_s, &e) != 0)
-                    log_warn("heartbeat of worker %d failed: %s", i, e.message);
-                db_release(&a->db, c);
-            }
-            free(ids);
-        }
+    while (!thread_stopping(&ws->heartbeat)) {
+        thread_sleep_ms(&ws->heartbeat, ws->d.cfg->lease_s * 1000 / 3);
+        beat_all(ws);
     }
     return NULL;
 }
 
-void workers_start(struct workers *ws, struct app *app)
+void workers_start(struct workers *ws, const struct workers_deps *deps)
 {
-    ws->app = app;
-    ws->n = app->cfg.workers;
+    ws->d = *deps;
+    ws->n = deps->cfg->workers;
     ws->w = oq_calloc((size_t)ws->n, sizeof(*ws->w));
     pthread_mutex_init(&ws->mu, NULL);
     pthread_cond_init(&ws->wake, NULL);
@@ -533,18 +522,16 @@ void workers_start(struct workers *ws, struct app *app)
         struct worker *w = &ws->w[i];
         w->ws = ws;
         w->index = i;
-        snprintf(w->owner, sizeof(w->owner), "%s/%d", app->instance_id, i);
+        snprintf(w->owner, sizeof(w->owner), "%s/%d", deps->instance_id, i);
         w->claim_size = 1;
         pthread_mutex_init(&w->mu, NULL);
-        outbound_init(&w->out, &app->abort_outbound);
+        outbound_init(&w->out, deps->abort_outbound);
         pthread_create(&w->th, NULL, worker_main, w);
     }
     ws->started = true;
-    /* even an API-only instance listens: settings and live events reach it that way */
-    pthread_create(&ws->listener, NULL, listener_main, ws);
+    thread_init(&ws->heartbeat);
     if (ws->n > 0)
-        pthread_create(&ws->heartbeat, NULL, heartbeat_main, ws);
-    ws->helpers_started = true;
+        thread_start(&ws->heartbeat, heartbeat_main, ws);
 }
 
 void workers_stop(struct workers *ws, int grace_s)
@@ -553,24 +540,21 @@ void workers_stop(struct workers *ws, int grace_s)
         return;
     atomic_store(&ws->stopping, true);
     workers_wake(ws);
+    thread_stop(&ws->heartbeat);
     double deadline = oq_now_ms() + grace_s * 1000.0;
     while (atomic_load(&ws->busy) > 0 && oq_now_ms() < deadline)
         usleep(10000);
     if (atomic_load(&ws->busy) > 0) {
         log_warn("shutdown grace over: interrupting %d running operation(s); they go back to pending",
                  atomic_load(&ws->busy));
-        atomic_store(&ws->app->abort_outbound, true);
+        atomic_store(ws->d.abort_outbound, true);
     }
     for (int i = 0; i < ws->n; i++) {
         pthread_join(ws->w[i].th, NULL);
         outbound_close(&ws->w[i].out);
         pthread_mutex_destroy(&ws->w[i].mu);
     }
-    if (ws->helpers_started) {
-        pthread_join(ws->listener, NULL);
-        if (ws->n > 0)
-            pthread_join(ws->heartbeat, NULL);
-    }
+    thread_close(&ws->heartbeat);
     free(ws->w);
     pthread_cond_destroy(&ws->wake);
     pthread_mutex_destroy(&ws->mu);

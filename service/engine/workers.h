@@ -1,6 +1,6 @@
 /* The worker pool: claims due operations, runs their handlers outside any transaction and
- * records outcomes; a listener thread wakes idle workers on NOTIFY, a heartbeat thread keeps
- * the leases of running operations alive. */
+ * records outcomes; a heartbeat thread keeps the leases of running operations alive. The
+ * listener (listener.c) wakes idle workers on NOTIFY. */
 #ifndef OQ_WORKERS_H
 #define OQ_WORKERS_H
 
@@ -8,12 +8,38 @@
 #include <stdatomic.h>
 
 #include "core/common.h"
+#include "core/thread.h"
 
 struct app;
+struct config;
+struct db_pool;
+struct metrics;
+struct monitor;
+struct policy;
+struct settings;
 struct worker;
 
-struct workers {
+/* What the workers use, all borrowed (app.c fills it; everything outlives the pool). */
+struct workers_deps {
+    const struct config *cfg;
+    struct db_pool *db;
+    struct policy *policy;     /* paused upstreams are not claimed; handlers send through it */
+    struct monitor *monitor;   /* nothing is claimed offline */
+    struct settings *settings; /* auto_sync, and the conflict strategy at claim time */
+    struct metrics *metrics;
+    const char *instance_id;   /* lease owners are "<instance_id>/<worker>" */
+    atomic_bool *abort_outbound; /* set by workers_stop when the grace is over */
+    /* With auto-sync stopped, only the running sync pass's operations are claimed: returns
+     * their ids (a new uuid[] literal) or NULL when no pass runs (app.c: sync_pass_ids). */
+    char *(*pass_ids)(void *arg);
+    void *pass_ids_arg;
+    /* TRANSITIONAL, until the delivery change (struct exec_ctx without .app) is merged: the
+     * handlers of this branch still reach the service through it. Never dereferenced here. */
     struct app *app;
+};
+
+struct workers {
+    struct workers_deps d;
     struct worker *w;
     int n;
     pthread_mutex_t mu;
@@ -21,13 +47,12 @@ struct workers {
     unsigned long wake_gen;    /* bumped by every wake-up */
     atomic_bool stopping;
     atomic_int busy;           /* workers running a handler now */
-    pthread_t listener, heartbeat;
+    struct thread heartbeat;
     bool started;
-    bool helpers_started;
 };
 
-/* Starts app->cfg.workers workers plus the listener and heartbeat threads. */
-void workers_start(struct workers *ws, struct app *app);
+/* Starts cfg->workers workers plus the heartbeat thread; deps is copied. */
+void workers_start(struct workers *ws, const struct workers_deps *deps);
 
 /* Wakes idle workers now (an enqueue in this instance, a NOTIFY, the network coming back). */
 void workers_wake(struct workers *ws);

@@ -9,12 +9,28 @@
 #include "core/err.h"
 #include "core/job.h"
 
-struct app;
-struct outbound;
+#include <stdatomic.h>
 
+#include "core/vocab.h"
+
+struct app;
+struct db_pool;
+struct outbound;
+struct policy;
+
+/* The agreed interface (the delivery change moves it to delivery/deliver.h and drops .app;
+ * the engine builds it in workers.c). */
 struct exec_ctx {
-    struct app *app;
-    struct outbound *out; /* this worker's HTTP handle */
+    const struct config *cfg;
+    struct db_pool *db;                 /* file_upload reads the stored file */
+    struct policy *policy;              /* per-upstream breaker, concurrency, rate */
+    struct outbound *out;               /* this worker's HTTP handle */
+    const atomic_bool *abort_outbound;  /* set when the shutdown grace is over */
+    enum strategy strategy;             /* the global conflict strategy when the job was claimed */
+    /* Re-probes reachability now and answers whether upstreams are online (the monitor's). */
+    bool (*recheck_online)(void *arg);
+    void *recheck_arg;
+    struct app *app; /* TRANSITIONAL: this branch's handlers still use it */
 };
 
 struct handler {

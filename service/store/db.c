@@ -7,13 +7,16 @@
 
 #include "core/log.h"
 
-void db_pool_init(struct db_pool *p, const char *conninfo, int size)
+void db_pool_init(struct db_pool *p, const char *conninfo, int size, const struct secretbox *box)
 {
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->conninfo = oq_strdup(conninfo);
     p->size = size;
+    p->box = box;
     p->conns = oq_calloc((size_t)size, sizeof(*p->conns));
+    for (int i = 0; i < size; i++)
+        p->conns[i].box = box;
 }
 
 void db_pool_close(struct db_pool *p)
@@ -208,6 +211,27 @@ PGresult *db_exec(struct db_conn *c, const struct db_stmt *s, int n, const char 
     db_error(c, r, e);
     PQclear(r);
     return NULL;
+}
+
+int db_run(struct db_conn *c, const struct db_stmt *s, int n, const char *const *params,
+           struct err *e)
+{
+    PGresult *r = db_exec(c, s, n, params, e);
+    PQclear(r);
+    return r ? 0 : -1;
+}
+
+PGresult *db_exec_by_id(struct db_conn *c, const struct db_stmt *s, const char *what,
+                        const char *id, struct err *e)
+{
+    const char *params[] = {id};
+    PGresult *r = db_exec(c, s, 1, params, e);
+    if (r != NULL && PQntuples(r) == 0) {
+        PQclear(r);
+        err_set(e, ERR_NOT_FOUND, "no %s with id %s", what, id);
+        return NULL;
+    }
+    return r;
 }
 
 int db_command(struct db_conn *c, const char *sql, struct err *e)

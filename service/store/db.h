@@ -7,6 +7,13 @@
 
 #include "core/err.h"
 
+/* The live statuses exactly as the partial indexes of migration 001 spell them in their
+ * predicates (offline_operations_dedup, offline_operations_group). A query that wants one of
+ * those indexes must repeat the predicate: the planner uses a partial index only when it can
+ * prove the query's condition implies it, and core/vocab.h's OQ_SQL_LIVE_STATUSES, whose
+ * leading '' is no live status, cannot be proved to. Elsewhere use OQ_SQL_LIVE_STATUSES. */
+#define DB_LIVE_STATUSES_AS_INDEXED "('pending', 'in_progress', 'conflict')"
+
 /* A statement is a static object; each connection prepares it on first use. */
 struct db_stmt {
     const char *name;
@@ -15,8 +22,11 @@ struct db_stmt {
 
 #define DB_MAX_PREPARED 64
 
+struct secretbox;
+
 struct db_conn {
     PGconn *pg;
+    const struct secretbox *box; /* borrowed from the pool: how this database's rows are sealed */
     const struct db_stmt *prepared[DB_MAX_PREPARED];
     int n_prepared;
     bool in_use;
@@ -26,12 +36,14 @@ struct db_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     char *conninfo;
+    const struct secretbox *box; /* borrowed; lent to every connection */
     struct db_conn *conns;
     int size;
 };
 
-/* Sets up a pool of size lazily opened connections. Nothing connects yet. */
-void db_pool_init(struct db_pool *p, const char *conninfo, int size);
+/* Sets up a pool of size lazily opened connections. Nothing connects yet. box (borrowed, may
+ * not be NULL) is what the store's functions seal and open rows with. */
+void db_pool_init(struct db_pool *p, const char *conninfo, int size, const struct secretbox *box);
 void db_pool_close(struct db_pool *p);
 
 /* Checks a connection out (waiting up to 5 s for one), connecting or reconnecting it as
@@ -43,6 +55,16 @@ void db_release(struct db_pool *p, struct db_conn *c);
  * caller PQclears, or NULL with *e set from the SQLSTATE. */
 PGresult *db_exec(struct db_conn *c, const struct db_stmt *s, int n, const char *const *params,
                   struct err *e) OQ_MUSTCHECK;
+
+/* Runs s for its effect only: 0, or -1 with *e. */
+int db_run(struct db_conn *c, const struct db_stmt *s, int n, const char *const *params,
+           struct err *e) OQ_MUSTCHECK;
+
+/* Runs s, a statement whose one parameter is an id, and returns its result when it has rows;
+ * NULL with ERR_NOT_FOUND ("no <what> with id <id>") when it has none, or with the database's
+ * error. The caller PQclears the result. */
+PGresult *db_exec_by_id(struct db_conn *c, const struct db_stmt *s, const char *what,
+                        const char *id, struct err *e) OQ_MUSTCHECK;
 
 /* Prepares s on c if it is not yet (for callers that need PQexecPrepared's binary options). */
 int db_prepare(struct db_conn *c, const struct db_stmt *s, int n, struct err *e) OQ_MUSTCHECK;

@@ -47,7 +47,7 @@ int files_store(struct db_conn *c, const char *content_type, const void *data, s
     size_t stored_len = len;
     char id[37]; /* chosen here, so the sealed bytes can be bound to it */
     oq_uuid(id);
-    unsigned char *sealed = secretbox_enabled() ? secretbox_seal_bound(data, len, id, "file", &stored_len) : NULL;
+    unsigned char *sealed = secretbox_enabled(c->box) ? secretbox_seal_bound(c->box, data, len, id, "file", &stored_len) : NULL;
     const char *params[] = {content_type, size, meta->sha256, sealed ? (const char *)sealed : data,
                             sealed ? "true" : "false", id};
     const int lengths[] = {0, 0, 0, (int)stored_len, 0, 0};
@@ -80,17 +80,12 @@ static void fill_meta(PGresult *r, struct stored_file *out)
 
 int files_meta(struct db_conn *c, const char *id, struct stored_file *out, struct err *e)
 {
-    const char *params[] = {id};
-    PGresult *r = db_exec(c, &meta_stmt, 1, params, e);
+    PGresult *r = db_exec_by_id(c, &meta_stmt, "file", id, e);
     if (r == NULL)
         return -1;
-    int rc = 0;
-    if (PQntuples(r) == 0)
-        rc = err_set(e, ERR_NOT_FOUND, "no file with id %s", id);
-    else
-        fill_meta(r, out);
+    fill_meta(r, out);
     PQclear(r);
-    return rc;
+    return 0;
 }
 
 int files_load(struct db_conn *c, const char *id, struct stored_file *out, struct err *e)
@@ -121,8 +116,8 @@ int files_load(struct db_conn *c, const char *id, struct stored_file *out, struc
         snprintf(row_id, sizeof(row_id), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
                  u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
         if (PQgetvalue(r, 0, 6)[0]) { /* sealed: bound to its id, or (older files) not */
-            out->data = PQgetvalue(r, 0, 7)[0] ? secretbox_open_bound(PQgetvalue(r, 0, 5), len, row_id, "file", &len)
-                                               : secretbox_open(PQgetvalue(r, 0, 5), len, &len);
+            out->data = PQgetvalue(r, 0, 7)[0] ? secretbox_open_bound(c->box, PQgetvalue(r, 0, 5), len, row_id, "file", &len)
+                                               : secretbox_open(c->box, PQgetvalue(r, 0, 5), len, &len);
             if (out->data == NULL)
                 rc = err_set(e, ERR_UNDECRYPTABLE, "file %s cannot be decrypted: another key, another "
                                                     "file's ciphertext, or altered", id);

@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "core/jsonload.h"
 #include "core/jsontext.h"
+#include "core/vocab.h"
 #include "store/secretbox.h"
 
 /* What makes an operation claimable: due, not expired, its upstream not paused, no earlier
@@ -17,7 +18,7 @@
     "AND coalesce(o.payload ->> 'upstream', 'default') <> ALL (" PAUSED "::text[]) "             \
     "AND (o.group_key IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations g "                \
     "     WHERE g.group_key = o.group_key AND g.seq < o.seq "                                    \
-    "       AND g.status IN ('pending', 'in_progress', 'conflict'))) "                           \
+    "       AND g.status IN " DB_LIVE_STATUSES_AS_INDEXED ")) "                                \
     "AND (o.depends_on IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations d "               \
     "     WHERE d.id = ANY (o.depends_on) AND d.status <> 'completed')) "                        \
     "AND (" IDS "::uuid[] IS NULL OR o.id = ANY (" IDS "::uuid[])) "
@@ -76,17 +77,20 @@ static const struct db_stmt complete_many_stmt = {
     "WHERE o.id = u.id AND o.status = 'in_progress' AND o.lease_owner = $2 "
     "RETURNING o.id, o.status, o.retry_count"};
 
-static const struct db_stmt complete_stmt = {
-    "queue_complete",
-    "UPDATE offline_operations SET status = 'completed', completed_at = now(), "
-    "  result = $3::jsonb, error_message = NULL, " UNLEASE FENCE "RETURNING id, status, retry_count"};
+/* Every outcome is one fenced UPDATE of this shape: SET what the outcome changes and give the
+ * lease up, only where this worker still holds it; RETURNING what log_outcomes and count_rows
+ * read. */
+#define OUTCOME_UPDATE(SET)                                                                        \
+    "UPDATE offline_operations SET " SET ", " UNLEASE FENCE "RETURNING id, status, retry_count"
+
+#define COMPLETED_SET "status = 'completed', completed_at = now(), result = $3::jsonb, error_message = NULL"
+
+static const struct db_stmt complete_stmt = {"queue_complete", OUTCOME_UPDATE(COMPLETED_SET)};
 
 /* A completion that resolved a conflict also counts in stats.conflicts_resolved. */
 static const struct db_stmt complete_resolved_stmt = {
     "queue_complete_resolved",
-    "WITH u AS (UPDATE offline_operations SET status = 'completed', completed_at = now(), "
-    "  result = $3::jsonb, error_message = NULL, " UNLEASE FENCE
-    "  RETURNING id, status, retry_count, operation_type), "
+    "WITH u AS (" OUTCOME_UPDATE(COMPLETED_SET) ", operation_type), "
     "c AS (INSERT INTO offlineq_op_counts (operation_type, status, n) "
     "  SELECT operation_type, '#resolved', count(*) FROM u GROUP BY 1) "
     "SELECT id, status, retry_count FROM u"};
@@ -98,29 +102,24 @@ static const struct db_stmt complete_resolved_stmt = {
 
 static const struct db_stmt retry_stmt = {
     "queue_retry",
-    "UPDATE offline_operations SET retry_count = retry_count + 1, "
-    "  status = CASE WHEN retry_count + 1 >= max_attempts OR " WINDOW_OVER
-    "    THEN 'failed' ELSE 'pending' END, "
-    "  error_message = CASE WHEN retry_count + 1 < max_attempts AND " WINDOW_OVER
-    "    THEN 'retry window of ' || max_retry_duration_s || ' s exhausted: ' || $3 ELSE $3 END, "
-    "  next_attempt_at = now() + make_interval(secs => $4::float8), result = $5::jsonb, "
-    UNLEASE FENCE "RETURNING id, status, retry_count"};
+    OUTCOME_UPDATE("retry_count = retry_count + 1, "
+                   "  status = CASE WHEN retry_count + 1 >= max_attempts OR " WINDOW_OVER
+                   "    THEN 'failed' ELSE 'pending' END, "
+                   "  error_message = CASE WHEN retry_count + 1 < max_attempts AND " WINDOW_OVER
+                   "    THEN 'retry window of ' || max_retry_duration_s || ' s exhausted: ' || $3 "
+                   "    ELSE $3 END, "
+                   "  next_attempt_at = now() + make_interval(secs => $4::float8), result = $5::jsonb")};
 
 static const struct db_stmt fail_stmt = {
-    "queue_fail",
-    "UPDATE offline_operations SET status = 'failed', retry_count = retry_count + 1, "
-    "  error_message = $3, result = $4::jsonb, " UNLEASE FENCE "RETURNING id, status, retry_count"};
+    "queue_fail", OUTCOME_UPDATE("status = 'failed', retry_count = retry_count + 1, "
+                                 "error_message = $3, result = $4::jsonb")};
 
 static const struct db_stmt conflict_stmt = {
-    "queue_conflict",
-    "UPDATE offline_operations SET status = 'conflict', error_message = $3, result = $4::jsonb, "
-    UNLEASE FENCE "RETURNING id, status, retry_count"};
+    "queue_conflict", OUTCOME_UPDATE("status = 'conflict', error_message = $3, result = $4::jsonb")};
 
 static const struct db_stmt release_stmt = {
     "queue_release",
-    "UPDATE offline_operations SET status = 'pending', "
-    "  next_attempt_at = now() + make_interval(secs => $3::float8), " UNLEASE FENCE
-    "RETURNING id, status, retry_count"};
+    OUTCOME_UPDATE("status = 'pending', next_attempt_at = now() + make_interval(secs => $3::float8)")};
 
 static const struct db_stmt heartbeat_stmt = {
     "leases_heartbeat",
@@ -148,12 +147,12 @@ static const struct db_stmt sweep_stmt = {
     "SELECT (SELECT count(*) FROM reaped), (SELECT count(*) FROM expired), "
     "  (SELECT count(*) FROM orphaned)"};
 
-static void fill_job(PGresult *r, int row, struct job *job)
+static void fill_job(const struct secretbox *sb, PGresult *r, int row, struct job *job)
 {
     memset(job, 0, sizeof(*job));
     snprintf(job->id, sizeof(job->id), "%s", PQgetvalue(r, row, 0));
     snprintf(job->operation_type, sizeof(job->operation_type), "%s", PQgetvalue(r, row, 1));
-    char *payload = secretbox_open_json(PQgetvalue(r, row, 2), job->id, "payload");
+    char *payload = secretbox_open_json(sb, PQgetvalue(r, row, 2), job->id, "payload");
     job->payload = payload ? jsonload_text(payload) : NULL;
     /* sealed with another key, bound to another row, or not loadable: fails, never runs blind */
     job->unreadable = job->payload == NULL;
@@ -165,7 +164,7 @@ static void fill_job(PGresult *r, int row, struct job *job)
     snprintf(job->file_id, sizeof(job->file_id), "%s", PQgetvalue(r, row, 5));
     snprintf(job->conflict_strategy, sizeof(job->conflict_strategy), "%s", PQgetvalue(r, row, 7));
     char *resolution = PQgetisnull(r, row, 8) ? NULL
-                                              : secretbox_open_json(PQgetvalue(r, row, 8), job->id, "resolution");
+                                              : secretbox_open_json(sb, PQgetvalue(r, row, 8), job->id, "resolution");
     job->resolution = resolution ? jsonload_text(resolution) : NULL;
     if (!PQgetisnull(r, row, 8) && job->resolution == NULL)
         job->unreadable = true; /* an operator's choice that does not open is never ignored */
@@ -190,7 +189,7 @@ static int by_order(const void *a, const void *b)
     return x[1] < y[1] ? -1 : x[1] > y[1];
 }
 
-static int fill_jobs_in_order(PGresult *r, struct job *jobs)
+static int fill_jobs_in_order(const struct secretbox *sb, PGresult *r, struct job *jobs)
 {
     int n = PQntuples(r);
     long long (*order)[3] = oq_calloc((size_t)n + 1, sizeof(*order));
@@ -201,7 +200,7 @@ static int fill_jobs_in_order(PGresult *r, struct job *jobs)
     }
     qsort(order, (size_t)n, sizeof(*order), by_order);
     for (int i = 0; i < n; i++)
-        fill_job(r, (int)order[i][2], &jobs[i]);
+        fill_job(sb, r, (int)order[i][2], &jobs[i]);
     free(order);
     return n;
 }
@@ -210,7 +209,7 @@ static int fill_jobs_in_order(PGresult *r, struct job *jobs)
  * now, before they run; a failure here is logged and the claim goes on. */
 static void reseal_claimed(struct db_conn *c, PGresult *r)
 {
-    if (!secretbox_enabled())
+    if (!secretbox_enabled(c->box))
         return;
     for (int i = 0; i < PQntuples(r); i++) {
         struct err e = {0};
@@ -222,6 +221,19 @@ static void reseal_claimed(struct db_conn *c, PGresult *r)
     }
 }
 
+/* Runs a claim statement; its rows into jobs in execution order, sealed where still plain. */
+static int run_claim(struct db_conn *c, const struct db_stmt *s, int n, const char *const *params,
+                     struct job *jobs, struct err *e)
+{
+    PGresult *r = db_exec(c, s, n, params, e);
+    if (r == NULL)
+        return -1;
+    int got = fill_jobs_in_order(c->box, r, jobs);
+    reseal_claimed(c, r);
+    PQclear(r);
+    return got;
+}
+
 int leases_claim(struct db_conn *c, const struct claim_filter *f, struct job *jobs, int max,
                 struct err *e)
 {
@@ -229,13 +241,7 @@ int leases_claim(struct db_conn *c, const struct claim_filter *f, struct job *jo
     snprintf(lease, sizeof(lease), "%d", f->lease_s);
     snprintf(limit, sizeof(limit), "%d", max);
     const char *params[] = {f->owner, f->paused, lease, f->only_ids, limit};
-    PGresult *r = db_exec(c, &claim_stmt, 5, params, e);
-    if (r == NULL)
-        return -1;
-    int n = fill_jobs_in_order(r, jobs);
-    reseal_claimed(c, r);
-    PQclear(r);
-    return n;
+    return run_claim(c, &claim_stmt, 5, params, jobs, e);
 }
 
 int leases_claim_batch(struct db_conn *c, const struct claim_filter *f, const struct job *first,
@@ -251,13 +257,7 @@ int leases_claim_batch(struct db_conn *c, const struct claim_filter *f, const st
     const char *params[] = {f->owner, f->paused, lease, f->only_ids, first->operation_type,
                             upstream ? upstream : "default", default_endpoint,
                             endpoint ? endpoint : default_endpoint, limit};
-    PGresult *r = db_exec(c, &claim_batch_stmt, 9, params, e);
-    if (r == NULL)
-        return -1;
-    int n = fill_jobs_in_order(r, jobs);
-    reseal_claimed(c, r);
-    PQclear(r);
-    return n;
+    return run_claim(c, &claim_batch_stmt, 9, params, jobs, e);
 }
 
 /* {id,id,...} for the fence */
@@ -277,11 +277,18 @@ static char *id_array(const struct job *jobs, size_t n)
     return s;
 }
 
+/* The status column (1) of an outcome's RETURNING row; OP_N_STATUSES if it is none. */
+static enum op_status row_status(PGresult *r, int row)
+{
+    enum op_status st;
+    return op_status_parse(PQgetvalue(r, row, 1), &st) == 0 ? st : OP_N_STATUSES;
+}
+
 static void log_outcomes(PGresult *r, const struct job *jobs, const struct exec_result *res)
 {
     for (int i = 0; i < PQntuples(r); i++) {
         const char *status = PQgetvalue(r, i, 1);
-        bool failed = strcmp(status, "failed") == 0;
+        bool failed = row_status(r, i) == OP_FAILED;
         enum log_level lvl = failed ? LOG_WARN : LOG_DEBUG;
         if (!log_enabled(lvl))
             continue;
@@ -296,24 +303,29 @@ static void log_outcomes(PGresult *r, const struct job *jobs, const struct exec_
 static void count_rows(PGresult *r, const struct exec_result *res, struct tally *t)
 {
     for (int i = 0; t && i < PQntuples(r); i++) {
-        const char *st = PQgetvalue(r, i, 1);
-        if (strcmp(st, "completed") == 0)
+        switch (row_status(r, i)) {
+        case OP_COMPLETED:
             t->completed++;
-        else if (strcmp(st, "failed") == 0)
+            break;
+        case OP_FAILED:
             t->failed++;
-        else if (strcmp(st, "conflict") == 0)
+            break;
+        case OP_CONFLICT:
             t->conflict++;
-        else if (res->outcome == OUTCOME_RETRY)
-            t->retried++;
-        else
-            t->released++;
+            break;
+        default: /* pending again */
+            if (res->outcome == OUTCOME_RETRY)
+                t->retried++;
+            else
+                t->released++;
+        }
     }
 }
 
 int leases_record(struct db_conn *c, const char *owner, const struct job *jobs, size_t n,
                  const struct exec_result *res, double delay_s, struct tally *t, struct err *e)
 {
-    if (n > 1 && res->result != NULL && secretbox_enabled()) { /* each row its own seal */
+    if (n > 1 && res->result != NULL && secretbox_enabled(c->box)) { /* each row its own seal */
         int rows = 0;
         for (size_t i = 0; i < n; i++) {
             int one = leases_record(c, owner, &jobs[i], 1, res, delay_s, t, e);
@@ -325,7 +337,7 @@ int leases_record(struct db_conn *c, const char *owner, const struct job *jobs, 
     }
     char *ids = id_array(jobs, n);
     char *plain = res->result ? jsontext(res->result) : NULL;
-    char *result = secretbox_seal_json(plain, jobs[0].id, "result");
+    char *result = secretbox_seal_json(c->box, plain, jobs[0].id, "result");
     free(plain);
     char delay[32];
     snprintf(delay, sizeof(delay), "%.3f", delay_s < 0 ? 0 : delay_s);
@@ -369,9 +381,9 @@ int leases_complete_many(struct db_conn *c, const char *owner, const struct job 
     json_t *rows = json_array();
     for (size_t i = 0; i < n; i++) {
         json_t *stored = json_incref(results[i]);
-        if (stored != NULL && secretbox_enabled()) { /* bound to its own row */
+        if (stored != NULL && secretbox_enabled(c->box)) { /* bound to its own row */
             char *plain = jsontext(stored);
-            char *sealed = secretbox_seal_json(plain, jobs[i]->id, "result");
+            char *sealed = secretbox_seal_json(c->box, plain, jobs[i]->id, "result");
             json_decref(stored);
             stored = json_loads(sealed, 0, NULL);
             free(plain);
@@ -400,11 +412,7 @@ int leases_heartbeat(struct db_conn *c, const char *owner, const char *ids, int 
     char lease[16];
     snprintf(lease, sizeof(lease), "%d", lease_s);
     const char *params[] = {ids, owner, lease};
-    PGresult *r = db_exec(c, &heartbeat_stmt, 3, params, e);
-    if (r == NULL)
-        return -1;
-    PQclear(r);
-    return 0;
+    return db_run(c, &heartbeat_stmt, 3, params, e);
 }
 
 int leases_sweep(struct db_conn *c, struct err *e)

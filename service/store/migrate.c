@@ -52,6 +52,19 @@ int migrate_current_version(PGconn *pg, struct err *e)
     return v;
 }
 
+static const struct db_stmt version_stmt = {
+    "schema_version", "SELECT coalesce(max(version), 0) FROM schema_migrations"};
+
+int migrate_pooled_version(struct db_conn *c, struct err *e)
+{
+    PGresult *r = db_exec(c, &version_stmt, 0, NULL, e);
+    if (r == NULL)
+        return -1;
+    int v = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
 static int apply(PGconn *pg, const struct embedded_file *f, struct err *e)
 {
     char version[16];

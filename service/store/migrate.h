@@ -5,6 +5,7 @@
 #include <libpq-fe.h>
 
 #include "core/err.h"
+#include "store/db.h"
 
 /* The highest migration version compiled into this binary. */
 int migrate_latest_version(void);
@@ -16,5 +17,8 @@ int migrate_up(PGconn *pg, struct err *e) OQ_MUSTCHECK;
 
 /* Reads the applied version (0 when none); -1 with *e on failure. */
 int migrate_current_version(PGconn *pg, struct err *e);
+
+/* The same on a pooled connection (a prepared statement; errors mapped by db.c). */
+int migrate_pooled_version(struct db_conn *c, struct err *e);
 
 #endif

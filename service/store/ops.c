@@ -8,9 +8,8 @@
 
 #include "core/jsontext.h"
 #include "core/jsonload.h"
+#include "core/vocab.h"
 #include "store/secretbox.h"
-
-#define LIVE "('pending', 'in_progress', 'conflict')"
 
 static const struct db_stmt enqueue_stmt = {
     "ops_enqueue",
@@ -29,12 +28,15 @@ static const struct db_stmt delete_stmt = {
     "        WHERE o.id = t.id AND t.status <> 'in_progress' RETURNING o.id) "
     "SELECT t.status, (SELECT count(*) FROM del) FROM target t"};
 
+/* A retried operation starts over: pending now, no attempt used, no error. */
+#define START_OVER                                                                                 \
+    "status = 'pending', retry_count = 0, error_message = NULL, next_attempt_at = now(), "       \
+    "updated_at = now(), completed_at = NULL"
+
 static const struct db_stmt retry_stmt = {
     "ops_retry",
     "WITH target AS (SELECT id, status FROM offline_operations WHERE id = $1::uuid FOR UPDATE), "
-    "upd AS (UPDATE offline_operations o SET status = 'pending', retry_count = 0, "
-    "        error_message = NULL, next_attempt_at = now(), updated_at = now(), "
-    "        completed_at = NULL, lease_owner = NULL, lease_expires_at = NULL "
+    "upd AS (UPDATE offline_operations o SET " START_OVER ", lease_owner = NULL, lease_expires_at = NULL "
     "        FROM target t WHERE o.id = t.id AND t.status IN ('failed', 'conflict') "
     "        RETURNING offlineq_op_json(o)::text AS j) "
     "SELECT t.status, (SELECT j FROM upd) FROM target t"};
@@ -60,12 +62,14 @@ static const struct db_stmt resolve_stmt = {
     "  SELECT operation_type, '#resolved', 1 FROM upd WHERE $2 = 'remote') "
     "SELECT j FROM upd"};
 
-/* One page in execution order, at most $5 rows (the caller asks one more than it shows): one
- * index range per requested status (LATERAL), merged. The page's documents are then sized in
- * that order, and a row past $6 bytes (unless it is the first) comes without its document, so
- * a page is bounded at the source and the caller still learns that more follow. Sizes are
- * those of the stored documents (a sealed payload is larger than the opened one it is sent
- * as); only rows of the page are rendered, as before, those sent twice. */
+/* One page in execution order, at most $5 rows (the caller asks for one more than it shows).
+ * page: for each requested status one range of the index on (status, -priority, seq) (the
+ * LATERAL subquery, which stops after $5 rows), merged in execution order and cut to $5.
+ * sized: the running total of the stored documents' sizes in that order (a sealed payload is
+ * larger than the opened one it is sent as). The last SELECT renders the document of the first
+ * row and of every row within $6 bytes; a row past it comes without one, so a page is bounded
+ * at the source and the caller still learns that more follow. Only rows of the page are
+ * rendered: those sent twice (to size and to send), those past the bound once (to size). */
 static const struct db_stmt list_stmt = {
     "ops_list",
     "WITH page AS (SELECT x.id, x.priority, x.seq "
@@ -101,11 +105,10 @@ static const struct db_stmt retry_failed_stmt = {
     "  WHERE f.status = 'failed' AND ($1::text IS NULL OR f.operation_type = $1) "
     "    AND ($2::float8 IS NULL OR f.updated_at <= now() - make_interval(secs => $2::float8)) "
     "    AND (f.dedup_key IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations l "
-    "         WHERE l.dedup_key = f.dedup_key AND l.status IN " LIVE ")) "
+    "         WHERE l.dedup_key = f.dedup_key AND l.status IN " DB_LIVE_STATUSES_AS_INDEXED ")) "
     "  ORDER BY coalesce(f.dedup_key, f.id::text), f.seq DESC), "
-    "upd AS (UPDATE offline_operations o SET status = 'pending', retry_count = 0, "
-    "        error_message = NULL, next_attempt_at = now(), updated_at = now(), "
-    "        completed_at = NULL FROM pick WHERE o.id = pick.id AND o.status = 'failed' "
+    "upd AS (UPDATE offline_operations o SET " START_OVER " "
+    "        FROM pick WHERE o.id = pick.id AND o.status = 'failed' "
     "        RETURNING 1), "
     "wake AS (SELECT pg_notify('offlineq_wakeup', '') WHERE EXISTS (SELECT 1 FROM upd)) "
     "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM wake)"};
@@ -117,16 +120,24 @@ static const struct db_stmt enqueue_many_stmt = {
     "WITH x AS (SELECT * FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (t text, p jsonb, "
     "  pr int, g text, ma int, d float8, ex float8, mr int, cs text)) WITH ORDINALITY "
     "  AS r(t, p, pr, g, ma, d, ex, mr, cs, ord)), "
-    "dflt AS (SELECT coalesce((SELECT (value #>> '{}')::int FROM offlineq_settings "
-    "  WHERE key = 'default_max_attempts'), 5) AS ma), "
     "ins AS (INSERT INTO offline_operations AS o (operation_type, payload, priority, group_key, "
     "  max_attempts, next_attempt_at, expires_at, max_retry_duration_s, conflict_strategy) "
-    "  SELECT x.t, x.p, x.pr, x.g, coalesce(x.ma, dflt.ma), "
+    "  SELECT x.t, x.p, x.pr, x.g, x.ma, "
     "    now() + make_interval(secs => coalesce(x.d, 0)), now() + make_interval(secs => x.ex), "
-    "    x.mr, x.cs FROM x, dflt ORDER BY x.ord "
+    "    x.mr, x.cs FROM x ORDER BY x.ord "
     "  RETURNING o.seq, o.id, offlineq_op_json(o)::text AS j), "
     "wake AS (SELECT pg_notify('offlineq_wakeup', '')) "
     "SELECT i.id, i.j, pg_current_xact_id_if_assigned()::text FROM ins i, wake ORDER BY i.seq"};
+
+static const struct db_stmt register_types_stmt = {
+    "register_types",
+    "INSERT INTO offlineq_operation_types (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING"};
+
+int ops_register_types(struct db_conn *c, const char *types, struct err *e)
+{
+    const char *params[] = {types};
+    return db_run(c, &register_types_stmt, 1, params, e);
+}
 
 bool ops_is_simple(const struct op_new *op)
 {
@@ -168,20 +179,20 @@ static void add_real(struct oq_buf *b, const char *key, bool present, double v)
 }
 
 /* [{"t","p","pr",...}] for enqueue_many_stmt */
-static char *many_json(const struct op_new *ops, size_t n)
+static char *many_json(const struct secretbox *sb, const struct op_new *ops, size_t n)
 {
     struct oq_buf b = {0};
     oq_buf_str(&b, "[");
     for (size_t i = 0; i < n; i++) {
         const struct op_new *op = &ops[i];
         oq_buf_str(&b, i ? ",{\"p\":" : "{\"p\":");
-        char *payload = secretbox_seal_payload(op->payload_json);
+        char *payload = secretbox_seal_payload(sb, op->payload_json);
         oq_buf_str(&b, payload);
         free(payload);
         add_json_str(&b, ",\"t\":", op->operation_type);
         add_int(&b, ",\"pr\":", true, op->priority);
         add_json_str(&b, ",\"g\":", op->group_key);
-        add_int(&b, ",\"ma\":", op->max_attempts > 0, op->max_attempts);
+        add_int(&b, ",\"ma\":", true, op->max_attempts);
         add_real(&b, ",\"d\":", op->delay_s >= 0, op->delay_s);
         add_real(&b, ",\"ex\":", op->expires_in_s >= 0, op->expires_in_s);
         add_int(&b, ",\"mr\":", op->max_retry_duration_s > 0, op->max_retry_duration_s);
@@ -195,7 +206,7 @@ static char *many_json(const struct op_new *ops, size_t n)
 int ops_enqueue_many(struct db_conn *c, const struct op_new *ops, size_t n,
                           struct op_created *out, struct err *e)
 {
-    char *rows = many_json(ops, n);
+    char *rows = many_json(c->box, ops, n);
     const char *params[] = {rows};
     PGresult *r = db_exec(c, &enqueue_many_stmt, 1, params, e);
     free(rows);
@@ -204,7 +215,7 @@ int ops_enqueue_many(struct db_conn *c, const struct op_new *ops, size_t n,
     OQ_ASSERT((size_t)PQntuples(r) == n);
     for (size_t i = 0; i < n; i++) {
         snprintf(out[i].id, sizeof(out[i].id), "%s", PQgetvalue(r, (int)i, 0));
-        out[i].json = secretbox_open_ops(oq_strdup(PQgetvalue(r, (int)i, 1)));
+        out[i].json = secretbox_open_ops(c->box, oq_strdup(PQgetvalue(r, (int)i, 1)));
         out[i].created = true;
         out[i].xid = strtoull(PQgetvalue(r, (int)i, 2), NULL, 10);
     }
@@ -226,9 +237,9 @@ int ops_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *o
     snprintf(delay, sizeof(delay), "%.6f", op->delay_s);
     snprintf(expires, sizeof(expires), "%.6f", op->expires_in_s);
     fmt_int(window, sizeof(window), op->max_retry_duration_s);
-    char *payload = secretbox_seal_payload(op->payload_json);
+    char *payload = secretbox_seal_payload(c->box, op->payload_json);
     const char *params[] = {op->operation_type, payload, prio, op->dedup_key,
-                            op->group_key, op->max_attempts > 0 ? attempts : NULL,
+                            op->group_key, attempts,
                             op->delay_s >= 0 ? delay : NULL, op->depends_on,
                             op->expires_in_s >= 0 ? expires : NULL,
                             op->max_retry_duration_s > 0 ? window : NULL,
@@ -238,7 +249,7 @@ int ops_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *o
     if (r == NULL)
         return -1;
     snprintf(out->id, sizeof(out->id), "%s", PQgetvalue(r, 0, 0));
-    out->json = secretbox_open_ops(oq_strdup(PQgetvalue(r, 0, 1)));
+    out->json = secretbox_open_ops(c->box, oq_strdup(PQgetvalue(r, 0, 1)));
     out->created = PQgetvalue(r, 0, 2)[0] == 't';
     out->xid = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
     PQclear(r);
@@ -273,27 +284,21 @@ int ops_enqueue_batch(struct db_conn *c, const struct op_new *ops, size_t n,
 
 char *ops_get(struct db_conn *c, const char *id, struct err *e)
 {
-    const char *params[] = {id};
-    PGresult *r = db_exec(c, &get_stmt, 1, params, e);
+    PGresult *r = db_exec_by_id(c, &get_stmt, "operation", id, e);
     if (r == NULL)
         return NULL;
-    char *json = PQntuples(r) == 1 ? secretbox_open_ops(oq_strdup(PQgetvalue(r, 0, 0))) : NULL;
+    char *json = secretbox_open_ops(c->box, oq_strdup(PQgetvalue(r, 0, 0)));
     PQclear(r);
-    if (json == NULL)
-        err_set(e, ERR_NOT_FOUND, "no operation with id %s", id);
     return json;
 }
 
 int ops_delete(struct db_conn *c, const char *id, struct err *e)
 {
-    const char *params[] = {id};
-    PGresult *r = db_exec(c, &delete_stmt, 1, params, e);
+    PGresult *r = db_exec_by_id(c, &delete_stmt, "operation", id, e);
     if (r == NULL)
         return -1;
     int rc = 0;
-    if (PQntuples(r) == 0)
-        rc = err_set(e, ERR_NOT_FOUND, "no operation with id %s", id);
-    else if (strcmp(PQgetvalue(r, 0, 1), "0") == 0)
+    if (strcmp(PQgetvalue(r, 0, 1), "0") == 0)
         rc = err_set(e, ERR_CONFLICT, "the operation is in_progress; it cannot be deleted now");
     PQclear(r);
     return rc;
@@ -301,21 +306,18 @@ int ops_delete(struct db_conn *c, const char *id, struct err *e)
 
 char *ops_retry(struct db_conn *c, const char *id, struct err *e)
 {
-    const char *params[] = {id};
-    PGresult *r = db_exec(c, &retry_stmt, 1, params, e);
+    PGresult *r = db_exec_by_id(c, &retry_stmt, "operation", id, e);
     if (r == NULL) {
-        if (e->code == ERR_CONFLICT)
+        if (e->code == ERR_CONFLICT) /* the unique index on live dedup keys */
             err_set(e, ERR_CONFLICT, "another live operation holds this operation's dedup_key");
         return NULL;
     }
     char *json = NULL;
-    if (PQntuples(r) == 0)
-        err_set(e, ERR_NOT_FOUND, "no operation with id %s", id);
-    else if (PQgetisnull(r, 0, 1))
+    if (PQgetisnull(r, 0, 1))
         err_set(e, ERR_CONFLICT, "only failed or conflict operations can be retried (this one is %s)",
                 PQgetvalue(r, 0, 0));
     else
-        json = secretbox_open_ops(oq_strdup(PQgetvalue(r, 0, 1)));
+        json = secretbox_open_ops(c->box, oq_strdup(PQgetvalue(r, 0, 1)));
     PQclear(r);
     return json;
 }
@@ -332,18 +334,19 @@ static int page_rows(PGresult *r, int limit, size_t *bytes)
 
 /* Appends "[op,...]" from the first n rows: each document is copied once, straight from the
  * result; a sealed payload is opened one operation at a time. */
-static void append_ops(struct oq_buf *body, PGresult *r, int n, size_t bytes)
+static void append_ops(const struct secretbox *sb, struct oq_buf *body, PGresult *r, int n,
+                       size_t bytes)
 {
     oq_buf_reserve(body, bytes + 2 + 128); /* 128: room for the caller's closing fields */
     oq_buf_str(body, "[");
     for (int i = 0; i < n; i++) {
         if (i > 0)
             oq_buf_str(body, ",");
-        if (!secretbox_enabled()) {
+        if (!secretbox_enabled(sb)) {
             oq_buf_add(body, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0));
             continue;
         }
-        char *op = secretbox_open_ops(oq_strdup(PQgetvalue(r, i, 0)));
+        char *op = secretbox_open_ops(sb, oq_strdup(PQgetvalue(r, i, 0)));
         oq_buf_str(body, op);
         free(op);
     }
@@ -366,7 +369,7 @@ int ops_list(struct db_conn *c, const struct list_query *q, struct oq_buf *body,
     size_t bytes;
     int n = page_rows(r, q->limit, &bytes);
     out->has_more = PQntuples(r) > n;
-    append_ops(body, r, n, bytes);
+    append_ops(c->box, body, r, n, bytes);
     if (n > 0) {
         out->last_priority = atoi(PQgetvalue(r, n - 1, 1));
         out->last_seq = atoll(PQgetvalue(r, n - 1, 2));
@@ -425,19 +428,17 @@ long long ops_retry_failed(struct db_conn *c, const char *operation_type,
 static json_t *locked_conflict_result(struct db_conn *c, const char *id, char row_id[37],
                                       struct err *e)
 {
-    const char *params[] = {id};
-    PGresult *r = db_exec(c, &resolve_lock_stmt, 1, params, e);
+    PGresult *r = db_exec_by_id(c, &resolve_lock_stmt, "operation", id, e);
     if (r == NULL)
         return NULL;
     json_t *result = NULL;
-    if (PQntuples(r) == 0) {
-        err_set(e, ERR_NOT_FOUND, "no operation with id %s", id);
-    } else if (strcmp(PQgetvalue(r, 0, 0), "conflict") != 0) {
+    enum op_status status;
+    if (op_status_parse(PQgetvalue(r, 0, 0), &status) != 0 || status != OP_CONFLICT) {
         err_set(e, ERR_CONFLICT, "only a conflict can be resolved (this operation is %s)",
                 PQgetvalue(r, 0, 0));
     } else {
         snprintf(row_id, 37, "%s", PQgetvalue(r, 0, 2));
-        char *text = PQgetisnull(r, 0, 1) ? oq_strdup("{}") : secretbox_open_json(PQgetvalue(r, 0, 1), row_id, "result");
+        char *text = PQgetisnull(r, 0, 1) ? oq_strdup("{}") : secretbox_open_json(c->box, PQgetvalue(r, 0, 1), row_id, "result");
         result = text ? jsonload_text(text) : NULL;
         if (result == NULL)
             err_set(e, ERR_UNDECRYPTABLE, "the stored conflict cannot be decrypted (another "
@@ -479,11 +480,11 @@ char *ops_resolve(struct db_conn *c, const char *id, const char *resolution,
                                  "resolution", "manual_remote", "remote", json_object_get(old, "remote"));
         char *plain = jsontext(done);
         json_decref(done);
-        result = secretbox_seal_json(plain, row_id, "result");
+        result = secretbox_seal_json(c->box, plain, row_id, "result");
         free(plain);
     }
     char *plain = resolution_text(resolution, data, old);
-    char *sealed = secretbox_seal_json(plain, row_id, "resolution");
+    char *sealed = secretbox_seal_json(c->box, plain, row_id, "resolution");
     free(plain);
     json_decref(old);
     const char *params[] = {id, resolution, result, sealed};
@@ -492,7 +493,7 @@ char *ops_resolve(struct db_conn *c, const char *id, const char *resolution,
     free(sealed);
     if (r == NULL)
         return NULL;
-    char *json = PQntuples(r) == 1 ? secretbox_open_ops(oq_strdup(PQgetvalue(r, 0, 0))) : NULL;
+    char *json = PQntuples(r) == 1 ? secretbox_open_ops(c->box, oq_strdup(PQgetvalue(r, 0, 0))) : NULL;
     PQclear(r);
     if (json == NULL)
         err_set(e, ERR_CONFLICT, "the operation left conflict while it was being resolved");

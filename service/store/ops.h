@@ -12,7 +12,8 @@ struct op_new {
     int priority;
     const char *dedup_key; /* borrowed, may be NULL */
     const char *group_key; /* borrowed, may be NULL */
-    int max_attempts;      /* 0: the configured default */
+    int max_attempts;      /* 1..1000; the caller fills in OFFLINEQ_MAX_ATTEMPTS when the client
+                            * gave none (offlineq_enqueue()'s own default is for SQL callers) */
     double delay_s;        /* < 0: none */
     char *depends_on;      /* owned: a uuid[] literal, or NULL */
     double expires_in_s;   /* < 0: never */
@@ -26,6 +27,10 @@ struct op_created {
     bool created; /* false: an existing live operation holds the dedup_key */
     unsigned long long xid; /* the transaction that stored it (pending.h) */
 };
+
+/* Registers operation types (a text[] literal, "{api_call,...}") so that enqueue knows them;
+ * known ones stay. */
+int ops_register_types(struct db_conn *c, const char *types, struct err *e) OQ_MUSTCHECK;
 
 /* Stores one operation (or finds the live one with its dedup_key). */
 int ops_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *out,

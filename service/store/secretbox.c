@@ -18,12 +18,9 @@
 #define ENVELOPE2 "$enc2" /* v2: bound to its row and column */
 #define CHECK_TEXT "offlineq encryption key check v1"
 
-static unsigned char key[32];
-static bool enabled;
-
-int secretbox_init(const char *hex_key, struct err *e)
+int secretbox_init(struct secretbox *sb, const char *hex_key, struct err *e)
 {
-    enabled = false;
+    sb->enabled = false;
     if (hex_key == NULL || *hex_key == '\0')
         return 0;
     if (strlen(hex_key) != 64)
@@ -34,27 +31,27 @@ int secretbox_init(const char *hex_key, struct err *e)
         char pair[3] = {hex_key[2 * i], hex_key[2 * i + 1], '\0'};
         if (!isxdigit((unsigned char)pair[0]) || !isxdigit((unsigned char)pair[1]))
             return err_set(e, ERR_INVALID_REQUEST, "OFFLINEQ_ENCRYPTION_KEY: not hexadecimal");
-        key[i] = (unsigned char)strtoul(pair, NULL, 16);
+        sb->key[i] = (unsigned char)strtoul(pair, NULL, 16);
     }
-    enabled = true;
+    sb->enabled = true;
     return 0;
 }
 
-bool secretbox_enabled(void)
+bool secretbox_enabled(const struct secretbox *sb)
 {
-    return enabled;
+    return sb->enabled;
 }
 
-unsigned char *secretbox_seal_ad(const void *plain, size_t n, const void *ad, size_t ad_len,
+unsigned char *secretbox_seal_ad(const struct secretbox *sb, const void *plain, size_t n, const void *ad, size_t ad_len,
                                  size_t *out_len)
 {
-    OQ_ASSERT(enabled);
+    OQ_ASSERT(sb->enabled);
     unsigned char *blob = oq_malloc(NONCE_LEN + n + TAG_LEN);
     OQ_ASSERT(RAND_bytes(blob, NONCE_LEN) == 1);
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int len = 0, fin = 0, ignored = 0;
     OQ_ASSERT(ctx != NULL &&
-              EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, blob) == 1 &&
+              EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, sb->key, blob) == 1 &&
               (ad_len == 0 || EVP_EncryptUpdate(ctx, NULL, &ignored, ad, (int)ad_len) == 1) &&
               EVP_EncryptUpdate(ctx, blob + NONCE_LEN, &len, plain, (int)n) == 1 &&
               EVP_EncryptFinal_ex(ctx, blob + NONCE_LEN + len, &fin) == 1 &&
@@ -64,17 +61,17 @@ unsigned char *secretbox_seal_ad(const void *plain, size_t n, const void *ad, si
     return blob;
 }
 
-unsigned char *secretbox_open_ad(const void *blob, size_t n, const void *ad, size_t ad_len,
+unsigned char *secretbox_open_ad(const struct secretbox *sb, const void *blob, size_t n, const void *ad, size_t ad_len,
                                  size_t *out_len)
 {
-    if (!enabled || n < NONCE_LEN + TAG_LEN)
+    if (!sb->enabled || n < NONCE_LEN + TAG_LEN)
         return NULL;
     const unsigned char *b = blob;
     size_t ct = n - NONCE_LEN - TAG_LEN;
     unsigned char *plain = oq_malloc(ct + 1);
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int len = 0, fin = 0, ignored = 0;
-    bool ok = ctx != NULL && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, b) == 1 &&
+    bool ok = ctx != NULL && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, sb->key, b) == 1 &&
               (ad_len == 0 || EVP_DecryptUpdate(ctx, NULL, &ignored, ad, (int)ad_len) == 1) &&
               EVP_DecryptUpdate(ctx, plain, &len, b + NONCE_LEN, (int)ct) == 1 &&
               EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN, (void *)(b + NONCE_LEN + ct)) == 1 &&
@@ -89,14 +86,14 @@ unsigned char *secretbox_open_ad(const void *blob, size_t n, const void *ad, siz
     return plain;
 }
 
-unsigned char *secretbox_seal(const void *plain, size_t n, size_t *out_len)
+unsigned char *secretbox_seal(const struct secretbox *sb, const void *plain, size_t n, size_t *out_len)
 {
-    return secretbox_seal_ad(plain, n, NULL, 0, out_len);
+    return secretbox_seal_ad(sb, plain, n, NULL, 0, out_len);
 }
 
-unsigned char *secretbox_open(const void *blob, size_t n, size_t *out_len)
+unsigned char *secretbox_open(const struct secretbox *sb, const void *blob, size_t n, size_t *out_len)
 {
-    return secretbox_open_ad(blob, n, NULL, 0, out_len);
+    return secretbox_open_ad(sb, blob, n, NULL, 0, out_len);
 }
 
 static char *base64(const unsigned char *p, size_t n)
@@ -129,35 +126,35 @@ static size_t bind_ad(char *ad, size_t len, const char *id, const char *column)
     return n > 0 && (size_t)n < len ? (size_t)n : 0;
 }
 
-unsigned char *secretbox_seal_bound(const void *plain, size_t n, const char *id,
+unsigned char *secretbox_seal_bound(const struct secretbox *sb, const void *plain, size_t n, const char *id,
                                     const char *column, size_t *out_len)
 {
     char ad[128];
     size_t ad_len = bind_ad(ad, sizeof(ad), id, column);
     OQ_ASSERT(ad_len > 0);
-    return secretbox_seal_ad(plain, n, ad, ad_len, out_len);
+    return secretbox_seal_ad(sb, plain, n, ad, ad_len, out_len);
 }
 
-unsigned char *secretbox_open_bound(const void *blob, size_t n, const char *id,
+unsigned char *secretbox_open_bound(const struct secretbox *sb, const void *blob, size_t n, const char *id,
                                     const char *column, size_t *out_len)
 {
     char ad[128];
     size_t ad_len = bind_ad(ad, sizeof(ad), id, column);
-    return ad_len > 0 ? secretbox_open_ad(blob, n, ad, ad_len, out_len) : NULL;
+    return ad_len > 0 ? secretbox_open_ad(sb, blob, n, ad, ad_len, out_len) : NULL;
 }
 
-static char *seal_text(const char *text, const char *id, const char *column)
+static char *seal_text(const struct secretbox *sb, const char *text, const char *id, const char *column)
 {
     char ad[128];
     size_t ad_len = id ? bind_ad(ad, sizeof(ad), id, column) : 0;
     size_t n;
-    unsigned char *blob = secretbox_seal_ad(text, strlen(text), ad, ad_len, &n);
+    unsigned char *blob = secretbox_seal_ad(sb, text, strlen(text), ad, ad_len, &n);
     char *b64 = base64(blob, n);
     free(blob);
     return b64;
 }
 
-static char *open_text(const char *b64, const char *id, const char *column)
+static char *open_text(const struct secretbox *sb, const char *b64, const char *id, const char *column)
 {
     char ad[128];
     size_t ad_len = id ? bind_ad(ad, sizeof(ad), id, column) : 0;
@@ -167,7 +164,7 @@ static char *open_text(const char *b64, const char *id, const char *column)
     unsigned char *blob = unbase64(b64, &n);
     if (blob == NULL)
         return NULL;
-    unsigned char *plain = secretbox_open_ad(blob, n, ad, ad_len, &plain_len);
+    unsigned char *plain = secretbox_open_ad(sb, blob, n, ad, ad_len, &plain_len);
     free(blob);
     return (char *)plain;
 }
@@ -193,10 +190,10 @@ static const char *const *clear_fields(const char *column)
 }
 
 /* {"$enc2": blob bound to id/column, <clear fields>} as JSON text. */
-static char *envelope(const char *json, const char *id, const char *column, const char *new_id)
+static char *envelope(const struct secretbox *sb, const char *json, const char *id, const char *column, const char *new_id)
 {
     json_t *p = jsonload_text(json);
-    char *b64 = seal_text(json, id, column);
+    char *b64 = seal_text(sb, json, id, column);
     json_t *env = json_pack("{s:s}", ENVELOPE2, b64);
     free(b64);
     for (const char *const *k = clear_fields(column); *k; k++) {
@@ -212,20 +209,20 @@ static char *envelope(const char *json, const char *id, const char *column, cons
     return out;
 }
 
-char *secretbox_seal_payload(const char *payload_json)
+char *secretbox_seal_payload(const struct secretbox *sb, const char *payload_json)
 {
-    if (!enabled)
+    if (!sb->enabled)
         return oq_strdup(payload_json);
     char id[37];
     oq_uuid(id);
-    return envelope(payload_json, id, "payload", id);
+    return envelope(sb, payload_json, id, "payload", id);
 }
 
-char *secretbox_seal_json(const char *json, const char *id, const char *column)
+char *secretbox_seal_json(const struct secretbox *sb, const char *json, const char *id, const char *column)
 {
     if (json == NULL)
         return NULL;
-    return enabled ? envelope(json, id, column, NULL) : oq_strdup(json);
+    return sb->enabled ? envelope(sb, json, id, column, NULL) : oq_strdup(json);
 }
 
 bool secretbox_is_sealed(const char *stored)
@@ -241,7 +238,7 @@ bool secretbox_is_sealed(const char *stored)
 
 /* The opened text of an envelope object, or NULL with *broken when it is one that does not
  * open (v2: bound to id/column; v1: no binding). *broken false and NULL: not an envelope. */
-static char *open_envelope_text(const json_t *stored, const char *id, const char *column,
+static char *open_envelope_text(const struct secretbox *sb, const json_t *stored, const char *id, const char *column,
                                 bool *broken)
 {
     const char *v2 = json_string_value(json_object_get(stored, ENVELOPE2));
@@ -249,18 +246,18 @@ static char *open_envelope_text(const json_t *stored, const char *id, const char
     *broken = false;
     if (v2 == NULL && v1 == NULL)
         return NULL;
-    char *text = v2 ? open_text(v2, id, column) : open_text(v1, NULL, column);
+    char *text = v2 ? open_text(sb, v2, id, column) : open_text(sb, v1, NULL, column);
     *broken = text == NULL;
     return text;
 }
 
-char *secretbox_open_json(const char *stored, const char *id, const char *column)
+char *secretbox_open_json(const struct secretbox *sb, const char *stored, const char *id, const char *column)
 {
     if (stored == NULL || strstr(stored, "\"" ENVELOPE) == NULL)
         return stored ? oq_strdup(stored) : NULL;
     json_t *doc = jsonload_text(stored);
     bool broken;
-    char *text = open_envelope_text(doc, id, column, &broken);
+    char *text = open_envelope_text(sb, doc, id, column, &broken);
     json_decref(doc);
     if (broken)
         return NULL;
@@ -269,14 +266,14 @@ char *secretbox_open_json(const char *stored, const char *id, const char *column
 
 /* Opens op's field column in place; a field that does not open stays sealed (never shown as
  * something else) and is logged. */
-static void open_field(json_t *op, const char *column)
+static void open_field(const struct secretbox *sb, json_t *op, const char *column)
 {
     const char *id = json_string_value(json_object_get(op, "id"));
     json_t *v = json_object_get(op, column);
     if (id == NULL || !json_is_object(v))
         return;
     bool broken;
-    char *text = open_envelope_text(v, id, column, &broken);
+    char *text = open_envelope_text(sb, v, id, column, &broken);
     json_t *opened = text ? jsonload_text(text) : NULL;
     free(text);
     if (opened != NULL)
@@ -287,13 +284,13 @@ static void open_field(json_t *op, const char *column)
                  json_pack("{s:s, s:s}", "id", id, "column", column));
 }
 
-static void open_op(json_t *op)
+static void open_op(const struct secretbox *sb, json_t *op)
 {
-    open_field(op, "payload");
-    open_field(op, "result");
+    open_field(sb, op, "payload");
+    open_field(sb, op, "result");
 }
 
-char *secretbox_open_ops(char *json)
+char *secretbox_open_ops(const struct secretbox *sb, char *json)
 {
     if (json == NULL || strstr(json, "\"" ENVELOPE) == NULL)
         return json;
@@ -304,9 +301,9 @@ char *secretbox_open_ops(char *json)
     json_t *op;
     if (json_is_array(doc)) {
         json_array_foreach(doc, i, op)
-            open_op(op);
+            open_op(sb, op);
     } else {
-        open_op(doc);
+        open_op(sb, doc);
     }
     char *out = jsontext(doc);
     json_decref(doc);
@@ -326,30 +323,30 @@ static const struct db_stmt check_put = {
 
 int secretbox_check_database(struct db_conn *c, struct err *e)
 {
+    const struct secretbox *sb = c->box;
     PGresult *r = db_exec(c, &check_get, 0, NULL, e);
     if (r == NULL)
         return -1;
     char *stored = PQntuples(r) == 1 ? oq_strdup(PQgetvalue(r, 0, 0)) : NULL;
     PQclear(r);
-    if (!enabled) {
+    if (!sb->enabled) {
         free(stored);
         return stored ? err_set(e, ERR_NOT_READY, "this database holds encrypted data: set "
                                                   "OFFLINEQ_ENCRYPTION_KEY to the key it was written with")
                       : 0;
     }
     if (stored == NULL) { /* the first start with a key: record what it looks like */
-        char *check = seal_text(CHECK_TEXT, NULL, NULL);
+        char *check = seal_text(sb, CHECK_TEXT, NULL, NULL);
         const char *params[] = {check};
-        r = db_exec(c, &check_put, 1, params, e);
+        int rc = db_run(c, &check_put, 1, params, e);
         free(check);
-        if (r == NULL)
+        if (rc != 0)
             return -1;
-        PQclear(r);
         if (list_all_unsealed(c, e) != 0)
             return -1;
         return secretbox_check_database(c, e); /* another instance may have won: compare */
     }
-    char *text = open_text(stored, NULL, NULL);
+    char *text = open_text(sb, stored, NULL, NULL);
     bool ok = text != NULL && strcmp(text, CHECK_TEXT) == 0;
     free(text);
     free(stored);
@@ -374,25 +371,23 @@ static const struct {
 int secretbox_reseal(struct db_conn *c, const char *id, const char *column, const char *stored,
                      struct err *e)
 {
-    OQ_ASSERT(enabled);
+    const struct secretbox *sb = c->box;
+    OQ_ASSERT(sb->enabled);
     if (stored == NULL || secretbox_is_sealed(stored))
         return 0;
-    char *plain = secretbox_open_json(stored, id, column);
+    char *plain = secretbox_open_json(sb, stored, id, column);
     if (plain == NULL) /* a v1 blob that does not open: left as it is, reported where read */
         return 0;
-    char *sealed = secretbox_seal_json(plain, id, column);
+    char *sealed = secretbox_seal_json(sb, plain, id, column);
     free(plain);
     const struct db_stmt *s = NULL;
     for (size_t i = 0; i < OQ_ARRAY_LEN(reseal_stmts) && s == NULL; i++)
         s = strcmp(reseal_stmts[i].column, column) == 0 ? &reseal_stmts[i].stmt : NULL;
     OQ_ASSERT(s != NULL);
     const char *params[] = {id, sealed, stored};
-    PGresult *r = db_exec(c, s, 3, params, e);
+    int rc = db_run(c, s, 3, params, e);
     free(sealed);
-    if (r == NULL)
-        return -1;
-    PQclear(r);
-    return 0;
+    return rc;
 }
 
 /* Plaintext (or v1) objects in any sealed column; JSON null results stay as they are. */
@@ -430,16 +425,12 @@ static int sweep_row(struct db_conn *c, PGresult *r, int i, struct err *e)
             return -1;
     }
     const char *params[] = {id};
-    PGresult *d = db_exec(c, &sealed_stmt, 1, params, e);
-    if (d == NULL)
-        return -1;
-    PQclear(d);
-    return 0;
+    return db_run(c, &sealed_stmt, 1, params, e);
 }
 
 int secretbox_sweep(struct db_conn *c, int limit, struct err *e)
 {
-    if (!enabled)
+    if (!c->box->enabled)
         return 0;
     char lim[16];
     snprintf(lim, sizeof(lim), "%d", limit);
@@ -457,9 +448,5 @@ int secretbox_sweep(struct db_conn *c, int limit, struct err *e)
 /* The first start with a key: every row written before it is listed for the sweep (one scan). */
 static int list_all_unsealed(struct db_conn *c, struct err *e)
 {
-    PGresult *r = db_exec(c, &list_all_stmt, 0, NULL, e);
-    if (r == NULL)
-        return -1;
-    PQclear(r);
-    return 0;
+    return db_run(c, &list_all_stmt, 0, NULL, e);
 }

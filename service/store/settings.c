@@ -51,9 +51,7 @@ int settings_seed(struct db_conn *c, bool auto_sync, int interval_s, struct err 
     char interval[16];
     snprintf(interval, sizeof(interval), "%d", interval_s);
     const char *params[] = {auto_sync ? "true" : "false", interval};
-    PGresult *r = db_exec(c, &seed_stmt, 2, params, e);
-    PQclear(r);
-    return r ? 0 : -1;
+    return db_run(c, &seed_stmt, 2, params, e);
 }
 
 static void apply(struct settings *s, const char *key, json_t *v)
@@ -101,38 +99,26 @@ int settings_reload(struct settings *s, struct db_conn *c, struct err *e)
 int settings_store(struct db_conn *c, const char *key, const char *json_value, struct err *e)
 {
     const char *params[] = {key, json_value};
-    PGresult *r = db_exec(c, &store_stmt, 2, params, e);
-    PQclear(r);
-    return r ? 0 : -1;
+    return db_run(c, &store_stmt, 2, params, e);
 }
 
-bool settings_auto_sync(struct settings *s)
-{
-    pthread_mutex_lock(&s->mu);
-    bool v = s->auto_sync;
-    pthread_mutex_unlock(&s->mu);
-    return v;
-}
+/* The getters: one field read under the lock, each of one shape. */
+#define LOCKED_GETTER(type, name, expr)                                                            \
+    type name(struct settings *s)                                                                  \
+    {                                                                                              \
+        pthread_mutex_lock(&s->mu);                                                                \
+        type v = expr;                                                                             \
+        pthread_mutex_unlock(&s->mu);                                                              \
+        return v;                                                                                  \
+    }
 
-int settings_interval_s(struct settings *s)
-{
-    pthread_mutex_lock(&s->mu);
-    int v = s->interval_s;
-    pthread_mutex_unlock(&s->mu);
-    return v;
-}
+LOCKED_GETTER(bool, settings_auto_sync, s->auto_sync)
+LOCKED_GETTER(int, settings_interval_s, s->interval_s)
+LOCKED_GETTER(json_t *, settings_last_sync, json_incref(s->last_sync))
 
 void settings_strategy(struct settings *s, char *out, size_t len)
 {
     pthread_mutex_lock(&s->mu);
     snprintf(out, len, "%s", s->strategy);
     pthread_mutex_unlock(&s->mu);
-}
-
-json_t *settings_last_sync(struct settings *s)
-{
-    pthread_mutex_lock(&s->mu);
-    json_t *v = json_incref(s->last_sync);
-    pthread_mutex_unlock(&s->mu);
-    return v;
 }

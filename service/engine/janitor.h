@@ -1,0 +1,40 @@
+/* The janitor: one thread doing the housekeeping every instance shares, each chore on its own
+ * cadence (janitor.c names them once, as PgBouncer's janitor.c does): fold counter deltas and
+ * refresh the pending count, reload settings, sweep expired leases and operations, seal
+ * plaintext rows, trim the event log, give freed heap back to the system. */
+#ifndef OQ_JANITOR_H
+#define OQ_JANITOR_H
+
+#include "core/thread.h"
+
+struct db_pool;
+struct pending;
+struct settings;
+struct workers;
+
+/* All borrowed; they outlive the janitor. */
+struct janitor_deps {
+    struct db_pool *db;
+    struct pending *pending;   /* what OFFLINEQ_MAX_PENDING is checked against */
+    struct settings *settings;
+    struct workers *workers;   /* woken when a sweep makes operations due again */
+};
+
+#define JANITOR_CHORES 6
+
+struct janitor {
+    struct janitor_deps d;
+    struct thread t;
+    double due_ms[JANITOR_CHORES]; /* when each chore runs next (oq_now_ms clock) */
+};
+
+/* One fold now, on the caller's thread (start-up: OFFLINEQ_MAX_PENDING holds from the first
+ * request on). c is the caller's connection. */
+struct db_conn;
+void janitor_fold_counts(const struct janitor_deps *d, struct db_conn *c);
+
+/* Starts the thread; deps is copied. */
+void janitor_start(struct janitor *j, const struct janitor_deps *deps);
+void janitor_stop(struct janitor *j);
+
+#endif
