@@ -7,13 +7,6 @@
 
 #include "core/err.h"
 
-/* The live statuses exactly as the partial indexes of migration 001 spell them in their
- * predicates (offline_operations_dedup, offline_operations_group). A query that wants one of
- * those indexes must repeat the predicate: the planner uses a partial index only when it can
- * prove the query's condition implies it, and core/vocab.h's OQ_SQL_LIVE_STATUSES, whose
- * leading '' is no live status, cannot be proved to. Elsewhere use OQ_SQL_LIVE_STATUSES. */
-#define DB_LIVE_STATUSES_AS_INDEXED "('pending', 'in_progress', 'conflict')"
-
 /* A statement is a static object; each connection prepares it on first use. */
 struct db_stmt {
     const char *name;

@@ -18,7 +18,7 @@
     "AND coalesce(o.payload ->> 'upstream', 'default') <> ALL (" PAUSED "::text[]) "             \
     "AND (o.group_key IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations g "                \
     "     WHERE g.group_key = o.group_key AND g.seq < o.seq "                                    \
-    "       AND g.status IN " DB_LIVE_STATUSES_AS_INDEXED ")) "                                \
+    "       AND g.status IN " OQ_SQL_LIVE_STATUSES ")) "                                \
     "AND (o.depends_on IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations d "               \
     "     WHERE d.id = ANY (o.depends_on) AND d.status <> 'completed')) "                        \
     "AND (" IDS "::uuid[] IS NULL OR o.id = ANY (" IDS "::uuid[])) "

@@ -105,7 +105,7 @@ static const struct db_stmt retry_failed_stmt = {
     "  WHERE f.status = 'failed' AND ($1::text IS NULL OR f.operation_type = $1) "
     "    AND ($2::float8 IS NULL OR f.updated_at <= now() - make_interval(secs => $2::float8)) "
     "    AND (f.dedup_key IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations l "
-    "         WHERE l.dedup_key = f.dedup_key AND l.status IN " DB_LIVE_STATUSES_AS_INDEXED ")) "
+    "         WHERE l.dedup_key = f.dedup_key AND l.status IN " OQ_SQL_LIVE_STATUSES ")) "
     "  ORDER BY coalesce(f.dedup_key, f.id::text), f.seq DESC), "
     "upd AS (UPDATE offline_operations o SET " START_OVER " "
     "        FROM pick WHERE o.id = pick.id AND o.status = 'failed' "
