@@ -4,7 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/jsonload.h"
+#include "api/parse.h"
 #include "api/reply.h"
 #include "core/validate.h"
 
@@ -174,11 +174,6 @@ static int parse_body(struct request *r, const struct route *rt, struct err *e)
     if (r->json == NULL)
         return -1;
     return rt->rules ? validate_object(r->json, rt->rules, false, e) : 0;
-}
-
-json_t *api_parse_json_body(const char *data, size_t len, struct err *e)
-{
-    return jsonload(data, len, JSONLOAD_OBJECT, e);
 }
 
 /* The Host header ("name" or "name:port", any port) names this service: a loopback name or the

@@ -44,21 +44,6 @@ void routes_admit(struct request *r);
 /* Once the body is in: a preflight, or the content type and body checks, then the handler. */
 void routes_dispatch(struct request *r);
 
-/* Parsers of untrusted input, shared with the fuzz targets (fuzz/). */
-struct op_new;
-struct list_query;
-/* One enqueue body: shape, per-type payload rules; fills *op (free with api_op_new_free). */
-int api_parse_enqueue(const json_t *body, const struct config *cfg, struct op_new *op,
-                      struct err *e);
-void api_op_new_free(struct op_new *op);
-/* GET /api/offline/queue's query arguments (each may be NULL). */
-int api_parse_list_query(const char *status, const char *cursor, const char *type,
-                         const char *limit, struct list_query *q, char *statuses_buf, size_t len,
-                         struct err *e);
-/* A request body as the JSON routes accept it: an object, no duplicate keys, at most 64 levels
- * deep. Returns the object (owned) or NULL with *e (invalid_json). */
-json_t *api_parse_json_body(const char *data, size_t len, struct err *e);
-
 /* Handlers (api/<resource>.c). */
 int api_dashboard(struct request *r, struct err *e);
 int api_dashboard_script(struct request *r, struct err *e);

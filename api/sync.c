@@ -11,6 +11,7 @@
 #include "api/routes.h"
 #include "store/settings.h"
 #include "core/validate.h"
+#include "core/vocab.h"
 
 static const struct db_stmt pending_stmt = {
     "sync_pending", "SELECT coalesce(sum(n), 0) FROM offlineq_op_counts WHERE status = 'pending'"};
@@ -173,10 +174,8 @@ int api_strategy_get(struct request *r, struct err *e)
     return reply_json(r, 200, json_pack("{s:s}", "strategy", s));
 }
 
-static const char *const strategies[] = {"local_wins", "remote_wins", "last_write_wins", "merge",
-                                         "manual", NULL};
 const struct field_rule api_strategy_rules[] = {
-    {.name = "strategy", .type = V_STRING, .required = true, .one_of = strategies},
+    {.name = "strategy", .type = V_STRING, .required = true, .one_of = strategy_names},
     {.name = NULL},
 };
 

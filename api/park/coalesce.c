@@ -6,7 +6,7 @@
 
 #include "core/log.h"
 #include "api/reply.h"
-#include "api/routes.h"
+#include "api/parse.h"
 
 #define GROUP_MAX 1000
 #define FLUSHERS 1 /* measured: one flusher makes the largest groups; 2 and 4 were slower (bench/) */
