@@ -4,6 +4,7 @@
 
 #include "api/reply.h"
 #include "api/routes.h"
+#include "app.h"
 
 static int parse_last_id(const char *s, struct event_pos *out, bool *given, struct err *e)
 {

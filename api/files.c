@@ -6,6 +6,7 @@
 #include "store/files.h"
 #include "api/reply.h"
 #include "api/routes.h"
+#include "app.h"
 #include "core/validate.h"
 
 static json_t *file_json(const struct stored_file *f)

@@ -5,6 +5,7 @@
 #include "core/embed.h"
 #include "api/reply.h"
 #include "api/routes.h"
+#include "app.h"
 
 int api_health(struct request *r, struct err *e)
 {

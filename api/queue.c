@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "api/park/coalesce.h"
+#include "api/api.h"
 #include "api/cursor.h"
 #include "api/etag.h"
 #include "api/parse.h"
@@ -15,7 +15,7 @@
 #include "api/reply.h"
 #include "api/routes.h"
 #include "core/validate.h"
-#include "api/park/waiters.h"
+#include "app.h"
 
 #define BATCH_MAX 1000
 
@@ -53,7 +53,7 @@ int api_queue_create(struct request *r, struct err *e)
         goto out;
     double wait_s = waiters_prefer_wait(http_header(r, "Prefer"));
     if (wait_s < 0 && ops_is_simple(&op)) { /* group commit with concurrent requests */
-        coalesce_submit(r, &op);                   /* the flusher settles the room */
+        coalesce_submit(&r->api->coalesce, r, &op); /* the flusher settles the room */
         return 0;
     }
     c = db_acquire(&r->app->db, e);
@@ -70,7 +70,7 @@ int api_queue_create(struct request *r, struct err *e)
     set_location(r, out.id);
     if (wait_s > 0) {
         reply_header(r, "Preference-Applied", "wait");
-        waiters_park(r, out.id, wait_s, out.json); /* 200 when it finishes, else 202 */
+        waiters_park(&r->api->waiters, r, out.id, wait_s, out.json); /* 200 when it finishes, else 202 */
         rc = 0;
     } else {
         rc = reply_json_text(r, wait_s == 0 ? 202 : out.created ? 201 : 200, out.json);
@@ -261,10 +261,9 @@ static char *make_stats(struct request *r, struct err *e)
 /* The counts change with events; oldest_pending_age_s with the clock (a second is enough). */
 int api_queue_stats(struct request *r, struct err *e)
 {
-    static struct etag_cache cache = ETAG_CACHE_INIT;
     char key[64];
     snprintf(key, sizeof(key), "q%llu.%ld", events_version(&r->app->events), (long)time(NULL));
-    return etag_reply(r, &cache, key, make_stats, e);
+    return etag_reply(r, &r->api->queue_stats_etag, key, make_stats, e);
 }
 
 const struct field_rule api_clear_rules[] = {

@@ -6,6 +6,7 @@
 
 #include "api/parse.h"
 #include "api/reply.h"
+#include "app.h"
 #include "core/validate.h"
 
 static const struct route routes[] = {

@@ -3,12 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/etag.h"
+#include "api/api.h"
 #include "core/jsonload.h"
 #include "core/jsontext.h"
 #include "core/log.h"
 #include "api/reply.h"
 #include "api/routes.h"
+#include "app.h"
 #include "store/settings.h"
 #include "core/validate.h"
 #include "core/vocab.h"
@@ -57,7 +58,6 @@ static char *make_status(struct request *r, struct err *e)
 /* Everything in the status moves with an event, a setting or the network. */
 int api_sync_status(struct request *r, struct err *e)
 {
-    static struct etag_cache cache = ETAG_CACHE_INIT;
     struct app *a = r->app;
     char strategy[32], key[128];
     settings_strategy(&a->settings, strategy, sizeof(strategy));
@@ -71,7 +71,7 @@ int api_sync_status(struct request *r, struct err *e)
         char *text = make_status(r, e);
         return text ? reply_json_text(r, 200, text) : -1;
     }
-    return etag_reply(r, &cache, key, make_status, e);
+    return etag_reply(r, &r->api->sync_status_etag, key, make_status, e);
 }
 
 #define SYNC_TIMEOUT_MAX_S 300
@@ -203,12 +203,11 @@ static char *make_network(struct request *r, struct err *e)
 
 int api_network_status(struct request *r, struct err *e)
 {
-    static struct etag_cache cache = ETAG_CACHE_INIT;
     if (strcmp(r->method, "GET") != 0) /* check-connectivity: always the fresh check */
         return reply_json_text(r, 200, make_network(r, e));
     char key[32];
     snprintf(key, sizeof(key), "n%lu", monitor_rounds(&r->app->monitor));
-    return etag_reply(r, &cache, key, make_network, e);
+    return etag_reply(r, &r->api->network_status_etag, key, make_network, e);
 }
 
 int api_network_check(struct request *r, struct err *e)

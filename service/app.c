@@ -92,7 +92,6 @@ int app_init(struct app *a, struct err *e)
     char id[37];
     oq_uuid(id);
     snprintf(a->instance_id, sizeof(a->instance_id), "%s:%d:%.8s", host, (int)getpid(), id);
-    atomic_init(&a->inflight, 0);
     atomic_init(&a->stopping, false);
     pthread_mutex_init(&a->stop_mu, NULL);
     pthread_cond_init(&a->stop_cv, NULL);

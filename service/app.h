@@ -16,14 +16,10 @@
 #include "engine/sync.h"
 #include "engine/workers.h"
 
-struct MHD_Daemon;
-
 struct app {
     struct config cfg;
     struct db_pool db;
-    struct MHD_Daemon *http;
     char instance_id[64]; /* host:pid:random, names this instance in leases and logs */
-    atomic_int inflight;  /* HTTP requests started and not yet completed */
     atomic_bool stopping;
     struct policy policy;
     struct monitor monitor;

@@ -7,6 +7,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "api/http.h"
 #include "core/log.h"
 #include "store/ops.h"
 #include "api/reply.h"
@@ -20,14 +21,6 @@ struct waiter {
     struct waiter *next;
 };
 
-static struct {
-    struct app *app;
-    pthread_t th;
-    bool started, stopping;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct waiter *list;
-} W = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 double waiters_prefer_wait(const char *prefer)
 {
@@ -79,12 +72,12 @@ static const struct db_stmt done_stmt = {
     "AND status IN ('completed', 'failed', 'conflict')"};
 
 /* One round: which parked operations finished, whose time is up. */
-static void poll_once(void)
+static void poll_once(struct waiters *ws)
 {
-    pthread_mutex_lock(&W.mu);
-    struct waiter *all = W.list;
-    W.list = NULL;
-    pthread_mutex_unlock(&W.mu);
+    pthread_mutex_lock(&ws->mu);
+    struct waiter *all = ws->list;
+    ws->list = NULL;
+    pthread_mutex_unlock(&ws->mu);
     if (all == NULL)
         return;
     size_t n = 0;
@@ -97,7 +90,7 @@ static void poll_once(void)
         o += (size_t)sprintf(ids + o, "%s%s", o > 1 ? "," : "", w->id);
     sprintf(ids + o, "}");
     struct err e = {0};
-    struct db_conn *c = db_acquire(&W.app->db, &e);
+    struct db_conn *c = db_acquire(ws->db, &e);
     PGresult *res = c ? db_exec(c, &done_stmt, 1, (const char *const[]){ids}, &e) : NULL;
     double now = oq_now_ms();
     struct waiter *keep = NULL;
@@ -107,7 +100,7 @@ static void poll_once(void)
         bool done = false;
         for (int i = 0; res && i < PQntuples(res) && !done; i++)
             done = strcmp(PQgetvalue(res, i, 0), w->id) == 0;
-        if (done || now >= w->deadline_ms || W.stopping) {
+        if (done || now >= w->deadline_ms || ws->stopping) {
             finish(w, c, done);
         } else {
             w->next = keep;
@@ -116,62 +109,76 @@ static void poll_once(void)
     }
     PQclear(res);
     if (c != NULL)
-        db_release(&W.app->db, c);
+        db_release(ws->db, c);
     free(ids);
-    pthread_mutex_lock(&W.mu);
+    pthread_mutex_lock(&ws->mu);
     while (keep) {
         struct waiter *w = keep;
         keep = keep->next;
-        w->next = W.list;
-        W.list = w;
+        w->next = ws->list;
+        ws->list = w;
     }
-    pthread_mutex_unlock(&W.mu);
+    pthread_mutex_unlock(&ws->mu);
 }
 
 static void *waiters_main(void *arg)
 {
-    pthread_mutex_lock(&W.mu);
-    while (!W.stopping) {
+    struct waiters *ws = arg;
+    pthread_mutex_lock(&ws->mu);
+    while (!ws->stopping) {
         struct timespec t;
         oq_deadline_ms(&t, 50);
-        pthread_cond_timedwait(&W.cv, &W.mu, &t);
-        pthread_mutex_unlock(&W.mu);
-        poll_once();
-        pthread_mutex_lock(&W.mu);
+        pthread_cond_timedwait(&ws->cv, &ws->mu, &t);
+        pthread_mutex_unlock(&ws->mu);
+        poll_once(ws);
+        pthread_mutex_lock(&ws->mu);
     }
-    pthread_mutex_unlock(&W.mu);
+    pthread_mutex_unlock(&ws->mu);
     return NULL;
 }
 
-void waiters_start(struct app *a)
+void waiters_init(struct waiters *ws, struct db_pool *db)
 {
-    W.app = a;
-    W.stopping = false;
-    W.started = pthread_create(&W.th, NULL, waiters_main, NULL) == 0;
+    *ws = (struct waiters){.db = db};
+    pthread_mutex_init(&ws->mu, NULL);
+    pthread_cond_init(&ws->cv, NULL);
 }
 
-void waiters_release_all(void)
+void waiters_start(struct waiters *ws)
 {
-    pthread_mutex_lock(&W.mu);
-    W.stopping = true;
-    pthread_mutex_unlock(&W.mu);
-    poll_once(); /* answers everyone: stopping */
+    ws->stopping = false;
+    ws->started = pthread_create(&ws->th, NULL, waiters_main, ws) == 0;
 }
 
-void waiters_stop(void)
+void waiters_close(struct waiters *ws)
 {
-    if (!W.started)
+    pthread_cond_destroy(&ws->cv);
+    pthread_mutex_destroy(&ws->mu);
+}
+
+void waiters_release_all(struct waiters *ws)
+{
+    pthread_mutex_lock(&ws->mu);
+    ws->stopping = true;
+    pthread_mutex_unlock(&ws->mu);
+    poll_once(ws); /* answers everyone: stopping */
+}
+
+void waiters_stop(struct waiters *ws)
+{
+    if (!ws->started)
         return;
-    pthread_mutex_lock(&W.mu);
-    W.stopping = true;
-    pthread_cond_broadcast(&W.cv);
-    pthread_mutex_unlock(&W.mu);
-    pthread_join(W.th, NULL);
-    poll_once();
-    W.started = false;
+    pthread_mutex_lock(&ws->mu);
+    ws->stopping = true;
+    pthread_cond_broadcast(&ws->cv);
+    pthread_mutex_unlock(&ws->mu);
+    pthread_join(ws->th, NULL);
+    poll_once(ws);
+    ws->started = false;
 }
 
-void waiters_park(struct request *r, const char *id, double wait_s, char *pending_json)
+void waiters_park(struct waiters *ws, struct request *r, const char *id, double wait_s,
+                  char *pending_json)
 {
     struct waiter *w = oq_calloc(1, sizeof(*w));
     w->r = r;
@@ -180,12 +187,12 @@ void waiters_park(struct request *r, const char *id, double wait_s, char *pendin
     r->deferred_body = pending_json;
     r->deferred_status = 202;
     http_suspend(r, on_resume);
-    pthread_mutex_lock(&W.mu);
-    bool stopping = W.stopping;
-    w->next = W.list;
-    W.list = w;
-    pthread_cond_broadcast(&W.cv);
-    pthread_mutex_unlock(&W.mu);
+    pthread_mutex_lock(&ws->mu);
+    bool stopping = ws->stopping;
+    w->next = ws->list;
+    ws->list = w;
+    pthread_cond_broadcast(&ws->cv);
+    pthread_mutex_unlock(&ws->mu);
     if (stopping)
-        poll_once();
+        poll_once(ws);
 }
