@@ -3,11 +3,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "store/files.h"
+#include "api/endpoints.h"
 #include "api/reply.h"
-#include "api/routes.h"
 #include "app.h"
 #include "core/validate.h"
+#include "store/files.h"
 
 static json_t *file_json(const struct stored_file *f)
 {

@@ -7,15 +7,15 @@
 
 #include "api/api.h"
 #include "api/cursor.h"
+#include "api/endpoints.h"
 #include "api/etag.h"
 #include "api/parse.h"
+#include "api/reply.h"
+#include "app.h"
 #include "core/jsonload.h"
 #include "core/jsontext.h"
-#include "store/ops.h"
-#include "api/reply.h"
-#include "api/routes.h"
 #include "core/validate.h"
-#include "app.h"
+#include "store/ops.h"
 
 #define BATCH_MAX 1000
 

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api/endpoints.h"
 #include "api/parse.h"
 #include "api/reply.h"
 #include "app.h"

@@ -24,10 +24,6 @@ struct route {
     const struct field_rule *rules; /* the JSON body's fields, checked before fn (NULL: fn does) */
 };
 
-/* Body field rules of the routes (api/queue.c, api/sync.c). */
-extern const struct field_rule api_batch_rules[], api_clear_rules[], api_retry_failed_rules[],
-    api_resolve_rules[], api_start_rules[], api_strategy_rules[];
-
 /* The table, ended by a row with method NULL. */
 const struct route *routes_table(void);
 
@@ -43,33 +39,5 @@ void routes_admit(struct request *r);
 
 /* Once the body is in: a preflight, or the content type and body checks, then the handler. */
 void routes_dispatch(struct request *r);
-
-/* Handlers (api/<resource>.c). */
-int api_dashboard(struct request *r, struct err *e);
-int api_dashboard_script(struct request *r, struct err *e);
-int api_health(struct request *r, struct err *e);
-int api_ready(struct request *r, struct err *e);
-int api_metrics(struct request *r, struct err *e);
-int api_queue_create(struct request *r, struct err *e);
-int api_queue_batch(struct request *r, struct err *e);
-int api_queue_list(struct request *r, struct err *e);
-int api_queue_get(struct request *r, struct err *e);
-int api_queue_delete(struct request *r, struct err *e);
-int api_queue_retry(struct request *r, struct err *e);
-int api_queue_stats(struct request *r, struct err *e);
-int api_queue_clear_completed(struct request *r, struct err *e);
-int api_queue_retry_failed(struct request *r, struct err *e);
-int api_queue_resolve(struct request *r, struct err *e);
-int api_sync_run(struct request *r, struct err *e);
-int api_sync_status(struct request *r, struct err *e);
-int api_sync_start_auto(struct request *r, struct err *e);
-int api_sync_stop_auto(struct request *r, struct err *e);
-int api_strategy_get(struct request *r, struct err *e);
-int api_strategy_set(struct request *r, struct err *e);
-int api_network_status(struct request *r, struct err *e);
-int api_network_check(struct request *r, struct err *e);
-int api_events(struct request *r, struct err *e);
-int api_files_create(struct request *r, struct err *e);
-int api_files_get(struct request *r, struct err *e);
 
 #endif

@@ -4,30 +4,26 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/endpoints.h"
+#include "api/reply.h"
+#include "app.h"
 #include "core/jsonload.h"
 #include "core/jsontext.h"
 #include "core/log.h"
-#include "api/reply.h"
-#include "api/routes.h"
-#include "app.h"
-#include "store/settings.h"
 #include "core/validate.h"
 #include "core/vocab.h"
-
-static const struct db_stmt pending_stmt = {
-    "sync_pending", "SELECT coalesce(sum(n), 0) FROM offlineq_op_counts WHERE status = 'pending'"};
+#include "store/settings.h"
+#include "store/stats.h"
 
 static json_t *status_json(struct app *a, struct err *e)
 {
     struct db_conn *c = db_acquire(&a->db, e);
     if (c == NULL)
         return NULL;
-    PGresult *res = db_exec(c, &pending_stmt, 0, NULL, e);
+    json_int_t pending = stats_pending(c, e);
     db_release(&a->db, c);
-    if (res == NULL)
+    if (pending < 0)
         return NULL;
-    json_int_t pending = atoll(PQgetvalue(res, 0, 0));
-    PQclear(res);
     char strategy[32];
     settings_strategy(&a->settings, strategy, sizeof(strategy));
     json_t *last = settings_last_sync(&a->settings);
@@ -191,27 +187,4 @@ int api_strategy_set(struct request *r, struct err *e)
              json_pack("{s:s, s:O}", "event", "strategy.changed", "strategy", v));
     events_emit(r->app, "strategy.changed", json_pack("{s:O}", "strategy", v));
     return api_strategy_get(r, e);
-}
-
-static char *make_network(struct request *r, struct err *e)
-{
-    json_t *j = monitor_status_json(&r->app->monitor);
-    char *text = jsontext(j);
-    json_decref(j);
-    return text;
-}
-
-int api_network_status(struct request *r, struct err *e)
-{
-    if (strcmp(r->method, "GET") != 0) /* check-connectivity: always the fresh check */
-        return reply_json_text(r, 200, make_network(r, e));
-    char key[32];
-    snprintf(key, sizeof(key), "n%lu", monitor_rounds(&r->app->monitor));
-    return etag_reply(r, &r->api->network_status_etag, key, make_network, e);
-}
-
-int api_network_check(struct request *r, struct err *e)
-{
-    monitor_check_now(&r->app->monitor);
-    return api_network_status(r, e);
 }

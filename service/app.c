@@ -100,6 +100,8 @@ int app_init(struct app *a, struct err *e)
     policy_init(&a->policy, &a->cfg);
     settings_init(&a->settings);
     metrics_init(&a->metrics);
+    for (const struct handler *h = handlers_table(); h->name; h++)
+        metrics_add_type(&a->metrics, h->name);
     db_pool_init(&a->db, a->cfg.database_url, a->cfg.db_pool_size);
     if (migrate(a, e) != 0 || register_registry(a, e) != 0)
         return -1;

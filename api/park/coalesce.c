@@ -5,11 +5,11 @@
 #include <string.h>
 
 #include "api/http.h"
+#include "api/parse.h"
+#include "api/reply.h"
 #include "app.h"
 #include "core/log.h"
 #include "store/ops.h"
-#include "api/reply.h"
-#include "api/parse.h"
 
 #define GROUP_MAX 1000
 

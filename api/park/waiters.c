@@ -8,9 +8,10 @@
 #include <time.h>
 
 #include "api/http.h"
+#include "api/reply.h"
 #include "core/log.h"
 #include "store/ops.h"
-#include "api/reply.h"
+#include "store/waits.h"
 
 #define PREFER_WAIT_MAX 30
 
@@ -66,51 +67,22 @@ static void finish(struct waiter *w, struct db_conn *c, bool done)
     free(w);
 }
 
-static const struct db_stmt done_stmt = {
-    "waiters_done",
-    "SELECT id::text FROM offline_operations WHERE id = ANY ($1::uuid[]) "
-    "AND status IN ('completed', 'failed', 'conflict')"};
-
-/* One round: which parked operations finished, whose time is up. */
-static void poll_once(struct waiters *ws)
+/* Takes the whole parked list out from under the lock; its length in *n. */
+static struct waiter *take_all(struct waiters *ws, size_t *n)
 {
     pthread_mutex_lock(&ws->mu);
     struct waiter *all = ws->list;
     ws->list = NULL;
     pthread_mutex_unlock(&ws->mu);
-    if (all == NULL)
-        return;
-    size_t n = 0;
+    *n = 0;
     for (struct waiter *w = all; w; w = w->next)
-        n++;
-    char *ids = oq_malloc(n * 37 + 3);
-    size_t o = 0;
-    ids[o++] = '{';
-    for (struct waiter *w = all; w; w = w->next)
-        o += (size_t)sprintf(ids + o, "%s%s", o > 1 ? "," : "", w->id);
-    sprintf(ids + o, "}");
-    struct err e = {0};
-    struct db_conn *c = db_acquire(ws->db, &e);
-    PGresult *res = c ? db_exec(c, &done_stmt, 1, (const char *const[]){ids}, &e) : NULL;
-    double now = oq_now_ms();
-    struct waiter *keep = NULL;
-    while (all) {
-        struct waiter *w = all;
-        all = all->next;
-        bool done = false;
-        for (int i = 0; res && i < PQntuples(res) && !done; i++)
-            done = strcmp(PQgetvalue(res, i, 0), w->id) == 0;
-        if (done || now >= w->deadline_ms || ws->stopping) {
-            finish(w, c, done);
-        } else {
-            w->next = keep;
-            keep = w;
-        }
-    }
-    PQclear(res);
-    if (c != NULL)
-        db_release(ws->db, c);
-    free(ids);
+        (*n)++;
+    return all;
+}
+
+/* Parks the waiters of keep again. */
+static void put_back(struct waiters *ws, struct waiter *keep)
+{
     pthread_mutex_lock(&ws->mu);
     while (keep) {
         struct waiter *w = keep;
@@ -119,6 +91,42 @@ static void poll_once(struct waiters *ws)
         ws->list = w;
     }
     pthread_mutex_unlock(&ws->mu);
+}
+
+/* One round: which parked operations finished, whose time is up. Should the database not
+ * answer, none counts as finished; the deadlines still hold. */
+static void poll_once(struct waiters *ws)
+{
+    size_t n = 0;
+    struct waiter *all = take_all(ws, &n);
+    if (all == NULL)
+        return;
+    const char **ids = oq_calloc(n, sizeof(*ids));
+    bool *done = oq_calloc(n, sizeof(*done));
+    size_t i = 0;
+    for (struct waiter *w = all; w; w = w->next)
+        ids[i++] = w->id;
+    struct err e = {0};
+    struct db_conn *c = db_acquire(ws->db, &e);
+    if (c != NULL)
+        waits_finished(c, ids, n, done, &e);
+    double now = oq_now_ms();
+    struct waiter *keep = NULL;
+    for (i = 0; all; i++) {
+        struct waiter *w = all;
+        all = all->next;
+        if (done[i] || now >= w->deadline_ms || ws->stopping) {
+            finish(w, c, done[i]);
+        } else {
+            w->next = keep;
+            keep = w;
+        }
+    }
+    if (c != NULL)
+        db_release(ws->db, c);
+    free(ids);
+    free(done);
+    put_back(ws, keep);
 }
 
 static void *waiters_main(void *arg)
