@@ -15,6 +15,7 @@
 #define DEPENDS_MAX 100
 #define LIST_DEFAULT 50
 #define LIST_MAX 1000
+#define YEAR_S (365 * 24 * 60 * 60) /* the longest delay, lifetime or retry window */
 
 json_t *api_parse_json_body(const char *data, size_t len, struct err *e)
 {
@@ -28,10 +29,10 @@ static const struct field_rule enqueue_rules[] = {
     {.name = "dedup_key", .type = V_STRING, .nullable = true, .min = 1, .max = 255},
     {.name = "group_key", .type = V_STRING, .nullable = true, .min = 1, .max = 255},
     {.name = "max_attempts", .type = V_INT, .min = 1, .max = 1000},
-    {.name = "delay_s", .type = V_NUMBER, .min = 0, .max = 31536000},
+    {.name = "delay_s", .type = V_NUMBER, .min = 0, .max = YEAR_S},
     {.name = "depends_on", .type = V_ARRAY},
-    {.name = "expires_in_s", .type = V_NUMBER, .min = 0, .max = 31536000},
-    {.name = "max_retry_duration_s", .type = V_INT, .min = 1, .max = 31536000},
+    {.name = "expires_in_s", .type = V_NUMBER, .min = 0, .max = YEAR_S},
+    {.name = "max_retry_duration_s", .type = V_INT, .min = 1, .max = YEAR_S},
     {.name = "conflict_strategy", .type = V_STRING, .nullable = true, .one_of = strategy_names},
     {.name = NULL},
 };

@@ -18,6 +18,7 @@
 #include "store/ops.h"
 
 #define BATCH_MAX 1000
+#define CENTURY_S (100LL * 365 * 24 * 60 * 60) /* older_than_s: any age at all */
 
 static void set_location(struct request *r, const char *id)
 {
@@ -267,13 +268,13 @@ int api_queue_stats(struct request *r, struct err *e)
 }
 
 const struct field_rule api_clear_rules[] = {
-    {.name = "older_than_s", .type = V_NUMBER, .min = 0, .max = 3153600000LL},
+    {.name = "older_than_s", .type = V_NUMBER, .min = 0, .max = CENTURY_S},
     {.name = NULL},
 };
 
 const struct field_rule api_retry_failed_rules[] = {
     {.name = "operation_type", .type = V_STRING, .min = 1, .max = 100},
-    {.name = "older_than_s", .type = V_NUMBER, .min = 0, .max = 3153600000LL},
+    {.name = "older_than_s", .type = V_NUMBER, .min = 0, .max = CENTURY_S},
     {.name = NULL},
 };
 

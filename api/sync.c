@@ -124,7 +124,9 @@ int api_sync_run(struct request *r, struct err *e)
     return 0;
 }
 
-static int store_and_reply(struct request *r, const char *key, const char *value, struct err *e)
+/* Stores key = value (JSON text) for every instance, and reloads this instance's cache of the
+ * settings so that the answer that follows already shows it. Replies nothing. */
+static int store_setting(struct request *r, const char *key, const char *value, struct err *e)
 {
     struct db_conn *c = db_acquire(&r->app->db, e);
     if (c == NULL)
@@ -136,8 +138,10 @@ static int store_and_reply(struct request *r, const char *key, const char *value
     return rc;
 }
 
+#define SYNC_INTERVAL_MAX_S (24 * 60 * 60)
+
 const struct field_rule api_start_rules[] = {
-    {.name = "interval_s", .type = V_INT, .min = 0, .max = 86400},
+    {.name = "interval_s", .type = V_INT, .min = 0, .max = SYNC_INTERVAL_MAX_S},
     {.name = NULL},
 };
 
@@ -147,10 +151,10 @@ int api_sync_start_auto(struct request *r, struct err *e)
     if (interval != NULL) {
         char v[16];
         snprintf(v, sizeof(v), "%lld", (long long)jsonnum_value(interval));
-        if (store_and_reply(r, "sync_interval_s", v, e) != 0)
+        if (store_setting(r, "sync_interval_s", v, e) != 0)
             return -1;
     }
-    if (store_and_reply(r, "auto_sync", "true", e) != 0)
+    if (store_setting(r, "auto_sync", "true", e) != 0)
         return -1;
     workers_wake(&r->app->workers);
     return api_sync_status(r, e);
@@ -158,7 +162,7 @@ int api_sync_start_auto(struct request *r, struct err *e)
 
 int api_sync_stop_auto(struct request *r, struct err *e)
 {
-    if (store_and_reply(r, "auto_sync", "false", e) != 0)
+    if (store_setting(r, "auto_sync", "false", e) != 0)
         return -1;
     return api_sync_status(r, e);
 }
@@ -179,7 +183,7 @@ int api_strategy_set(struct request *r, struct err *e)
 {
     json_t *v = json_object_get(r->json, "strategy");
     char *text = jsontext(v);
-    int rc = store_and_reply(r, "conflict_strategy", text, e);
+    int rc = store_setting(r, "conflict_strategy", text, e);
     free(text);
     if (rc != 0)
         return -1;

@@ -28,9 +28,10 @@ double waiters_prefer_wait(const char *prefer)
     if (prefer == NULL)
         return -1;
     /* Prefer: respond-async, wait=10 (RFC 7240): preferences are comma or ; separated */
-    for (const char *p = prefer; (p = strcasestr(p, "wait")) != NULL; p += 4) {
+    static const char name[] = "wait";
+    for (const char *p = prefer; (p = strcasestr(p, name)) != NULL; p += sizeof(name) - 1) {
         bool starts = p == prefer || strchr(" ,;", p[-1]) != NULL;
-        const char *q = p + 4;
+        const char *q = p + sizeof(name) - 1;
         while (*q == ' ')
             q++;
         if (!starts || *q != '=')

@@ -6,8 +6,6 @@
 #include "store/db.h"
 #include "core/job.h"
 
-#define QUEUE_MAX_BATCH 10000
-
 struct claim_filter {
     const char *owner;    /* this worker's lease owner id */
     const char *paused;   /* text[] literal of upstreams not to claim for */
