@@ -11,6 +11,7 @@
 #include "api/etag.h"
 #include "api/parse.h"
 #include "api/reply.h"
+#include "api/routes.h"
 #include "app.h"
 #include "core/jsonload.h"
 #include "core/jsontext.h"
@@ -19,13 +20,6 @@
 
 #define BATCH_MAX 1000
 #define CENTURY_S (100LL * 365 * 24 * 60 * 60) /* older_than_s: any age at all */
-
-static void set_location(struct request *r, const char *id)
-{
-    char loc[96];
-    snprintf(loc, sizeof(loc), "/api/offline/queue/%s", id);
-    reply_header(r, "Location", loc);
-}
 
 /* OFFLINEQ_MAX_PENDING: holds room for `adding` operations (pending.h), given back with
  * pending_settle once they are stored or refused. */
@@ -38,6 +32,38 @@ static int check_room(struct request *r, size_t adding, struct err *e)
                        pending, r->app->cfg.max_pending);
     }
     return 0;
+}
+
+/* Gives back what an enqueue still holds: its connection and the room it did not use. */
+static void give_back(struct request *r, struct db_conn *c, long long held)
+{
+    if (c != NULL)
+        db_release(&r->app->db, c);
+    if (held > 0)
+        pending_settle(&r->app->pending, held, 0, 0);
+}
+
+/* Names operation i of a batch in e's field: "operations[3].payload.url". */
+static void prefix_index(struct err *e, long i)
+{
+    char prefix[48];
+    snprintf(prefix, sizeof(prefix), "operations[%ld]", i);
+    err_prefix_field(e, prefix);
+}
+
+/* The answer to a stored single enqueue: 201 (stored), 200 (its dedup_key's live operation),
+ * 202 at once for Prefer: wait=0, or parked until it finishes for wait=N. Steals out->json. */
+static int answer_enqueue(struct request *r, struct op_created *out, double wait_s)
+{
+    reply_location(r, "/api/offline/queue/", out->id);
+    char *json = out->json;
+    out->json = NULL;
+    if (wait_s > 0) {
+        reply_header(r, "Preference-Applied", "wait");
+        waiters_park(&r->api->waiters, r, out->id, wait_s, json); /* 200 when done, else 202 */
+        return 0;
+    }
+    return reply_json_text(r, wait_s == 0 ? 202 : out->created ? 201 : 200, json);
 }
 
 int api_queue_create(struct request *r, struct err *e)
@@ -68,20 +94,9 @@ int api_queue_create(struct request *r, struct err *e)
         metrics_op(&r->app->metrics, op.operation_type, OPC_ENQUEUED, 1);
         workers_wake(&r->app->workers);
     }
-    set_location(r, out.id);
-    if (wait_s > 0) {
-        reply_header(r, "Preference-Applied", "wait");
-        waiters_park(&r->api->waiters, r, out.id, wait_s, out.json); /* 200 when it finishes, else 202 */
-        rc = 0;
-    } else {
-        rc = reply_json_text(r, wait_s == 0 ? 202 : out.created ? 201 : 200, out.json);
-    }
-    out.json = NULL;
+    rc = answer_enqueue(r, &out, wait_s);
 out:
-    if (c != NULL)
-        db_release(&r->app->db, c);
-    if (held > 0)
-        pending_settle(&r->app->pending, held, 0, 0);
+    give_back(r, c, held);
     api_op_new_free(&op);
     free(out.json);
     return rc;
@@ -92,9 +107,7 @@ static int parse_batch(struct request *r, struct op_new *ops, size_t n, struct e
     const json_t *items = json_object_get(r->json, "operations");
     for (size_t i = 0; i < n; i++) {
         if (api_parse_enqueue(json_array_get(items, i), &r->app->cfg, &ops[i], e) != 0) {
-            char prefix[48];
-            snprintf(prefix, sizeof(prefix), "operations[%zu]", i);
-            err_prefix_field(e, prefix);
+            prefix_index(e, (long)i);
             return -1;
         }
     }
@@ -141,11 +154,8 @@ int api_queue_batch(struct request *r, struct err *e)
     if (c == NULL)
         goto out;
     if (ops_enqueue_batch(c, ops, n, out, &failed, e) != 0) {
-        if (failed >= 0 && e->code == ERR_INVALID_REQUEST) {
-            char prefix[48];
-            snprintf(prefix, sizeof(prefix), "operations[%ld]", failed);
-            err_prefix_field(e, prefix);
-        }
+        if (failed >= 0 && e->code == ERR_INVALID_REQUEST)
+            prefix_index(e, failed);
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
@@ -158,10 +168,7 @@ int api_queue_batch(struct request *r, struct err *e)
     workers_wake(&r->app->workers);
     rc = reply_json_text(r, 201, batch_body(out, n));
 out:
-    if (c != NULL)
-        db_release(&r->app->db, c);
-    if (held > 0)
-        pending_settle(&r->app->pending, held, 0, 0);
+    give_back(r, c, held);
     for (size_t i = 0; i < n; i++) {
         api_op_new_free(&ops[i]);
         free(out[i].json);
@@ -210,14 +217,11 @@ int api_queue_list(struct request *r, struct err *e)
 static char *with_id(struct request *r, char *(*fn)(struct db_conn *, const char *, struct err *),
                      struct err *e)
 {
-    if (!oq_is_uuid(r->path_id)) {
-        err_set(e, ERR_NOT_FOUND, "no operation with that id");
-        return NULL;
-    }
-    struct db_conn *c = db_acquire(&r->app->db, e);
+    const char *id = routes_path_uuid(r, "operation", e);
+    struct db_conn *c = id ? db_acquire(&r->app->db, e) : NULL;
     if (c == NULL)
         return NULL;
-    char *json = fn(c, r->path_id, e);
+    char *json = fn(c, id, e);
     db_release(&r->app->db, c);
     return json;
 }
@@ -319,11 +323,12 @@ int api_queue_resolve(struct request *r, struct err *e)
     const json_t *data = json_object_get(r->json, "data");
     if (strcmp(resolution, "merged") == 0 && data == NULL)
         return err_field(e, ERR_INVALID_REQUEST, "data", "a merged resolution needs data");
-    if (!oq_is_uuid(r->path_id))
-        return err_set(e, ERR_NOT_FOUND, "no operation with that id");
+    const char *id = routes_path_uuid(r, "operation", e);
+    if (id == NULL)
+        return -1;
     char *data_text = data ? jsontext(data) : NULL;
     struct db_conn *c = db_acquire(&r->app->db, e);
-    char *json = c ? ops_resolve(c, r->path_id, resolution, data_text, e) : NULL;
+    char *json = c ? ops_resolve(c, id, resolution, data_text, e) : NULL;
     if (c != NULL)
         db_release(&r->app->db, c);
     free(data_text);

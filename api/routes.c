@@ -283,6 +283,14 @@ void routes_admit(struct request *r)
         reply_err(r, &e);
 }
 
+const char *routes_path_uuid(struct request *r, const char *what, struct err *e)
+{
+    if (oq_is_uuid(r->path_id))
+        return r->path_id;
+    err_set(e, ERR_NOT_FOUND, "no %s with that id", what);
+    return NULL;
+}
+
 /* The rest, once the body is in: a preflight, or the body's checks and the handler. */
 static int route_request(struct request *r, struct err *e)
 {

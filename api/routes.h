@@ -37,6 +37,10 @@ const struct route *routes_match(const char *method, const char *path, char *pat
  * limit: OFFLINEQ_MAX_FILE_BYTES for file uploads, OFFLINEQ_MAX_BODY_BYTES otherwise. */
 void routes_admit(struct request *r);
 
+/* The route's {id} (borrowed from r) when it is a UUID; otherwise NULL with *e set to 404
+ * "no <what> with that id": what is not a UUID names nothing we store. */
+const char *routes_path_uuid(struct request *r, const char *what, struct err *e);
+
 /* Once the body is in: a preflight, or the content type and body checks, then the handler. */
 void routes_dispatch(struct request *r);
 

@@ -87,13 +87,6 @@ static int parse_timeout(struct request *r, double *out, struct err *e)
     return 0;
 }
 
-static void on_sync_resume(struct request *r)
-{
-    char *body = r->deferred_body;
-    r->deferred_body = NULL;
-    reply_json_text(r, r->deferred_status, body);
-}
-
 /* The parked POST /sync's answer: the pass's result (200), or its progress so far (202). */
 static void sync_done(void *ctx, const json_t *result)
 {
@@ -119,7 +112,7 @@ int api_sync_run(struct request *r, struct err *e)
     unsigned long pass;
     if (parse_timeout(r, &timeout_s, e) != 0 || sync_request(&r->app->sync, &pass, e) != 0)
         return -1;
-    http_suspend(r, on_sync_resume);
+    http_suspend(r, reply_deferred);
     sync_park(&r->app->sync, pass, timeout_s, sync_done, r);
     return 0;
 }

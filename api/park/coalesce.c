@@ -36,9 +36,7 @@ static void on_resume(struct request *r)
     if (it->failed) {
         reply_err(r, &it->e);
     } else {
-        char loc[96];
-        snprintf(loc, sizeof(loc), "/api/offline/queue/%s", it->out.id);
-        reply_header(r, "Location", loc);
+        reply_location(r, "/api/offline/queue/", it->out.id);
         reply_json_text(r, 201, it->out.json);
         it->out.json = NULL;
     }

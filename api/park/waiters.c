@@ -47,13 +47,6 @@ double waiters_prefer_wait(const char *prefer)
     return -1;
 }
 
-static void on_resume(struct request *r)
-{
-    char *body = r->deferred_body;
-    r->deferred_body = NULL;
-    reply_json_text(r, r->deferred_status, body);
-}
-
 /* Finishes w: fetches the operation and resumes its request. Called without the lock. */
 static void finish(struct waiter *w, struct db_conn *c, bool done)
 {
@@ -195,7 +188,7 @@ void waiters_park(struct waiters *ws, struct request *r, const char *id, double 
     w->deadline_ms = oq_now_ms() + wait_s * 1000.0;
     r->deferred_body = pending_json;
     r->deferred_status = 202;
-    http_suspend(r, on_resume);
+    http_suspend(r, reply_deferred);
     pthread_mutex_lock(&ws->mu);
     bool stopping = ws->stopping;
     w->next = ws->list;
