@@ -70,12 +70,13 @@ int api_sync_status(struct request *r, struct err *e)
     return etag_reply(r, &r->api->sync_status_etag, key, make_status, e);
 }
 
+#define SYNC_TIMEOUT_DEFAULT_S 60
 #define SYNC_TIMEOUT_MAX_S 300
 
 static int parse_timeout(struct request *r, double *out, struct err *e)
 {
     const char *s = http_query(r, "timeout_s");
-    *out = 60;
+    *out = SYNC_TIMEOUT_DEFAULT_S;
     if (s == NULL)
         return 0;
     char *end = NULL;
