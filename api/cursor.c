@@ -5,10 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define CURSOR_VERSION "v1." /* the plain text's prefix */
+
 void cursor_encode(int priority, long long seq, char out[CURSOR_MAX])
 {
     char plain[48];
-    int n = snprintf(plain, sizeof(plain), "v1.%d.%lld", priority, seq);
+    int n = snprintf(plain, sizeof(plain), CURSOR_VERSION "%d.%lld", priority, seq);
     int len = EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)plain, n);
     /* base64url without padding */
     while (len > 0 && out[len - 1] == '=')
@@ -58,7 +60,8 @@ int cursor_decode(const char *s, int *priority, long long *seq)
     const char *p = (const char *)plain;
     long long prio;
     const char *end;
-    if (strncmp(p, "v1.", 3) != 0 || parse_ll(p + 3, '.', -1000, 1000, &prio, &end) != 0 ||
+    size_t v = sizeof(CURSOR_VERSION) - 1;
+    if (strncmp(p, CURSOR_VERSION, v) != 0 || parse_ll(p + v, '.', -1000, 1000, &prio, &end) != 0 ||
         parse_ll(end + 1, '\0', 0, 9223372036854775807LL, seq, &end) != 0)
         return -1;
     *priority = (int)prio;

@@ -6,6 +6,19 @@
 
 #include "api/reply.h"
 
+void etag_init(struct etag_cache *c)
+{
+    *c = (struct etag_cache){.body = NULL};
+    pthread_mutex_init(&c->mu, NULL);
+}
+
+void etag_close(struct etag_cache *c)
+{
+    free(c->body);
+    c->body = NULL;
+    pthread_mutex_destroy(&c->mu);
+}
+
 static bool matches(const char *if_none_match, const char *etag)
 {
     return if_none_match != NULL &&

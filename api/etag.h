@@ -7,13 +7,17 @@
 
 #include "api/http.h"
 
+/* The last body an endpoint made, and the state it was made for. Thread-safe. */
 struct etag_cache {
     pthread_mutex_t mu;
     char key[128];
-    char *body;
+    char *body; /* owned, or NULL */
 };
 
-#define ETAG_CACHE_INIT {.mu = PTHREAD_MUTEX_INITIALIZER}
+/* In the caller's memory (struct api holds one per endpoint). */
+void etag_init(struct etag_cache *c);
+/* Frees the cached body. */
+void etag_close(struct etag_cache *c);
 
 /* Replies for state key: 304 when If-None-Match names it; for a conditional request the
  * body cached for key when there is one; else make(r, e) (a malloc'd JSON text, or NULL with

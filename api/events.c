@@ -2,8 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/endpoints.h"
 #include "api/reply.h"
-#include "api/routes.h"
+#include "app.h"
 
 static int parse_last_id(const char *s, struct event_pos *out, bool *given, struct err *e)
 {

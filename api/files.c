@@ -1,12 +1,13 @@
 /* /api/offline/files: files reach the service first, then file_upload / model_push
  * operations name them by file_id. */
-#include <stdio.h>
 #include <string.h>
 
-#include "store/files.h"
+#include "api/endpoints.h"
 #include "api/reply.h"
 #include "api/routes.h"
+#include "app.h"
 #include "core/validate.h"
+#include "store/files.h"
 
 static json_t *file_json(const struct stored_file *f)
 {
@@ -32,21 +33,18 @@ int api_files_create(struct request *r, struct err *e)
     db_release(&r->app->db, c);
     if (rc != 0)
         return -1;
-    char loc[96];
-    snprintf(loc, sizeof(loc), "/api/offline/files/%s", f.id);
-    reply_header(r, "Location", loc);
+    reply_location(r, "/api/offline/files/", f.id);
     return reply_json(r, 201, file_json(&f));
 }
 
 int api_files_get(struct request *r, struct err *e)
 {
-    if (!oq_is_uuid(r->path_id))
-        return err_set(e, ERR_NOT_FOUND, "no file with that id");
-    struct db_conn *c = db_acquire(&r->app->db, e);
+    const char *id = routes_path_uuid(r, "file", e);
+    struct db_conn *c = id ? db_acquire(&r->app->db, e) : NULL;
     if (c == NULL)
         return -1;
     struct stored_file f = {0};
-    int rc = files_meta(c, r->path_id, &f, e);
+    int rc = files_meta(c, id, &f, e);
     db_release(&r->app->db, c);
     return rc != 0 ? -1 : reply_json(r, 200, file_json(&f));
 }

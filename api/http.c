@@ -6,11 +6,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core/log.h"
+#include "api/api.h"
 #include "api/reply.h"
-
-static http_dispatch_fn dispatch_fn;
-static http_admit_fn admit_fn;
+#include "app.h"
+#include "core/log.h"
 
 const char *http_header(struct request *r, const char *name)
 {
@@ -40,10 +39,11 @@ static void set_request_id(struct request *r)
         memcpy(r->request_id, given, n + 1);
 }
 
-static struct request *request_new(struct app *a, const char *uri)
+static struct request *request_new(struct api *api, const char *uri)
 {
     struct request *r = oq_calloc(1, sizeof(*r));
-    r->app = a;
+    r->api = api;
+    r->app = api->app;
     r->start_ms = oq_now_ms();
     r->uri_len = strlen(uri);
     oq_uuid(r->request_id); /* until the headers bring one (set_request_id) */
@@ -74,9 +74,9 @@ static size_t header_bytes(struct MHD_Connection *conn)
  * arguments right after this call (0.9.7x; the 414 test with a 200 KB query guards this). */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
-    struct app *a = cls;
-    struct request *r = request_new(a, uri);
-    atomic_fetch_add(&a->inflight, 1);
+    struct api *api = cls;
+    struct request *r = request_new(api, uri);
+    atomic_fetch_add(&api->inflight, 1);
     if (r->uri_len > HTTP_MAX_URI_BYTES) {
         r->uri_too_long = true;
         char *query = strchr(uri, '?');
@@ -118,7 +118,7 @@ static bool has_body(struct request *r)
 }
 
 /* The first call, with the complete headers and before any byte of the body: the limits of the
- * request line and headers, then the route's own checks (admit_fn), then the body limit. A
+ * request line and headers, then the route's own checks (api->admit), then the body limit. A
  * reply from here is sent without reading the body, and the connection closes after it. */
 static void on_headers(struct request *r)
 {
@@ -134,7 +134,7 @@ static void on_headers(struct request *r)
         reply_err(r, &e);
     } else {
         r->close_after = has_body(r);
-        admit_fn(r);
+        r->api->admit(r);
         if (!r->replied && declared_too_large(r)) {
             r->too_large = true;
             reply_too_large(r);
@@ -185,7 +185,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r->too_large)
         reply_too_large(r);
     else
-        dispatch_fn(r);
+        r->api->dispatch(r);
     OQ_ASSERT(r->replied || r->suspended);
     return MHD_YES;
 }
@@ -205,16 +205,16 @@ static void log_access(struct request *r, enum MHD_RequestTerminationCode toe)
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    struct app *a = cls;
+    struct api *api = cls;
     struct request *r = *con_cls;
     if (r == NULL)
         return;
     if (log_enabled(LOG_INFO))
         log_access(r, toe);
-    metrics_http(&a->metrics, r->route, r->status);
+    metrics_http(&api->app->metrics, r->route, r->status);
     request_free(r);
     *con_cls = NULL;
-    atomic_fetch_sub(&a->inflight, 1);
+    atomic_fetch_sub(&api->inflight, 1);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -245,29 +245,30 @@ static int resolve_listen(const struct config *c, struct sockaddr_storage *ss, s
     return 0;
 }
 
-int http_start(struct app *a, http_dispatch_fn dispatch, http_admit_fn admit, struct err *e)
+int http_start(struct api *api, http_dispatch_fn dispatch, http_admit_fn admit, struct err *e)
 {
+    const struct config *cfg = &api->app->cfg;
     struct sockaddr_storage ss;
-    if (resolve_listen(&a->cfg, &ss, e) != 0)
+    if (resolve_listen(cfg, &ss, e) != 0)
         return -1;
-    dispatch_fn = dispatch;
-    admit_fn = admit;
+    api->dispatch = dispatch;
+    api->admit = admit;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    a->http = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)a->cfg.http_threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)a->cfg.conn_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)a->cfg.max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)a->cfg.max_connections_per_ip,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_URI_LOG_CALLBACK, on_uri, a,
+    api->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_URI_LOG_CALLBACK, on_uri, api,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY_BYTES,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
-    if (a->http == NULL)
+    if (api->daemon == NULL)
         return err_set(e, ERR_INTERNAL, "cannot listen on %s (in use or not permitted)",
-                       a->cfg.listen);
+                       cfg->listen);
     return 0;
 }
 
@@ -283,24 +284,25 @@ void http_resume(struct request *r)
     MHD_resume_connection(r->conn);
 }
 
-int http_port(struct app *a)
+int http_port(struct api *api)
 {
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(a->http, MHD_DAEMON_INFO_BIND_PORT);
-    return info ? (int)info->port : a->cfg.listen_port;
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(api->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    return info ? (int)info->port : api->app->cfg.listen_port;
 }
 
-void http_stop(struct app *a, int grace_ms, void (*release_parked)(void))
+void http_stop(struct api *api, int grace_ms, void (*release_parked)(struct api *api))
 {
-    if (a->http == NULL)
+    if (api->daemon == NULL)
         return;
-    MHD_socket fd = MHD_quiesce_daemon(a->http);
+    MHD_socket fd = MHD_quiesce_daemon(api->daemon);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
     double deadline = oq_now_ms() + grace_ms;
     if (release_parked != NULL)
-        release_parked(); /* parked requests answer now: they must not outlive the server */
-    while (atomic_load(&a->inflight) > 0 && oq_now_ms() < deadline)
+        release_parked(api); /* parked requests answer now: they must not outlive the server */
+    while (atomic_load(&api->inflight) > 0 && oq_now_ms() < deadline)
         usleep(10 * 1000);
-    MHD_stop_daemon(a->http);
-    a->http = NULL;
+    MHD_stop_daemon(api->daemon);
+    api->daemon = NULL;
 }

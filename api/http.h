@@ -5,8 +5,9 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
-#include "app.h"
+#include "core/common.h"
 #include "core/config.h"
+#include "core/err.h"
 
 #define HTTP_MAX_EXTRA_HEADERS 8
 
@@ -19,10 +20,13 @@
 #define HTTP_MAX_HEADER_BYTES 32768
 #define HTTP_CONN_MEMORY_BYTES (256 * 1024)
 
+struct api;
+struct app;
 struct route;
 
 struct request {
-    struct app *app;
+    struct api *api; /* borrowed: the server this request came to (api/api.h) */
+    struct app *app; /* borrowed: api->app, the service behind it */
     struct MHD_Connection *conn;
     const char *method; /* borrowed from libmicrohttpd, valid for the request */
     const char *url;
@@ -62,17 +66,18 @@ typedef void (*http_dispatch_fn)(struct request *r);
  * (the body is then never read and the connection closes), or sets r->body_limit. */
 typedef void (*http_admit_fn)(struct request *r);
 
-/* Starts serving cfg.listen with an internal epoll thread pool, handing each request's headers
- * to admit and each complete request to dispatch. Returns -1 with *e set. */
-int http_start(struct app *a, http_dispatch_fn dispatch, http_admit_fn admit,
+/* Starts serving api->app->cfg.listen with an internal epoll thread pool into api->daemon,
+ * handing each request's headers to admit and each complete request to dispatch (both kept in
+ * *api). api is libmicrohttpd's closure: it must outlive http_stop. Returns -1 with *e set. */
+int http_start(struct api *api, http_dispatch_fn dispatch, http_admit_fn admit,
                struct err *e) OQ_MUSTCHECK;
 
 /* The port actually bound (useful with port 0). */
-int http_port(struct app *a);
+int http_port(struct api *api);
 
-/* Stops accepting, has parked requests answered (release_parked, may be NULL), waits up to
- * grace_ms for in-flight requests, then stops the server. */
-void http_stop(struct app *a, int grace_ms, void (*release_parked)(void));
+/* Stops accepting, has parked requests answered (release_parked(api), may be NULL), waits up
+ * to grace_ms for in-flight requests, then stops the server. */
+void http_stop(struct api *api, int grace_ms, void (*release_parked)(struct api *api));
 
 /* Parks the request without a reply (no thread is held); http_resume() later makes
  * libmicrohttpd call on_resume, which replies. */

@@ -5,130 +5,21 @@
 #include <string.h>
 #include <time.h>
 
-#include "api/park/coalesce.h"
+#include "api/api.h"
 #include "api/cursor.h"
+#include "api/endpoints.h"
 #include "api/etag.h"
-#include "core/jsonload.h"
-#include "core/jsontext.h"
-#include "handlers/handlers.h"
-#include "store/ops.h"
+#include "api/parse.h"
 #include "api/reply.h"
 #include "api/routes.h"
+#include "app.h"
+#include "core/jsonload.h"
+#include "core/jsontext.h"
 #include "core/validate.h"
-#include "api/park/waiters.h"
+#include "store/ops.h"
 
 #define BATCH_MAX 1000
-#define LIST_DEFAULT 50
-#define LIST_MAX 1000
-
-static const char *const conflict_strategies[] = {"local_wins", "remote_wins", "last_write_wins",
-                                                  "merge", "manual", NULL};
-
-static const struct field_rule enqueue_rules[] = {
-    {.name = "operation_type", .type = V_STRING, .required = true, .min = 1, .max = 100},
-    {.name = "payload", .type = V_OBJECT, .required = true},
-    {.name = "priority", .type = V_INT, .min = -1000, .max = 1000},
-    {.name = "dedup_key", .type = V_STRING, .nullable = true, .min = 1, .max = 255},
-    {.name = "group_key", .type = V_STRING, .nullable = true, .min = 1, .max = 255},
-    {.name = "max_attempts", .type = V_INT, .min = 1, .max = 1000},
-    {.name = "delay_s", .type = V_NUMBER, .min = 0, .max = 31536000},
-    {.name = "depends_on", .type = V_ARRAY},
-    {.name = "expires_in_s", .type = V_NUMBER, .min = 0, .max = 31536000},
-    {.name = "max_retry_duration_s", .type = V_INT, .min = 1, .max = 31536000},
-    {.name = "conflict_strategy", .type = V_STRING, .nullable = true, .one_of = conflict_strategies},
-    {.name = NULL},
-};
-
-#define DEPENDS_MAX 100
-
-/* depends_on: up to 100 operation ids, as a uuid[] literal. */
-static int parse_depends_on(const json_t *list, char **out, struct err *e)
-{
-    size_t n = json_array_size(list);
-    *out = NULL;
-    if (list == NULL || n == 0)
-        return 0;
-    if (n > DEPENDS_MAX)
-        return err_field(e, ERR_INVALID_REQUEST, "depends_on", "depends_on holds at most %d ids",
-                         DEPENDS_MAX);
-    char *s = oq_malloc(n * 37 + 3);
-    size_t o = 0;
-    s[o++] = '{';
-    for (size_t i = 0; i < n; i++) {
-        const char *id = json_string_value(json_array_get(list, i));
-        if (!oq_is_uuid(id)) {
-            free(s);
-            return err_field(e, ERR_INVALID_REQUEST, "depends_on",
-                             "depends_on must be a list of operation ids");
-        }
-        o += (size_t)sprintf(s + o, "%s%s", i ? "," : "", id);
-    }
-    s[o++] = '}';
-    s[o] = '\0';
-    *out = s;
-    return 0;
-}
-
-/* The service's own payload keys: a sealed payload's envelope ("$enc", "$enc2") and the id it
- * was sealed for ("$id", which the row takes on insert: migration 004). A client's payload that
- * held one would be stored as something else, so it is refused, as offlineq_enqueue() does. */
-static int check_reserved_keys(const json_t *payload, struct err *e)
-{
-    static const char *const reserved[] = {"$id", "$enc", "$enc2"};
-    for (size_t i = 0; i < OQ_ARRAY_LEN(reserved); i++) {
-        if (json_object_get(payload, reserved[i]) != NULL)
-            return err_field(e, ERR_INVALID_REQUEST, reserved[i],
-                             "payload key %s is the service's own (sealed payloads)", reserved[i]);
-    }
-    return 0;
-}
-
-/* Checks one enqueue body and fills *op (borrowing strings from body). */
-int api_parse_enqueue(const json_t *body, const struct config *cfg, struct op_new *op,
-                         struct err *e)
-{
-    if (validate_object(body, enqueue_rules, false, e) != 0)
-        return -1;
-    const char *type = validate_str(body, "operation_type", NULL);
-    const struct handler *h = handlers_find(type);
-    if (h == NULL)
-        return err_field(e, ERR_INVALID_REQUEST, "operation_type",
-                         "unknown operation_type \"%.100s\"", type);
-    const json_t *payload = json_object_get(body, "payload");
-    if (check_reserved_keys(payload, e) != 0 || h->validate(payload, cfg, e) != 0) {
-        err_prefix_field(e, "payload");
-        return -1;
-    }
-    const json_t *delay = json_object_get(body, "delay_s");
-    const json_t *expires = json_object_get(body, "expires_in_s");
-    char *depends_on = NULL;
-    if (parse_depends_on(json_object_get(body, "depends_on"), &depends_on, e) != 0)
-        return -1;
-    *op = (struct op_new){
-        .operation_type = type,
-        .priority = (int)jsonnum_value(json_object_get(body, "priority")),
-        .dedup_key = validate_str(body, "dedup_key", NULL),
-        .group_key = validate_str(body, "group_key", NULL),
-        .max_attempts = json_object_get(body, "max_attempts")
-                            ? (int)jsonnum_value(json_object_get(body, "max_attempts"))
-                            : cfg->max_attempts, /* the one default: OFFLINEQ_MAX_ATTEMPTS */
-        .delay_s = delay ? jsonnum_value(delay) : -1,
-        .depends_on = depends_on,
-        .expires_in_s = expires ? jsonnum_value(expires) : -1,
-        .max_retry_duration_s = (int)jsonnum_value(json_object_get(body, "max_retry_duration_s")),
-        .conflict_strategy = validate_str(body, "conflict_strategy", NULL),
-    };
-    op->payload_json = jsontext(payload);
-    OQ_ASSERT(op->payload_json != NULL);
-    return 0;
-}
-
-static void set_location(struct request *r, const char *id)
-{
-    char loc[96];
-    snprintf(loc, sizeof(loc), "/api/offline/queue/%s", id);
-    reply_header(r, "Location", loc);
-}
+#define CENTURY_S (100LL * 365 * 24 * 60 * 60) /* older_than_s: any age at all */
 
 /* OFFLINEQ_MAX_PENDING: holds room for `adding` operations (pending.h), given back with
  * pending_settle once they are stored or refused. */
@@ -143,10 +34,36 @@ static int check_room(struct request *r, size_t adding, struct err *e)
     return 0;
 }
 
-void api_op_new_free(struct op_new *op)
+/* Gives back what an enqueue still holds: its connection and the room it did not use. */
+static void give_back(struct request *r, struct db_conn *c, long long held)
 {
-    free(op->payload_json);
-    free(op->depends_on);
+    if (c != NULL)
+        db_release(&r->app->db, c);
+    if (held > 0)
+        pending_settle(&r->app->pending, held, 0, 0);
+}
+
+/* Names operation i of a batch in e's field: "operations[3].payload.url". */
+static void prefix_index(struct err *e, long i)
+{
+    char prefix[48];
+    snprintf(prefix, sizeof(prefix), "operations[%ld]", i);
+    err_prefix_field(e, prefix);
+}
+
+/* The answer to a stored single enqueue: 201 (stored), 200 (its dedup_key's live operation),
+ * 202 at once for Prefer: wait=0, or parked until it finishes for wait=N. Steals out->json. */
+static int answer_enqueue(struct request *r, struct op_created *out, double wait_s)
+{
+    reply_location(r, "/api/offline/queue/", out->id);
+    char *json = out->json;
+    out->json = NULL;
+    if (wait_s > 0) {
+        reply_header(r, "Preference-Applied", "wait");
+        waiters_park(&r->api->waiters, r, out->id, wait_s, json); /* 200 when done, else 202 */
+        return 0;
+    }
+    return reply_json_text(r, wait_s == 0 ? 202 : out->created ? 201 : 200, json);
 }
 
 int api_queue_create(struct request *r, struct err *e)
@@ -163,7 +80,7 @@ int api_queue_create(struct request *r, struct err *e)
         goto out;
     double wait_s = waiters_prefer_wait(http_header(r, "Prefer"));
     if (wait_s < 0 && ops_is_simple(&op)) { /* group commit with concurrent requests */
-        coalesce_submit(r, &op);                   /* the flusher settles the room */
+        coalesce_submit(&r->api->coalesce, r, &op); /* the flusher settles the room */
         return 0;
     }
     c = db_acquire(&r->app->db, e);
@@ -177,20 +94,9 @@ int api_queue_create(struct request *r, struct err *e)
         metrics_op(&r->app->metrics, op.operation_type, OPC_ENQUEUED, 1);
         workers_wake(&r->app->workers);
     }
-    set_location(r, out.id);
-    if (wait_s > 0) {
-        reply_header(r, "Preference-Applied", "wait");
-        waiters_park(r, out.id, wait_s, out.json); /* 200 when it finishes, else 202 */
-        rc = 0;
-    } else {
-        rc = reply_json_text(r, wait_s == 0 ? 202 : out.created ? 201 : 200, out.json);
-    }
-    out.json = NULL;
+    rc = answer_enqueue(r, &out, wait_s);
 out:
-    if (c != NULL)
-        db_release(&r->app->db, c);
-    if (held > 0)
-        pending_settle(&r->app->pending, held, 0, 0);
+    give_back(r, c, held);
     api_op_new_free(&op);
     free(out.json);
     return rc;
@@ -201,9 +107,7 @@ static int parse_batch(struct request *r, struct op_new *ops, size_t n, struct e
     const json_t *items = json_object_get(r->json, "operations");
     for (size_t i = 0; i < n; i++) {
         if (api_parse_enqueue(json_array_get(items, i), &r->app->cfg, &ops[i], e) != 0) {
-            char prefix[48];
-            snprintf(prefix, sizeof(prefix), "operations[%zu]", i);
-            err_prefix_field(e, prefix);
+            prefix_index(e, (long)i);
             return -1;
         }
     }
@@ -250,11 +154,8 @@ int api_queue_batch(struct request *r, struct err *e)
     if (c == NULL)
         goto out;
     if (ops_enqueue_batch(c, ops, n, out, &failed, e) != 0) {
-        if (failed >= 0 && e->code == ERR_INVALID_REQUEST) {
-            char prefix[48];
-            snprintf(prefix, sizeof(prefix), "operations[%ld]", failed);
-            err_prefix_field(e, prefix);
-        }
+        if (failed >= 0 && e->code == ERR_INVALID_REQUEST)
+            prefix_index(e, failed);
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
@@ -267,10 +168,7 @@ int api_queue_batch(struct request *r, struct err *e)
     workers_wake(&r->app->workers);
     rc = reply_json_text(r, 201, batch_body(out, n));
 out:
-    if (c != NULL)
-        db_release(&r->app->db, c);
-    if (held > 0)
-        pending_settle(&r->app->pending, held, 0, 0);
+    give_back(r, c, held);
     for (size_t i = 0; i < n; i++) {
         api_op_new_free(&ops[i]);
         free(out[i].json);
@@ -278,61 +176,6 @@ out:
     free(ops);
     free(out);
     return rc;
-}
-
-static const char *const statuses[] = {"pending", "in_progress", "completed", "failed",
-                                       "conflict", NULL};
-
-/* "pending,failed" -> "{pending,failed}" after checking every name. */
-static int parse_statuses(const char *s, char *out, size_t len, struct err *e)
-{
-    size_t o = (size_t)snprintf(out, len, "{");
-    const char *p = s;
-    do {
-        size_t n = strcspn(p, ",");
-        bool known = false;
-        for (const char *const *st = statuses; *st && !known; st++)
-            known = strlen(*st) == n && strncmp(*st, p, n) == 0;
-        if (!known || o + n + 2 >= len)
-            return err_field(e, ERR_INVALID_REQUEST, "status",
-                             "status must be a comma-separated list of pending, in_progress, "
-                             "completed, failed, conflict");
-        o += (size_t)snprintf(out + o, len - o, "%s%.*s", o > 1 ? "," : "", (int)n, p);
-        p += n;
-    } while (*p++ == ',');
-    snprintf(out + o, len - o, "}");
-    return 0;
-}
-
-static int parse_limit(const char *s, int *limit, struct err *e)
-{
-    char *end = NULL;
-    long v = s ? strtol(s, &end, 10) : LIST_DEFAULT;
-    if (s != NULL && (end == s || *end != '\0' || *s == '+' || *s == ' '))
-        v = -1;
-    if (v < 1 || v > LIST_MAX)
-        return err_field(e, ERR_INVALID_REQUEST, "limit", "limit must be an integer from 1 to %d",
-                         LIST_MAX);
-    *limit = (int)v;
-    return 0;
-}
-
-int api_parse_list_query(const char *status, const char *cursor, const char *type,
-                         const char *limit, struct list_query *q, char *statuses_buf, size_t len,
-                         struct err *e)
-{
-    if (parse_statuses(status && *status ? status : "pending", statuses_buf, len, e) != 0 ||
-        parse_limit(limit, &q->limit, e) != 0)
-        return -1;
-    q->statuses = statuses_buf;
-    q->operation_type = type && *type ? type : NULL;
-    if (cursor != NULL) {
-        if (cursor_decode(cursor, &q->after_priority, &q->after_seq) != 0)
-            return err_field(e, ERR_INVALID_REQUEST, "cursor",
-                             "cursor is not one this service returned");
-        q->has_cursor = true;
-    }
-    return 0;
 }
 
 /* The page is built once: ops_list appends the operations straight from the database's
@@ -374,14 +217,11 @@ int api_queue_list(struct request *r, struct err *e)
 static char *with_id(struct request *r, char *(*fn)(struct db_conn *, const char *, struct err *),
                      struct err *e)
 {
-    if (!oq_is_uuid(r->path_id)) {
-        err_set(e, ERR_NOT_FOUND, "no operation with that id");
-        return NULL;
-    }
-    struct db_conn *c = db_acquire(&r->app->db, e);
+    const char *id = routes_path_uuid(r, "operation", e);
+    struct db_conn *c = id ? db_acquire(&r->app->db, e) : NULL;
     if (c == NULL)
         return NULL;
-    char *json = fn(c, r->path_id, e);
+    char *json = fn(c, id, e);
     db_release(&r->app->db, c);
     return json;
 }
@@ -426,20 +266,19 @@ static char *make_stats(struct request *r, struct err *e)
 /* The counts change with events; oldest_pending_age_s with the clock (a second is enough). */
 int api_queue_stats(struct request *r, struct err *e)
 {
-    static struct etag_cache cache = ETAG_CACHE_INIT;
     char key[64];
     snprintf(key, sizeof(key), "q%llu.%ld", events_version(&r->app->events), (long)time(NULL));
-    return etag_reply(r, &cache, key, make_stats, e);
+    return etag_reply(r, &r->api->queue_stats_etag, key, make_stats, e);
 }
 
 const struct field_rule api_clear_rules[] = {
-    {.name = "older_than_s", .type = V_NUMBER, .min = 0, .max = 3153600000LL},
+    {.name = "older_than_s", .type = V_NUMBER, .min = 0, .max = CENTURY_S},
     {.name = NULL},
 };
 
 const struct field_rule api_retry_failed_rules[] = {
     {.name = "operation_type", .type = V_STRING, .min = 1, .max = 100},
-    {.name = "older_than_s", .type = V_NUMBER, .min = 0, .max = 3153600000LL},
+    {.name = "older_than_s", .type = V_NUMBER, .min = 0, .max = CENTURY_S},
     {.name = NULL},
 };
 
@@ -484,11 +323,12 @@ int api_queue_resolve(struct request *r, struct err *e)
     const json_t *data = json_object_get(r->json, "data");
     if (strcmp(resolution, "merged") == 0 && data == NULL)
         return err_field(e, ERR_INVALID_REQUEST, "data", "a merged resolution needs data");
-    if (!oq_is_uuid(r->path_id))
-        return err_set(e, ERR_NOT_FOUND, "no operation with that id");
+    const char *id = routes_path_uuid(r, "operation", e);
+    if (id == NULL)
+        return -1;
     char *data_text = data ? jsontext(data) : NULL;
     struct db_conn *c = db_acquire(&r->app->db, e);
-    char *json = c ? ops_resolve(c, r->path_id, resolution, data_text, e) : NULL;
+    char *json = c ? ops_resolve(c, id, resolution, data_text, e) : NULL;
     if (c != NULL)
         db_release(&r->app->db, c);
     free(data_text);

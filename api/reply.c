@@ -1,5 +1,6 @@
 #include "api/reply.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,13 @@ void reply_header(struct request *r, const char *name, const char *value)
     r->extra[r->n_extra].name = name;
     r->extra[r->n_extra].value = oq_strdup(value);
     r->n_extra++;
+}
+
+void reply_location(struct request *r, const char *collection, const char *id)
+{
+    char loc[128];
+    snprintf(loc, sizeof(loc), "%s%s", collection, id);
+    reply_header(r, "Location", loc);
 }
 
 static void add_common_headers(struct request *r, struct MHD_Response *resp)
@@ -30,6 +38,24 @@ static void add_common_headers(struct request *r, struct MHD_Response *resp)
         MHD_add_response_header(resp, r->extra[i].name, r->extra[i].value);
 }
 
+/* Queues resp as r's one reply (the common headers, then content_type unless NULL; a stream
+ * also tells proxies not to hold it back) and drops this reference to it: libmicrohttpd keeps
+ * its own until the reply is sent. */
+static int queue_reply(struct request *r, unsigned status, struct MHD_Response *resp,
+                       const char *content_type, bool is_stream)
+{
+    add_common_headers(r, resp);
+    if (content_type != NULL)
+        MHD_add_response_header(resp, "Content-Type", content_type);
+    if (is_stream)
+        MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    r->status = status;
+    r->replied = true;
+    enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    return ok == MHD_YES ? 0 : -1;
+}
+
 static int send_buffer(struct request *r, unsigned status, char *data, size_t len,
                        const char *content_type)
 {
@@ -40,14 +66,7 @@ static int send_buffer(struct request *r, unsigned status, char *data, size_t le
         free(data);
         return -1;
     }
-    add_common_headers(r, resp);
-    if (content_type != NULL)
-        MHD_add_response_header(resp, "Content-Type", content_type);
-    r->status = status;
-    r->replied = true;
-    enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
-    MHD_destroy_response(resp);
-    return ok == MHD_YES ? 0 : -1;
+    return queue_reply(r, status, resp, content_type, false);
 }
 
 int reply_stream(struct request *r, unsigned status, const char *content_type,
@@ -59,14 +78,14 @@ int reply_stream(struct request *r, unsigned status, const char *content_type,
         free_cb(cls);
         return -1;
     }
-    add_common_headers(r, resp);
-    MHD_add_response_header(resp, "Content-Type", content_type);
-    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-    r->status = status;
-    r->replied = true;
-    enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
-    MHD_destroy_response(resp);
-    return ok == MHD_YES ? 0 : -1;
+    return queue_reply(r, status, resp, content_type, true);
+}
+
+void reply_deferred(struct request *r)
+{
+    char *body = r->deferred_body;
+    r->deferred_body = NULL;
+    reply_json_text(r, r->deferred_status, body);
 }
 
 int reply_json_text(struct request *r, unsigned status, char *text)

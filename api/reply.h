@@ -10,6 +10,13 @@
 /* Adds a header to the coming reply (copied). */
 void reply_header(struct request *r, const char *name, const char *value);
 
+/* Adds Location: <collection><id>, e.g. ("/api/offline/queue/", id). */
+void reply_location(struct request *r, const char *collection, const char *id);
+
+/* Sends the answer a parked request was given: r->deferred_body (JSON text, stolen) with
+ * r->deferred_status. The on_resume of requests parked with http_suspend. */
+void reply_deferred(struct request *r);
+
 /* Sends body as JSON. Steals body. Returns 0, or -1 if libmicrohttpd refused. */
 int reply_json(struct request *r, unsigned status, json_t *body);
 

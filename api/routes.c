@@ -4,8 +4,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/jsonload.h"
+#include "api/endpoints.h"
+#include "api/parse.h"
 #include "api/reply.h"
+#include "app.h"
 #include "core/validate.h"
 
 static const struct route routes[] = {
@@ -49,17 +51,20 @@ const struct route *routes_table(void)
     return routes;
 }
 
+/* The placeholder of a route pattern for one path segment. */
+static const char id_segment[] = "{id}";
+
 /* Matches path against pattern segment by segment; {id} takes one non-empty segment. */
 static bool path_matches(const char *pattern, const char *path, char *id, size_t id_len)
 {
     while (*pattern && *path) {
-        if (strncmp(pattern, "{id}", 4) == 0) {
+        if (strncmp(pattern, id_segment, sizeof(id_segment) - 1) == 0) {
             size_t n = strcspn(path, "/");
             if (n == 0 || n >= id_len)
                 return false;
             memcpy(id, path, n);
             id[n] = '\0';
-            pattern += 4;
+            pattern += sizeof(id_segment) - 1;
             path += n;
             continue;
         }
@@ -130,6 +135,15 @@ static int preflight(struct request *r, const char *path, struct err *e)
     return reply_empty(r, 204);
 }
 
+/* s after prefix (compared without case), or NULL: the prefix's length comes from strlen. */
+static const char *after_prefix(const char *s, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return s != NULL && strncasecmp(s, prefix, n) == 0 ? s + n : NULL;
+}
+
+/* The key of Authorization: Bearer <key> gives the role; refuses (401/403) a request whose
+ * route needs more than that. Keyless mode makes every caller admin. */
 static int authenticate(struct request *r, const struct route *rt, struct err *e)
 {
     const struct config *c = &r->app->cfg;
@@ -140,8 +154,9 @@ static int authenticate(struct request *r, const struct route *rt, struct err *e
     if (rt->need == ROLE_NONE)
         return 0;
     const char *auth = http_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0)
-        r->role = config_key_role(c, auth + 7);
+    const char *key = after_prefix(auth, "Bearer ");
+    if (key != NULL)
+        r->role = config_key_role(c, key);
     if (r->role == ROLE_NONE) {
         reply_header(r, "WWW-Authenticate", "Bearer realm=\"offlineq\"");
         return err_set(e, ERR_UNAUTHORIZED,
@@ -174,11 +189,6 @@ static int parse_body(struct request *r, const struct route *rt, struct err *e)
     if (r->json == NULL)
         return -1;
     return rt->rules ? validate_object(r->json, rt->rules, false, e) : 0;
-}
-
-json_t *api_parse_json_body(const char *data, size_t len, struct err *e)
-{
-    return jsonload(data, len, JSONLOAD_OBJECT, e);
 }
 
 /* The Host header ("name" or "name:port", any port) names this service: a loopback name or the
@@ -230,8 +240,9 @@ static int check_browser(struct request *r, struct err *e)
     const char *site = http_header(r, "Sec-Fetch-Site");
     bool cross = site != NULL &&
                  (strcasecmp(site, "cross-site") == 0 || strcasecmp(site, "same-site") == 0);
-    bool own = origin == NULL || (host != NULL && strncasecmp(origin, "http://", 7) == 0 &&
-                                  strcasecmp(origin + 7, host) == 0);
+    const char *origin_host = after_prefix(origin, "http://");
+    bool own = origin == NULL ||
+               (host != NULL && origin_host != NULL && strcasecmp(origin_host, host) == 0);
     if (cross || !own)
         return err_set(e, ERR_CROSS_SITE_REQUEST,
                        "a keyless service takes changes only from its own pages and the origins "
@@ -270,6 +281,14 @@ void routes_admit(struct request *r)
     r->body_limit = r->app->cfg.max_body_bytes;
     if (admit(r, &e) != 0 && !r->replied)
         reply_err(r, &e);
+}
+
+const char *routes_path_uuid(struct request *r, const char *what, struct err *e)
+{
+    if (oq_is_uuid(r->path_id))
+        return r->path_id;
+    err_set(e, ERR_NOT_FOUND, "no %s with that id", what);
+    return NULL;
 }
 
 /* The rest, once the body is in: a preflight, or the body's checks and the handler. */

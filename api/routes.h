@@ -24,10 +24,6 @@ struct route {
     const struct field_rule *rules; /* the JSON body's fields, checked before fn (NULL: fn does) */
 };
 
-/* Body field rules of the routes (api/queue.c, api/sync.c). */
-extern const struct field_rule api_batch_rules[], api_clear_rules[], api_retry_failed_rules[],
-    api_resolve_rules[], api_start_rules[], api_strategy_rules[];
-
 /* The table, ended by a row with method NULL. */
 const struct route *routes_table(void);
 
@@ -41,50 +37,11 @@ const struct route *routes_match(const char *method, const char *path, char *pat
  * limit: OFFLINEQ_MAX_FILE_BYTES for file uploads, OFFLINEQ_MAX_BODY_BYTES otherwise. */
 void routes_admit(struct request *r);
 
+/* The route's {id} (borrowed from r) when it is a UUID; otherwise NULL with *e set to 404
+ * "no <what> with that id": what is not a UUID names nothing we store. */
+const char *routes_path_uuid(struct request *r, const char *what, struct err *e);
+
 /* Once the body is in: a preflight, or the content type and body checks, then the handler. */
 void routes_dispatch(struct request *r);
-
-/* Parsers of untrusted input, shared with the fuzz targets (fuzz/). */
-struct op_new;
-struct list_query;
-/* One enqueue body: shape, per-type payload rules; fills *op (free with api_op_new_free). */
-int api_parse_enqueue(const json_t *body, const struct config *cfg, struct op_new *op,
-                      struct err *e);
-void api_op_new_free(struct op_new *op);
-/* GET /api/offline/queue's query arguments (each may be NULL). */
-int api_parse_list_query(const char *status, const char *cursor, const char *type,
-                         const char *limit, struct list_query *q, char *statuses_buf, size_t len,
-                         struct err *e);
-/* A request body as the JSON routes accept it: an object, no duplicate keys, at most 64 levels
- * deep. Returns the object (owned) or NULL with *e (invalid_json). */
-json_t *api_parse_json_body(const char *data, size_t len, struct err *e);
-
-/* Handlers (api/<resource>.c). */
-int api_dashboard(struct request *r, struct err *e);
-int api_dashboard_script(struct request *r, struct err *e);
-int api_health(struct request *r, struct err *e);
-int api_ready(struct request *r, struct err *e);
-int api_metrics(struct request *r, struct err *e);
-int api_queue_create(struct request *r, struct err *e);
-int api_queue_batch(struct request *r, struct err *e);
-int api_queue_list(struct request *r, struct err *e);
-int api_queue_get(struct request *r, struct err *e);
-int api_queue_delete(struct request *r, struct err *e);
-int api_queue_retry(struct request *r, struct err *e);
-int api_queue_stats(struct request *r, struct err *e);
-int api_queue_clear_completed(struct request *r, struct err *e);
-int api_queue_retry_failed(struct request *r, struct err *e);
-int api_queue_resolve(struct request *r, struct err *e);
-int api_sync_run(struct request *r, struct err *e);
-int api_sync_status(struct request *r, struct err *e);
-int api_sync_start_auto(struct request *r, struct err *e);
-int api_sync_stop_auto(struct request *r, struct err *e);
-int api_strategy_get(struct request *r, struct err *e);
-int api_strategy_set(struct request *r, struct err *e);
-int api_network_status(struct request *r, struct err *e);
-int api_network_check(struct request *r, struct err *e);
-int api_events(struct request *r, struct err *e);
-int api_files_create(struct request *r, struct err *e);
-int api_files_get(struct request *r, struct err *e);
 
 #endif

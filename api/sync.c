@@ -3,29 +3,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/etag.h"
+#include "api/api.h"
+#include "api/endpoints.h"
+#include "api/reply.h"
+#include "app.h"
 #include "core/jsonload.h"
 #include "core/jsontext.h"
 #include "core/log.h"
-#include "api/reply.h"
-#include "api/routes.h"
-#include "store/settings.h"
 #include "core/validate.h"
-
-static const struct db_stmt pending_stmt = {
-    "sync_pending", "SELECT coalesce(sum(n), 0) FROM offlineq_op_counts WHERE status = 'pending'"};
+#include "core/vocab.h"
+#include "store/settings.h"
+#include "store/stats.h"
 
 static json_t *status_json(struct app *a, struct err *e)
 {
     struct db_conn *c = db_acquire(&a->db, e);
     if (c == NULL)
         return NULL;
-    PGresult *res = db_exec(c, &pending_stmt, 0, NULL, e);
+    json_int_t pending = stats_pending(c, e);
     db_release(&a->db, c);
-    if (res == NULL)
+    if (pending < 0)
         return NULL;
-    json_int_t pending = atoll(PQgetvalue(res, 0, 0));
-    PQclear(res);
     char strategy[32];
     settings_strategy(&a->settings, strategy, sizeof(strategy));
     json_t *last = settings_last_sync(&a->settings);
@@ -56,7 +54,6 @@ static char *make_status(struct request *r, struct err *e)
 /* Everything in the status moves with an event, a setting or the network. */
 int api_sync_status(struct request *r, struct err *e)
 {
-    static struct etag_cache cache = ETAG_CACHE_INIT;
     struct app *a = r->app;
     char strategy[32], key[128];
     settings_strategy(&a->settings, strategy, sizeof(strategy));
@@ -70,15 +67,16 @@ int api_sync_status(struct request *r, struct err *e)
         char *text = make_status(r, e);
         return text ? reply_json_text(r, 200, text) : -1;
     }
-    return etag_reply(r, &cache, key, make_status, e);
+    return etag_reply(r, &r->api->sync_status_etag, key, make_status, e);
 }
 
+#define SYNC_TIMEOUT_DEFAULT_S 60
 #define SYNC_TIMEOUT_MAX_S 300
 
 static int parse_timeout(struct request *r, double *out, struct err *e)
 {
     const char *s = http_query(r, "timeout_s");
-    *out = 60;
+    *out = SYNC_TIMEOUT_DEFAULT_S;
     if (s == NULL)
         return 0;
     char *end = NULL;
@@ -88,13 +86,6 @@ static int parse_timeout(struct request *r, double *out, struct err *e)
                          SYNC_TIMEOUT_MAX_S);
     *out = v;
     return 0;
-}
-
-static void on_sync_resume(struct request *r)
-{
-    char *body = r->deferred_body;
-    r->deferred_body = NULL;
-    reply_json_text(r, r->deferred_status, body);
 }
 
 /* The parked POST /sync's answer: the pass's result (200), or its progress so far (202). */
@@ -122,12 +113,14 @@ int api_sync_run(struct request *r, struct err *e)
     unsigned long pass;
     if (parse_timeout(r, &timeout_s, e) != 0 || sync_request(&r->app->sync, &pass, e) != 0)
         return -1;
-    http_suspend(r, on_sync_resume);
+    http_suspend(r, reply_deferred);
     sync_park(&r->app->sync, pass, timeout_s, sync_done, r);
     return 0;
 }
 
-static int store_and_reply(struct request *r, const char *key, const char *value, struct err *e)
+/* Stores key = value (JSON text) for every instance, and reloads this instance's cache of the
+ * settings so that the answer that follows already shows it. Replies nothing. */
+static int store_setting(struct request *r, const char *key, const char *value, struct err *e)
 {
     struct db_conn *c = db_acquire(&r->app->db, e);
     if (c == NULL)
@@ -139,8 +132,10 @@ static int store_and_reply(struct request *r, const char *key, const char *value
     return rc;
 }
 
+#define SYNC_INTERVAL_MAX_S (24 * 60 * 60)
+
 const struct field_rule api_start_rules[] = {
-    {.name = "interval_s", .type = V_INT, .min = 0, .max = 86400},
+    {.name = "interval_s", .type = V_INT, .min = 0, .max = SYNC_INTERVAL_MAX_S},
     {.name = NULL},
 };
 
@@ -150,10 +145,10 @@ int api_sync_start_auto(struct request *r, struct err *e)
     if (interval != NULL) {
         char v[16];
         snprintf(v, sizeof(v), "%lld", (long long)jsonnum_value(interval));
-        if (store_and_reply(r, "sync_interval_s", v, e) != 0)
+        if (store_setting(r, "sync_interval_s", v, e) != 0)
             return -1;
     }
-    if (store_and_reply(r, "auto_sync", "true", e) != 0)
+    if (store_setting(r, "auto_sync", "true", e) != 0)
         return -1;
     workers_wake(&r->app->workers);
     return api_sync_status(r, e);
@@ -161,7 +156,7 @@ int api_sync_start_auto(struct request *r, struct err *e)
 
 int api_sync_stop_auto(struct request *r, struct err *e)
 {
-    if (store_and_reply(r, "auto_sync", "false", e) != 0)
+    if (store_setting(r, "auto_sync", "false", e) != 0)
         return -1;
     return api_sync_status(r, e);
 }
@@ -173,10 +168,8 @@ int api_strategy_get(struct request *r, struct err *e)
     return reply_json(r, 200, json_pack("{s:s}", "strategy", s));
 }
 
-static const char *const strategies[] = {"local_wins", "remote_wins", "last_write_wins", "merge",
-                                         "manual", NULL};
 const struct field_rule api_strategy_rules[] = {
-    {.name = "strategy", .type = V_STRING, .required = true, .one_of = strategies},
+    {.name = "strategy", .type = V_STRING, .required = true, .one_of = strategy_names},
     {.name = NULL},
 };
 
@@ -184,7 +177,7 @@ int api_strategy_set(struct request *r, struct err *e)
 {
     json_t *v = json_object_get(r->json, "strategy");
     char *text = jsontext(v);
-    int rc = store_and_reply(r, "conflict_strategy", text, e);
+    int rc = store_setting(r, "conflict_strategy", text, e);
     free(text);
     if (rc != 0)
         return -1;
@@ -192,28 +185,4 @@ int api_strategy_set(struct request *r, struct err *e)
              json_pack("{s:s, s:O}", "event", "strategy.changed", "strategy", v));
     events_emit(&r->app->events, "strategy.changed", json_pack("{s:O}", "strategy", v));
     return api_strategy_get(r, e);
-}
-
-static char *make_network(struct request *r, struct err *e)
-{
-    json_t *j = monitor_status_json(&r->app->monitor);
-    char *text = jsontext(j);
-    json_decref(j);
-    return text;
-}
-
-int api_network_status(struct request *r, struct err *e)
-{
-    static struct etag_cache cache = ETAG_CACHE_INIT;
-    if (strcmp(r->method, "GET") != 0) /* check-connectivity: always the fresh check */
-        return reply_json_text(r, 200, make_network(r, e));
-    char key[32];
-    snprintf(key, sizeof(key), "n%lu", monitor_rounds(&r->app->monitor));
-    return etag_reply(r, &cache, key, make_network, e);
-}
-
-int api_network_check(struct request *r, struct err *e)
-{
-    monitor_check_now(&r->app->monitor);
-    return api_network_status(r, e);
 }

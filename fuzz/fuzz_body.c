@@ -8,6 +8,7 @@
 #include "core/jsonload.h"
 #include "core/jsontext.h"
 #include "store/ops.h"
+#include "api/parse.h"
 #include "api/routes.h"
 #include "core/validate.h"
 

@@ -2,7 +2,7 @@
 #include "core/common.h"
 #include "api/cursor.h"
 #include "store/ops.h"
-#include "api/routes.h"
+#include "api/parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

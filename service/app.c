@@ -61,12 +61,13 @@ int app_init(struct app *a, struct err *e)
     char id[37];
     oq_uuid(id);
     snprintf(a->instance_id, sizeof(a->instance_id), "%s:%d:%.8s", host, (int)getpid(), id);
-    atomic_init(&a->inflight, 0);
     atomic_init(&a->abort_outbound, false);
     pending_init(&a->pending);
     policy_init(&a->policy, &a->cfg);
     settings_init(&a->settings);
     metrics_init(&a->metrics);
+    for (const struct handler *hd = handlers_table(); hd->name; hd++)
+        metrics_add_type(&a->metrics, hd->name);
     db_pool_init(&a->db, a->cfg.database_url, a->cfg.db_pool_size, &a->box);
     if (migrate(a, e) != 0 || register_registry(a, e) != 0)
         return -1;

@@ -19,15 +19,11 @@
 #include "engine/sync.h"
 #include "engine/workers.h"
 
-struct MHD_Daemon;
-
 struct app {
     struct config cfg;
     struct secretbox box; /* the encryption key (main.c sets it before app_init); db lends it */
     struct db_pool db;
-    struct MHD_Daemon *http;
     char instance_id[64]; /* host:pid:random, names this instance in leases and logs */
-    atomic_int inflight;  /* HTTP requests started and not yet completed */
     struct policy policy;
     struct monitor monitor;
     struct settings settings;

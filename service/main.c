@@ -8,15 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api.h"
 #include "app.h"
-#include "api/http.h"
 #include "core/log.h"
-#include "api/routes.h"
 #include "store/secretbox.h"
-#include "api/park/coalesce.h"
-#include "api/park/waiters.h"
 
-/* Blocks SIGINT/SIGTERM in every thread; main collects them with sigwait. */
+/* Blocks SIGINT/SIGTERM in every thread; main collects them with sigwait, so no signal handler
+ * runs and no state has to be reachable from one (no global). */
 static void block_signals(sigset_t *set)
 {
     sigemptyset(set);
@@ -25,8 +23,6 @@ static void block_signals(sigset_t *set)
     pthread_sigmask(SIG_BLOCK, set, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
-
-static struct app *the_app;
 
 /* Every HTTP connection is a descriptor: raise the soft limit to the hard one, and say so when
  * OFFLINEQ_MAX_CONNECTIONS still cannot be reached. */
@@ -44,14 +40,8 @@ static void raise_fd_limit(const struct config *c)
                  json_pack("{s:I, s:I}", "limit", (json_int_t)rl.rlim_cur, "wanted", (json_int_t)need));
 }
 
-/* Parked requests and event streams end before the server stops. */
-static void release_parked(void)
-{
-    waiters_release_all();
-    sync_release_waiters(&the_app->sync);
-    events_release_all(&the_app->events);
-}
-
+/* Serves until SIGINT or SIGTERM; the HTTP side (api) lives in this frame and is passed to
+ * everything that needs it. */
 static int serve(struct app *a)
 {
     sigset_t set;
@@ -62,28 +52,27 @@ static int serve(struct app *a)
         return 1;
     }
     app_start(a);
-    waiters_start(a);
-    coalesce_start(a);
-    if (http_start(a, routes_dispatch, routes_admit, &e) != 0) {
+    struct api api;
+    api_init(&api, a);
+    if (api_start(&api, &e) != 0) {
         log_error("start-up failed: %s", e.message);
+        api_close(&api);
         return 1;
     }
     log_json(LOG_INFO, "listening",
-             json_pack("{s:s, s:i, s:s, s:s}", "host", a->cfg.listen_host, "port", http_port(a),
+             json_pack("{s:s, s:i, s:s, s:s}", "host", a->cfg.listen_host, "port", api_port(&api),
                        "instance", a->instance_id, "version", OQ_VERSION));
     int sig = 0;
     sigwait(&set, &sig);
     log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    the_app = a;
-    http_stop(a, a->cfg.shutdown_grace_s * 1000, release_parked); /* requests in flight too */
-    coalesce_stop();
-    waiters_stop();
+    api_stop(&api, a->cfg.shutdown_grace_s * 1000);
+    api_close(&api);
     return 0;
 }
 
-int main(int argc, char **argv)
+/* Loads the configuration and the key, then serves. Returns the exit status. */
+static int run(struct app *a, int argc, char **argv)
 {
-    static struct app a;
     char msg[512];
     /* Two heaps shared by all threads instead of one per thread: a steady footprint on the small
      * machines this runs on, at a contention cost the benchmarks do not show. */
@@ -93,32 +82,40 @@ int main(int argc, char **argv)
      * the heap. */
     mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
-    switch (config_load(&a.cfg, argc, argv, msg, sizeof(msg))) {
+    switch (config_load(&a->cfg, argc, argv, msg, sizeof(msg))) {
     case CONFIG_EXIT_OK:
-        config_free(&a.cfg);
+        config_free(&a->cfg);
         return 0;
     case CONFIG_EXIT_ERROR:
         log_json(LOG_ERROR, msg, json_pack("{s:s}", "event", "bad_configuration"));
-        config_free(&a.cfg);
+        config_free(&a->cfg);
         return 2;
     case CONFIG_OK:
         break;
     }
-    log_set_level(a.cfg.log_level);
+    log_set_level(a->cfg.log_level);
     struct err ke = {0};
-    int key_rc = secretbox_init(&a.box, a.cfg.encryption_key, &ke);
-    OPENSSL_cleanse(a.cfg.encryption_key, strlen(a.cfg.encryption_key)); /* only the bytes stay */
+    int key_rc = secretbox_init(&a->box, a->cfg.encryption_key, &ke);
+    OPENSSL_cleanse(a->cfg.encryption_key, strlen(a->cfg.encryption_key)); /* only the bytes stay */
     if (key_rc != 0) {
         log_json(LOG_ERROR, ke.message, json_pack("{s:s}", "event", "bad_configuration"));
-        config_free(&a.cfg);
+        config_free(&a->cfg);
         return 2;
     }
-    raise_fd_limit(&a.cfg);
+    raise_fd_limit(&a->cfg);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    int rc = serve(&a);
-    app_close(&a);
+    int rc = serve(a);
+    app_close(a);
     curl_global_cleanup();
-    config_free(&a.cfg);
+    config_free(&a->cfg);
     log_info("stopped");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct app *a = oq_calloc(1, sizeof(*a)); /* megabytes (the event ring): not for the stack */
+    int rc = run(a, argc, argv);
+    free(a);
     return rc;
 }

@@ -4,33 +4,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
+#include "api/http.h"
+#include "api/parse.h"
 #include "api/reply.h"
-#include "api/routes.h"
+#include "app.h"
+#include "core/log.h"
+#include "store/ops.h"
 
 #define GROUP_MAX 1000
-#define FLUSHERS 1 /* measured: one flusher makes the largest groups; 2 and 4 were slower (bench/) */
 
-struct item {
+struct coalesce_item {
     struct request *r;
     struct op_new op;      /* owned */
     struct op_created out; /* out.json owned until the reply */
     struct err e;
     bool failed;
-    struct item *next;
+    struct coalesce_item *next;
 };
 
-static struct {
-    struct app *app;
-    pthread_t th[FLUSHERS];
-    bool started, stopping;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct item *head, **tail;
-    size_t queued;
-} C = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-
-static void item_free(struct item *it)
+static void item_free(struct coalesce_item *it)
 {
     api_op_new_free(&it->op);
     free(it->out.json);
@@ -39,73 +31,71 @@ static void item_free(struct item *it)
 
 static void on_resume(struct request *r)
 {
-    struct item *it = r->resume_ctx;
+    struct coalesce_item *it = r->resume_ctx;
     r->resume_ctx = NULL;
     if (it->failed) {
         reply_err(r, &it->e);
     } else {
-        char loc[96];
-        snprintf(loc, sizeof(loc), "/api/offline/queue/%s", it->out.id);
-        reply_header(r, "Location", loc);
+        reply_location(r, "/api/offline/queue/", it->out.id);
         reply_json_text(r, 201, it->out.json);
         it->out.json = NULL;
     }
     item_free(it);
 }
 
-void coalesce_submit(struct request *r, struct op_new *op)
+void coalesce_submit(struct coalesce *co, struct request *r, struct op_new *op)
 {
-    struct item *it = oq_calloc(1, sizeof(*it));
+    struct coalesce_item *it = oq_calloc(1, sizeof(*it));
     it->r = r;
     it->op = *op;
     *op = (struct op_new){0};
     r->resume_ctx = it;
     http_suspend(r, on_resume);
-    pthread_mutex_lock(&C.mu);
-    *C.tail = it;
-    C.tail = &it->next;
-    C.queued++;
-    pthread_cond_signal(&C.cv);
-    pthread_mutex_unlock(&C.mu);
+    pthread_mutex_lock(&co->mu);
+    *co->tail = it;
+    co->tail = &it->next;
+    co->queued++;
+    pthread_cond_signal(&co->cv);
+    pthread_mutex_unlock(&co->mu);
 }
 
 /* Up to GROUP_MAX queued items, oldest first; NULL once stopping and drained. */
-static struct item *take_group(size_t *n)
+static struct coalesce_item *take_group(struct coalesce *co, size_t *n)
 {
-    pthread_mutex_lock(&C.mu);
-    while (C.head == NULL && !C.stopping)
-        pthread_cond_wait(&C.cv, &C.mu);
-    struct item *first = C.head, *last = NULL;
+    pthread_mutex_lock(&co->mu);
+    while (co->head == NULL && !co->stopping)
+        pthread_cond_wait(&co->cv, &co->mu);
+    struct coalesce_item *first = co->head, *last = NULL;
     *n = 0;
-    for (struct item *it = C.head; it != NULL && *n < GROUP_MAX; it = it->next) {
+    for (struct coalesce_item *it = co->head; it != NULL && *n < GROUP_MAX; it = it->next) {
         last = it;
         (*n)++;
     }
     if (last != NULL) {
-        C.head = last->next;
+        co->head = last->next;
         last->next = NULL;
-        if (C.head == NULL)
-            C.tail = &C.head;
-        C.queued -= *n;
+        if (co->head == NULL)
+            co->tail = &co->head;
+        co->queued -= *n;
     }
-    pthread_mutex_unlock(&C.mu);
+    pthread_mutex_unlock(&co->mu);
     return first;
 }
 
 /* One statement for the group; should the database refuse it for a reason other than being
  * away, each operation goes on its own so that one bad row fails only its own request. */
-static void store_group(struct item *group, size_t n)
+static void store_group(struct coalesce *co, struct coalesce_item *group, size_t n)
 {
     struct op_new *ops = oq_calloc(n, sizeof(*ops));
     struct op_created *out = oq_calloc(n, sizeof(*out));
     size_t i = 0;
-    for (struct item *it = group; it; it = it->next)
+    for (struct coalesce_item *it = group; it; it = it->next)
         ops[i++] = it->op;
     struct err e = {0};
-    struct db_conn *c = db_acquire(&C.app->db, &e);
+    struct db_conn *c = db_acquire(&co->app->db, &e);
     int rc = c ? ops_enqueue_many(c, ops, n, out, &e) : -1;
     i = 0;
-    for (struct item *it = group; it; it = it->next, i++) {
+    for (struct coalesce_item *it = group; it; it = it->next, i++) {
         if (rc == 0) {
             it->out = out[i];
         } else if (c != NULL && e.code != ERR_DB_UNAVAILABLE) {
@@ -116,51 +106,64 @@ static void store_group(struct item *group, size_t n)
         }
     }
     if (c != NULL)
-        db_release(&C.app->db, c);
+        db_release(&co->app->db, c);
     free(ops);
     free(out);
 }
 
 static void *flusher_main(void *arg)
 {
+    struct coalesce *co = arg;
     size_t n;
-    struct item *group;
-    while ((group = take_group(&n)) != NULL) {
-        store_group(group, n);
+    struct coalesce_item *group;
+    while ((group = take_group(co, &n)) != NULL) {
+        store_group(co, group, n);
         bool any = false;
-        for (struct item *it = group, *next; it; it = next) {
+        for (struct coalesce_item *it = group, *next; it; it = next) {
             next = it->next;
             if (!it->failed)
-                metrics_op(&C.app->metrics, it->op.operation_type, OPC_ENQUEUED, 1);
-            pending_settle(&C.app->pending, 1, it->failed ? 0 : 1, it->out.xid);
+                metrics_op(&co->app->metrics, it->op.operation_type, OPC_ENQUEUED, 1);
+            pending_settle(&co->app->pending, 1, it->failed ? 0 : 1, it->out.xid);
             any |= !it->failed;
             http_resume(it->r); /* on_resume replies and frees it */
         }
         if (any)
-            workers_wake(&C.app->workers);
+            workers_wake(&co->app->workers);
     }
     return NULL;
 }
 
-void coalesce_start(struct app *a)
+void coalesce_init(struct coalesce *co, struct app *app)
 {
-    C.app = a;
-    C.tail = &C.head;
-    C.stopping = false;
-    for (int i = 0; i < FLUSHERS; i++)
-        pthread_create(&C.th[i], NULL, flusher_main, NULL);
-    C.started = true;
+    *co = (struct coalesce){.app = app};
+    co->tail = &co->head;
+    pthread_mutex_init(&co->mu, NULL);
+    pthread_cond_init(&co->cv, NULL);
 }
 
-void coalesce_stop(void)
+void coalesce_start(struct coalesce *co)
 {
-    if (!C.started)
+    co->stopping = false;
+    for (int i = 0; i < COALESCE_FLUSHERS; i++)
+        pthread_create(&co->th[i], NULL, flusher_main, co);
+    co->started = true;
+}
+
+void coalesce_close(struct coalesce *co)
+{
+    pthread_cond_destroy(&co->cv);
+    pthread_mutex_destroy(&co->mu);
+}
+
+void coalesce_stop(struct coalesce *co)
+{
+    if (!co->started)
         return;
-    pthread_mutex_lock(&C.mu);
-    C.stopping = true;
-    pthread_cond_broadcast(&C.cv);
-    pthread_mutex_unlock(&C.mu);
-    for (int i = 0; i < FLUSHERS; i++)
-        pthread_join(C.th[i], NULL);
-    C.started = false;
+    pthread_mutex_lock(&co->mu);
+    co->stopping = true;
+    pthread_cond_broadcast(&co->cv);
+    pthread_mutex_unlock(&co->mu);
+    for (int i = 0; i < COALESCE_FLUSHERS; i++)
+        pthread_join(co->th[i], NULL);
+    co->started = false;
 }

@@ -7,9 +7,11 @@
 #include <strings.h>
 #include <time.h>
 
+#include "api/http.h"
+#include "api/reply.h"
 #include "core/log.h"
 #include "store/ops.h"
-#include "api/reply.h"
+#include "store/waits.h"
 
 #define PREFER_WAIT_MAX 30
 
@@ -20,23 +22,16 @@ struct waiter {
     struct waiter *next;
 };
 
-static struct {
-    struct app *app;
-    pthread_t th;
-    bool started, stopping;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct waiter *list;
-} W = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 double waiters_prefer_wait(const char *prefer)
 {
     if (prefer == NULL)
         return -1;
     /* Prefer: respond-async, wait=10 (RFC 7240): preferences are comma or ; separated */
-    for (const char *p = prefer; (p = strcasestr(p, "wait")) != NULL; p += 4) {
+    static const char name[] = "wait";
+    for (const char *p = prefer; (p = strcasestr(p, name)) != NULL; p += sizeof(name) - 1) {
         bool starts = p == prefer || strchr(" ,;", p[-1]) != NULL;
-        const char *q = p + 4;
+        const char *q = p + sizeof(name) - 1;
         while (*q == ' ')
             q++;
         if (!starts || *q != '=')
@@ -50,13 +45,6 @@ double waiters_prefer_wait(const char *prefer)
         return v > PREFER_WAIT_MAX ? PREFER_WAIT_MAX : v;
     }
     return -1;
-}
-
-static void on_resume(struct request *r)
-{
-    char *body = r->deferred_body;
-    r->deferred_body = NULL;
-    reply_json_text(r, r->deferred_status, body);
 }
 
 /* Finishes w: fetches the operation and resumes its request. Called without the lock. */
@@ -73,105 +61,126 @@ static void finish(struct waiter *w, struct db_conn *c, bool done)
     free(w);
 }
 
-static const struct db_stmt done_stmt = {
-    "waiters_done",
-    "SELECT id::text FROM offline_operations WHERE id = ANY ($1::uuid[]) "
-    "AND status IN ('completed', 'failed', 'conflict')"};
-
-/* One round: which parked operations finished, whose time is up. */
-static void poll_once(void)
+/* Takes the whole parked list out from under the lock; its length in *n. */
+static struct waiter *take_all(struct waiters *ws, size_t *n)
 {
-    pthread_mutex_lock(&W.mu);
-    struct waiter *all = W.list;
-    W.list = NULL;
-    pthread_mutex_unlock(&W.mu);
+    pthread_mutex_lock(&ws->mu);
+    struct waiter *all = ws->list;
+    ws->list = NULL;
+    pthread_mutex_unlock(&ws->mu);
+    *n = 0;
+    for (struct waiter *w = all; w; w = w->next)
+        (*n)++;
+    return all;
+}
+
+/* Parks the waiters of keep again. */
+static void put_back(struct waiters *ws, struct waiter *keep)
+{
+    pthread_mutex_lock(&ws->mu);
+    while (keep) {
+        struct waiter *w = keep;
+        keep = keep->next;
+        w->next = ws->list;
+        ws->list = w;
+    }
+    pthread_mutex_unlock(&ws->mu);
+}
+
+/* One round: which parked operations finished, whose time is up. Should the database not
+ * answer, none counts as finished; the deadlines still hold. */
+static void poll_once(struct waiters *ws)
+{
+    size_t n = 0;
+    struct waiter *all = take_all(ws, &n);
     if (all == NULL)
         return;
-    size_t n = 0;
+    const char **ids = oq_calloc(n, sizeof(*ids));
+    bool *done = oq_calloc(n, sizeof(*done));
+    size_t i = 0;
     for (struct waiter *w = all; w; w = w->next)
-        n++;
-    char *ids = oq_malloc(n * 37 + 3);
-    size_t o = 0;
-    ids[o++] = '{';
-    for (struct waiter *w = all; w; w = w->next)
-        o += (size_t)sprintf(ids + o, "%s%s", o > 1 ? "," : "", w->id);
-    sprintf(ids + o, "}");
+        ids[i++] = w->id;
     struct err e = {0};
-    struct db_conn *c = db_acquire(&W.app->db, &e);
-    PGresult *res = c ? db_exec(c, &done_stmt, 1, (const char *const[]){ids}, &e) : NULL;
+    struct db_conn *c = db_acquire(ws->db, &e);
+    if (c != NULL)
+        waits_finished(c, ids, n, done, &e);
     double now = oq_now_ms();
     struct waiter *keep = NULL;
-    while (all) {
+    for (i = 0; all; i++) {
         struct waiter *w = all;
         all = all->next;
-        bool done = false;
-        for (int i = 0; res && i < PQntuples(res) && !done; i++)
-            done = strcmp(PQgetvalue(res, i, 0), w->id) == 0;
-        if (done || now >= w->deadline_ms || W.stopping) {
-            finish(w, c, done);
+        if (done[i] || now >= w->deadline_ms || ws->stopping) {
+            finish(w, c, done[i]);
         } else {
             w->next = keep;
             keep = w;
         }
     }
-    PQclear(res);
     if (c != NULL)
-        db_release(&W.app->db, c);
+        db_release(ws->db, c);
     free(ids);
-    pthread_mutex_lock(&W.mu);
-    while (keep) {
-        struct waiter *w = keep;
-        keep = keep->next;
-        w->next = W.list;
-        W.list = w;
-    }
-    pthread_mutex_unlock(&W.mu);
+    free(done);
+    put_back(ws, keep);
 }
 
 static void *waiters_main(void *arg)
 {
-    pthread_mutex_lock(&W.mu);
-    while (!W.stopping) {
+    struct waiters *ws = arg;
+    pthread_mutex_lock(&ws->mu);
+    while (!ws->stopping) {
         struct timespec t;
         oq_deadline_ms(&t, 50);
-        pthread_cond_timedwait(&W.cv, &W.mu, &t);
-        pthread_mutex_unlock(&W.mu);
-        poll_once();
-        pthread_mutex_lock(&W.mu);
+        pthread_cond_timedwait(&ws->cv, &ws->mu, &t);
+        pthread_mutex_unlock(&ws->mu);
+        poll_once(ws);
+        pthread_mutex_lock(&ws->mu);
     }
-    pthread_mutex_unlock(&W.mu);
+    pthread_mutex_unlock(&ws->mu);
     return NULL;
 }
 
-void waiters_start(struct app *a)
+void waiters_init(struct waiters *ws, struct db_pool *db)
 {
-    W.app = a;
-    W.stopping = false;
-    W.started = pthread_create(&W.th, NULL, waiters_main, NULL) == 0;
+    *ws = (struct waiters){.db = db};
+    pthread_mutex_init(&ws->mu, NULL);
+    pthread_cond_init(&ws->cv, NULL);
 }
 
-void waiters_release_all(void)
+void waiters_start(struct waiters *ws)
 {
-    pthread_mutex_lock(&W.mu);
-    W.stopping = true;
-    pthread_mutex_unlock(&W.mu);
-    poll_once(); /* answers everyone: stopping */
+    ws->stopping = false;
+    ws->started = pthread_create(&ws->th, NULL, waiters_main, ws) == 0;
 }
 
-void waiters_stop(void)
+void waiters_close(struct waiters *ws)
 {
-    if (!W.started)
+    pthread_cond_destroy(&ws->cv);
+    pthread_mutex_destroy(&ws->mu);
+}
+
+void waiters_release_all(struct waiters *ws)
+{
+    pthread_mutex_lock(&ws->mu);
+    ws->stopping = true;
+    pthread_mutex_unlock(&ws->mu);
+    poll_once(ws); /* answers everyone: stopping */
+}
+
+void waiters_stop(struct waiters *ws)
+{
+    if (!ws->started)
         return;
-    pthread_mutex_lock(&W.mu);
-    W.stopping = true;
-    pthread_cond_broadcast(&W.cv);
-    pthread_mutex_unlock(&W.mu);
-    pthread_join(W.th, NULL);
-    poll_once();
-    W.started = false;
+    pthread_mutex_lock(&ws->mu);
+    ws->stopping = true;
+    pthread_cond_broadcast(&ws->cv);
+    pthread_mutex_unlock(&ws->mu);
+    pthread_join(ws->th, NULL);
+    poll_once(ws);
+    ws->started = false;
 }
 
-void waiters_park(struct request *r, const char *id, double wait_s, char *pending_json)
+void waiters_park(struct waiters *ws, struct request *r, const char *id, double wait_s,
+                  char *pending_json)
 {
     struct waiter *w = oq_calloc(1, sizeof(*w));
     w->r = r;
@@ -179,13 +188,13 @@ void waiters_park(struct request *r, const char *id, double wait_s, char *pendin
     w->deadline_ms = oq_now_ms() + wait_s * 1000.0;
     r->deferred_body = pending_json;
     r->deferred_status = 202;
-    http_suspend(r, on_resume);
-    pthread_mutex_lock(&W.mu);
-    bool stopping = W.stopping;
-    w->next = W.list;
-    W.list = w;
-    pthread_cond_broadcast(&W.cv);
-    pthread_mutex_unlock(&W.mu);
+    http_suspend(r, reply_deferred);
+    pthread_mutex_lock(&ws->mu);
+    bool stopping = ws->stopping;
+    w->next = ws->list;
+    ws->list = w;
+    pthread_cond_broadcast(&ws->cv);
+    pthread_mutex_unlock(&ws->mu);
     if (stopping)
-        poll_once();
+        poll_once(ws);
 }

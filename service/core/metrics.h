@@ -1,11 +1,11 @@
-/* Prometheus metrics of this instance: what it enqueued, delivered and served. Counters are
- * atomics or short critical sections: cheap on every hot path. Thread-safe. */
+/* The counters behind GET /metrics (api/metrics.c writes them out): what this instance
+ * enqueued, delivered and served. Atomics or short critical sections: cheap on every hot path.
+ * Thread-safe once the types are added. */
 #ifndef OQ_METRICS_H
 #define OQ_METRICS_H
 
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdio.h>
 
 #include "core/common.h"
 
@@ -27,8 +27,13 @@ struct route_count {
     unsigned long long n;
 };
 
+/* The upper bounds of the histogram buckets, in seconds (the last bucket, +Inf, has none). */
+extern const double metrics_bucket_le[METRICS_BUCKETS];
+
 struct metrics {
-    atomic_ullong ops[METRICS_TYPES][OPC__COUNT];
+    const char *types[METRICS_TYPES]; /* borrowed (static): the operation types counted */
+    int n_types;
+    atomic_ullong ops[METRICS_TYPES][OPC__COUNT]; /* by index in types */
     struct histogram exec_seconds;
     struct histogram latency_seconds;
     pthread_mutex_t mu; /* routes */
@@ -37,14 +42,13 @@ struct metrics {
 };
 
 void metrics_init(struct metrics *m);
+/* Counts operations of type (static storage: a handler's name) from now on. Call before any
+ * thread counts; past METRICS_TYPES types the rest are not counted. */
+void metrics_add_type(struct metrics *m, const char *type);
 /* Counts n of counter for the operation type name (unknown names are not counted). */
 void metrics_op(struct metrics *m, const char *type, enum op_counter counter, unsigned long long n);
 void metrics_exec(struct metrics *m, double seconds);
 void metrics_latency(struct metrics *m, double seconds);
 void metrics_http(struct metrics *m, const char *route, unsigned status);
-
-struct app;
-/* Writes the exposition text (malloc'd); queue depth is read from the database. */
-char *metrics_render(struct app *a);
 
 #endif

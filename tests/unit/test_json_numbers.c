@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include "core/jsontext.h"
-#include "api/routes.h"
+#include "api/parse.h"
 
 /* jsontext(api_parse_json_body(in)), or NULL with the error code in *code. */
 static char *round_trip(const char *in, size_t len, const char **code)

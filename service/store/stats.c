@@ -1,0 +1,53 @@
+#include "store/stats.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static const struct db_stmt pending_stmt = {
+    "stats_pending",
+    "SELECT coalesce(sum(n), 0) FROM offlineq_op_counts WHERE status = 'pending'"};
+
+/* $1: every status name as a text[] literal, so that a status without rows counts 0. */
+static const struct db_stmt by_status_stmt = {
+    "stats_by_status",
+    "SELECT s.status, coalesce(sum(c.n), 0) FROM unnest($1::text[]) AS s(status) "
+    "LEFT JOIN offlineq_op_counts c ON c.status = s.status GROUP BY s.status "
+    "ORDER BY s.status"};
+
+long long stats_pending(struct db_conn *c, struct err *e)
+{
+    PGresult *res = db_exec(c, &pending_stmt, 0, NULL, e);
+    if (res == NULL)
+        return -1;
+    long long n = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return n;
+}
+
+/* "{pending,in_progress,...}" from the vocabulary. */
+static void status_names_array(char *out, size_t len)
+{
+    size_t o = (size_t)snprintf(out, len, "{");
+    for (const char *const *st = op_status_names; *st && o < len; st++)
+        o += (size_t)snprintf(out + o, len - o, "%s%s", o > 1 ? "," : "", *st);
+    if (o < len)
+        snprintf(out + o, len - o, "}");
+}
+
+int stats_by_status(struct db_conn *c, struct status_count out[OP_N_STATUSES], struct err *e)
+{
+    char names[128];
+    status_names_array(names, sizeof(names));
+    PGresult *res = db_exec(c, &by_status_stmt, 1, (const char *const[]){names}, e);
+    if (res == NULL)
+        return -1;
+    int rows = PQntuples(res);
+    OQ_ASSERT(rows == OP_N_STATUSES);
+    for (int i = 0; i < rows; i++) {
+        int known = op_status_parse(PQgetvalue(res, i, 0), &out[i].status);
+        OQ_ASSERT(known == 0); /* the names came from the vocabulary */
+        out[i].n = atoll(PQgetvalue(res, i, 1));
+    }
+    PQclear(res);
+    return 0;
+}
