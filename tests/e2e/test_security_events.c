@@ -677,8 +677,7 @@ static void test_sync_timeout_is_capped(void **state)
     static const char *const bad[] = {"/api/offline/sync?timeout_s=301", "/api/offline/sync?timeout_s=3600"};
     for (int i = 0; i < 2; i++) {
         struct resp *r = th_http(&Y, "POST", bad[i], NULL, 0, NULL);
-        th_assert_error(r, 400, "invalid_request");
-        assert_string_equal(th_str(json_object_get(r->json, "error"), "field"), "timeout_s");
+        th_assert_invalid(r, "timeout_s");
         th_resp_free(r);
     }
     struct resp *r = th_http(&Y, "GET", "/api/offline/sync/status", NULL, 0, NULL);
