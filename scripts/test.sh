@@ -34,7 +34,7 @@ rm -rf "$tsan" && mkdir -p "$tsan"
 tsan_rc=0
 (cd "$build-tsan" && OFFLINEQ_TEST_SANITIZED=1 \
   TSAN_OPTIONS="log_path=$tsan/report:halt_on_error=0:second_deadlock_stack=1:suppressions=$root/tests/tsan.supp" \
-  ctest --output-on-failure -j"$(nproc)" -L e2e ${OFFLINEQ_TSAN_TESTS:+-R "$OFFLINEQ_TSAN_TESTS"}) || tsan_rc=$?
+  ctest --output-on-failure -j"$(nproc)" -L e2e ${OFFLINEQ_TEST_TSAN_ONLY:+-R "$OFFLINEQ_TEST_TSAN_ONLY"}) || tsan_rc=$?
 if compgen -G "$tsan/report.*" >/dev/null; then
   cat "$tsan"/report.* >&2
   echo "ThreadSanitizer: $(cat "$tsan"/report.* | grep -c '^WARNING: ThreadSanitizer')" \
