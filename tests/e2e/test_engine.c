@@ -63,6 +63,16 @@ static json_t *settled(const char *body, const char *want, char id[37])
     return th_enqueue_settled(&S, body, want, 20000, id);
 }
 
+/* Enqueues body, asserts it completes and reached the upstream in exactly one request; returns
+ * the recorded requests (*n of them: free with us_free_reqs). */
+static struct us_req *delivered_once(const char *body, char id[37], int *n)
+{
+    json_decref(settled(body, "completed", id));
+    struct us_req *r = us_requests(US, n);
+    assert_int_equal(*n, 1);
+    return r;
+}
+
 static void test_api_call_delivers_exactly(void **state)
 {
     char id[37];
@@ -114,14 +124,11 @@ static void test_api_call_delivers_exactly(void **state)
 static void test_experiment_sync_puts_with_if_match(void **state)
 {
     char id[37];
-    json_t *op = settled(
+    int n;
+    struct us_req *r = delivered_once(
         "{\"operation_type\":\"experiment_sync\",\"payload\":{\"endpoint\":\"/experiments/e1\","
         "\"data\":{\"lr\":0.01,\"epochs\":3},\"if_match\":\"\\\"v7\\\"\"}}",
-        "completed", id);
-    json_decref(op);
-    int n;
-    struct us_req *r = us_requests(US, &n);
-    assert_int_equal(n, 1);
+        id, &n);
     assert_string_equal(r[0].method, "PUT");
     assert_string_equal(r[0].path, "/api/experiments/e1");
     assert_string_equal(us_header(&r[0], "if-match"), "\"v7\"");
@@ -366,11 +373,8 @@ static void test_file_upload_multipart_byte_exact(void **state)
     snprintf(body, sizeof(body), "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\","
              "\"endpoint\":\"/upload\",\"field\":\"image\",\"filename\":\"cat \\\"1\\\".png\","
              "\"form\":{\"album\":\"pets\"}}}", file);
-    json_t *op = settled(body, "completed", id);
-    json_decref(op);
     int n;
-    struct us_req *r = us_requests(US, &n);
-    assert_int_equal(n, 1);
+    struct us_req *r = delivered_once(body, id, &n);
     assert_string_equal(r[0].method, "POST");
     assert_string_equal(r[0].path, "/api/upload");
     assert_non_null(strstr(us_header(&r[0], "content-type"), "multipart/form-data; boundary="));
@@ -442,11 +446,8 @@ static void test_model_push_form(void **state)
     snprintf(body, sizeof(body), "{\"operation_type\":\"model_push\",\"payload\":{\"file_id\":\"%s\","
              "\"endpoint\":\"/models\",\"model_name\":\"resnet\",\"version\":\"1.2\","
              "\"metadata\":{\"acc\":0.91}}}", file);
-    json_t *op = settled(body, "completed", id);
-    json_decref(op);
     int n;
-    struct us_req *r = us_requests(US, &n);
-    assert_int_equal(n, 1);
+    struct us_req *r = delivered_once(body, id, &n);
     size_t len;
     const char *p = find_part(&r[0], "file", &len);
     assert_int_equal(len, sizeof(weights));
