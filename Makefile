@@ -15,7 +15,7 @@ build:
 	@cmake -S . -B build -DBUILD_TESTING=ON >/dev/null && cmake --build build -j$$(nproc)
 
 format:
-	@clang-format -i $$(git ls-files "*.[ch]")
+	@scripts/check-format.sh --write
 
 clean:
 	@rm -rf build

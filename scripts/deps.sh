@@ -6,7 +6,11 @@ set -euo pipefail
 want=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libpq-dev
       libcurl4-openssl-dev uuid-dev libssl-dev postgresql-15 postgresql-client-15 acl)
 if [ "${1:-build}" = test ]; then
-  want+=(libcmocka-dev nodejs npm chromium wrk valgrind clang libclang-rt-14-dev)
+  # clang-format and python3: the lint checks (scripts/check-*.sh); clang-format's output
+  # depends on its version (Debian 12: 14). libclang-rt-14-dev: libFuzzer. gcc's libtsan2
+  # (OQ_SANITIZE=thread) comes with build-essential.
+  want+=(libcmocka-dev nodejs npm chromium wrk valgrind clang libclang-rt-14-dev clang-format
+         python3)
 fi
 
 missing=()

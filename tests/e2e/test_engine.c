@@ -19,25 +19,22 @@ static struct svc S;
 static struct upstream_srv *US;
 static PGconn *pg;
 static char url[512];
-static char upstreams_file[256];
-
-static void write_upstreams(void)
-{
-    snprintf(upstreams_file, sizeof(upstreams_file), "/tmp/offlineq-engine-%d.json", (int)getpid());
-    FILE *f = fopen(upstreams_file, "w");
-    fprintf(f, "{\"default\":{\"base_url\":\"%s/api\",\"headers\":{\"Authorization\":\"Bearer up-token\"}},"
-               "\"other\":{\"base_url\":\"%s/other\"}}", us_url(US), us_url(US));
-    fclose(f);
-}
+static struct th_upstreams U;
 
 static int group_setup(void **state)
 {
     US = us_start();
-    write_upstreams();
-    char file_env[300];
-    snprintf(file_env, sizeof(file_env), "OFFLINEQ_UPSTREAMS_FILE=%s", upstreams_file);
-    const char *env[] = {file_env, "OFFLINEQ_WORKERS=8", "OFFLINEQ_BACKOFF_BASE_MS=100",
-                         "OFFLINEQ_BACKOFF_MAX_MS=2000", "OFFLINEQ_POLL_MS=200", NULL};
+    th_upstreams_write(&U, "engine",
+                       "{\"default\":{\"base_url\":\"%s/"
+                       "api\",\"headers\":{\"Authorization\":\"Bearer up-token\"}},"
+                       "\"other\":{\"base_url\":\"%s/other\"}}",
+                       us_url(US), us_url(US));
+    const char *env[] = {U.env,
+                         "OFFLINEQ_WORKERS=8",
+                         "OFFLINEQ_BACKOFF_BASE_MS=100",
+                         "OFFLINEQ_BACKOFF_MAX_MS=2000",
+                         "OFFLINEQ_POLL_MS=200",
+                         NULL};
     return th_group_start(DB, env, &S, &pg, url, sizeof(url));
 }
 
@@ -45,7 +42,7 @@ static int group_teardown(void **state)
 {
     th_group_stop(DB, &S, pg);
     us_stop(US);
-    unlink(upstreams_file);
+    th_upstreams_remove(&U);
     return 0;
 }
 
@@ -57,17 +54,34 @@ static int reset(void **state)
 
 static json_t *done(const char *id)
 {
-    return th_wait_op(&S, id, "completed,failed,conflict", 20000);
+    return th_wait_op(&S, id, TH_SETTLED, 20000);
+}
+
+/* Enqueues body and asserts it settles as want within 20 s; returns the Operation. */
+static json_t *settled(const char *body, const char *want, char id[37])
+{
+    return th_enqueue_settled(&S, body, want, 20000, id);
+}
+
+/* Enqueues body, asserts it completes and reached the upstream in exactly one request; returns
+ * the recorded requests (*n of them: free with us_free_reqs). */
+static struct us_req *delivered_once(const char *body, char id[37], int *n)
+{
+    json_decref(settled(body, "completed", id));
+    struct us_req *r = us_requests(US, n);
+    assert_int_equal(*n, 1);
+    return r;
 }
 
 static void test_api_call_delivers_exactly(void **state)
 {
     char id[37];
-    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/items/7?view=full&x=%20\","
-                   "\"method\":\"PATCH\",\"data\":{\"name\":\"Widget\",\"tags\":[\"a\",\"b\"],\"n\":1.5,\"ratio\":0.1},"
-                   "\"headers\":{\"X-Trace\":\"t-1\",\"Authorization\":\"Bearer from-payload\"}}}", id);
-    json_t *op = done(id);
-    assert_string_equal(th_str(op, "status"), "completed");
+    json_t *op = settled(
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/items/7?view=full&x=%20\","
+        "\"method\":\"PATCH\",\"data\":{\"name\":\"Widget\",\"tags\":[\"a\",\"b\"],\"n\":1.5,"
+        "\"ratio\":0.1},"
+        "\"headers\":{\"X-Trace\":\"t-1\",\"Authorization\":\"Bearer from-payload\"}}}",
+        "completed", id);
     assert_non_null(th_str(op, "completed_at"));
     assert_int_equal(th_int(op, "retry_count"), 0);
     json_t *want = json_loads("{\"status_code\":201,\"body\":{\"ok\":true}}", 0, NULL);
@@ -92,10 +106,10 @@ static void test_api_call_delivers_exactly(void **state)
     struct us_rule text = {.path = "/other/text"};
     snprintf(text.body, sizeof(text.body), "plain words");
     us_rule(US, &text);
-    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/text\",\"method\":\"GET\","
-                   "\"upstream\":\"other\"}}", id);
-    op = done(id);
-    assert_string_equal(th_str(op, "status"), "completed");
+    op = settled(
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/text\",\"method\":\"GET\","
+        "\"upstream\":\"other\"}}",
+        "completed", id);
     assert_string_equal(th_str(json_object_get(op, "result"), "body"), "plain words");
     json_decref(op);
     r = us_requests(US, &n);
@@ -110,14 +124,11 @@ static void test_api_call_delivers_exactly(void **state)
 static void test_experiment_sync_puts_with_if_match(void **state)
 {
     char id[37];
-    th_enqueue(&S, "{\"operation_type\":\"experiment_sync\",\"payload\":{\"endpoint\":\"/experiments/e1\","
-                   "\"data\":{\"lr\":0.01,\"epochs\":3},\"if_match\":\"\\\"v7\\\"\"}}", id);
-    json_t *op = done(id);
-    assert_string_equal(th_str(op, "status"), "completed");
-    json_decref(op);
     int n;
-    struct us_req *r = us_requests(US, &n);
-    assert_int_equal(n, 1);
+    struct us_req *r = delivered_once(
+        "{\"operation_type\":\"experiment_sync\",\"payload\":{\"endpoint\":\"/experiments/e1\","
+        "\"data\":{\"lr\":0.01,\"epochs\":3},\"if_match\":\"\\\"v7\\\"\"}}",
+        id, &n);
     assert_string_equal(r[0].method, "PUT");
     assert_string_equal(r[0].path, "/api/experiments/e1");
     assert_string_equal(us_header(&r[0], "if-match"), "\"v7\"");
@@ -129,9 +140,9 @@ static void test_retries_with_growing_delays(void **state)
 {
     us_script(US, "/api/flaky", "503,500,502,201", 0);
     char id[37];
-    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/flaky\"},\"max_attempts\":5}", id);
-    json_t *op = done(id);
-    assert_string_equal(th_str(op, "status"), "completed");
+    json_t *op = settled("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/"
+                         "flaky\"},\"max_attempts\":5}",
+                         "completed", id);
     assert_int_equal(th_int(op, "retry_count"), 3);
     json_decref(op);
     int n;
@@ -156,9 +167,8 @@ static void test_retry_after_is_honoured(void **state)
     snprintf(busy.retry_after, sizeof(busy.retry_after), "2");
     us_rule(US, &busy);
     char id[37];
-    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/busy\"}}", id);
-    json_t *op = done(id);
-    assert_string_equal(th_str(op, "status"), "completed");
+    json_t *op = settled("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/busy\"}}",
+                         "completed", id);
     assert_int_equal(th_int(op, "retry_count"), 1);
     json_decref(op);
     int n;
@@ -198,9 +208,9 @@ static void test_conflict_status(void **state)
 {
     us_script(US, "/api/doc", "409", 0);
     char id[37];
-    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/doc\",\"method\":\"PUT\",\"data\":{}}}", id);
-    json_t *op = done(id);
-    assert_string_equal(th_str(op, "status"), "conflict");
+    json_t *op = settled("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/"
+                         "doc\",\"method\":\"PUT\",\"data\":{}}}",
+                         "conflict", id);
     assert_int_equal(th_int(json_object_get(op, "result"), "status_code"), 409);
     json_decref(op);
 }
@@ -274,12 +284,10 @@ static void test_depends_on(void **state)
     assert_true(parent_end > 0 && child_start >= parent_end);
     us_free_reqs(r, n);
     /* unknown dependencies are refused at enqueue */
-    struct resp *resp = th_json(&S, "POST", "/api/offline/queue",
-        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},"
-        "\"depends_on\":[\"00000000-0000-4000-8000-000000000000\"]}");
-    th_assert_error(resp, 400, "invalid_request");
-    assert_string_equal(th_str(json_object_get(resp->json, "error"), "field"), "depends_on");
-    th_resp_free(resp);
+    th_assert_enqueue_refused(&S,
+                              "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},"
+                              "\"depends_on\":[\"00000000-0000-4000-8000-000000000000\"]}",
+                              "depends_on");
 }
 
 static void test_expiry(void **state)
@@ -365,13 +373,8 @@ static void test_file_upload_multipart_byte_exact(void **state)
     snprintf(body, sizeof(body), "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\","
              "\"endpoint\":\"/upload\",\"field\":\"image\",\"filename\":\"cat \\\"1\\\".png\","
              "\"form\":{\"album\":\"pets\"}}}", file);
-    th_enqueue(&S, body, id);
-    json_t *op = done(id);
-    assert_string_equal(th_str(op, "status"), "completed");
-    json_decref(op);
     int n;
-    struct us_req *r = us_requests(US, &n);
-    assert_int_equal(n, 1);
+    struct us_req *r = delivered_once(body, id, &n);
     assert_string_equal(r[0].method, "POST");
     assert_string_equal(r[0].path, "/api/upload");
     assert_non_null(strstr(us_header(&r[0], "content-type"), "multipart/form-data; boundary="));
@@ -390,21 +393,19 @@ static void test_file_upload_multipart_byte_exact(void **state)
     th_assert_error(meta, 404, "not_found");
     th_resp_free(meta);
     /* an unknown file is refused at enqueue */
-    struct resp *resp = th_json(&S, "POST", "/api/offline/queue",
-        "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"00000000-0000-4000-8000-000000000000\",\"endpoint\":\"/u\"}}");
-    th_assert_error(resp, 400, "invalid_request");
-    assert_string_equal(th_str(json_object_get(resp->json, "error"), "field"), "payload.file_id");
-    th_resp_free(resp);
+    th_assert_enqueue_refused(&S,
+                              "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":"
+                              "\"00000000-0000-4000-8000-000000000000\",\"endpoint\":\"/u\"}}",
+                              "payload.file_id");
 }
 
 /* A file over OFFLINEQ_MAX_FILE_BYTES is refused before it is read; deleting the operation that
  * needs a file deletes the file. */
 static void test_file_limits_and_cleanup(void **state)
 {
-    char other[512], file_env[300];
+    char other[512];
     th_db_create(DB "_files", other, sizeof(other));
-    snprintf(file_env, sizeof(file_env), "OFFLINEQ_UPSTREAMS_FILE=%s", upstreams_file);
-    const char *env[] = {file_env, "OFFLINEQ_MAX_FILE_BYTES=1000", NULL};
+    const char *env[] = {U.env, "OFFLINEQ_MAX_FILE_BYTES=1000", NULL};
     struct svc s;
     assert_int_equal(th_svc_start(&s, other, env, NULL), 0);
     char big[1001];
@@ -445,13 +446,8 @@ static void test_model_push_form(void **state)
     snprintf(body, sizeof(body), "{\"operation_type\":\"model_push\",\"payload\":{\"file_id\":\"%s\","
              "\"endpoint\":\"/models\",\"model_name\":\"resnet\",\"version\":\"1.2\","
              "\"metadata\":{\"acc\":0.91}}}", file);
-    th_enqueue(&S, body, id);
-    json_t *op = done(id);
-    assert_string_equal(th_str(op, "status"), "completed");
-    json_decref(op);
     int n;
-    struct us_req *r = us_requests(US, &n);
-    assert_int_equal(n, 1);
+    struct us_req *r = delivered_once(body, id, &n);
     size_t len;
     const char *p = find_part(&r[0], "file", &len);
     assert_int_equal(len, sizeof(weights));
@@ -470,12 +466,10 @@ static void test_metric_logs_are_batched(void **state)
 {
     char url2[512];
     th_db_create(DB "_metrics", url2, sizeof(url2));
-    char file_env[300];
-    snprintf(file_env, sizeof(file_env), "OFFLINEQ_UPSTREAMS_FILE=%s", upstreams_file);
-    const char *env[] = {file_env, "OFFLINEQ_WORKERS=1", "OFFLINEQ_METRIC_BATCH=100", NULL};
+    const char *env[] = {U.env, "OFFLINEQ_WORKERS=1", "OFFLINEQ_METRIC_BATCH=100", NULL};
     struct svc s2;
     /* enqueue first with an API-only instance, then start the worker instance */
-    const char *api_env[] = {file_env, NULL};
+    const char *api_env[] = {U.env, NULL};
     assert_int_equal(th_svc_start(&s2, url2, api_env, NULL), 0);
     size_t cap = 250 * 120 + 64, o = 0;
     char *batch = malloc(cap);

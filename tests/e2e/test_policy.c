@@ -1,6 +1,5 @@
 /* Per-upstream delivery policy: signatures, in-flight cap, rate, circuit breaker. */
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,26 +18,27 @@
 static struct svc S;
 static struct upstream_srv *US;
 static char url[512];
-static char upstreams_file[256];
+static struct th_upstreams U;
 
 static int group_setup(void **state)
 {
     US = us_start();
     unsigned char b64[64];
     EVP_EncodeBlock(b64, (const unsigned char *)SECRET_RAW, (int)strlen(SECRET_RAW));
-    snprintf(upstreams_file, sizeof(upstreams_file), "/tmp/offlineq-policy-%d.json", (int)getpid());
-    FILE *f = fopen(upstreams_file, "w");
-    fprintf(f, "{\"default\":{\"base_url\":\"%s\"},"
-               "\"signed\":{\"base_url\":\"%s/signed\",\"signing_secret\":\"whsec_%s\"},"
-               "\"limited\":{\"base_url\":\"%s/limited\",\"max_concurrency\":2,\"rate_per_s\":5},"
-               "\"flaky\":{\"base_url\":\"%s/flaky\",\"max_concurrency\":1,\"breaker_failures\":3,"
-               "\"breaker_cooldown_s\":2}}",
-            us_url(US), us_url(US), b64, us_url(US), us_url(US));
-    fclose(f);
-    char file_env[300];
-    snprintf(file_env, sizeof(file_env), "OFFLINEQ_UPSTREAMS_FILE=%s", upstreams_file);
-    const char *env[] = {file_env, "OFFLINEQ_WORKERS=8", "OFFLINEQ_BACKOFF_BASE_MS=50",
-                         "OFFLINEQ_BACKOFF_MAX_MS=100", "OFFLINEQ_POLL_MS=100", NULL};
+    th_upstreams_write(
+        &U, "policy",
+        "{\"default\":{\"base_url\":\"%s\"},"
+        "\"signed\":{\"base_url\":\"%s/signed\",\"signing_secret\":\"whsec_%s\"},"
+        "\"limited\":{\"base_url\":\"%s/limited\",\"max_concurrency\":2,\"rate_per_s\":5},"
+        "\"flaky\":{\"base_url\":\"%s/flaky\",\"max_concurrency\":1,\"breaker_failures\":3,"
+        "\"breaker_cooldown_s\":2}}",
+        us_url(US), us_url(US), b64, us_url(US), us_url(US));
+    const char *env[] = {U.env,
+                         "OFFLINEQ_WORKERS=8",
+                         "OFFLINEQ_BACKOFF_BASE_MS=50",
+                         "OFFLINEQ_BACKOFF_MAX_MS=100",
+                         "OFFLINEQ_POLL_MS=100",
+                         NULL};
     return th_group_start(DB, env, &S, NULL, url, sizeof(url));
 }
 
@@ -46,7 +46,7 @@ static int group_teardown(void **state)
 {
     th_group_stop(DB, &S, NULL);
     us_stop(US);
-    unlink(upstreams_file);
+    th_upstreams_remove(&U);
     return 0;
 }
 
@@ -56,25 +56,7 @@ static int reset(void **state)
     return 0;
 }
 
-static void enqueue_n(int n, const char *fmt, char ids[][37])
-{
-    for (int i = 0; i < n; i++) {
-        char body[512];
-        snprintf(body, sizeof(body), fmt, i);
-        th_enqueue(&S, body, ids[i]);
-    }
-}
-
-static void wait_all(char ids[][37], int n, const char *status)
-{
-    for (int i = 0; i < n; i++) {
-        json_t *op = th_wait_op(&S, ids[i], "completed,failed,conflict", 30000);
-        assert_string_equal(th_str(op, "status"), status);
-        json_decref(op);
-    }
-}
-
-/* Standard Webhooks: v1,base64(HMAC-SHA256(secret, id.timestamp.body)). */
+/* Standard Webhooks, with the idempotency key equal to the message id and a fresh timestamp. */
 static void assert_signed(const struct us_req *r)
 {
     const char *id = us_header(r, "webhook-id");
@@ -86,24 +68,17 @@ static void assert_signed(const struct us_req *r)
     snprintf(ts, sizeof(ts), "%s", us_header(r, "webhook-timestamp"));
     long age = (long)time(NULL) - atol(ts);
     assert_true(age >= 0 && age < 60);
-    size_t n = strlen(idc) + strlen(ts) + 2 + r->body_len;
-    char *content = malloc(n + 1);
-    int off = sprintf(content, "%s.%s.", idc, ts);
-    memcpy(content + off, r->body, r->body_len);
-    unsigned char mac[32];
-    unsigned int mac_len;
-    HMAC(EVP_sha256(), SECRET_RAW, (int)strlen(SECRET_RAW), (unsigned char *)content, n, mac, &mac_len);
-    free(content);
-    char want[80] = "v1,";
-    EVP_EncodeBlock((unsigned char *)want + 3, mac, (int)mac_len);
-    assert_string_equal(us_header(r, "webhook-signature"), want);
+    th_assert_signed(r, SECRET_RAW, strlen(SECRET_RAW));
 }
 
 static void test_every_request_is_signed(void **state)
 {
     char ids[4][37];
-    enqueue_n(3, "{\"operation_type\":\"api_call\",\"payload\":{\"upstream\":\"signed\",\"endpoint\":\"/s/%d\","
-                 "\"data\":{\"x\":\"caf\\u00e9\"}}}", ids);
+    th_enqueue_n(&S, 3,
+                 "{\"operation_type\":\"api_call\",\"payload\":{\"upstream\":\"signed\","
+                 "\"endpoint\":\"/s/%d\","
+                 "\"data\":{\"x\":\"caf\\u00e9\"}}}",
+                 ids);
     const unsigned char bytes[] = {0, 1, 2, 3, 0xff, '\r', '\n'};
     const char *h[] = {"Content-Type: application/octet-stream", NULL};
     struct resp *r = th_http(&S, "POST", "/api/offline/files", (const char *)bytes, sizeof(bytes), h);
@@ -113,7 +88,7 @@ static void test_every_request_is_signed(void **state)
              "\"endpoint\":\"/file\",\"file_id\":\"%s\"}}", th_str(r->json, "file_id"));
     th_resp_free(r);
     th_enqueue(&S, body, ids[3]);
-    wait_all(ids, 4, "completed");
+    th_wait_all(&S, ids, 4, "completed", 30000);
     int n;
     struct us_req *reqs = us_requests(US, &n);
     assert_int_equal(n, 4);
@@ -124,7 +99,7 @@ static void test_every_request_is_signed(void **state)
     us_free_reqs(reqs, n);
     /* the unsigned upstream sends no signature headers */
     th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/plain\"}}", ids[0]);
-    wait_all(ids, 1, "completed");
+    th_wait_all(&S, ids, 1, "completed", 30000);
     reqs = us_requests(US, &n);
     assert_null(us_header(&reqs[n - 1], "webhook-signature"));
     us_free_reqs(reqs, n);
@@ -134,8 +109,11 @@ static void test_concurrency_and_rate_limits(void **state)
 {
     us_script(US, "/limited/", "201", 300);
     char ids[12][37];
-    enqueue_n(12, "{\"operation_type\":\"api_call\",\"payload\":{\"upstream\":\"limited\",\"endpoint\":\"/l/%d\"}}", ids);
-    wait_all(ids, 12, "completed");
+    th_enqueue_n(&S, 12,
+                 "{\"operation_type\":\"api_call\",\"payload\":{\"upstream\":\"limited\","
+                 "\"endpoint\":\"/l/%d\"}}",
+                 ids);
+    th_wait_all(&S, ids, 12, "completed", 30000);
     assert_true(us_max_in_flight(US) <= 2);
     int n;
     struct us_req *r = us_requests(US, &n);
@@ -156,9 +134,12 @@ static void test_circuit_breaker(void **state)
 {
     us_script(US, "/flaky/", "503,503,503,201", 0);
     char ids[5][37];
-    enqueue_n(5, "{\"operation_type\":\"api_call\",\"payload\":{\"upstream\":\"flaky\",\"endpoint\":\"/f/%d\"},"
-                 "\"max_attempts\":4}", ids);
-    wait_all(ids, 5, "completed");
+    th_enqueue_n(&S, 5,
+                 "{\"operation_type\":\"api_call\",\"payload\":{\"upstream\":\"flaky\","
+                 "\"endpoint\":\"/f/%d\"},"
+                 "\"max_attempts\":4}",
+                 ids);
+    th_wait_all(&S, ids, 5, "completed", 30000);
     int n;
     struct us_req *r = us_requests(US, &n);
     assert_int_equal(n, 8); /* 3 failures, the probe, 4 more */

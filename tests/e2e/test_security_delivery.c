@@ -3,7 +3,6 @@
  * payloads cannot set transport or signature headers, and signing secrets are decoded and
  * checked when the configuration is loaded. */
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,7 +27,7 @@ static PGconn *pg;
 static struct upstream_srv *A; /* the configured upstreams: default = A/tenant-a, long = A/long */
 static struct upstream_srv *B; /* somewhere else on this host: must never see a request */
 static char db_url[512];
-static char upstreams_file[256];
+static struct th_upstreams U;
 static unsigned char long_key[LONG_KEY_LEN];
 
 static void b64(const unsigned char *in, size_t n, char *out)
@@ -46,17 +45,18 @@ static int group_setup(void **state)
     b64((const unsigned char *)SECRET_RAW, strlen(SECRET_RAW), short_b64);
     b64(long_key, LONG_KEY_LEN, long_b64);
     assert_int_equal(strlen(long_b64), 600);
-    snprintf(upstreams_file, sizeof(upstreams_file), "/tmp/offlineq-secdeliv-%d.json", (int)getpid());
-    FILE *f = fopen(upstreams_file, "w");
-    fprintf(f, "{\"default\":{\"base_url\":\"%s/tenant-a\",\"headers\":{\"Authorization\":\"" TOKEN "\"},"
-               "\"signing_secret\":\"whsec_%s\"},"
-               "\"long\":{\"base_url\":\"%s/long\",\"signing_secret\":\"whsec_%s\"}}",
-            us_url(A), short_b64, us_url(A), long_b64);
-    fclose(f);
-    char file_env[300];
-    snprintf(file_env, sizeof(file_env), "OFFLINEQ_UPSTREAMS_FILE=%s", upstreams_file);
-    const char *env[] = {file_env, "OFFLINEQ_WORKERS=2", "OFFLINEQ_POLL_MS=100",
-                         "OFFLINEQ_BACKOFF_BASE_MS=50", "OFFLINEQ_BACKOFF_MAX_MS=100", NULL};
+    th_upstreams_write(
+        &U, "secdeliv",
+        "{\"default\":{\"base_url\":\"%s/tenant-a\",\"headers\":{\"Authorization\":\"" TOKEN "\"},"
+        "\"signing_secret\":\"whsec_%s\"},"
+        "\"long\":{\"base_url\":\"%s/long\",\"signing_secret\":\"whsec_%s\"}}",
+        us_url(A), short_b64, us_url(A), long_b64);
+    const char *env[] = {U.env,
+                         "OFFLINEQ_WORKERS=2",
+                         "OFFLINEQ_POLL_MS=100",
+                         "OFFLINEQ_BACKOFF_BASE_MS=50",
+                         "OFFLINEQ_BACKOFF_MAX_MS=100",
+                         NULL};
     return th_group_start(DB, env, &S, &pg, db_url, sizeof(db_url));
 }
 
@@ -65,7 +65,7 @@ static int group_teardown(void **state)
     th_group_stop(DB, &S, pg);
     us_stop(A);
     us_stop(B);
-    unlink(upstreams_file);
+    th_upstreams_remove(&U);
     return 0;
 }
 
@@ -86,22 +86,14 @@ static long long count_ops(void)
 static void assert_refused(const char *body, const char *field)
 {
     long long before = count_ops();
-    struct resp *r = th_json(&S, "POST", "/api/offline/queue", body);
-    if (r->status != 400)
-        fail_msg("%s: got %ld %s, want 400", body, r->status, r->body);
-    th_assert_error(r, 400, "invalid_request");
-    json_t *err = json_object_get(r->json, "error");
-    const char *got = th_str(err, "field");
-    if (got == NULL || strcmp(got, field) != 0)
-        fail_msg("%s: field %s, want %s", body, got ? got : "(none)", field);
-    th_resp_free(r);
+    th_assert_enqueue_refused(&S, body, field);
     assert_int_equal(count_ops(), before);
 }
 
 /* Waits for the operation to end; returns its status and copies its error_message. */
 static void wait_final(const char *id, char *status, size_t slen, char *msg, size_t mlen)
 {
-    json_t *op = th_wait_op(&S, id, "completed,failed,conflict", 20000);
+    json_t *op = th_wait_op(&S, id, TH_SETTLED, 20000);
     snprintf(status, slen, "%s", th_str(op, "status") ? th_str(op, "status") : "?");
     const char *m = th_str(op, "error_message");
     snprintf(msg, mlen, "%s", m ? m : "");
@@ -356,27 +348,6 @@ static void test_sql_function_refuses_what_it_can_check(void **state)
 
 /* ---- point 10: signing secrets are decoded and checked when the config is loaded ---- */
 
-/* Standard Webhooks: v1,base64(HMAC-SHA256(key, id.timestamp.body)). */
-static void assert_signed_with(const struct us_req *r, const unsigned char *key, size_t key_len)
-{
-    char id[128], ts[32];
-    assert_non_null(us_header(r, "webhook-id"));
-    snprintf(id, sizeof(id), "%s", us_header(r, "webhook-id"));
-    assert_non_null(us_header(r, "webhook-timestamp"));
-    snprintf(ts, sizeof(ts), "%s", us_header(r, "webhook-timestamp"));
-    size_t n = strlen(id) + strlen(ts) + 2 + r->body_len;
-    char *content = malloc(n + 1);
-    int off = sprintf(content, "%s.%s.", id, ts);
-    memcpy(content + off, r->body, r->body_len);
-    unsigned char mac[32];
-    unsigned int mac_len;
-    HMAC(EVP_sha256(), key, (int)key_len, (unsigned char *)content, n, mac, &mac_len);
-    free(content);
-    char want[80] = "v1,";
-    EVP_EncodeBlock((unsigned char *)want + 3, mac, (int)mac_len);
-    assert_string_equal(us_header(r, "webhook-signature"), want);
-}
-
 static void test_any_valid_secret_length_signs(void **state)
 {
     char ids[2][37];
@@ -394,9 +365,9 @@ static void test_any_valid_secret_length_signs(void **state)
     assert_int_equal(n, 2);
     for (int i = 0; i < n; i++) {
         if (strcmp(reqs[i].path, "/long/s") == 0)
-            assert_signed_with(&reqs[i], long_key, LONG_KEY_LEN);
+            th_assert_signed(&reqs[i], long_key, LONG_KEY_LEN);
         else
-            assert_signed_with(&reqs[i], (const unsigned char *)SECRET_RAW, strlen(SECRET_RAW));
+            th_assert_signed(&reqs[i], SECRET_RAW, strlen(SECRET_RAW));
         /* one signature, the service's own */
         const char *first = strstr(reqs[i].headers, "webhook-signature:");
         assert_non_null(first);

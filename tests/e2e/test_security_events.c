@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -368,7 +369,7 @@ static void test_resume_after_gaps_gets_every_event_once(void **state)
 }
 
 struct writer {
-    volatile bool stop;
+    atomic_bool stop; /* set by the test, read by the writer thread */
     int written;
 };
 
@@ -376,7 +377,7 @@ static void *writer_main(void *arg)
 {
     struct writer *w = arg;
     PGconn *c = th_db_connect(url);
-    for (int i = 0; !w->stop; i++) {
+    for (int i = 0; !atomic_load(&w->stop); i++) {
         const char *sql = i % 7 == 0
             ? "SELECT offlineq_emit('test.tick', jsonb_build_object('g', g)) FROM generate_series(1, 3) g"
             : "SELECT offlineq_emit('test.tick', '{}')";
@@ -416,7 +417,7 @@ static void test_resume_while_events_are_written(void **state)
         if (round % 5 == 4)
             usleep(400000); /* long enough for the hub to see nobody listening */
     }
-    w.stop = true;
+    atomic_store(&w.stop, true);
     pthread_join(th, NULL);
     usleep(400000);
     PGresult *all = events_after(start, NULL);
@@ -677,8 +678,7 @@ static void test_sync_timeout_is_capped(void **state)
     static const char *const bad[] = {"/api/offline/sync?timeout_s=301", "/api/offline/sync?timeout_s=3600"};
     for (int i = 0; i < 2; i++) {
         struct resp *r = th_http(&Y, "POST", bad[i], NULL, 0, NULL);
-        th_assert_error(r, 400, "invalid_request");
-        assert_string_equal(th_str(json_object_get(r->json, "error"), "field"), "timeout_s");
+        th_assert_invalid(r, "timeout_s");
         th_resp_free(r);
     }
     struct resp *r = th_http(&Y, "GET", "/api/offline/sync/status", NULL, 0, NULL);

@@ -376,7 +376,7 @@ static json_t *conflict_case(const char *path, const char *strategy_override, co
              strategy_override ? ",\"conflict_strategy\":\"" : "", strategy_override ? strategy_override : "",
              strategy_override ? "\"" : "");
     th_enqueue(&S, body, id);
-    return th_wait_op(&S, id, "completed,failed,conflict", 10000);
+    return th_wait_op(&S, id, TH_SETTLED, 10000);
 }
 
 static void assert_doc(const char *path, const char *want_json)
@@ -477,10 +477,12 @@ static void test_per_operation_strategy_and_give_up(void **state)
     us_resource(US, "/res/race", "{\"name\":\"v2\"}", 1700000000);
     us_resource_racing(US, "/res/race", true);
     char id[37];
-    th_enqueue(&S, "{\"operation_type\":\"experiment_sync\",\"payload\":{\"endpoint\":\"/res/race\","
-                   "\"if_match\":\"\\\"v1\\\"\",\"data\":{\"name\":\"mine\"}},\"conflict_strategy\":\"local_wins\"}", id);
-    op = th_wait_op(&S, id, "completed,failed,conflict", 10000);
-    assert_string_equal(th_str(op, "status"), "conflict");
+    op = th_enqueue_settled(
+        &S,
+        "{\"operation_type\":\"experiment_sync\",\"payload\":{\"endpoint\":\"/res/race\","
+        "\"if_match\":\"\\\"v1\\\"\",\"data\":{\"name\":\"mine\"}},\"conflict_strategy\":\"local_"
+        "wins\"}",
+        "conflict", 10000, id);
     assert_non_null(strstr(th_str(op, "error_message"), "after 3 resolution attempts"));
     json_decref(op);
     assert_int_equal(us_count(US, "/res/race"), 7); /* PUT, then 3 x (GET, PUT) */

@@ -1,4 +1,8 @@
 #include "harness.h"
+#include "upstream.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -389,6 +393,25 @@ void th_assert_error(const struct resp *r, long status, const char *code)
     assert_non_null(json_string_value(json_object_get(err, "message")));
 }
 
+void th_assert_invalid(const struct resp *r, const char *field)
+{
+    th_assert_error(r, 400, "invalid_request");
+    const char *got = th_str(json_object_get(r->json, "error"), "field");
+    if (got == NULL || strcmp(got, field) != 0)
+        fprintf(stderr, "expected the field %s, got %s: %s\n", field, got ? got : "(none)",
+                r->body);
+    assert_string_equal(got ? got : "(none)", field);
+}
+
+void th_assert_enqueue_refused(const struct svc *s, const char *body, const char *field)
+{
+    struct resp *r = th_json(s, "POST", "/api/offline/queue", body);
+    if (r->status != 400)
+        fprintf(stderr, "enqueue %s: %ld %s, want 400\n", body, r->status, r->body);
+    th_assert_invalid(r, field);
+    th_resp_free(r);
+}
+
 const char *th_sqlf(PGconn *pg, const char *fmt, ...)
 {
     char sql[8192];
@@ -456,6 +479,73 @@ void th_enqueue(const struct svc *s, const char *body, char id[37])
     assert_int_equal(r->status, 201);
     snprintf(id, 37, "%s", th_str(r->json, "id"));
     th_resp_free(r);
+}
+
+json_t *th_enqueue_settled(const struct svc *s, const char *body, const char *want, int timeout_ms,
+                           char id[37])
+{
+    th_enqueue(s, body, id);
+    json_t *op = th_wait_op(s, id, TH_SETTLED, timeout_ms);
+    assert_non_null(op);
+    assert_string_equal(th_str(op, "status"), want);
+    return op;
+}
+
+void th_enqueue_n(const struct svc *s, int n, const char *fmt, char ids[][37])
+{
+    for (int i = 0; i < n; i++) {
+        char body[512];
+        snprintf(body, sizeof(body), fmt, i);
+        th_enqueue(s, body, ids[i]);
+    }
+}
+
+void th_wait_all(const struct svc *s, char ids[][37], int n, const char *want, int timeout_ms)
+{
+    for (int i = 0; i < n; i++) {
+        json_t *op = th_wait_op(s, ids[i], TH_SETTLED, timeout_ms);
+        assert_string_equal(th_str(op, "status"), want);
+        json_decref(op);
+    }
+}
+
+void th_upstreams_write(struct th_upstreams *u, const char *group, const char *fmt, ...)
+{
+    snprintf(u->path, sizeof(u->path), "/tmp/offlineq-%s-%d.json", group, (int)getpid());
+    snprintf(u->env, sizeof(u->env), "OFFLINEQ_UPSTREAMS_FILE=%s", u->path);
+    FILE *f = fopen(u->path, "w");
+    if (f == NULL)
+        die("cannot write %s", u->path);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fclose(f);
+}
+
+void th_upstreams_remove(struct th_upstreams *u)
+{
+    unlink(u->path);
+}
+
+void th_assert_signed(const struct us_req *r, const void *key, size_t key_len)
+{
+    char id[128], ts[32];
+    assert_non_null(us_header(r, "webhook-id"));
+    snprintf(id, sizeof(id), "%s", us_header(r, "webhook-id"));
+    assert_non_null(us_header(r, "webhook-timestamp"));
+    snprintf(ts, sizeof(ts), "%s", us_header(r, "webhook-timestamp"));
+    size_t n = strlen(id) + strlen(ts) + 2 + r->body_len;
+    char *content = malloc(n + 1);
+    int off = sprintf(content, "%s.%s.", id, ts);
+    memcpy(content + off, r->body, r->body_len);
+    unsigned char mac[32];
+    unsigned int mac_len;
+    HMAC(EVP_sha256(), key, (int)key_len, (unsigned char *)content, n, mac, &mac_len);
+    free(content);
+    char want[80] = "v1,";
+    EVP_EncodeBlock((unsigned char *)want + 3, mac, (int)mac_len);
+    assert_string_equal(us_header(r, "webhook-signature"), want);
 }
 
 int th_group_start(const char *name, const char *const *env, struct svc *s, PGconn **pg,

@@ -57,8 +57,10 @@ void th_resp_free(struct resp *r);
 
 /* Asserts {"error":{"code":code,...}} with the given status. */
 void th_assert_error(const struct resp *r, long status, const char *code);
-
-
+/* Asserts 400 invalid_request whose error names field ("payload.endpoint"). */
+void th_assert_invalid(const struct resp *r, const char *field);
+/* POST /api/offline/queue with body must answer 400 invalid_request naming field. */
+void th_assert_enqueue_refused(const struct svc *s, const char *body, const char *field);
 
 /* printf-style SQL on pg (aborting on error); returns the first value (static buffer). */
 const char *th_sqlf(PGconn *pg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -80,6 +82,34 @@ void th_group_stop(const char *name, struct svc *s, PGconn *pg);
 json_t *th_wait_op(const struct svc *s, const char *id, const char *statuses, int timeout_ms);
 /* Enqueues body (must answer 201) and writes the new id into id. */
 void th_enqueue(const struct svc *s, const char *body, char id[37]);
+
+/* The statuses an operation stops at: th_wait_op(s, id, TH_SETTLED, ms). */
+#define TH_SETTLED "completed,failed,conflict"
+/* Enqueues body, waits up to timeout_ms for it to settle and asserts its status is want;
+ * returns the Operation (new: json_decref it). */
+json_t *th_enqueue_settled(const struct svc *s, const char *body, const char *want, int timeout_ms,
+                           char id[37]);
+/* Enqueues n operations, the i-th from the printf format fmt with i (one %d); ids[i] receives
+ * its id. */
+void th_enqueue_n(const struct svc *s, int n, const char *fmt, char ids[][37]);
+/* Waits for each of ids[0..n) to settle and asserts its status is want. */
+void th_wait_all(const struct svc *s, char ids[][37], int n, const char *want, int timeout_ms);
+
+/* An upstreams file (OFFLINEQ_UPSTREAMS_FILE) for a test group: written under /tmp, named after
+ * the group and this process, removed by th_upstreams_remove. env is the "NAME=path" entry. */
+struct th_upstreams {
+    char path[256];
+    char env[300];
+};
+/* Writes the printf-formatted JSON document to a new file and fills *u. */
+void th_upstreams_write(struct th_upstreams *u, const char *group, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void th_upstreams_remove(struct th_upstreams *u);
+
+struct us_req;
+/* Standard Webhooks: asserts that the recorded request r carries webhook-id and
+ * webhook-timestamp, and webhook-signature = "v1," base64(HMAC-SHA256(key, id.timestamp.body)). */
+void th_assert_signed(const struct us_req *r, const void *key, size_t key_len);
 /* Monotonic milliseconds. */
 double th_now_ms(void);
 #endif

@@ -116,11 +116,25 @@ static void test_invalid(void **state)
     assert_int_equal(conflict_parse_rfc3339(NULL, &t), -1);
 }
 
+/* The conflict path's own inputs (what test_merges checked beside the merges): a fraction,
+ * an offset, and the two spellings it must refuse. */
+static void test_fractions_and_offsets(void **state)
+{
+    double t;
+    assert_int_equal(conflict_parse_rfc3339("2026-11-22T03:49:25.5Z", &t), 0);
+    assert_true(t == 1795319365.5);
+    assert_int_equal(conflict_parse_rfc3339("2026-11-22T05:49:25+02:00", &t), 0);
+    assert_true(t == 1795319365);
+    assert_int_equal(conflict_parse_rfc3339("2026-11-22 03:49:25", &t), -1);
+    assert_int_equal(conflict_parse_rfc3339("yesterday", &t), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid),
         cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_fractions_and_offsets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

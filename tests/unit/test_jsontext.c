@@ -1,5 +1,6 @@
-/* The body loader and the JSON writer: every RFC 8259 number is kept and written back with the
- * text PostgreSQL's jsonb renders for it; a body is one JSON value, with no NUL outside strings. */
+/* The body loader (api_parse_json_body) and the JSON writer (core/jsontext.c): every RFC 8259
+ * number is kept and written back with the text PostgreSQL's jsonb renders for it; a body is
+ * one JSON value, with no NUL outside strings. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -219,6 +220,20 @@ static void test_expansion_is_bounded(void **state)
     free(s);
 }
 
+static void test_jsontext_numbers(void **state)
+{
+    json_t *j = json_loads("{\"a\":0.1,\"b\":1e-7,\"c\":3.0,\"d\":-0.30000000000000004,\"e\":12,"
+                           "\"s\":\"q\\\"\\\\\\n\\u0001\",\"u\":\"\\u00e9\"}", 0, NULL);
+    char *s = jsontext(j);
+    assert_string_equal(s, "{\"a\":0.1,\"b\":1e-07,\"c\":3.0,\"d\":-0.30000000000000004,\"e\":12,"
+                           "\"s\":\"q\\\"\\\\\\n\\u0001\",\"u\":\"\xc3\xa9\"}");
+    json_t *back = json_loads(s, 0, NULL);
+    assert_true(json_equal(j, back));
+    json_decref(back);
+    free(s);
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -228,6 +243,7 @@ int main(void)
         cmocka_unit_test(test_depth_limit),
         cmocka_unit_test(test_other_values_round_trip),
         cmocka_unit_test(test_expansion_is_bounded),
+        cmocka_unit_test(test_jsontext_numbers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
