@@ -1,5 +1,6 @@
 #include "core/common.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,15 @@ void oq_assert_fail(const char *cond, const char *file, int line)
     fprintf(stderr, "{\"level\":\"fatal\",\"msg\":\"assertion failed\",\"cond\":\"%s\",\"at\":\"%s:%d\"}\n",
             cond, file, line);
     abort();
+}
+
+int oq_fail_msg(char *out, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, len, fmt, ap);
+    va_end(ap);
+    return -1;
 }
 
 void *oq_malloc(size_t n)

@@ -8,10 +8,12 @@
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/strlist.h"
+#include "core/url.h"
 
 /* CFG_SECRET: a string that is a secret. It may come from the file named by NAME_FILE, is wiped
  * from the environment once read, and is refused as a --flag (argv shows in ps). */
@@ -93,15 +95,6 @@ static const struct setting settings[] = {
 };
 #undef OFF
 
-int config_fail(char *out, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(out, len, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* "OFFLINEQ_MAX_BODY_BYTES" -> "--max-body-bytes" */
 static void flag_name(const char *env, char *out, size_t len)
 {
@@ -125,7 +118,7 @@ static int set_value(struct config *c, const struct setting *s, const char *v, c
     errno = 0;
     long n = strtol(v, &end, 10);
     if (errno != 0 || end == v || *end != '\0' || n < s->min || n > s->max)
-        return config_fail(out, len, "%s: expected an integer from %ld to %ld, got \"%s\"", s->env,
+        return oq_fail_msg(out, len, "%s: expected an integer from %ld to %ld, got \"%s\"", s->env,
                     s->min, s->max, v);
     *(int *)(base + s->offset) = (int)n;
     return 0;
@@ -183,44 +176,12 @@ static int parse_listen(struct config *c, char *out, size_t len)
     size_t hlen = colon ? (size_t)(colon - c->listen) : 0;
     if (!colon || end == colon + 1 || *end != '\0' || port < 0 || port > 65535 || hlen == 0 ||
         hlen >= sizeof(c->listen_host))
-        return config_fail(out, len, "OFFLINEQ_LISTEN: expected host:port, got \"%s\"", c->listen);
+        return oq_fail_msg(out, len, "OFFLINEQ_LISTEN: expected host:port, got \"%s\"", c->listen);
     memcpy(c->listen_host, c->listen, hlen);
     c->listen_host[hlen] = '\0';
     c->listen_port = (int)port;
     c->listen_is_loopback = resolves_to_loopback(c->listen_host);
     return 0;
-}
-
-/* Splits s on commas into trimmed, non-empty, newly allocated items. */
-char **config_split_list(const char *s, size_t *n)
-{
-    char **items = NULL;
-    *n = 0;
-    const char *p = s;
-    while (*p) {
-        const char *comma = strchr(p, ',');
-        const char *end = comma ? comma : p + strlen(p);
-        const char *a = p, *b = end;
-        while (a < b && isspace((unsigned char)*a))
-            a++;
-        while (b > a && isspace((unsigned char)b[-1]))
-            b--;
-        if (b > a) {
-            char **grown = realloc(items, (*n + 1) * sizeof(*items));
-            OQ_ASSERT(grown != NULL);
-            items = grown;
-            items[(*n)++] = oq_strndup(a, (size_t)(b - a));
-        }
-        p = comma ? comma + 1 : end;
-    }
-    return items;
-}
-
-void config_free_list(char **items, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(items[i]);
-    free(items);
 }
 
 static int parse_role(const char *s, enum role *out)
@@ -241,7 +202,7 @@ static int parse_role(const char *s, enum role *out)
 static int parse_api_keys(struct config *c, char *out, size_t len)
 {
     size_t n = 0;
-    char **items = config_split_list(c->api_keys_raw, &n);
+    char **items = strlist_split(c->api_keys_raw, &n);
     int rc = 0;
     c->api_keys = oq_calloc(n, sizeof(*c->api_keys));
     for (size_t i = 0; i < n; i++) {
@@ -249,7 +210,7 @@ static int parse_api_keys(struct config *c, char *out, size_t len)
         enum role role;
         if (colon == NULL || colon == items[i] || parse_role(colon + 1, &role) != 0) {
             /* never echo the key itself */
-            rc = config_fail(out, len, "OFFLINEQ_API_KEYS: entry %zu must be key:read|write|admin",
+            rc = oq_fail_msg(out, len, "OFFLINEQ_API_KEYS: entry %zu must be key:read|write|admin",
                       i + 1);
             break;
         }
@@ -259,7 +220,7 @@ static int parse_api_keys(struct config *c, char *out, size_t len)
         c->api_keys[i].role = role;
         c->n_api_keys = i + 1;
     }
-    config_free_list(items, n);
+    strlist_free(items, n);
     OPENSSL_cleanse(c->api_keys_raw, strlen(c->api_keys_raw));
     return rc;
 }
@@ -267,11 +228,11 @@ static int parse_api_keys(struct config *c, char *out, size_t len)
 /* OFFLINEQ_CHECK_URLS, or one probe per upstream base URL. */
 static int derive_check_urls(struct config *c, char *out, size_t len)
 {
-    c->check_urls = config_split_list(c->check_urls_raw, &c->n_check_urls);
+    c->check_urls = strlist_split(c->check_urls_raw, &c->n_check_urls);
     for (size_t i = 0; i < c->n_check_urls; i++) {
         char origin[512];
-        if (config_url_origin(c->check_urls[i], origin, sizeof(origin)) != 0)
-            return config_fail(out, len, "OFFLINEQ_CHECK_URLS: entry %zu must be an http(s) URL", i + 1);
+        if (url_origin(c->check_urls[i], origin, sizeof(origin)) != 0)
+            return oq_fail_msg(out, len, "OFFLINEQ_CHECK_URLS: entry %zu must be an http(s) URL", i + 1);
     }
     if (c->n_check_urls > 0)
         return 0;
@@ -284,29 +245,29 @@ static int derive_check_urls(struct config *c, char *out, size_t len)
 static int derive(struct config *c, char *out, size_t len)
 {
     if (c->database_url == NULL || c->database_url[0] == '\0')
-        return config_fail(out, len, "OFFLINEQ_DATABASE_URL: not set (e.g. postgresql://user@host/db)");
+        return oq_fail_msg(out, len, "OFFLINEQ_DATABASE_URL: not set (e.g. postgresql://user@host/db)");
     if (log_level_parse(c->log_level_raw, &c->log_level) != 0)
-        return config_fail(out, len, "OFFLINEQ_LOG_LEVEL: expected debug|info|warn|error, got \"%s\"",
+        return oq_fail_msg(out, len, "OFFLINEQ_LOG_LEVEL: expected debug|info|warn|error, got \"%s\"",
                     c->log_level_raw);
     if (parse_listen(c, out, len) != 0 || parse_api_keys(c, out, len) != 0 ||
         upstreams_parse(c, out, len) != 0)
         return -1;
     if (c->backoff_base_ms > c->backoff_max_ms)
-        return config_fail(out, len, "OFFLINEQ_BACKOFF_BASE_MS: must not exceed OFFLINEQ_BACKOFF_MAX_MS");
-    c->cors_origins = config_split_list(c->cors_origins_raw, &c->n_cors_origins);
+        return oq_fail_msg(out, len, "OFFLINEQ_BACKOFF_BASE_MS: must not exceed OFFLINEQ_BACKOFF_MAX_MS");
+    c->cors_origins = strlist_split(c->cors_origins_raw, &c->n_cors_origins);
     if (strcmp(c->auto_sync_raw, "true") != 0 && strcmp(c->auto_sync_raw, "false") != 0)
-        return config_fail(out, len, "OFFLINEQ_AUTO_SYNC: expected true or false, got \"%s\"", c->auto_sync_raw);
+        return oq_fail_msg(out, len, "OFFLINEQ_AUTO_SYNC: expected true or false, got \"%s\"", c->auto_sync_raw);
     c->auto_sync = strcmp(c->auto_sync_raw, "true") == 0;
     if (derive_check_urls(c, out, len) != 0)
         return -1;
     if (c->n_api_keys == 0 && !c->listen_is_loopback)
-        return config_fail(out, len,
+        return oq_fail_msg(out, len,
                     "OFFLINEQ_API_KEYS: no keys configured, so OFFLINEQ_LISTEN must resolve to "
                     "loopback addresses only (got \"%s\"); set keys to listen elsewhere",
                     c->listen);
     for (size_t i = 0; c->n_api_keys == 0 && i < c->n_cors_origins; i++) {
         if (strcmp(c->cors_origins[i], "*") == 0) /* every page could read the queue */
-            return config_fail(out, len, "OFFLINEQ_CORS_ORIGINS: \"*\" needs OFFLINEQ_API_KEYS; "
+            return oq_fail_msg(out, len, "OFFLINEQ_CORS_ORIGINS: \"*\" needs OFFLINEQ_API_KEYS; "
                                          "without keys, list the allowed origins by name");
     }
     return 0;
@@ -402,7 +363,7 @@ static int check_unknown_env(char *out, size_t len)
             continue;
         char near[80] = "";
         closest_name(*e, n, near, sizeof(near));
-        return config_fail(out, len, "unknown variable %.*s (did you mean %s?)", (int)n, *e, near);
+        return oq_fail_msg(out, len, "unknown variable %.*s (did you mean %s?)", (int)n, *e, near);
     }
     return 0;
 }
@@ -444,10 +405,10 @@ static int load_secret(struct config *c, const struct setting *s, const char *en
     if (path == NULL)
         return set_value(c, s, env ? env : s->def ? s->def : "", out, len);
     if (env != NULL)
-        return config_fail(out, len, "%s and %s are both set: set one of them", s->env, file_var);
+        return oq_fail_msg(out, len, "%s and %s are both set: set one of them", s->env, file_var);
     char *text = read_secret_file(path);
     if (text == NULL)
-        return config_fail(out, len, "%s: cannot read \"%s\": %s", file_var, path, strerror(errno));
+        return oq_fail_msg(out, len, "%s: cannot read \"%s\": %s", file_var, path, strerror(errno));
     int rc = set_value(c, s, text, out, len);
     OPENSSL_cleanse(text, strlen(text));
     free(text);
@@ -505,9 +466,9 @@ static int load_flag(struct config *c, const char *arg, char *out, size_t len)
     const struct setting *s = find_flag(arg, &value);
     int name_len = (int)strcspn(arg, "="); /* never echo a value: it may be a secret */
     if (s == NULL)
-        return config_fail(out, len, "unknown argument \"%.*s\" (see --help)", name_len, arg);
+        return oq_fail_msg(out, len, "unknown argument \"%.*s\" (see --help)", name_len, arg);
     if (s->type == CFG_SECRET)
-        return config_fail(out, len, "%.*s: a secret is not accepted as a flag (argv shows in ps "
+        return oq_fail_msg(out, len, "%.*s: a secret is not accepted as a flag (argv shows in ps "
                                      "and /proc/PID/cmdline); set %s or %s_FILE instead",
                            name_len, arg, s->env, s->env);
     return set_value(c, s, value, out, len);
@@ -534,8 +495,8 @@ void config_free(struct config *c)
     }
     free(c->api_keys);
     upstreams_free(c);
-    config_free_list(c->cors_origins, c->n_cors_origins);
-    config_free_list(c->check_urls, c->n_check_urls);
+    strlist_free(c->cors_origins, c->n_cors_origins);
+    strlist_free(c->check_urls, c->n_check_urls);
     memset(c, 0, sizeof(*c));
 }
 

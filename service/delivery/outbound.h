@@ -51,7 +51,7 @@ void outbound_response_free(struct out_response *rs);
 double outbound_retry_after(const char *value, time_t now);
 
 /* The Standard Webhooks signature "v1,<base64 HMAC-SHA256(key, id.timestamp.body)>" with the
- * key bytes decoded at load (config_signing_key). Writes into out (>= 64 bytes). */
+ * key bytes decoded at load (upstreams_signing_key). Writes into out (>= 64 bytes). */
 void outbound_sign(const unsigned char *key, size_t key_len, const char *id, long timestamp,
                    const char *body, size_t body_len, char *out, size_t len);
 

@@ -2,6 +2,7 @@
  * SSRF guard), with no header that belongs to the transport or to the service. */
 #include "delivery/target.h"
 #include "core/jsonload.h"
+#include "core/url.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,7 +66,7 @@ int target_check_url(const struct upstream *u, const char *url, struct err *e)
 {
     char origin[512];
     char *path = NULL;
-    if (config_url_parse(url, origin, sizeof(origin), &path) != 0)
+    if (url_parse(url, origin, sizeof(origin), &path) != 0)
         return err_field(e, ERR_INVALID_REQUEST, "endpoint",
                          "endpoint must be a path starting with / or an absolute http(s) URL");
     int rc = 0;
