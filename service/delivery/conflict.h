@@ -25,7 +25,4 @@ void conflict_resolve(struct exec_ctx *ctx, const struct job *job, struct exec_r
 /* Applies an operator's choice (job->resolution: local or merged data). */
 void conflict_apply_choice(struct exec_ctx *ctx, const struct job *job, struct exec_result *res);
 
-/* Parses RFC 3339 ("2026-11-22T03:49:25.839970Z", "...+02:00") to seconds since the epoch. */
-int conflict_parse_rfc3339(const char *s, double *out);
-
 #endif

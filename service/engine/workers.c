@@ -12,6 +12,7 @@
 
 #include "app.h"
 #include "delivery/conflict.h"
+#include "core/time.h"
 #include "core/log.h"
 #include "delivery/outbound.h"
 #include "store/leases.h"
@@ -259,7 +260,7 @@ static void count_outcome(struct app *a, const struct job *jobs, int n, const st
         clock_gettime(CLOCK_REALTIME, &now);
         for (int i = 0; i < n; i++) {
             double created;
-            if (conflict_parse_rfc3339(jobs[i].created_at, &created) == 0)
+            if (time_parse_rfc3339(jobs[i].created_at, &created) == 0)
                 metrics_latency(&a->metrics, now.tv_sec + now.tv_nsec / 1e9 - created);
         }
     }

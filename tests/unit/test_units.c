@@ -9,6 +9,7 @@
 
 #include "core/config.h"
 #include "delivery/conflict.h"
+#include "core/time.h"
 #include "core/jsontext.h"
 #include "api/cursor.h"
 #include "core/err.h"
@@ -355,12 +356,12 @@ static void test_merges(void **state)
         json_decref(p);
     }
     double t;
-    assert_int_equal(conflict_parse_rfc3339("2026-11-22T03:49:25.5Z", &t), 0);
+    assert_int_equal(time_parse_rfc3339("2026-11-22T03:49:25.5Z", &t), 0);
     assert_true(t == 1795319365.5);
-    assert_int_equal(conflict_parse_rfc3339("2026-11-22T05:49:25+02:00", &t), 0);
+    assert_int_equal(time_parse_rfc3339("2026-11-22T05:49:25+02:00", &t), 0);
     assert_true(t == 1795319365);
-    assert_int_equal(conflict_parse_rfc3339("2026-11-22 03:49:25", &t), -1);
-    assert_int_equal(conflict_parse_rfc3339("yesterday", &t), -1);
+    assert_int_equal(time_parse_rfc3339("2026-11-22 03:49:25", &t), -1);
+    assert_int_equal(time_parse_rfc3339("yesterday", &t), -1);
 }
 
 static void test_jsontext_numbers(void **state)
