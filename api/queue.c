@@ -115,6 +115,7 @@ int api_parse_enqueue(const json_t *body, const struct config *cfg, struct op_ne
         .expires_in_s = expires ? jsonnum_value(expires) : -1,
         .max_retry_duration_s = (int)jsonnum_value(json_object_get(body, "max_retry_duration_s")),
         .conflict_strategy = validate_str(body, "conflict_strategy", NULL),
+        .stores_file = h->stores_file,
     };
     op->payload_json = jsontext(payload);
     OQ_ASSERT(op->payload_json != NULL);

@@ -6,13 +6,13 @@
 #include <string.h>
 #include <time.h>
 
-#include "app.h"
-#include "handlers/exec_common.h"
 #include "core/jsontext.h"
 #include "core/log.h"
 #include "core/time.h"
-#include "delivery/outbound.h"
 #include "core/validate.h"
+#include "delivery/exec_common.h"
+#include "delivery/outbound.h"
+#include "delivery/target.h"
 
 json_t *conflict_merge_patch(const json_t *target, const json_t *patch)
 {
@@ -68,12 +68,19 @@ json_t *conflict_merge3(const json_t *base, const json_t *local, const json_t *r
     return out;
 }
 
+/* One conflict being resolved: what every round needs (all borrowed). */
+struct conflict {
+    struct exec_ctx *ctx;
+    const struct job *job;
+    const char *default_method; /* the handler's method when the payload names none */
+};
+
 /* Sends doc (NULL: no body) as the operation's change, with If-Match when etag is set. */
-static void send_doc(struct exec_ctx *ctx, const struct job *job, const json_t *doc,
-                     const char *etag, struct exec_result *res)
+static void send_doc(const struct conflict *k, const json_t *doc, const char *etag,
+                     struct exec_result *res)
 {
-    const json_t *p = job->payload;
-    const struct upstream *u = target_upstream(&ctx->app->cfg, p);
+    const json_t *p = k->job->payload;
+    const struct upstream *u = target_upstream(k->ctx->cfg, p);
     if (u == NULL) {
         exec_fail(res, "upstream \"%s\" is no longer configured", validate_str(p, "upstream", "default"));
         return;
@@ -84,29 +91,29 @@ static void send_doc(struct exec_ctx *ctx, const struct job *job, const json_t *
         json_object_set_new(shaped, "if_match", json_string(etag));
     char **lines = exec_header_lines(shaped);
     json_decref(shaped);
-    const char *method = validate_str(p, "method", strcmp(job->operation_type, "experiment_sync") == 0 ? "PUT" : "POST");
+    const char *method = validate_str(p, "method", k->default_method);
     char *body = doc ? jsontext(doc) : NULL;
     struct out_request rq = {.u = u, .method = method, .endpoint = validate_str(p, "endpoint", "/"),
                              .headers = (const char *const *)lines, .body = body,
                              .body_len = body ? strlen(body) : 0, .content_type = "application/json",
-                             .idempotency_key = job->id};
-    deliver(ctx, &rq, res);
+                             .idempotency_key = k->job->id};
+    deliver(k->ctx, &rq, res);
     exec_free_lines(lines);
     free(body);
 }
 
 /* Reads the remote state: GET of the same endpoint. A 404 is a state too (nothing there). */
-static int fetch_remote(struct exec_ctx *ctx, const struct job *job, struct exec_result *got)
+static int fetch_remote(const struct conflict *k, struct exec_result *got)
 {
-    const json_t *p = job->payload;
-    const struct upstream *u = target_upstream(&ctx->app->cfg, p);
+    const json_t *p = k->job->payload;
+    const struct upstream *u = target_upstream(k->ctx->cfg, p);
     if (u == NULL) {
         exec_fail(got, "upstream is no longer configured");
         return -1;
     }
     struct out_request rq = {.u = u, .method = "GET", .endpoint = validate_str(p, "endpoint", "/"),
-                             .idempotency_key = job->id};
-    deliver(ctx, &rq, got);
+                             .idempotency_key = k->job->id};
+    deliver(k->ctx, &rq, got);
     long status = json_integer_value(json_object_get(got->result, "status_code"));
     if (got->outcome == OUTCOME_COMPLETED || status == 404)
         return 0;
@@ -122,7 +129,7 @@ static bool local_is_newer(const struct job *job, const json_t *remote, const ch
         time_parse_rfc3339(job->created_at, &local_t);
     bool known = false;
     if (last_modified != NULL && last_modified[0]) {
-        time_t t = curl_getdate(last_modified, NULL);
+        time_t t = curl_getdate(last_modified, NULL); /* an HTTP date: parsing only, no I/O */
         if (t > 0) {
             remote_t = (double)t;
             known = true;
@@ -155,20 +162,18 @@ static void park(struct exec_result *res, json_t *remote, const char *etag, long
 }
 
 /* The document to send for strategy, or NULL with *res finished (remote wins). */
-static json_t *decide(const char *strategy, const struct job *job, json_t *remote,
-                      const char *last_modified, long status, struct exec_result *res,
-                      const char **label)
+static json_t *decide(enum strategy strategy, const struct job *job, json_t *remote,
+                      const char *last_modified, long status, struct exec_result *res)
 {
     const json_t *local = json_object_get(job->payload, "data");
-    *label = strategy;
-    if (strcmp(strategy, "remote_wins") == 0 ||
-        (strcmp(strategy, "last_write_wins") == 0 && !local_is_newer(job, remote, last_modified))) {
-        finish_without_send(res, strategy, remote, status);
-        if (strcmp(strategy, "last_write_wins") == 0)
+    bool is_lww = strategy == STRATEGY_LAST_WRITE_WINS;
+    if (strategy == STRATEGY_REMOTE_WINS || (is_lww && !local_is_newer(job, remote, last_modified))) {
+        finish_without_send(res, strategy_name(strategy), remote, status);
+        if (is_lww)
             json_object_set_new(res->result, "winner", json_string("remote"));
         return NULL;
     }
-    if (strcmp(strategy, "merge") == 0 && json_is_object(local) && json_is_object(remote)) {
+    if (strategy == STRATEGY_MERGE && json_is_object(local) && json_is_object(remote)) {
         const json_t *base = json_object_get(job->payload, "base");
         return json_is_object(base) ? conflict_merge3(base, local, remote)
                                     : conflict_merge_patch(remote, local);
@@ -176,52 +181,55 @@ static json_t *decide(const char *strategy, const struct job *job, json_t *remot
     return local ? json_deep_copy(local) : NULL; /* local_wins, last_write_wins (local newer) */
 }
 
-static void label_result(struct exec_result *res, const char *label, const char *strategy,
+/* Marks a completed send with how it was resolved; with_winner: last_write_wins says who won. */
+static void label_result(struct exec_result *res, const char *label, bool with_winner,
                          const json_t *sent)
 {
     if (res->outcome != OUTCOME_COMPLETED || res->result == NULL)
         return;
     json_object_set_new(res->result, "resolution", json_string(label));
-    if (strcmp(strategy, "last_write_wins") == 0)
+    if (with_winner)
         json_object_set_new(res->result, "winner", json_string("local"));
     if (sent != NULL)
         json_object_set_new(res->result, "sent", json_deep_copy(sent));
 }
 
 /* Rounds of: read the remote state, decide, send; a send that conflicts again starts the next
- * round. fixed: a document chosen by an operator (sent as it is each round). */
-static void resolve_rounds(struct exec_ctx *ctx, const struct job *job, const char *strategy,
-                           const char *label, const json_t *fixed, struct exec_result *res)
+ * round. fixed: a document chosen by an operator (sent as it is each round). label: the
+ * resolution recorded in the result. */
+static void resolve_rounds(const struct conflict *k, enum strategy strategy, const char *label,
+                           const json_t *fixed, struct exec_result *res)
 {
     long status = json_integer_value(json_object_get(res->result, "status_code"));
     for (int round = 0; round < CONFLICT_ROUNDS; round++) {
         struct exec_result got = {.delay_s = -1};
-        if (fetch_remote(ctx, job, &got) != 0) {
+        if (fetch_remote(k, &got) != 0) {
             json_decref(res->result);
             *res = got; /* the remote state could not be read: retry as any transient failure */
             return;
         }
         json_t *remote = json_incref(json_object_get(got.result, "body"));
-        char etag[256], lm[64];
+        char etag[sizeof(((struct out_response *)0)->etag)];
+        char lm[sizeof(((struct out_response *)0)->last_modified)];
         snprintf(etag, sizeof(etag), "%s", validate_str(got.result, "etag", ""));
         snprintf(lm, sizeof(lm), "%s", validate_str(got.result, "last_modified", ""));
         json_decref(got.result);
-        if (strcmp(strategy, "manual") == 0 && fixed == NULL) {
-            park(res, remote, etag, status, "manual", "conflict: waiting for an operator's resolution");
+        if (strategy == STRATEGY_MANUAL && fixed == NULL) {
+            park(res, remote, etag, status, strategy_name(STRATEGY_MANUAL),
+                 "conflict: waiting for an operator's resolution");
             json_decref(remote);
             return;
         }
-        const char *used = label;
-        json_t *doc = fixed ? json_deep_copy(fixed) : decide(strategy, job, remote, lm, status, res, &used);
+        json_t *doc = fixed ? json_deep_copy(fixed) : decide(strategy, k->job, remote, lm, status, res);
         if (doc == NULL && res->outcome == OUTCOME_COMPLETED) {
             json_decref(remote);
             return; /* remote wins: nothing more is sent */
         }
         json_decref(res->result);
         *res = (struct exec_result){.delay_s = -1};
-        send_doc(ctx, job, doc, etag, res);
+        send_doc(k, doc, etag, res);
         if (res->outcome != OUTCOME_CONFLICT) {
-            label_result(res, used ? used : strategy, strategy, doc);
+            label_result(res, label, strategy == STRATEGY_LAST_WRITE_WINS, doc);
             json_decref(doc);
             json_decref(remote);
             return;
@@ -237,28 +245,39 @@ static void resolve_rounds(struct exec_ctx *ctx, const struct job *job, const ch
     }
 }
 
-void conflict_resolve(struct exec_ctx *ctx, const struct job *job, struct exec_result *res)
+/* The operation's own strategy (parsed once here; the table's CHECK keeps it one of the
+ * names), else the global one the worker read at claim. */
+static enum strategy strategy_of(const struct exec_ctx *ctx, const struct job *job)
 {
-    char strategy[32];
-    if (job->conflict_strategy[0])
-        snprintf(strategy, sizeof(strategy), "%s", job->conflict_strategy);
-    else
-        settings_strategy(&ctx->app->settings, strategy, sizeof(strategy));
-    log_json(LOG_INFO, "conflict",
-             json_pack("{s:s, s:s, s:s}", "event", "operation.conflict", "id", job->id, "strategy", strategy));
-    resolve_rounds(ctx, job, strategy, strategy, NULL, res);
+    enum strategy s = ctx->strategy;
+    if (job->conflict_strategy[0] && strategy_parse(job->conflict_strategy, &s) != 0)
+        s = STRATEGY_LOCAL_WINS;
+    return s;
 }
 
-void conflict_apply_choice(struct exec_ctx *ctx, const struct job *job, struct exec_result *res)
+void conflict_resolve(struct exec_ctx *ctx, const struct job *job, const char *default_method,
+                      struct exec_result *res)
 {
+    const struct conflict k = {.ctx = ctx, .job = job, .default_method = default_method};
+    enum strategy strategy = strategy_of(ctx, job);
+    log_json(LOG_INFO, "conflict",
+             json_pack("{s:s, s:s, s:s}", "event", "operation.conflict", "id", job->id, "strategy",
+                       strategy_name(strategy)));
+    resolve_rounds(&k, strategy, strategy_name(strategy), NULL, res);
+}
+
+void conflict_apply_choice(struct exec_ctx *ctx, const struct job *job, const char *default_method,
+                           struct exec_result *res)
+{
+    const struct conflict k = {.ctx = ctx, .job = job, .default_method = default_method};
     const char *choice = validate_str(job->resolution, "choice", "local");
     const json_t *doc = strcmp(choice, "merged") == 0 ? json_object_get(job->resolution, "data")
                                                       : json_object_get(job->payload, "data");
     char label[32];
     snprintf(label, sizeof(label), "manual_%s", choice);
-    send_doc(ctx, job, doc, validate_str(job->resolution, "etag", NULL), res);
+    send_doc(&k, doc, validate_str(job->resolution, "etag", NULL), res);
     if (res->outcome == OUTCOME_CONFLICT) /* changed again meanwhile: read it and resend */
-        resolve_rounds(ctx, job, "local_wins", label, doc, res);
+        resolve_rounds(&k, STRATEGY_LOCAL_WINS, label, doc, res);
     else
-        label_result(res, label, label, doc);
+        label_result(res, label, false, doc);
 }

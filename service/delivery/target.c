@@ -9,7 +9,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "handlers/handlers.h"
 #include "core/validate.h"
 
 static int hex_digit(char c)
@@ -96,6 +95,12 @@ static int check_endpoint(const char *endpoint, const struct upstream *u, struct
         return err_field(e, ERR_INVALID_REQUEST, "endpoint",
                          "endpoint must not contain dot segments (. or .., also percent-encoded)");
     return 0;
+}
+
+const struct upstream *target_upstream(const struct config *cfg, const json_t *payload)
+{
+    const char *name = json_string_value(json_object_get(payload, "upstream"));
+    return config_find_upstream(cfg, name ? name : "default");
 }
 
 int target_validate(const json_t *payload, const struct config *cfg, struct err *e)

@@ -12,9 +12,11 @@
 
 #include "app.h"
 #include "delivery/conflict.h"
+#include "delivery/exec_common.h"
 #include "core/time.h"
 #include "core/log.h"
 #include "delivery/outbound.h"
+#include "handlers/handlers.h"
 #include "store/leases.h"
 
 struct worker {
@@ -181,9 +183,31 @@ static int make_segments(const struct app *a, struct job *jobs, int n, struct se
     return ns;
 }
 
+/* The monitor's answer after a fresh probe (exec_ctx.recheck_online). */
+static bool recheck_online(void *arg)
+{
+    struct monitor *m = arg;
+    monitor_check_now(m);
+    return monitor_is_online(m);
+}
+
+/* What an attempt may use (delivery/deliver.h), taken from the app for this worker. */
+static struct exec_ctx exec_ctx_of(struct worker *w)
+{
+    struct app *a = w->ws->app;
+    char name[32];
+    enum strategy strategy = STRATEGY_LOCAL_WINS;
+    settings_strategy(&a->settings, name, sizeof(name));
+    if (strategy_parse(name, &strategy) != 0)
+        strategy = STRATEGY_LOCAL_WINS;
+    return (struct exec_ctx){.cfg = &a->cfg, .db = &a->db, .policy = &a->policy, .out = &w->out,
+                             .abort_outbound = &a->abort_outbound, .strategy = strategy,
+                             .recheck_online = recheck_online, .recheck_arg = &a->monitor};
+}
+
 static void execute(struct worker *w, struct job *jobs, int n, struct exec_result *res)
 {
-    struct exec_ctx ctx = {.app = w->ws->app, .out = &w->out};
+    struct exec_ctx ctx = exec_ctx_of(w);
     const struct handler *h = handlers_find(jobs[0].operation_type);
     if (h == NULL) {
         exec_fail(res, "no handler is registered for operation_type %s", jobs[0].operation_type);
@@ -194,11 +218,11 @@ static void execute(struct worker *w, struct job *jobs, int n, struct exec_resul
     } else if (h->execute_batch != NULL) {
         h->execute_batch(&ctx, jobs, (size_t)n, res);
     } else if (h->resolves_conflicts && jobs[0].resolution != NULL) {
-        conflict_apply_choice(&ctx, &jobs[0], res); /* an operator resolved a conflict */
+        conflict_apply_choice(&ctx, &jobs[0], h->default_method, res); /* an operator resolved a conflict */
     } else {
         h->execute(&ctx, &jobs[0], res);
         if (res->outcome == OUTCOME_CONFLICT && h->resolves_conflicts)
-            conflict_resolve(&ctx, &jobs[0], res);
+            conflict_resolve(&ctx, &jobs[0], h->default_method, res);
     }
 }
 

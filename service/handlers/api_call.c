@@ -4,12 +4,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "app.h"
-#include "handlers/exec_common.h"
-#include "handlers/handlers.h"
 #include "core/jsontext.h"
-#include "delivery/outbound.h"
 #include "core/validate.h"
+#include "delivery/exec_common.h"
+#include "delivery/outbound.h"
+#include "delivery/target.h"
+#include "handlers/handlers.h"
 
 const char *const api_call_methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", NULL};
 
@@ -33,16 +33,18 @@ int api_call_validate(const json_t *payload, const struct config *cfg, struct er
     return target_validate(payload, cfg, e);
 }
 
-/* Shared with experiment_sync: method, endpoint, JSON data, headers and If-Match. */
+/* Shared with experiment_sync: method (the type's .default_method when the payload names
+ * none), endpoint, JSON data, headers and If-Match. */
 void api_call_execute(struct exec_ctx *ctx, const struct job *job, struct exec_result *res)
 {
     const json_t *p = job->payload;
-    const struct upstream *u = target_upstream(&ctx->app->cfg, p);
+    const struct upstream *u = target_upstream(ctx->cfg, p);
     if (u == NULL) {
         exec_fail(res, "upstream \"%s\" is no longer configured", validate_str(p, "upstream", "default"));
         return;
     }
-    const char *method = validate_str(p, "method", strcmp(job->operation_type, "experiment_sync") == 0 ? "PUT" : "POST");
+    const struct handler *h = handlers_find(job->operation_type); /* the row that runs this */
+    const char *method = validate_str(p, "method", h->default_method);
     const json_t *data = json_object_get(p, "data");
     bool has_body = data != NULL && strcmp(method, "GET") != 0;
     char *body = has_body ? jsontext(data) : NULL;

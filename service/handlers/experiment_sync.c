@@ -1,6 +1,7 @@
 /* experiment_sync: a conflict-aware PUT of an experiment document. */
-#include "handlers/handlers.h"
 #include "core/validate.h"
+#include "delivery/target.h"
+#include "handlers/handlers.h"
 
 static const struct field_rule rules[] = {
     {.name = "endpoint", .type = V_STRING, .required = true, .min = 1, .max = 2048},
@@ -23,7 +24,8 @@ int experiment_sync_validate(const json_t *payload, const struct config *cfg, st
     return target_validate(payload, cfg, e);
 }
 
-/* A PUT of the document (If-Match when given): the api_call executor with method PUT. */
+/* A PUT of the document (If-Match when given): the api_call executor, whose method defaults
+ * to this type's .default_method ("PUT"). */
 void experiment_sync_execute(struct exec_ctx *ctx, const struct job *job, struct exec_result *res)
 {
     api_call_execute(ctx, job, res);

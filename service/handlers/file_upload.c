@@ -3,13 +3,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
 #include "core/jsonload.h"
-#include "store/files.h"
-#include "handlers/handlers.h"
+#include "core/validate.h"
+#include "delivery/exec_common.h"
 #include "delivery/multipart.h"
 #include "delivery/outbound.h"
-#include "core/validate.h"
+#include "delivery/target.h"
+#include "handlers/handlers.h"
+#include "store/db.h"
+#include "store/files.h"
 
 static const struct field_rule rules[] = {
     {.name = "file_id", .type = V_UUID, .required = true},
@@ -52,17 +54,17 @@ void file_upload_send(struct exec_ctx *ctx, const struct job *job, const json_t 
                       struct exec_result *res)
 {
     const json_t *p = job->payload;
-    const struct upstream *u = target_upstream(&ctx->app->cfg, p);
+    const struct upstream *u = target_upstream(ctx->cfg, p);
     if (u == NULL) {
         exec_fail(res, "upstream \"%s\" is no longer configured", validate_str(p, "upstream", "default"));
         return;
     }
     struct err e = {0};
     struct stored_file f = {0};
-    struct db_conn *c = db_acquire(&ctx->app->db, &e);
+    struct db_conn *c = db_acquire(ctx->db, &e);
     int rc = c ? files_load(c, validate_str(p, "file_id", ""), &f, &e) : -1;
     if (c != NULL)
-        db_release(&ctx->app->db, c);
+        db_release(ctx->db, c);
     if (rc != 0) {
         if (e.code == ERR_NOT_FOUND || e.code == ERR_UNDECRYPTABLE) { /* no retry helps */
             exec_fail(res, "%s", e.message);

@@ -5,12 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
-#include "handlers/handlers.h"
 #include "core/jsonload.h"
 #include "core/jsontext.h"
-#include "delivery/outbound.h"
 #include "core/validate.h"
+#include "delivery/exec_common.h"
+#include "delivery/outbound.h"
+#include "delivery/target.h"
+#include "handlers/handlers.h"
 
 static const struct field_rule rules[] = {
     {.name = "run_id", .type = V_STRING, .required = true, .min = 1, .max = 200},
@@ -63,7 +64,7 @@ static void batch_key(const struct job *jobs, size_t n, char *out, size_t len)
 void metric_log_execute_batch(struct exec_ctx *ctx, const struct job *jobs, size_t n,
                               struct exec_result *res)
 {
-    const struct upstream *u = target_upstream(&ctx->app->cfg, jobs[0].payload);
+    const struct upstream *u = target_upstream(ctx->cfg, jobs[0].payload);
     if (u == NULL) {
         exec_fail(res, "upstream \"%s\" is no longer configured",
                   validate_str(jobs[0].payload, "upstream", "default"));

@@ -130,9 +130,7 @@ static const struct db_stmt enqueue_many_stmt = {
 
 bool ops_is_simple(const struct op_new *op)
 {
-    return op->dedup_key == NULL && op->depends_on == NULL &&
-           strcmp(op->operation_type, "file_upload") != 0 &&
-           strcmp(op->operation_type, "model_push") != 0;
+    return op->dedup_key == NULL && op->depends_on == NULL && !op->stores_file;
 }
 
 static void add_json_str(struct oq_buf *b, const char *key, const char *v)
