@@ -12,6 +12,7 @@
 #include "store/secretbox.h"
 #include "store/migrate.h"
 #include "store/leases.h"
+#include "core/pgarray.h"
 
 static int migrate(struct app *a, struct err *e)
 {
@@ -32,14 +33,14 @@ static const struct db_stmt save_setting = {
     "INSERT INTO offlineq_settings (key, value) VALUES ($1, $2::jsonb) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()"};
 
-/* "{api_call,file_upload,...}" from the registry */
-static void types_array(char *out, size_t len)
+/* "{api_call,file_upload,...}" from the registry; a new string. */
+static char *types_array(void)
 {
-    size_t n = (size_t)snprintf(out, len, "{");
-    for (const struct handler *h = handlers_table(); h->name && n < len; h++)
-        n += (size_t)snprintf(out + n, len - n, "%s%s", h == handlers_table() ? "" : ",", h->name);
-    if (n < len)
-        snprintf(out + n, len - n, "}");
+    struct pgarray a;
+    pgarray_init(&a);
+    for (const struct handler *h = handlers_table(); h->name; h++)
+        pgarray_add(&a, h->name);
+    return pgarray_finish(&a);
 }
 
 static int register_registry(struct app *a, struct err *e)
@@ -47,8 +48,7 @@ static int register_registry(struct app *a, struct err *e)
     struct db_conn *c = db_acquire(&a->db, e);
     if (c == NULL)
         return -1;
-    char types[1024], attempts[16];
-    types_array(types, sizeof(types));
+    char *types = types_array(), attempts[16];
     snprintf(attempts, sizeof(attempts), "%d", a->cfg.max_attempts);
     const char *p1[] = {types};
     const char *p2[] = {"default_max_attempts", attempts};
@@ -61,6 +61,7 @@ static int register_registry(struct app *a, struct err *e)
         PQclear(r);
     }
     db_release(&a->db, c);
+    free(types);
     return rc;
 }
 

@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "store/ops.h"
 #include "api/reply.h"
+#include "core/pgarray.h"
 
 #define PREFER_WAIT_MAX 30
 
@@ -87,15 +88,11 @@ static void poll_once(void)
     pthread_mutex_unlock(&W.mu);
     if (all == NULL)
         return;
-    size_t n = 0;
+    struct pgarray ids_array;
+    pgarray_init(&ids_array);
     for (struct waiter *w = all; w; w = w->next)
-        n++;
-    char *ids = oq_malloc(n * 37 + 3);
-    size_t o = 0;
-    ids[o++] = '{';
-    for (struct waiter *w = all; w; w = w->next)
-        o += (size_t)sprintf(ids + o, "%s%s", o > 1 ? "," : "", w->id);
-    sprintf(ids + o, "}");
+        pgarray_add(&ids_array, w->id);
+    char *ids = pgarray_finish(&ids_array);
     struct err e = {0};
     struct db_conn *c = db_acquire(&W.app->db, &e);
     PGresult *res = c ? db_exec(c, &done_stmt, 1, (const char *const[]){ids}, &e) : NULL;

@@ -18,6 +18,7 @@
 #include "delivery/outbound.h"
 #include "handlers/handlers.h"
 #include "store/leases.h"
+#include "core/pgarray.h"
 
 struct worker {
     struct workers *ws;
@@ -507,13 +508,11 @@ static char *held_ids(struct worker *w)
     pthread_mutex_lock(&w->mu);
     char *s = NULL;
     if (w->n_held > 0) {
-        s = oq_malloc((size_t)w->n_held * 37 + 3);
-        size_t len = 0;
-        s[len++] = '{';
+        struct pgarray ids;
+        pgarray_init(&ids);
         for (int j = 0; j < w->n_held; j++)
-            len += (size_t)sprintf(s + len, "%s%s", j ? "," : "", w->held[j].id);
-        s[len++] = '}';
-        s[len] = '\0';
+            pgarray_add(&ids, w->held[j].id);
+        s = pgarray_finish(&ids);
     }
     pthread_mutex_unlock(&w->mu);
     return s;
