@@ -54,10 +54,10 @@ char *oq_strndup(const char *s, size_t n)
 bool oq_is_uuid(const char *s)
 {
     uuid_t u;
-    return s != NULL && strlen(s) == 36 && uuid_parse(s, u) == 0;
+    return s != NULL && strlen(s) == OQ_UUID_LEN && uuid_parse(s, u) == 0;
 }
 
-void oq_uuid(char out[37])
+void oq_uuid(char out[OQ_UUID_LEN + 1])
 {
     uuid_t u;
     uuid_generate_random(u);

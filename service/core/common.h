@@ -33,8 +33,10 @@ int oq_fail_msg(char *out, size_t len, const char *fmt, ...) OQ_PRINTF(3, 4);
 /* Returns true when s is a canonical lowercase or uppercase 8-4-4-4-12 UUID. */
 bool oq_is_uuid(const char *s);
 
-/* Writes a new random UUID (36 chars + NUL) into out. Thread-safe. */
-void oq_uuid(char out[37]);
+#define OQ_UUID_LEN 36 /* characters of a UUID in text: 8-4-4-4-12 */
+
+/* Writes a new random UUID (OQ_UUID_LEN chars + NUL) into out. Thread-safe. */
+void oq_uuid(char out[OQ_UUID_LEN + 1]);
 
 /* Monotonic clock in milliseconds. */
 double oq_now_ms(void);

@@ -19,6 +19,11 @@
  * from the environment once read, and is refused as a --flag (argv shows in ps). */
 enum cfg_type { CFG_STR, CFG_INT, CFG_SECRET };
 
+#define ENV_PREFIX "OFFLINEQ_" /* every setting's variable starts so */
+#define ENV_PREFIX_LEN (sizeof(ENV_PREFIX) - 1)
+#define FILE_SUFFIX "_FILE" /* NAME_FILE: the file holding secret NAME */
+#define FILE_SUFFIX_LEN (sizeof(FILE_SUFFIX) - 1)
+
 struct setting {
     const char *env;
     enum cfg_type type;
@@ -58,13 +63,13 @@ static const struct setting settings[] = {
      "open HTTP connections at most from one client address (a proxy counts as one)"},
     {"OFFLINEQ_UPSTREAMS_FILE", CFG_STR, OFF(upstreams_file), "", 0, 0,
      "JSON file of upstreams with delivery policy (see README)"},
-    {"OFFLINEQ_LEASE_S", CFG_INT, OFF(lease_s), "60", 2, 86400,
+    {"OFFLINEQ_LEASE_S", CFG_INT, OFF(lease_s), "60", 2, OQ_DAY_S,
      "seconds a claimed operation stays leased without a heartbeat"},
     {"OFFLINEQ_SHUTDOWN_GRACE_S", CFG_INT, OFF(shutdown_grace_s), "10", 0, 3600,
      "seconds running operations and HTTP requests get to finish on shutdown"},
-    {"OFFLINEQ_BACKOFF_BASE_MS", CFG_INT, OFF(backoff_base_ms), "1000", 1, 86400000,
+    {"OFFLINEQ_BACKOFF_BASE_MS", CFG_INT, OFF(backoff_base_ms), "1000", 1, OQ_DAY_S * 1000L,
      "first retry delay cap (exponential backoff, full jitter)"},
-    {"OFFLINEQ_BACKOFF_MAX_MS", CFG_INT, OFF(backoff_max_ms), "300000", 1, 86400000,
+    {"OFFLINEQ_BACKOFF_MAX_MS", CFG_INT, OFF(backoff_max_ms), "300000", 1, OQ_DAY_S * 1000L,
      "largest retry delay"},
     {"OFFLINEQ_MAX_PENDING", CFG_INT, OFF(max_pending), "1000000", 1, 2000000000,
      "pending operations beyond which enqueue answers 429"},
@@ -86,7 +91,7 @@ static const struct setting settings[] = {
      "consecutive failed check rounds before the status flips to offline"},
     {"OFFLINEQ_AUTO_SYNC", CFG_STR, OFF(auto_sync_raw), "true", 0, 0,
      "true|false: seeds the stored auto-sync setting when none exists yet"},
-    {"OFFLINEQ_SYNC_INTERVAL_S", CFG_INT, OFF(sync_interval_s), "60", 0, 86400,
+    {"OFFLINEQ_SYNC_INTERVAL_S", CFG_INT, OFF(sync_interval_s), "60", 0, OQ_DAY_S,
      "seeds the stored interval of periodic sync passes (0: none)"},
     {"OFFLINEQ_MAX_PAGE_BYTES", CFG_INT, OFF(max_page_bytes), "8388608", 1024, 1073741823,
      "a list page stops before its operations pass this many bytes (at least one per page)"},
@@ -99,7 +104,7 @@ static const struct setting settings[] = {
 static void flag_name(const char *env, char *out, size_t len)
 {
     size_t j = snprintf(out, len, "--");
-    for (const char *p = env + strlen("OFFLINEQ_"); *p && j + 1 < len; p++)
+    for (const char *p = env + ENV_PREFIX_LEN; *p && j + 1 < len; p++)
         out[j++] = *p == '_' ? '-' : (char)tolower((unsigned char)*p);
     out[j] = '\0';
 }
@@ -300,7 +305,8 @@ static const struct setting *find_env(const char *name, size_t n, bool *is_file)
         size_t l = strlen(settings[i].env);
         if (strncmp(name, settings[i].env, l) != 0)
             continue;
-        *is_file = n == l + 5 && settings[i].type == CFG_SECRET && strncmp(name + l, "_FILE", 5) == 0;
+        *is_file = n == l + FILE_SUFFIX_LEN && settings[i].type == CFG_SECRET &&
+                   strncmp(name + l, FILE_SUFFIX, FILE_SUFFIX_LEN) == 0;
         if (n == l || *is_file)
             return &settings[i];
     }
@@ -337,7 +343,7 @@ static void closest_name(const char *name, size_t n, char *out, size_t len)
     for (size_t i = 0; i < OQ_ARRAY_LEN(settings); i++) {
         for (int file = 0; file <= (settings[i].type == CFG_SECRET); file++) {
             char cand[80];
-            snprintf(cand, sizeof(cand), "%s%s", settings[i].env, file ? "_FILE" : "");
+            snprintf(cand, sizeof(cand), "%s%s", settings[i].env, file ? FILE_SUFFIX : "");
             size_t d = distance(name, n, cand);
             if (d < best) {
                 best = d;
@@ -354,7 +360,7 @@ extern char **environ;
 static int check_unknown_env(char *out, size_t len)
 {
     for (char **e = environ; e && *e; e++) {
-        if (strncmp(*e, "OFFLINEQ_", 9) != 0)
+        if (strncmp(*e, ENV_PREFIX, ENV_PREFIX_LEN) != 0)
             continue;
         const char *eq = strchr(*e, '=');
         size_t n = eq ? (size_t)(eq - *e) : strlen(*e);

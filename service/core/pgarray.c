@@ -14,7 +14,7 @@ void pgarray_init(struct pgarray *a)
 /* Would array_in(3) read these n bytes as anything but themselves? */
 static bool needs_quotes(const char *s, size_t n)
 {
-    if (n == 0 || (n == 4 && strncasecmp(s, "NULL", 4) == 0))
+    if (n == 0 || (n == sizeof("NULL") - 1 && strncasecmp(s, "NULL", n) == 0))
         return true;
     for (size_t i = 0; i < n; i++) {
         if (strchr("{}\",\\ \t\n\r\v\f", s[i]) != NULL || s[i] == '\0')

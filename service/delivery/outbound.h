@@ -9,7 +9,8 @@
 
 #include "core/config.h"
 
-#define OUTBOUND_MAX_BODY (1024 * 1024)
+#define OUTBOUND_MAX_BODY (1024 * 1024) /* bytes of an answer body kept (the rest is dropped) */
+#define OUTBOUND_MAX_REDIRECTS 5        /* hops followed after the first request */
 
 struct out_request {
     const struct upstream *u;
@@ -42,7 +43,7 @@ struct outbound {
 void outbound_init(struct outbound *o, atomic_bool *abort);
 void outbound_close(struct outbound *o);
 
-/* Sends rq, following at most 5 redirects that target_check_url allows. Always fills *rs
+/* Sends rq, following at most OUTBOUND_MAX_REDIRECTS redirects that target_check_url allows. Always fills *rs
  * (free with outbound_response_free). Returns 0 when an HTTP answer came, -1 otherwise. */
 int outbound_send(struct outbound *o, const struct out_request *rq, struct out_response *rs);
 void outbound_response_free(struct out_response *rs);

@@ -13,6 +13,10 @@
 #include "store/db.h"
 #include "store/files.h"
 
+/* Seconds before an operation whose file could not be read (database away) is looked at again;
+ * no attempt is used. */
+#define DB_AWAY_RETRY_S 1
+
 static const struct field_rule rules[] = {
     {.name = "file_id", .type = V_UUID, .required = true},
     {.name = "endpoint", .type = V_STRING, .required = true, .min = 1, .max = 2048},
@@ -70,7 +74,7 @@ void file_upload_send(struct exec_ctx *ctx, const struct job *job, const json_t 
             exec_fail(res, "%s", e.message);
         } else { /* the database is away: try again later, as for a network error */
             res->outcome = OUTCOME_RELEASE;
-            res->delay_s = 1;
+            res->delay_s = DB_AWAY_RETRY_S;
             snprintf(res->error, sizeof(res->error), "could not load the file: %s", e.message);
         }
         return;

@@ -41,6 +41,9 @@ int metric_log_validate(const json_t *payload, const struct config *cfg, struct 
     return target_validate(payload, cfg, e);
 }
 
+/* Bytes of the digest a batch key shows (in hex): 128 bits, as many as a UUID's. */
+#define BATCH_KEY_BYTES 16
+
 /* The idempotency key of a batch: its one operation's id, or a digest of all the ids, so that
  * a re-sent batch of the same operations carries the same key. */
 static void batch_key(const struct job *jobs, size_t n, char *out, size_t len)
@@ -50,13 +53,13 @@ static void batch_key(const struct job *jobs, size_t n, char *out, size_t len)
         return;
     }
     unsigned char d[SHA256_DIGEST_LENGTH];
-    char *ids = oq_malloc(n * 36);
+    char *ids = oq_malloc(n * OQ_UUID_LEN);
     for (size_t i = 0; i < n; i++)
-        memcpy(ids + i * 36, jobs[i].id, 36);
-    SHA256((const unsigned char *)ids, n * 36, d);
+        memcpy(ids + i * OQ_UUID_LEN, jobs[i].id, OQ_UUID_LEN);
+    SHA256((const unsigned char *)ids, n * OQ_UUID_LEN, d);
     free(ids);
     size_t o = (size_t)snprintf(out, len, "batch-");
-    for (size_t i = 0; i < 16 && o + 2 < len; i++)
+    for (size_t i = 0; i < BATCH_KEY_BYTES && o + 2 < len; i++)
         o += (size_t)snprintf(out + o, len - o, "%02x", d[i]);
 }
 
