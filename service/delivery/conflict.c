@@ -80,11 +80,9 @@ static void send_doc(const struct conflict *k, const json_t *doc, const char *et
                      struct exec_result *res)
 {
     const json_t *p = k->job->payload;
-    const struct upstream *u = target_upstream(k->ctx->cfg, p);
-    if (u == NULL) {
-        exec_fail(res, "upstream \"%s\" is no longer configured", validate_str(p, "upstream", "default"));
+    const struct upstream *u = exec_upstream(k->ctx->cfg, p, res);
+    if (u == NULL)
         return;
-    }
     json_t *headers = json_copy(json_object_get(p, "headers"));
     json_t *shaped = json_pack("{s:o}", "headers", headers ? headers : json_object());
     if (etag != NULL && etag[0])

@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/validate.h"
+#include "delivery/target.h"
+
 #define IF_MATCH_PREFIX "If-Match: "
 
 void exec_fail(struct exec_result *res, const char *fmt, ...)
@@ -14,6 +17,16 @@ void exec_fail(struct exec_result *res, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(res->error, sizeof(res->error), fmt, ap);
     va_end(ap);
+}
+
+const struct upstream *exec_upstream(const struct config *cfg, const json_t *payload,
+                                     struct exec_result *res)
+{
+    const struct upstream *u = target_upstream(cfg, payload);
+    if (u == NULL)
+        exec_fail(res, "upstream \"%s\" is no longer configured",
+                  validate_str(payload, "upstream", "default"));
+    return u;
 }
 
 /* A new "name: value" line. */

@@ -19,8 +19,8 @@
 
 static const struct field_rule rules[] = {
     {.name = "file_id", .type = V_UUID, .required = true},
-    {.name = "endpoint", .type = V_STRING, .required = true, .min = 1, .max = 2048},
-    {.name = "upstream", .type = V_STRING, .min = 1, .max = 100},
+    RULE_ENDPOINT(true),
+    RULE_UPSTREAM,
     {.name = "field", .type = V_STRING, .min = 1, .max = 200},
     {.name = "filename", .type = V_STRING, .min = 1, .max = 255},
     {.name = "form", .type = V_OBJECT},
@@ -58,11 +58,9 @@ void file_upload_send(struct exec_ctx *ctx, const struct job *job, const json_t 
                       struct exec_result *res)
 {
     const json_t *p = job->payload;
-    const struct upstream *u = target_upstream(ctx->cfg, p);
-    if (u == NULL) {
-        exec_fail(res, "upstream \"%s\" is no longer configured", validate_str(p, "upstream", "default"));
+    const struct upstream *u = exec_upstream(ctx->cfg, p, res);
+    if (u == NULL)
         return;
-    }
     struct err e = {0};
     struct stored_file f = {0};
     struct db_conn *c = db_acquire(ctx->db, &e);

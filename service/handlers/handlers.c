@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "delivery/target.h"
+
 static const struct handler handlers[] = {
     {.name = "api_call", .validate = api_call_validate, .execute = api_call_execute,
      .resolves_conflicts = true, .default_method = "POST"},
@@ -28,4 +30,15 @@ const struct handler *handlers_find(const char *name)
 const struct handler *handlers_table(void)
 {
     return handlers;
+}
+
+int handlers_validate_request(const json_t *payload, const struct field_rule *rules,
+                              const struct config *cfg, struct err *e)
+{
+    if (validate_object(payload, rules, true, e) != 0)
+        return -1;
+    const json_t *headers = json_object_get(payload, "headers");
+    if (headers != NULL && target_check_headers(headers, e) != 0)
+        return -1;
+    return target_validate(payload, cfg, e);
 }

@@ -8,6 +8,7 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "core/job.h"
+#include "core/validate.h"
 #include "delivery/deliver.h"
 
 struct handler {
@@ -30,6 +31,24 @@ struct handler {
     /* The HTTP method when the payload names none (types that send payload.method). */
     const char *default_method;
 };
+
+/* Field rule rows (core/validate.h) the sending types share, spelled once. */
+#define HANDLER_ENDPOINT_MAX 2048 /* characters of payload.endpoint */
+#define HANDLER_UPSTREAM_MAX 100  /* characters of payload.upstream */
+#define HANDLER_IF_MATCH_MAX 1024 /* characters of payload.if_match */
+#define RULE_ENDPOINT(is_required)                                                                 \
+    {.name = "endpoint", .type = V_STRING, .required = is_required, .min = 1,                      \
+     .max = HANDLER_ENDPOINT_MAX}
+#define RULE_UPSTREAM {.name = "upstream", .type = V_STRING, .min = 1, .max = HANDLER_UPSTREAM_MAX}
+#define RULE_IF_MATCH {.name = "if_match", .type = V_STRING, .min = 1, .max = HANDLER_IF_MATCH_MAX}
+#define RULE_METHOD {.name = "method", .type = V_STRING, .one_of = api_call_methods}
+#define RULE_HEADERS {.name = "headers", .type = V_OBJECT}
+
+/* The check of a type that sends payload.headers to payload.endpoint (api_call,
+ * experiment_sync): rules, then the headers (target_check_headers), then the target
+ * (target_validate). Thread-safe. */
+int handlers_validate_request(const json_t *payload, const struct field_rule *rules,
+                              const struct config *cfg, struct err *e) OQ_MUSTCHECK;
 
 /* Returns the handler registered for name, or NULL. */
 const struct handler *handlers_find(const char *name);

@@ -17,8 +17,8 @@ static const struct field_rule rules[] = {
     {.name = "run_id", .type = V_STRING, .required = true, .min = 1, .max = 200},
     {.name = "step", .type = V_INT, .min = 0, .max = 9007199254740991LL},
     {.name = "metrics", .type = V_OBJECT, .required = true},
-    {.name = "endpoint", .type = V_STRING, .min = 1, .max = 2048},
-    {.name = "upstream", .type = V_STRING, .min = 1, .max = 100},
+    RULE_ENDPOINT(false),
+    RULE_UPSTREAM,
     {.name = NULL},
 };
 
@@ -67,12 +67,9 @@ static void batch_key(const struct job *jobs, size_t n, char *out, size_t len)
 void metric_log_execute_batch(struct exec_ctx *ctx, const struct job *jobs, size_t n,
                               struct exec_result *res)
 {
-    const struct upstream *u = target_upstream(ctx->cfg, jobs[0].payload);
-    if (u == NULL) {
-        exec_fail(res, "upstream \"%s\" is no longer configured",
-                  validate_str(jobs[0].payload, "upstream", "default"));
+    const struct upstream *u = exec_upstream(ctx->cfg, jobs[0].payload, res);
+    if (u == NULL)
         return;
-    }
     json_t *array = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append(array, jobs[i].payload);
