@@ -255,7 +255,8 @@ static int derive(struct config *c, char *out, size_t len)
         return oq_fail_msg(out, len, "OFFLINEQ_LOG_LEVEL: expected debug|info|warn|error, got \"%s\"",
                     c->log_level_raw);
     if (parse_listen(c, out, len) != 0 || parse_api_keys(c, out, len) != 0 ||
-        upstreams_parse(c, out, len) != 0)
+        upstreams_parse(c->upstreams_raw, c->upstreams_file, &c->upstreams, &c->n_upstreams, out,
+                        len) != 0)
         return -1;
     if (c->backoff_base_ms > c->backoff_max_ms)
         return oq_fail_msg(out, len, "OFFLINEQ_BACKOFF_BASE_MS: must not exceed OFFLINEQ_BACKOFF_MAX_MS");
@@ -500,7 +501,9 @@ void config_free(struct config *c)
             free(*(char **)((char *)c + settings[i].offset));
     }
     free(c->api_keys);
-    upstreams_free(c);
+    upstreams_free(c->upstreams, c->n_upstreams);
+    c->upstreams = NULL;
+    c->n_upstreams = 0;
     strlist_free(c->cors_origins, c->n_cors_origins);
     strlist_free(c->check_urls, c->n_check_urls);
     memset(c, 0, sizeof(*c));

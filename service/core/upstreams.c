@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/config.h"
+#include "core/common.h"
 #include "core/strlist.h"
 #include "core/url.h"
 
@@ -52,7 +52,13 @@ static void trim_trailing_slashes(char *s)
         s[--n] = '\0';
 }
 
-static struct upstream *add(struct config *c, const char *name, size_t name_len,
+/* The list being read (the caller's array and count once done). */
+struct list {
+    struct upstream *items;
+    size_t n;
+};
+
+static struct upstream *add(struct list *l, const char *name, size_t name_len,
                             const char *base_url, const char *env, char *out, size_t len)
 {
     char origin[512];
@@ -68,18 +74,18 @@ static struct upstream *add(struct config *c, const char *name, size_t name_len,
              (int)name_len, name);
         return NULL;
     }
-    for (size_t i = 0; i < c->n_upstreams; i++) {
-        if (strlen(c->upstreams[i].name) == name_len &&
-            strncmp(c->upstreams[i].name, name, name_len) == 0) {
+    for (size_t i = 0; i < l->n; i++) {
+        if (strlen(l->items[i].name) == name_len &&
+            strncmp(l->items[i].name, name, name_len) == 0) {
             oq_fail_msg(out, len, "%s: upstream \"%.*s\" is defined twice", env, (int)name_len, name);
             free(path);
             return NULL;
         }
     }
-    struct upstream *grown = realloc(c->upstreams, (c->n_upstreams + 1) * sizeof(*grown));
+    struct upstream *grown = realloc(l->items, (l->n + 1) * sizeof(*grown));
     OQ_ASSERT(grown != NULL);
-    c->upstreams = grown;
-    struct upstream *u = &c->upstreams[c->n_upstreams++];
+    l->items = grown;
+    struct upstream *u = &l->items[l->n++];
     *u = (struct upstream){.name = oq_strndup(name, name_len),
                            .base_url = oq_strdup(base_url),
                            .origin = oq_strdup(origin),
@@ -90,17 +96,17 @@ static struct upstream *add(struct config *c, const char *name, size_t name_len,
     return u;
 }
 
-static int parse_short(struct config *c, char *out, size_t len)
+static int parse_short(struct list *l, const char *short_form, char *out, size_t len)
 {
     size_t n = 0;
-    char **items = strlist_split(c->upstreams_raw, &n);
+    char **items = strlist_split(short_form, &n);
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         char *eq = strchr(items[i], '=');
         if (eq == NULL)
             rc = oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS: entry %zu must be name=http(s)://host[:port][/path]",
                       i + 1);
-        else if (add(c, items[i], (size_t)(eq - items[i]), eq + 1, "OFFLINEQ_UPSTREAMS", out, len) == NULL)
+        else if (add(l, items[i], (size_t)(eq - items[i]), eq + 1, "OFFLINEQ_UPSTREAMS", out, len) == NULL)
             rc = -1;
     }
     strlist_free(items, n);
@@ -252,12 +258,12 @@ static int parse_secret(struct upstream *u, const json_t *secret, char *out, siz
     return 0;
 }
 
-static int parse_entry(struct config *c, const char *name, const json_t *o, char *out, size_t len)
+static int parse_entry(struct list *l, const char *name, const json_t *o, char *out, size_t len)
 {
     if (!json_is_object(o) || check_keys(name, o, out, len) != 0)
         return json_is_object(o) ? -1 : oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s must be an object", name);
     const char *base = json_string_value(json_object_get(o, "base_url"));
-    struct upstream *u = add(c, name, strlen(name), base ? base : "", "OFFLINEQ_UPSTREAMS_FILE", out, len);
+    struct upstream *u = add(l, name, strlen(name), base ? base : "", "OFFLINEQ_UPSTREAMS_FILE", out, len);
     if (u == NULL)
         return -1;
     const json_t *rate = json_object_get(o, "rate_per_s");
@@ -271,37 +277,41 @@ static int parse_entry(struct config *c, const char *name, const json_t *o, char
     return parse_headers(u, json_object_get(o, "headers"), out, len);
 }
 
-static int parse_file(struct config *c, char *out, size_t len)
+static int parse_file(struct list *l, const char *file, char *out, size_t len)
 {
-    if (c->upstreams_file == NULL || c->upstreams_file[0] == '\0')
+    if (file == NULL || file[0] == '\0')
         return 0;
     json_error_t je;
-    json_t *root = json_load_file(c->upstreams_file, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &je);
     if (root == NULL)
-        return oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s: %s (line %d)", c->upstreams_file, je.text,
+        return oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s: %s (line %d)", file, je.text,
                     je.line);
     int rc = json_is_object(root) ? 0 : oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: must hold a JSON object");
     const char *name;
     json_t *entry;
     json_object_foreach(root, name, entry) {
         if (rc == 0)
-            rc = parse_entry(c, name, entry, out, len);
+            rc = parse_entry(l, name, entry, out, len);
     }
     json_decref(root);
     return rc;
 }
 
-int upstreams_parse(struct config *c, char *out, size_t len)
+int upstreams_parse(const char *short_form, const char *file, struct upstream **items, size_t *n,
+                    char *out, size_t len)
 {
-    if (parse_short(c, out, len) != 0)
-        return -1;
-    return parse_file(c, out, len);
+    struct list l = {0};
+    int rc = parse_short(&l, short_form ? short_form : "", out, len) != 0 ? -1
+                                                                       : parse_file(&l, file, out, len);
+    *items = l.items;
+    *n = l.n;
+    return rc;
 }
 
-void upstreams_free(struct config *c)
+void upstreams_free(struct upstream *items, size_t n)
 {
-    for (size_t i = 0; i < c->n_upstreams; i++) {
-        struct upstream *u = &c->upstreams[i];
+    for (size_t i = 0; i < n; i++) {
+        struct upstream *u = &items[i];
         free(u->name);
         free(u->base_url);
         free(u->origin);
@@ -309,7 +319,5 @@ void upstreams_free(struct config *c)
         strlist_free(u->headers, u->n_headers);
         upstreams_free_key(u->signing_key, u->signing_key_len);
     }
-    free(c->upstreams);
-    c->upstreams = NULL;
-    c->n_upstreams = 0;
+    free(items);
 }

@@ -6,8 +6,6 @@
 
 #include <stddef.h>
 
-struct config;
-
 struct upstream {
     char *name;
     char *base_url;  /* without trailing slash */
@@ -25,11 +23,14 @@ struct upstream {
     int breaker_cooldown_s;
 };
 
-/* Fills c->upstreams from c->upstreams_raw and c->upstreams_file (each upstream starts from
- * the defaults in upstreams.c's table). On failure writes a one-line message naming the
- * variable into out and returns -1. Free with upstreams_free (also after a failure). */
-int upstreams_parse(struct config *c, char *out, size_t len);
-void upstreams_free(struct config *c);
+/* Reads the upstreams of short_form (OFFLINEQ_UPSTREAMS) and of the JSON file named file
+ * (OFFLINEQ_UPSTREAMS_FILE; NULL or "": none), each starting from the defaults in
+ * upstreams.c's table. Sets *items to a new array of *n upstreams, also on failure (then out
+ * holds a one-line message naming the variable, and -1 is returned). Free with
+ * upstreams_free. */
+int upstreams_parse(const char *short_form, const char *file, struct upstream **items, size_t *n,
+                    char *out, size_t len);
+void upstreams_free(struct upstream *items, size_t n);
 
 /* The HMAC key of a signing secret (len bytes): "whsec_" and strict base64 (standard
  * alphabet, padded, canonical, not empty), or else the text itself. Returns a new buffer of

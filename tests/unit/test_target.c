@@ -65,7 +65,7 @@ static void with_config(struct config *c, const char *upstreams)
     memset(c, 0, sizeof(*c));
     c->upstreams_raw = (char *)upstreams;
     char msg[256];
-    assert_int_equal(upstreams_parse(c, msg, sizeof(msg)), 0);
+    assert_int_equal(upstreams_parse(c->upstreams_raw, "", &c->upstreams, &c->n_upstreams, msg, sizeof(msg)), 0);
 }
 
 static void test_endpoints_stay_below_the_base_path(void **state)
@@ -106,7 +106,7 @@ static void test_endpoints_stay_below_the_base_path(void **state)
             assert_string_equal(e.field, "endpoint");
         json_decref(p);
     }
-    upstreams_free(&c);
+    upstreams_free(c.upstreams, c.n_upstreams);
 }
 
 static void test_forbidden_headers(void **state)
