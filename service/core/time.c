@@ -11,8 +11,9 @@ static bool rfc3339_fixed_part(const char *s)
 {
     static const char shape[] = "dddd-dd-ddTdd:dd:dd";
     for (size_t i = 0; shape[i]; i++) {
-        bool ok = shape[i] == 'd' ? s[i] >= '0' && s[i] <= '9'
-                  : shape[i] == 'T' ? s[i] == 'T' || s[i] == 't' : s[i] == shape[i];
+        bool ok = shape[i] == 'd'   ? s[i] >= '0' && s[i] <= '9'
+                  : shape[i] == 'T' ? s[i] == 'T' || s[i] == 't'
+                                    : s[i] == shape[i];
         if (!ok)
             return false;
     }

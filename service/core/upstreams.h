@@ -15,8 +15,8 @@ struct upstream {
     size_t n_headers;
     int connect_timeout_ms;
     int timeout_ms;
-    int max_concurrency; /* 0: unlimited */
-    double rate_per_s;   /* 0: unlimited */
+    int max_concurrency;        /* 0: unlimited */
+    double rate_per_s;          /* 0: unlimited */
     unsigned char *signing_key; /* decoded at load, signing_key_len bytes; NULL: not signed */
     size_t signing_key_len;
     int breaker_failures;

@@ -36,7 +36,8 @@ static int origin_of(CURLU *h, char *origin, size_t len)
         goto out;
     if (put_lower(origin, len, &o, scheme) == 0 && put_lower(origin, len, &o, "://") == 0 &&
         put_lower(origin, len, &o, host) == 0 &&
-        (port == NULL || (put_lower(origin, len, &o, ":") == 0 && put_lower(origin, len, &o, port) == 0)))
+        (port == NULL ||
+         (put_lower(origin, len, &o, ":") == 0 && put_lower(origin, len, &o, port) == 0)))
         rc = 0;
 out:
     curl_free(scheme);

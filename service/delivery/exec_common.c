@@ -46,7 +46,8 @@ char **exec_header_lines(const json_t *payload)
     char **lines = oq_calloc(n, sizeof(char *));
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)headers, k, v) {
+    json_object_foreach((json_t *)headers, k, v)
+    {
         const char *value = json_string_value(v); /* a string: checked at enqueue and delivery */
         lines[i++] = header_line(k, value ? value : "");
     }

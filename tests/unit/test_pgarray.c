@@ -47,9 +47,14 @@ static void test_quoted(void **state)
         const char *item;
         const char *want;
     } cases[] = {
-        {"", "{\"\"}"},         {"NULL", "{\"NULL\"}"},   {"null", "{\"null\"}"},
-        {"a b", "{\"a b\"}"},   {"a,b", "{\"a,b\"}"},     {"{x}", "{\"{x}\"}"},
-        {"say \"hi\"", "{\"say \\\"hi\\\"\"}"},           {"back\\slash", "{\"back\\\\slash\"}"},
+        {"", "{\"\"}"},
+        {"NULL", "{\"NULL\"}"},
+        {"null", "{\"null\"}"},
+        {"a b", "{\"a b\"}"},
+        {"a,b", "{\"a,b\"}"},
+        {"{x}", "{\"{x}\"}"},
+        {"say \"hi\"", "{\"say \\\"hi\\\"\"}"},
+        {"back\\slash", "{\"back\\\\slash\"}"},
         {"nullish", "{nullish}"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
