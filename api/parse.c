@@ -6,6 +6,7 @@
 
 #include "api/cursor.h"
 #include "core/jsonload.h"
+#include "core/pgarray.h"
 #include "core/jsontext.h"
 #include "core/validate.h"
 #include "core/vocab.h"
@@ -47,21 +48,18 @@ static int parse_depends_on(const json_t *list, char **out, struct err *e)
     if (n > DEPENDS_MAX)
         return err_field(e, ERR_INVALID_REQUEST, "depends_on", "depends_on holds at most %d ids",
                          DEPENDS_MAX);
-    char *s = oq_malloc(n * 37 + 3); /* 36 characters of a uuid and a comma each, braces */
-    size_t o = 0;
-    s[o++] = '{';
+    struct pgarray ids;
+    pgarray_init(&ids);
     for (size_t i = 0; i < n; i++) {
         const char *id = json_string_value(json_array_get(list, i));
         if (!oq_is_uuid(id)) {
-            free(s);
+            pgarray_close(&ids);
             return err_field(e, ERR_INVALID_REQUEST, "depends_on",
                              "depends_on must be a list of operation ids");
         }
-        o += (size_t)sprintf(s + o, "%s%s", i ? "," : "", id);
+        pgarray_add(&ids, id);
     }
-    s[o++] = '}';
-    s[o] = '\0';
-    *out = s;
+    *out = pgarray_finish(&ids);
     return 0;
 }
 
@@ -121,6 +119,7 @@ int api_parse_enqueue(const json_t *body, const struct config *cfg, struct op_ne
         .expires_in_s = expires ? jsonnum_value(expires) : -1,
         .max_retry_duration_s = (int)jsonnum_value(json_object_get(body, "max_retry_duration_s")),
         .conflict_strategy = validate_str(body, "conflict_strategy", NULL),
+        .stores_file = handlers_find(type)->stores_file, /* check_payload found it */
     };
     op->payload_json = jsontext(json_object_get(body, "payload"));
     OQ_ASSERT(op->payload_json != NULL);
@@ -149,19 +148,24 @@ static int bad_statuses(struct err *e)
 /* "pending,failed" -> "{pending,failed}" after checking every name. */
 static int parse_statuses(const char *s, char *out, size_t len, struct err *e)
 {
-    size_t o = (size_t)snprintf(out, len, "{");
+    struct pgarray a;
+    pgarray_init(&a);
     const char *p = s;
     do {
         size_t n = strcspn(p, ",");
         bool known = false;
         for (const char *const *st = op_status_names; *st && !known; st++)
             known = strlen(*st) == n && strncmp(*st, p, n) == 0;
-        if (!known || o + n + 2 >= len)
+        if (!known || pgarray_len(&a) + n + 1 >= len) {
+            pgarray_close(&a);
             return bad_statuses(e);
-        o += (size_t)snprintf(out + o, len - o, "%s%.*s", o > 1 ? "," : "", (int)n, p);
+        }
+        pgarray_addn(&a, p, n);
         p += n;
     } while (*p++ == ',');
-    snprintf(out + o, len - o, "}");
+    char *literal = pgarray_finish(&a);
+    snprintf(out, len, "%s", literal);
+    free(literal);
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include "store/migrate.h"
 #include "store/ops.h"
 #include "store/secretbox.h"
+#include "core/pgarray.h"
 
 static int migrate(struct app *a, struct err *e)
 {
@@ -21,14 +22,14 @@ static int migrate(struct app *a, struct err *e)
     return rc;
 }
 
-/* "{api_call,file_upload,...}" from the registry */
-static void types_array(char *out, size_t len)
+/* "{api_call,file_upload,...}" from the registry; a new string. */
+static char *types_array(void)
 {
-    size_t n = (size_t)snprintf(out, len, "{");
-    for (const struct handler *h = handlers_table(); h->name && n < len; h++)
-        n += (size_t)snprintf(out + n, len - n, "%s%s", h == handlers_table() ? "" : ",", h->name);
-    if (n < len)
-        snprintf(out + n, len - n, "}");
+    struct pgarray a;
+    pgarray_init(&a);
+    for (const struct handler *h = handlers_table(); h->name; h++)
+        pgarray_add(&a, h->name);
+    return pgarray_finish(&a);
 }
 
 /* The operation types, and OFFLINEQ_MAX_ATTEMPTS as the default_max_attempts setting that
@@ -38,13 +39,13 @@ static int register_registry(struct app *a, struct err *e)
     struct db_conn *c = db_acquire(&a->db, e);
     if (c == NULL)
         return -1;
-    char types[1024], attempts[16];
-    types_array(types, sizeof(types));
+    char *types = types_array(), attempts[16];
     snprintf(attempts, sizeof(attempts), "%d", a->cfg.max_attempts);
     int rc = ops_register_types(c, types, e);
     if (rc == 0)
         rc = settings_store(c, "default_max_attempts", attempts, e);
     db_release(&a->db, c);
+    free(types);
     return rc;
 }
 
@@ -121,7 +122,6 @@ static void start_workers(struct app *a)
         .abort_outbound = &a->abort_outbound,
         .pass_ids = sync_pass_ids,
         .pass_ids_arg = &a->sync,
-        .app = a,
     };
     workers_start(&a->workers, &d);
 }

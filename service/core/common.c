@@ -1,5 +1,6 @@
 #include "core/common.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,15 @@ void oq_assert_fail(const char *cond, const char *file, int line)
     fprintf(stderr, "{\"level\":\"fatal\",\"msg\":\"assertion failed\",\"cond\":\"%s\",\"at\":\"%s:%d\"}\n",
             cond, file, line);
     abort();
+}
+
+int oq_fail_msg(char *out, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, len, fmt, ap);
+    va_end(ap);
+    return -1;
 }
 
 void *oq_malloc(size_t n)
@@ -44,10 +54,10 @@ char *oq_strndup(const char *s, size_t n)
 bool oq_is_uuid(const char *s)
 {
     uuid_t u;
-    return s != NULL && strlen(s) == 36 && uuid_parse(s, u) == 0;
+    return s != NULL && strlen(s) == OQ_UUID_LEN && uuid_parse(s, u) == 0;
 }
 
-void oq_uuid(char out[37])
+void oq_uuid(char out[OQ_UUID_LEN + 1])
 {
     uuid_t u;
     uuid_generate_random(u);

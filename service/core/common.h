@@ -9,6 +9,7 @@
 #define OQ_MUSTCHECK __attribute__((warn_unused_result))
 #define OQ_NORETURN __attribute__((noreturn))
 #define OQ_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define OQ_DAY_S 86400 /* seconds in a day */
 
 /* Logs file:line and the failed condition, then aborts: for invariants, never for input. */
 #define OQ_ASSERT(cond)                                                                            \
@@ -25,11 +26,17 @@ void *oq_calloc(size_t n, size_t size);
 char *oq_strdup(const char *s);
 char *oq_strndup(const char *s, size_t n);
 
+/* Writes a formatted one-line message into out (len bytes) and returns -1, so a parser that
+ * reports into a caller's buffer can write `return oq_fail_msg(out, len, ...)`. */
+int oq_fail_msg(char *out, size_t len, const char *fmt, ...) OQ_PRINTF(3, 4);
+
 /* Returns true when s is a canonical lowercase or uppercase 8-4-4-4-12 UUID. */
 bool oq_is_uuid(const char *s);
 
-/* Writes a new random UUID (36 chars + NUL) into out. Thread-safe. */
-void oq_uuid(char out[37]);
+#define OQ_UUID_LEN 36 /* characters of a UUID in text: 8-4-4-4-12 */
+
+/* Writes a new random UUID (OQ_UUID_LEN chars + NUL) into out. Thread-safe. */
+void oq_uuid(char out[OQ_UUID_LEN + 1]);
 
 /* Monotonic clock in milliseconds. */
 double oq_now_ms(void);

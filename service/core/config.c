@@ -8,14 +8,21 @@
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/strlist.h"
+#include "core/url.h"
+
 /* CFG_SECRET: a string that is a secret. It may come from the file named by NAME_FILE, is wiped
  * from the environment once read, and is refused as a --flag (argv shows in ps). */
 enum cfg_type { CFG_STR, CFG_INT, CFG_SECRET };
+
+#define ENV_PREFIX "OFFLINEQ_" /* every setting's variable starts so */
+#define ENV_PREFIX_LEN (sizeof(ENV_PREFIX) - 1)
+#define FILE_SUFFIX "_FILE" /* NAME_FILE: the file holding secret NAME */
+#define FILE_SUFFIX_LEN (sizeof(FILE_SUFFIX) - 1)
 
 struct setting {
     const char *env;
@@ -56,13 +63,13 @@ static const struct setting settings[] = {
      "open HTTP connections at most from one client address (a proxy counts as one)"},
     {"OFFLINEQ_UPSTREAMS_FILE", CFG_STR, OFF(upstreams_file), "", 0, 0,
      "JSON file of upstreams with delivery policy (see README)"},
-    {"OFFLINEQ_LEASE_S", CFG_INT, OFF(lease_s), "60", 2, 86400,
+    {"OFFLINEQ_LEASE_S", CFG_INT, OFF(lease_s), "60", 2, OQ_DAY_S,
      "seconds a claimed operation stays leased without a heartbeat"},
     {"OFFLINEQ_SHUTDOWN_GRACE_S", CFG_INT, OFF(shutdown_grace_s), "10", 0, 3600,
      "seconds running operations and HTTP requests get to finish on shutdown"},
-    {"OFFLINEQ_BACKOFF_BASE_MS", CFG_INT, OFF(backoff_base_ms), "1000", 1, 86400000,
+    {"OFFLINEQ_BACKOFF_BASE_MS", CFG_INT, OFF(backoff_base_ms), "1000", 1, OQ_DAY_S * 1000L,
      "first retry delay cap (exponential backoff, full jitter)"},
-    {"OFFLINEQ_BACKOFF_MAX_MS", CFG_INT, OFF(backoff_max_ms), "300000", 1, 86400000,
+    {"OFFLINEQ_BACKOFF_MAX_MS", CFG_INT, OFF(backoff_max_ms), "300000", 1, OQ_DAY_S * 1000L,
      "largest retry delay"},
     {"OFFLINEQ_MAX_PENDING", CFG_INT, OFF(max_pending), "1000000", 1, 2000000000,
      "pending operations beyond which enqueue answers 429"},
@@ -84,7 +91,7 @@ static const struct setting settings[] = {
      "consecutive failed check rounds before the status flips to offline"},
     {"OFFLINEQ_AUTO_SYNC", CFG_STR, OFF(auto_sync_raw), "true", 0, 0,
      "true|false: seeds the stored auto-sync setting when none exists yet"},
-    {"OFFLINEQ_SYNC_INTERVAL_S", CFG_INT, OFF(sync_interval_s), "60", 0, 86400,
+    {"OFFLINEQ_SYNC_INTERVAL_S", CFG_INT, OFF(sync_interval_s), "60", 0, OQ_DAY_S,
      "seeds the stored interval of periodic sync passes (0: none)"},
     {"OFFLINEQ_MAX_PAGE_BYTES", CFG_INT, OFF(max_page_bytes), "8388608", 1024, 1073741823,
      "a list page stops before its operations pass this many bytes (at least one per page)"},
@@ -93,20 +100,11 @@ static const struct setting settings[] = {
 };
 #undef OFF
 
-int config_fail(char *out, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(out, len, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* "OFFLINEQ_MAX_BODY_BYTES" -> "--max-body-bytes" */
 static void flag_name(const char *env, char *out, size_t len)
 {
     size_t j = snprintf(out, len, "--");
-    for (const char *p = env + strlen("OFFLINEQ_"); *p && j + 1 < len; p++)
+    for (const char *p = env + ENV_PREFIX_LEN; *p && j + 1 < len; p++)
         out[j++] = *p == '_' ? '-' : (char)tolower((unsigned char)*p);
     out[j] = '\0';
 }
@@ -125,7 +123,7 @@ static int set_value(struct config *c, const struct setting *s, const char *v, c
     errno = 0;
     long n = strtol(v, &end, 10);
     if (errno != 0 || end == v || *end != '\0' || n < s->min || n > s->max)
-        return config_fail(out, len, "%s: expected an integer from %ld to %ld, got \"%s\"", s->env,
+        return oq_fail_msg(out, len, "%s: expected an integer from %ld to %ld, got \"%s\"", s->env,
                     s->min, s->max, v);
     *(int *)(base + s->offset) = (int)n;
     return 0;
@@ -183,44 +181,12 @@ static int parse_listen(struct config *c, char *out, size_t len)
     size_t hlen = colon ? (size_t)(colon - c->listen) : 0;
     if (!colon || end == colon + 1 || *end != '\0' || port < 0 || port > 65535 || hlen == 0 ||
         hlen >= sizeof(c->listen_host))
-        return config_fail(out, len, "OFFLINEQ_LISTEN: expected host:port, got \"%s\"", c->listen);
+        return oq_fail_msg(out, len, "OFFLINEQ_LISTEN: expected host:port, got \"%s\"", c->listen);
     memcpy(c->listen_host, c->listen, hlen);
     c->listen_host[hlen] = '\0';
     c->listen_port = (int)port;
     c->listen_is_loopback = resolves_to_loopback(c->listen_host);
     return 0;
-}
-
-/* Splits s on commas into trimmed, non-empty, newly allocated items. */
-char **config_split_list(const char *s, size_t *n)
-{
-    char **items = NULL;
-    *n = 0;
-    const char *p = s;
-    while (*p) {
-        const char *comma = strchr(p, ',');
-        const char *end = comma ? comma : p + strlen(p);
-        const char *a = p, *b = end;
-        while (a < b && isspace((unsigned char)*a))
-            a++;
-        while (b > a && isspace((unsigned char)b[-1]))
-            b--;
-        if (b > a) {
-            char **grown = realloc(items, (*n + 1) * sizeof(*items));
-            OQ_ASSERT(grown != NULL);
-            items = grown;
-            items[(*n)++] = oq_strndup(a, (size_t)(b - a));
-        }
-        p = comma ? comma + 1 : end;
-    }
-    return items;
-}
-
-void config_free_list(char **items, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(items[i]);
-    free(items);
 }
 
 static int parse_role(const char *s, enum role *out)
@@ -241,7 +207,7 @@ static int parse_role(const char *s, enum role *out)
 static int parse_api_keys(struct config *c, char *out, size_t len)
 {
     size_t n = 0;
-    char **items = config_split_list(c->api_keys_raw, &n);
+    char **items = strlist_split(c->api_keys_raw, &n);
     int rc = 0;
     c->api_keys = oq_calloc(n, sizeof(*c->api_keys));
     for (size_t i = 0; i < n; i++) {
@@ -249,7 +215,7 @@ static int parse_api_keys(struct config *c, char *out, size_t len)
         enum role role;
         if (colon == NULL || colon == items[i] || parse_role(colon + 1, &role) != 0) {
             /* never echo the key itself */
-            rc = config_fail(out, len, "OFFLINEQ_API_KEYS: entry %zu must be key:read|write|admin",
+            rc = oq_fail_msg(out, len, "OFFLINEQ_API_KEYS: entry %zu must be key:read|write|admin",
                       i + 1);
             break;
         }
@@ -259,7 +225,7 @@ static int parse_api_keys(struct config *c, char *out, size_t len)
         c->api_keys[i].role = role;
         c->n_api_keys = i + 1;
     }
-    config_free_list(items, n);
+    strlist_free(items, n);
     OPENSSL_cleanse(c->api_keys_raw, strlen(c->api_keys_raw));
     return rc;
 }
@@ -267,11 +233,11 @@ static int parse_api_keys(struct config *c, char *out, size_t len)
 /* OFFLINEQ_CHECK_URLS, or one probe per upstream base URL. */
 static int derive_check_urls(struct config *c, char *out, size_t len)
 {
-    c->check_urls = config_split_list(c->check_urls_raw, &c->n_check_urls);
+    c->check_urls = strlist_split(c->check_urls_raw, &c->n_check_urls);
     for (size_t i = 0; i < c->n_check_urls; i++) {
         char origin[512];
-        if (config_url_origin(c->check_urls[i], origin, sizeof(origin)) != 0)
-            return config_fail(out, len, "OFFLINEQ_CHECK_URLS: entry %zu must be an http(s) URL", i + 1);
+        if (url_origin(c->check_urls[i], origin, sizeof(origin)) != 0)
+            return oq_fail_msg(out, len, "OFFLINEQ_CHECK_URLS: entry %zu must be an http(s) URL", i + 1);
     }
     if (c->n_check_urls > 0)
         return 0;
@@ -284,29 +250,30 @@ static int derive_check_urls(struct config *c, char *out, size_t len)
 static int derive(struct config *c, char *out, size_t len)
 {
     if (c->database_url == NULL || c->database_url[0] == '\0')
-        return config_fail(out, len, "OFFLINEQ_DATABASE_URL: not set (e.g. postgresql://user@host/db)");
+        return oq_fail_msg(out, len, "OFFLINEQ_DATABASE_URL: not set (e.g. postgresql://user@host/db)");
     if (log_level_parse(c->log_level_raw, &c->log_level) != 0)
-        return config_fail(out, len, "OFFLINEQ_LOG_LEVEL: expected debug|info|warn|error, got \"%s\"",
+        return oq_fail_msg(out, len, "OFFLINEQ_LOG_LEVEL: expected debug|info|warn|error, got \"%s\"",
                     c->log_level_raw);
     if (parse_listen(c, out, len) != 0 || parse_api_keys(c, out, len) != 0 ||
-        upstreams_parse(c, out, len) != 0)
+        upstreams_parse(c->upstreams_raw, c->upstreams_file, &c->upstreams, &c->n_upstreams, out,
+                        len) != 0)
         return -1;
     if (c->backoff_base_ms > c->backoff_max_ms)
-        return config_fail(out, len, "OFFLINEQ_BACKOFF_BASE_MS: must not exceed OFFLINEQ_BACKOFF_MAX_MS");
-    c->cors_origins = config_split_list(c->cors_origins_raw, &c->n_cors_origins);
+        return oq_fail_msg(out, len, "OFFLINEQ_BACKOFF_BASE_MS: must not exceed OFFLINEQ_BACKOFF_MAX_MS");
+    c->cors_origins = strlist_split(c->cors_origins_raw, &c->n_cors_origins);
     if (strcmp(c->auto_sync_raw, "true") != 0 && strcmp(c->auto_sync_raw, "false") != 0)
-        return config_fail(out, len, "OFFLINEQ_AUTO_SYNC: expected true or false, got \"%s\"", c->auto_sync_raw);
+        return oq_fail_msg(out, len, "OFFLINEQ_AUTO_SYNC: expected true or false, got \"%s\"", c->auto_sync_raw);
     c->auto_sync = strcmp(c->auto_sync_raw, "true") == 0;
     if (derive_check_urls(c, out, len) != 0)
         return -1;
     if (c->n_api_keys == 0 && !c->listen_is_loopback)
-        return config_fail(out, len,
+        return oq_fail_msg(out, len,
                     "OFFLINEQ_API_KEYS: no keys configured, so OFFLINEQ_LISTEN must resolve to "
                     "loopback addresses only (got \"%s\"); set keys to listen elsewhere",
                     c->listen);
     for (size_t i = 0; c->n_api_keys == 0 && i < c->n_cors_origins; i++) {
         if (strcmp(c->cors_origins[i], "*") == 0) /* every page could read the queue */
-            return config_fail(out, len, "OFFLINEQ_CORS_ORIGINS: \"*\" needs OFFLINEQ_API_KEYS; "
+            return oq_fail_msg(out, len, "OFFLINEQ_CORS_ORIGINS: \"*\" needs OFFLINEQ_API_KEYS; "
                                          "without keys, list the allowed origins by name");
     }
     return 0;
@@ -339,7 +306,8 @@ static const struct setting *find_env(const char *name, size_t n, bool *is_file)
         size_t l = strlen(settings[i].env);
         if (strncmp(name, settings[i].env, l) != 0)
             continue;
-        *is_file = n == l + 5 && settings[i].type == CFG_SECRET && strncmp(name + l, "_FILE", 5) == 0;
+        *is_file = n == l + FILE_SUFFIX_LEN && settings[i].type == CFG_SECRET &&
+                   strncmp(name + l, FILE_SUFFIX, FILE_SUFFIX_LEN) == 0;
         if (n == l || *is_file)
             return &settings[i];
     }
@@ -376,7 +344,7 @@ static void closest_name(const char *name, size_t n, char *out, size_t len)
     for (size_t i = 0; i < OQ_ARRAY_LEN(settings); i++) {
         for (int file = 0; file <= (settings[i].type == CFG_SECRET); file++) {
             char cand[80];
-            snprintf(cand, sizeof(cand), "%s%s", settings[i].env, file ? "_FILE" : "");
+            snprintf(cand, sizeof(cand), "%s%s", settings[i].env, file ? FILE_SUFFIX : "");
             size_t d = distance(name, n, cand);
             if (d < best) {
                 best = d;
@@ -393,7 +361,7 @@ extern char **environ;
 static int check_unknown_env(char *out, size_t len)
 {
     for (char **e = environ; e && *e; e++) {
-        if (strncmp(*e, "OFFLINEQ_", 9) != 0)
+        if (strncmp(*e, ENV_PREFIX, ENV_PREFIX_LEN) != 0)
             continue;
         const char *eq = strchr(*e, '=');
         size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
@@ -402,7 +370,7 @@ static int check_unknown_env(char *out, size_t len)
             continue;
         char near[80] = "";
         closest_name(*e, n, near, sizeof(near));
-        return config_fail(out, len, "unknown variable %.*s (did you mean %s?)", (int)n, *e, near);
+        return oq_fail_msg(out, len, "unknown variable %.*s (did you mean %s?)", (int)n, *e, near);
     }
     return 0;
 }
@@ -444,10 +412,10 @@ static int load_secret(struct config *c, const struct setting *s, const char *en
     if (path == NULL)
         return set_value(c, s, env ? env : s->def ? s->def : "", out, len);
     if (env != NULL)
-        return config_fail(out, len, "%s and %s are both set: set one of them", s->env, file_var);
+        return oq_fail_msg(out, len, "%s and %s are both set: set one of them", s->env, file_var);
     char *text = read_secret_file(path);
     if (text == NULL)
-        return config_fail(out, len, "%s: cannot read \"%s\": %s", file_var, path, strerror(errno));
+        return oq_fail_msg(out, len, "%s: cannot read \"%s\": %s", file_var, path, strerror(errno));
     int rc = set_value(c, s, text, out, len);
     OPENSSL_cleanse(text, strlen(text));
     free(text);
@@ -505,9 +473,9 @@ static int load_flag(struct config *c, const char *arg, char *out, size_t len)
     const struct setting *s = find_flag(arg, &value);
     int name_len = (int)strcspn(arg, "="); /* never echo a value: it may be a secret */
     if (s == NULL)
-        return config_fail(out, len, "unknown argument \"%.*s\" (see --help)", name_len, arg);
+        return oq_fail_msg(out, len, "unknown argument \"%.*s\" (see --help)", name_len, arg);
     if (s->type == CFG_SECRET)
-        return config_fail(out, len, "%.*s: a secret is not accepted as a flag (argv shows in ps "
+        return oq_fail_msg(out, len, "%.*s: a secret is not accepted as a flag (argv shows in ps "
                                      "and /proc/PID/cmdline); set %s or %s_FILE instead",
                            name_len, arg, s->env, s->env);
     return set_value(c, s, value, out, len);
@@ -533,9 +501,11 @@ void config_free(struct config *c)
             free(*(char **)((char *)c + settings[i].offset));
     }
     free(c->api_keys);
-    upstreams_free(c);
-    config_free_list(c->cors_origins, c->n_cors_origins);
-    config_free_list(c->check_urls, c->n_check_urls);
+    upstreams_free(c->upstreams, c->n_upstreams);
+    c->upstreams = NULL;
+    c->n_upstreams = 0;
+    strlist_free(c->cors_origins, c->n_cors_origins);
+    strlist_free(c->check_urls, c->n_check_urls);
     memset(c, 0, sizeof(*c));
 }
 

@@ -6,29 +6,13 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "core/upstreams.h"
 
 enum role { ROLE_NONE = 0, ROLE_READ = 1, ROLE_WRITE = 2, ROLE_ADMIN = 3 };
 
 struct api_key {
     unsigned char key_sha256[32]; /* only the digest is kept: keys never sit in memory as text */
     enum role role;
-};
-
-struct upstream {
-    char *name;
-    char *base_url; /* without trailing slash */
-    char *origin;   /* scheme://host[:port], lowercase scheme and host */
-    char *base_path; /* the path of base_url: "" or "/a/b"; endpoints stay below it */
-    char **headers; /* "Name: value" lines sent on every request, n_headers of them */
-    size_t n_headers;
-    int connect_timeout_ms;
-    int timeout_ms;
-    int max_concurrency; /* 0: unlimited */
-    double rate_per_s;   /* 0: unlimited */
-    unsigned char *signing_key; /* decoded at load, signing_key_len bytes; NULL: not signed */
-    size_t signing_key_len;
-    int breaker_failures;
-    int breaker_cooldown_s;
 };
 
 struct config {
@@ -95,31 +79,6 @@ void config_free(struct config *c);
 
 /* Writes the --help text (generated from the settings table). */
 void config_print_help(FILE *out);
-
-/* Writes a formatted one-line error into out and returns -1. */
-int config_fail(char *out, size_t len, const char *fmt, ...) OQ_PRINTF(3, 4);
-
-/* Splits s on commas into trimmed, non-empty, malloc'd items; free with config_free_list. */
-char **config_split_list(const char *s, size_t *n);
-void config_free_list(char **items, size_t n);
-
-/* Fills c->upstreams from OFFLINEQ_UPSTREAMS and OFFLINEQ_UPSTREAMS_FILE (upstream_config.c). */
-int upstreams_parse(struct config *c, char *out, size_t len);
-void upstreams_free(struct config *c);
-
-/* Lowercase scheme://host[:port] of an http(s) URL without userinfo; -1 otherwise. */
-int config_url_origin(const char *url, char *origin, size_t len);
-
-/* The one URL reader (libcurl's, the parser that sends the request): writes the origin as
- * config_url_origin does and, when path is not NULL, sets *path to a new string holding the
- * URL's path as written (no dot segments removed, "/" when empty). Returns 0 or -1. */
-int config_url_parse(const char *url, char *origin, size_t len, char **path);
-
-/* The HMAC key of a signing secret (len bytes): "whsec_" and strict base64 (standard
- * alphabet, padded, canonical, not empty), or else the text itself. Returns a new buffer of
- * *key_len bytes (free with config_free_key), or NULL when the secret is malformed. */
-unsigned char *config_signing_key(const char *secret, size_t len, size_t *key_len);
-void config_free_key(unsigned char *key, size_t key_len);
 
 /* Returns the upstream named name, or NULL. */
 const struct upstream *config_find_upstream(const struct config *c, const char *name);

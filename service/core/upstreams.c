@@ -1,177 +1,132 @@
-/* Upstreams: the short form OFFLINEQ_UPSTREAMS="name=url,..." and the policy file
- * OFFLINEQ_UPSTREAMS_FILE ({"name": {"base_url", "headers", "timeout_ms", ...}}). */
+#include "core/upstreams.h"
+
 #include <ctype.h>
 #include <jansson.h>
-#include <stdarg.h>
+#include <openssl/crypto.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#include <curl/curl.h>
-#include <openssl/crypto.h>
-#include <stdint.h>
+#include "core/common.h"
+#include "core/strlist.h"
+#include "core/url.h"
 
-#include "core/config.h"
+#define OFF(f) offsetof(struct upstream, f)
+/* An upstream's integer settings: the default when OFFLINEQ_UPSTREAMS_FILE does not set one, and
+ * the range it may set. The one place upstream defaults live (an upstream of the short form
+ * OFFLINEQ_UPSTREAMS gets exactly these). */
+static const struct int_setting {
+    const char *key;
+    size_t offset;
+    int def, min, max;
+} int_settings[] = {
+    {"connect_timeout_ms", OFF(connect_timeout_ms), 5000, 1, 600000},
+    {"timeout_ms", OFF(timeout_ms), 30000, 1, 3600000},
+    {"max_concurrency", OFF(max_concurrency), 0, 1, 10000}, /* default 0: unlimited */
+    {"breaker_failures", OFF(breaker_failures), 10, 1, 100000},
+    {"breaker_cooldown_s", OFF(breaker_cooldown_s), 30, 1, OQ_DAY_S},
+};
+#undef OFF
 
-/* Copies a URL part libcurl returned, lowercased, into origin at *o; -1 when it does not fit. */
-static int put_lower(char *origin, size_t len, size_t *o, const char *part)
+/* The other keys an entry of the file may hold (besides int_settings). */
+static const char *const other_keys[] = {"base_url", "headers", "rate_per_s", "signing_secret",
+                                         NULL};
+
+static int *int_slot(struct upstream *u, const struct int_setting *s)
 {
-    for (; *part; part++) {
-        if (*o + 1 >= len)
-            return -1;
-        origin[(*o)++] = (char)tolower((unsigned char)*part);
-    }
-    origin[*o] = '\0';
-    return 0;
+    return (int *)((char *)u + s->offset);
 }
 
-/* scheme://host[:port] of a parsed URL, the port left out when it is the scheme's default. */
-static int origin_of(CURLU *h, char *origin, size_t len)
+static void set_defaults(struct upstream *u)
 {
-    char *scheme = NULL, *host = NULL, *port = NULL;
-    size_t o = 0;
-    int rc = -1;
-    if (curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-        curl_url_get(h, CURLUPART_HOST, &host, 0) != CURLUE_OK || host[0] == '\0')
-        goto out;
-    CURLUcode pc = curl_url_get(h, CURLUPART_PORT, &port, CURLU_NO_DEFAULT_PORT);
-    if (pc != CURLUE_OK && pc != CURLUE_NO_PORT)
-        goto out;
-    if (put_lower(origin, len, &o, scheme) == 0 && put_lower(origin, len, &o, "://") == 0 &&
-        put_lower(origin, len, &o, host) == 0 &&
-        (port == NULL || (put_lower(origin, len, &o, ":") == 0 && put_lower(origin, len, &o, port) == 0)))
-        rc = 0;
-out:
-    curl_free(scheme);
-    curl_free(host);
-    curl_free(port);
-    return rc;
+    u->rate_per_s = 0; /* unlimited */
+    for (size_t i = 0; i < OQ_ARRAY_LEN(int_settings); i++)
+        *int_slot(u, &int_settings[i]) = int_settings[i].def;
 }
 
-/* The authority as written must be what libcurl reads: no userinfo ("http://up@evil"), and no
- * host spelled another way that it would normalise ("127.1", "2130706433", "0x7f000001"). */
-static bool is_written_as_read(const char *authority, size_t n, CURLU *h)
+static void trim_trailing_slashes(char *s)
 {
-    char *host = NULL, *port = NULL;
-    bool same = false;
-    if (curl_url_get(h, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
-        CURLUcode pc = curl_url_get(h, CURLUPART_PORT, &port, 0); /* only a port written */
-        size_t hl = strlen(host);
-        same = pc == CURLUE_OK
-                   ? hl + 1 + strlen(port) == n && strncasecmp(authority, host, hl) == 0 &&
-                         authority[hl] == ':' && strncmp(authority + hl + 1, port, n - hl - 1) == 0
-                   : pc == CURLUE_NO_PORT && hl == n && strncasecmp(authority, host, n) == 0;
-    }
-    curl_free(host);
-    curl_free(port);
-    return same;
+    size_t n = strlen(s);
+    while (n > 0 && s[n - 1] == '/')
+        s[--n] = '\0';
 }
 
-int config_url_parse(const char *url, char *origin, size_t len, char **path)
-{
-    size_t scheme_len = strncasecmp(url, "http://", 7) == 0    ? 7
-                        : strncasecmp(url, "https://", 8) == 0 ? 8
-                                                               : 0;
-    if (scheme_len == 0)
-        return -1;
-    CURLU *h = curl_url();
-    OQ_ASSERT(h != NULL);
-    char *p = NULL;
-    int rc = -1;
-    if (curl_url_set(h, CURLUPART_URL, url, CURLU_PATH_AS_IS) != CURLUE_OK ||
-        !is_written_as_read(url + scheme_len, strcspn(url + scheme_len, "/?#"), h) ||
-        origin_of(h, origin, len) != 0)
-        goto out;
-    if (path != NULL) {
-        if (curl_url_get(h, CURLUPART_PATH, &p, 0) != CURLUE_OK)
-            goto out;
-        *path = oq_strdup(p[0] ? p : "/");
-    }
-    rc = 0;
-out:
-    curl_free(p);
-    curl_url_cleanup(h);
-    return rc;
-}
+/* The list being read (the caller's array and count once done). */
+struct list {
+    struct upstream *items;
+    size_t n;
+};
 
-int config_url_origin(const char *url, char *origin, size_t len)
-{
-    return config_url_parse(url, origin, len, NULL);
-}
-
-static struct upstream *add(struct config *c, const char *name, size_t name_len,
+static struct upstream *add(struct list *l, const char *name, size_t name_len,
                             const char *base_url, const char *env, char *out, size_t len)
 {
     char origin[512];
     char *path = NULL;
     for (size_t i = 0; i < name_len; i++) {
         if (!isalnum((unsigned char)name[i]) && strchr("_.-", name[i]) == NULL) {
-            config_fail(out, len, "%s: upstream names use letters, digits, '_', '.' and '-' only", env);
+            oq_fail_msg(out, len, "%s: upstream names use letters, digits, '_', '.' and '-' only", env);
             return NULL;
         }
     }
-    if (name_len == 0 || config_url_parse(base_url, origin, sizeof(origin), &path) != 0) {
-        config_fail(out, len, "%s: upstream \"%.*s\" needs a base URL http(s)://host[:port][/path]", env,
+    if (name_len == 0 || url_parse(base_url, origin, sizeof(origin), &path) != 0) {
+        oq_fail_msg(out, len, "%s: upstream \"%.*s\" needs a base URL http(s)://host[:port][/path]", env,
              (int)name_len, name);
         return NULL;
     }
-    for (size_t i = 0; i < c->n_upstreams; i++) {
-        if (strlen(c->upstreams[i].name) == name_len &&
-            strncmp(c->upstreams[i].name, name, name_len) == 0) {
-            config_fail(out, len, "%s: upstream \"%.*s\" is defined twice", env, (int)name_len, name);
+    for (size_t i = 0; i < l->n; i++) {
+        if (strlen(l->items[i].name) == name_len &&
+            strncmp(l->items[i].name, name, name_len) == 0) {
+            oq_fail_msg(out, len, "%s: upstream \"%.*s\" is defined twice", env, (int)name_len, name);
             free(path);
             return NULL;
         }
     }
-    struct upstream *grown = realloc(c->upstreams, (c->n_upstreams + 1) * sizeof(*grown));
+    struct upstream *grown = realloc(l->items, (l->n + 1) * sizeof(*grown));
     OQ_ASSERT(grown != NULL);
-    c->upstreams = grown;
-    struct upstream *u = &c->upstreams[c->n_upstreams++];
+    l->items = grown;
+    struct upstream *u = &l->items[l->n++];
     *u = (struct upstream){.name = oq_strndup(name, name_len),
                            .base_url = oq_strdup(base_url),
                            .origin = oq_strdup(origin),
-                           .base_path = path,
-                           .connect_timeout_ms = 5000,
-                           .timeout_ms = 30000,
-                           .breaker_failures = 10,
-                           .breaker_cooldown_s = 30};
-    size_t bl = strlen(u->base_url);
-    while (bl > 0 && u->base_url[bl - 1] == '/')
-        u->base_url[--bl] = '\0';
-    bl = strlen(u->base_path);
-    while (bl > 0 && u->base_path[bl - 1] == '/')
-        u->base_path[--bl] = '\0';
+                           .base_path = path};
+    set_defaults(u);
+    trim_trailing_slashes(u->base_url);
+    trim_trailing_slashes(u->base_path);
     return u;
 }
 
-static int parse_short(struct config *c, char *out, size_t len)
+static int parse_short(struct list *l, const char *short_form, char *out, size_t len)
 {
     size_t n = 0;
-    char **items = config_split_list(c->upstreams_raw, &n);
+    char **items = strlist_split(short_form, &n);
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         char *eq = strchr(items[i], '=');
         if (eq == NULL)
-            rc = config_fail(out, len, "OFFLINEQ_UPSTREAMS: entry %zu must be name=http(s)://host[:port][/path]",
+            rc = oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS: entry %zu must be name=http(s)://host[:port][/path]",
                       i + 1);
-        else if (add(c, items[i], (size_t)(eq - items[i]), eq + 1, "OFFLINEQ_UPSTREAMS", out, len) == NULL)
+        else if (add(l, items[i], (size_t)(eq - items[i]), eq + 1, "OFFLINEQ_UPSTREAMS", out, len) == NULL)
             rc = -1;
     }
-    config_free_list(items, n);
+    strlist_free(items, n);
     return rc;
 }
 
-static int int_field(const json_t *o, const char *key, int min, int max, int *slot,
-                     const char *name, char *out, size_t len)
+/* The integer settings the entry o sets, in table order (the first bad one is reported). */
+static int parse_ints(struct upstream *u, const json_t *o, char *out, size_t len)
 {
-    const json_t *v = json_object_get(o, key);
-    if (v == NULL)
-        return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-        return config_fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.%s must be an integer from %d to %d",
-                    name, key, min, max);
-    *slot = (int)json_integer_value(v);
+    for (size_t i = 0; i < OQ_ARRAY_LEN(int_settings); i++) {
+        const struct int_setting *s = &int_settings[i];
+        const json_t *v = json_object_get(o, s->key);
+        if (v == NULL)
+            continue;
+        if (!json_is_integer(v) || json_integer_value(v) < s->min || json_integer_value(v) > s->max)
+            return oq_fail_msg(out, len,
+                               "OFFLINEQ_UPSTREAMS_FILE: %s.%s must be an integer from %d to %d",
+                               u->name, s->key, s->min, s->max);
+        *int_slot(u, s) = (int)json_integer_value(v);
+    }
     return 0;
 }
 
@@ -180,14 +135,14 @@ static int parse_headers(struct upstream *u, const json_t *headers, char *out, s
     if (headers == NULL)
         return 0;
     if (!json_is_object(headers))
-        return config_fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.headers must be an object", u->name);
+        return oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.headers must be an object", u->name);
     u->headers = oq_calloc(json_object_size(headers), sizeof(char *));
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)headers, k, v) {
         const char *s = json_string_value(v);
         if (s == NULL || strpbrk(k, "\r\n: ") != NULL || strpbrk(s, "\r\n") != NULL)
-            return config_fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.headers.%s must be a one-line string",
+            return oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.headers.%s must be a one-line string",
                         u->name, k);
         size_t n = strlen(k) + strlen(s) + 3;
         u->headers[u->n_headers] = oq_malloc(n);
@@ -196,20 +151,26 @@ static int parse_headers(struct upstream *u, const json_t *headers, char *out, s
     return 0;
 }
 
-static const char *const known_keys[] = {"base_url", "headers", "connect_timeout_ms", "timeout_ms",
-                                         "max_concurrency", "rate_per_s", "signing_secret",
-                                         "breaker_failures", "breaker_cooldown_s", NULL};
+static bool is_known_key(const char *k)
+{
+    for (const char *const *p = other_keys; *p; p++) {
+        if (strcmp(*p, k) == 0)
+            return true;
+    }
+    for (size_t i = 0; i < OQ_ARRAY_LEN(int_settings); i++) {
+        if (strcmp(int_settings[i].key, k) == 0)
+            return true;
+    }
+    return false;
+}
 
 static int check_keys(const char *name, const json_t *o, char *out, size_t len)
 {
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)o, k, v) {
-        const char *const *p = known_keys;
-        while (*p && strcmp(*p, k) != 0)
-            p++;
-        if (*p == NULL)
-            return config_fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.%s is not a known setting", name, k);
+        if (!is_known_key(k))
+            return oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.%s is not a known setting", name, k);
     }
     return 0;
 }
@@ -251,27 +212,31 @@ static long b64_decode_strict(const char *s, size_t len, unsigned char *out)
     return (long)o;
 }
 
-unsigned char *config_signing_key(const char *secret, size_t len, size_t *key_len)
+#define WHSEC_PREFIX "whsec_"
+#define WHSEC_PREFIX_LEN (sizeof(WHSEC_PREFIX) - 1)
+
+unsigned char *upstreams_signing_key(const char *secret, size_t len, size_t *key_len)
 {
     if (len == 0 || strlen(secret) != len)
         return NULL;
-    if (strncmp(secret, "whsec_", 6) != 0) { /* a plain secret: its bytes are the key */
+    if (strncmp(secret, WHSEC_PREFIX, WHSEC_PREFIX_LEN) != 0) { /* a plain secret: its bytes are the key */
         *key_len = len;
         unsigned char *key = oq_malloc(len);
         memcpy(key, secret, len);
         return key;
     }
-    unsigned char *key = oq_malloc((len - 6) / 4 * 3 + 1);
-    long n = b64_decode_strict(secret + 6, len - 6, key);
+    size_t b64_len = len - WHSEC_PREFIX_LEN, room = b64_len / 4 * 3 + 1;
+    unsigned char *key = oq_malloc(room);
+    long n = b64_decode_strict(secret + WHSEC_PREFIX_LEN, b64_len, key);
     if (n <= 0) {
-        config_free_key(key, (len - 6) / 4 * 3 + 1);
+        upstreams_free_key(key, room);
         return NULL;
     }
     *key_len = (size_t)n;
     return key;
 }
 
-void config_free_key(unsigned char *key, size_t key_len)
+void upstreams_free_key(unsigned char *key, size_t key_len)
 {
     if (key != NULL)
         OPENSSL_cleanse(key, key_len);
@@ -284,77 +249,75 @@ static int parse_secret(struct upstream *u, const json_t *secret, char *out, siz
     if (secret == NULL)
         return 0;
     const char *s = json_string_value(secret);
-    u->signing_key = s ? config_signing_key(s, json_string_length(secret), &u->signing_key_len) : NULL;
+    u->signing_key = s ? upstreams_signing_key(s, json_string_length(secret), &u->signing_key_len) : NULL;
     if (u->signing_key == NULL)
-        return config_fail(out, len,
+        return oq_fail_msg(out, len,
                            "OFFLINEQ_UPSTREAMS_FILE: %s.signing_secret must be \"whsec_\" and strict "
                            "base64 (standard alphabet, padded, not empty), or a plain non-empty string",
                            u->name);
     return 0;
 }
 
-static int parse_entry(struct config *c, const char *name, const json_t *o, char *out, size_t len)
+static int parse_entry(struct list *l, const char *name, const json_t *o, char *out, size_t len)
 {
     if (!json_is_object(o) || check_keys(name, o, out, len) != 0)
-        return json_is_object(o) ? -1 : config_fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s must be an object", name);
+        return json_is_object(o) ? -1 : oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s must be an object", name);
     const char *base = json_string_value(json_object_get(o, "base_url"));
-    struct upstream *u = add(c, name, strlen(name), base ? base : "", "OFFLINEQ_UPSTREAMS_FILE", out, len);
+    struct upstream *u = add(l, name, strlen(name), base ? base : "", "OFFLINEQ_UPSTREAMS_FILE", out, len);
     if (u == NULL)
         return -1;
     const json_t *rate = json_object_get(o, "rate_per_s");
     if (rate != NULL && (!json_is_number(rate) || json_number_value(rate) <= 0))
-        return config_fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.rate_per_s must be a positive number", name);
+        return oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.rate_per_s must be a positive number", name);
     u->rate_per_s = rate ? json_number_value(rate) : 0;
     if (parse_secret(u, json_object_get(o, "signing_secret"), out, len) != 0)
         return -1;
-    if (int_field(o, "connect_timeout_ms", 1, 600000, &u->connect_timeout_ms, name, out, len) != 0 ||
-        int_field(o, "timeout_ms", 1, 3600000, &u->timeout_ms, name, out, len) != 0 ||
-        int_field(o, "max_concurrency", 1, 10000, &u->max_concurrency, name, out, len) != 0 ||
-        int_field(o, "breaker_failures", 1, 100000, &u->breaker_failures, name, out, len) != 0 ||
-        int_field(o, "breaker_cooldown_s", 1, 86400, &u->breaker_cooldown_s, name, out, len) != 0)
+    if (parse_ints(u, o, out, len) != 0)
         return -1;
     return parse_headers(u, json_object_get(o, "headers"), out, len);
 }
 
-static int parse_file(struct config *c, char *out, size_t len)
+static int parse_file(struct list *l, const char *file, char *out, size_t len)
 {
-    if (c->upstreams_file == NULL || c->upstreams_file[0] == '\0')
+    if (file == NULL || file[0] == '\0')
         return 0;
     json_error_t je;
-    json_t *root = json_load_file(c->upstreams_file, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &je);
     if (root == NULL)
-        return config_fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s: %s (line %d)", c->upstreams_file, je.text,
+        return oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s: %s (line %d)", file, je.text,
                     je.line);
-    int rc = json_is_object(root) ? 0 : config_fail(out, len, "OFFLINEQ_UPSTREAMS_FILE: must hold a JSON object");
+    int rc = json_is_object(root) ? 0 : oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: must hold a JSON object");
     const char *name;
     json_t *entry;
     json_object_foreach(root, name, entry) {
         if (rc == 0)
-            rc = parse_entry(c, name, entry, out, len);
+            rc = parse_entry(l, name, entry, out, len);
     }
     json_decref(root);
     return rc;
 }
 
-int upstreams_parse(struct config *c, char *out, size_t len)
+int upstreams_parse(const char *short_form, const char *file, struct upstream **items, size_t *n,
+                    char *out, size_t len)
 {
-    if (parse_short(c, out, len) != 0)
-        return -1;
-    return parse_file(c, out, len);
+    struct list l = {0};
+    int rc = parse_short(&l, short_form ? short_form : "", out, len) != 0 ? -1
+                                                                       : parse_file(&l, file, out, len);
+    *items = l.items;
+    *n = l.n;
+    return rc;
 }
 
-void upstreams_free(struct config *c)
+void upstreams_free(struct upstream *items, size_t n)
 {
-    for (size_t i = 0; i < c->n_upstreams; i++) {
-        struct upstream *u = &c->upstreams[i];
+    for (size_t i = 0; i < n; i++) {
+        struct upstream *u = &items[i];
         free(u->name);
         free(u->base_url);
         free(u->origin);
         free(u->base_path);
-        config_free_list(u->headers, u->n_headers);
-        config_free_key(u->signing_key, u->signing_key_len);
+        strlist_free(u->headers, u->n_headers);
+        upstreams_free_key(u->signing_key, u->signing_key_len);
     }
-    free(c->upstreams);
-    c->upstreams = NULL;
-    c->n_upstreams = 0;
+    free(items);
 }

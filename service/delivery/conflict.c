@@ -6,12 +6,13 @@
 #include <string.h>
 #include <time.h>
 
-#include "app.h"
-#include "handlers/exec_common.h"
 #include "core/jsontext.h"
 #include "core/log.h"
-#include "delivery/outbound.h"
+#include "core/time.h"
 #include "core/validate.h"
+#include "delivery/exec_common.h"
+#include "delivery/outbound.h"
+#include "delivery/target.h"
 
 json_t *conflict_merge_patch(const json_t *target, const json_t *patch)
 {
@@ -67,126 +68,50 @@ json_t *conflict_merge3(const json_t *base, const json_t *local, const json_t *r
     return out;
 }
 
-/* The fixed part of an RFC 3339 date-time, "dddd-dd-ddTdd:dd:dd" (t allowed): checked byte by
- * byte, so nothing is read past the first mismatch (a terminating NUL is one). */
-static bool rfc3339_fixed_part(const char *s)
-{
-    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
-    for (size_t i = 0; shape[i]; i++) {
-        bool ok = shape[i] == 'd' ? s[i] >= '0' && s[i] <= '9'
-                  : shape[i] == 'T' ? s[i] == 'T' || s[i] == 't' : s[i] == shape[i];
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
-/* time-secfrac: "." 1*DIGIT at *p (advanced past it); 0 when there is none, -1 when bad. */
-static double rfc3339_fraction(const char **p)
-{
-    if (**p != '.')
-        return 0;
-    char buf[24] = "0.";
-    size_t n = 0;
-    for ((*p)++; **p >= '0' && **p <= '9'; (*p)++) {
-        if (n < sizeof(buf) - 3)
-            buf[2 + n] = **p;
-        n++;
-    }
-    return n == 0 ? -1 : strtod(buf, NULL);
-}
-
-/* time-offset: "Z" / ("+" / "-") HH ":" MM, then the end of the text. Seconds east of UTC. */
-static int rfc3339_offset(const char *p, long *east)
-{
-    if ((p[0] == 'Z' || p[0] == 'z') && p[1] == '\0') {
-        *east = 0;
-        return 0;
-    }
-    if (p[0] != '+' && p[0] != '-')
-        return -1;
-    for (int i = 1; i <= 5; i++) {
-        if (i == 3 ? p[i] != ':' : !(p[i] >= '0' && p[i] <= '9'))
-            return -1; /* stops at the NUL of a short offset */
-    }
-    int hh = (p[1] - '0') * 10 + (p[2] - '0'), mm = (p[4] - '0') * 10 + (p[5] - '0');
-    if (p[6] != '\0' || hh > 23 || mm > 59)
-        return -1;
-    *east = (p[0] == '+' ? 1 : -1) * (hh * 3600L + mm * 60L);
-    return 0;
-}
-
-/* RFC 3339 section 5.6 date-time. The fields are read by strptime(3) once the shape is known
- * to be exact; the date must exist (timegm round trip); second 60 only as a leap second (the
- * last minute of a UTC day), read as the next second as PostgreSQL does. */
-int conflict_parse_rfc3339(const char *s, double *out)
-{
-    if (s == NULL || !rfc3339_fixed_part(s))
-        return -1;
-    char fixed[20];
-    memcpy(fixed, s, 19);
-    fixed[19] = '\0';
-    fixed[10] = 'T';
-    struct tm tm = {0};
-    const char *end = strptime(fixed, "%Y-%m-%dT%H:%M:%S", &tm);
-    const char *p = s + 19;
-    double frac = rfc3339_fraction(&p);
-    long east;
-    if (end != fixed + 19 || frac < 0 || tm.tm_sec > 60 || rfc3339_offset(p, &east) != 0)
-        return -1;
-    bool leap = tm.tm_sec == 60;
-    tm.tm_sec -= leap;
-    struct tm want = tm, back;
-    time_t t = timegm(&tm);
-    if (gmtime_r(&t, &back) == NULL || back.tm_year != want.tm_year || back.tm_mon != want.tm_mon ||
-        back.tm_mday != want.tm_mday || back.tm_hour != want.tm_hour || back.tm_min != want.tm_min)
-        return -1; /* no such date (Feb 30) */
-    time_t utc = t - east;
-    if (leap && (gmtime_r(&utc, &back) == NULL || back.tm_hour != 23 || back.tm_min != 59))
-        return -1;
-    *out = (double)utc + leap + frac;
-    return 0;
-}
+/* One conflict being resolved: what every round needs (all borrowed). */
+struct conflict {
+    struct exec_ctx *ctx;
+    const struct job *job;
+    const char *default_method; /* the handler's method when the payload names none */
+};
 
 /* Sends doc (NULL: no body) as the operation's change, with If-Match when etag is set. */
-static void send_doc(struct exec_ctx *ctx, const struct job *job, const json_t *doc,
-                     const char *etag, struct exec_result *res)
+static void send_doc(const struct conflict *k, const json_t *doc, const char *etag,
+                     struct exec_result *res)
 {
-    const json_t *p = job->payload;
-    const struct upstream *u = target_upstream(&ctx->app->cfg, p);
-    if (u == NULL) {
-        exec_fail(res, "upstream \"%s\" is no longer configured", validate_str(p, "upstream", "default"));
+    const json_t *p = k->job->payload;
+    const struct upstream *u = exec_upstream(k->ctx->cfg, p, res);
+    if (u == NULL)
         return;
-    }
     json_t *headers = json_copy(json_object_get(p, "headers"));
     json_t *shaped = json_pack("{s:o}", "headers", headers ? headers : json_object());
     if (etag != NULL && etag[0])
         json_object_set_new(shaped, "if_match", json_string(etag));
     char **lines = exec_header_lines(shaped);
     json_decref(shaped);
-    const char *method = validate_str(p, "method", strcmp(job->operation_type, "experiment_sync") == 0 ? "PUT" : "POST");
+    const char *method = validate_str(p, "method", k->default_method);
     char *body = doc ? jsontext(doc) : NULL;
     struct out_request rq = {.u = u, .method = method, .endpoint = validate_str(p, "endpoint", "/"),
                              .headers = (const char *const *)lines, .body = body,
                              .body_len = body ? strlen(body) : 0, .content_type = "application/json",
-                             .idempotency_key = job->id};
-    deliver(ctx, &rq, res);
+                             .idempotency_key = k->job->id};
+    deliver(k->ctx, &rq, res);
     exec_free_lines(lines);
     free(body);
 }
 
 /* Reads the remote state: GET of the same endpoint. A 404 is a state too (nothing there). */
-static int fetch_remote(struct exec_ctx *ctx, const struct job *job, struct exec_result *got)
+static int fetch_remote(const struct conflict *k, struct exec_result *got)
 {
-    const json_t *p = job->payload;
-    const struct upstream *u = target_upstream(&ctx->app->cfg, p);
+    const json_t *p = k->job->payload;
+    const struct upstream *u = target_upstream(k->ctx->cfg, p);
     if (u == NULL) {
         exec_fail(got, "upstream is no longer configured");
         return -1;
     }
     struct out_request rq = {.u = u, .method = "GET", .endpoint = validate_str(p, "endpoint", "/"),
-                             .idempotency_key = job->id};
-    deliver(ctx, &rq, got);
+                             .idempotency_key = k->job->id};
+    deliver(k->ctx, &rq, got);
     long status = json_integer_value(json_object_get(got->result, "status_code"));
     if (got->outcome == OUTCOME_COMPLETED || status == 404)
         return 0;
@@ -198,17 +123,17 @@ static bool local_is_newer(const struct job *job, const json_t *remote, const ch
 {
     double local_t = 0, remote_t = 0;
     const char *mod = validate_str(job->payload, "modified_at", NULL);
-    if (mod == NULL || conflict_parse_rfc3339(mod, &local_t) != 0)
-        conflict_parse_rfc3339(job->created_at, &local_t);
+    if (mod == NULL || time_parse_rfc3339(mod, &local_t) != 0)
+        time_parse_rfc3339(job->created_at, &local_t);
     bool known = false;
     if (last_modified != NULL && last_modified[0]) {
-        time_t t = curl_getdate(last_modified, NULL);
+        time_t t = curl_getdate(last_modified, NULL); /* an HTTP date: parsing only, no I/O */
         if (t > 0) {
             remote_t = (double)t;
             known = true;
         }
     }
-    if (!known && conflict_parse_rfc3339(json_string_value(json_object_get(remote, "updated_at")), &remote_t) == 0)
+    if (!known && time_parse_rfc3339(json_string_value(json_object_get(remote, "updated_at")), &remote_t) == 0)
         known = true;
     return !known || local_t >= remote_t;
 }
@@ -235,20 +160,18 @@ static void park(struct exec_result *res, json_t *remote, const char *etag, long
 }
 
 /* The document to send for strategy, or NULL with *res finished (remote wins). */
-static json_t *decide(const char *strategy, const struct job *job, json_t *remote,
-                      const char *last_modified, long status, struct exec_result *res,
-                      const char **label)
+static json_t *decide(enum strategy strategy, const struct job *job, json_t *remote,
+                      const char *last_modified, long status, struct exec_result *res)
 {
     const json_t *local = json_object_get(job->payload, "data");
-    *label = strategy;
-    if (strcmp(strategy, "remote_wins") == 0 ||
-        (strcmp(strategy, "last_write_wins") == 0 && !local_is_newer(job, remote, last_modified))) {
-        finish_without_send(res, strategy, remote, status);
-        if (strcmp(strategy, "last_write_wins") == 0)
+    bool is_lww = strategy == STRATEGY_LAST_WRITE_WINS;
+    if (strategy == STRATEGY_REMOTE_WINS || (is_lww && !local_is_newer(job, remote, last_modified))) {
+        finish_without_send(res, strategy_name(strategy), remote, status);
+        if (is_lww)
             json_object_set_new(res->result, "winner", json_string("remote"));
         return NULL;
     }
-    if (strcmp(strategy, "merge") == 0 && json_is_object(local) && json_is_object(remote)) {
+    if (strategy == STRATEGY_MERGE && json_is_object(local) && json_is_object(remote)) {
         const json_t *base = json_object_get(job->payload, "base");
         return json_is_object(base) ? conflict_merge3(base, local, remote)
                                     : conflict_merge_patch(remote, local);
@@ -256,52 +179,55 @@ static json_t *decide(const char *strategy, const struct job *job, json_t *remot
     return local ? json_deep_copy(local) : NULL; /* local_wins, last_write_wins (local newer) */
 }
 
-static void label_result(struct exec_result *res, const char *label, const char *strategy,
+/* Marks a completed send with how it was resolved; with_winner: last_write_wins says who won. */
+static void label_result(struct exec_result *res, const char *label, bool with_winner,
                          const json_t *sent)
 {
     if (res->outcome != OUTCOME_COMPLETED || res->result == NULL)
         return;
     json_object_set_new(res->result, "resolution", json_string(label));
-    if (strcmp(strategy, "last_write_wins") == 0)
+    if (with_winner)
         json_object_set_new(res->result, "winner", json_string("local"));
     if (sent != NULL)
         json_object_set_new(res->result, "sent", json_deep_copy(sent));
 }
 
 /* Rounds of: read the remote state, decide, send; a send that conflicts again starts the next
- * round. fixed: a document chosen by an operator (sent as it is each round). */
-static void resolve_rounds(struct exec_ctx *ctx, const struct job *job, const char *strategy,
-                           const char *label, const json_t *fixed, struct exec_result *res)
+ * round. fixed: a document chosen by an operator (sent as it is each round). label: the
+ * resolution recorded in the result. */
+static void resolve_rounds(const struct conflict *k, enum strategy strategy, const char *label,
+                           const json_t *fixed, struct exec_result *res)
 {
     long status = json_integer_value(json_object_get(res->result, "status_code"));
     for (int round = 0; round < CONFLICT_ROUNDS; round++) {
         struct exec_result got = {.delay_s = -1};
-        if (fetch_remote(ctx, job, &got) != 0) {
+        if (fetch_remote(k, &got) != 0) {
             json_decref(res->result);
             *res = got; /* the remote state could not be read: retry as any transient failure */
             return;
         }
         json_t *remote = json_incref(json_object_get(got.result, "body"));
-        char etag[256], lm[64];
+        char etag[sizeof(((struct out_response *)0)->etag)];
+        char lm[sizeof(((struct out_response *)0)->last_modified)];
         snprintf(etag, sizeof(etag), "%s", validate_str(got.result, "etag", ""));
         snprintf(lm, sizeof(lm), "%s", validate_str(got.result, "last_modified", ""));
         json_decref(got.result);
-        if (strcmp(strategy, "manual") == 0 && fixed == NULL) {
-            park(res, remote, etag, status, "manual", "conflict: waiting for an operator's resolution");
+        if (strategy == STRATEGY_MANUAL && fixed == NULL) {
+            park(res, remote, etag, status, strategy_name(STRATEGY_MANUAL),
+                 "conflict: waiting for an operator's resolution");
             json_decref(remote);
             return;
         }
-        const char *used = label;
-        json_t *doc = fixed ? json_deep_copy(fixed) : decide(strategy, job, remote, lm, status, res, &used);
+        json_t *doc = fixed ? json_deep_copy(fixed) : decide(strategy, k->job, remote, lm, status, res);
         if (doc == NULL && res->outcome == OUTCOME_COMPLETED) {
             json_decref(remote);
             return; /* remote wins: nothing more is sent */
         }
         json_decref(res->result);
         *res = (struct exec_result){.delay_s = -1};
-        send_doc(ctx, job, doc, etag, res);
+        send_doc(k, doc, etag, res);
         if (res->outcome != OUTCOME_CONFLICT) {
-            label_result(res, used ? used : strategy, strategy, doc);
+            label_result(res, label, strategy == STRATEGY_LAST_WRITE_WINS, doc);
             json_decref(doc);
             json_decref(remote);
             return;
@@ -317,28 +243,39 @@ static void resolve_rounds(struct exec_ctx *ctx, const struct job *job, const ch
     }
 }
 
-void conflict_resolve(struct exec_ctx *ctx, const struct job *job, struct exec_result *res)
+/* The operation's own strategy (parsed once here; the table's CHECK keeps it one of the
+ * names), else the global one the worker read at claim. */
+static enum strategy strategy_of(const struct exec_ctx *ctx, const struct job *job)
 {
-    char strategy[32];
-    if (job->conflict_strategy[0])
-        snprintf(strategy, sizeof(strategy), "%s", job->conflict_strategy);
-    else
-        settings_strategy(&ctx->app->settings, strategy, sizeof(strategy));
-    log_json(LOG_INFO, "conflict",
-             json_pack("{s:s, s:s, s:s}", "event", "operation.conflict", "id", job->id, "strategy", strategy));
-    resolve_rounds(ctx, job, strategy, strategy, NULL, res);
+    enum strategy s = ctx->strategy;
+    if (job->conflict_strategy[0] && strategy_parse(job->conflict_strategy, &s) != 0)
+        s = STRATEGY_LOCAL_WINS;
+    return s;
 }
 
-void conflict_apply_choice(struct exec_ctx *ctx, const struct job *job, struct exec_result *res)
+void conflict_resolve(struct exec_ctx *ctx, const struct job *job, const char *default_method,
+                      struct exec_result *res)
 {
+    const struct conflict k = {.ctx = ctx, .job = job, .default_method = default_method};
+    enum strategy strategy = strategy_of(ctx, job);
+    log_json(LOG_INFO, "conflict",
+             json_pack("{s:s, s:s, s:s}", "event", "operation.conflict", "id", job->id, "strategy",
+                       strategy_name(strategy)));
+    resolve_rounds(&k, strategy, strategy_name(strategy), NULL, res);
+}
+
+void conflict_apply_choice(struct exec_ctx *ctx, const struct job *job, const char *default_method,
+                           struct exec_result *res)
+{
+    const struct conflict k = {.ctx = ctx, .job = job, .default_method = default_method};
     const char *choice = validate_str(job->resolution, "choice", "local");
     const json_t *doc = strcmp(choice, "merged") == 0 ? json_object_get(job->resolution, "data")
                                                       : json_object_get(job->payload, "data");
     char label[32];
     snprintf(label, sizeof(label), "manual_%s", choice);
-    send_doc(ctx, job, doc, validate_str(job->resolution, "etag", NULL), res);
+    send_doc(&k, doc, validate_str(job->resolution, "etag", NULL), res);
     if (res->outcome == OUTCOME_CONFLICT) /* changed again meanwhile: read it and resend */
-        resolve_rounds(ctx, job, "local_wins", label, doc, res);
+        resolve_rounds(&k, STRATEGY_LOCAL_WINS, label, doc, res);
     else
-        label_result(res, label, label, doc);
+        label_result(res, label, false, doc);
 }

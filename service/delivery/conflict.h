@@ -6,7 +6,8 @@
 
 #include <jansson.h>
 
-#include "handlers/handlers.h"
+#include "core/job.h"
+#include "delivery/deliver.h"
 
 #define CONFLICT_ROUNDS 3
 
@@ -18,14 +19,14 @@ json_t *conflict_merge3(const json_t *base, const json_t *local, const json_t *r
 /* RFC 7396: patch applied to target (null deletes). Returns a new reference. */
 json_t *conflict_merge_patch(const json_t *target, const json_t *patch);
 
-/* Resolves the conflict res holds (an attempt answered 409/412) by the operation's strategy;
- * leaves the final outcome in *res. */
-void conflict_resolve(struct exec_ctx *ctx, const struct job *job, struct exec_result *res);
+/* Resolves the conflict res holds (an attempt answered 409/412) by the operation's strategy
+ * (job->conflict_strategy, else ctx->strategy); leaves the final outcome in *res.
+ * default_method: the handler's (struct handler .default_method). */
+void conflict_resolve(struct exec_ctx *ctx, const struct job *job, const char *default_method,
+                      struct exec_result *res);
 
 /* Applies an operator's choice (job->resolution: local or merged data). */
-void conflict_apply_choice(struct exec_ctx *ctx, const struct job *job, struct exec_result *res);
-
-/* Parses RFC 3339 ("2026-11-22T03:49:25.839970Z", "...+02:00") to seconds since the epoch. */
-int conflict_parse_rfc3339(const char *s, double *out);
+void conflict_apply_choice(struct exec_ctx *ctx, const struct job *job, const char *default_method,
+                           struct exec_result *res);
 
 #endif

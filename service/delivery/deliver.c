@@ -1,31 +1,18 @@
 /* From an HTTP answer to an outcome: the rules every handler shares. */
-#include <stdarg.h>
+#include "delivery/deliver.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
-#include "handlers/handlers.h"
-#include "handlers/exec_common.h"
 #include "core/jsonload.h"
+#include "delivery/exec_common.h"
 #include "delivery/outbound.h"
+#include "delivery/policy.h"
 
-#define RESULT_TEXT_MAX 4096
-
-const struct upstream *target_upstream(const struct config *cfg, const json_t *payload)
-{
-    const char *name = json_string_value(json_object_get(payload, "upstream"));
-    return config_find_upstream(cfg, name ? name : "default");
-}
-
-void exec_fail(struct exec_result *res, const char *fmt, ...)
-{
-    va_list ap;
-    res->outcome = OUTCOME_FAILED;
-    va_start(ap, fmt);
-    vsnprintf(res->error, sizeof(res->error), fmt, ap);
-    va_end(ap);
-}
+#define RESULT_TEXT_MAX 4096 /* bytes of a non-JSON answer body kept in the result */
+/* Bytes a UTF-8 character may take: a cut at RESULT_TEXT_MAX may split one. */
+#define UTF8_CHAR_MAX 4
 
 /* The body as JSON when it is JSON, else its first 4 KiB as a string (valid UTF-8 kept,
  * other bytes shown as '?'). */
@@ -41,7 +28,7 @@ static json_t *body_value(const struct out_response *rs)
     /* A NUL byte can be kept neither by jsonb (\u0000) nor here: a string starting with one
      * would read as a number marker (jsonload.h). Such bodies take the sanitised path. */
     bool has_nul = memchr(rs->body, '\0', n) != NULL;
-    for (size_t cut = 0; !has_nul && cut < 4 && n > cut; cut++) {
+    for (size_t cut = 0; !has_nul && cut < UTF8_CHAR_MAX && n > cut; cut++) {
         j = json_stringn(rs->body, n - cut); /* maybe a character split at the limit */
         if (j != NULL)
             return j;
@@ -70,7 +57,7 @@ static bool is_transient(long status)
 static void classify(struct exec_ctx *ctx, const struct out_response *rs, struct exec_result *res)
 {
     if (rs->status == 0) {
-        bool aborted = atomic_load(&ctx->app->abort_outbound);
+        bool aborted = ctx->abort_outbound != NULL && atomic_load(ctx->abort_outbound);
         res->outcome = aborted ? OUTCOME_RELEASE : OUTCOME_RETRY;
         res->is_connect_error = rs->is_connect_error;
         res->delay_s = aborted ? 0 : -1;
@@ -100,7 +87,7 @@ static void classify(struct exec_ctx *ctx, const struct out_response *rs, struct
 void deliver(struct exec_ctx *ctx, struct out_request *rq, struct exec_result *res)
 {
     double retry_in = 0;
-    enum admit how = policy_enter(&ctx->app->policy, rq->u, &retry_in);
+    enum admit how = policy_enter(ctx->policy, rq->u, &retry_in);
     if (how == ADMIT_BREAKER_OPEN) {
         res->outcome = OUTCOME_RELEASE;
         res->delay_s = retry_in;
@@ -110,44 +97,15 @@ void deliver(struct exec_ctx *ctx, struct out_request *rq, struct exec_result *r
     }
     struct out_response rs;
     outbound_send(ctx->out, rq, &rs);
-    policy_leave(&ctx->app->policy, rq->u, how, rs.status == 0 ? rs.is_connect_error : rs.status >= 500);
+    policy_leave(ctx->policy, rq->u, how, rs.status == 0 ? rs.is_connect_error : rs.status >= 500);
     classify(ctx, &rs, res);
     if (rs.status == 0 && rs.is_connect_error && res->outcome == OUTCOME_RETRY) {
         /* Is the network down, or only this upstream? Check now: offline costs no attempt. */
-        monitor_check_now(&ctx->app->monitor);
-        if (!monitor_is_online(&ctx->app->monitor)) {
+        if (ctx->recheck_online != NULL && !ctx->recheck_online(ctx->recheck_arg)) {
             res->outcome = OUTCOME_RELEASE;
             res->delay_s = 0;
             snprintf(res->error, sizeof(res->error), "offline: %s", rs.error);
         }
     }
     outbound_response_free(&rs);
-}
-
-char **exec_header_lines(const json_t *payload)
-{
-    const json_t *headers = json_object_get(payload, "headers");
-    const char *if_match = json_string_value(json_object_get(payload, "if_match"));
-    size_t n = json_object_size(headers) + 2, i = 0;
-    char **lines = oq_calloc(n, sizeof(char *));
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)headers, k, v) {
-        size_t len = strlen(k) + json_string_length(v) + 3;
-        lines[i] = oq_malloc(len);
-        snprintf(lines[i++], len, "%s: %s", k, json_string_value(v));
-    }
-    if (if_match != NULL) {
-        size_t len = strlen(if_match) + 11;
-        lines[i] = oq_malloc(len);
-        snprintf(lines[i++], len, "If-Match: %s", if_match);
-    }
-    return lines;
-}
-
-void exec_free_lines(char **lines)
-{
-    for (char **p = lines; p && *p; p++)
-        free(*p);
-    free(lines);
 }

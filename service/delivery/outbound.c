@@ -1,8 +1,13 @@
+/* Outbound HTTP with libcurl. One easy handle per worker, reset before each request so no
+ * option of the last one leaks into the next while its connection cache (keep-alive, TLS
+ * sessions) is kept. Redirects are followed here, not by libcurl, so that every hop meets the
+ * endpoint's rules (target_check_url) before anything is sent to it. */
 #include "delivery/outbound.h"
 
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
 #include <openssl/params.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +16,13 @@
 
 #include "core/log.h"
 #include "delivery/target.h"
+
+/* Bytes of a request URL (base_url + endpoint, or a redirect's Location). */
+#define URL_MAX 4096
+/* Bytes of one request header line the service writes (Idempotency-Key, webhook-*). */
+#define HEADER_LINE_MAX 512
+/* The HMAC-SHA256 digest: 32 bytes, 44 in base64. */
+#define MAC_LEN 32
 
 void outbound_init(struct outbound *o, atomic_bool *abort)
 {
@@ -34,9 +46,10 @@ void outbound_response_free(struct out_response *rs)
 void outbound_sign(const unsigned char *key, size_t key_len, const char *id, long timestamp,
                    const char *body, size_t body_len, char *out, size_t len)
 {
+    /* Standard Webhooks: the signed content is "<id>.<timestamp>.<body>" */
     char ts[32];
     int ts_len = snprintf(ts, sizeof(ts), ".%ld.", timestamp);
-    unsigned char mac[32];
+    unsigned char mac[MAC_LEN];
     size_t mac_len = 0;
     EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(hmac);
@@ -50,15 +63,15 @@ void outbound_sign(const unsigned char *key, size_t key_len, const char *id, lon
     EVP_MAC_final(ctx, mac, &mac_len, sizeof(mac));
     EVP_MAC_CTX_free(ctx);
     EVP_MAC_free(hmac);
-    char b64[64];
+    char b64[4 * ((MAC_LEN + 2) / 3) + 1];
     EVP_EncodeBlock((unsigned char *)b64, mac, (int)mac_len);
     snprintf(out, len, "v1,%s", b64);
 }
 
-struct sink {
-    struct out_response *rs;
-};
-
+/* CURLOPT_WRITEFUNCTION. Keeps at most OUTBOUND_MAX_BODY bytes of the answer (a result is
+ * stored in the database, an upstream must not be able to fill it), but returns the whole
+ * count: a shorter return would make libcurl fail the transfer, and an answer that came is an
+ * answer, only cut. */
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
 {
     struct out_response *rs = arg;
@@ -75,9 +88,11 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
     return add;
 }
 
-static void header_value(const char *line, size_t n, size_t name_len, char *out, size_t len)
+/* The value of a header line (n bytes, CRLF included) after its "Name:" (prefix_len bytes),
+ * without the white space around it, into out (truncated to len). */
+static void header_value(const char *line, size_t n, size_t prefix_len, char *out, size_t len)
 {
-    const char *v = line + name_len + 1;
+    const char *v = line + prefix_len;
     const char *end = line + n;
     while (v < end && (*v == ' ' || *v == '\t'))
         v++;
@@ -100,26 +115,50 @@ double outbound_retry_after(const char *v, time_t now)
     return d > 0 ? d : 0;
 }
 
-static void parse_retry_after(const char *v, struct out_response *rs)
+/* The answer headers kept as text: "Name:" (its length from the compiler) and the char[]
+ * field of struct out_response the value is copied to. */
+#define KEPT(prefix, field)                                                                        \
+    {prefix, sizeof(prefix) - 1, offsetof(struct out_response, field),                           \
+     sizeof(((struct out_response *)0)->field)}
+static const struct kept_header {
+    const char *prefix;
+    size_t prefix_len;
+    size_t offset, size;
+} kept[] = {
+    KEPT("ETag:", etag),                 /* If-Match of a conflict's resend */
+    KEPT("Last-Modified:", last_modified), /* last_write_wins compares it */
+    KEPT("Content-Type:", content_type),
+};
+#undef KEPT
+
+#define RETRY_AFTER "Retry-After:"
+#define STATUS_LINE "HTTP/"
+
+/* Does the header line (n bytes) start with prefix (prefix_len bytes, any case) and go on? */
+static bool starts_with(const char *line, size_t n, const char *prefix, size_t prefix_len)
 {
-    rs->retry_after_s = outbound_retry_after(v, time(NULL));
+    return n > prefix_len && strncasecmp(line, prefix, prefix_len) == 0;
 }
 
+/* CURLOPT_HEADERFUNCTION: called once per header line of every response, including those of a
+ * 100 Continue and of each redirect, so a status line starts the record afresh. */
 static size_t on_header(char *p, size_t size, size_t n, void *arg)
 {
     struct out_response *rs = arg;
     size_t len = size * n;
-    char value[256];
-    if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
-        header_value(p, len, 11, value, sizeof(value));
-        parse_retry_after(value, rs);
-    } else if (len > 5 && strncasecmp(p, "ETag:", 5) == 0) {
-        header_value(p, len, 4, rs->etag, sizeof(rs->etag));
-    } else if (len > 14 && strncasecmp(p, "Last-Modified:", 14) == 0) {
-        header_value(p, len, 13, rs->last_modified, sizeof(rs->last_modified));
-    } else if (len > 13 && strncasecmp(p, "Content-Type:", 13) == 0) {
-        header_value(p, len, 12, rs->content_type, sizeof(rs->content_type));
-    } else if (len > 5 && strncmp(p, "HTTP/", 5) == 0) {
+    if (starts_with(p, len, RETRY_AFTER, sizeof(RETRY_AFTER) - 1)) {
+        char value[256];
+        header_value(p, len, sizeof(RETRY_AFTER) - 1, value, sizeof(value));
+        rs->retry_after_s = outbound_retry_after(value, time(NULL));
+        return len;
+    }
+    for (size_t i = 0; i < OQ_ARRAY_LEN(kept); i++) {
+        if (starts_with(p, len, kept[i].prefix, kept[i].prefix_len)) {
+            header_value(p, len, kept[i].prefix_len, (char *)rs + kept[i].offset, kept[i].size);
+            return len;
+        }
+    }
+    if (len > sizeof(STATUS_LINE) - 1 && strncmp(p, STATUS_LINE, sizeof(STATUS_LINE) - 1) == 0) {
         /* a new response (after a redirect or 100 Continue): forget the last one's headers */
         rs->retry_after_s = -1;
         rs->etag[0] = rs->last_modified[0] = rs->content_type[0] = '\0';
@@ -127,12 +166,16 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
     return len;
 }
 
+/* CURLOPT_XFERINFOFUNCTION, called about once a second and on every chunk: a non-zero return
+ * aborts the transfer (CURLE_ABORTED_BY_CALLBACK). It lets shutdown stop a slow request at
+ * once instead of waiting out the upstream's timeout. */
 static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
     struct outbound *o = arg;
     return o->abort != NULL && atomic_load(o->abort) ? 1 : 0;
 }
 
+/* Does the payload set header name (any case)? */
 static bool has_header(const struct out_request *rq, const char *name)
 {
     size_t n = strlen(name);
@@ -143,11 +186,16 @@ static bool has_header(const struct out_request *rq, const char *name)
     return false;
 }
 
+/* The request headers: the payload's (a header the upstream's configuration also sets is left
+ * out: the operator's value wins), the upstream's, the Idempotency-Key (the operation id, so an
+ * upstream can drop a repeat after a lost answer), a Content-Type for a body, the Standard
+ * Webhooks signature when the upstream has a key, and an empty "Expect:" so that libcurl does
+ * not wait for a 100 Continue before a large body. */
 static struct curl_slist *build_headers(const struct out_request *rq, const char *body,
                                         size_t body_len)
 {
     struct curl_slist *h = NULL;
-    char line[512];
+    char line[HEADER_LINE_MAX];
     for (const char *const *p = rq->headers; p && *p; p++) {
         bool overridden = false;
         size_t name_len = strcspn(*p, ":");
@@ -181,6 +229,9 @@ static struct curl_slist *build_headers(const struct out_request *rq, const char
     return h;
 }
 
+/* Errors that say the network (or the upstream's host) is unreachable, not that the request
+ * was bad: deliver() asks the monitor whether the service is offline, and an offline failure
+ * costs no attempt. */
 static bool is_connect_failure(CURLcode rc)
 {
     return rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
@@ -188,6 +239,7 @@ static bool is_connect_failure(CURLcode rc)
            rc == CURLE_GOT_NOTHING || rc == CURLE_SSL_CONNECT_ERROR;
 }
 
+/* Options of one hop. */
 static void setup(struct outbound *o, const struct out_request *rq, const char *url,
                   const char *method, bool with_body, struct curl_slist *h, struct out_response *rs)
 {
@@ -195,9 +247,12 @@ static void setup(struct outbound *o, const struct out_request *rq, const char *
     curl_easy_reset(c);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L); /* checked before: sent as written */
+    /* Worker threads: no SIGALRM for DNS timeouts (libcurl's signal use is not thread-safe). */
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* Redirects are followed by outbound_send, each hop checked first; libcurl never does. */
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    /* The upstream's own limits: a hung upstream holds a worker no longer than timeout_ms. */
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)rq->u->connect_timeout_ms);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)rq->u->timeout_ms);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
@@ -208,12 +263,14 @@ static void setup(struct outbound *o, const struct out_request *rq, const char *
     curl_easy_setopt(c, CURLOPT_HEADERDATA, rs);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, o);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L); /* else on_progress is never called */
     if (strcmp(method, "GET") == 0) {
         curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
     } else if (strcmp(method, "HEAD") == 0) {
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     } else {
+        /* POSTFIELDS with an explicit size: the body may hold NUL bytes (multipart files), and
+         * a method without a body still sends "Content-Length: 0". */
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, with_body && rq->body ? rq->body : "");
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
@@ -221,6 +278,8 @@ static void setup(struct outbound *o, const struct out_request *rq, const char *
     }
 }
 
+/* The first hop: a path is below the upstream's base URL, an absolute URL (checked at enqueue
+ * and delivery to be of the upstream's origin and base path) is sent as it is. */
 static void start_url(const struct out_request *rq, char *url, size_t len)
 {
     if (rq->endpoint[0] == '/')
@@ -233,13 +292,13 @@ int outbound_send(struct outbound *o, const struct out_request *rq, struct out_r
 {
     memset(rs, 0, sizeof(*rs));
     rs->retry_after_s = -1;
-    char url[4096];
+    char url[URL_MAX];
     start_url(rq, url, sizeof(url));
     const char *method = rq->method;
     bool with_body = rq->body != NULL;
     struct curl_slist *h = build_headers(rq, rq->body, rq->body_len);
     int rc = -1;
-    for (int hop = 0; hop <= 5; hop++) {
+    for (int hop = 0; hop <= OUTBOUND_MAX_REDIRECTS; hop++) {
         free(rs->body);
         rs->body = NULL;
         rs->body_len = 0;
@@ -254,6 +313,8 @@ int outbound_send(struct outbound *o, const struct out_request *rq, struct out_r
         curl_easy_getinfo(o->curl, CURLINFO_RESPONSE_CODE, &rs->status);
         rc = 0;
         char *next = NULL;
+        /* Not a redirect, or one without a Location: this is the answer. Past the last hop, the
+         * 3xx itself is the answer (deliver() fails it: "redirect not followed"). */
         if (rs->status < 300 || rs->status >= 400 ||
             curl_easy_getinfo(o->curl, CURLINFO_REDIRECT_URL, &next) != CURLE_OK || next == NULL)
             break;
@@ -263,6 +324,8 @@ int outbound_send(struct outbound *o, const struct out_request *rq, struct out_r
             break;
         }
         snprintf(url, sizeof(url), "%s", next);
+        /* As browsers and libcurl do: 301/302/303 go on as a GET without the body (HEAD stays
+         * HEAD); 307/308 repeat the method and the body. */
         if (rs->status == 301 || rs->status == 302 || rs->status == 303) {
             method = strcmp(method, "HEAD") == 0 ? "HEAD" : "GET";
             with_body = false;

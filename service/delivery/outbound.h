@@ -9,7 +9,8 @@
 
 #include "core/config.h"
 
-#define OUTBOUND_MAX_BODY (1024 * 1024)
+#define OUTBOUND_MAX_BODY (1024 * 1024) /* bytes of an answer body kept (the rest is dropped) */
+#define OUTBOUND_MAX_REDIRECTS 5        /* hops followed after the first request */
 
 struct out_request {
     const struct upstream *u;
@@ -42,7 +43,7 @@ struct outbound {
 void outbound_init(struct outbound *o, atomic_bool *abort);
 void outbound_close(struct outbound *o);
 
-/* Sends rq, following at most 5 redirects that target_check_url allows. Always fills *rs
+/* Sends rq, following at most OUTBOUND_MAX_REDIRECTS redirects that target_check_url allows. Always fills *rs
  * (free with outbound_response_free). Returns 0 when an HTTP answer came, -1 otherwise. */
 int outbound_send(struct outbound *o, const struct out_request *rq, struct out_response *rs);
 void outbound_response_free(struct out_response *rs);
@@ -51,7 +52,7 @@ void outbound_response_free(struct out_response *rs);
 double outbound_retry_after(const char *value, time_t now);
 
 /* The Standard Webhooks signature "v1,<base64 HMAC-SHA256(key, id.timestamp.body)>" with the
- * key bytes decoded at load (config_signing_key). Writes into out (>= 64 bytes). */
+ * key bytes decoded at load (upstreams_signing_key). Writes into out (>= 64 bytes). */
 void outbound_sign(const unsigned char *key, size_t key_len, const char *id, long timestamp,
                    const char *body, size_t body_len, char *out, size_t len);
 

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/pgarray.h"
 
 void policy_init(struct policy *p, const struct config *cfg)
 {
@@ -127,7 +128,8 @@ void policy_leave(struct policy *p, const struct upstream *u, enum admit how, bo
 
 void policy_paused(struct policy *p, char *out, size_t len)
 {
-    size_t n = (size_t)snprintf(out, len, "{");
+    struct pgarray names;
+    pgarray_init(&names);
     for (size_t i = 0; i < p->cfg->n_upstreams; i++) {
         const struct upstream *u = &p->cfg->upstreams[i];
         struct upstream_state *s = &p->st[i];
@@ -135,10 +137,12 @@ void policy_paused(struct policy *p, char *out, size_t len)
         refresh_breaker(s, u);
         bool paused = s->breaker == BREAKER_OPEN || (s->breaker == BREAKER_HALF_OPEN && s->probe_in_flight);
         pthread_mutex_unlock(&s->mu);
-        if (paused && n + strlen(u->name) + 4 < len)
-            n += (size_t)snprintf(out + n, len - n, "%s\"%s\"", n > 1 ? "," : "", u->name);
+        if (paused && pgarray_len(&names) + strlen(u->name) + 3 < len) /* room for ,"name" */
+            pgarray_add(&names, u->name);
     }
-    snprintf(out + n, len - n, "}");
+    char *literal = pgarray_finish(&names);
+    snprintf(out, len, "%s", literal);
+    free(literal);
 }
 
 enum breaker_state policy_breaker(struct policy *p, const struct upstream *u)

@@ -2,13 +2,13 @@
  * SSRF guard), with no header that belongs to the transport or to the service. */
 #include "delivery/target.h"
 #include "core/jsonload.h"
+#include "core/url.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "handlers/handlers.h"
 #include "core/validate.h"
 
 static int hex_digit(char c)
@@ -65,7 +65,7 @@ int target_check_url(const struct upstream *u, const char *url, struct err *e)
 {
     char origin[512];
     char *path = NULL;
-    if (config_url_parse(url, origin, sizeof(origin), &path) != 0)
+    if (url_parse(url, origin, sizeof(origin), &path) != 0)
         return err_field(e, ERR_INVALID_REQUEST, "endpoint",
                          "endpoint must be a path starting with / or an absolute http(s) URL");
     int rc = 0;
@@ -95,6 +95,12 @@ static int check_endpoint(const char *endpoint, const struct upstream *u, struct
         return err_field(e, ERR_INVALID_REQUEST, "endpoint",
                          "endpoint must not contain dot segments (. or .., also percent-encoded)");
     return 0;
+}
+
+const struct upstream *target_upstream(const struct config *cfg, const json_t *payload)
+{
+    const char *name = json_string_value(json_object_get(payload, "upstream"));
+    return config_find_upstream(cfg, name ? name : "default");
 }
 
 int target_validate(const json_t *payload, const struct config *cfg, struct err *e)

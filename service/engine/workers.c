@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "delivery/conflict.h"
+#include "delivery/exec_common.h"
+#include "core/time.h"
 #include "core/log.h"
 #include "delivery/outbound.h"
 #include "core/metrics.h"
@@ -18,6 +20,8 @@
 #include "store/leases.h"
 #include "store/settings.h"
 #include "core/vocab.h"
+#include "handlers/handlers.h"
+#include "core/pgarray.h"
 
 struct worker {
     struct workers *ws;
@@ -205,7 +209,6 @@ static void execute(struct worker *w, struct job *jobs, int n, struct exec_resul
         .strategy = w->strategy,
         .recheck_online = recheck_online,
         .recheck_arg = d->monitor,
-        .app = d->app, /* TRANSITIONAL: see workers_deps.app */
     };
     const struct handler *h = handlers_find(jobs[0].operation_type);
     if (h == NULL) {
@@ -217,11 +220,11 @@ static void execute(struct worker *w, struct job *jobs, int n, struct exec_resul
     } else if (h->execute_batch != NULL) {
         h->execute_batch(&ctx, jobs, (size_t)n, res);
     } else if (h->resolves_conflicts && jobs[0].resolution != NULL) {
-        conflict_apply_choice(&ctx, &jobs[0], res); /* an operator resolved a conflict */
+        conflict_apply_choice(&ctx, &jobs[0], h->default_method, res); /* an operator resolved a conflict */
     } else {
         h->execute(&ctx, &jobs[0], res);
         if (res->outcome == OUTCOME_CONFLICT && h->resolves_conflicts)
-            conflict_resolve(&ctx, &jobs[0], res);
+            conflict_resolve(&ctx, &jobs[0], h->default_method, res);
     }
 }
 
@@ -285,7 +288,7 @@ static void count_outcome(const struct workers_deps *d, const struct job *jobs, 
         clock_gettime(CLOCK_REALTIME, &now);
         for (int i = 0; i < n; i++) {
             double created;
-            if (conflict_parse_rfc3339(jobs[i].created_at, &created) == 0)
+            if (time_parse_rfc3339(jobs[i].created_at, &created) == 0)
                 metrics_latency(d->metrics, now.tv_sec + now.tv_nsec / 1e9 - created);
         }
     }
@@ -464,13 +467,11 @@ static char *held_ids(struct worker *w)
     pthread_mutex_lock(&w->mu);
     char *s = NULL;
     if (w->n_held > 0) {
-        s = oq_malloc((size_t)w->n_held * 37 + 3);
-        size_t len = 0;
-        s[len++] = '{';
+        struct pgarray ids;
+        pgarray_init(&ids);
         for (int j = 0; j < w->n_held; j++)
-            len += (size_t)sprintf(s + len, "%s%s", j ? "," : "", w->held[j].id);
-        s[len++] = '}';
-        s[len] = '\0';
+            pgarray_add(&ids, w->held[j].id);
+        s = pgarray_finish(&ids);
     }
     pthread_mutex_unlock(&w->mu);
     return s;

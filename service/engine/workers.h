@@ -10,7 +10,6 @@
 #include "core/common.h"
 #include "core/thread.h"
 
-struct app;
 struct config;
 struct db_pool;
 struct metrics;
@@ -33,9 +32,6 @@ struct workers_deps {
      * their ids (a new uuid[] literal) or NULL when no pass runs (app.c: sync_pass_ids). */
     char *(*pass_ids)(void *arg);
     void *pass_ids_arg;
-    /* TRANSITIONAL, until the delivery change (struct exec_ctx without .app) is merged: the
-     * handlers of this branch still reach the service through it. Never dereferenced here. */
-    struct app *app;
 };
 
 struct workers {

@@ -3,18 +3,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
 #include "core/jsonload.h"
-#include "store/files.h"
-#include "handlers/handlers.h"
+#include "core/validate.h"
+#include "delivery/exec_common.h"
 #include "delivery/multipart.h"
 #include "delivery/outbound.h"
-#include "core/validate.h"
+#include "delivery/target.h"
+#include "handlers/handlers.h"
+#include "store/db.h"
+#include "store/files.h"
+
+/* Seconds before an operation whose file could not be read (database away) is looked at again;
+ * no attempt is used. */
+#define DB_AWAY_RETRY_S 1
 
 static const struct field_rule rules[] = {
     {.name = "file_id", .type = V_UUID, .required = true},
-    {.name = "endpoint", .type = V_STRING, .required = true, .min = 1, .max = 2048},
-    {.name = "upstream", .type = V_STRING, .min = 1, .max = 100},
+    RULE_ENDPOINT(true),
+    RULE_UPSTREAM,
     {.name = "field", .type = V_STRING, .min = 1, .max = 200},
     {.name = "filename", .type = V_STRING, .min = 1, .max = 255},
     {.name = "form", .type = V_OBJECT},
@@ -52,23 +58,21 @@ void file_upload_send(struct exec_ctx *ctx, const struct job *job, const json_t 
                       struct exec_result *res)
 {
     const json_t *p = job->payload;
-    const struct upstream *u = target_upstream(&ctx->app->cfg, p);
-    if (u == NULL) {
-        exec_fail(res, "upstream \"%s\" is no longer configured", validate_str(p, "upstream", "default"));
+    const struct upstream *u = exec_upstream(ctx->cfg, p, res);
+    if (u == NULL)
         return;
-    }
     struct err e = {0};
     struct stored_file f = {0};
-    struct db_conn *c = db_acquire(&ctx->app->db, &e);
+    struct db_conn *c = db_acquire(ctx->db, &e);
     int rc = c ? files_load(c, validate_str(p, "file_id", ""), &f, &e) : -1;
     if (c != NULL)
-        db_release(&ctx->app->db, c);
+        db_release(ctx->db, c);
     if (rc != 0) {
         if (e.code == ERR_NOT_FOUND || e.code == ERR_UNDECRYPTABLE) { /* no retry helps */
             exec_fail(res, "%s", e.message);
         } else { /* the database is away: try again later, as for a network error */
             res->outcome = OUTCOME_RELEASE;
-            res->delay_s = 1;
+            res->delay_s = DB_AWAY_RETRY_S;
             snprintf(res->error, sizeof(res->error), "could not load the file: %s", e.message);
         }
         return;

@@ -1,5 +1,5 @@
-/* The operation type registry. Adding a type: service/handler_<type>.c and one row in
- * handlers[] (handlers.c). Types are registered in the database at start-up. */
+/* The operation type registry. Adding a type: handlers/<type>.c and one row in handlers[]
+ * (handlers.c). Types are registered in the database at start-up. */
 #ifndef OQ_HANDLERS_H
 #define OQ_HANDLERS_H
 
@@ -8,30 +8,8 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "core/job.h"
-
-#include <stdatomic.h>
-
-#include "core/vocab.h"
-
-struct app;
-struct db_pool;
-struct outbound;
-struct policy;
-
-/* The agreed interface (the delivery change moves it to delivery/deliver.h and drops .app;
- * the engine builds it in workers.c). */
-struct exec_ctx {
-    const struct config *cfg;
-    struct db_pool *db;                 /* file_upload reads the stored file */
-    struct policy *policy;              /* per-upstream breaker, concurrency, rate */
-    struct outbound *out;               /* this worker's HTTP handle */
-    const atomic_bool *abort_outbound;  /* set when the shutdown grace is over */
-    enum strategy strategy;             /* the global conflict strategy when the job was claimed */
-    /* Re-probes reachability now and answers whether upstreams are online (the monitor's). */
-    bool (*recheck_online)(void *arg);
-    void *recheck_arg;
-    struct app *app; /* TRANSITIONAL: this branch's handlers still use it */
-};
+#include "core/validate.h"
+#include "delivery/deliver.h"
 
 struct handler {
     const char *name;
@@ -47,7 +25,30 @@ struct handler {
     const char *batch_endpoint;
     /* 409/412 answers go through conflict resolution (the payload has endpoint and data). */
     bool resolves_conflicts;
+    /* The payload names a stored file (file_id) that delivery sends: such an operation is
+     * stored by offlineq_enqueue(), which links the file, never in a multi-row insert. */
+    bool stores_file;
+    /* The HTTP method when the payload names none (types that send payload.method). */
+    const char *default_method;
 };
+
+/* Field rule rows (core/validate.h) the sending types share, spelled once. */
+#define HANDLER_ENDPOINT_MAX 2048 /* characters of payload.endpoint */
+#define HANDLER_UPSTREAM_MAX 100  /* characters of payload.upstream */
+#define HANDLER_IF_MATCH_MAX 1024 /* characters of payload.if_match */
+#define RULE_ENDPOINT(is_required)                                                                 \
+    {.name = "endpoint", .type = V_STRING, .required = is_required, .min = 1,                      \
+     .max = HANDLER_ENDPOINT_MAX}
+#define RULE_UPSTREAM {.name = "upstream", .type = V_STRING, .min = 1, .max = HANDLER_UPSTREAM_MAX}
+#define RULE_IF_MATCH {.name = "if_match", .type = V_STRING, .min = 1, .max = HANDLER_IF_MATCH_MAX}
+#define RULE_METHOD {.name = "method", .type = V_STRING, .one_of = api_call_methods}
+#define RULE_HEADERS {.name = "headers", .type = V_OBJECT}
+
+/* The check of a type that sends payload.headers to payload.endpoint (api_call,
+ * experiment_sync): rules, then the headers (target_check_headers), then the target
+ * (target_validate). Thread-safe. */
+int handlers_validate_request(const json_t *payload, const struct field_rule *rules,
+                              const struct config *cfg, struct err *e) OQ_MUSTCHECK;
 
 /* Returns the handler registered for name, or NULL. */
 const struct handler *handlers_find(const char *name);
@@ -68,30 +69,9 @@ void model_push_execute(struct exec_ctx *ctx, const struct job *job, struct exec
 int experiment_sync_validate(const json_t *payload, const struct config *cfg, struct err *e);
 void experiment_sync_execute(struct exec_ctx *ctx, const struct job *job, struct exec_result *res);
 
-/* Shared by the executors (deliver.c): the upstream a payload names ("default" when none). */
-const struct upstream *target_upstream(const struct config *cfg, const json_t *payload);
-
-struct out_request;
-/* Sends rq through u's policy (breaker, concurrency, rate) and turns the answer into *res:
- * 2xx completed; 408/425/429/5xx and network errors retry; 409/412 conflict; other answers
- * fail. result = {"status_code", "body"}. Thread-safe. */
-void deliver(struct exec_ctx *ctx, struct out_request *rq, struct exec_result *res);
-
 /* file_upload's sender, shared with model_push: extra holds more form fields (may be NULL). */
 void file_upload_send(struct exec_ctx *ctx, const struct job *job, const json_t *extra,
                       struct exec_result *res);
-
-/* Sets *res to a permanent failure with a message. */
-void exec_fail(struct exec_result *res, const char *fmt, ...) OQ_PRINTF(2, 3);
-
-/* Shared by handlers that send to an upstream: checks payload.upstream and payload.endpoint
- * (a path on the upstream, or an absolute URL whose origin is the upstream's). Thread-safe. */
-int target_validate(const json_t *payload, const struct config *cfg, struct err *e);
-
-/* Checks payload.headers (an object): token names, none of the transport's or the service's
- * own (Host, Connection, TE, Proxy-*, Idempotency-Key, webhook-* ...: target.c has the one
- * table), string values without control characters. Thread-safe. */
-int target_check_headers(const json_t *headers, struct err *e);
 
 /* The methods an api_call (and experiment_sync) may use, NULL-terminated. */
 extern const char *const api_call_methods[];

@@ -5,19 +5,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
-#include "handlers/handlers.h"
 #include "core/jsonload.h"
 #include "core/jsontext.h"
-#include "delivery/outbound.h"
 #include "core/validate.h"
+#include "delivery/exec_common.h"
+#include "delivery/outbound.h"
+#include "delivery/target.h"
+#include "handlers/handlers.h"
 
 static const struct field_rule rules[] = {
     {.name = "run_id", .type = V_STRING, .required = true, .min = 1, .max = 200},
     {.name = "step", .type = V_INT, .min = 0, .max = 9007199254740991LL},
     {.name = "metrics", .type = V_OBJECT, .required = true},
-    {.name = "endpoint", .type = V_STRING, .min = 1, .max = 2048},
-    {.name = "upstream", .type = V_STRING, .min = 1, .max = 100},
+    RULE_ENDPOINT(false),
+    RULE_UPSTREAM,
     {.name = NULL},
 };
 
@@ -40,6 +41,9 @@ int metric_log_validate(const json_t *payload, const struct config *cfg, struct 
     return target_validate(payload, cfg, e);
 }
 
+/* Bytes of the digest a batch key shows (in hex): 128 bits, as many as a UUID's. */
+#define BATCH_KEY_BYTES 16
+
 /* The idempotency key of a batch: its one operation's id, or a digest of all the ids, so that
  * a re-sent batch of the same operations carries the same key. */
 static void batch_key(const struct job *jobs, size_t n, char *out, size_t len)
@@ -49,13 +53,13 @@ static void batch_key(const struct job *jobs, size_t n, char *out, size_t len)
         return;
     }
     unsigned char d[SHA256_DIGEST_LENGTH];
-    char *ids = oq_malloc(n * 36);
+    char *ids = oq_malloc(n * OQ_UUID_LEN);
     for (size_t i = 0; i < n; i++)
-        memcpy(ids + i * 36, jobs[i].id, 36);
-    SHA256((const unsigned char *)ids, n * 36, d);
+        memcpy(ids + i * OQ_UUID_LEN, jobs[i].id, OQ_UUID_LEN);
+    SHA256((const unsigned char *)ids, n * OQ_UUID_LEN, d);
     free(ids);
     size_t o = (size_t)snprintf(out, len, "batch-");
-    for (size_t i = 0; i < 16 && o + 2 < len; i++)
+    for (size_t i = 0; i < BATCH_KEY_BYTES && o + 2 < len; i++)
         o += (size_t)snprintf(out + o, len - o, "%02x", d[i]);
 }
 
@@ -63,12 +67,9 @@ static void batch_key(const struct job *jobs, size_t n, char *out, size_t len)
 void metric_log_execute_batch(struct exec_ctx *ctx, const struct job *jobs, size_t n,
                               struct exec_result *res)
 {
-    const struct upstream *u = target_upstream(&ctx->app->cfg, jobs[0].payload);
-    if (u == NULL) {
-        exec_fail(res, "upstream \"%s\" is no longer configured",
-                  validate_str(jobs[0].payload, "upstream", "default"));
+    const struct upstream *u = exec_upstream(ctx->cfg, jobs[0].payload, res);
+    if (u == NULL)
         return;
-    }
     json_t *array = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append(array, jobs[i].payload);

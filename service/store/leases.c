@@ -9,6 +9,7 @@
 #include "core/jsontext.h"
 #include "core/vocab.h"
 #include "store/secretbox.h"
+#include "core/pgarray.h"
 
 /* What makes an operation claimable: due, not expired, its upstream not paused, no earlier
  * live operation of its group, every dependency completed. */
@@ -263,18 +264,11 @@ int leases_claim_batch(struct db_conn *c, const struct claim_filter *f, const st
 /* {id,id,...} for the fence */
 static char *id_array(const struct job *jobs, size_t n)
 {
-    char *s = oq_malloc(n * 37 + 3);
-    size_t o = 0;
-    s[o++] = '{';
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0)
-            s[o++] = ',';
-        memcpy(s + o, jobs[i].id, 36);
-        o += 36;
-    }
-    s[o++] = '}';
-    s[o] = '\0';
-    return s;
+    struct pgarray ids;
+    pgarray_init(&ids);
+    for (size_t i = 0; i < n; i++)
+        pgarray_add(&ids, jobs[i].id);
+    return pgarray_finish(&ids);
 }
 
 /* The status column (1) of an outcome's RETURNING row; OP_N_STATUSES if it is none. */

@@ -141,9 +141,7 @@ int ops_register_types(struct db_conn *c, const char *types, struct err *e)
 
 bool ops_is_simple(const struct op_new *op)
 {
-    return op->dedup_key == NULL && op->depends_on == NULL &&
-           strcmp(op->operation_type, "file_upload") != 0 &&
-           strcmp(op->operation_type, "model_push") != 0;
+    return op->dedup_key == NULL && op->depends_on == NULL && !op->stores_file;
 }
 
 static void add_json_str(struct oq_buf *b, const char *key, const char *v)

@@ -19,6 +19,7 @@ struct op_new {
     double expires_in_s;   /* < 0: never */
     int max_retry_duration_s; /* 0: no limit */
     const char *conflict_strategy; /* borrowed; NULL: the global strategy */
+    bool stores_file;      /* the type's handler delivers a stored file (payload.file_id) */
 };
 
 struct op_created {

@@ -4,16 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const strategies[] = {"local_wins", "remote_wins", "last_write_wins", "merge",
-                                         "manual", NULL};
+#include "core/vocab.h"
 
 bool settings_is_strategy(const char *name)
 {
-    for (const char *const *p = strategies; name && *p; p++) {
-        if (strcmp(*p, name) == 0)
-            return true;
-    }
-    return false;
+    enum strategy ignored;
+    return name != NULL && strategy_parse(name, &ignored) == 0;
 }
 
 void settings_init(struct settings *s)

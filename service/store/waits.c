@@ -4,28 +4,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/pgarray.h"
+
 static const struct db_stmt finished_stmt = {
     "waits_finished",
     "SELECT id::text FROM offline_operations WHERE id = ANY ($1::uuid[]) "
     "AND status IN ('completed', 'failed', 'conflict')"};
 
-/* "{id,id,...}" (new). */
-static char *uuid_array(const char *const *ids, size_t n)
-{
-    char *s = oq_malloc(n * 37 + 3); /* 36 characters of a uuid and a comma each, braces */
-    size_t o = 0;
-    s[o++] = '{';
-    for (size_t i = 0; i < n; i++)
-        o += (size_t)sprintf(s + o, "%s%s", i ? "," : "", ids[i]);
-    sprintf(s + o, "}");
-    return s;
-}
-
 int waits_finished(struct db_conn *c, const char *const *ids, size_t n, bool *done,
                    struct err *e)
 {
     memset(done, 0, n * sizeof(*done));
-    char *array = uuid_array(ids, n);
+    struct pgarray a;
+    pgarray_init(&a);
+    for (size_t i = 0; i < n; i++)
+        pgarray_add(&a, ids[i]);
+    char *array = pgarray_finish(&a);
     PGresult *res = db_exec(c, &finished_stmt, 1, (const char *const[]){array}, e);
     free(array);
     if (res == NULL)

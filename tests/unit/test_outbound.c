@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "core/config.h"
+#include "core/upstreams.h"
 #include "delivery/outbound.h"
 
 static void test_retry_after(void **state)
@@ -29,11 +30,11 @@ static void test_signature_matches_standard_webhooks(void **state)
     char sig[128];
     const char *secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     size_t key_len = 0;
-    unsigned char *key = config_signing_key(secret, strlen(secret), &key_len);
+    unsigned char *key = upstreams_signing_key(secret, strlen(secret), &key_len);
     assert_non_null(key);
     outbound_sign(key, key_len, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body, strlen(body),
                   sig, sizeof(sig));
-    config_free_key(key, key_len);
+    upstreams_free_key(key, key_len);
     assert_string_equal(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
 }
 

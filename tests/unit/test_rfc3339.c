@@ -1,4 +1,4 @@
-/* conflict_parse_rfc3339: RFC 3339 date-time only (section 5.6), strict, never reading past the
+/* time_parse_rfc3339: RFC 3339 date-time only (section 5.6), strict, never reading past the
  * end of its input. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "delivery/conflict.h"
+#include "core/time.h"
 
 /* Parses a heap copy of exactly s (no slack after the NUL), so ASan sees any over-read. */
 static int parse(const char *s, double *t)
@@ -17,7 +17,7 @@ static int parse(const char *s, double *t)
     size_t n = strlen(s) + 1;
     char *copy = malloc(n);
     memcpy(copy, s, n);
-    int rc = conflict_parse_rfc3339(copy, t);
+    int rc = time_parse_rfc3339(copy, t);
     free(copy);
     return rc;
 }
@@ -113,7 +113,7 @@ static void test_invalid(void **state)
         assert_true(t == 12345); /* untouched on failure */
     }
     double t;
-    assert_int_equal(conflict_parse_rfc3339(NULL, &t), -1);
+    assert_int_equal(time_parse_rfc3339(NULL, &t), -1);
 }
 
 /* The conflict path's own inputs (what test_merges checked beside the merges): a fraction,
@@ -121,12 +121,12 @@ static void test_invalid(void **state)
 static void test_fractions_and_offsets(void **state)
 {
     double t;
-    assert_int_equal(conflict_parse_rfc3339("2026-11-22T03:49:25.5Z", &t), 0);
+    assert_int_equal(time_parse_rfc3339("2026-11-22T03:49:25.5Z", &t), 0);
     assert_true(t == 1795319365.5);
-    assert_int_equal(conflict_parse_rfc3339("2026-11-22T05:49:25+02:00", &t), 0);
+    assert_int_equal(time_parse_rfc3339("2026-11-22T05:49:25+02:00", &t), 0);
     assert_true(t == 1795319365);
-    assert_int_equal(conflict_parse_rfc3339("2026-11-22 03:49:25", &t), -1);
-    assert_int_equal(conflict_parse_rfc3339("yesterday", &t), -1);
+    assert_int_equal(time_parse_rfc3339("2026-11-22 03:49:25", &t), -1);
+    assert_int_equal(time_parse_rfc3339("yesterday", &t), -1);
 }
 
 int main(void)

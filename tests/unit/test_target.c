@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "core/config.h"
+#include "core/url.h"
 #include "handlers/handlers.h"
 #include "delivery/target.h"
 
@@ -43,7 +44,7 @@ static void test_url_parse(void **state)
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         char origin[512];
         char *path = NULL;
-        assert_int_equal(config_url_parse(ok[i].url, origin, sizeof(origin), &path), 0);
+        assert_int_equal(url_parse(ok[i].url, origin, sizeof(origin), &path), 0);
         assert_string_equal(origin, ok[i].origin);
         assert_string_equal(path, ok[i].path);
         free(path);
@@ -54,7 +55,7 @@ static void test_url_parse(void **state)
                          "http://up.example:/x", NULL};
     for (const char *const *p = bad; *p; p++) {
         char origin[512];
-        if (config_url_parse(*p, origin, sizeof(origin), NULL) == 0)
+        if (url_parse(*p, origin, sizeof(origin), NULL) == 0)
             fail_msg("%s: accepted as %s", *p, origin);
     }
 }
@@ -64,7 +65,7 @@ static void with_config(struct config *c, const char *upstreams)
     memset(c, 0, sizeof(*c));
     c->upstreams_raw = (char *)upstreams;
     char msg[256];
-    assert_int_equal(upstreams_parse(c, msg, sizeof(msg)), 0);
+    assert_int_equal(upstreams_parse(c->upstreams_raw, "", &c->upstreams, &c->n_upstreams, msg, sizeof(msg)), 0);
 }
 
 static void test_endpoints_stay_below_the_base_path(void **state)
@@ -105,7 +106,7 @@ static void test_endpoints_stay_below_the_base_path(void **state)
             assert_string_equal(e.field, "endpoint");
         json_decref(p);
     }
-    upstreams_free(&c);
+    upstreams_free(c.upstreams, c.n_upstreams);
 }
 
 static void test_forbidden_headers(void **state)
@@ -161,7 +162,7 @@ static void test_signing_keys(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         size_t n = 0;
-        unsigned char *key = config_signing_key(cases[i].secret, strlen(cases[i].secret), &n);
+        unsigned char *key = upstreams_signing_key(cases[i].secret, strlen(cases[i].secret), &n);
         if (cases[i].key == NULL) {
             if (key != NULL)
                 fail_msg("%s: accepted", cases[i].secret);
@@ -171,7 +172,7 @@ static void test_signing_keys(void **state)
             fail_msg("%s: refused", cases[i].secret);
         assert_int_equal(n, cases[i].key_len);
         assert_memory_equal(key, cases[i].key, n);
-        config_free_key(key, n);
+        upstreams_free_key(key, n);
     }
     /* any length: 3000 bytes of key from 4000 characters */
     char *big = malloc(6 + 4000 + 1);
@@ -180,14 +181,14 @@ static void test_signing_keys(void **state)
         memcpy(big + 6 + 4 * i, "QUJD", 4);
     big[6 + 4000] = '\0';
     size_t n = 0;
-    unsigned char *key = config_signing_key(big, strlen(big), &n);
+    unsigned char *key = upstreams_signing_key(big, strlen(big), &n);
     assert_non_null(key);
     assert_int_equal(n, 3000);
     assert_memory_equal(key + 2997, "ABC", 3);
-    config_free_key(key, n);
+    upstreams_free_key(key, n);
     free(big);
     /* a NUL inside the text is not a shorter secret */
-    assert_null(config_signing_key("whsec_YWJj\0junk", 15, &n));
+    assert_null(upstreams_signing_key("whsec_YWJj\0junk", 15, &n));
 }
 
 int main(void)
