@@ -93,7 +93,8 @@ static void on_network_change(void *arg, bool online)
 {
     struct app *a = arg;
     events_emit(&a->events, "network.changed",
-                json_pack("{s:s, s:s}", "status", online ? "online" : "offline", "instance", a->instance_id));
+                json_pack("{s:s, s:s}", "status", online ? "online" : "offline", "instance",
+                          a->instance_id));
     if (!online || !a->sync.t.started)
         return;
     workers_wake(&a->workers);
@@ -131,14 +132,21 @@ void app_start(struct app *a)
     events_start(&a->events, &a->db, a->cfg.max_subscribers);
     monitor_listen(&a->monitor, on_network_change, a);
     monitor_start(&a->monitor, &a->cfg);
-    start_workers(a);
-    struct listener_deps ld = {.database_url = a->cfg.database_url, .db = &a->db,
-                               .settings = &a->settings, .workers = &a->workers, .events = &a->events};
-    listener_start(&a->listener, &ld);
-    struct sync_deps sd = {.db = &a->db, .settings = &a->settings, .policy = &a->policy,
-                           .monitor = &a->monitor, .events = &a->events};
+    struct sync_deps sd = {.db = &a->db,
+                           .settings = &a->settings,
+                           .policy = &a->policy,
+                           .monitor = &a->monitor,
+                           .events = &a->events};
+    sync_init(&a->sync, &sd); /* before the workers: their claims read sync_pass_ids */
     sync_on_pass_start(&a->sync, on_pass_start, &a->workers);
-    sync_start(&a->sync, &sd);
+    start_workers(a);
+    struct listener_deps ld = {.database_url = a->cfg.database_url,
+                               .db = &a->db,
+                               .settings = &a->settings,
+                               .workers = &a->workers,
+                               .events = &a->events};
+    listener_start(&a->listener, &ld);
+    sync_start(&a->sync);
     struct janitor_deps jd = janitor_deps(a);
     janitor_start(&a->janitor, &jd);
 }

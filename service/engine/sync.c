@@ -25,11 +25,11 @@ static json_t *capped_errors(const json_t *all)
 static json_t *result_json(const struct pass_counts *pc, int total, double ms)
 {
     size_t n = json_array_size(pc->errors);
-    return json_pack("{s:i, s:i, s:i, s:i, s:i, s:o, s:I, s:b, s:I}", "processed", total - pc->remaining,
-                     "succeeded", pc->succeeded, "failed", pc->failed, "conflicts", pc->conflicts,
-                     "retried", pc->retried, "errors", capped_errors(pc->errors),
-                     "errors_total", (json_int_t)n, "errors_truncated", n > SYNC_ERRORS_MAX,
-                     "duration_ms", (json_int_t)ms);
+    return json_pack("{s:i, s:i, s:i, s:i, s:i, s:o, s:I, s:b, s:I}", "processed",
+                     total - pc->remaining, "succeeded", pc->succeeded, "failed", pc->failed,
+                     "conflicts", pc->conflicts, "retried", pc->retried, "errors",
+                     capped_errors(pc->errors), "errors_total", (json_int_t)n, "errors_truncated",
+                     n > SYNC_ERRORS_MAX, "duration_ms", (json_int_t)ms);
 }
 
 json_t *sync_result_capped(const json_t *result)
@@ -125,7 +125,8 @@ static json_t *follow(struct sync_engine *s, const char *ids, const char *start,
         s->done = total - pc.remaining;
         pthread_mutex_unlock(&s->t.mu);
         if (moved && oq_now_ms() - last_progress_ms >= 500) { /* at most two a second */
-            events_emit(d->events, "sync.progress", json_pack("{s:i, s:i}", "done", total - pc.remaining, "total", total));
+            events_emit(d->events, "sync.progress",
+                        json_pack("{s:i, s:i}", "done", total - pc.remaining, "total", total));
             last_progress_ms = oq_now_ms();
         }
     }
@@ -157,7 +158,8 @@ static void run_pass(struct sync_engine *s)
     s->done = 0;
     s->running = true;
     pthread_mutex_unlock(&s->t.mu);
-    log_json(LOG_INFO, "sync started", json_pack("{s:s, s:i}", "event", "sync.started", "total", total));
+    log_json(LOG_INFO, "sync started",
+             json_pack("{s:s, s:i}", "event", "sync.started", "total", total));
     events_emit(d->events, "sync.started", json_pack("{s:i}", "total", total));
     if (s->on_pass_start != NULL)
         s->on_pass_start(s->on_pass_start_arg);
@@ -213,11 +215,15 @@ void sync_on_pass_start(struct sync_engine *s, void (*fn)(void *arg), void *arg)
     s->on_pass_start_arg = arg;
 }
 
-void sync_start(struct sync_engine *s, const struct sync_deps *deps)
+void sync_init(struct sync_engine *s, const struct sync_deps *deps)
 {
     s->d = *deps;
     thread_init(&s->t);
     s->last_end_ms = oq_now_ms();
+}
+
+void sync_start(struct sync_engine *s)
+{
     thread_start(&s->t, sync_main, s);
 }
 

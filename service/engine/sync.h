@@ -40,18 +40,18 @@ struct sync_deps {
 
 struct sync_engine {
     struct sync_deps d;
-    struct thread t; /* t.mu guards everything below */
+    struct thread t;                  /* t.mu guards everything below */
     void (*on_pass_start)(void *arg); /* see sync_on_pass_start */
     void *on_pass_start_arg;
-    bool wanted;          /* a pass was asked for */
+    bool wanted; /* a pass was asked for */
     bool running;
-    char *ids;            /* uuid[] literal of the running pass's operations */
+    char *ids; /* uuid[] literal of the running pass's operations */
     char start[40];
     int total, done;
     double started_ms;
     double last_end_ms;
-    unsigned long passes; /* finished passes */
-    json_t *last_result;  /* of the last finished pass on this instance */
+    unsigned long passes;        /* finished passes */
+    json_t *last_result;         /* of the last finished pass on this instance */
     struct sync_waiter *waiters; /* owned */
     bool waiters_closed;         /* released for shutdown: new waiters finish at once */
 };
@@ -61,8 +61,12 @@ struct sync_engine {
  * sync_start. */
 void sync_on_pass_start(struct sync_engine *s, void (*fn)(void *arg), void *arg);
 
-/* Starts the engine's thread; deps is copied. */
-void sync_start(struct sync_engine *s, const struct sync_deps *deps);
+/* Sets up the engine (its lock; deps is copied, what it points to borrowed) without starting
+ * its thread: the workers ask sync_pass_ids from their first claim, so it is ready first. */
+void sync_init(struct sync_engine *s, const struct sync_deps *deps);
+
+/* Starts the engine's thread (after sync_init). */
+void sync_start(struct sync_engine *s);
 void sync_stop(struct sync_engine *s);
 
 /* Asks for a pass now. ERR_OFFLINE when offline, ERR_SYNC_IN_PROGRESS when one runs; on
