@@ -12,7 +12,8 @@ static int parse_last_id(const char *s, struct event_pos *out, bool *given, stru
     if (s == NULL)
         return 0;
     if (events_parse_id(s, out) != 0)
-        return err_field(e, ERR_INVALID_REQUEST, "Last-Event-ID", "Last-Event-ID must be an event id");
+        return err_field(e, ERR_INVALID_REQUEST, "Last-Event-ID",
+                         "Last-Event-ID must be an event id");
     return 0;
 }
 

@@ -34,10 +34,10 @@ struct request {
     size_t body_limit;
     bool too_large;
     bool replied;
-    json_t *json;       /* owned; the parsed body for JSON routes, or NULL */
+    json_t *json; /* owned; the parsed body for JSON routes, or NULL */
     char request_id[129];
-    char path_id[64];   /* the {id} of the matched route */
-    const char *route;  /* the matched route pattern, for logs */
+    char path_id[64];            /* the {id} of the matched route */
+    const char *route;           /* the matched route pattern, for logs */
     const struct route *matched; /* the route admitted from the headers, or NULL */
     enum role role;
     double start_ms;

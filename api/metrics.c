@@ -68,21 +68,26 @@ static void depth(FILE *f, struct app *a)
     for (int i = 0; up && i < OP_N_STATUSES; i++)
         fprintf(f, "offlineq_queue_operations{status=\"%s\"} %lld\n",
                 op_status_name(counts[i].status), counts[i].n);
-    fprintf(f, "# HELP offlineq_database_up Whether the database answered this scrape.\n"
-               "# TYPE offlineq_database_up gauge\nofflineq_database_up %d\n", up);
+    fprintf(f,
+            "# HELP offlineq_database_up Whether the database answered this scrape.\n"
+            "# TYPE offlineq_database_up gauge\nofflineq_database_up %d\n",
+            up);
 }
 
 static void gauges(FILE *f, struct app *a)
 {
     int busy = atomic_load(&a->workers.busy);
-    fprintf(f, "# HELP offlineq_network_online Whether the network monitor says online.\n"
-               "# TYPE offlineq_network_online gauge\nofflineq_network_online %d\n",
+    fprintf(f,
+            "# HELP offlineq_network_online Whether the network monitor says online.\n"
+            "# TYPE offlineq_network_online gauge\nofflineq_network_online %d\n",
             monitor_is_online(&a->monitor));
-    fprintf(f, "# HELP offlineq_workers Worker threads by state.\n# TYPE offlineq_workers gauge\n"
-               "offlineq_workers{state=\"busy\"} %d\nofflineq_workers{state=\"idle\"} %d\n",
+    fprintf(f,
+            "# HELP offlineq_workers Worker threads by state.\n# TYPE offlineq_workers gauge\n"
+            "offlineq_workers{state=\"busy\"} %d\nofflineq_workers{state=\"idle\"} %d\n",
             busy, a->workers.n - busy);
-    fprintf(f, "# HELP offlineq_event_subscribers Open event streams.\n"
-               "# TYPE offlineq_event_subscribers gauge\nofflineq_event_subscribers %d\n",
+    fprintf(f,
+            "# HELP offlineq_event_subscribers Open event streams.\n"
+            "# TYPE offlineq_event_subscribers gauge\nofflineq_event_subscribers %d\n",
             events_subscribers(&a->events));
     fprintf(f, "# HELP offlineq_upstream_breaker_open Whether an upstream's circuit breaker is "
                "open.\n# TYPE offlineq_upstream_breaker_open gauge\n");

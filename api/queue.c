@@ -79,7 +79,7 @@ int api_queue_create(struct request *r, struct err *e)
     if (api_parse_enqueue(r->json, &r->app->cfg, &op, e) != 0)
         goto out;
     double wait_s = waiters_prefer_wait(http_header(r, "Prefer"));
-    if (wait_s < 0 && ops_is_simple(&op)) { /* group commit with concurrent requests */
+    if (wait_s < 0 && ops_is_simple(&op)) {         /* group commit with concurrent requests */
         coalesce_submit(&r->api->coalesce, r, &op); /* the flusher settles the room */
         return 0;
     }
@@ -137,8 +137,8 @@ int api_queue_batch(struct request *r, struct err *e)
 {
     size_t n = json_array_size(json_object_get(r->json, "operations"));
     if (n == 0 || n > BATCH_MAX)
-        return err_field(e, ERR_INVALID_REQUEST, "operations",
-                         "operations must hold 1 to %d items", BATCH_MAX);
+        return err_field(e, ERR_INVALID_REQUEST, "operations", "operations must hold 1 to %d items",
+                         BATCH_MAX);
     struct op_new *ops = oq_calloc(n, sizeof(*ops));
     struct op_created *out = oq_calloc(n, sizeof(*out));
     struct db_conn *c = NULL;

@@ -60,8 +60,8 @@ static int send_buffer(struct request *r, unsigned status, char *data, size_t le
                        const char *content_type)
 {
     OQ_ASSERT(!r->replied);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, data, data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, data, data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (resp == NULL) {
         free(data);
         return -1;
@@ -70,10 +70,12 @@ static int send_buffer(struct request *r, unsigned status, char *data, size_t le
 }
 
 int reply_stream(struct request *r, unsigned status, const char *content_type,
-                 ssize_t (*crc)(void *, uint64_t, char *, size_t), void *cls, void (*free_cb)(void *))
+                 ssize_t (*crc)(void *, uint64_t, char *, size_t), void *cls,
+                 void (*free_cb)(void *))
 {
     OQ_ASSERT(!r->replied);
-    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, crc, cls, free_cb);
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, crc, cls, free_cb);
     if (resp == NULL) {
         free_cb(cls);
         return -1;

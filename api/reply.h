@@ -26,7 +26,8 @@ int reply_json_text(struct request *r, unsigned status, char *text);
 /* Streams a body produced by crc (libmicrohttpd content reader) with content_type; free_cb
  * runs when the connection ends. */
 int reply_stream(struct request *r, unsigned status, const char *content_type,
-                 ssize_t (*crc)(void *, uint64_t, char *, size_t), void *cls, void (*free_cb)(void *));
+                 ssize_t (*crc)(void *, uint64_t, char *, size_t), void *cls,
+                 void (*free_cb)(void *));
 
 /* Sends text (malloc'd, stolen) with content_type. */
 int reply_text(struct request *r, unsigned status, const char *content_type, char *text);

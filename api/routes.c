@@ -76,8 +76,8 @@ static bool path_matches(const char *pattern, const char *path, char *id, size_t
     return *pattern == '\0' && *path == '\0';
 }
 
-const struct route *routes_match(const char *method, const char *path, char *path_id,
-                                 size_t id_len, bool *path_known)
+const struct route *routes_match(const char *method, const char *path, char *path_id, size_t id_len,
+                                 bool *path_known)
 {
     *path_known = false;
     for (const struct route *rt = routes; rt->method; rt++) {
@@ -160,7 +160,8 @@ static int authenticate(struct request *r, const struct route *rt, struct err *e
     if (r->role == ROLE_NONE) {
         reply_header(r, "WWW-Authenticate", "Bearer realm=\"offlineq\"");
         return err_set(e, ERR_UNAUTHORIZED,
-                       auth ? "the API key is not valid" : "an API key is required (Authorization: Bearer <key>)");
+                       auth ? "the API key is not valid"
+                            : "an API key is required (Authorization: Bearer <key>)");
     }
     if (r->role < rt->need)
         return err_set(e, ERR_FORBIDDEN, "this API key's role may not do this");
@@ -197,8 +198,8 @@ static int parse_body(struct request *r, const struct route *rt, struct err *e)
 static bool host_is_ours(const struct config *c, const char *host)
 {
     char name[256];
-    size_t n = host[0] == '[' ? strcspn(host, "]") + (strchr(host, ']') != NULL)
-                              : strcspn(host, ":");
+    size_t n =
+        host[0] == '[' ? strcspn(host, "]") + (strchr(host, ']') != NULL) : strcspn(host, ":");
     if (n >= sizeof(name))
         return false;
     for (size_t i = 0; i < n; i++)
@@ -238,8 +239,8 @@ static int check_browser(struct request *r, struct err *e)
     if (origin != NULL && r->cors_origin != NULL && strcmp(r->cors_origin, "*") != 0)
         return 0; /* a listed origin */
     const char *site = http_header(r, "Sec-Fetch-Site");
-    bool cross = site != NULL &&
-                 (strcasecmp(site, "cross-site") == 0 || strcasecmp(site, "same-site") == 0);
+    bool cross =
+        site != NULL && (strcasecmp(site, "cross-site") == 0 || strcasecmp(site, "same-site") == 0);
     const char *origin_host = after_prefix(origin, "http://");
     bool own = origin == NULL ||
                (host != NULL && origin_host != NULL && strcasecmp(origin_host, host) == 0);

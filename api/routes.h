@@ -19,7 +19,7 @@ struct route {
     const char *method;
     const char *pattern; /* "{id}" matches one path segment */
     route_fn fn;
-    enum role need;      /* ROLE_NONE = public */
+    enum role need; /* ROLE_NONE = public */
     enum body_kind body;
     const struct field_rule *rules; /* the JSON body's fields, checked before fn (NULL: fn does) */
 };
@@ -29,8 +29,8 @@ const struct route *routes_table(void);
 
 /* Finds the route for method and path; fills path_id for "{id}". Returns NULL when none
  * matches; *path_known tells whether another method would have matched (405). */
-const struct route *routes_match(const char *method, const char *path, char *path_id,
-                                 size_t id_len, bool *path_known);
+const struct route *routes_match(const char *method, const char *path, char *path_id, size_t id_len,
+                                 bool *path_known);
 
 /* From the headers alone (http_admit_fn): keyless mode's Host and Origin rules, the route
  * (404/405), the key and its role; replies when one refuses. Otherwise sets the route's body

@@ -29,16 +29,13 @@ static json_t *status_json(struct app *a, struct err *e)
     json_t *last = settings_last_sync(&a->settings);
     json_t *progress = sync_progress(&a->sync);
     json_t *result = last ? sync_result_capped(json_object_get(last, "result")) : NULL;
-    json_t *j = json_pack("{s:b, s:b, s:i, s:s, s:s, s:I, s:O, s:o, s:o}",
-                          "is_syncing", sync_is_running(&a->sync),
-                          "auto_sync", settings_auto_sync(&a->settings),
-                          "interval_s", settings_interval_s(&a->settings),
-                          "conflict_strategy", strategy,
-                          "network_status", monitor_is_online(&a->monitor) ? "online" : "offline",
-                          "pending", pending,
-                          "last_sync_at", last ? json_object_get(last, "at") : json_null(),
-                          "last_result", result ? result : json_null(),
-                          "progress", progress ? progress : json_null());
+    json_t *j = json_pack(
+        "{s:b, s:b, s:i, s:s, s:s, s:I, s:O, s:o, s:o}", "is_syncing", sync_is_running(&a->sync),
+        "auto_sync", settings_auto_sync(&a->settings), "interval_s",
+        settings_interval_s(&a->settings), "conflict_strategy", strategy, "network_status",
+        monitor_is_online(&a->monitor) ? "online" : "offline", "pending", pending, "last_sync_at",
+        last ? json_object_get(last, "at") : json_null(), "last_result",
+        result ? result : json_null(), "progress", progress ? progress : json_null());
     json_decref(last);
     return j;
 }
@@ -82,8 +79,8 @@ static int parse_timeout(struct request *r, double *out, struct err *e)
     char *end = NULL;
     double v = strtod(s, &end);
     if (end == s || *end != '\0' || !(v >= 0 && v <= SYNC_TIMEOUT_MAX_S))
-        return err_field(e, ERR_INVALID_REQUEST, "timeout_s", "timeout_s must be a number from 0 to %d",
-                         SYNC_TIMEOUT_MAX_S);
+        return err_field(e, ERR_INVALID_REQUEST, "timeout_s",
+                         "timeout_s must be a number from 0 to %d", SYNC_TIMEOUT_MAX_S);
     *out = v;
     return 0;
 }

@@ -51,8 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t i;
     json_t *item;
     if (json_is_array(ops)) {
-        json_array_foreach(ops, i, item)
-            one(item);
+        json_array_foreach(ops, i, item) one(item);
     } else {
         one(body);
     }

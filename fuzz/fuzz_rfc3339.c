@@ -11,7 +11,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *s = fuzz_cstr(data, size);
     double t = 0;
     if (time_parse_rfc3339(s, &t) == 0) {
-        if (strlen(s) < 20 || !isfinite(t) || t < -62167219200.0 - 86400 || t > 253402300800.0 + 86400)
+        if (strlen(s) < 20 || !isfinite(t) || t < -62167219200.0 - 86400 ||
+            t > 253402300800.0 + 86400)
             abort();
     }
     free(s);

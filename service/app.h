@@ -33,8 +33,8 @@ struct app {
     struct workers workers;
     struct listener listener;
     struct janitor janitor;
-    atomic_bool abort_outbound;   /* set when the shutdown grace is over */
-    struct pending pending;       /* what OFFLINEQ_MAX_PENDING is checked against */
+    atomic_bool abort_outbound; /* set when the shutdown grace is over */
+    struct pending pending;     /* what OFFLINEQ_MAX_PENDING is checked against */
 };
 
 /* Connects, migrates, registers the operation types and settings. Returns -1 with *e set. */

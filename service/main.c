@@ -36,8 +36,9 @@ static void raise_fd_limit(const struct config *c)
     getrlimit(RLIMIT_NOFILE, &rl);
     rlim_t need = (rlim_t)c->max_connections + (rlim_t)c->db_pool_size + 64;
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
-        log_json(LOG_WARN, "open file limit below OFFLINEQ_MAX_CONNECTIONS",
-                 json_pack("{s:I, s:I}", "limit", (json_int_t)rl.rlim_cur, "wanted", (json_int_t)need));
+        log_json(
+            LOG_WARN, "open file limit below OFFLINEQ_MAX_CONNECTIONS",
+            json_pack("{s:I, s:I}", "limit", (json_int_t)rl.rlim_cur, "wanted", (json_int_t)need));
 }
 
 /* Serves until SIGINT or SIGTERM; the HTTP side (api) lives in this frame and is passed to

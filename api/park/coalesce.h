@@ -9,8 +9,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define COALESCE_FLUSHERS 1 /* measured: one flusher makes the largest groups; 2 and 4 were
-                             * slower (bench/) */
+#define COALESCE_FLUSHERS                                                                          \
+    1 /* measured: one flusher makes the largest groups; 2 and 4 were                              \
+       * slower (bench/) */
 
 struct app;
 struct op_new;

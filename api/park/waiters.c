@@ -22,7 +22,6 @@ struct waiter {
     struct waiter *next;
 };
 
-
 double waiters_prefer_wait(const char *prefer)
 {
     if (prefer == NULL)

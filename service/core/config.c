@@ -44,7 +44,7 @@ static const struct setting settings[] = {
      "largest accepted request body in bytes"},
     {"OFFLINEQ_MAX_ATTEMPTS", CFG_INT, OFF(max_attempts), "5", 1, 1000,
      "default max_attempts of an operation"},
-    {"OFFLINEQ_API_KEYS", CFG_SECRET, OFF(api_keys_raw), "",  0, 0,
+    {"OFFLINEQ_API_KEYS", CFG_SECRET, OFF(api_keys_raw), "", 0, 0,
      "key:role,... with role read|write|admin; empty = no auth (loopback only)"},
     {"OFFLINEQ_ENCRYPTION_KEY", CFG_SECRET, OFF(encryption_key), "", 0, 0,
      "64 hex characters (32 bytes): payloads and files are stored encrypted (AES-256-GCM)"},
@@ -124,7 +124,7 @@ static int set_value(struct config *c, const struct setting *s, const char *v, c
     long n = strtol(v, &end, 10);
     if (errno != 0 || end == v || *end != '\0' || n < s->min || n > s->max)
         return oq_fail_msg(out, len, "%s: expected an integer from %ld to %ld, got \"%s\"", s->env,
-                    s->min, s->max, v);
+                           s->min, s->max, v);
     *(int *)(base + s->offset) = (int)n;
     return 0;
 }
@@ -216,7 +216,7 @@ static int parse_api_keys(struct config *c, char *out, size_t len)
         if (colon == NULL || colon == items[i] || parse_role(colon + 1, &role) != 0) {
             /* never echo the key itself */
             rc = oq_fail_msg(out, len, "OFFLINEQ_API_KEYS: entry %zu must be key:read|write|admin",
-                      i + 1);
+                             i + 1);
             break;
         }
         SHA256((const unsigned char *)items[i], (size_t)(colon - items[i]),
@@ -237,7 +237,8 @@ static int derive_check_urls(struct config *c, char *out, size_t len)
     for (size_t i = 0; i < c->n_check_urls; i++) {
         char origin[512];
         if (url_origin(c->check_urls[i], origin, sizeof(origin)) != 0)
-            return oq_fail_msg(out, len, "OFFLINEQ_CHECK_URLS: entry %zu must be an http(s) URL", i + 1);
+            return oq_fail_msg(out, len, "OFFLINEQ_CHECK_URLS: entry %zu must be an http(s) URL",
+                               i + 1);
     }
     if (c->n_check_urls > 0)
         return 0;
@@ -250,31 +251,37 @@ static int derive_check_urls(struct config *c, char *out, size_t len)
 static int derive(struct config *c, char *out, size_t len)
 {
     if (c->database_url == NULL || c->database_url[0] == '\0')
-        return oq_fail_msg(out, len, "OFFLINEQ_DATABASE_URL: not set (e.g. postgresql://user@host/db)");
+        return oq_fail_msg(out, len,
+                           "OFFLINEQ_DATABASE_URL: not set (e.g. postgresql://user@host/db)");
     if (log_level_parse(c->log_level_raw, &c->log_level) != 0)
-        return oq_fail_msg(out, len, "OFFLINEQ_LOG_LEVEL: expected debug|info|warn|error, got \"%s\"",
-                    c->log_level_raw);
+        return oq_fail_msg(out, len,
+                           "OFFLINEQ_LOG_LEVEL: expected debug|info|warn|error, got \"%s\"",
+                           c->log_level_raw);
     if (parse_listen(c, out, len) != 0 || parse_api_keys(c, out, len) != 0 ||
         upstreams_parse(c->upstreams_raw, c->upstreams_file, &c->upstreams, &c->n_upstreams, out,
                         len) != 0)
         return -1;
     if (c->backoff_base_ms > c->backoff_max_ms)
-        return oq_fail_msg(out, len, "OFFLINEQ_BACKOFF_BASE_MS: must not exceed OFFLINEQ_BACKOFF_MAX_MS");
+        return oq_fail_msg(out, len,
+                           "OFFLINEQ_BACKOFF_BASE_MS: must not exceed OFFLINEQ_BACKOFF_MAX_MS");
     c->cors_origins = strlist_split(c->cors_origins_raw, &c->n_cors_origins);
     if (strcmp(c->auto_sync_raw, "true") != 0 && strcmp(c->auto_sync_raw, "false") != 0)
-        return oq_fail_msg(out, len, "OFFLINEQ_AUTO_SYNC: expected true or false, got \"%s\"", c->auto_sync_raw);
+        return oq_fail_msg(out, len, "OFFLINEQ_AUTO_SYNC: expected true or false, got \"%s\"",
+                           c->auto_sync_raw);
     c->auto_sync = strcmp(c->auto_sync_raw, "true") == 0;
     if (derive_check_urls(c, out, len) != 0)
         return -1;
     if (c->n_api_keys == 0 && !c->listen_is_loopback)
-        return oq_fail_msg(out, len,
-                    "OFFLINEQ_API_KEYS: no keys configured, so OFFLINEQ_LISTEN must resolve to "
-                    "loopback addresses only (got \"%s\"); set keys to listen elsewhere",
-                    c->listen);
+        return oq_fail_msg(
+            out, len,
+            "OFFLINEQ_API_KEYS: no keys configured, so OFFLINEQ_LISTEN must resolve to "
+            "loopback addresses only (got \"%s\"); set keys to listen elsewhere",
+            c->listen);
     for (size_t i = 0; c->n_api_keys == 0 && i < c->n_cors_origins; i++) {
         if (strcmp(c->cors_origins[i], "*") == 0) /* every page could read the queue */
-            return oq_fail_msg(out, len, "OFFLINEQ_CORS_ORIGINS: \"*\" needs OFFLINEQ_API_KEYS; "
-                                         "without keys, list the allowed origins by name");
+            return oq_fail_msg(out, len,
+                               "OFFLINEQ_CORS_ORIGINS: \"*\" needs OFFLINEQ_API_KEYS; "
+                               "without keys, list the allowed origins by name");
     }
     return 0;
 }
@@ -282,9 +289,9 @@ static int derive(struct config *c, char *out, size_t len)
 /* Names the service does not read but the project's own tools set around it (the test
  * harness, scripts/, bench/): tolerated. A trailing '*' matches a prefix. */
 static const char *const tool_names[] = {
-    "OFFLINEQ_TEST_*", "OFFLINEQ_PG_*", "OFFLINEQ_BENCH_*", "OFFLINEQ_FUZZ_*",
-    "OFFLINEQ_BIN", "OFFLINEQ_BUILD_DIR", "OFFLINEQ_SOURCE_DIR", "OFFLINEQ_CONTRACT_DIR",
-    "OFFLINEQ_ARTIFACTS", "OFFLINEQ_DATA_DIR", "OFFLINEQ_FAULT_SEED", "OFFLINEQ_MODEL_SEED",
+    "OFFLINEQ_TEST_*",    "OFFLINEQ_PG_*",      "OFFLINEQ_BENCH_*",    "OFFLINEQ_FUZZ_*",
+    "OFFLINEQ_BIN",       "OFFLINEQ_BUILD_DIR", "OFFLINEQ_SOURCE_DIR", "OFFLINEQ_CONTRACT_DIR",
+    "OFFLINEQ_ARTIFACTS", "OFFLINEQ_DATA_DIR",  "OFFLINEQ_FAULT_SEED", "OFFLINEQ_MODEL_SEED",
 };
 
 static bool is_tool_name(const char *name, size_t n)
@@ -475,8 +482,9 @@ static int load_flag(struct config *c, const char *arg, char *out, size_t len)
     if (s == NULL)
         return oq_fail_msg(out, len, "unknown argument \"%.*s\" (see --help)", name_len, arg);
     if (s->type == CFG_SECRET)
-        return oq_fail_msg(out, len, "%.*s: a secret is not accepted as a flag (argv shows in ps "
-                                     "and /proc/PID/cmdline); set %s or %s_FILE instead",
+        return oq_fail_msg(out, len,
+                           "%.*s: a secret is not accepted as a flag (argv shows in ps "
+                           "and /proc/PID/cmdline); set %s or %s_FILE instead",
                            name_len, arg, s->env, s->env);
     return set_value(c, s, value, out, len);
 }
@@ -511,11 +519,13 @@ void config_free(struct config *c)
 
 void config_print_help(FILE *out)
 {
-    fprintf(out, "offlineq %s: durable offline operation queue\n\n"
-                 "usage: offlineq [--flag=value ...]\n\n"
-                 "Every setting is an environment variable or the equivalent flag. Secrets have\n"
-                 "no flag (argv shows in ps): set NAME, or NAME_FILE to a file holding the value.\n"
-                 "An unknown OFFLINEQ_* variable stops start-up (README lists the tolerated tool names).\n\n",
+    fprintf(out,
+            "offlineq %s: durable offline operation queue\n\n"
+            "usage: offlineq [--flag=value ...]\n\n"
+            "Every setting is an environment variable or the equivalent flag. Secrets have\n"
+            "no flag (argv shows in ps): set NAME, or NAME_FILE to a file holding the value.\n"
+            "An unknown OFFLINEQ_* variable stops start-up (README lists the tolerated tool "
+            "names).\n\n",
             OQ_VERSION);
     for (size_t i = 0; i < OQ_ARRAY_LEN(settings); i++) {
         const struct setting *s = &settings[i];

@@ -13,9 +13,9 @@ struct job {
     json_t *payload; /* owned */
     int retry_count; /* failed attempts so far */
     int max_attempts;
-    char file_id[37]; /* "" when none */
+    char file_id[37];           /* "" when none */
     char conflict_strategy[32]; /* "" : the global one */
-    json_t *resolution; /* owned: an operator's choice for a conflict, or NULL */
+    json_t *resolution;         /* owned: an operator's choice for a conflict, or NULL */
     char created_at[40];
     bool unreadable; /* the stored payload could not be decrypted: payload is {} */
 };
@@ -31,8 +31,8 @@ enum outcome {
 struct exec_result {
     enum outcome outcome;
     char error[512];
-    json_t *result;     /* owned, may be NULL: stored as the operation's result */
-    double delay_s;     /* RETRY: Retry-After (< 0: backoff decides); RELEASE: look again in */
+    json_t *result; /* owned, may be NULL: stored as the operation's result */
+    double delay_s; /* RETRY: Retry-After (< 0: backoff decides); RELEASE: look again in */
     bool is_connect_error;
 };
 

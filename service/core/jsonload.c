@@ -20,7 +20,7 @@
 struct scan {
     const unsigned char *s, *p, *end;
     struct oq_buf out;
-    size_t budget;  /* bytes numbers written out in full may still add */
+    size_t budget; /* bytes numbers written out in full may still add */
     const char *why;
     const unsigned char *at;
 };
@@ -50,7 +50,10 @@ static void skip_ws(struct scan *sc)
 static size_t utf8_len(const unsigned char *p, const unsigned char *end)
 {
     unsigned char c = p[0];
-    size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    size_t n = c >= 0xc2 && c <= 0xdf   ? 2
+               : c >= 0xe0 && c <= 0xef ? 3
+               : c >= 0xf0 && c <= 0xf4 ? 4
+                                        : 0;
     if (n == 0 || (size_t)(end - p) < n)
         return 0;
     unsigned char lo = 0x80, hi = 0xbf; /* the second byte's range */
@@ -79,8 +82,10 @@ static long hex4(const struct scan *sc, const unsigned char *p)
     long v = 0;
     for (int i = 0; i < 4; i++) {
         unsigned char c = p[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
         if (d < 0)
             return -1;
         v = v * 16 + d;
@@ -107,7 +112,8 @@ static int scan_escape(struct scan *sc)
     if (u >= 0xdc00 && u <= 0xdfff)
         return fail(sc, at, "a lone low surrogate in a string");
     if (u >= 0xd800 && u <= 0xdbff) {
-        long lo = sc->end - sc->p >= 6 && sc->p[0] == '\\' && sc->p[1] == 'u' ? hex4(sc, sc->p + 2) : -1;
+        long lo =
+            sc->end - sc->p >= 6 && sc->p[0] == '\\' && sc->p[1] == 'u' ? hex4(sc, sc->p + 2) : -1;
         if (lo < 0xdc00 || lo > 0xdfff)
             return fail(sc, at, "a high surrogate without its low surrogate in a string");
         sc->p += 6;
@@ -126,7 +132,8 @@ static int scan_string(struct scan *sc)
         if (c == '"')
             break;
         if (c < 0x20)
-            return fail(sc, sc->p, c == 0 ? "a NUL byte in a string" : "a control character in a string");
+            return fail(sc, sc->p,
+                        c == 0 ? "a NUL byte in a string" : "a control character in a string");
         if (c == '\\') {
             sc->p++;
             if (scan_escape(sc) != 0)
@@ -231,14 +238,16 @@ static int put_number(struct scan *sc, const struct num *n, const unsigned char 
         first = digit_at(n, k) != '0' ? k : -1;
     if (n->exp >= PG_EXP_LIMIT || n->exp <= -PG_EXP_LIMIT || dscale > PG_DSCALE_MAX ||
         (first >= 0 && point - 1 - first > PG_E10_MAX))
-        return fail(sc, start, "a number beyond what PostgreSQL stores (at most 131072 digits "
-                               "before the decimal point and 16383 after it)");
+        return fail(sc, start,
+                    "a number beyond what PostgreSQL stores (at most 131072 digits "
+                    "before the decimal point and 16383 after it)");
     long long intlen = first >= 0 && point > first ? point - first : 1;
     size_t len = (size_t)((n->neg && first >= 0) + intlen + (dscale ? 1 + dscale : 0));
     size_t had = (size_t)(sc->p - start);
     if (len > had && len - had > sc->budget)
-        return fail(sc, start, "numbers written out in full would make the document more than "
-                               "1 MiB larger");
+        return fail(sc, start,
+                    "numbers written out in full would make the document more than "
+                    "1 MiB larger");
     sc->budget -= len > had ? len - had : 0;
     char *text = oq_malloc(len + 1), *o = text;
     if (n->neg && first >= 0)
@@ -288,8 +297,9 @@ static int scan_key(struct scan *sc)
 {
     skip_ws(sc);
     if (sc->p >= sc->end || *sc->p != '"')
-        return fail(sc, sc->p, sc->p < sc->end && *sc->p == 0 ? "a NUL byte outside a string"
-                                                               : "an object key (a string) was expected");
+        return fail(sc, sc->p,
+                    sc->p < sc->end && *sc->p == 0 ? "a NUL byte outside a string"
+                                                   : "an object key (a string) was expected");
     if (scan_string(sc) != 0)
         return -1;
     skip_ws(sc);
@@ -307,8 +317,10 @@ static int after_value(struct scan *sc, const char *stack, int *depth)
     for (;;) {
         skip_ws(sc);
         if (*depth == 0)
-            return sc->p == sc->end ? 0 : fail(sc, sc->p, *sc->p == 0 ? "a NUL byte after the JSON value"
-                                                                     : "text after the JSON value");
+            return sc->p == sc->end ? 0
+                                    : fail(sc, sc->p,
+                                           *sc->p == 0 ? "a NUL byte after the JSON value"
+                                                       : "text after the JSON value");
         char top = stack[*depth - 1], close = top == '{' ? '}' : ']';
         if (sc->p < sc->end && *sc->p == ',') {
             oq_buf_add(&sc->out, ",", 1);
@@ -316,8 +328,9 @@ static int after_value(struct scan *sc, const char *stack, int *depth)
             return top == '{' ? (scan_key(sc) == 0 ? 1 : -1) : 1;
         }
         if (sc->p >= sc->end || *sc->p != close)
-            return fail(sc, sc->p, sc->p < sc->end && *sc->p == 0 ? "a NUL byte outside a string"
-                                                                   : "',' or a closing bracket was expected");
+            return fail(sc, sc->p,
+                        sc->p < sc->end && *sc->p == 0 ? "a NUL byte outside a string"
+                                                       : "',' or a closing bracket was expected");
         oq_buf_add(&sc->out, &close, 1);
         sc->p++;
         (*depth)--;
@@ -334,8 +347,9 @@ static int scan_doc(struct scan *sc, int max_depth)
         if (sc->p < sc->end && (*sc->p == '{' || *sc->p == '[')) {
             char open = (char)*sc->p, close = open == '{' ? '}' : ']';
             if (depth >= max_depth)
-                return fail(sc, sc->p, max_depth == JSONLOAD_DEPTH_MAX ? "JSON nested deeper than 64 levels"
-                                                                       : "JSON nested too deep");
+                return fail(sc, sc->p,
+                            max_depth == JSONLOAD_DEPTH_MAX ? "JSON nested deeper than 64 levels"
+                                                            : "JSON nested too deep");
             stack[depth++] = open;
             oq_buf_add(&sc->out, &open, 1);
             sc->p++;
@@ -374,8 +388,10 @@ static void position(const struct scan *sc, int *line, int *col)
 
 json_t *jsonload(const char *data, size_t len, unsigned flags, struct err *e)
 {
-    struct scan sc = {.s = (const unsigned char *)data, .p = (const unsigned char *)data,
-                      .end = (const unsigned char *)data + len, .budget = JSONLOAD_GROWTH_MAX};
+    struct scan sc = {.s = (const unsigned char *)data,
+                      .p = (const unsigned char *)data,
+                      .end = (const unsigned char *)data + len,
+                      .budget = JSONLOAD_GROWTH_MAX};
     json_t *j = NULL;
     int line, col;
     if (scan_doc(&sc, flags & JSONLOAD_DEEP ? JSONLOAD_DEPTH_STORED : JSONLOAD_DEPTH_MAX) != 0) {
@@ -383,7 +399,8 @@ json_t *jsonload(const char *data, size_t len, unsigned flags, struct err *e)
         err_set(e, ERR_INVALID_JSON, "invalid JSON at line %d column %d: %s", line, col, sc.why);
     } else {
         json_error_t je;
-        j = json_loadb(sc.out.data, sc.out.len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY, &je);
+        j = json_loadb(sc.out.data, sc.out.len,
+                       JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY, &je);
         if (j == NULL)
             err_set(e, ERR_INVALID_JSON, "invalid JSON: %s", je.text);
         else if ((flags & JSONLOAD_OBJECT) && !json_is_object(j)) {
@@ -425,8 +442,8 @@ bool jsonnum_is_integral(const json_t *v)
 {
     const char *t = jsonnum_text(v);
     if (t == NULL)
-        return json_is_integer(v) ||
-               (json_is_real(v) && isfinite(json_real_value(v)) && json_real_value(v) == floor(json_real_value(v)));
+        return json_is_integer(v) || (json_is_real(v) && isfinite(json_real_value(v)) &&
+                                      json_real_value(v) == floor(json_real_value(v)));
     const char *point = strchr(t, '.');
     return point == NULL || strspn(point + 1, "0") == strlen(point + 1);
 }

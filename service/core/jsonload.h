@@ -20,9 +20,9 @@
 
 #include "core/err.h"
 
-#define JSONLOAD_DEPTH_MAX 64           /* request bodies */
-#define JSONLOAD_DEPTH_STORED 2000      /* within jansson's own limit (2048 values) */
-#define JSONLOAD_GROWTH_MAX (1u << 20)  /* bytes numbers written out in full may add */
+#define JSONLOAD_DEPTH_MAX 64          /* request bodies */
+#define JSONLOAD_DEPTH_STORED 2000     /* within jansson's own limit (2048 values) */
+#define JSONLOAD_GROWTH_MAX (1u << 20) /* bytes numbers written out in full may add */
 
 enum jsonload_flags {
     JSONLOAD_OBJECT = 1, /* the value must be an object */

@@ -81,7 +81,8 @@ static void put_value(struct out *o, const json_t *v)
         json_t *m;
         bool first = true;
         put(o, "{", 1);
-        json_object_foreach((json_t *)v, k, m) {
+        json_object_foreach((json_t *)v, k, m)
+        {
             if (!first)
                 put(o, ",", 1);
             first = false;

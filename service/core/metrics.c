@@ -3,7 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 const double metrics_bucket_le[METRICS_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                                    1,     2.5,  5,     10,   30,  60,   300};
 

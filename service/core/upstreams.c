@@ -58,26 +58,28 @@ struct list {
     size_t n;
 };
 
-static struct upstream *add(struct list *l, const char *name, size_t name_len,
-                            const char *base_url, const char *env, char *out, size_t len)
+static struct upstream *add(struct list *l, const char *name, size_t name_len, const char *base_url,
+                            const char *env, char *out, size_t len)
 {
     char origin[512];
     char *path = NULL;
     for (size_t i = 0; i < name_len; i++) {
         if (!isalnum((unsigned char)name[i]) && strchr("_.-", name[i]) == NULL) {
-            oq_fail_msg(out, len, "%s: upstream names use letters, digits, '_', '.' and '-' only", env);
+            oq_fail_msg(out, len, "%s: upstream names use letters, digits, '_', '.' and '-' only",
+                        env);
             return NULL;
         }
     }
     if (name_len == 0 || url_parse(base_url, origin, sizeof(origin), &path) != 0) {
-        oq_fail_msg(out, len, "%s: upstream \"%.*s\" needs a base URL http(s)://host[:port][/path]", env,
-             (int)name_len, name);
+        oq_fail_msg(out, len, "%s: upstream \"%.*s\" needs a base URL http(s)://host[:port][/path]",
+                    env, (int)name_len, name);
         return NULL;
     }
     for (size_t i = 0; i < l->n; i++) {
         if (strlen(l->items[i].name) == name_len &&
             strncmp(l->items[i].name, name, name_len) == 0) {
-            oq_fail_msg(out, len, "%s: upstream \"%.*s\" is defined twice", env, (int)name_len, name);
+            oq_fail_msg(out, len, "%s: upstream \"%.*s\" is defined twice", env, (int)name_len,
+                        name);
             free(path);
             return NULL;
         }
@@ -104,9 +106,11 @@ static int parse_short(struct list *l, const char *short_form, char *out, size_t
     for (size_t i = 0; i < n && rc == 0; i++) {
         char *eq = strchr(items[i], '=');
         if (eq == NULL)
-            rc = oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS: entry %zu must be name=http(s)://host[:port][/path]",
-                      i + 1);
-        else if (add(l, items[i], (size_t)(eq - items[i]), eq + 1, "OFFLINEQ_UPSTREAMS", out, len) == NULL)
+            rc = oq_fail_msg(
+                out, len, "OFFLINEQ_UPSTREAMS: entry %zu must be name=http(s)://host[:port][/path]",
+                i + 1);
+        else if (add(l, items[i], (size_t)(eq - items[i]), eq + 1, "OFFLINEQ_UPSTREAMS", out,
+                     len) == NULL)
             rc = -1;
     }
     strlist_free(items, n);
@@ -135,15 +139,18 @@ static int parse_headers(struct upstream *u, const json_t *headers, char *out, s
     if (headers == NULL)
         return 0;
     if (!json_is_object(headers))
-        return oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.headers must be an object", u->name);
+        return oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.headers must be an object",
+                           u->name);
     u->headers = oq_calloc(json_object_size(headers), sizeof(char *));
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)headers, k, v) {
+    json_object_foreach((json_t *)headers, k, v)
+    {
         const char *s = json_string_value(v);
         if (s == NULL || strpbrk(k, "\r\n: ") != NULL || strpbrk(s, "\r\n") != NULL)
-            return oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.headers.%s must be a one-line string",
-                        u->name, k);
+            return oq_fail_msg(out, len,
+                               "OFFLINEQ_UPSTREAMS_FILE: %s.headers.%s must be a one-line string",
+                               u->name, k);
         size_t n = strlen(k) + strlen(s) + 3;
         u->headers[u->n_headers] = oq_malloc(n);
         snprintf(u->headers[u->n_headers++], n, "%s: %s", k, s);
@@ -168,9 +175,11 @@ static int check_keys(const char *name, const json_t *o, char *out, size_t len)
 {
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)o, k, v) {
+    json_object_foreach((json_t *)o, k, v)
+    {
         if (!is_known_key(k))
-            return oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.%s is not a known setting", name, k);
+            return oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.%s is not a known setting",
+                               name, k);
     }
     return 0;
 }
@@ -178,7 +187,8 @@ static int check_keys(const char *name, const json_t *o, char *out, size_t len)
 /* 0..63 for a character of the standard base64 alphabet, else -1. */
 static int b64_digit(unsigned char c)
 {
-    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     const char *p = c ? strchr(alphabet, c) : NULL;
     return p ? (int)(p - alphabet) : -1;
 }
@@ -202,7 +212,8 @@ static long b64_decode_strict(const char *s, size_t len, unsigned char *out)
         }
         if (last && ((pad == 2 && (d[1] & 0x0f) != 0) || (pad == 1 && (d[2] & 0x03) != 0)))
             return -1;
-        uint32_t w = (uint32_t)d[0] << 18 | (uint32_t)d[1] << 12 | (uint32_t)d[2] << 6 | (uint32_t)d[3];
+        uint32_t w =
+            (uint32_t)d[0] << 18 | (uint32_t)d[1] << 12 | (uint32_t)d[2] << 6 | (uint32_t)d[3];
         out[o++] = (unsigned char)(w >> 16);
         if (!last || pad < 2)
             out[o++] = (unsigned char)(w >> 8);
@@ -219,7 +230,8 @@ unsigned char *upstreams_signing_key(const char *secret, size_t len, size_t *key
 {
     if (len == 0 || strlen(secret) != len)
         return NULL;
-    if (strncmp(secret, WHSEC_PREFIX, WHSEC_PREFIX_LEN) != 0) { /* a plain secret: its bytes are the key */
+    if (strncmp(secret, WHSEC_PREFIX, WHSEC_PREFIX_LEN) !=
+        0) { /* a plain secret: its bytes are the key */
         *key_len = len;
         unsigned char *key = oq_malloc(len);
         memcpy(key, secret, len);
@@ -249,26 +261,32 @@ static int parse_secret(struct upstream *u, const json_t *secret, char *out, siz
     if (secret == NULL)
         return 0;
     const char *s = json_string_value(secret);
-    u->signing_key = s ? upstreams_signing_key(s, json_string_length(secret), &u->signing_key_len) : NULL;
+    u->signing_key =
+        s ? upstreams_signing_key(s, json_string_length(secret), &u->signing_key_len) : NULL;
     if (u->signing_key == NULL)
-        return oq_fail_msg(out, len,
-                           "OFFLINEQ_UPSTREAMS_FILE: %s.signing_secret must be \"whsec_\" and strict "
-                           "base64 (standard alphabet, padded, not empty), or a plain non-empty string",
-                           u->name);
+        return oq_fail_msg(
+            out, len,
+            "OFFLINEQ_UPSTREAMS_FILE: %s.signing_secret must be \"whsec_\" and strict "
+            "base64 (standard alphabet, padded, not empty), or a plain non-empty string",
+            u->name);
     return 0;
 }
 
 static int parse_entry(struct list *l, const char *name, const json_t *o, char *out, size_t len)
 {
     if (!json_is_object(o) || check_keys(name, o, out, len) != 0)
-        return json_is_object(o) ? -1 : oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s must be an object", name);
+        return json_is_object(o)
+                   ? -1
+                   : oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s must be an object", name);
     const char *base = json_string_value(json_object_get(o, "base_url"));
-    struct upstream *u = add(l, name, strlen(name), base ? base : "", "OFFLINEQ_UPSTREAMS_FILE", out, len);
+    struct upstream *u =
+        add(l, name, strlen(name), base ? base : "", "OFFLINEQ_UPSTREAMS_FILE", out, len);
     if (u == NULL)
         return -1;
     const json_t *rate = json_object_get(o, "rate_per_s");
     if (rate != NULL && (!json_is_number(rate) || json_number_value(rate) <= 0))
-        return oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.rate_per_s must be a positive number", name);
+        return oq_fail_msg(
+            out, len, "OFFLINEQ_UPSTREAMS_FILE: %s.rate_per_s must be a positive number", name);
     u->rate_per_s = rate ? json_number_value(rate) : 0;
     if (parse_secret(u, json_object_get(o, "signing_secret"), out, len) != 0)
         return -1;
@@ -285,11 +303,14 @@ static int parse_file(struct list *l, const char *file, char *out, size_t len)
     json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &je);
     if (root == NULL)
         return oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: %s: %s (line %d)", file, je.text,
-                    je.line);
-    int rc = json_is_object(root) ? 0 : oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: must hold a JSON object");
+                           je.line);
+    int rc = json_is_object(root)
+                 ? 0
+                 : oq_fail_msg(out, len, "OFFLINEQ_UPSTREAMS_FILE: must hold a JSON object");
     const char *name;
     json_t *entry;
-    json_object_foreach(root, name, entry) {
+    json_object_foreach(root, name, entry)
+    {
         if (rc == 0)
             rc = parse_entry(l, name, entry, out, len);
     }
@@ -301,8 +322,9 @@ int upstreams_parse(const char *short_form, const char *file, struct upstream **
                     char *out, size_t len)
 {
     struct list l = {0};
-    int rc = parse_short(&l, short_form ? short_form : "", out, len) != 0 ? -1
-                                                                       : parse_file(&l, file, out, len);
+    int rc = parse_short(&l, short_form ? short_form : "", out, len) != 0
+                 ? -1
+                 : parse_file(&l, file, out, len);
     *items = l.items;
     *n = l.n;
     return rc;

@@ -7,8 +7,8 @@
 
 static const char *type_name(enum vtype t)
 {
-    static const char *const names[] = {"a string", "an integer", "a number", "a boolean",
-                                        "an object", "an array",  "any value", "a UUID string"};
+    static const char *const names[] = {"a string",  "an integer", "a number",  "a boolean",
+                                        "an object", "an array",   "any value", "a UUID string"};
     return names[t];
 }
 
@@ -43,8 +43,8 @@ static int check_number(const json_t *v, const struct field_rule *r, struct err 
     if (r->type == V_INT && !jsonnum_is_integral(v))
         return err_field(e, ERR_INVALID_REQUEST, r->name, "%s must be an integer", r->name);
     if ((r->min != 0 || r->max != 0) && (d < (double)r->min || d > (double)r->max))
-        return err_field(e, ERR_INVALID_REQUEST, r->name, "%s must be from %lld to %lld",
-                         r->name, r->min, r->max);
+        return err_field(e, ERR_INVALID_REQUEST, r->name, "%s must be from %lld to %lld", r->name,
+                         r->min, r->max);
     return 0;
 }
 
@@ -98,7 +98,8 @@ int validate_object(const json_t *obj, const struct field_rule *rules, bool allo
         return err_set(e, ERR_INVALID_REQUEST, "expected a JSON object");
     const char *key;
     json_t *v;
-    json_object_foreach((json_t *)obj, key, v) {
+    json_object_foreach((json_t *)obj, key, v)
+    {
         if (!allow_unknown && find_rule(rules, key) == NULL)
             return err_field(e, ERR_INVALID_REQUEST, key, "unknown field %s", key);
     }

@@ -12,9 +12,9 @@ struct field_rule {
     const char *name;
     enum vtype type;
     bool required;
-    bool nullable;              /* JSON null accepted (treated as absent) */
-    long long min, max;         /* V_INT/V_NUMBER: value range; V_STRING: length range */
-    const char *const *one_of;  /* V_STRING: allowed values, NULL-terminated */
+    bool nullable;             /* JSON null accepted (treated as absent) */
+    long long min, max;        /* V_INT/V_NUMBER: value range; V_STRING: length range */
+    const char *const *one_of; /* V_STRING: allowed values, NULL-terminated */
 };
 
 /* Checks obj against rules (ended by a rule with name NULL). Unknown keys are refused unless

@@ -10,7 +10,7 @@
 
 /* X(enum, name, is_live): a live operation still holds a place in the queue. */
 #define OQ_OP_STATUSES(X)                                                                          \
-    X(OP_PENDING, OQ_STATUS_PENDING_NAME, true)                                                                 \
+    X(OP_PENDING, OQ_STATUS_PENDING_NAME, true)                                                    \
     X(OP_IN_PROGRESS, "in_progress", true)                                                         \
     X(OP_COMPLETED, "completed", false)                                                            \
     X(OP_FAILED, "failed", false)                                                                  \

@@ -21,7 +21,8 @@ json_t *conflict_merge_patch(const json_t *target, const json_t *patch)
     json_t *out = json_is_object(target) ? json_deep_copy(target) : json_object();
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)patch, k, v) {
+    json_object_foreach((json_t *)patch, k, v)
+    {
         if (json_is_null(v)) {
             json_object_del(out, k);
         } else {
@@ -46,7 +47,7 @@ static json_t *merge_value(const json_t *b, const json_t *l, const json_t *r)
         return l ? json_deep_copy(l) : NULL; /* changed only here */
     if (json_is_object(l) && json_is_object(r))
         return conflict_merge3(json_is_object(b) ? b : NULL, l, r);
-    return l ? json_deep_copy(l) : NULL;     /* changed on both sides: ours */
+    return l ? json_deep_copy(l) : NULL; /* changed on both sides: ours */
 }
 
 json_t *conflict_merge3(const json_t *base, const json_t *local, const json_t *remote)
@@ -56,7 +57,8 @@ json_t *conflict_merge3(const json_t *base, const json_t *local, const json_t *r
     for (int s = 0; s < 3; s++) {
         const char *k;
         json_t *ignored;
-        json_object_foreach((json_t *)sides[s], k, ignored) {
+        json_object_foreach((json_t *)sides[s], k, ignored)
+        {
             if (json_object_get(out, k) != NULL)
                 continue;
             json_t *v = merge_value(json_object_get(base, k), json_object_get(local, k),
@@ -91,9 +93,13 @@ static void send_doc(const struct conflict *k, const json_t *doc, const char *et
     json_decref(shaped);
     const char *method = validate_str(p, "method", k->default_method);
     char *body = doc ? jsontext(doc) : NULL;
-    struct out_request rq = {.u = u, .method = method, .endpoint = validate_str(p, "endpoint", "/"),
-                             .headers = (const char *const *)lines, .body = body,
-                             .body_len = body ? strlen(body) : 0, .content_type = "application/json",
+    struct out_request rq = {.u = u,
+                             .method = method,
+                             .endpoint = validate_str(p, "endpoint", "/"),
+                             .headers = (const char *const *)lines,
+                             .body = body,
+                             .body_len = body ? strlen(body) : 0,
+                             .content_type = "application/json",
                              .idempotency_key = k->job->id};
     deliver(k->ctx, &rq, res);
     exec_free_lines(lines);
@@ -109,7 +115,9 @@ static int fetch_remote(const struct conflict *k, struct exec_result *got)
         exec_fail(got, "upstream is no longer configured");
         return -1;
     }
-    struct out_request rq = {.u = u, .method = "GET", .endpoint = validate_str(p, "endpoint", "/"),
+    struct out_request rq = {.u = u,
+                             .method = "GET",
+                             .endpoint = validate_str(p, "endpoint", "/"),
                              .idempotency_key = k->job->id};
     deliver(k->ctx, &rq, got);
     long status = json_integer_value(json_object_get(got->result, "status_code"));
@@ -133,7 +141,8 @@ static bool local_is_newer(const struct job *job, const json_t *remote, const ch
             known = true;
         }
     }
-    if (!known && time_parse_rfc3339(json_string_value(json_object_get(remote, "updated_at")), &remote_t) == 0)
+    if (!known && time_parse_rfc3339(json_string_value(json_object_get(remote, "updated_at")),
+                                     &remote_t) == 0)
         known = true;
     return !known || local_t >= remote_t;
 }
@@ -165,7 +174,8 @@ static json_t *decide(enum strategy strategy, const struct job *job, json_t *rem
 {
     const json_t *local = json_object_get(job->payload, "data");
     bool is_lww = strategy == STRATEGY_LAST_WRITE_WINS;
-    if (strategy == STRATEGY_REMOTE_WINS || (is_lww && !local_is_newer(job, remote, last_modified))) {
+    if (strategy == STRATEGY_REMOTE_WINS ||
+        (is_lww && !local_is_newer(job, remote, last_modified))) {
         finish_without_send(res, strategy_name(strategy), remote, status);
         if (is_lww)
             json_object_set_new(res->result, "winner", json_string("remote"));
@@ -218,7 +228,8 @@ static void resolve_rounds(const struct conflict *k, enum strategy strategy, con
             json_decref(remote);
             return;
         }
-        json_t *doc = fixed ? json_deep_copy(fixed) : decide(strategy, k->job, remote, lm, status, res);
+        json_t *doc =
+            fixed ? json_deep_copy(fixed) : decide(strategy, k->job, remote, lm, status, res);
         if (doc == NULL && res->outcome == OUTCOME_COMPLETED) {
             json_decref(remote);
             return; /* remote wins: nothing more is sent */

@@ -37,7 +37,8 @@ void multipart_init(struct multipart *m)
     char id[37];
     oq_uuid(id);
     snprintf(m->boundary, sizeof(m->boundary), "offlineq-%s", id);
-    snprintf(m->content_type, sizeof(m->content_type), "multipart/form-data; boundary=%s", m->boundary);
+    snprintf(m->content_type, sizeof(m->content_type), "multipart/form-data; boundary=%s",
+             m->boundary);
 }
 
 static void part_head(struct multipart *m, const char *name)
@@ -52,7 +53,8 @@ void multipart_fields(struct multipart *m, const json_t *fields)
 {
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)fields, k, v) {
+    json_object_foreach((json_t *)fields, k, v)
+    {
         if (!jsonstr_is(v))
             continue;
         part_head(m, k);

@@ -10,7 +10,7 @@
 struct multipart {
     char boundary[64];
     char content_type[128]; /* multipart/form-data; boundary=... */
-    struct oq_buf b; /* the body */
+    struct oq_buf b;        /* the body */
 };
 
 void multipart_init(struct multipart *m);

@@ -118,14 +118,16 @@ double outbound_retry_after(const char *v, time_t now)
 /* The answer headers kept as text: "Name:" (its length from the compiler) and the char[]
  * field of struct out_response the value is copied to. */
 #define KEPT(prefix, field)                                                                        \
-    {prefix, sizeof(prefix) - 1, offsetof(struct out_response, field),                           \
-     sizeof(((struct out_response *)0)->field)}
+    {                                                                                              \
+        prefix, sizeof(prefix) - 1, offsetof(struct out_response, field),                          \
+            sizeof(((struct out_response *)0)->field)                                              \
+    }
 static const struct kept_header {
     const char *prefix;
     size_t prefix_len;
     size_t offset, size;
 } kept[] = {
-    KEPT("ETag:", etag),                 /* If-Match of a conflict's resend */
+    KEPT("ETag:", etag),                   /* If-Match of a conflict's resend */
     KEPT("Last-Modified:", last_modified), /* last_write_wins compares it */
     KEPT("Content-Type:", content_type),
 };
@@ -210,7 +212,8 @@ static struct curl_slist *build_headers(const struct out_request *rq, const char
     snprintf(line, sizeof(line), "Idempotency-Key: %s", rq->idempotency_key);
     h = curl_slist_append(h, line);
     if (body != NULL && !has_header(rq, "Content-Type")) {
-        snprintf(line, sizeof(line), "Content-Type: %s", rq->content_type ? rq->content_type : "application/json");
+        snprintf(line, sizeof(line), "Content-Type: %s",
+                 rq->content_type ? rq->content_type : "application/json");
         h = curl_slist_append(h, line);
     }
     if (rq->u->signing_key != NULL) {

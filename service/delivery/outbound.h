@@ -15,36 +15,37 @@
 struct out_request {
     const struct upstream *u;
     const char *method;
-    const char *endpoint;         /* path on u, or an absolute URL of u's origin */
-    const char *const *headers;   /* "Name: value" lines from the payload, NULL-terminated */
-    const char *body;             /* may be NULL */
+    const char *endpoint;       /* path on u, or an absolute URL of u's origin */
+    const char *const *headers; /* "Name: value" lines from the payload, NULL-terminated */
+    const char *body;           /* may be NULL */
     size_t body_len;
-    const char *content_type;     /* for body */
-    const char *idempotency_key;  /* also the webhook-id when signing */
+    const char *content_type;    /* for body */
+    const char *idempotency_key; /* also the webhook-id when signing */
 };
 
 struct out_response {
-    long status;                  /* 0: no HTTP answer */
-    char *body;                   /* owned; at most OUTBOUND_MAX_BODY bytes kept */
+    long status; /* 0: no HTTP answer */
+    char *body;  /* owned; at most OUTBOUND_MAX_BODY bytes kept */
     size_t body_len;
     char content_type[128];
     char etag[256];
     char last_modified[64];
-    double retry_after_s;         /* < 0: none */
-    bool is_connect_error;        /* refused, DNS, unreachable: the network may be down */
-    char error[256];              /* curl's words when status is 0 */
+    double retry_after_s;  /* < 0: none */
+    bool is_connect_error; /* refused, DNS, unreachable: the network may be down */
+    char error[256];       /* curl's words when status is 0 */
 };
 
 struct outbound {
     CURL *curl;
-    atomic_bool *abort;           /* set: transfers stop at once (shutdown) */
+    atomic_bool *abort; /* set: transfers stop at once (shutdown) */
 };
 
 void outbound_init(struct outbound *o, atomic_bool *abort);
 void outbound_close(struct outbound *o);
 
-/* Sends rq, following at most OUTBOUND_MAX_REDIRECTS redirects that target_check_url allows. Always fills *rs
- * (free with outbound_response_free). Returns 0 when an HTTP answer came, -1 otherwise. */
+/* Sends rq, following at most OUTBOUND_MAX_REDIRECTS redirects that target_check_url allows. Always
+ * fills *rs (free with outbound_response_free). Returns 0 when an HTTP answer came, -1 otherwise.
+ */
 int outbound_send(struct outbound *o, const struct out_request *rq, struct out_response *rs);
 void outbound_response_free(struct out_response *rs);
 

@@ -39,7 +39,8 @@ static struct upstream_state *state_of(struct policy *p, const struct upstream *
 /* Open -> half-open once the cool-down has passed. Called with the lock held. */
 static void refresh_breaker(struct upstream_state *s, const struct upstream *u)
 {
-    if (s->breaker == BREAKER_OPEN && oq_now_ms() - s->opened_ms >= u->breaker_cooldown_s * 1000.0) {
+    if (s->breaker == BREAKER_OPEN &&
+        oq_now_ms() - s->opened_ms >= u->breaker_cooldown_s * 1000.0) {
         s->breaker = BREAKER_HALF_OPEN;
         s->probe_in_flight = false;
         log_json(LOG_INFO, "circuit breaker half-open", json_pack("{s:s}", "upstream", u->name));
@@ -113,7 +114,8 @@ void policy_leave(struct policy *p, const struct upstream *u, enum admit how, bo
     s->inflight--;
     if (is_failure) {
         s->failures++;
-        if (how == ADMIT_PROBE || (s->breaker == BREAKER_CLOSED && s->failures >= u->breaker_failures))
+        if (how == ADMIT_PROBE ||
+            (s->breaker == BREAKER_CLOSED && s->failures >= u->breaker_failures))
             open_breaker(s, u);
     } else {
         if (s->breaker != BREAKER_CLOSED)
@@ -135,7 +137,8 @@ void policy_paused(struct policy *p, char *out, size_t len)
         struct upstream_state *s = &p->st[i];
         pthread_mutex_lock(&s->mu);
         refresh_breaker(s, u);
-        bool paused = s->breaker == BREAKER_OPEN || (s->breaker == BREAKER_HALF_OPEN && s->probe_in_flight);
+        bool paused =
+            s->breaker == BREAKER_OPEN || (s->breaker == BREAKER_HALF_OPEN && s->probe_in_flight);
         pthread_mutex_unlock(&s->mu);
         if (paused && pgarray_len(&names) + strlen(u->name) + 3 < len) /* room for ,"name" */
             pgarray_add(&names, u->name);

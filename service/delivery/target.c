@@ -118,19 +118,29 @@ int target_validate(const json_t *payload, const struct config *cfg, struct err 
  * (RFC 9110 7.6.1, 9112 6), and the service writes the idempotency key and the signature.
  * A row with is_prefix covers every name that starts so. Kept in step with
  * offlineq_check_payload() in migrations/005_delivery_checks.sql. */
-#define FORBIDDEN(s, prefix) {s, sizeof(s) - 1, prefix}
+#define FORBIDDEN(s, prefix)                                                                       \
+    {                                                                                              \
+        s, sizeof(s) - 1, prefix                                                                   \
+    }
 static const struct forbidden_header {
     const char *name;
     size_t len;
     bool is_prefix;
 } forbidden[] = {
-    FORBIDDEN("Host", false),          FORBIDDEN("Content-Length", false),
-    FORBIDDEN("Transfer-Encoding", false), FORBIDDEN("Connection", false),
-    FORBIDDEN("Keep-Alive", false),    FORBIDDEN("TE", false),
-    FORBIDDEN("Trailer", false),       FORBIDDEN("Upgrade", false),
-    FORBIDDEN("Expect", false),        FORBIDDEN("Proxy-", true),
-    FORBIDDEN("Idempotency-Key", false), FORBIDDEN("Webhook-Id", false),
-    FORBIDDEN("Webhook-Timestamp", false), FORBIDDEN("Webhook-Signature", false),
+    FORBIDDEN("Host", false),
+    FORBIDDEN("Content-Length", false),
+    FORBIDDEN("Transfer-Encoding", false),
+    FORBIDDEN("Connection", false),
+    FORBIDDEN("Keep-Alive", false),
+    FORBIDDEN("TE", false),
+    FORBIDDEN("Trailer", false),
+    FORBIDDEN("Upgrade", false),
+    FORBIDDEN("Expect", false),
+    FORBIDDEN("Proxy-", true),
+    FORBIDDEN("Idempotency-Key", false),
+    FORBIDDEN("Webhook-Id", false),
+    FORBIDDEN("Webhook-Timestamp", false),
+    FORBIDDEN("Webhook-Signature", false),
 };
 #undef FORBIDDEN
 
@@ -161,7 +171,8 @@ int target_check_headers(const json_t *headers, struct err *e)
 {
     const char *name;
     json_t *v;
-    json_object_foreach((json_t *)headers, name, v) {
+    json_object_foreach((json_t *)headers, name, v)
+    {
         char field[128];
         snprintf(field, sizeof(field), "headers.%s", name);
         if (!is_token(name))

@@ -95,7 +95,8 @@ static void wake_streams(struct events *ev, bool only_idle)
 static void ring_push(struct events *ev, const struct event_row *row)
 {
     struct event *e;
-    if (ev->count == EVENTS_RING) { /* full: the oldest goes (a stream still behind it reads the table) */
+    if (ev->count ==
+        EVENTS_RING) { /* full: the oldest goes (a stream still behind it reads the table) */
         e = &ev->ring[ev->head];
         ev->floor = e->pos;
         free(e->frame);
@@ -148,8 +149,8 @@ static void log_pulled(const struct event_pos *after, const struct event_row *ro
     snprintf(first, sizeof(first), "%lld", rows[0].pos.id);
     snprintf(last, sizeof(last), "%lld", rows[n - 1].pos.id);
     log_json(LOG_DEBUG, "events pulled",
-             json_pack("{s:s, s:s, s:s, s:s, s:i}", "after_xid", xid, "after_id", id, "first", first,
-                       "last", last, "n", n));
+             json_pack("{s:s, s:s, s:s, s:s, s:i}", "after_xid", xid, "after_id", id, "first",
+                       first, "last", last, "n", n));
 }
 
 void events_pull(struct events *ev)
@@ -287,7 +288,8 @@ struct stream *events_open(struct events *ev, struct MHD_Connection *conn,
     if (full) {
         free(s->out);
         free(s);
-        err_set(e, ERR_TOO_MANY_SUBSCRIBERS, "%d event streams are open, the most this instance serves", open);
+        err_set(e, ERR_TOO_MANY_SUBSCRIBERS,
+                "%d event streams are open, the most this instance serves", open);
         return NULL;
     }
     return s;

@@ -34,12 +34,12 @@ struct event {
 };
 
 struct events {
-    struct db_pool *db;      /* borrowed */
-    int max_subscribers;     /* OFFLINEQ_MAX_SUBSCRIBERS */
+    struct db_pool *db;  /* borrowed */
+    int max_subscribers; /* OFFLINEQ_MAX_SUBSCRIBERS */
     pthread_mutex_t mu;
     pthread_mutex_t pull_mu; /* one reader of the table at a time */
     struct event ring[EVENTS_RING];
-    size_t head, count; /* oldest at head */
+    size_t head, count;     /* oldest at head */
     struct event_pos last;  /* the newest event taken in */
     struct event_pos floor; /* the ring holds every event in (floor, last] */
     unsigned long long seq; /* events taken in by this instance: a version for ETags */

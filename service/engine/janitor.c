@@ -72,10 +72,10 @@ static const struct chore {
     void (*run)(const struct janitor_deps *d, struct db_conn *c);
 } chores[JANITOR_CHORES] = {
     {"fold counts", 500, 500, true, janitor_fold_counts}, /* stats stay a scan of a few rows */
-    {"sweep leases", 1000, 500, true, sweep_leases},       /* expired leases, operations, deps */
-    {"reload settings", 500, 500, true, reload_settings},  /* in case a NOTIFY was missed */
-    {"seal rows", 10000, 1000, true, seal_rows},           /* rows listed in offlineq_unsealed */
-    {"trim events", 10000, 500, true, trim_events},        /* the event log keeps 15 minutes */
+    {"sweep leases", 1000, 500, true, sweep_leases},      /* expired leases, operations, deps */
+    {"reload settings", 500, 500, true, reload_settings}, /* in case a NOTIFY was missed */
+    {"seal rows", 10000, 1000, true, seal_rows},          /* rows listed in offlineq_unsealed */
+    {"trim events", 10000, 500, true, trim_events},       /* the event log keeps 15 minutes */
     {"trim heap", 10000, 5500, false, trim_heap},
 };
 

@@ -15,9 +15,9 @@ struct workers;
 /* All borrowed; they outlive the janitor. */
 struct janitor_deps {
     struct db_pool *db;
-    struct pending *pending;   /* what OFFLINEQ_MAX_PENDING is checked against */
+    struct pending *pending; /* what OFFLINEQ_MAX_PENDING is checked against */
     struct settings *settings;
-    struct workers *workers;   /* woken when a sweep makes operations due again */
+    struct workers *workers; /* woken when a sweep makes operations due again */
 };
 
 #define JANITOR_CHORES 6

@@ -51,7 +51,8 @@ static void probe_all(const struct config *cfg, struct probe_state *probes)
         curl_easy_getinfo(msg->easy_handle, CURLINFO_TOTAL_TIME, &secs);
         p->reachable = msg->data.result == CURLE_OK;
         p->latency_ms = secs * 1000.0;
-        snprintf(p->error, sizeof(p->error), "%s", p->reachable ? "" : curl_easy_strerror(msg->data.result));
+        snprintf(p->error, sizeof(p->error), "%s",
+                 p->reachable ? "" : curl_easy_strerror(msg->data.result));
     }
     for (size_t i = 0; i < n; i++) {
         curl_multi_remove_handle(multi, easy[i]);
@@ -64,7 +65,8 @@ static void probe_all(const struct config *cfg, struct probe_state *probes)
 static void notify(struct monitor *m, bool online)
 {
     log_json(online ? LOG_INFO : LOG_WARN, "network status changed",
-             json_pack("{s:s, s:s}", "event", "network.changed", "status", online ? "online" : "offline"));
+             json_pack("{s:s, s:s}", "event", "network.changed", "status",
+                       online ? "online" : "offline"));
     for (int i = 0; i < m->n_listeners; i++)
         m->listeners[i].fn(m->listeners[i].arg, online);
 }
@@ -177,13 +179,16 @@ json_t *monitor_status_json(struct monitor *m)
     json_t *eps = json_array();
     for (size_t i = 0; i < m->cfg->n_check_urls; i++) {
         const struct probe_state *p = &m->probes[i];
-        json_array_append_new(eps, json_pack("{s:s, s:b, s:o, s:o}", "url", m->cfg->check_urls[i],
-                                             "reachable", p->reachable, "latency_ms",
-                                             p->reachable ? json_real((double)(long)(p->latency_ms * 10) / 10) : json_null(),
-                                             "error", p->reachable ? json_null() : json_string(p->error)));
+        json_array_append_new(
+            eps, json_pack("{s:s, s:b, s:o, s:o}", "url", m->cfg->check_urls[i], "reachable",
+                           p->reachable, "latency_ms",
+                           p->reachable ? json_real((double)(long)(p->latency_ms * 10) / 10)
+                                        : json_null(),
+                           "error", p->reachable ? json_null() : json_string(p->error)));
     }
-    json_t *j = json_pack("{s:s, s:s, s:s, s:o}", "status", m->online ? "online" : "offline",
-                          "checked_at", m->checked_at, "changed_at", m->changed_at, "endpoints", eps);
+    json_t *j =
+        json_pack("{s:s, s:s, s:s, s:o}", "status", m->online ? "online" : "offline", "checked_at",
+                  m->checked_at, "changed_at", m->changed_at, "endpoints", eps);
     pthread_mutex_unlock(&m->t.mu);
     return j;
 }

@@ -23,7 +23,7 @@ struct monitor {
     struct thread t; /* t.mu guards everything below */
     bool kicked;
     bool in_round;
-    unsigned long rounds;       /* completed check rounds */
+    unsigned long rounds; /* completed check rounds */
     bool online;
     int failed_rounds;
     char checked_at[40];

@@ -27,12 +27,12 @@ struct worker {
     struct workers *ws;
     int index;
     pthread_t th;
-    char owner[96];           /* lease owner: instance id + worker index */
+    char owner[96]; /* lease owner: instance id + worker index */
     struct outbound out;
-    pthread_mutex_t mu;       /* guards held[] for the heartbeat thread */
+    pthread_mutex_t mu; /* guards held[] for the heartbeat thread */
     struct job *held;
     int n_held;
-    int claim_size; /* how many the next claim asks for (adapts to the upstream's speed) */
+    int claim_size;         /* how many the next claim asks for (adapts to the upstream's speed) */
     enum strategy strategy; /* the global conflict strategy when the current claim was made */
 };
 
@@ -127,8 +127,8 @@ static int claim(struct worker *w, struct db_conn *c, struct job *jobs, struct e
         return 0;
     char paused[1024];
     policy_paused(d->policy, paused, sizeof(paused));
-    struct claim_filter f = {.owner = w->owner, .paused = paused, .only_ids = only,
-                             .lease_s = d->cfg->lease_s};
+    struct claim_filter f = {
+        .owner = w->owner, .paused = paused, .only_ids = only, .lease_s = d->cfg->lease_s};
     int n = leases_claim(c, &f, jobs, w->claim_size, e);
     const struct handler *h = n > 0 ? handlers_find(jobs[0].operation_type) : NULL;
     if (h != NULL && h->execute_batch != NULL) {
@@ -166,7 +166,8 @@ static bool is_refused(const struct config *cfg, const struct job *job, struct e
 /* Cuts the claim into segments: batching types gather their mates (moved up behind the first,
  * the others keep their order; a claim never holds two of one group, so moving is safe). An
  * operation refused at delivery is a segment of its own. */
-static int make_segments(const struct workers_deps *d, struct job *jobs, int n, struct segment *segs)
+static int make_segments(const struct workers_deps *d, struct job *jobs, int n,
+                         struct segment *segs)
 {
     int ns = 0;
     for (int i = 0; i < n;) {
@@ -220,7 +221,8 @@ static void execute(struct worker *w, struct job *jobs, int n, struct exec_resul
     } else if (h->execute_batch != NULL) {
         h->execute_batch(&ctx, jobs, (size_t)n, res);
     } else if (h->resolves_conflicts && jobs[0].resolution != NULL) {
-        conflict_apply_choice(&ctx, &jobs[0], h->default_method, res); /* an operator resolved a conflict */
+        conflict_apply_choice(&ctx, &jobs[0], h->default_method,
+                              res); /* an operator resolved a conflict */
     } else {
         h->execute(&ctx, &jobs[0], res);
         if (res->outcome == OUTCOME_CONFLICT && h->resolves_conflicts)
@@ -263,7 +265,8 @@ static void execute_all(struct worker *w, struct job *jobs, struct segment *segs
 
 #define RETRY_AFTER_MAX_S 86400.0 /* an upstream's Retry-After is honoured up to a day */
 
-static double outcome_delay(const struct workers_deps *d, const struct job *job, const struct exec_result *res)
+static double outcome_delay(const struct workers_deps *d, const struct job *job,
+                            const struct exec_result *res)
 {
     if (res->outcome == OUTCOME_RELEASE)
         return res->delay_s;
@@ -274,15 +277,16 @@ static double outcome_delay(const struct workers_deps *d, const struct job *job,
     return workers_backoff_s(job->retry_count + 1, d->cfg->backoff_base_ms, d->cfg->backoff_max_ms);
 }
 
-static void count_outcome(const struct workers_deps *d, const struct job *jobs, int n, const struct tally *t,
-                          const struct exec_result *res)
+static void count_outcome(const struct workers_deps *d, const struct job *jobs, int n,
+                          const struct tally *t, const struct exec_result *res)
 {
     const char *type = jobs[0].operation_type;
     metrics_op(d->metrics, type, OPC_COMPLETED, (unsigned long long)t->completed);
     metrics_op(d->metrics, type, OPC_FAILED, (unsigned long long)t->failed);
     metrics_op(d->metrics, type, OPC_RETRIED, (unsigned long long)t->retried);
     if (t->conflict > 0 || json_object_get(res->result, "resolution") != NULL)
-        metrics_op(d->metrics, type, OPC_CONFLICTS, (unsigned long long)(t->conflict ? t->conflict : n));
+        metrics_op(d->metrics, type, OPC_CONFLICTS,
+                   (unsigned long long)(t->conflict ? t->conflict : n));
     if (t->completed > 0) {
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
@@ -314,7 +318,8 @@ static int record_with_retry(struct worker *w, record_fn fn, void *ctx, const ch
         if (rows >= 0) {
             if (rows < claimed)
                 log_json(LOG_WARN, "outcome fenced off",
-                         json_pack("{s:s, s:i, s:i}", "id", first_id, "recorded", rows, "claimed", claimed));
+                         json_pack("{s:s, s:i, s:i}", "id", first_id, "recorded", rows, "claimed",
+                                   claimed));
             return rows;
         }
         log_json(LOG_WARN, "recording an outcome failed, retrying",
@@ -360,7 +365,8 @@ static bool plain_completion(const struct exec_result *res)
 static void record_all(struct worker *w, struct job *jobs, int n, struct segment *segs, int ns)
 {
     const struct workers_deps *d = &w->ws->d;
-    struct completions k = {.w = w, .jobs = oq_calloc((size_t)n, sizeof(*k.jobs)),
+    struct completions k = {.w = w,
+                            .jobs = oq_calloc((size_t)n, sizeof(*k.jobs)),
                             .results = oq_calloc((size_t)n, sizeof(*k.results))};
     for (int i = 0; i < ns; i++) {
         struct segment *s = &segs[i];
@@ -381,7 +387,10 @@ static void record_all(struct worker *w, struct job *jobs, int n, struct segment
         struct segment *s = &segs[i];
         if (plain_completion(&s->res))
             continue;
-        struct one_outcome o = {.w = w, .jobs = jobs + s->from, .n = s->n, .res = &s->res,
+        struct one_outcome o = {.w = w,
+                                .jobs = jobs + s->from,
+                                .n = s->n,
+                                .res = &s->res,
                                 .delay = outcome_delay(d, &jobs[s->from], &s->res)};
         if (record_with_retry(w, record_one, &o, jobs[s->from].id, s->n, &t) >= 0)
             count_outcome(d, jobs + s->from, s->n, &t, &s->res);
@@ -546,8 +555,9 @@ void workers_stop(struct workers *ws, int grace_s)
     while (atomic_load(&ws->busy) > 0 && oq_now_ms() < deadline)
         usleep(10000);
     if (atomic_load(&ws->busy) > 0) {
-        log_warn("shutdown grace over: interrupting %d running operation(s); they go back to pending",
-                 atomic_load(&ws->busy));
+        log_warn(
+            "shutdown grace over: interrupting %d running operation(s); they go back to pending",
+            atomic_load(&ws->busy));
         atomic_store(ws->d.abort_outbound, true);
     }
     for (int i = 0; i < ws->n; i++) {

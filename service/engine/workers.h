@@ -26,7 +26,7 @@ struct workers_deps {
     struct monitor *monitor;   /* nothing is claimed offline */
     struct settings *settings; /* auto_sync, and the conflict strategy at claim time */
     struct metrics *metrics;
-    const char *instance_id;   /* lease owners are "<instance_id>/<worker>" */
+    const char *instance_id;     /* lease owners are "<instance_id>/<worker>" */
     atomic_bool *abort_outbound; /* set by workers_stop when the grace is over */
     /* With auto-sync stopped, only the running sync pass's operations are claimed: returns
      * their ids (a new uuid[] literal) or NULL when no pass runs (app.c: sync_pass_ids). */
@@ -39,10 +39,10 @@ struct workers {
     struct worker *w;
     int n;
     pthread_mutex_t mu;
-    pthread_cond_t wake;       /* idle workers wait here */
-    unsigned long wake_gen;    /* bumped by every wake-up */
+    pthread_cond_t wake;    /* idle workers wait here */
+    unsigned long wake_gen; /* bumped by every wake-up */
     atomic_bool stopping;
-    atomic_int busy;           /* workers running a handler now */
+    atomic_int busy; /* workers running a handler now */
     struct thread heartbeat;
     bool started;
 };

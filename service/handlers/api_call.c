@@ -13,12 +13,8 @@
 const char *const api_call_methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", NULL};
 
 static const struct field_rule rules[] = {
-    RULE_ENDPOINT(true),
-    RULE_METHOD,
-    {.name = "data", .type = V_ANY},
-    RULE_HEADERS,
-    RULE_UPSTREAM,
-    RULE_IF_MATCH,
+    RULE_ENDPOINT(true), RULE_METHOD,   {.name = "data", .type = V_ANY},
+    RULE_HEADERS,        RULE_UPSTREAM, RULE_IF_MATCH,
     {.name = NULL},
 };
 

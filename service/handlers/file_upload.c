@@ -32,7 +32,8 @@ static int check_form(const json_t *form, struct err *e)
 {
     const char *name;
     json_t *v;
-    json_object_foreach((json_t *)form, name, v) {
+    json_object_foreach((json_t *)form, name, v)
+    {
         if (!jsonstr_is(v) || !validate_is_printable(name))
             return err_field(e, ERR_INVALID_REQUEST, "form",
                              "form must map printable names to strings");

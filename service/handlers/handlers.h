@@ -37,12 +37,26 @@ struct handler {
 #define HANDLER_UPSTREAM_MAX 100  /* characters of payload.upstream */
 #define HANDLER_IF_MATCH_MAX 1024 /* characters of payload.if_match */
 #define RULE_ENDPOINT(is_required)                                                                 \
-    {.name = "endpoint", .type = V_STRING, .required = is_required, .min = 1,                      \
-     .max = HANDLER_ENDPOINT_MAX}
-#define RULE_UPSTREAM {.name = "upstream", .type = V_STRING, .min = 1, .max = HANDLER_UPSTREAM_MAX}
-#define RULE_IF_MATCH {.name = "if_match", .type = V_STRING, .min = 1, .max = HANDLER_IF_MATCH_MAX}
-#define RULE_METHOD {.name = "method", .type = V_STRING, .one_of = api_call_methods}
-#define RULE_HEADERS {.name = "headers", .type = V_OBJECT}
+    {                                                                                              \
+        .name = "endpoint", .type = V_STRING, .required = is_required, .min = 1,                   \
+        .max = HANDLER_ENDPOINT_MAX                                                                \
+    }
+#define RULE_UPSTREAM                                                                              \
+    {                                                                                              \
+        .name = "upstream", .type = V_STRING, .min = 1, .max = HANDLER_UPSTREAM_MAX                \
+    }
+#define RULE_IF_MATCH                                                                              \
+    {                                                                                              \
+        .name = "if_match", .type = V_STRING, .min = 1, .max = HANDLER_IF_MATCH_MAX                \
+    }
+#define RULE_METHOD                                                                                \
+    {                                                                                              \
+        .name = "method", .type = V_STRING, .one_of = api_call_methods                             \
+    }
+#define RULE_HEADERS                                                                               \
+    {                                                                                              \
+        .name = "headers", .type = V_OBJECT                                                        \
+    }
 
 /* The check of a type that sends payload.headers to payload.endpoint (api_call,
  * experiment_sync): rules, then the headers (target_check_headers), then the target

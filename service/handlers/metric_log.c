@@ -31,7 +31,8 @@ int metric_log_validate(const json_t *payload, const struct config *cfg, struct 
         return err_field(e, ERR_INVALID_REQUEST, "metrics", "metrics must not be empty");
     const char *name;
     json_t *v;
-    json_object_foreach((json_t *)metrics, name, v) {
+    json_object_foreach((json_t *)metrics, name, v)
+    {
         if (!jsonnum_is(v)) {
             char field[160];
             snprintf(field, sizeof(field), "metrics.%s", name);

@@ -41,9 +41,9 @@ PGconn *db_connect(const char *conninfo, struct err *e)
 {
     /* Defaults first, the operator's URI or conninfo last (its values win): a database that
      * vanished from the network must cost seconds, never a hung thread. */
-    static const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
-                                       "keepalives_interval", "keepalives_count",
-                                       "application_name", "dbname", NULL};
+    static const char *const keys[] = {
+        "connect_timeout",  "keepalives",       "keepalives_idle", "keepalives_interval",
+        "keepalives_count", "application_name", "dbname",          NULL};
     const char *values[] = {"5", "1", "30", "10", "3", "offlineq", conninfo, NULL};
     PGconn *pg = PQconnectdbParams(keys, values, 1);
     if (PQstatus(pg) != CONNECTION_OK) {
@@ -133,8 +133,9 @@ static const struct sqlstate_map sqlstates[] = {
     {"23514", ERR_INVALID_REQUEST, "a value in the request is outside what can be stored"},
     {"23", ERR_INVALID_REQUEST, "the request breaks a rule of the stored data"},
     {"22021", ERR_INVALID_REQUEST, "a value in the request is not valid UTF-8"},
-    {"22P05", ERR_INVALID_REQUEST, "a value in the request holds a character that cannot be "
-                                   "stored (such as \\u0000)"},
+    {"22P05", ERR_INVALID_REQUEST,
+     "a value in the request holds a character that cannot be "
+     "stored (such as \\u0000)"},
     {"22001", ERR_INVALID_REQUEST, "a value in the request is too long"},
     {"22003", ERR_INVALID_REQUEST, "a number in the request is out of range"},
     {"22", ERR_INVALID_REQUEST, "a value in the request cannot be stored or compared"},

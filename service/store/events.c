@@ -13,22 +13,22 @@
     "FROM offlineq_events e "
 
 /* Settled events after ($1, $2), in stream order: a literal limit, as the planner sees it. */
-static const struct db_stmt pull_stmt = {
-    "events_pull", EVENTS_COLUMNS "WHERE (e.xid, e.id) > ($1::xid8, $2::bigint) "
-                   "  AND e.xid < pg_snapshot_xmin(pg_current_snapshot()) "
-                   "ORDER BY e.xid, e.id LIMIT " STR(EVENTS_PULL_MAX)};
+static const struct db_stmt pull_stmt = {"events_pull", EVENTS_COLUMNS
+                                         "WHERE (e.xid, e.id) > ($1::xid8, $2::bigint) "
+                                         "  AND e.xid < pg_snapshot_xmin(pg_current_snapshot()) "
+                                         "ORDER BY e.xid, e.id LIMIT " STR(EVENTS_PULL_MAX)};
 
 /* One page of a stream's reading from the table: after ($1, $2) up to and with ($3, $4). */
-static const struct db_stmt page_stmt = {
-    "events_page", EVENTS_COLUMNS "WHERE (e.xid, e.id) > ($1::xid8, $2::bigint) "
-                   "  AND (e.xid, e.id) <= ($3::xid8, $4::bigint) "
-                   "ORDER BY e.xid, e.id LIMIT $5::int"};
+static const struct db_stmt page_stmt = {"events_page", EVENTS_COLUMNS
+                                         "WHERE (e.xid, e.id) > ($1::xid8, $2::bigint) "
+                                         "  AND (e.xid, e.id) <= ($3::xid8, $4::bigint) "
+                                         "ORDER BY e.xid, e.id LIMIT $5::int"};
 
 /* Where "now" is: the newest settled event. */
 static const struct db_stmt max_stmt = {
-    "events_max",
-    "SELECT coalesce(max(xid)::text, '0'), coalesce(max(id), 0) FROM offlineq_events "
-    "WHERE xid = (SELECT max(xid) FROM offlineq_events WHERE xid < pg_snapshot_xmin(pg_current_snapshot()))"};
+    "events_max", "SELECT coalesce(max(xid)::text, '0'), coalesce(max(id), 0) FROM offlineq_events "
+                  "WHERE xid = (SELECT max(xid) FROM offlineq_events WHERE xid < "
+                  "pg_snapshot_xmin(pg_current_snapshot()))"};
 
 static const struct db_stmt emit_stmt = {"events_emit", "SELECT offlineq_emit($1, $2::jsonb)"};
 

@@ -35,7 +35,7 @@ static void hex(const unsigned char *d, size_t n, char *out)
 }
 
 int files_store(struct db_conn *c, const char *content_type, const void *data, size_t len,
-                     struct stored_file *meta, struct err *e)
+                struct stored_file *meta, struct err *e)
 {
     unsigned char digest[SHA256_DIGEST_LENGTH];
     SHA256(data, len, digest);
@@ -47,9 +47,15 @@ int files_store(struct db_conn *c, const char *content_type, const void *data, s
     size_t stored_len = len;
     char id[37]; /* chosen here, so the sealed bytes can be bound to it */
     oq_uuid(id);
-    unsigned char *sealed = secretbox_enabled(c->box) ? secretbox_seal_bound(c->box, data, len, id, "file", &stored_len) : NULL;
-    const char *params[] = {content_type, size, meta->sha256, sealed ? (const char *)sealed : data,
-                            sealed ? "true" : "false", id};
+    unsigned char *sealed = secretbox_enabled(c->box)
+                                ? secretbox_seal_bound(c->box, data, len, id, "file", &stored_len)
+                                : NULL;
+    const char *params[] = {content_type,
+                            size,
+                            meta->sha256,
+                            sealed ? (const char *)sealed : data,
+                            sealed ? "true" : "false",
+                            id};
     const int lengths[] = {0, 0, 0, (int)stored_len, 0, 0};
     const int formats[] = {0, 0, 0, 1, 0, 0}; /* the bytes go as binary: no escaping, no copies */
     if (db_prepare(c, &store_stmt, 6, e) != 0) {
@@ -110,17 +116,24 @@ int files_load(struct db_conn *c, const char *id, struct stored_file *out, struc
         snprintf(out->id, sizeof(out->id), "%s", id);
         snprintf(out->content_type, sizeof(out->content_type), "%.*s", PQgetlength(r, 0, 1),
                  PQgetvalue(r, 0, 1));
-        snprintf(out->sha256, sizeof(out->sha256), "%.*s", PQgetlength(r, 0, 3), PQgetvalue(r, 0, 3));
+        snprintf(out->sha256, sizeof(out->sha256), "%.*s", PQgetlength(r, 0, 3),
+                 PQgetvalue(r, 0, 3));
         char row_id[37]; /* as the database writes it (the caller's spelling may differ) */
         const unsigned char *u = (const unsigned char *)PQgetvalue(r, 0, 0);
-        snprintf(row_id, sizeof(row_id), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-                 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+        snprintf(row_id, sizeof(row_id),
+                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
+                 u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
+                 u[15]);
         if (PQgetvalue(r, 0, 6)[0]) { /* sealed: bound to its id, or (older files) not */
-            out->data = PQgetvalue(r, 0, 7)[0] ? secretbox_open_bound(c->box, PQgetvalue(r, 0, 5), len, row_id, "file", &len)
-                                               : secretbox_open(c->box, PQgetvalue(r, 0, 5), len, &len);
+            out->data =
+                PQgetvalue(r, 0, 7)[0]
+                    ? secretbox_open_bound(c->box, PQgetvalue(r, 0, 5), len, row_id, "file", &len)
+                    : secretbox_open(c->box, PQgetvalue(r, 0, 5), len, &len);
             if (out->data == NULL)
-                rc = err_set(e, ERR_UNDECRYPTABLE, "file %s cannot be decrypted: another key, another "
-                                                    "file's ciphertext, or altered", id);
+                rc = err_set(e, ERR_UNDECRYPTABLE,
+                             "file %s cannot be decrypted: another key, another "
+                             "file's ciphertext, or altered",
+                             id);
         } else {
             out->data = oq_malloc(len ? len : 1);
             memcpy(out->data, PQgetvalue(r, 0, 5), len);

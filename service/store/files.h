@@ -15,14 +15,14 @@ struct stored_file {
 
 /* Stores data and fills meta (id, size, sha256, created_at). */
 int files_store(struct db_conn *c, const char *content_type, const void *data, size_t len,
-                     struct stored_file *meta, struct err *e) OQ_MUSTCHECK;
+                struct stored_file *meta, struct err *e) OQ_MUSTCHECK;
 
 /* Metadata only; ERR_NOT_FOUND when unknown. */
-int files_meta(struct db_conn *c, const char *id, struct stored_file *out, struct err *e)
-    OQ_MUSTCHECK;
+int files_meta(struct db_conn *c, const char *id, struct stored_file *out,
+               struct err *e) OQ_MUSTCHECK;
 
 /* Metadata and bytes (free out->data). */
-int files_load(struct db_conn *c, const char *id, struct stored_file *out, struct err *e)
-    OQ_MUSTCHECK;
+int files_load(struct db_conn *c, const char *id, struct stored_file *out,
+               struct err *e) OQ_MUSTCHECK;
 
 #endif

@@ -14,14 +14,14 @@
 /* What makes an operation claimable: due, not expired, its upstream not paused, no earlier
  * live operation of its group, every dependency completed. */
 #define CLAIMABLE(PAUSED, IDS)                                                                     \
-    "o.status = 'pending' AND o.next_attempt_at <= now() "                                       \
-    "AND (o.expires_at IS NULL OR o.expires_at > now()) "                                        \
-    "AND coalesce(o.payload ->> 'upstream', 'default') <> ALL (" PAUSED "::text[]) "             \
-    "AND (o.group_key IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations g "                \
-    "     WHERE g.group_key = o.group_key AND g.seq < o.seq "                                    \
-    "       AND g.status IN " OQ_SQL_LIVE_STATUSES ")) "                                \
-    "AND (o.depends_on IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations d "               \
-    "     WHERE d.id = ANY (o.depends_on) AND d.status <> 'completed')) "                        \
+    "o.status = 'pending' AND o.next_attempt_at <= now() "                                         \
+    "AND (o.expires_at IS NULL OR o.expires_at > now()) "                                          \
+    "AND coalesce(o.payload ->> 'upstream', 'default') <> ALL (" PAUSED "::text[]) "               \
+    "AND (o.group_key IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations g "                  \
+    "     WHERE g.group_key = o.group_key AND g.seq < o.seq "                                      \
+    "       AND g.status IN " OQ_SQL_LIVE_STATUSES ")) "                                           \
+    "AND (o.depends_on IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations d "                 \
+    "     WHERE d.id = ANY (o.depends_on) AND d.status <> 'completed')) "                          \
     "AND (" IDS "::uuid[] IS NULL OR o.id = ANY (" IDS "::uuid[])) "
 
 /* Workers run work on their own only with auto-sync on (read in the claim's own snapshot, so
@@ -29,12 +29,12 @@
 #define AUTO_OR_PASS " AND ($4::uuid[] IS NOT NULL OR offlineq_auto_sync()) "
 
 #define TAKE_LEASE                                                                                 \
-    "UPDATE offline_operations o SET status = 'in_progress', lease_owner = $1, "                 \
-    "  lease_expires_at = now() + make_interval(secs => $3::int), updated_at = now(), "         \
-    "  first_attempt_at = coalesce(o.first_attempt_at, now()) "                                  \
-    "FROM c WHERE o.id = c.id "                                                                  \
-    "RETURNING o.id, o.operation_type, o.payload::text, o.retry_count, o.max_attempts, "         \
-    "  coalesce(o.file_id::text, ''), o.seq, coalesce(o.conflict_strategy, ''), "                \
+    "UPDATE offline_operations o SET status = 'in_progress', lease_owner = $1, "                   \
+    "  lease_expires_at = now() + make_interval(secs => $3::int), updated_at = now(), "            \
+    "  first_attempt_at = coalesce(o.first_attempt_at, now()) "                                    \
+    "FROM c WHERE o.id = c.id "                                                                    \
+    "RETURNING o.id, o.operation_type, o.payload::text, o.retry_count, o.max_attempts, "           \
+    "  coalesce(o.file_id::text, ''), o.seq, coalesce(o.conflict_strategy, ''), "                  \
     "  o.resolution::text, offlineq_ts(o.created_at), o.priority"
 
 static const struct db_stmt claim_stmt = {
@@ -50,14 +50,14 @@ static const struct db_stmt claim_batch_stmt = {
     "  ORDER BY o.seq LIMIT $9::int FOR UPDATE SKIP LOCKED) " TAKE_LEASE};
 
 static const struct db_stmt snapshot_stmt = {
-    "queue_snapshot",
-    "SELECT coalesce(array_agg(o.id)::text, '{}'), count(*), offlineq_ts(now()) "
-    "FROM offline_operations o WHERE " CLAIMABLE("$1", "NULL")};
+    "queue_snapshot", "SELECT coalesce(array_agg(o.id)::text, '{}'), count(*), offlineq_ts(now()) "
+                      "FROM offline_operations o WHERE " CLAIMABLE("$1", "NULL")};
 
 /* $1 the pass's ids, $2 when it started: untouched pending ones are still to do. */
 static const struct db_stmt progress_stmt = {
     "queue_progress",
-    "SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed'), "
+    "SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = "
+    "'failed'), "
     "  count(*) FILTER (WHERE status = 'conflict'), "
     "  count(*) FILTER (WHERE status = 'pending' AND updated_at >= $2::timestamptz), "
     "  count(*) FILTER (WHERE status = 'in_progress' OR "
@@ -84,48 +84,52 @@ static const struct db_stmt complete_many_stmt = {
 #define OUTCOME_UPDATE(SET)                                                                        \
     "UPDATE offline_operations SET " SET ", " UNLEASE FENCE "RETURNING id, status, retry_count"
 
-#define COMPLETED_SET "status = 'completed', completed_at = now(), result = $3::jsonb, error_message = NULL"
+#define COMPLETED_SET                                                                              \
+    "status = 'completed', completed_at = now(), result = $3::jsonb, error_message = NULL"
 
 static const struct db_stmt complete_stmt = {"queue_complete", OUTCOME_UPDATE(COMPLETED_SET)};
 
 /* A completion that resolved a conflict also counts in stats.conflicts_resolved. */
 static const struct db_stmt complete_resolved_stmt = {
     "queue_complete_resolved",
-    "WITH u AS (" OUTCOME_UPDATE(COMPLETED_SET) ", operation_type), "
-    "c AS (INSERT INTO offlineq_op_counts (operation_type, status, n) "
-    "  SELECT operation_type, '#resolved', count(*) FROM u GROUP BY 1) "
-    "SELECT id, status, retry_count FROM u"};
+    "WITH u AS (" OUTCOME_UPDATE(
+        COMPLETED_SET) ", operation_type), "
+                       "c AS (INSERT INTO offlineq_op_counts (operation_type, status, n) "
+                       "  SELECT operation_type, '#resolved', count(*) FROM u GROUP BY 1) "
+                       "SELECT id, status, retry_count FROM u"};
 
 /* A window overrun is judged on the next attempt's time: no attempt starts past it. */
 #define WINDOW_OVER                                                                                \
-    "(max_retry_duration_s IS NOT NULL AND now() + make_interval(secs => $4::float8) > "        \
+    "(max_retry_duration_s IS NOT NULL AND now() + make_interval(secs => $4::float8) > "           \
     " first_attempt_at + make_interval(secs => max_retry_duration_s))"
 
 static const struct db_stmt retry_stmt = {
     "queue_retry",
-    OUTCOME_UPDATE("retry_count = retry_count + 1, "
-                   "  status = CASE WHEN retry_count + 1 >= max_attempts OR " WINDOW_OVER
-                   "    THEN 'failed' ELSE 'pending' END, "
-                   "  error_message = CASE WHEN retry_count + 1 < max_attempts AND " WINDOW_OVER
-                   "    THEN 'retry window of ' || max_retry_duration_s || ' s exhausted: ' || $3 "
-                   "    ELSE $3 END, "
-                   "  next_attempt_at = now() + make_interval(secs => $4::float8), result = $5::jsonb")};
+    OUTCOME_UPDATE(
+        "retry_count = retry_count + 1, "
+        "  status = CASE WHEN retry_count + 1 >= max_attempts OR " WINDOW_OVER
+        "    THEN 'failed' ELSE 'pending' END, "
+        "  error_message = CASE WHEN retry_count + 1 < max_attempts AND " WINDOW_OVER
+        "    THEN 'retry window of ' || max_retry_duration_s || ' s exhausted: ' || $3 "
+        "    ELSE $3 END, "
+        "  next_attempt_at = now() + make_interval(secs => $4::float8), result = $5::jsonb")};
 
 static const struct db_stmt fail_stmt = {
     "queue_fail", OUTCOME_UPDATE("status = 'failed', retry_count = retry_count + 1, "
                                  "error_message = $3, result = $4::jsonb")};
 
 static const struct db_stmt conflict_stmt = {
-    "queue_conflict", OUTCOME_UPDATE("status = 'conflict', error_message = $3, result = $4::jsonb")};
+    "queue_conflict",
+    OUTCOME_UPDATE("status = 'conflict', error_message = $3, result = $4::jsonb")};
 
 static const struct db_stmt release_stmt = {
     "queue_release",
-    OUTCOME_UPDATE("status = 'pending', next_attempt_at = now() + make_interval(secs => $3::float8)")};
+    OUTCOME_UPDATE(
+        "status = 'pending', next_attempt_at = now() + make_interval(secs => $3::float8)")};
 
-static const struct db_stmt heartbeat_stmt = {
-    "leases_heartbeat",
-    "UPDATE offline_operations SET lease_expires_at = now() + make_interval(secs => $3::int) "
-    FENCE};
+static const struct db_stmt heartbeat_stmt = {"leases_heartbeat",
+                                              "UPDATE offline_operations SET lease_expires_at = "
+                                              "now() + make_interval(secs => $3::int) " FENCE};
 
 static const struct db_stmt sweep_stmt = {
     "leases_sweep",
@@ -164,8 +168,9 @@ static void fill_job(const struct secretbox *sb, PGresult *r, int row, struct jo
     job->max_attempts = atoi(PQgetvalue(r, row, 4));
     snprintf(job->file_id, sizeof(job->file_id), "%s", PQgetvalue(r, row, 5));
     snprintf(job->conflict_strategy, sizeof(job->conflict_strategy), "%s", PQgetvalue(r, row, 7));
-    char *resolution = PQgetisnull(r, row, 8) ? NULL
-                                              : secretbox_open_json(sb, PQgetvalue(r, row, 8), job->id, "resolution");
+    char *resolution = PQgetisnull(r, row, 8)
+                           ? NULL
+                           : secretbox_open_json(sb, PQgetvalue(r, row, 8), job->id, "resolution");
     job->resolution = resolution ? jsonload_text(resolution) : NULL;
     if (!PQgetisnull(r, row, 8) && job->resolution == NULL)
         job->unreadable = true; /* an operator's choice that does not open is never ignored */
@@ -193,7 +198,7 @@ static int by_order(const void *a, const void *b)
 static int fill_jobs_in_order(const struct secretbox *sb, PGresult *r, struct job *jobs)
 {
     int n = PQntuples(r);
-    long long (*order)[3] = oq_calloc((size_t)n + 1, sizeof(*order));
+    long long(*order)[3] = oq_calloc((size_t)n + 1, sizeof(*order));
     for (int i = 0; i < n; i++) {
         order[i][0] = -atoll(PQgetvalue(r, i, 10));
         order[i][1] = atoll(PQgetvalue(r, i, 6));
@@ -216,7 +221,8 @@ static void reseal_claimed(struct db_conn *c, PGresult *r)
         struct err e = {0};
         const char *id = PQgetvalue(r, i, 0);
         if (secretbox_reseal(c, id, "payload", PQgetvalue(r, i, 2), &e) != 0 ||
-            (!PQgetisnull(r, i, 8) && secretbox_reseal(c, id, "resolution", PQgetvalue(r, i, 8), &e) != 0))
+            (!PQgetisnull(r, i, 8) &&
+             secretbox_reseal(c, id, "resolution", PQgetvalue(r, i, 8), &e) != 0))
             log_json(LOG_WARN, "a claimed operation could not be sealed yet",
                      json_pack("{s:s, s:s}", "id", id, "error", e.message));
     }
@@ -236,7 +242,7 @@ static int run_claim(struct db_conn *c, const struct db_stmt *s, int n, const ch
 }
 
 int leases_claim(struct db_conn *c, const struct claim_filter *f, struct job *jobs, int max,
-                struct err *e)
+                 struct err *e)
 {
     char lease[16], limit[16];
     snprintf(lease, sizeof(lease), "%d", f->lease_s);
@@ -246,7 +252,7 @@ int leases_claim(struct db_conn *c, const struct claim_filter *f, struct job *jo
 }
 
 int leases_claim_batch(struct db_conn *c, const struct claim_filter *f, const struct job *first,
-                      const char *default_endpoint, struct job *jobs, int max, struct err *e)
+                       const char *default_endpoint, struct job *jobs, int max, struct err *e)
 {
     if (max <= 0)
         return 0;
@@ -255,9 +261,15 @@ int leases_claim_batch(struct db_conn *c, const struct claim_filter *f, const st
     snprintf(limit, sizeof(limit), "%d", max);
     const char *upstream = json_string_value(json_object_get(first->payload, "upstream"));
     const char *endpoint = json_string_value(json_object_get(first->payload, "endpoint"));
-    const char *params[] = {f->owner, f->paused, lease, f->only_ids, first->operation_type,
-                            upstream ? upstream : "default", default_endpoint,
-                            endpoint ? endpoint : default_endpoint, limit};
+    const char *params[] = {f->owner,
+                            f->paused,
+                            lease,
+                            f->only_ids,
+                            first->operation_type,
+                            upstream ? upstream : "default",
+                            default_endpoint,
+                            endpoint ? endpoint : default_endpoint,
+                            limit};
     return run_claim(c, &claim_batch_stmt, 9, params, jobs, e);
 }
 
@@ -317,7 +329,7 @@ static void count_rows(PGresult *r, const struct exec_result *res, struct tally 
 }
 
 int leases_record(struct db_conn *c, const char *owner, const struct job *jobs, size_t n,
-                 const struct exec_result *res, double delay_s, struct tally *t, struct err *e)
+                  const struct exec_result *res, double delay_s, struct tally *t, struct err *e)
 {
     if (n > 1 && res->result != NULL && secretbox_enabled(c->box)) { /* each row its own seal */
         int rows = 0;
@@ -370,7 +382,7 @@ int leases_record(struct db_conn *c, const char *owner, const struct job *jobs, 
 }
 
 int leases_complete_many(struct db_conn *c, const char *owner, const struct job *const *jobs,
-                        json_t *const *results, size_t n, struct tally *t, struct err *e)
+                         json_t *const *results, size_t n, struct tally *t, struct err *e)
 {
     json_t *rows = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -401,7 +413,7 @@ int leases_complete_many(struct db_conn *c, const char *owner, const struct job 
 }
 
 int leases_heartbeat(struct db_conn *c, const char *owner, const char *ids, int lease_s,
-                    struct err *e)
+                     struct err *e)
 {
     char lease[16];
     snprintf(lease, sizeof(lease), "%d", lease_s);
@@ -425,7 +437,7 @@ int leases_sweep(struct db_conn *c, struct err *e)
 }
 
 int leases_snapshot_due(struct db_conn *c, const char *paused, char **ids, int *total,
-                       char start[40], struct err *e)
+                        char start[40], struct err *e)
 {
     const char *params[] = {paused};
     PGresult *r = db_exec(c, &snapshot_stmt, 1, params, e);
@@ -439,7 +451,7 @@ int leases_snapshot_due(struct db_conn *c, const char *paused, char **ids, int *
 }
 
 int leases_pass_progress(struct db_conn *c, const char *ids, const char *start,
-                        struct pass_counts *out, struct err *e)
+                         struct pass_counts *out, struct err *e)
 {
     const char *params[] = {ids, start};
     PGresult *r = db_exec(c, &progress_stmt, 2, params, e);

@@ -21,23 +21,23 @@ struct pass_counts {
 /* The ids (uuid[] literal, malloc'd) and count of every operation claimable now, and the
  * database's now() (RFC 3339) as the pass's start. */
 int leases_snapshot_due(struct db_conn *c, const char *paused, char **ids, int *total,
-                       char start[40], struct err *e);
+                        char start[40], struct err *e);
 
 /* Where the operations of a pass stand. */
 int leases_pass_progress(struct db_conn *c, const char *ids, const char *start,
-                        struct pass_counts *out, struct err *e);
+                         struct pass_counts *out, struct err *e);
 
 /* Claims up to max due operations in one statement (highest priority, then oldest), honouring
  * group order (never two of one group), dependencies and expiry. Returns how many were written
  * into jobs in execution order (free each with leases_job_free), 0 when nothing is due, -1 with
  * *e on a database error. */
 int leases_claim(struct db_conn *c, const struct claim_filter *f, struct job *jobs, int max,
-                struct err *e);
+                 struct err *e);
 
 /* Claims up to max more due operations that batch with first (same type, upstream and
  * endpoint), oldest first. Returns how many were written into jobs, or -1. */
 int leases_claim_batch(struct db_conn *c, const struct claim_filter *f, const struct job *first,
-                      const char *default_endpoint, struct job *jobs, int max, struct err *e);
+                       const char *default_endpoint, struct job *jobs, int max, struct err *e);
 
 void leases_job_free(struct job *job);
 
@@ -50,16 +50,16 @@ struct tally {
  * (RETRY) or when to look again (RELEASE). Returns how many rows the fence let through, -1;
  * *t (may be NULL) says where they ended. */
 int leases_record(struct db_conn *c, const char *owner, const struct job *jobs, size_t n,
-                 const struct exec_result *res, double delay_s, struct tally *t, struct err *e);
+                  const struct exec_result *res, double delay_s, struct tally *t, struct err *e);
 
 /* Records n completions in one statement, each with its own result (results[i] may be NULL).
  * Returns how many rows the fence let through, or -1. */
 int leases_complete_many(struct db_conn *c, const char *owner, const struct job *const *jobs,
-                        json_t *const *results, size_t n, struct tally *t, struct err *e);
+                         json_t *const *results, size_t n, struct tally *t, struct err *e);
 
 /* Extends the leases of ids (a Postgres uuid[] literal) held by owner. */
 int leases_heartbeat(struct db_conn *c, const char *owner, const char *ids, int lease_s,
-                    struct err *e);
+                     struct err *e);
 
 /* Housekeeping, from any instance: expired leases back to pending (attempt counted), expired
  * operations failed, operations whose dependency failed failed. Returns rows changed, -1. */

@@ -74,7 +74,9 @@ static int apply(PGconn *pg, const struct embedded_file *f, struct err *e)
     const char *params[] = {version, f->name};
     PGresult *r = PQexecParams(pg, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
                                2, NULL, params, NULL, NULL, 0);
-    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : err_set(e, ERR_INTERNAL, "recording %s failed", f->name);
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK
+                 ? 0
+                 : err_set(e, ERR_INTERNAL, "recording %s failed", f->name);
     PQclear(r);
     if (rc == 0)
         log_info("applied migration %s", f->name);

@@ -30,13 +30,14 @@ static const struct db_stmt delete_stmt = {
 
 /* A retried operation starts over: pending now, no attempt used, no error. */
 #define START_OVER                                                                                 \
-    "status = 'pending', retry_count = 0, error_message = NULL, next_attempt_at = now(), "       \
+    "status = 'pending', retry_count = 0, error_message = NULL, next_attempt_at = now(), "         \
     "updated_at = now(), completed_at = NULL"
 
 static const struct db_stmt retry_stmt = {
     "ops_retry",
     "WITH target AS (SELECT id, status FROM offline_operations WHERE id = $1::uuid FOR UPDATE), "
-    "upd AS (UPDATE offline_operations o SET " START_OVER ", lease_owner = NULL, lease_expires_at = NULL "
+    "upd AS (UPDATE offline_operations o SET " START_OVER
+    ", lease_owner = NULL, lease_expires_at = NULL "
     "        FROM target t WHERE o.id = t.id AND t.status IN ('failed', 'conflict') "
     "        RETURNING offlineq_op_json(o)::text AS j) "
     "SELECT t.status, (SELECT j FROM upd) FROM target t"};
@@ -49,18 +50,17 @@ static const struct db_stmt resolve_lock_stmt = {
 /* $3: the new result ("remote": completed now) or NULL (kept), $4 the resolution; both built
  * and sealed in C, so they can be bound to the row. */
 static const struct db_stmt resolve_stmt = {
-    "ops_resolve",
-    "WITH upd AS (UPDATE offline_operations o SET "
-    "    status = CASE WHEN $2 = 'remote' THEN 'completed' ELSE 'pending' END, "
-    "    completed_at = CASE WHEN $2 = 'remote' THEN now() END, "
-    "    result = CASE WHEN $3::jsonb IS NULL THEN o.result ELSE $3::jsonb END, "
-    "    resolution = $4::jsonb, "
-    "    error_message = NULL, next_attempt_at = now(), updated_at = now() "
-    "  WHERE o.id = $1::uuid AND o.status = 'conflict' "
-    "  RETURNING offlineq_op_json(o)::text AS j, o.operation_type), "
-    "counted AS (INSERT INTO offlineq_op_counts (operation_type, status, n) "
-    "  SELECT operation_type, '#resolved', 1 FROM upd WHERE $2 = 'remote') "
-    "SELECT j FROM upd"};
+    "ops_resolve", "WITH upd AS (UPDATE offline_operations o SET "
+                   "    status = CASE WHEN $2 = 'remote' THEN 'completed' ELSE 'pending' END, "
+                   "    completed_at = CASE WHEN $2 = 'remote' THEN now() END, "
+                   "    result = CASE WHEN $3::jsonb IS NULL THEN o.result ELSE $3::jsonb END, "
+                   "    resolution = $4::jsonb, "
+                   "    error_message = NULL, next_attempt_at = now(), updated_at = now() "
+                   "  WHERE o.id = $1::uuid AND o.status = 'conflict' "
+                   "  RETURNING offlineq_op_json(o)::text AS j, o.operation_type), "
+                   "counted AS (INSERT INTO offlineq_op_counts (operation_type, status, n) "
+                   "  SELECT operation_type, '#resolved', 1 FROM upd WHERE $2 = 'remote') "
+                   "SELECT j FROM upd"};
 
 /* One page in execution order, at most $5 rows (the caller asks for one more than it shows).
  * page: for each requested status one range of the index on (status, -priority, seq) (the
@@ -201,8 +201,8 @@ static char *many_json(const struct secretbox *sb, const struct op_new *ops, siz
     return b.data;
 }
 
-int ops_enqueue_many(struct db_conn *c, const struct op_new *ops, size_t n,
-                          struct op_created *out, struct err *e)
+int ops_enqueue_many(struct db_conn *c, const struct op_new *ops, size_t n, struct op_created *out,
+                     struct err *e)
 {
     char *rows = many_json(c->box, ops, n);
     const char *params[] = {rows};
@@ -226,8 +226,7 @@ static void fmt_int(char *buf, size_t n, long long v)
     snprintf(buf, n, "%lld", v);
 }
 
-int ops_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *out,
-                     struct err *e)
+int ops_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *out, struct err *e)
 {
     char prio[16], attempts[16], delay[32], expires[32], window[16];
     fmt_int(prio, sizeof(prio), op->priority);
@@ -236,9 +235,14 @@ int ops_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *o
     snprintf(expires, sizeof(expires), "%.6f", op->expires_in_s);
     fmt_int(window, sizeof(window), op->max_retry_duration_s);
     char *payload = secretbox_seal_payload(c->box, op->payload_json);
-    const char *params[] = {op->operation_type, payload, prio, op->dedup_key,
-                            op->group_key, attempts,
-                            op->delay_s >= 0 ? delay : NULL, op->depends_on,
+    const char *params[] = {op->operation_type,
+                            payload,
+                            prio,
+                            op->dedup_key,
+                            op->group_key,
+                            attempts,
+                            op->delay_s >= 0 ? delay : NULL,
+                            op->depends_on,
                             op->expires_in_s >= 0 ? expires : NULL,
                             op->max_retry_duration_s > 0 ? window : NULL,
                             op->conflict_strategy};
@@ -254,8 +258,8 @@ int ops_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *o
     return 0;
 }
 
-int ops_enqueue_batch(struct db_conn *c, const struct op_new *ops, size_t n,
-                           struct op_created *out, long *failed_index, struct err *e)
+int ops_enqueue_batch(struct db_conn *c, const struct op_new *ops, size_t n, struct op_created *out,
+                      long *failed_index, struct err *e)
 {
     *failed_index = -1;
     size_t simple = 0;
@@ -312,7 +316,8 @@ char *ops_retry(struct db_conn *c, const char *id, struct err *e)
     }
     char *json = NULL;
     if (PQgetisnull(r, 0, 1))
-        err_set(e, ERR_CONFLICT, "only failed or conflict operations can be retried (this one is %s)",
+        err_set(e, ERR_CONFLICT,
+                "only failed or conflict operations can be retried (this one is %s)",
                 PQgetvalue(r, 0, 0));
     else
         json = secretbox_open_ops(c->box, oq_strdup(PQgetvalue(r, 0, 1)));
@@ -352,7 +357,7 @@ static void append_ops(const struct secretbox *sb, struct oq_buf *body, PGresult
 }
 
 int ops_list(struct db_conn *c, const struct list_query *q, struct oq_buf *body,
-                  struct list_page *out, struct err *e)
+             struct list_page *out, struct err *e)
 {
     char neg_prio[16], seq[32], limit[16], max_bytes[32];
     /* The first page starts below every key: -priority >= -1000 and seq >= 1. */
@@ -411,8 +416,8 @@ long long ops_clear_completed(struct db_conn *c, double older_than_s, struct err
     return single_count(c, &clear_stmt, 1, params, e);
 }
 
-long long ops_retry_failed(struct db_conn *c, const char *operation_type,
-                                double older_than_s, struct err *e)
+long long ops_retry_failed(struct db_conn *c, const char *operation_type, double older_than_s,
+                           struct err *e)
 {
     char secs[32];
     snprintf(secs, sizeof(secs), "%.6f", older_than_s);
@@ -436,11 +441,14 @@ static json_t *locked_conflict_result(struct db_conn *c, const char *id, char ro
                 PQgetvalue(r, 0, 0));
     } else {
         snprintf(row_id, 37, "%s", PQgetvalue(r, 0, 2));
-        char *text = PQgetisnull(r, 0, 1) ? oq_strdup("{}") : secretbox_open_json(c->box, PQgetvalue(r, 0, 1), row_id, "result");
+        char *text = PQgetisnull(r, 0, 1)
+                         ? oq_strdup("{}")
+                         : secretbox_open_json(c->box, PQgetvalue(r, 0, 1), row_id, "result");
         result = text ? jsonload_text(text) : NULL;
         if (result == NULL)
-            err_set(e, ERR_UNDECRYPTABLE, "the stored conflict cannot be decrypted (another "
-                                          "key, another row's ciphertext, or altered); it cannot be resolved");
+            err_set(e, ERR_UNDECRYPTABLE,
+                    "the stored conflict cannot be decrypted (another "
+                    "key, another row's ciphertext, or altered); it cannot be resolved");
         free(text);
     }
     PQclear(r);
@@ -463,8 +471,8 @@ static char *resolution_text(const char *choice, const char *data, const json_t 
     return b.data;
 }
 
-char *ops_resolve(struct db_conn *c, const char *id, const char *resolution,
-                       const char *data, struct err *e)
+char *ops_resolve(struct db_conn *c, const char *id, const char *resolution, const char *data,
+                  struct err *e)
 {
     if (db_command(c, "BEGIN", e) != 0)
         return NULL;
@@ -474,8 +482,9 @@ char *ops_resolve(struct db_conn *c, const char *id, const char *resolution,
         return NULL; /* db_release() rolls the open transaction back */
     char *result = NULL;
     if (strcmp(resolution, "remote") == 0) { /* completed now: nothing is sent */
-        json_t *done = json_pack("{s:O?, s:s, s:O?}", "status_code", json_object_get(old, "status_code"),
-                                 "resolution", "manual_remote", "remote", json_object_get(old, "remote"));
+        json_t *done =
+            json_pack("{s:O?, s:s, s:O?}", "status_code", json_object_get(old, "status_code"),
+                      "resolution", "manual_remote", "remote", json_object_get(old, "remote"));
         char *plain = jsontext(done);
         json_decref(done);
         result = secretbox_seal_json(c->box, plain, row_id, "result");
@@ -491,7 +500,8 @@ char *ops_resolve(struct db_conn *c, const char *id, const char *resolution,
     free(sealed);
     if (r == NULL)
         return NULL;
-    char *json = PQntuples(r) == 1 ? secretbox_open_ops(c->box, oq_strdup(PQgetvalue(r, 0, 0))) : NULL;
+    char *json =
+        PQntuples(r) == 1 ? secretbox_open_ops(c->box, oq_strdup(PQgetvalue(r, 0, 0))) : NULL;
     PQclear(r);
     if (json == NULL)
         err_set(e, ERR_CONFLICT, "the operation left conflict while it was being resolved");

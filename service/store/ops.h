@@ -10,22 +10,22 @@ struct op_new {
     const char *operation_type;
     char *payload_json; /* owned: the payload, serialized */
     int priority;
-    const char *dedup_key; /* borrowed, may be NULL */
-    const char *group_key; /* borrowed, may be NULL */
-    int max_attempts;      /* 1..1000; the caller fills in OFFLINEQ_MAX_ATTEMPTS when the client
-                            * gave none (offlineq_enqueue()'s own default is for SQL callers) */
-    double delay_s;        /* < 0: none */
-    char *depends_on;      /* owned: a uuid[] literal, or NULL */
-    double expires_in_s;   /* < 0: never */
+    const char *dedup_key;    /* borrowed, may be NULL */
+    const char *group_key;    /* borrowed, may be NULL */
+    int max_attempts;         /* 1..1000; the caller fills in OFFLINEQ_MAX_ATTEMPTS when the client
+                               * gave none (offlineq_enqueue()'s own default is for SQL callers) */
+    double delay_s;           /* < 0: none */
+    char *depends_on;         /* owned: a uuid[] literal, or NULL */
+    double expires_in_s;      /* < 0: never */
     int max_retry_duration_s; /* 0: no limit */
     const char *conflict_strategy; /* borrowed; NULL: the global strategy */
-    bool stores_file;      /* the type's handler delivers a stored file (payload.file_id) */
+    bool stores_file;              /* the type's handler delivers a stored file (payload.file_id) */
 };
 
 struct op_created {
     char id[37];
-    char *json;   /* owned: the Operation object */
-    bool created; /* false: an existing live operation holds the dedup_key */
+    char *json;             /* owned: the Operation object */
+    bool created;           /* false: an existing live operation holds the dedup_key */
     unsigned long long xid; /* the transaction that stored it (pending.h) */
 };
 
@@ -35,20 +35,20 @@ int ops_register_types(struct db_conn *c, const char *types, struct err *e) OQ_M
 
 /* Stores one operation (or finds the live one with its dedup_key). */
 int ops_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *out,
-                     struct err *e) OQ_MUSTCHECK;
+                struct err *e) OQ_MUSTCHECK;
 
 /* Simple: no dedup_key, no depends_on, no stored file; such operations can be stored many in
  * one statement. */
 bool ops_is_simple(const struct op_new *op);
 
 /* Stores n simple operations in one statement (all or none); out has n slots. */
-int ops_enqueue_many(struct db_conn *c, const struct op_new *ops, size_t n,
-                          struct op_created *out, struct err *e) OQ_MUSTCHECK;
+int ops_enqueue_many(struct db_conn *c, const struct op_new *ops, size_t n, struct op_created *out,
+                     struct err *e) OQ_MUSTCHECK;
 
 /* Stores all of ops in one transaction, or none. out has n slots. On failure *failed_index is
  * the index of the operation the database refused (or -1). */
-int ops_enqueue_batch(struct db_conn *c, const struct op_new *ops, size_t n,
-                           struct op_created *out, long *failed_index, struct err *e) OQ_MUSTCHECK;
+int ops_enqueue_batch(struct db_conn *c, const struct op_new *ops, size_t n, struct op_created *out,
+                      long *failed_index, struct err *e) OQ_MUSTCHECK;
 
 /* Returns the Operation object (free()), or NULL with ERR_NOT_FOUND or a database error. */
 char *ops_get(struct db_conn *c, const char *id, struct err *e);
@@ -63,8 +63,8 @@ char *ops_retry(struct db_conn *c, const char *id, struct err *e);
 /* An operator's answer to a conflict: "remote" completes it now (nothing is sent); "local"
  * and "merged" (data, a JSON text) put it back to pending for the next attempt to send.
  * ERR_NOT_FOUND / ERR_CONFLICT (not in conflict). Returns the Operation object. */
-char *ops_resolve(struct db_conn *c, const char *id, const char *resolution,
-                       const char *data, struct err *e);
+char *ops_resolve(struct db_conn *c, const char *id, const char *resolution, const char *data,
+                  struct err *e);
 
 struct list_query {
     const char *statuses;       /* Postgres array literal: {pending,failed} */
@@ -78,7 +78,7 @@ struct list_query {
 
 struct list_page {
     bool has_more;
-    int last_priority;    /* of the last operation on the page */
+    int last_priority; /* of the last operation on the page */
     long long last_seq;
 };
 
@@ -86,7 +86,7 @@ struct list_page {
  * operations, and no more than q->max_bytes of them unless the first alone is larger. Appends
  * "[op,op,...]" to body, copying each operation once from the database's answer. */
 int ops_list(struct db_conn *c, const struct list_query *q, struct oq_buf *body,
-                  struct list_page *out, struct err *e) OQ_MUSTCHECK;
+             struct list_page *out, struct err *e) OQ_MUSTCHECK;
 
 /* The stats object as JSON text (free()). */
 char *ops_stats(struct db_conn *c, struct err *e);
@@ -98,7 +98,7 @@ long long ops_clear_completed(struct db_conn *c, double older_than_s, struct err
 /* Puts failed operations back to pending (optionally only one type, or failed at least
  * older_than_s ago). A failed operation whose dedup_key a live operation holds stays failed.
  * Returns the count, or -1. */
-long long ops_retry_failed(struct db_conn *c, const char *operation_type,
-                                double older_than_s, struct err *e);
+long long ops_retry_failed(struct db_conn *c, const char *operation_type, double older_than_s,
+                           struct err *e);
 
 #endif

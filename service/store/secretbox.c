@@ -24,9 +24,10 @@ int secretbox_init(struct secretbox *sb, const char *hex_key, struct err *e)
     if (hex_key == NULL || *hex_key == '\0')
         return 0;
     if (strlen(hex_key) != 64)
-        return err_set(e, ERR_INVALID_REQUEST,
-                       "OFFLINEQ_ENCRYPTION_KEY: expected 64 hex characters (32 bytes), got %zu characters",
-                       strlen(hex_key));
+        return err_set(
+            e, ERR_INVALID_REQUEST,
+            "OFFLINEQ_ENCRYPTION_KEY: expected 64 hex characters (32 bytes), got %zu characters",
+            strlen(hex_key));
     for (int i = 0; i < 32; i++) {
         char pair[3] = {hex_key[2 * i], hex_key[2 * i + 1], '\0'};
         if (!isxdigit((unsigned char)pair[0]) || !isxdigit((unsigned char)pair[1]))
@@ -42,16 +43,15 @@ bool secretbox_enabled(const struct secretbox *sb)
     return sb->enabled;
 }
 
-unsigned char *secretbox_seal_ad(const struct secretbox *sb, const void *plain, size_t n, const void *ad, size_t ad_len,
-                                 size_t *out_len)
+unsigned char *secretbox_seal_ad(const struct secretbox *sb, const void *plain, size_t n,
+                                 const void *ad, size_t ad_len, size_t *out_len)
 {
     OQ_ASSERT(sb->enabled);
     unsigned char *blob = oq_malloc(NONCE_LEN + n + TAG_LEN);
     OQ_ASSERT(RAND_bytes(blob, NONCE_LEN) == 1);
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int len = 0, fin = 0, ignored = 0;
-    OQ_ASSERT(ctx != NULL &&
-              EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, sb->key, blob) == 1 &&
+    OQ_ASSERT(ctx != NULL && EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, sb->key, blob) == 1 &&
               (ad_len == 0 || EVP_EncryptUpdate(ctx, NULL, &ignored, ad, (int)ad_len) == 1) &&
               EVP_EncryptUpdate(ctx, blob + NONCE_LEN, &len, plain, (int)n) == 1 &&
               EVP_EncryptFinal_ex(ctx, blob + NONCE_LEN + len, &fin) == 1 &&
@@ -61,8 +61,8 @@ unsigned char *secretbox_seal_ad(const struct secretbox *sb, const void *plain, 
     return blob;
 }
 
-unsigned char *secretbox_open_ad(const struct secretbox *sb, const void *blob, size_t n, const void *ad, size_t ad_len,
-                                 size_t *out_len)
+unsigned char *secretbox_open_ad(const struct secretbox *sb, const void *blob, size_t n,
+                                 const void *ad, size_t ad_len, size_t *out_len)
 {
     if (!sb->enabled || n < NONCE_LEN + TAG_LEN)
         return NULL;
@@ -74,7 +74,8 @@ unsigned char *secretbox_open_ad(const struct secretbox *sb, const void *blob, s
     bool ok = ctx != NULL && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, sb->key, b) == 1 &&
               (ad_len == 0 || EVP_DecryptUpdate(ctx, NULL, &ignored, ad, (int)ad_len) == 1) &&
               EVP_DecryptUpdate(ctx, plain, &len, b + NONCE_LEN, (int)ct) == 1 &&
-              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN, (void *)(b + NONCE_LEN + ct)) == 1 &&
+              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN,
+                                  (void *)(b + NONCE_LEN + ct)) == 1 &&
               EVP_DecryptFinal_ex(ctx, plain + len, &fin) == 1;
     EVP_CIPHER_CTX_free(ctx);
     if (!ok) {
@@ -86,12 +87,14 @@ unsigned char *secretbox_open_ad(const struct secretbox *sb, const void *blob, s
     return plain;
 }
 
-unsigned char *secretbox_seal(const struct secretbox *sb, const void *plain, size_t n, size_t *out_len)
+unsigned char *secretbox_seal(const struct secretbox *sb, const void *plain, size_t n,
+                              size_t *out_len)
 {
     return secretbox_seal_ad(sb, plain, n, NULL, 0, out_len);
 }
 
-unsigned char *secretbox_open(const struct secretbox *sb, const void *blob, size_t n, size_t *out_len)
+unsigned char *secretbox_open(const struct secretbox *sb, const void *blob, size_t n,
+                              size_t *out_len)
 {
     return secretbox_open_ad(sb, blob, n, NULL, 0, out_len);
 }
@@ -126,8 +129,8 @@ static size_t bind_ad(char *ad, size_t len, const char *id, const char *column)
     return n > 0 && (size_t)n < len ? (size_t)n : 0;
 }
 
-unsigned char *secretbox_seal_bound(const struct secretbox *sb, const void *plain, size_t n, const char *id,
-                                    const char *column, size_t *out_len)
+unsigned char *secretbox_seal_bound(const struct secretbox *sb, const void *plain, size_t n,
+                                    const char *id, const char *column, size_t *out_len)
 {
     char ad[128];
     size_t ad_len = bind_ad(ad, sizeof(ad), id, column);
@@ -135,15 +138,16 @@ unsigned char *secretbox_seal_bound(const struct secretbox *sb, const void *plai
     return secretbox_seal_ad(sb, plain, n, ad, ad_len, out_len);
 }
 
-unsigned char *secretbox_open_bound(const struct secretbox *sb, const void *blob, size_t n, const char *id,
-                                    const char *column, size_t *out_len)
+unsigned char *secretbox_open_bound(const struct secretbox *sb, const void *blob, size_t n,
+                                    const char *id, const char *column, size_t *out_len)
 {
     char ad[128];
     size_t ad_len = bind_ad(ad, sizeof(ad), id, column);
     return ad_len > 0 ? secretbox_open_ad(sb, blob, n, ad, ad_len, out_len) : NULL;
 }
 
-static char *seal_text(const struct secretbox *sb, const char *text, const char *id, const char *column)
+static char *seal_text(const struct secretbox *sb, const char *text, const char *id,
+                       const char *column)
 {
     char ad[128];
     size_t ad_len = id ? bind_ad(ad, sizeof(ad), id, column) : 0;
@@ -154,7 +158,8 @@ static char *seal_text(const struct secretbox *sb, const char *text, const char 
     return b64;
 }
 
-static char *open_text(const struct secretbox *sb, const char *b64, const char *id, const char *column)
+static char *open_text(const struct secretbox *sb, const char *b64, const char *id,
+                       const char *column)
 {
     char ad[128];
     size_t ad_len = id ? bind_ad(ad, sizeof(ad), id, column) : 0;
@@ -190,7 +195,8 @@ static const char *const *clear_fields(const char *column)
 }
 
 /* {"$enc2": blob bound to id/column, <clear fields>} as JSON text. */
-static char *envelope(const struct secretbox *sb, const char *json, const char *id, const char *column, const char *new_id)
+static char *envelope(const struct secretbox *sb, const char *json, const char *id,
+                      const char *column, const char *new_id)
 {
     json_t *p = jsonload_text(json);
     char *b64 = seal_text(sb, json, id, column);
@@ -218,7 +224,8 @@ char *secretbox_seal_payload(const struct secretbox *sb, const char *payload_jso
     return envelope(sb, payload_json, id, "payload", id);
 }
 
-char *secretbox_seal_json(const struct secretbox *sb, const char *json, const char *id, const char *column)
+char *secretbox_seal_json(const struct secretbox *sb, const char *json, const char *id,
+                          const char *column)
 {
     if (json == NULL)
         return NULL;
@@ -238,8 +245,8 @@ bool secretbox_is_sealed(const char *stored)
 
 /* The opened text of an envelope object, or NULL with *broken when it is one that does not
  * open (v2: bound to id/column; v1: no binding). *broken false and NULL: not an envelope. */
-static char *open_envelope_text(const struct secretbox *sb, const json_t *stored, const char *id, const char *column,
-                                bool *broken)
+static char *open_envelope_text(const struct secretbox *sb, const json_t *stored, const char *id,
+                                const char *column, bool *broken)
 {
     const char *v2 = json_string_value(json_object_get(stored, ENVELOPE2));
     const char *v1 = json_string_value(json_object_get(stored, ENVELOPE));
@@ -251,7 +258,8 @@ static char *open_envelope_text(const struct secretbox *sb, const json_t *stored
     return text;
 }
 
-char *secretbox_open_json(const struct secretbox *sb, const char *stored, const char *id, const char *column)
+char *secretbox_open_json(const struct secretbox *sb, const char *stored, const char *id,
+                          const char *column)
 {
     if (stored == NULL || strstr(stored, "\"" ENVELOPE) == NULL)
         return stored ? oq_strdup(stored) : NULL;
@@ -279,8 +287,9 @@ static void open_field(const struct secretbox *sb, json_t *op, const char *colum
     if (opened != NULL)
         json_object_set_new(op, column, opened);
     else if (broken)
-        log_json(LOG_ERROR, "a stored value cannot be decrypted: another key, another row's "
-                            "ciphertext, or altered",
+        log_json(LOG_ERROR,
+                 "a stored value cannot be decrypted: another key, another row's "
+                 "ciphertext, or altered",
                  json_pack("{s:s, s:s}", "id", id, "column", column));
 }
 
@@ -300,8 +309,7 @@ char *secretbox_open_ops(const struct secretbox *sb, char *json)
     size_t i;
     json_t *op;
     if (json_is_array(doc)) {
-        json_array_foreach(doc, i, op)
-            open_op(sb, op);
+        json_array_foreach(doc, i, op) open_op(sb, op);
     } else {
         open_op(sb, doc);
     }
@@ -331,8 +339,9 @@ int secretbox_check_database(struct db_conn *c, struct err *e)
     PQclear(r);
     if (!sb->enabled) {
         free(stored);
-        return stored ? err_set(e, ERR_NOT_READY, "this database holds encrypted data: set "
-                                                  "OFFLINEQ_ENCRYPTION_KEY to the key it was written with")
+        return stored ? err_set(e, ERR_NOT_READY,
+                                "this database holds encrypted data: set "
+                                "OFFLINEQ_ENCRYPTION_KEY to the key it was written with")
                       : 0;
     }
     if (stored == NULL) { /* the first start with a key: record what it looks like */
@@ -350,14 +359,18 @@ int secretbox_check_database(struct db_conn *c, struct err *e)
     bool ok = text != NULL && strcmp(text, CHECK_TEXT) == 0;
     free(text);
     free(stored);
-    return ok ? 0 : err_set(e, ERR_NOT_READY, "OFFLINEQ_ENCRYPTION_KEY is not the key this "
-                                              "database was encrypted with");
+    return ok ? 0
+              : err_set(e, ERR_NOT_READY,
+                        "OFFLINEQ_ENCRYPTION_KEY is not the key this "
+                        "database was encrypted with");
 }
 
 /* One compare-and-set per sealed column: written only while the stored value is unchanged. */
 #define RESEAL(col)                                                                                \
-    {"secretbox_reseal_" col,                                                                    \
-     "UPDATE offline_operations SET " col " = $2::jsonb WHERE id = $1::uuid AND " col " = $3::jsonb"}
+    {                                                                                              \
+        "secretbox_reseal_" col, "UPDATE offline_operations SET " col                              \
+                                 " = $2::jsonb WHERE id = $1::uuid AND " col " = $3::jsonb"        \
+    }
 static const struct {
     const char *column;
     struct db_stmt stmt;
@@ -421,7 +434,8 @@ static int sweep_row(struct db_conn *c, PGresult *r, int i, struct err *e)
     static const char *const cols[] = {"payload", "result", "resolution"};
     const char *id = PQgetvalue(r, i, 0);
     for (int k = 0; k < 3; k++) {
-        if (!PQgetisnull(r, i, k + 1) && secretbox_reseal(c, id, cols[k], PQgetvalue(r, i, k + 1), e) != 0)
+        if (!PQgetisnull(r, i, k + 1) &&
+            secretbox_reseal(c, id, cols[k], PQgetvalue(r, i, k + 1), e) != 0)
             return -1;
     }
     const char *params[] = {id};

@@ -34,31 +34,35 @@ bool secretbox_enabled(const struct secretbox *sb);
 
 /* Seals n bytes, bound to ad (ad_len 0: none); returns the blob (malloc'd), *out_len its
  * length. Encryption must be on. */
-unsigned char *secretbox_seal_ad(const struct secretbox *sb, const void *plain, size_t n, const void *ad, size_t ad_len,
-                                 size_t *out_len);
+unsigned char *secretbox_seal_ad(const struct secretbox *sb, const void *plain, size_t n,
+                                 const void *ad, size_t ad_len, size_t *out_len);
 /* Opens a blob sealed with the same ad; returns the plaintext (malloc'd, NUL-terminated) or
  * NULL when the key or ad does not fit or the blob was altered. */
-unsigned char *secretbox_open_ad(const struct secretbox *sb, const void *blob, size_t n, const void *ad, size_t ad_len,
-                                 size_t *out_len);
+unsigned char *secretbox_open_ad(const struct secretbox *sb, const void *blob, size_t n,
+                                 const void *ad, size_t ad_len, size_t *out_len);
 /* The same without associated data (stored files). */
-unsigned char *secretbox_seal(const struct secretbox *sb, const void *plain, size_t n, size_t *out_len);
-unsigned char *secretbox_open(const struct secretbox *sb, const void *blob, size_t n, size_t *out_len);
+unsigned char *secretbox_seal(const struct secretbox *sb, const void *plain, size_t n,
+                              size_t *out_len);
+unsigned char *secretbox_open(const struct secretbox *sb, const void *blob, size_t n,
+                              size_t *out_len);
 
 /* The same, bound to column of row id (associated data "offlineq:<column>:<id>"). */
-unsigned char *secretbox_seal_bound(const struct secretbox *sb, const void *plain, size_t n, const char *id,
-                                    const char *column, size_t *out_len);
-unsigned char *secretbox_open_bound(const struct secretbox *sb, const void *blob, size_t n, const char *id,
-                                    const char *column, size_t *out_len);
+unsigned char *secretbox_seal_bound(const struct secretbox *sb, const void *plain, size_t n,
+                                    const char *id, const char *column, size_t *out_len);
+unsigned char *secretbox_open_bound(const struct secretbox *sb, const void *blob, size_t n,
+                                    const char *id, const char *column, size_t *out_len);
 
 /* The payload of a new operation as stored: when encryption is on, sealed for a fresh row id
  * which the envelope carries as "$id" (migration 005 makes it the row's id); else a copy. */
 char *secretbox_seal_payload(const struct secretbox *sb, const char *payload_json);
 /* json (a JSON text, may be NULL) as stored in column ("payload", "result", "resolution") of
  * row id: sealed when encryption is on, else a copy. Returns a new string or NULL. */
-char *secretbox_seal_json(const struct secretbox *sb, const char *json, const char *id, const char *column);
+char *secretbox_seal_json(const struct secretbox *sb, const char *json, const char *id,
+                          const char *column);
 /* A stored column value as the API and handlers see it: an envelope opened (v2 bound to id and
  * column, v1 unbound), plaintext copied. NULL when an envelope does not open. */
-char *secretbox_open_json(const struct secretbox *sb, const char *stored, const char *id, const char *column);
+char *secretbox_open_json(const struct secretbox *sb, const char *stored, const char *id,
+                          const char *column);
 /* True when stored is a v2 envelope (plaintext and v1 rows are sealed again when seen). */
 bool secretbox_is_sealed(const char *stored);
 /* Operation objects (one, or an array) from the database with payload and result opened;

@@ -29,18 +29,16 @@ void settings_close(struct settings *s)
 }
 
 static const struct db_stmt seed_stmt = {
-    "settings_seed",
-    "INSERT INTO offlineq_settings (key, value) VALUES ('auto_sync', $1::jsonb), "
-    "('sync_interval_s', $2::jsonb), ('conflict_strategy', '\"local_wins\"') "
-    "ON CONFLICT (key) DO NOTHING"};
+    "settings_seed", "INSERT INTO offlineq_settings (key, value) VALUES ('auto_sync', $1::jsonb), "
+                     "('sync_interval_s', $2::jsonb), ('conflict_strategy', '\"local_wins\"') "
+                     "ON CONFLICT (key) DO NOTHING"};
 
-static const struct db_stmt load_stmt = {
-    "settings_load", "SELECT key, value::text FROM offlineq_settings"};
+static const struct db_stmt load_stmt = {"settings_load",
+                                         "SELECT key, value::text FROM offlineq_settings"};
 
 static const struct db_stmt store_stmt = {
-    "settings_store",
-    "INSERT INTO offlineq_settings (key, value) VALUES ($1, $2::jsonb) "
-    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()"};
+    "settings_store", "INSERT INTO offlineq_settings (key, value) VALUES ($1, $2::jsonb) "
+                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()"};
 
 int settings_seed(struct db_conn *c, bool auto_sync, int interval_s, struct err *e)
 {

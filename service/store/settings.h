@@ -14,7 +14,7 @@ struct settings {
     bool auto_sync;
     int interval_s;
     char strategy[32];
-    json_t *last_sync; /* {"at","result"} or NULL */
+    json_t *last_sync;                                 /* {"at","result"} or NULL */
     unsigned long long reload_started, reload_applied; /* tickets: newest reload wins */
 };
 
@@ -28,8 +28,8 @@ int settings_seed(struct db_conn *c, bool auto_sync, int interval_s, struct err 
 int settings_reload(struct settings *s, struct db_conn *c, struct err *e);
 
 /* Stores key = value (JSON text); every instance hears of it. */
-int settings_store(struct db_conn *c, const char *key, const char *json_value, struct err *e)
-    OQ_MUSTCHECK;
+int settings_store(struct db_conn *c, const char *key, const char *json_value,
+                   struct err *e) OQ_MUSTCHECK;
 
 bool settings_auto_sync(struct settings *s);
 int settings_interval_s(struct settings *s);

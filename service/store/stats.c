@@ -4,8 +4,7 @@
 #include <stdlib.h>
 
 static const struct db_stmt pending_stmt = {
-    "stats_pending",
-    "SELECT coalesce(sum(n), 0) FROM offlineq_op_counts WHERE status = 'pending'"};
+    "stats_pending", "SELECT coalesce(sum(n), 0) FROM offlineq_op_counts WHERE status = 'pending'"};
 
 /* $1: every status name as a text[] literal, so that a status without rows counts 0. */
 static const struct db_stmt by_status_stmt = {

@@ -7,12 +7,10 @@
 #include "core/pgarray.h"
 
 static const struct db_stmt finished_stmt = {
-    "waits_finished",
-    "SELECT id::text FROM offline_operations WHERE id = ANY ($1::uuid[]) "
-    "AND status IN ('completed', 'failed', 'conflict')"};
+    "waits_finished", "SELECT id::text FROM offline_operations WHERE id = ANY ($1::uuid[]) "
+                      "AND status IN ('completed', 'failed', 'conflict')"};
 
-int waits_finished(struct db_conn *c, const char *const *ids, size_t n, bool *done,
-                   struct err *e)
+int waits_finished(struct db_conn *c, const char *const *ids, size_t n, bool *done, struct err *e)
 {
     memset(done, 0, n * sizeof(*done));
     struct pgarray a;

@@ -89,32 +89,43 @@ static void post_raw_json(const char *body, size_t len, long status, const char 
 static void test_malformed_json_is_400_and_stores_nothing(void **state)
 {
     const char *before = strdup(count_ops());
-    static const char bad_utf8[] = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/\xff\xfe\"}}";
+    static const char bad_utf8[] =
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/\xff\xfe\"}}";
     post_raw_json(bad_utf8, sizeof(bad_utf8) - 1, 400, "invalid_json");
-    static const char nul_byte[] = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/a\0b\"}}";
+    static const char nul_byte[] =
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/a\0b\"}}";
     post_raw_json(nul_byte, sizeof(nul_byte) - 1, 400, "invalid_json");
-    const char *escaped_nul = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/a\\u0000b\"}}";
+    const char *escaped_nul =
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/a\\u0000b\"}}";
     post_raw_json(escaped_nul, strlen(escaped_nul), 400, "invalid_json");
-    const char *dup = "{\"operation_type\":\"api_call\",\"operation_type\":\"metric_log\",\"payload\":{}}";
+    const char *dup =
+        "{\"operation_type\":\"api_call\",\"operation_type\":\"metric_log\",\"payload\":{}}";
     post_raw_json(dup, strlen(dup), 400, "invalid_json");
-    const char *huge_int = "{\"operation_type\":\"api_call\",\"priority\":123456789012345678901234567890,"
-                           "\"payload\":{\"endpoint\":\"/x\"}}";
-    post_raw_json(huge_int, strlen(huge_int), 400, "invalid_request"); /* valid JSON; priority out of range */
+    const char *huge_int =
+        "{\"operation_type\":\"api_call\",\"priority\":123456789012345678901234567890,"
+        "\"payload\":{\"endpoint\":\"/x\"}}";
+    post_raw_json(huge_int, strlen(huge_int), 400,
+                  "invalid_request"); /* valid JSON; priority out of range */
     /* RFC 8259 allows any number and PostgreSQL stores this one: accepted (test_security_json.c) */
-    const char *huge_real = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"data\":1e999}}";
+    const char *huge_real =
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"data\":1e999}}";
     struct resp *accepted = th_json(&S, "POST", "/api/offline/queue", huge_real);
     assert_int_equal(accepted->status, 201);
     th_resp_free(accepted);
-    const char *too_big = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"data\":1e999999}}";
+    const char *too_big =
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"data\":1e999999}}";
     post_raw_json(too_big, strlen(too_big), 400, "invalid_json"); /* beyond PostgreSQL's numeric */
-    const char *big_prio = "{\"operation_type\":\"api_call\",\"priority\":9007199254740993,\"payload\":{\"endpoint\":\"/x\"}}";
+    const char *big_prio = "{\"operation_type\":\"api_call\",\"priority\":9007199254740993,"
+                           "\"payload\":{\"endpoint\":\"/x\"}}";
     post_raw_json(big_prio, strlen(big_prio), 400, "invalid_request");
     const char *truncated = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":";
     post_raw_json(truncated, strlen(truncated), 400, "invalid_json");
     /* nesting: 65 levels in all are refused (the limit is 64), 60 are fine */
     char deep[1024];
     for (int depth = 60; depth <= 65; depth += 5) {
-        int o = snprintf(deep, sizeof(deep), "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/d\",\"data\":");
+        int o =
+            snprintf(deep, sizeof(deep),
+                     "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/d\",\"data\":");
         for (int i = 0; i < depth - 2; i++)
             deep[o++] = '[';
         for (int i = 0; i < depth - 2; i++)
@@ -147,8 +158,9 @@ static void test_oversized_body_refused_before_reading(void **state)
 {
     int fd = connect_from("127.0.0.1", S.port);
     assert_true(fd >= 0);
-    const char *head = "POST /api/offline/queue HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                       "Content-Length: 10000000\r\n\r\n";
+    const char *head =
+        "POST /api/offline/queue HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Content-Length: 10000000\r\n\r\n";
     assert_true(write(fd, head, strlen(head)) == (ssize_t)strlen(head));
     char reply[4096];
     double t0 = th_now_ms();
@@ -163,10 +175,13 @@ static void test_oversized_body_refused_before_reading(void **state)
 static void test_truncated_body_stores_nothing(void **state)
 {
     const char *before = strdup(count_ops());
-    const char *body = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/truncated\"}}";
+    const char *body =
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/truncated\"}}";
     char head[256];
-    snprintf(head, sizeof(head), "POST /api/offline/queue HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n", strlen(body));
+    snprintf(head, sizeof(head),
+             "POST /api/offline/queue HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+             strlen(body));
     int fd = connect_from("127.0.0.1", S.port);
     assert_true(write(fd, head, strlen(head)) == (ssize_t)strlen(head));
     assert_true(write(fd, body, 20) == 20);
@@ -177,7 +192,10 @@ static void test_truncated_body_stores_nothing(void **state)
     close(fd);
     usleep(200 * 1000);
     assert_string_equal(count_ops(), before);
-    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations WHERE payload->>'endpoint' = '/truncated'"), "0");
+    assert_string_equal(
+        th_sql(pg,
+               "SELECT count(*) FROM offline_operations WHERE payload->>'endpoint' = '/truncated'"),
+        "0");
     struct resp *r = th_http(&S, "GET", "/healthz", NULL, 0, NULL);
     assert_int_equal(r->status, 200);
     th_resp_free(r);
@@ -187,8 +205,11 @@ static void test_truncated_body_stores_nothing(void **state)
 static void test_path_traversal_in_ids_is_404(void **state)
 {
     static const char *const paths[] = {
-        "/api/offline/queue/..", "/api/offline/queue/../stats", "/api/offline/queue/..%2F..%2Fetc%2Fpasswd",
-        "/api/offline/files/..%2f..%2fetc%2fpasswd", "/api/offline/files/%00",
+        "/api/offline/queue/..",
+        "/api/offline/queue/../stats",
+        "/api/offline/queue/..%2F..%2Fetc%2Fpasswd",
+        "/api/offline/files/..%2f..%2fetc%2fpasswd",
+        "/api/offline/files/%00",
         "/api/offline/queue/00000000-0000-4000-8000-000000000000%27%20OR%20%271%27=%271",
         NULL};
     for (const char *const *p = paths; *p; p++) {
@@ -198,7 +219,8 @@ static void test_path_traversal_in_ids_is_404(void **state)
         th_assert_error(r, 404, "not_found");
         th_resp_free(r);
     }
-    static const char *const posts[] = {"/api/offline/queue/%2e%2e/retry", "/api/offline/queue/..%2Fstats/retry", NULL};
+    static const char *const posts[] = {"/api/offline/queue/%2e%2e/retry",
+                                        "/api/offline/queue/..%2Fstats/retry", NULL};
     for (const char *const *p = posts; *p; p++) {
         struct resp *r = th_http(&S, "POST", *p, NULL, 0, NULL);
         th_assert_error(r, 404, "not_found");
@@ -212,7 +234,8 @@ static void test_sql_metacharacters_stored_verbatim(void **state)
     const char *body =
         "{\"operation_type\":\"api_call\",\"dedup_key\":\"k'; DROP TABLE offline_operations; --\","
         "\"group_key\":\"g\\\"); DELETE FROM offlineq_settings; --\","
-        "\"payload\":{\"endpoint\":\"/x?id=1'OR'1'='1;--\",\"data\":{\"q\":\"$1 $$ \\\\ ; -- /* */ E'\\\\x00'\"},"
+        "\"payload\":{\"endpoint\":\"/x?id=1'OR'1'='1;--\",\"data\":{\"q\":\"$1 $$ \\\\ ; -- /* */ "
+        "E'\\\\x00'\"},"
         "\"headers\":{\"X-Note\":\"'); SELECT pg_sleep(10); --\"}}}";
     struct resp *r = th_json(&S, "POST", "/api/offline/queue", body);
     assert_int_equal(r->status, 201);
@@ -228,7 +251,9 @@ static void test_sql_metacharacters_stored_verbatim(void **state)
     assert_string_equal(th_str(json_object_get(p, "data"), "q"), "$1 $$ \\ ; -- /* */ E'\\x00'");
     th_resp_free(r);
     /* a filter is a value compared, not SQL: it matches nothing */
-    r = th_http(&S, "GET", "/api/offline/queue?operation_type=api_call'%20OR%20'1'='1&status=pending", NULL, 0, NULL);
+    r = th_http(&S, "GET",
+                "/api/offline/queue?operation_type=api_call'%20OR%20'1'='1&status=pending", NULL, 0,
+                NULL);
     assert_int_equal(r->status, 200);
     assert_int_equal(json_array_size(json_object_get(r->json, "operations")), 0);
     th_resp_free(r);
@@ -262,7 +287,7 @@ static void test_slow_clients_capped_per_address(void **state)
         if (poll(&p, 1, 0) == 1 && read(fds[i], buf, sizeof(buf)) <= 0)
             refused++;
     }
-    assert_int_equal(refused, 12); /* 8 held, the rest closed */
+    assert_int_equal(refused, 12);         /* 8 held, the rest closed */
     for (int step = 0; step < 3; step++) { /* keep trickling: 'E', 'T', ' ' */
         for (int i = 0; i < 20; i++)
             if (write(fds[i], &"ET "[step], 1) < 0) { /* closed ones fail: fine */
@@ -298,7 +323,8 @@ static void test_thousand_idle_connections(void **state)
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
     if (rl.rlim_cur < 1200)
-        fail_msg("RLIMIT_NOFILE hard limit %llu is too low for this test", (unsigned long long)rl.rlim_cur);
+        fail_msg("RLIMIT_NOFILE hard limit %llu is too low for this test",
+                 (unsigned long long)rl.rlim_cur);
     enum { N = 1000 };
     static int fds[N];
     for (int i = 0; i < N; i++) {
@@ -313,8 +339,9 @@ static void test_thousand_idle_connections(void **state)
     }
     assert_int_equal(open, N);
     double t0 = th_now_ms();
-    struct resp *r = th_json(&S, "POST", "/api/offline/queue",
-                             "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/busy\"}}");
+    struct resp *r =
+        th_json(&S, "POST", "/api/offline/queue",
+                "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/busy\"}}");
     assert_int_equal(r->status, 201);
     assert_true(th_now_ms() - t0 < 1000);
     th_resp_free(r);
@@ -328,21 +355,38 @@ static void test_thousand_idle_connections(void **state)
 static void test_ssrf_endpoints_refused(void **state)
 {
     const char *before = strdup(count_ops());
-    static const char *const endpoints[] = {
-        "http://169.254.169.254/latest/meta-data/", "file:///etc/passwd", "gopher://127.0.0.1:9/x",
-        "ftp://127.0.0.1:9/", "//evil.example/x", "http://127.0.0.1:9@evil.example/",
-        "http://evil.example#@127.0.0.1:9/", "http://2130706433:9/", "http://0x7f000001:9/",
-        "http://[::1]:9/", "http://[::ffff:127.0.0.1]:9/", "http://127.1:9/", "http://127.0.0.1:90/",
-        "https://127.0.0.1:9/", "http://127.0.0.1:9.evil.example/", "http://localhost:9/",
-        "dict://127.0.0.1:9/", "\\\\evil.example\\\\x", "javascript:alert(1)", " /x", "x/y", NULL};
+    static const char *const endpoints[] = {"http://169.254.169.254/latest/meta-data/",
+                                            "file:///etc/passwd",
+                                            "gopher://127.0.0.1:9/x",
+                                            "ftp://127.0.0.1:9/",
+                                            "//evil.example/x",
+                                            "http://127.0.0.1:9@evil.example/",
+                                            "http://evil.example#@127.0.0.1:9/",
+                                            "http://2130706433:9/",
+                                            "http://0x7f000001:9/",
+                                            "http://[::1]:9/",
+                                            "http://[::ffff:127.0.0.1]:9/",
+                                            "http://127.1:9/",
+                                            "http://127.0.0.1:90/",
+                                            "https://127.0.0.1:9/",
+                                            "http://127.0.0.1:9.evil.example/",
+                                            "http://localhost:9/",
+                                            "dict://127.0.0.1:9/",
+                                            "\\\\evil.example\\\\x",
+                                            "javascript:alert(1)",
+                                            " /x",
+                                            "x/y",
+                                            NULL};
     for (const char *const *ep = endpoints; *ep; ep++) {
         char body[512];
-        snprintf(body, sizeof(body), "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"%s\"}}", *ep);
+        snprintf(body, sizeof(body),
+                 "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"%s\"}}", *ep);
         th_assert_enqueue_refused(&S, body, "payload.endpoint");
     }
     /* the configured origin itself is fine */
-    struct resp *r = th_json(&S, "POST", "/api/offline/queue",
-                             "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"http://127.0.0.1:9/ok\"}}");
+    struct resp *r = th_json(
+        &S, "POST", "/api/offline/queue",
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"http://127.0.0.1:9/ok\"}}");
     assert_int_equal(r->status, 201);
     th_resp_free(r);
     char want[32];

@@ -81,20 +81,23 @@ static void test_concurrent_duplicate_dedup_key(void **state)
 {
     for (int round = 0; round < ROUNDS; round++)
         run_race("/api/offline/queue",
-                 "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"dedup_key\":\"race-%d\"}",
+                 "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/"
+                 "x\"},\"dedup_key\":\"race-%d\"}",
                  round, 201);
     assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations"), "20");
-    assert_string_equal(th_sql(pg, "SELECT count(DISTINCT dedup_key) FROM offline_operations"), "20");
+    assert_string_equal(th_sql(pg, "SELECT count(DISTINCT dedup_key) FROM offline_operations"),
+                        "20");
 }
 
 static void test_concurrent_batches_share_dedup_key(void **state)
 {
     th_sql(pg, "TRUNCATE offline_operations, offlineq_op_counts");
     for (int round = 0; round < ROUNDS; round++)
-        run_race("/api/offline/queue/batch",
-                 "{\"operations\":[{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/b\"},"
-                 "\"dedup_key\":\"batch-race-%d\"}]}",
-                 round, 201);
+        run_race(
+            "/api/offline/queue/batch",
+            "{\"operations\":[{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/b\"},"
+            "\"dedup_key\":\"batch-race-%d\"}]}",
+            round, 201);
     assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations"), "20");
     struct resp *r = th_http(&S, "GET", "/api/offline/queue/stats", NULL, 0, NULL);
     assert_int_equal(th_int(r->json, "pending"), 20); /* counters agree with the rows */
@@ -118,16 +121,19 @@ static void test_concurrent_simple_enqueues_each_stored(void **state)
                      "{\"operation_type\":\"api_call\",\"priority\":%d,"
                      "\"payload\":{\"endpoint\":\"/g\",\"data\":{\"round\":%d,\"i\":%d}}}",
                      i % 3, round, i);
-            racers[i] = (struct racer){.start = &start, .body = bodies[i], .path = "/api/offline/queue"};
+            racers[i] =
+                (struct racer){.start = &start, .body = bodies[i], .path = "/api/offline/queue"};
             pthread_create(&t[i], NULL, race, &racers[i]);
         }
         for (int i = 0; i < THREADS; i++) {
             pthread_join(t[i], NULL);
             assert_int_equal(racers[i].status, 201);
             char q[256];
-            snprintf(q, sizeof(q),
-                     "SELECT payload #>> '{data,round}' || '/' || (payload #>> '{data,i}') || '/' || "
-                     "priority FROM offline_operations WHERE id = '%s'", racers[i].id);
+            snprintf(
+                q, sizeof(q),
+                "SELECT payload #>> '{data,round}' || '/' || (payload #>> '{data,i}') || '/' || "
+                "priority FROM offline_operations WHERE id = '%s'",
+                racers[i].id);
             char want[64];
             snprintf(want, sizeof(want), "%d/%d/%d", round, i, i % 3);
             assert_string_equal(th_sql(pg, q), want); /* each answer names its own operation */

@@ -76,7 +76,8 @@ static void test_kill_9_while_in_flight(void **state)
     assert_int_equal(run_count_where(pg, "status = 'in_progress' OR lease_owner IS NOT NULL"), 0);
     struct run_check d;
     run_check_deliveries(US, pg, "/c/", 60, true, &d);
-    fprintf(stderr, "kill -9 x3: 60 operations completed, %d duplicate deliveries (same key)\n", d.duplicates);
+    fprintf(stderr, "kill -9 x3: 60 operations completed, %d duplicate deliveries (same key)\n",
+            d.duplicates);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
     PQfinish(pg);
     th_db_drop("e2e_crash_kill");
@@ -88,7 +89,8 @@ static void instance_env(char *env, size_t len, const char *name)
     char path[128];
     snprintf(path, sizeof(path), "/tmp/offlineq-crash-%d-%s.json", (int)getpid(), name);
     FILE *f = fopen(path, "w");
-    fprintf(f, "{\"default\":{\"base_url\":\"%s\",\"headers\":{\"X-Instance\":\"%s\"}}}", us_url(US), name);
+    fprintf(f, "{\"default\":{\"base_url\":\"%s\",\"headers\":{\"X-Instance\":\"%s\"}}}",
+            us_url(US), name);
     fclose(f);
     snprintf(env, len, "OFFLINEQ_UPSTREAMS_FILE=%s", path);
 }
@@ -167,7 +169,8 @@ static void test_shutdown_grace(void **state)
     double t0 = th_now_ms();
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
     assert_true(th_now_ms() - t0 < 4000);
-    assert_int_equal(run_count_where(pg, "status = 'pending' AND retry_count = 0 AND lease_owner IS NULL"), 1);
+    assert_int_equal(
+        run_count_where(pg, "status = 'pending' AND retry_count = 0 AND lease_owner IS NULL"), 1);
     us_reset(US);
     us_script(US, "/c/1", "201", 0);
     assert_int_equal(th_svc_start(&s, url, short_env, NULL), 0);

@@ -99,7 +99,8 @@ static void test_api_call_delivers_exactly(void **state)
     /* the configured upstream header wins over the payload's */
     assert_string_equal(us_header(&r[0], "authorization"), "Bearer up-token");
     /* compact JSON, numbers as written; keys in PostgreSQL jsonb order (shorter keys first) */
-    assert_string_equal(r[0].body, "{\"n\":1.5,\"name\":\"Widget\",\"tags\":[\"a\",\"b\"],\"ratio\":0.1}");
+    assert_string_equal(r[0].body,
+                        "{\"n\":1.5,\"name\":\"Widget\",\"tags\":[\"a\",\"b\"],\"ratio\":0.1}");
     us_free_reqs(r, n);
 
     /* GET without a body, to another upstream, and a non-JSON answer kept as text */
@@ -185,7 +186,10 @@ static void test_permanent_failure_and_exhausted_attempts(void **state)
     us_script(US, "/api/down", "500", 0);
     char bad[37], down[37];
     th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/bad\"}}", bad);
-    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/down\"},\"max_attempts\":3}", down);
+    th_enqueue(
+        &S,
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/down\"},\"max_attempts\":3}",
+        down);
     json_t *op = done(bad);
     assert_string_equal(th_str(op, "status"), "failed");
     assert_int_equal(th_int(op, "retry_count"), 1);
@@ -223,8 +227,10 @@ static void test_group_order_under_8_workers(void **state)
     char ids[30][37];
     for (int i = 0; i < 30; i++) {
         char body[256];
-        snprintf(body, sizeof(body), "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/g/%d/%d\"},"
-                 "\"group_key\":\"entity-%d\",\"priority\":%d}", i % 3, i / 3, i % 3, (i * 7) % 11 - 5);
+        snprintf(body, sizeof(body),
+                 "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/g/%d/%d\"},"
+                 "\"group_key\":\"entity-%d\",\"priority\":%d}",
+                 i % 3, i / 3, i % 3, (i * 7) % 11 - 5);
         th_enqueue(&S, body, ids[i]);
     }
     for (int i = 0; i < 30; i++)
@@ -253,17 +259,24 @@ static void test_depends_on(void **state)
     us_script(US, "/api/slow-parent", "201", 300);
     us_script(US, "/api/bad-parent", "400", 0);
     char parent[37], child[37], bad[37], orphan[37], body[512];
-    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/slow-parent\"}}", parent);
-    snprintf(body, sizeof(body), "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/child\"},"
-             "\"depends_on\":[\"%s\"],\"priority\":100}", parent);
+    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/slow-parent\"}}",
+               parent);
+    snprintf(body, sizeof(body),
+             "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/child\"},"
+             "\"depends_on\":[\"%s\"],\"priority\":100}",
+             parent);
     th_enqueue(&S, body, child);
-    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/bad-parent\"}}", bad);
-    snprintf(body, sizeof(body), "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/orphan\"},"
-             "\"depends_on\":[\"%s\",\"%s\"]}", parent, bad);
+    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/bad-parent\"}}",
+               bad);
+    snprintf(body, sizeof(body),
+             "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/orphan\"},"
+             "\"depends_on\":[\"%s\",\"%s\"]}",
+             parent, bad);
     th_enqueue(&S, body, orphan);
     json_t *op = done(child);
     assert_string_equal(th_str(op, "status"), "completed");
-    assert_string_equal(th_str(json_array_get(json_object_get(op, "depends_on"), 0), "") ?: parent, parent);
+    assert_string_equal(th_str(json_array_get(json_object_get(op, "depends_on"), 0), "") ?: parent,
+                        parent);
     json_decref(op);
     op = done(orphan);
     assert_string_equal(th_str(op, "status"), "failed");
@@ -293,8 +306,10 @@ static void test_depends_on(void **state)
 static void test_expiry(void **state)
 {
     char id[37];
-    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/too-late\"},"
-                   "\"delay_s\":3,\"expires_in_s\":1}", id);
+    th_enqueue(&S,
+               "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/too-late\"},"
+               "\"delay_s\":3,\"expires_in_s\":1}",
+               id);
     json_t *op = th_wait_op(&S, id, "failed,completed", 8000);
     assert_string_equal(th_str(op, "status"), "failed");
     assert_true(strncmp(th_str(op, "error_message"), "expired", 7) == 0);
@@ -308,8 +323,10 @@ static void test_max_retry_duration(void **state)
 {
     us_script(US, "/api/window", "503", 0);
     char id[37];
-    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/window\"},"
-                   "\"max_attempts\":1000,\"max_retry_duration_s\":1}", id);
+    th_enqueue(&S,
+               "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/window\"},"
+               "\"max_attempts\":1000,\"max_retry_duration_s\":1}",
+               id);
     json_t *op = th_wait_op(&S, id, "failed", 10000);
     assert_string_equal(th_str(op, "status"), "failed");
     assert_true(strncmp(th_str(op, "error_message"), "retry window of 1 s exhausted", 29) == 0);
@@ -346,7 +363,8 @@ static void upload(const char *ct, const unsigned char *data, size_t len, char i
     char h[128];
     snprintf(h, sizeof(h), "Content-Type: %s", ct);
     const char *headers[] = {h, NULL};
-    struct resp *r = th_http(&S, "POST", "/api/offline/files", (const char *)data, (long)len, headers);
+    struct resp *r =
+        th_http(&S, "POST", "/api/offline/files", (const char *)data, (long)len, headers);
     assert_int_equal(r->status, 201);
     assert_int_equal(th_int(r->json, "size"), (long long)len);
     assert_int_equal(strlen(th_str(r->json, "sha256")), 64);
@@ -370,9 +388,11 @@ static void test_file_upload_multipart_byte_exact(void **state)
     assert_string_equal(th_str(meta->json, "content_type"), "image/png");
     th_resp_free(meta);
 
-    snprintf(body, sizeof(body), "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\","
+    snprintf(body, sizeof(body),
+             "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\","
              "\"endpoint\":\"/upload\",\"field\":\"image\",\"filename\":\"cat \\\"1\\\".png\","
-             "\"form\":{\"album\":\"pets\"}}}", file);
+             "\"form\":{\"album\":\"pets\"}}}",
+             file);
     int n;
     struct us_req *r = delivered_once(body, id, &n);
     assert_string_equal(r[0].method, "POST");
@@ -383,7 +403,8 @@ static void test_file_upload_multipart_byte_exact(void **state)
     assert_non_null(part);
     assert_int_equal(len, sizeof(data));
     assert_memory_equal(part, data, sizeof(data));
-    assert_non_null(memmem(r[0].body, r[0].body_len, "filename=\"cat %221%22.png\"\r\nContent-Type: image/png", 50));
+    assert_non_null(memmem(r[0].body, r[0].body_len,
+                           "filename=\"cat %221%22.png\"\r\nContent-Type: image/png", 50));
     part = find_part(&r[0], "album", &len);
     assert_int_equal(len, 4);
     assert_memory_equal(part, "pets", 4);
@@ -419,7 +440,10 @@ static void test_file_limits_and_cleanup(void **state)
     char file[37], id[37], body[256], path[96];
     snprintf(file, sizeof(file), "%s", th_str(r->json, "file_id"));
     th_resp_free(r);
-    snprintf(body, sizeof(body), "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\",\"endpoint\":\"/u\"}}", file);
+    snprintf(
+        body, sizeof(body),
+        "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\",\"endpoint\":\"/u\"}}",
+        file);
     th_enqueue(&s, body, id); /* API-only instance: it stays pending */
     snprintf(path, sizeof(path), "/api/offline/files/%s", file);
     r = th_http(&s, "GET", path, NULL, 0, NULL);
@@ -443,9 +467,11 @@ static void test_model_push_form(void **state)
     const unsigned char weights[] = {0, 1, 2, 255, 254, 0, 13, 10};
     char file[37], id[37], body[512];
     upload("application/octet-stream", weights, sizeof(weights), file);
-    snprintf(body, sizeof(body), "{\"operation_type\":\"model_push\",\"payload\":{\"file_id\":\"%s\","
+    snprintf(body, sizeof(body),
+             "{\"operation_type\":\"model_push\",\"payload\":{\"file_id\":\"%s\","
              "\"endpoint\":\"/models\",\"model_name\":\"resnet\",\"version\":\"1.2\","
-             "\"metadata\":{\"acc\":0.91}}}", file);
+             "\"metadata\":{\"acc\":0.91}}}",
+             file);
     int n;
     struct us_req *r = delivered_once(body, id, &n);
     size_t len;
@@ -475,8 +501,10 @@ static void test_metric_logs_are_batched(void **state)
     char *batch = malloc(cap);
     o += (size_t)sprintf(batch, "{\"operations\":[");
     for (int i = 0; i < 250; i++)
-        o += (size_t)sprintf(batch + o, "%s{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r1\","
-                             "\"step\":%d,\"metrics\":{\"loss\":%d.5}}}", i ? "," : "", i, i);
+        o += (size_t)sprintf(batch + o,
+                             "%s{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r1\","
+                             "\"step\":%d,\"metrics\":{\"loss\":%d.5}}}",
+                             i ? "," : "", i, i);
     sprintf(batch + o, "]}");
     struct resp *r = th_json(&s2, "POST", "/api/offline/queue/batch", batch);
     assert_int_equal(r->status, 201);
@@ -486,9 +514,14 @@ static void test_metric_logs_are_batched(void **state)
     assert_int_equal(th_svc_start(&s2, url2, env, NULL), 0);
     assert_int_equal(us_wait_count(US, "/api/metrics", 3, 10000), 3);
     PGconn *c2 = th_db_connect(url2);
-    for (int i = 0; i < 200 && strcmp(th_sql(c2, "SELECT count(*) FROM offline_operations WHERE status = 'completed'"), "250"); i++)
+    for (int i = 0;
+         i < 200 &&
+         strcmp(th_sql(c2, "SELECT count(*) FROM offline_operations WHERE status = 'completed'"),
+                "250");
+         i++)
         usleep(20000);
-    assert_string_equal(th_sql(c2, "SELECT count(*) FROM offline_operations WHERE status = 'completed'"), "250");
+    assert_string_equal(
+        th_sql(c2, "SELECT count(*) FROM offline_operations WHERE status = 'completed'"), "250");
     PQfinish(c2);
     usleep(200000);
     int n;

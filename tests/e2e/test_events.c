@@ -28,11 +28,11 @@ struct sub {
     int fd;
     char *buf;
     size_t len, cap;
-    int seen;              /* operation events */
+    int seen; /* operation events */
     unsigned long long last_xid;
     long long last_id;
     bool ordered;
-    char **ids;            /* "xid-id" of each operation event, when keep_ids */
+    char **ids; /* "xid-id" of each operation event, when keep_ids */
     bool keep_ids;
     char first_type[40];
 };
@@ -48,8 +48,9 @@ static int connect_events(int port, const char *query, const char *last_id, bool
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     char req[512];
-    int n = snprintf(req, sizeof(req), "GET /api/offline/events%s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s\r\n",
-                     query, last_id ? "Last-Event-ID: " : "", last_id ? last_id : "", last_id ? "\r\n" : "");
+    int n = snprintf(
+        req, sizeof(req), "GET /api/offline/events%s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s\r\n",
+        query, last_id ? "Last-Event-ID: " : "", last_id ? last_id : "", last_id ? "\r\n" : "");
     assert_int_equal(write(fd, req, (size_t)n), n);
     fcntl(fd, F_SETFL, O_NONBLOCK);
     return fd;
@@ -137,8 +138,10 @@ static void enqueue_half(const struct svc *s, int from, int to)
         char *body = malloc(250 * 110 + 64);
         size_t o = (size_t)sprintf(body, "{\"operations\":[");
         for (int i = start; i < start + 250 && i < to; i++)
-            o += (size_t)sprintf(body + o, "%s{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/e/%d\"}}",
-                                 i > start ? "," : "", i);
+            o += (size_t)sprintf(
+                body + o,
+                "%s{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/e/%d\"}}",
+                i > start ? "," : "", i);
         sprintf(body + o, "]}");
         struct resp *r = th_json(s, "POST", "/api/offline/queue/batch", body);
         assert_int_equal(r->status, 201);
@@ -180,21 +183,25 @@ static void test_fan_out_order_resume_and_filters(void **state)
     }
     if (short_of) {
         PGconn *dbg = th_db_connect(url);
-        fprintf(stderr, "%d subscribers short, fewest events %d; the log holds %s operation events, "
-                "%s operations completed; subscriber 0 is at %llu-%lld\n", short_of, min_seen,
+        fprintf(stderr,
+                "%d subscribers short, fewest events %d; the log holds %s operation events, "
+                "%s operations completed; subscriber 0 is at %llu-%lld\n",
+                short_of, min_seen,
                 th_sql(dbg, "SELECT count(*) FROM offlineq_events WHERE type LIKE 'operation.%'"),
                 th_sql(dbg, "SELECT count(*) FROM offline_operations WHERE status = 'completed'"),
                 subs[0].last_xid, subs[0].last_id);
-        PGresult *all = PQexec(dbg, "SELECT xid::text || '-' || id, type, created_at FROM offlineq_events "
-                                    "WHERE type LIKE 'operation.%' ORDER BY xid, id");
+        PGresult *all =
+            PQexec(dbg, "SELECT xid::text || '-' || id, type, created_at FROM offlineq_events "
+                        "WHERE type LIKE 'operation.%' ORDER BY xid, id");
         int k = 0, shown = 0;
         for (int row = 0; row < PQntuples(all) && shown < 5; row++) {
             if (k < subs[0].seen && strcmp(subs[0].ids[k], PQgetvalue(all, row, 0)) == 0) {
                 k++;
                 continue;
             }
-            fprintf(stderr, "missing %s %s %s (next seen %s)\n", PQgetvalue(all, row, 0), PQgetvalue(all, row, 1),
-                    PQgetvalue(all, row, 2), k < subs[0].seen ? subs[0].ids[k] : "-");
+            fprintf(stderr, "missing %s %s %s (next seen %s)\n", PQgetvalue(all, row, 0),
+                    PQgetvalue(all, row, 1), PQgetvalue(all, row, 2),
+                    k < subs[0].seen ? subs[0].ids[k] : "-");
             shown++;
         }
         PQclear(all);
@@ -202,7 +209,8 @@ static void test_fan_out_order_resume_and_filters(void **state)
     }
     for (int i = 0; i < SUBSCRIBERS; i++) {
         if (subs[i].seen != want || !subs[i].ordered)
-            fprintf(stderr, "subscriber %d: %d of %d events, ordered %d\n", i, subs[i].seen, want, subs[i].ordered);
+            fprintf(stderr, "subscriber %d: %d of %d events, ordered %d\n", i, subs[i].seen, want,
+                    subs[i].ordered);
         assert_int_equal(subs[i].seen, want);
         assert_true(subs[i].ordered);
     }
@@ -217,10 +225,13 @@ static void test_fan_out_order_resume_and_filters(void **state)
     for (int i = 0; i < want; i++)
         assert_string_equal(subs[0].ids[i], PQgetvalue(r, i, 0));
     /* both instances did work: started events came from both (claims by either) */
-    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations WHERE status = 'completed'"), "1000");
+    assert_string_equal(
+        th_sql(pg, "SELECT count(*) FROM offline_operations WHERE status = 'completed'"), "1000");
 
     /* resume after the 1000th event: the remaining 2000, in order, nothing before */
-    struct sub resumed = {.fd = connect_events(a.port, "", subs[0].ids[999], false), .ordered = true, .keep_ids = true};
+    struct sub resumed = {.fd = connect_events(a.port, "", subs[0].ids[999], false),
+                          .ordered = true,
+                          .keep_ids = true};
     pump(&resumed, 1, want - 1000, 20000);
     assert_int_equal(resumed.seen, want - 1000);
     assert_true(resumed.ordered);
@@ -234,12 +245,14 @@ static void test_fan_out_order_resume_and_filters(void **state)
     /* filters: one operation's three events; another type sees none of these */
     char q[128];
     char first_op[37];
-    PGresult *one = PQexec(pg, "SELECT op_id::text FROM offlineq_events WHERE type = 'operation.enqueued' ORDER BY xid, id LIMIT 1");
+    PGresult *one = PQexec(pg, "SELECT op_id::text FROM offlineq_events WHERE type = "
+                               "'operation.enqueued' ORDER BY xid, id LIMIT 1");
     snprintf(first_op, sizeof(first_op), "%s", PQgetvalue(one, 0, 0));
     PQclear(one);
     snprintf(q, sizeof(q), "?id=%s", first_op);
     struct sub by_id = {.fd = connect_events(a.port, q, "0-0", false), .ordered = true};
-    struct sub by_type = {.fd = connect_events(a.port, "?operation_type=metric_log", "0-0", false), .ordered = true};
+    struct sub by_type = {.fd = connect_events(a.port, "?operation_type=metric_log", "0-0", false),
+                          .ordered = true};
     pump(&by_id, 1, 3, 10000);
     usleep(300000);
     pump(&by_id, 1, 4, 300);

@@ -44,10 +44,13 @@ static int group_teardown(void **state)
 /* An upstreams file: the test upstream with this instance's name in a header and a timeout. */
 static void upstream_env(char *env, size_t len, int slot, const char *name, int timeout_ms)
 {
-    snprintf(files[slot], sizeof(files[slot]), "/tmp/offlineq-faults-%d-%d.json", (int)getpid(), slot);
+    snprintf(files[slot], sizeof(files[slot]), "/tmp/offlineq-faults-%d-%d.json", (int)getpid(),
+             slot);
     FILE *f = fopen(files[slot], "w");
-    fprintf(f, "{\"default\":{\"base_url\":\"%s\",\"timeout_ms\":%d,\"breaker_failures\":100000,"
-               "\"headers\":{\"X-Instance\":\"%s\"}}}", us_url(US), timeout_ms, name);
+    fprintf(f,
+            "{\"default\":{\"base_url\":\"%s\",\"timeout_ms\":%d,\"breaker_failures\":100000,"
+            "\"headers\":{\"X-Instance\":\"%s\"}}}",
+            us_url(US), timeout_ms, name);
     fclose(f);
     snprintf(env, len, "OFFLINEQ_UPSTREAMS_FILE=%s", files[slot]);
 }
@@ -85,7 +88,8 @@ static void test_kill_9_five_times(void **state)
     assert_int_equal(run_count_where(pg, "status = 'in_progress' OR lease_owner IS NOT NULL"), 0);
     struct run_check d;
     run_check_deliveries(US, pg, "/f/", 5000, true, &d);
-    fprintf(stderr, "FIGURES kill-9: 5000 operations, 5 kills, %d held in flight at the kills, "
+    fprintf(stderr,
+            "FIGURES kill-9: 5000 operations, 5 kills, %d held in flight at the kills, "
             "%d duplicate deliveries (same key), worst restart-to-delivery %.0f ms\n",
             held_at_kill, d.duplicates, worst_recovery);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
@@ -104,7 +108,8 @@ static double cpu_s(pid_t pid)
     buf[n > 0 ? n : 0] = '\0';
     const char *p = strrchr(buf, ')');
     unsigned long ut = 0, st = 0;
-    /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+    /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+     */
     sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -112,8 +117,8 @@ static double cpu_s(pid_t pid)
 static void pg_script(const char *verb, const char *dir, int port)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "%s/scripts/pg.sh %s %s %d >/dev/null", getenv("OFFLINEQ_SOURCE_DIR"),
-             verb, dir, port);
+    snprintf(cmd, sizeof(cmd), "%s/scripts/pg.sh %s %s %d >/dev/null",
+             getenv("OFFLINEQ_SOURCE_DIR"), verb, dir, port);
     assert_int_equal(system(cmd), 0);
 }
 
@@ -129,11 +134,13 @@ static void test_database_stopped_mid_run(void **state)
     int port = 20000 + (int)(getpid() % 20000);
     pg_script("start", dir, port);
     char admin[768], url[768];
-    snprintf(admin, sizeof(admin), "postgresql:///postgres?host=%s/sock&port=%d&user=postgres", dir, port);
+    snprintf(admin, sizeof(admin), "postgresql:///postgres?host=%s/sock&port=%d&user=postgres", dir,
+             port);
     PGconn *pa = th_db_connect(admin);
     th_sql(pa, "CREATE DATABASE faults");
     PQfinish(pa);
-    snprintf(url, sizeof(url), "postgresql:///faults?host=%s/sock&port=%d&user=postgres", dir, port);
+    snprintf(url, sizeof(url), "postgresql:///faults?host=%s/sock&port=%d&user=postgres", dir,
+             port);
     char up[256];
     upstream_env(up, sizeof(up), 1, "a", 5000);
     const char *env[] = {up, "OFFLINEQ_WORKERS=4", NULL};
@@ -145,10 +152,12 @@ static void test_database_stopped_mid_run(void **state)
     double down_at = th_now_ms(), cpu0 = cpu_s(s.pid);
     int refused = 0, tries = 0;
     while (th_now_ms() - down_at < 10000) {
-        struct resp *r = th_json(&s, "POST", "/api/offline/queue",
-                                 "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/f/never\"}}");
+        struct resp *r =
+            th_json(&s, "POST", "/api/offline/queue",
+                    "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/f/never\"}}");
         tries++;
-        if (r->status == 503 && strcmp(th_str(json_object_get(r->json, "error"), "code"), "database_unavailable") == 0)
+        if (r->status == 503 &&
+            strcmp(th_str(json_object_get(r->json, "error"), "code"), "database_unavailable") == 0)
             refused++;
         else
             fail_msg("enqueue during the outage answered %ld %s", r->status, r->body);
@@ -170,10 +179,11 @@ static void test_database_stopped_mid_run(void **state)
     assert_int_equal(run_count_where(pg, "payload->>'endpoint' = '/f/never'"), 0);
     struct run_check d;
     run_check_deliveries(US, pg, "/f/", 2000, true, &d);
-    fprintf(stderr, "FIGURES database stopped 10 s: 2000 operations, %d/%d enqueues answered 503 "
+    fprintf(stderr,
+            "FIGURES database stopped 10 s: 2000 operations, %d/%d enqueues answered 503 "
             "database_unavailable, service CPU %.2f s during the outage, delivering again %.0f ms "
-            "after the restart, %d duplicate deliveries\n", refused, tries, cpu, recovered_ms,
-            d.duplicates);
+            "after the restart, %d duplicate deliveries\n",
+            refused, tries, cpu, recovered_ms, d.duplicates);
     assert_true(cpu < 1.0); /* backing off, not spinning: 10 s of outage cost under 10% of a core */
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
     PQfinish(pg);
@@ -183,8 +193,8 @@ static void test_database_stopped_mid_run(void **state)
     assert_int_equal(system(rm), 0);
 }
 
-/* An upstream answering 5xx and 429 at random, dropping connections, and hanging past the timeout, while
- * the network flaps (the upstream refuses connections for a while, every few seconds). Every
+/* An upstream answering 5xx and 429 at random, dropping connections, and hanging past the timeout,
+ * while the network flaps (the upstream refuses connections for a while, every few seconds). Every
  * operation completes; attempts are used only by requests that reached the upstream and failed,
  * never while the monitor said offline. */
 static void test_upstream_chaos_and_flapping_network(void **state)
@@ -204,9 +214,14 @@ static void test_upstream_chaos_and_flapping_network(void **state)
     upstream_env(up, sizeof(up), 2, "a", 1000);
     char check[160];
     snprintf(check, sizeof(check), "OFFLINEQ_CHECK_URLS=%s/", us_url(US));
-    const char *env[] = {up, check, "OFFLINEQ_WORKERS=4", "OFFLINEQ_CHECK_INTERVAL_S=1",
-                         "OFFLINEQ_BACKOFF_BASE_MS=20", "OFFLINEQ_BACKOFF_MAX_MS=200",
-                         "OFFLINEQ_CHECK_TIMEOUT_MS=300", NULL};
+    const char *env[] = {up,
+                         check,
+                         "OFFLINEQ_WORKERS=4",
+                         "OFFLINEQ_CHECK_INTERVAL_S=1",
+                         "OFFLINEQ_BACKOFF_BASE_MS=20",
+                         "OFFLINEQ_BACKOFF_MAX_MS=200",
+                         "OFFLINEQ_CHECK_TIMEOUT_MS=300",
+                         NULL};
     struct svc s;
     assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
     run_fill(&s, "/f/", 1000, 100, 0);
@@ -233,9 +248,10 @@ static void test_upstream_chaos_and_flapping_network(void **state)
      * the upstream counts as answered; a refusal that races the monitor may cost one more */
     int hung = us_count(US, "/f/999");
     int allowed = d.failed_arrivals + hung + flaps;
-    fprintf(stderr, "FIGURES chaos: 1000 operations, %d failed arrivals, %d attempts used, %d flaps "
-            "of the network, %d duplicate deliveries\n", d.failed_arrivals, attempts, flaps,
-            d.duplicates);
+    fprintf(stderr,
+            "FIGURES chaos: 1000 operations, %d failed arrivals, %d attempts used, %d flaps "
+            "of the network, %d duplicate deliveries\n",
+            d.failed_arrivals, attempts, flaps, d.duplicates);
     assert_true(attempts <= allowed);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
     PQfinish(pg);
@@ -288,8 +304,10 @@ static void test_three_instances_one_killed_one_stopped(void **state)
         by[who[0] - 'a']++;
     }
     us_free_reqs(r, n);
-    fprintf(stderr, "FIGURES three instances: 3000 operations in 40 groups, a (killed) %d, b (stopped) "
-            "%d, c %d deliveries, %d duplicates, group order kept\n", by[0], by[1], by[2], d.duplicates);
+    fprintf(stderr,
+            "FIGURES three instances: 3000 operations in 40 groups, a (killed) %d, b (stopped) "
+            "%d, c %d deliveries, %d duplicates, group order kept\n",
+            by[0], by[1], by[2], d.duplicates);
     assert_true(by[0] > 0 && by[2] > 0); /* b may lose every race for the group heads: fine */
     assert_int_equal(by[0] + by[1] + by[2], 3000 + d.duplicates);
     assert_int_equal(th_svc_stop(&c, SIGTERM), 0);
@@ -310,7 +328,8 @@ static void test_limits_round_trip(void **state)
                          "OFFLINEQ_MAX_FILE_BYTES=1048576", NULL};
     struct svc s;
     assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
-    const char *head = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/big\",\"data\":\"";
+    const char *head =
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/big\",\"data\":\"";
     size_t n = 65536, fixed = strlen(head) + 3;
     char *body = malloc(n + 1);
     memcpy(body, head, strlen(head));
@@ -345,8 +364,10 @@ static void test_limits_round_trip(void **state)
     r = th_http(&s, "POST", "/api/offline/files", (const char *)file, (long)fn, bin);
     assert_int_equal(r->status, 201);
     char op[256];
-    snprintf(op, sizeof(op), "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\","
-             "\"endpoint\":\"/up/1\"}}", th_str(r->json, "file_id"));
+    snprintf(op, sizeof(op),
+             "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\","
+             "\"endpoint\":\"/up/1\"}}",
+             th_str(r->json, "file_id"));
     th_resp_free(r);
     r = th_json(&s, "POST", "/api/offline/queue", op);
     assert_int_equal(r->status, 201);

@@ -73,8 +73,10 @@ static void step_enqueue(void)
     char body[512], dk[32] = "null";
     if (key >= 0)
         snprintf(dk, sizeof(dk), "\"k%d\"", key);
-    snprintf(body, sizeof(body), "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/m\"},"
-             "\"priority\":%d,\"dedup_key\":%s}", priority, dk);
+    snprintf(body, sizeof(body),
+             "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/m\"},"
+             "\"priority\":%d,\"dedup_key\":%s}",
+             priority, dk);
     struct resp *r = th_json(&S, "POST", "/api/offline/queue", body);
     struct mop *holder = live_holder(key);
     if (holder != NULL) {
@@ -84,7 +86,8 @@ static void step_enqueue(void)
         assert_int_equal(r->status, 201);
         assert_true(n_ops < MAX_OPS);
         struct mop *m = &ops[n_ops++];
-        *m = (struct mop){.seq = next_seq++, .priority = priority, .key = key, .st = PENDING, .alive = true};
+        *m = (struct mop){
+            .seq = next_seq++, .priority = priority, .key = key, .st = PENDING, .alive = true};
         snprintf(m->id, sizeof(m->id), "%s", th_str(r->json, "id"));
     }
     th_resp_free(r);
@@ -143,8 +146,9 @@ static void step_outcome(void)
         to = rand() % 2 ? COMPLETED : FAILED;
     else
         to = COMPLETED;
-    th_sqlf(pg, "UPDATE offline_operations SET status = '%s', updated_at = now(), "
-                "completed_at = CASE WHEN '%s' = 'completed' THEN now() END WHERE id = '%s'",
+    th_sqlf(pg,
+            "UPDATE offline_operations SET status = '%s', updated_at = now(), "
+            "completed_at = CASE WHEN '%s' = 'completed' THEN now() END WHERE id = '%s'",
             st_name[to], st_name[to], m->id);
     m->st = to;
 }
@@ -208,8 +212,10 @@ static void check_list(void)
     char cursor[128] = "";
     do {
         char path[256];
-        snprintf(path, sizeof(path), "/api/offline/queue?status=pending,in_progress,completed,failed,conflict"
-                 "&limit=%d%s%s", limit, cursor[0] ? "&cursor=" : "", cursor);
+        snprintf(path, sizeof(path),
+                 "/api/offline/queue?status=pending,in_progress,completed,failed,conflict"
+                 "&limit=%d%s%s",
+                 limit, cursor[0] ? "&cursor=" : "", cursor);
         struct resp *r = th_http(&S, "GET", path, NULL, 0, NULL);
         assert_int_equal(r->status, 200);
         json_t *page = json_object_get(r->json, "operations");

@@ -81,11 +81,14 @@ static void test_every_request_is_signed(void **state)
                  ids);
     const unsigned char bytes[] = {0, 1, 2, 3, 0xff, '\r', '\n'};
     const char *h[] = {"Content-Type: application/octet-stream", NULL};
-    struct resp *r = th_http(&S, "POST", "/api/offline/files", (const char *)bytes, sizeof(bytes), h);
+    struct resp *r =
+        th_http(&S, "POST", "/api/offline/files", (const char *)bytes, sizeof(bytes), h);
     assert_int_equal(r->status, 201);
     char body[256];
-    snprintf(body, sizeof(body), "{\"operation_type\":\"file_upload\",\"payload\":{\"upstream\":\"signed\","
-             "\"endpoint\":\"/file\",\"file_id\":\"%s\"}}", th_str(r->json, "file_id"));
+    snprintf(body, sizeof(body),
+             "{\"operation_type\":\"file_upload\",\"payload\":{\"upstream\":\"signed\","
+             "\"endpoint\":\"/file\",\"file_id\":\"%s\"}}",
+             th_str(r->json, "file_id"));
     th_resp_free(r);
     th_enqueue(&S, body, ids[3]);
     th_wait_all(&S, ids, 4, "completed", 30000);
@@ -98,7 +101,8 @@ static void test_every_request_is_signed(void **state)
     }
     us_free_reqs(reqs, n);
     /* the unsigned upstream sends no signature headers */
-    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/plain\"}}", ids[0]);
+    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/plain\"}}",
+               ids[0]);
     th_wait_all(&S, ids, 1, "completed", 30000);
     reqs = us_requests(US, &n);
     assert_null(us_header(&reqs[n - 1], "webhook-signature"));

@@ -65,9 +65,10 @@ static bool is_rfc3339_utc(const char *s)
 
 static void test_enqueue_returns_operation(void **state)
 {
-    struct resp *r = enqueue("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/items?x=1\","
-                             "\"method\":\"PUT\",\"data\":{\"name\":\"caf\\u00e9\",\"n\":[1,0.1,null]}},"
-                             "\"priority\":5,\"group_key\":\"item-1\",\"max_attempts\":3}");
+    struct resp *r =
+        enqueue("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/items?x=1\","
+                "\"method\":\"PUT\",\"data\":{\"name\":\"caf\\u00e9\",\"n\":[1,0.1,null]}},"
+                "\"priority\":5,\"group_key\":\"item-1\",\"max_attempts\":3}");
     assert_int_equal(r->status, 201);
     const json_t *op = r->json;
     const char *id = th_str(op, "id");
@@ -80,7 +81,8 @@ static void test_enqueue_returns_operation(void **state)
     assert_non_null(th_header(r, "X-Request-Id"));
     assert_string_equal(th_str(op, "operation_type"), "api_call");
     json_t *want = json_loads("{\"endpoint\":\"/items?x=1\",\"method\":\"PUT\","
-                              "\"data\":{\"name\":\"caf\\u00e9\",\"n\":[1,0.1,null]}}", 0, NULL);
+                              "\"data\":{\"name\":\"caf\\u00e9\",\"n\":[1,0.1,null]}}",
+                              0, NULL);
     assert_true(json_equal(json_object_get(op, "payload"), want));
     json_decref(want);
     assert_int_equal(th_int(op, "priority"), 5);
@@ -101,7 +103,8 @@ static void test_enqueue_returns_operation(void **state)
     assert_true(json_is_null(json_object_get(op, "conflict_strategy")));
     assert_int_equal(json_object_size(op), 19);
     assert_non_null(strstr(r->body, "\"n\": [1, 0.1, null]")); /* numbers stored as written */
-    assert_string_equal(th_sqlf(pg, "SELECT count(*) FROM offline_operations WHERE id = '%s'", id), "1");
+    assert_string_equal(th_sqlf(pg, "SELECT count(*) FROM offline_operations WHERE id = '%s'", id),
+                        "1");
     th_resp_free(r);
 }
 
@@ -113,8 +116,11 @@ static void test_enqueue_defaults_and_delay(void **state)
     assert_int_equal(th_int(r->json, "priority"), 0);
     assert_int_equal(th_int(r->json, "max_attempts"), 7); /* OFFLINEQ_MAX_ATTEMPTS */
     const char *id = th_str(r->json, "id");
-    assert_string_equal(th_sqlf(pg, "SELECT next_attempt_at - created_at BETWEEN '119 s' AND '121 s' "
-                                    "FROM offline_operations WHERE id = '%s'", id), "t");
+    assert_string_equal(th_sqlf(pg,
+                                "SELECT next_attempt_at - created_at BETWEEN '119 s' AND '121 s' "
+                                "FROM offline_operations WHERE id = '%s'",
+                                id),
+                        "t");
     th_resp_free(r);
 }
 
@@ -127,36 +133,63 @@ struct bad_case {
 static const struct bad_case bad_enqueues[] = {
     {"not json", "invalid_json", NULL},
     {"[1,2]", "invalid_json", NULL},
-    {"{\"operation_type\":\"api_call\",\"operation_type\":\"api_call\",\"payload\":{}}", "invalid_json", NULL},
+    {"{\"operation_type\":\"api_call\",\"operation_type\":\"api_call\",\"payload\":{}}",
+     "invalid_json", NULL},
     {"{}", "invalid_request", "operation_type"},
     {"{\"operation_type\":\"teleport\",\"payload\":{}}", "invalid_request", "operation_type"},
     {"{\"operation_type\":7,\"payload\":{}}", "invalid_request", "operation_type"},
     {"{\"operation_type\":\"api_call\"}", "invalid_request", "payload"},
     {"{\"operation_type\":\"api_call\",\"payload\":[1]}", "invalid_request", "payload"},
-    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"priority\":1001}", "invalid_request", "priority"},
-    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"priority\":-1001}", "invalid_request", "priority"},
-    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"priority\":\"high\"}", "invalid_request", "priority"},
-    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"priority\":1.5}", "invalid_request", "priority"},
-    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"priority\":1e300}", "invalid_request", "priority"},
-    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"max_attempts\":0}", "invalid_request", "max_attempts"},
-    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"delay_s\":-1}", "invalid_request", "delay_s"},
-    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"dedup_key\":\"\"}", "invalid_request", "dedup_key"},
-    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"priorty\":1}", "invalid_request", "priorty"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"priority\":1001}",
+     "invalid_request", "priority"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"priority\":-1001}",
+     "invalid_request", "priority"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"priority\":\"high\"}",
+     "invalid_request", "priority"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"priority\":1.5}",
+     "invalid_request", "priority"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"priority\":1e300}",
+     "invalid_request", "priority"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"max_attempts\":0}",
+     "invalid_request", "max_attempts"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"delay_s\":-1}",
+     "invalid_request", "delay_s"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"dedup_key\":\"\"}",
+     "invalid_request", "dedup_key"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"priorty\":1}",
+     "invalid_request", "priorty"},
     {"{\"operation_type\":\"api_call\",\"payload\":{}}", "invalid_request", "payload.endpoint"},
-    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"method\":\"FETCH\"}}", "invalid_request", "payload.method"},
-    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"http://evil.example/x\"}}", "invalid_request", "payload.endpoint"},
-    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"//evil.example/x\"}}", "invalid_request", "payload.endpoint"},
-    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"file:///etc/passwd\"}}", "invalid_request", "payload.endpoint"},
-    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\\r\\nHost: evil\"}}", "invalid_request", "payload.endpoint"},
-    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"upstream\":\"nope\"}}", "invalid_request", "payload.upstream"},
-    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"headers\":{\"Host\":\"evil\"}}}", "invalid_request", "payload.headers.Host"},
-    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"headers\":{\"X-A\":\"a\\nb\"}}}", "invalid_request", "payload.headers.X-A"},
-    {"{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\",\"metrics\":{\"a\":\"x\"}}}", "invalid_request", "payload.metrics.a"},
-    {"{\"operation_type\":\"metric_log\",\"payload\":{\"metrics\":{\"a\":1}}}", "invalid_request", "payload.run_id"},
-    {"{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"abc\",\"endpoint\":\"/f\"}}", "invalid_request", "payload.file_id"},
-    {"{\"operation_type\":\"model_push\",\"payload\":{\"file_id\":\"6f1c1f57-3c3c-4d1e-9a43-54c2f1a0a9d5\",\"endpoint\":\"/m\"}}", "invalid_request", "payload.model_name"},
-    {"{\"operation_type\":\"experiment_sync\",\"payload\":{\"endpoint\":\"/e/1\"}}", "invalid_request", "payload.data"},
-    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"data\":\"\\u0000\"}}", "invalid_json", NULL},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"method\":\"FETCH\"}}",
+     "invalid_request", "payload.method"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"http://evil.example/x\"}}",
+     "invalid_request", "payload.endpoint"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"//evil.example/x\"}}",
+     "invalid_request", "payload.endpoint"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"file:///etc/passwd\"}}",
+     "invalid_request", "payload.endpoint"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\\r\\nHost: evil\"}}",
+     "invalid_request", "payload.endpoint"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"upstream\":\"nope\"}}",
+     "invalid_request", "payload.upstream"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/"
+     "x\",\"headers\":{\"Host\":\"evil\"}}}",
+     "invalid_request", "payload.headers.Host"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/"
+     "x\",\"headers\":{\"X-A\":\"a\\nb\"}}}",
+     "invalid_request", "payload.headers.X-A"},
+    {"{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\",\"metrics\":{\"a\":\"x\"}}}",
+     "invalid_request", "payload.metrics.a"},
+    {"{\"operation_type\":\"metric_log\",\"payload\":{\"metrics\":{\"a\":1}}}", "invalid_request",
+     "payload.run_id"},
+    {"{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"abc\",\"endpoint\":\"/f\"}}",
+     "invalid_request", "payload.file_id"},
+    {"{\"operation_type\":\"model_push\",\"payload\":{\"file_id\":\"6f1c1f57-3c3c-4d1e-9a43-"
+     "54c2f1a0a9d5\",\"endpoint\":\"/m\"}}",
+     "invalid_request", "payload.model_name"},
+    {"{\"operation_type\":\"experiment_sync\",\"payload\":{\"endpoint\":\"/e/1\"}}",
+     "invalid_request", "payload.data"},
+    {"{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"data\":\"\\u0000\"}}",
+     "invalid_json", NULL},
 };
 
 static void test_enqueue_rejects_bad_input(void **state)
@@ -180,8 +213,10 @@ static void test_enqueue_rejects_bad_input(void **state)
 static void test_enqueue_absolute_url_on_upstream_origin(void **state)
 {
     char id[37];
-    enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"HTTPS://MODELS.example/v1/x\","
-               "\"upstream\":\"registry\"}}", id);
+    enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"HTTPS://"
+               "MODELS.example/v1/x\","
+               "\"upstream\":\"registry\"}}",
+               id);
     struct resp *r = enqueue("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":"
                              "\"https://models.example.evil.com/x\",\"upstream\":\"registry\"}}");
     th_assert_error(r, 400, "invalid_request");
@@ -208,7 +243,8 @@ static void test_content_type_and_size(void **state)
 
     size_t n = 5000; /* OFFLINEQ_MAX_BODY_BYTES=4096 */
     char *big = malloc(n + 1);
-    int off = snprintf(big, n, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"data\":\"");
+    int off = snprintf(
+        big, n, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"data\":\"");
     memset(big + off, 'a', n - (size_t)off - 4);
     memcpy(big + n - 4, "\"}}", 4);
     r = th_json(&S, "POST", "/api/offline/queue", big);
@@ -221,7 +257,8 @@ static void test_content_type_and_size(void **state)
 static void test_get(void **state)
 {
     char id[37], path[96];
-    struct resp *created = enqueue("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}");
+    struct resp *created =
+        enqueue("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}");
     snprintf(id, sizeof(id), "%s", th_str(created->json, "id"));
     snprintf(path, sizeof(path), "/api/offline/queue/%s", id);
     struct resp *r = th_http(&S, "GET", path, NULL, 0, NULL);
@@ -230,9 +267,10 @@ static void test_get(void **state)
     th_resp_free(r);
     th_resp_free(created);
 
-    static const char *const missing[] = {
-        "/api/offline/queue/00000000-0000-4000-8000-000000000000", "/api/offline/queue/not-a-uuid",
-        "/api/offline/queue/..%2F..%2Fetc%2Fpasswd", "/api/offline/queue/1%27%20OR%20%271%27%3D%271"};
+    static const char *const missing[] = {"/api/offline/queue/00000000-0000-4000-8000-000000000000",
+                                          "/api/offline/queue/not-a-uuid",
+                                          "/api/offline/queue/..%2F..%2Fetc%2Fpasswd",
+                                          "/api/offline/queue/1%27%20OR%20%271%27%3D%271"};
     for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
         r = th_http(&S, "GET", missing[i], NULL, 0, NULL);
         th_assert_error(r, 404, "not_found");
@@ -264,9 +302,12 @@ static void test_list_order_filters_and_cursor(void **state)
 {
     char a[37], b[37], c[37], d[37], e[37];
     enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/a\"}}", a);
-    enqueue_id("{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\",\"metrics\":{\"m\":1}},\"priority\":10}", b);
+    enqueue_id("{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\",\"metrics\":{"
+               "\"m\":1}},\"priority\":10}",
+               b);
     enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/c\"}}", c);
-    enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/d\"},\"priority\":-5}", d);
+    enqueue_id(
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/d\"},\"priority\":-5}", d);
     enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/e\"}}", e);
     th_sqlf(pg, "UPDATE offline_operations SET status = 'failed' WHERE id = '%s'", e);
 
@@ -286,8 +327,10 @@ static void test_list_order_filters_and_cursor(void **state)
     assert_list("?limit=2", p1, 2, true, cursor);
     /* Rows added between pages: a later low-priority one shows up, nothing repeats. */
     char f[37], g[37];
-    enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/f\"},\"priority\":-9}", f);
-    enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/g\"},\"priority\":100}", g);
+    enqueue_id(
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/f\"},\"priority\":-9}", f);
+    enqueue_id(
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/g\"},\"priority\":100}", g);
     snprintf(q, sizeof(q), "?limit=2&cursor=%s", cursor);
     const char *p2[] = {c, d};
     assert_list(q, p2, 2, true, cursor);
@@ -302,11 +345,11 @@ static void test_list_rejects_bad_query(void **state)
         const char *query;
         const char *field;
     } cases[] = {
-        {"?status=bogus", "status"},     {"?status=pending,", "status"},
-        {"?limit=0", "limit"},           {"?limit=1001", "limit"},
-        {"?limit=abc", "limit"},         {"?limit=5x", "limit"},
-        {"?cursor=garbage", "cursor"},   {"?cursor=djEuMS4y%27", "cursor"},
-        {"?cursor=djIuMS4y", "cursor"},  {"?cursor=", "cursor"},
+        {"?status=bogus", "status"},    {"?status=pending,", "status"},
+        {"?limit=0", "limit"},          {"?limit=1001", "limit"},
+        {"?limit=abc", "limit"},        {"?limit=5x", "limit"},
+        {"?cursor=garbage", "cursor"},  {"?cursor=djEuMS4y%27", "cursor"},
+        {"?cursor=djIuMS4y", "cursor"}, {"?cursor=", "cursor"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char path[256];
@@ -356,19 +399,25 @@ static void test_retry_one(void **state)
 
     const char *ends[] = {"failed", "conflict"};
     for (int i = 0; i < 2; i++) {
-        th_sqlf(pg, "UPDATE offline_operations SET status = '%s', retry_count = 4, "
-                    "error_message = 'HTTP 500', next_attempt_at = now() + interval '1 h' "
-                    "WHERE id = '%s'", ends[i], id);
+        th_sqlf(pg,
+                "UPDATE offline_operations SET status = '%s', retry_count = 4, "
+                "error_message = 'HTTP 500', next_attempt_at = now() + interval '1 h' "
+                "WHERE id = '%s'",
+                ends[i], id);
         r = th_http(&S, "POST", path, NULL, 0, NULL);
         assert_int_equal(r->status, 200);
         assert_string_equal(th_str(r->json, "status"), "pending");
         assert_int_equal(th_int(r->json, "retry_count"), 0);
         assert_true(json_is_null(json_object_get(r->json, "error_message")));
         th_resp_free(r);
-        assert_string_equal(th_sqlf(pg, "SELECT next_attempt_at <= now() FROM offline_operations "
-                                        "WHERE id = '%s'", id), "t");
+        assert_string_equal(th_sqlf(pg,
+                                    "SELECT next_attempt_at <= now() FROM offline_operations "
+                                    "WHERE id = '%s'",
+                                    id),
+                            "t");
     }
-    r = th_http(&S, "POST", "/api/offline/queue/00000000-0000-4000-8000-000000000000/retry", NULL, 0, NULL);
+    r = th_http(&S, "POST", "/api/offline/queue/00000000-0000-4000-8000-000000000000/retry", NULL,
+                0, NULL);
     th_assert_error(r, 404, "not_found");
     th_resp_free(r);
 }
@@ -378,7 +427,8 @@ static void test_stats(void **state)
     struct resp *r = th_http(&S, "GET", "/api/offline/queue/stats", NULL, 0, NULL);
     assert_int_equal(r->status, 200);
     json_t *want = json_loads("{\"pending\":0,\"in_progress\":0,\"completed\":0,\"failed\":0,"
-                              "\"conflict\":0,\"total\":0,\"conflicts_resolved\":0,\"by_type\":{},\"oldest_pending_age_s\":0}",
+                              "\"conflict\":0,\"total\":0,\"conflicts_resolved\":0,\"by_type\":{},"
+                              "\"oldest_pending_age_s\":0}",
                               0, NULL);
     assert_true(json_equal(r->json, want));
     json_decref(want);
@@ -387,10 +437,14 @@ static void test_stats(void **state)
     char ids[4][37];
     for (int i = 0; i < 3; i++)
         enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}", ids[i]);
-    enqueue_id("{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\",\"metrics\":{\"m\":1}}}", ids[3]);
+    enqueue_id(
+        "{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\",\"metrics\":{\"m\":1}}}",
+        ids[3]);
     th_sqlf(pg, "UPDATE offline_operations SET status = 'completed' WHERE id = '%s'", ids[0]);
     th_sqlf(pg, "UPDATE offline_operations SET status = 'failed' WHERE id = '%s'", ids[1]);
-    th_sqlf(pg, "UPDATE offline_operations SET created_at = now() - interval '90 s' WHERE id = '%s'", ids[2]);
+    th_sqlf(pg,
+            "UPDATE offline_operations SET created_at = now() - interval '90 s' WHERE id = '%s'",
+            ids[2]);
     r = th_http(&S, "GET", "/api/offline/queue/stats", NULL, 0, NULL);
     assert_int_equal(r->status, 200);
     assert_int_equal(th_int(r->json, "pending"), 2);
@@ -400,7 +454,8 @@ static void test_stats(void **state)
     assert_int_equal(th_int(r->json, "conflict"), 0);
     assert_int_equal(th_int(r->json, "total"), 4);
     want = json_loads("{\"api_call\":{\"completed\":1,\"failed\":1,\"pending\":1},"
-                      "\"metric_log\":{\"pending\":1}}", 0, NULL);
+                      "\"metric_log\":{\"pending\":1}}",
+                      0, NULL);
     assert_true(json_equal(json_object_get(r->json, "by_type"), want));
     json_decref(want);
     double age = json_number_value(json_object_get(r->json, "oldest_pending_age_s"));
@@ -413,10 +468,17 @@ static void test_clear_completed(void **state)
     char ids[4][37];
     for (int i = 0; i < 4; i++)
         enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}", ids[i]);
-    th_sqlf(pg, "UPDATE offline_operations SET status = 'completed', completed_at = now() - interval '2 h' "
-                "WHERE id IN ('%s', '%s')", ids[0], ids[1]);
-    th_sqlf(pg, "UPDATE offline_operations SET status = 'completed', completed_at = now() WHERE id = '%s'", ids[2]);
-    struct resp *r = th_json(&S, "POST", "/api/offline/queue/clear-completed", "{\"older_than_s\":3600}");
+    th_sqlf(
+        pg,
+        "UPDATE offline_operations SET status = 'completed', completed_at = now() - interval '2 h' "
+        "WHERE id IN ('%s', '%s')",
+        ids[0], ids[1]);
+    th_sqlf(
+        pg,
+        "UPDATE offline_operations SET status = 'completed', completed_at = now() WHERE id = '%s'",
+        ids[2]);
+    struct resp *r =
+        th_json(&S, "POST", "/api/offline/queue/clear-completed", "{\"older_than_s\":3600}");
     assert_int_equal(r->status, 200);
     assert_int_equal(th_int(r->json, "cleared"), 2);
     th_resp_free(r);
@@ -435,23 +497,32 @@ static void test_retry_failed_bulk(void **state)
     char ids[4][37];
     enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}", ids[0]);
     enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}", ids[1]);
-    enqueue_id("{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\",\"metrics\":{\"m\":1}}}", ids[2]);
+    enqueue_id(
+        "{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\",\"metrics\":{\"m\":1}}}",
+        ids[2]);
     enqueue_id("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}", ids[3]);
-    th_sql(pg, "UPDATE offline_operations SET status = 'failed', retry_count = 5, error_message = 'boom'");
-    th_sqlf(pg, "UPDATE offline_operations SET updated_at = now() - interval '1 h' WHERE id = '%s'", ids[0]);
+    th_sql(
+        pg,
+        "UPDATE offline_operations SET status = 'failed', retry_count = 5, error_message = 'boom'");
+    th_sqlf(pg, "UPDATE offline_operations SET updated_at = now() - interval '1 h' WHERE id = '%s'",
+            ids[0]);
     struct resp *r = th_json(&S, "POST", "/api/offline/queue/retry-failed",
                              "{\"operation_type\":\"api_call\",\"older_than_s\":600}");
     assert_int_equal(r->status, 200);
     assert_int_equal(th_int(r->json, "retried"), 1);
     th_resp_free(r);
-    assert_string_equal(th_sqlf(pg, "SELECT status || retry_count FROM offline_operations WHERE id = '%s'", ids[0]), "pending0");
-    r = th_json(&S, "POST", "/api/offline/queue/retry-failed", "{\"operation_type\":\"metric_log\"}");
+    assert_string_equal(
+        th_sqlf(pg, "SELECT status || retry_count FROM offline_operations WHERE id = '%s'", ids[0]),
+        "pending0");
+    r = th_json(&S, "POST", "/api/offline/queue/retry-failed",
+                "{\"operation_type\":\"metric_log\"}");
     assert_int_equal(th_int(r->json, "retried"), 1);
     th_resp_free(r);
     r = th_http(&S, "POST", "/api/offline/queue/retry-failed", NULL, 0, NULL);
     assert_int_equal(th_int(r->json, "retried"), 2);
     th_resp_free(r);
-    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations WHERE status = 'pending'"), "4");
+    assert_string_equal(
+        th_sql(pg, "SELECT count(*) FROM offline_operations WHERE status = 'pending'"), "4");
     r = th_json(&S, "POST", "/api/offline/queue/retry-failed", "{\"operation_type\":3}");
     th_assert_error(r, 400, "invalid_request");
     th_resp_free(r);
@@ -459,21 +530,26 @@ static void test_retry_failed_bulk(void **state)
 
 static void test_batch(void **state)
 {
-    struct resp *r = th_json(&S, "POST", "/api/offline/queue/batch",
+    struct resp *r = th_json(
+        &S, "POST", "/api/offline/queue/batch",
         "{\"operations\":[{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/1\"}},"
-        "{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\",\"metrics\":{\"m\":1}},\"dedup_key\":\"b1\"},"
-        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/3\"},\"dedup_key\":\"b1\"}]}");
+        "{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\",\"metrics\":{\"m\":1}},"
+        "\"dedup_key\":\"b1\"},"
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/"
+        "3\"},\"dedup_key\":\"b1\"}]}");
     assert_int_equal(r->status, 201);
     json_t *ops = json_object_get(r->json, "operations");
     assert_int_equal(json_array_size(ops), 3);
-    assert_string_equal(th_str(json_object_get(json_array_get(ops, 0), "payload"), "endpoint"), "/1");
+    assert_string_equal(th_str(json_object_get(json_array_get(ops, 0), "payload"), "endpoint"),
+                        "/1");
     assert_string_equal(th_str(json_array_get(ops, 1), "operation_type"), "metric_log");
     /* the third repeats the second's dedup_key: it is that operation */
     assert_string_equal(th_str(json_array_get(ops, 2), "id"), th_str(json_array_get(ops, 1), "id"));
     th_resp_free(r);
     assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations"), "2");
 
-    r = th_json(&S, "POST", "/api/offline/queue/batch",
+    r = th_json(
+        &S, "POST", "/api/offline/queue/batch",
         "{\"operations\":[{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/ok\"}},"
         "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"http://evil/\"}}]}");
     th_assert_invalid(r, "operations[1].payload.endpoint");
@@ -492,7 +568,9 @@ static void test_batch(void **state)
     char *big = malloc(cap);
     n += (size_t)sprintf(big, "{\"operations\":[");
     for (int i = 0; i < 1001; i++)
-        n += (size_t)sprintf(big + n, "%s{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}", i ? "," : "");
+        n += (size_t)sprintf(
+            big + n, "%s{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}",
+            i ? "," : "");
     sprintf(big + n, "]}");
     static const char *const json_h[] = {"Content-Type: application/json", NULL};
     r = th_http(&S, "POST", "/api/offline/queue/batch", big, -1, json_h);
@@ -505,13 +583,16 @@ static void test_batch(void **state)
 
 static void test_dedup(void **state)
 {
-    const char *body = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"dedup_key\":\"order-42\"}";
+    const char *body = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/"
+                       "x\"},\"dedup_key\":\"order-42\"}";
     struct resp *first = enqueue(body);
     assert_int_equal(first->status, 201);
-    struct resp *again = enqueue("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/other\"},\"dedup_key\":\"order-42\"}");
+    struct resp *again = enqueue("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/"
+                                 "other\"},\"dedup_key\":\"order-42\"}");
     assert_int_equal(again->status, 200);
     assert_true(json_equal(first->json, again->json));
-    th_sqlf(pg, "UPDATE offline_operations SET status = 'completed' WHERE id = '%s'", th_str(first->json, "id"));
+    th_sqlf(pg, "UPDATE offline_operations SET status = 'completed' WHERE id = '%s'",
+            th_str(first->json, "id"));
     struct resp *after = enqueue(body);
     assert_int_equal(after->status, 201);
     assert_string_not_equal(th_str(after->json, "id"), th_str(first->json, "id"));
@@ -578,10 +659,13 @@ static void test_routes_health_and_request_id(void **state)
 
 static void test_sql_outbox_function(void **state)
 {
-    const char *id = th_sql(pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/outbox\"}', 4, 'ob-1', 'g')");
+    const char *id = th_sql(
+        pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/outbox\"}', 4, 'ob-1', 'g')");
     char first[37];
     snprintf(first, sizeof(first), "%s", id);
-    assert_string_equal(th_sql(pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/outbox\"}', 0, 'ob-1')"), first);
+    assert_string_equal(
+        th_sql(pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/outbox\"}', 0, 'ob-1')"),
+        first);
     char path[96];
     snprintf(path, sizeof(path), "/api/offline/queue/%s", first);
     struct resp *r = th_http(&S, "GET", path, NULL, 0, NULL);

@@ -13,9 +13,14 @@
 #define DB "e2e_restart"
 
 static const char *const payloads[] = {
-    "{\"endpoint\":\"/a\",\"data\":{\"text\":\"line1\\nline2\\t\\\"quoted\\\" \\\\ back\",\"emoji\":\"\\ud83d\\ude80\"}}",
-    "{\"endpoint\":\"/b?q=1&r=%20\",\"method\":\"DELETE\",\"data\":[1,-2,3.25,1e-7,12345678901234567,true,false,null]}",
-    "{\"endpoint\":\"/c\",\"data\":{\"nested\":{\"deeper\":{\"deepest\":[{\"k\":\"v\"}]}},\"sql\":\"'; DROP TABLE offline_operations; --\"}}",
+    "{\"endpoint\":\"/a\",\"data\":{\"text\":\"line1\\nline2\\t\\\"quoted\\\" \\\\ "
+    "back\",\"emoji\":\"\\ud83d\\ude80\"}}",
+    "{\"endpoint\":\"/"
+    "b?q=1&r=%20\",\"method\":\"DELETE\",\"data\":[1,-2,3.25,1e-7,12345678901234567,true,false,"
+    "null]}",
+    "{\"endpoint\":\"/"
+    "c\",\"data\":{\"nested\":{\"deeper\":{\"deepest\":[{\"k\":\"v\"}]}},\"sql\":\"'; DROP TABLE "
+    "offline_operations; --\"}}",
     "{\"endpoint\":\"/d\",\"headers\":{\"X-Trace\":\"abc\"},\"data\":\"\\u00e9\\u4e2d\\u0416\"}",
 };
 
@@ -31,8 +36,10 @@ static void test_operations_survive_restart(void **state)
     char *before[4];
     for (size_t i = 0; i < n; i++) {
         char body[2048];
-        snprintf(body, sizeof(body), "{\"operation_type\":\"api_call\",\"payload\":%s,\"priority\":%zu,"
-                 "\"dedup_key\":\"restart-%zu\"}", payloads[i], i, i);
+        snprintf(body, sizeof(body),
+                 "{\"operation_type\":\"api_call\",\"payload\":%s,\"priority\":%zu,"
+                 "\"dedup_key\":\"restart-%zu\"}",
+                 payloads[i], i, i);
         struct resp *r = th_json(&s, "POST", "/api/offline/queue", body);
         assert_int_equal(r->status, 201);
         json_t *sent = json_loads(payloads[i], 0, NULL);
@@ -60,14 +67,17 @@ static void test_operations_survive_restart(void **state)
     }
     /* dedup keys are still held after the restart */
     struct resp *r = th_json(&s, "POST", "/api/offline/queue",
-                             "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/z\"},\"dedup_key\":\"restart-2\"}");
+                             "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/"
+                             "z\"},\"dedup_key\":\"restart-2\"}");
     assert_int_equal(r->status, 200);
     assert_string_equal(th_str(r->json, "id"), ids[2]);
     th_resp_free(r);
     PGconn *pg = th_db_connect(url);
     /* each embedded migration once: not re-applied */
-    assert_string_equal(th_sql(pg, "SELECT count(*) = count(DISTINCT version) AND count(*) = max(version) "
-                                   "AND count(*) >= 3 FROM schema_migrations"), "t");
+    assert_string_equal(
+        th_sql(pg, "SELECT count(*) = count(DISTINCT version) AND count(*) = max(version) "
+                   "AND count(*) >= 3 FROM schema_migrations"),
+        "t");
     PQfinish(pg);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
     th_db_drop(DB);

@@ -16,8 +16,10 @@
 #include "upstream.h"
 
 #define DB "e2e_secrets"
-#define KEY "OFFLINEQ_ENCRYPTION_KEY=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
-#define OTHER_KEY "OFFLINEQ_ENCRYPTION_KEY=ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+#define KEY                                                                                        \
+    "OFFLINEQ_ENCRYPTION_KEY=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+#define OTHER_KEY                                                                                  \
+    "OFFLINEQ_ENCRYPTION_KEY=ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 
 static struct upstream_srv *US;
 static char url[512], up[160];
@@ -40,8 +42,10 @@ static int group_teardown(void **state)
 static void enqueue(const struct svc *s, const char *secret, char id[37])
 {
     char body[256];
-    snprintf(body, sizeof(body), "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/s/%s\","
-             "\"data\":{\"secret\":\"%s\",\"n\":0.1}}}", secret, secret);
+    snprintf(body, sizeof(body),
+             "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/s/%s\","
+             "\"data\":{\"secret\":\"%s\",\"n\":0.1}}}",
+             secret, secret);
     th_enqueue(s, body, id);
 }
 
@@ -85,17 +89,26 @@ static void test_key_on_an_existing_database(void **state)
     assert_payload(&s, a, "plain-secret-A");
     assert_payload(&s, b, "sealed-secret-B");
     char q[256];
-    snprintf(q, sizeof(q), "SELECT (payload ? '$enc2')::text || '/' || (payload::text LIKE '%%sealed-secret-B%%')::text "
-             "|| '/' || (payload->>'endpoint' IS NULL)::text FROM offline_operations WHERE id = '%s'", b);
+    snprintf(
+        q, sizeof(q),
+        "SELECT (payload ? '$enc2')::text || '/' || (payload::text LIKE "
+        "'%%sealed-secret-B%%')::text "
+        "|| '/' || (payload->>'endpoint' IS NULL)::text FROM offline_operations WHERE id = '%s'",
+        b);
     assert_string_equal(th_sql(pg, q), "true/false/true"); /* the endpoint is sealed too */
     /* the row from before the key is sealed once the service sees it (its sweep) */
-    snprintf(q, sizeof(q), "SELECT (payload ? '$enc2')::text || '/' || (payload::text LIKE '%%plain-secret-A%%')::text "
-             "FROM offline_operations WHERE id = '%s'", a);
+    snprintf(q, sizeof(q),
+             "SELECT (payload ? '$enc2')::text || '/' || (payload::text LIKE "
+             "'%%plain-secret-A%%')::text "
+             "FROM offline_operations WHERE id = '%s'",
+             a);
     for (int i = 0; i < 300 && strcmp(th_sql(pg, q), "true/false") != 0; i++)
         usleep(100000);
     assert_string_equal(th_sql(pg, q), "true/false");
-    snprintf(q, sizeof(q), "SELECT encrypted::text || '/' || (position('SEALEDFILE'::bytea in data) > 0)::text "
-             "FROM offlineq_files WHERE id = '%s'", fb);
+    snprintf(q, sizeof(q),
+             "SELECT encrypted::text || '/' || (position('SEALEDFILE'::bytea in data) > 0)::text "
+             "FROM offlineq_files WHERE id = '%s'",
+             fb);
     assert_string_equal(th_sql(pg, q), "true/false");
     snprintf(q, sizeof(q), "SELECT encrypted::text FROM offlineq_files WHERE id = '%s'", fa);
     assert_string_equal(th_sql(pg, q), "false");
@@ -107,13 +120,20 @@ static void test_key_on_an_existing_database(void **state)
     th_resp_free(r);
     /* file operations for both files, then delivery: the upstream gets plaintext */
     char body[256], ua[37], ub[37];
-    snprintf(body, sizeof(body), "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\",\"endpoint\":\"/u/a\"}}", fa);
+    snprintf(body, sizeof(body),
+             "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\",\"endpoint\":\"/"
+             "u/a\"}}",
+             fa);
     th_enqueue(&s, body, ua);
-    snprintf(body, sizeof(body), "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\",\"endpoint\":\"/u/b\"}}", fb);
+    snprintf(body, sizeof(body),
+             "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\",\"endpoint\":\"/"
+             "u/b\"}}",
+             fb);
     th_enqueue(&s, body, ub);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
 
-    assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, KEY, "OFFLINEQ_WORKERS=2", NULL}, NULL), 0);
+    assert_int_equal(
+        th_svc_start(&s, url, (const char *const[]){up, KEY, "OFFLINEQ_WORKERS=2", NULL}, NULL), 0);
     assert_int_equal(us_wait_count(US, "/", 4, 20000), 4);
     int n;
     struct us_req *reqs = us_requests(US, &n);
@@ -121,9 +141,9 @@ static void test_key_on_an_existing_database(void **state)
     for (int i = 0; i < n; i++) {
         const char *want = strcmp(reqs[i].path, "/s/plain-secret-A") == 0    ? "plain-secret-A"
                            : strcmp(reqs[i].path, "/s/sealed-secret-B") == 0 ? "sealed-secret-B"
-                           : strcmp(reqs[i].path, "/u/a") == 0               ? "PLAINFILE-1 contents"
-                           : strcmp(reqs[i].path, "/u/b") == 0               ? "SEALEDFILE-2 contents"
-                                                                             : NULL;
+                           : strcmp(reqs[i].path, "/u/a") == 0 ? "PLAINFILE-1 contents"
+                           : strcmp(reqs[i].path, "/u/b") == 0 ? "SEALEDFILE-2 contents"
+                                                               : NULL;
         assert_non_null(want);
         assert_non_null(memmem(reqs[i].body, reqs[i].body_len, want, strlen(want)));
         seen++;
@@ -155,8 +175,12 @@ static void test_wrong_or_missing_key_stops_start_up(void **state)
     assert_start_fails((const char *const[]){up, NULL}, 1, "this database holds encrypted data");
     assert_start_fails((const char *const[]){up, "OFFLINEQ_ENCRYPTION_KEY=abc", NULL}, 2,
                        "expected 64 hex characters");
-    assert_start_fails((const char *const[]){up, "OFFLINEQ_ENCRYPTION_KEY=zz0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", NULL},
-                       2, "not hexadecimal");
+    assert_start_fails(
+        (const char *const[]){up,
+                              "OFFLINEQ_ENCRYPTION_KEY="
+                              "zz0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+                              NULL},
+        2, "not hexadecimal");
     struct svc s; /* and the right key still starts */
     assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, KEY, NULL}, NULL), 0);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);

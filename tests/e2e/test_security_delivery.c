@@ -107,15 +107,20 @@ static void test_endpoint_cannot_leave_base_path(void **state)
     char other[256], prefix[256];
     snprintf(other, sizeof(other), "%s/tenant-b/x", us_url(A));
     snprintf(prefix, sizeof(prefix), "%s/tenant-abc", us_url(A));
-    const char *bad[] = {"/../admin", "/a/./b", "/%2e%2e/admin", "/%2E./x", "/a/%2e", "/a/..",
-                         "/a/.%2E/b", "/a/..%2fb", "/a/%2e%2e%5cb", "/.", other, prefix, NULL};
+    const char *bad[] = {"/../admin", "/a/./b",    "/%2e%2e/admin", "/%2E./x", "/a/%2e", "/a/..",
+                         "/a/.%2E/b", "/a/..%2fb", "/a/%2e%2e%5cb", "/.",      other,    prefix,
+                         NULL};
     for (const char *const *e = bad; *e; e++) {
         char body[512];
         snprintf(body, sizeof(body),
-                 "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"%s\",\"method\":\"POST\"}}", *e);
+                 "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"%s\",\"method\":"
+                 "\"POST\"}}",
+                 *e);
         assert_refused(body, "payload.endpoint");
         snprintf(body, sizeof(body),
-                 "{\"operation_type\":\"experiment_sync\",\"payload\":{\"endpoint\":\"%s\",\"data\":{}}}", *e);
+                 "{\"operation_type\":\"experiment_sync\",\"payload\":{\"endpoint\":\"%s\","
+                 "\"data\":{}}}",
+                 *e);
         assert_refused(body, "payload.endpoint");
     }
     /* inside the base path: sent exactly as written below the base */
@@ -123,12 +128,15 @@ static void test_endpoint_cannot_leave_base_path(void **state)
     snprintf(inside, sizeof(inside), "%s/tenant-a/x", us_url(A));
     const struct {
         const char *endpoint, *arrives;
-    } good[] = {{"/ok/x", "/tenant-a/ok/x"}, {inside, "/tenant-a/x"}, {"/a..b/.c/x.", "/tenant-a/a..b/.c/x."}};
+    } good[] = {{"/ok/x", "/tenant-a/ok/x"},
+                {inside, "/tenant-a/x"},
+                {"/a..b/.c/x.", "/tenant-a/a..b/.c/x."}};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         us_reset(A);
         char body[512], id[37], status[32], msg[512];
         snprintf(body, sizeof(body),
-                 "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"%s\",\"method\":\"POST\"}}",
+                 "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"%s\",\"method\":"
+                 "\"POST\"}}",
                  good[i].endpoint);
         th_enqueue(&S, body, id);
         wait_final(id, status, sizeof(status), msg, sizeof(msg));
@@ -146,32 +154,59 @@ static void test_endpoint_cannot_leave_base_path(void **state)
 
 static void test_payload_cannot_set_transport_or_signature_headers(void **state)
 {
-    const char *names[] = {"TE", "Upgrade", "Keep-Alive", "Trailer", "Connection", "Proxy-Authorization",
-                           "proxy-connection", "Proxy-Foo", "Expect", "Transfer-Encoding", "Content-Length",
-                           "Host", "Idempotency-Key", "webhook-id", "Webhook-Timestamp",
-                           "Webhook-Signature", "WEBHOOK-SIGNATURE", "te", "KEEP-ALIVE", NULL};
+    const char *names[] = {"TE",
+                           "Upgrade",
+                           "Keep-Alive",
+                           "Trailer",
+                           "Connection",
+                           "Proxy-Authorization",
+                           "proxy-connection",
+                           "Proxy-Foo",
+                           "Expect",
+                           "Transfer-Encoding",
+                           "Content-Length",
+                           "Host",
+                           "Idempotency-Key",
+                           "webhook-id",
+                           "Webhook-Timestamp",
+                           "Webhook-Signature",
+                           "WEBHOOK-SIGNATURE",
+                           "te",
+                           "KEEP-ALIVE",
+                           NULL};
     for (const char *const *h = names; *h; h++) {
         char body[512], field[128];
         snprintf(field, sizeof(field), "payload.headers.%s", *h);
-        snprintf(body, sizeof(body), "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/h\","
-                                     "\"headers\":{\"X-Fine\":\"1\",\"%s\":\"v1,forged\"}}}", *h);
+        snprintf(body, sizeof(body),
+                 "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/h\","
+                 "\"headers\":{\"X-Fine\":\"1\",\"%s\":\"v1,forged\"}}}",
+                 *h);
         assert_refused(body, field);
         /* experiment_sync sends payload.headers too (the api_call executor) */
-        snprintf(body, sizeof(body), "{\"operation_type\":\"experiment_sync\",\"payload\":{\"endpoint\":\"/h\","
-                                     "\"data\":{},\"headers\":{\"%s\":\"v1,forged\"}}}", *h);
+        snprintf(body, sizeof(body),
+                 "{\"operation_type\":\"experiment_sync\",\"payload\":{\"endpoint\":\"/h\","
+                 "\"data\":{},\"headers\":{\"%s\":\"v1,forged\"}}}",
+                 *h);
         assert_refused(body, field);
     }
     /* what was refused before stays refused */
     assert_refused("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/h\","
-                   "\"headers\":{\"X-A\":\"a\\r\\nX-Injected: 1\"}}}", "payload.headers.X-A");
-    assert_refused("{\"operation_type\":\"experiment_sync\",\"payload\":{\"endpoint\":\"/h\",\"data\":{},"
-                   "\"headers\":{\"X-A\":\"a\\nb\"}}}", "payload.headers.X-A");
+                   "\"headers\":{\"X-A\":\"a\\r\\nX-Injected: 1\"}}}",
+                   "payload.headers.X-A");
+    assert_refused(
+        "{\"operation_type\":\"experiment_sync\",\"payload\":{\"endpoint\":\"/h\",\"data\":{},"
+        "\"headers\":{\"X-A\":\"a\\nb\"}}}",
+        "payload.headers.X-A");
     assert_refused("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/h\","
-                   "\"headers\":{\"Bad Name\":\"x\"}}}", "payload.headers");
+                   "\"headers\":{\"Bad Name\":\"x\"}}}",
+                   "payload.headers");
     /* an ordinary header goes through, next to the service's own signature */
     char id[37], status[32], msg[512];
-    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/h\",\"method\":\"POST\","
-                   "\"data\":{\"a\":1},\"headers\":{\"X-Trace\":\"t-1\"}}}", id);
+    th_enqueue(
+        &S,
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/h\",\"method\":\"POST\","
+        "\"data\":{\"a\":1},\"headers\":{\"X-Trace\":\"t-1\"}}}",
+        id);
     wait_final(id, status, sizeof(status), msg, sizeof(msg));
     assert_string_equal(status, "completed");
     int n;
@@ -188,17 +223,25 @@ static void test_payload_cannot_set_transport_or_signature_headers(void **state)
 static void test_service_keys_in_a_payload_are_refused(void **state)
 {
     assert_refused("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/k\","
-                   "\"$id\":\"00000000-0000-0000-0000-000000000001\"}}", "payload.$id");
+                   "\"$id\":\"00000000-0000-0000-0000-000000000001\"}}",
+                   "payload.$id");
     assert_refused("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/k\","
-                   "\"$enc2\":\"AAAA\"}}", "payload.$enc2");
+                   "\"$enc2\":\"AAAA\"}}",
+                   "payload.$enc2");
     assert_refused("{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\","
-                   "\"metrics\":{\"x\":1},\"$enc\":\"AAAA\"}}", "payload.$enc");
+                   "\"metrics\":{\"x\":1},\"$enc\":\"AAAA\"}}",
+                   "payload.$enc");
     /* below the top level they are ordinary data */
     char id[37];
-    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/k\","
-                   "\"data\":{\"$id\":\"x\"}}}", id);
-    assert_string_equal(th_sqlf(pg, "SELECT payload #>> '{data,$id}' FROM offline_operations "
-                                    "WHERE id = '%s'", id), "x");
+    th_enqueue(&S,
+               "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/k\","
+               "\"data\":{\"$id\":\"x\"}}}",
+               id);
+    assert_string_equal(th_sqlf(pg,
+                                "SELECT payload #>> '{data,$id}' FROM offline_operations "
+                                "WHERE id = '%s'",
+                                id),
+                        "x");
     char status[32], msg[512];
     wait_final(id, status, sizeof(status), msg, sizeof(msg)); /* delivered before the next test */
     assert_string_equal(status, "completed");
@@ -217,14 +260,18 @@ static void test_rows_written_in_sql_are_checked_at_delivery(void **state)
     } ops[8];
     int n = 0;
     snprintf(sql, sizeof(sql),
-             "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"%s/x\",\"method\":\"POST\",\"data\":{\"a\":1}}')",
+             "SELECT offlineq_enqueue('api_call', "
+             "'{\"endpoint\":\"%s/x\",\"method\":\"POST\",\"data\":{\"a\":1}}')",
              us_url(B));
     snprintf(ops[n].id, 37, "%s", th_sql(pg, sql));
     ops[n++].field = "payload.endpoint";
-    snprintf(sql, sizeof(sql), "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"%s/tenant-b/x\"}')", us_url(A));
+    snprintf(sql, sizeof(sql),
+             "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"%s/tenant-b/x\"}')", us_url(A));
     snprintf(ops[n].id, 37, "%s", th_sql(pg, sql));
     ops[n++].field = "payload.endpoint";
-    snprintf(ops[n].id, 37, "%s", th_sql(pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/x\",\"upstream\":\"nowhere\"}')"));
+    snprintf(ops[n].id, 37, "%s",
+             th_sql(pg, "SELECT offlineq_enqueue('api_call', "
+                        "'{\"endpoint\":\"/x\",\"upstream\":\"nowhere\"}')"));
     ops[n++].field = "payload.upstream";
     /* application code with INSERT on the table skips the function's checks altogether */
     const struct {
@@ -234,27 +281,33 @@ static void test_rows_written_in_sql_are_checked_at_delivery(void **state)
         {"api_call", "{\"endpoint\":\"/x\",\"headers\":{\"webhook-signature\":\"v1,forged\"}}",
          "payload.headers.webhook-signature"},
         {"api_call", "{\"endpoint\":\"/x\",\"method\":\"TRACE\"}", "payload.method"},
-        {"metric_log", "{\"run_id\":\"r\",\"metrics\":{\"loss\":\"high\"}}", "payload.metrics.loss"},
+        {"metric_log", "{\"run_id\":\"r\",\"metrics\":{\"loss\":\"high\"}}",
+         "payload.metrics.loss"},
         {"experiment_sync", "{\"endpoint\":\"/x\"}", "payload.data"},
     };
     for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
-        snprintf(sql, sizeof(sql), "INSERT INTO offline_operations (operation_type, payload) "
-                                   "VALUES ('%s', '%s') RETURNING id", raw[i].type, raw[i].payload);
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO offline_operations (operation_type, payload) "
+                 "VALUES ('%s', '%s') RETURNING id",
+                 raw[i].type, raw[i].payload);
         snprintf(ops[n].id, 37, "%s", th_sql(pg, sql));
         ops[n++].field = raw[i].field;
     }
     th_sql(pg, "NOTIFY offlineq_wakeup");
     /* a sound row next to them is delivered: the workers do run */
     char good[37];
-    snprintf(good, sizeof(good), "%s", th_sql(pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/fine\"}')"));
+    snprintf(good, sizeof(good), "%s",
+             th_sql(pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/fine\"}')"));
     for (int i = 0; i < n; i++) {
         char status[32], msg[512];
         wait_final(ops[i].id, status, sizeof(status), msg, sizeof(msg));
         if (strcmp(status, "failed") != 0 || strstr(msg, ops[i].field) == NULL ||
             strstr(msg, "refused at delivery") == NULL)
-            fail_msg("operation %d: %s \"%s\", want failed naming %s", i, status, msg, ops[i].field);
+            fail_msg("operation %d: %s \"%s\", want failed naming %s", i, status, msg,
+                     ops[i].field);
         /* failed at its first attempt, no retries: the rule will not change its mind */
-        snprintf(sql, sizeof(sql), "SELECT retry_count FROM offline_operations WHERE id = '%s'", ops[i].id);
+        snprintf(sql, sizeof(sql), "SELECT retry_count FROM offline_operations WHERE id = '%s'",
+                 ops[i].id);
         assert_string_equal(th_sql(pg, sql), "1");
     }
     char status[32], msg[512];
@@ -281,11 +334,13 @@ static void test_sql_function_refuses_what_it_can_check(void **state)
         {"'api_call', '{\"endpoint\":42}'", "payload.endpoint must be a string"},
         {"'api_call', '{\"endpoint\":[\"/x\"]}'", "payload.endpoint must be a string"},
         {"'api_call', '{\"method\":\"POST\"}'", "payload.endpoint is required"},
-        {"'file_upload', '{\"file_id\":\"00000000-0000-0000-0000-000000000000\"}'", "payload.endpoint is required"},
+        {"'file_upload', '{\"file_id\":\"00000000-0000-0000-0000-000000000000\"}'",
+         "payload.endpoint is required"},
         {"'api_call', '{\"endpoint\":\"\"}'", "payload.endpoint"},
         {"'api_call', '{\"endpoint\":\"x/y\"}'", "payload.endpoint must be a path"},
         {"'api_call', '{\"endpoint\":\"//evil.example/x\"}'", "payload.endpoint must be a path"},
-        {"'api_call', '{\"endpoint\":\"ftp://evil.example/x\"}'", "payload.endpoint must be a path"},
+        {"'api_call', '{\"endpoint\":\"ftp://evil.example/x\"}'",
+         "payload.endpoint must be a path"},
         {"'api_call', '{\"endpoint\":\"/a b\"}'", "payload.endpoint must not contain"},
         {"'api_call', '{\"endpoint\":\"/a\\tb\"}'", "payload.endpoint must not contain"},
         {"'api_call', '{\"endpoint\":\"/../admin\"}'", "dot segment"},
@@ -295,12 +350,14 @@ static void test_sql_function_refuses_what_it_can_check(void **state)
         {"'api_call', '{\"endpoint\":\"/a/%2e\"}'", "dot segment"},
         {"'api_call', '{\"endpoint\":\"/a/..%2Fb\"}'", "dot segment"},
         {"'api_call', '{\"endpoint\":\"http://up.example/a/../b\"}'", "dot segment"},
-        {"'metric_log', '{\"run_id\":\"r\",\"metrics\":{\"x\":1},\"endpoint\":\"/m/../n\"}'", "dot segment"},
+        {"'metric_log', '{\"run_id\":\"r\",\"metrics\":{\"x\":1},\"endpoint\":\"/m/../n\"}'",
+         "dot segment"},
         {"'api_call', '{\"endpoint\":\"/x\",\"upstream\":7}'", "payload.upstream must be a string"},
         {"'api_call', '{\"endpoint\":\"/x\",\"method\":\"TRACE\"}'", "payload.method"},
         {"'api_call', '{\"endpoint\":\"/x\",\"headers\":[]}'", "payload.headers must be an object"},
         {"'api_call', '{\"endpoint\":\"/x\",\"headers\":{\"X-A\":1}}'", "payload.headers.X-A"},
-        {"'api_call', '{\"endpoint\":\"/x\",\"headers\":{\"X-A\":\"a\\nb\"}}'", "payload.headers.X-A"},
+        {"'api_call', '{\"endpoint\":\"/x\",\"headers\":{\"X-A\":\"a\\nb\"}}'",
+         "payload.headers.X-A"},
         {"'api_call', '{\"endpoint\":\"/x\",\"headers\":{\"Bad Name\":\"x\"}}'", "payload.headers"},
         {"'api_call', '{\"endpoint\":\"/x\",\"headers\":{\"Webhook-Signature\":\"v1,x\"}}'",
          "payload.headers.Webhook-Signature"},
@@ -311,12 +368,14 @@ static void test_sql_function_refuses_what_it_can_check(void **state)
         {"'experiment_sync', '{\"endpoint\":\"/x\"}'", "payload.data"},
         {"'experiment_sync', '{\"endpoint\":\"/x\",\"data\":[1]}'", "payload.data"},
         {"'file_upload', '{\"endpoint\":\"/x\"}'", "payload.file_id is required"},
-        {"'model_push', '{\"endpoint\":\"/x\",\"file_id\":\"00000000-0000-0000-0000-000000000000\"}'",
+        {"'model_push', "
+         "'{\"endpoint\":\"/x\",\"file_id\":\"00000000-0000-0000-0000-000000000000\"}'",
          "payload.model_name"},
         {"'metric_log', '{\"metrics\":{\"x\":1}}'", "payload.run_id"},
         {"'metric_log', '{\"run_id\":\"r\"}'", "payload.metrics must be"},
         {"'metric_log', '{\"run_id\":\"r\",\"metrics\":{}}'", "payload.metrics must be"},
-        {"'metric_log', '{\"run_id\":\"r\",\"metrics\":{\"loss\":\"high\"}}'", "payload.metrics.loss"},
+        {"'metric_log', '{\"run_id\":\"r\",\"metrics\":{\"loss\":\"high\"}}'",
+         "payload.metrics.loss"},
         {"'metric_log', '{\"run_id\":\"r\",\"metrics\":{\"x\":1},\"step\":-1}'", "payload.step"},
         {"'metric_log', '{\"run_id\":\"r\",\"metrics\":{\"x\":1},\"step\":1.5}'", "payload.step"},
         {"'metric_log', '{\"run_id\":\"r\",\"metrics\":{\"x\":1},\"step\":\"1\"}'", "payload.step"},
@@ -330,8 +389,8 @@ static void test_sql_function_refuses_what_it_can_check(void **state)
         PGresult *res = PQexec(pg, sql);
         const char *state_ = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-        if (PQresultStatus(res) != PGRES_FATAL_ERROR || state_ == NULL || strcmp(state_, "OQ400") != 0 ||
-            msg == NULL || strstr(msg, cases[i].needle) == NULL)
+        if (PQresultStatus(res) != PGRES_FATAL_ERROR || state_ == NULL ||
+            strcmp(state_, "OQ400") != 0 || msg == NULL || strstr(msg, cases[i].needle) == NULL)
             fail_msg("%s: status %s, %s \"%s\", want OQ400 with \"%s\"", sql,
                      PQresStatus(PQresultStatus(res)), state_ ? state_ : "-", msg ? msg : "",
                      cases[i].needle);
@@ -339,10 +398,14 @@ static void test_sql_function_refuses_what_it_can_check(void **state)
         assert_int_equal(count_ops(), 0);
     }
     /* what is fine still goes in, absolute URLs too (the service judges their origin) */
-    th_sql(pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/a..b/.c?x=/../y\",\"headers\":{\"X-A\":\"1\"}}')");
+    th_sql(pg, "SELECT offlineq_enqueue('api_call', "
+               "'{\"endpoint\":\"/a..b/.c?x=/../y\",\"headers\":{\"X-A\":\"1\"}}')");
     th_sql(pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"https://up.example/a\"}')");
-    th_sql(pg, "SELECT offlineq_enqueue('metric_log', '{\"run_id\":\"r\",\"metrics\":{\"x\":1},\"step\":3}')");
-    th_sql(pg, "SELECT offlineq_enqueue('experiment_sync', '{\"endpoint\":\"/e\",\"data\":{\"a\":1}}')");
+    th_sql(pg, "SELECT offlineq_enqueue('metric_log', "
+               "'{\"run_id\":\"r\",\"metrics\":{\"x\":1},\"step\":3}')");
+    th_sql(
+        pg,
+        "SELECT offlineq_enqueue('experiment_sync', '{\"endpoint\":\"/e\",\"data\":{\"a\":1}}')");
     assert_int_equal(count_ops(), 4);
 }
 
@@ -351,10 +414,15 @@ static void test_sql_function_refuses_what_it_can_check(void **state)
 static void test_any_valid_secret_length_signs(void **state)
 {
     char ids[2][37];
-    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"upstream\":\"long\",\"endpoint\":\"/s\","
-                   "\"method\":\"POST\",\"data\":{\"x\":1}}}", ids[0]);
-    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/s\","
-                   "\"method\":\"POST\",\"data\":{\"x\":2}}}", ids[1]);
+    th_enqueue(
+        &S,
+        "{\"operation_type\":\"api_call\",\"payload\":{\"upstream\":\"long\",\"endpoint\":\"/s\","
+        "\"method\":\"POST\",\"data\":{\"x\":1}}}",
+        ids[0]);
+    th_enqueue(&S,
+               "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/s\","
+               "\"method\":\"POST\",\"data\":{\"x\":2}}}",
+               ids[1]);
     for (int i = 0; i < 2; i++) {
         char status[32], msg[512];
         wait_final(ids[i], status, sizeof(status), msg, sizeof(msg));
@@ -394,7 +462,8 @@ static void test_malformed_secret_is_a_start_up_error(void **state)
     snprintf(path, sizeof(path), "/tmp/offlineq-secdeliv-bad-%d.json", (int)getpid());
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         FILE *f = fopen(path, "w");
-        fprintf(f, "{\"payments\":{\"base_url\":\"%s\",\"signing_secret\":\"%s\"}}", us_url(A), bad[i]);
+        fprintf(f, "{\"payments\":{\"base_url\":\"%s\",\"signing_secret\":\"%s\"}}", us_url(A),
+                bad[i]);
         fclose(f);
         char file_env[300];
         snprintf(file_env, sizeof(file_env), "OFFLINEQ_UPSTREAMS_FILE=%s", path);

@@ -37,12 +37,12 @@ static char url[512];
 struct sse {
     int fd;
     int status;
-    bool body;          /* past the response headers */
-    char *head;         /* the response header block */
+    bool body;  /* past the response headers */
+    char *head; /* the response header block */
     char *buf;
     size_t len, cap;
-    const char *only;   /* record only events whose type starts with this (NULL: all) */
-    int n;              /* event frames (with an id) seen */
+    const char *only; /* record only events whose type starts with this (NULL: all) */
+    int n;            /* event frames (with an id) seen */
     char **ids, **types, **data;
 };
 
@@ -92,8 +92,9 @@ static void sse_open_buf(struct sse *s, int port, const char *last_id, int rcvbu
     s->fd = tcp_connect_buf(port, rcvbuf);
     track_fd(s->fd, true);
     char req[512];
-    int n = snprintf(req, sizeof(req), "GET /api/offline/events HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s\r\n",
-                     last_id ? "Last-Event-ID: " : "", last_id ? last_id : "", last_id ? "\r\n" : "");
+    int n = snprintf(
+        req, sizeof(req), "GET /api/offline/events HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s\r\n",
+        last_id ? "Last-Event-ID: " : "", last_id ? last_id : "", last_id ? "\r\n" : "");
     assert_int_equal(write(s->fd, req, (size_t)n), n);
     fcntl(s->fd, F_SETFL, O_NONBLOCK);
 }
@@ -105,7 +106,8 @@ static void sse_open(struct sse *s, int port, const char *last_id)
 
 static void add_frame(struct sse *s, char *frame)
 {
-    char *id = strstr(frame, "id: "), *ev = strstr(frame, "event: "), *data = strstr(frame, "data: ");
+    char *id = strstr(frame, "id: "), *ev = strstr(frame, "event: "),
+         *data = strstr(frame, "data: ");
     if (id != frame || ev == NULL || data == NULL)
         return; /* retry:, heartbeat comments */
     if (s->only != NULL && strncmp(ev + 7, s->only, strlen(s->only)) != 0)
@@ -207,8 +209,9 @@ static void wait_subscribers(const struct svc *svc, int want)
 /* The newest event id in the table ("0-0" when empty). */
 static void newest_id(char out[64])
 {
-    snprintf(out, 64, "%s", th_sql(pg, "SELECT coalesce((SELECT xid::text || '-' || id FROM offlineq_events "
-                                       "ORDER BY xid DESC, id DESC LIMIT 1), '0-0')"));
+    snprintf(out, 64, "%s",
+             th_sql(pg, "SELECT coalesce((SELECT xid::text || '-' || id FROM offlineq_events "
+                        "ORDER BY xid DESC, id DESC LIMIT 1), '0-0')"));
 }
 
 /* Every event after id in the table, in stream order, of type (NULL: all). */
@@ -218,8 +221,10 @@ static PGresult *events_after(const char *id, const char *type)
     sscanf(id, "%31[0-9]-%31[0-9]", x, i);
     char sql[512];
     snprintf(sql, sizeof(sql),
-             "SELECT xid::text || '-' || id, type FROM offlineq_events WHERE (xid, id) > ('%s'::xid8, %s) "
-             "%s%s%s ORDER BY xid, id", x, i, type ? "AND type = '" : "", type ? type : "", type ? "'" : "");
+             "SELECT xid::text || '-' || id, type FROM offlineq_events WHERE (xid, id) > "
+             "('%s'::xid8, %s) "
+             "%s%s%s ORDER BY xid, id",
+             x, i, type ? "AND type = '" : "", type ? type : "", type ? "'" : "");
     PGresult *r = PQexec(pg, sql);
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
     return r;
@@ -228,7 +233,8 @@ static PGresult *events_after(const char *id, const char *type)
 /* ids (n of them) are the table's events after `after`, each once, in order, and at least
  * at_least of them (what the table held when the client caught up; more may have come since,
  * e.g. a network.changed). */
-static void assert_ids_match_table(char *const *ids, int n, const char *after, int at_least, const char *what)
+static void assert_ids_match_table(char *const *ids, int n, const char *after, int at_least,
+                                   const char *what)
 {
     PGresult *r = events_after(after, NULL);
     int rows = PQntuples(r), k = 0;
@@ -236,8 +242,11 @@ static void assert_ids_match_table(char *const *ids, int n, const char *after, i
         if (strcmp(ids[k], PQgetvalue(r, k, 0)) != 0)
             break;
     if (k != n || n < at_least)
-        fprintf(stderr, "%s: %d events in the table (%d expected at least), %d received, first difference at %d: "
-                "table %s, stream %s\n", what, rows, at_least, n, k, k < rows ? PQgetvalue(r, k, 0) : "-",
+        fprintf(stderr,
+                "%s: %d events in the table (%d expected at least), %d received, first difference "
+                "at %d: "
+                "table %s, stream %s\n",
+                what, rows, at_least, n, k, k < rows ? PQgetvalue(r, k, 0) : "-",
                 k < n ? ids[k] : "-");
     assert_true(n >= at_least);
     assert_int_equal(k, n);
@@ -249,7 +258,8 @@ static void enqueue_n(int n)
     if (n < 100) {
         for (int i = 0; i < n; i++) {
             char id[37];
-            th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/g\"}}", id);
+            th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/g\"}}",
+                       id);
         }
         return;
     }
@@ -257,8 +267,10 @@ static void enqueue_n(int n)
         char *body = malloc(100 * 80 + 64);
         size_t o = (size_t)sprintf(body, "{\"operations\":[");
         for (int i = done; i < done + 100 && i < n; i++)
-            o += (size_t)sprintf(body + o, "%s{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/g/%d\"}}",
-                                 i > done ? "," : "", i);
+            o += (size_t)sprintf(
+                body + o,
+                "%s{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/g/%d\"}}",
+                i > done ? "," : "", i);
         sprintf(body + o, "]}");
         struct resp *r = th_json(&S, "POST", "/api/offline/queue/batch", body);
         assert_int_equal(r->status, 201);
@@ -281,8 +293,8 @@ static double healthz_ms(const struct svc *svc)
 
 static int group_setup(void **state)
 {
-    static const char *const env[] = {"OFFLINEQ_HTTP_THREADS=1", "OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9",
-                                      NULL};
+    static const char *const env[] = {"OFFLINEQ_HTTP_THREADS=1",
+                                      "OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9", NULL};
     return th_group_start(DB, env, &S, &pg, url, sizeof(url));
 }
 
@@ -301,19 +313,24 @@ static void test_event_larger_than_the_write_buffer_arrives_whole(void **state)
     sse_pump(&s, 0, 5000);
     assert_int_equal(s.status, 200);
     usleep(300000);
-    th_sql(pg, "SELECT offlineq_emit('test.big', jsonb_build_object('blob', repeat('x', 60000), 'n', 1))");
+    th_sql(
+        pg,
+        "SELECT offlineq_emit('test.big', jsonb_build_object('blob', repeat('x', 60000), 'n', 1))");
     th_sql(pg, "SELECT offlineq_emit('test.small', '{\"n\":2}')");
     sse_pump(&s, 2, 10000);
     assert_int_equal(s.n, 2);
     assert_string_equal(s.types[0], "test.big");
     assert_string_equal(s.types[1], "test.small");
-    PGresult *want = PQexec(pg, "SELECT (data || jsonb_build_object('type', type, 'at', offlineq_ts(created_at)))::text "
-                                "FROM offlineq_events WHERE type = 'test.big'");
+    PGresult *want = PQexec(
+        pg,
+        "SELECT (data || jsonb_build_object('type', type, 'at', offlineq_ts(created_at)))::text "
+        "FROM offlineq_events WHERE type = 'test.big'");
     assert_int_equal(PQntuples(want), 1);
     assert_true(strlen(s.data[0]) > 60000);
     assert_true(strcmp(s.data[0], PQgetvalue(want, 0, 0)) == 0); /* byte for byte */
     PQclear(want);
-    const char *big_id = th_sql(pg, "SELECT xid::text || '-' || id FROM offlineq_events WHERE type = 'test.big'");
+    const char *big_id =
+        th_sql(pg, "SELECT xid::text || '-' || id FROM offlineq_events WHERE type = 'test.big'");
     assert_string_equal(s.ids[0], big_id);
     sse_close(&s);
 }
@@ -378,9 +395,9 @@ static void *writer_main(void *arg)
     struct writer *w = arg;
     PGconn *c = th_db_connect(url);
     for (int i = 0; !atomic_load(&w->stop); i++) {
-        const char *sql = i % 7 == 0
-            ? "SELECT offlineq_emit('test.tick', jsonb_build_object('g', g)) FROM generate_series(1, 3) g"
-            : "SELECT offlineq_emit('test.tick', '{}')";
+        const char *sql = i % 7 == 0 ? "SELECT offlineq_emit('test.tick', jsonb_build_object('g', "
+                                       "g)) FROM generate_series(1, 3) g"
+                                     : "SELECT offlineq_emit('test.tick', '{}')";
         PGresult *r = PQexec(c, sql);
         w->written += PQresultStatus(r) == PGRES_TUPLES_OK ? (i % 7 == 0 ? 3 : 1) : 0;
         PQclear(r);
@@ -433,8 +450,8 @@ static void test_resume_while_events_are_written(void **state)
     for (int i = 0; i < s.n; i++)
         seen[n_seen++] = strdup(s.ids[i]);
     sse_close(&s);
-    fprintf(stderr, "writer wrote %d events; 41 connections saw %d, the table holds %d\n", w.written, n_seen,
-            PQntuples(all));
+    fprintf(stderr, "writer wrote %d events; 41 connections saw %d, the table holds %d\n",
+            w.written, n_seen, PQntuples(all));
     assert_ids_match_table(seen, n_seen, start, PQntuples(all), "reconnecting while written");
     for (int i = 0; i < n_seen; i++)
         free(seen[i]);
@@ -450,8 +467,9 @@ static void test_large_backlog_in_pieces_and_server_responsive(void **state)
     wait_subscribers(&S, 0);
     char start[64];
     newest_id(start);
-    th_sql(pg, "SELECT offlineq_emit('test.bulk', jsonb_build_object('i', g, 'pad', repeat('p', 200))) "
-               "FROM generate_series(1, 6000) g");
+    th_sql(pg,
+           "SELECT offlineq_emit('test.bulk', jsonb_build_object('i', g, 'pad', repeat('p', 200))) "
+           "FROM generate_series(1, 6000) g");
     usleep(400000);
     PGresult *want = events_after(start, NULL);
     int n_want = PQntuples(want);
@@ -467,7 +485,8 @@ static void test_large_backlog_in_pieces_and_server_responsive(void **state)
         worst = ms > worst ? ms : worst;
     }
     sse_pump(&s, n_want + 1, 300);
-    fprintf(stderr, "backlog of %d events received, slowest /healthz meanwhile %.0f ms\n", s.n, worst);
+    fprintf(stderr, "backlog of %d events received, slowest /healthz meanwhile %.0f ms\n", s.n,
+            worst);
     assert_ids_match_table(s.ids, s.n, start, n_want, "backlog");
     int bulk = 0;
     for (int i = 0; i < s.n; i++)
@@ -490,8 +509,10 @@ static void test_reader_behind_the_ring_misses_nothing(void **state)
     sse_pump(&s, 0, 5000);
     assert_int_equal(s.status, 200);
     usleep(300000);
-    th_sql(pg, "SELECT offlineq_emit('test.flood', jsonb_build_object('i', g, 'pad', repeat('f', 500))) "
-               "FROM generate_series(1, 20000) g");
+    th_sql(
+        pg,
+        "SELECT offlineq_emit('test.flood', jsonb_build_object('i', g, 'pad', repeat('f', 500))) "
+        "FROM generate_series(1, 20000) g");
     usleep(1500000); /* taken in: the ring has dropped its oldest while the reader sat still */
     PGresult *want = events_after(start, NULL);
     int n_want = PQntuples(want);
@@ -552,8 +573,8 @@ static int sync_setup(void **state)
     US = us_start();
     static char up[128];
     snprintf(up, sizeof(up), "OFFLINEQ_UPSTREAMS=default=%s", us_url(US));
-    static const char *env[] = {up, "OFFLINEQ_WORKERS=2", "OFFLINEQ_HTTP_THREADS=1", "OFFLINEQ_CHECK_INTERVAL_S=1",
-                                NULL};
+    static const char *env[] = {up, "OFFLINEQ_WORKERS=2", "OFFLINEQ_HTTP_THREADS=1",
+                                "OFFLINEQ_CHECK_INTERVAL_S=1", NULL};
     if (th_group_start(DB_SYNC, env, &Y, &ypg, NULL, 0) != 0)
         return -1;
     for (int i = 0; i < 100; i++) {
@@ -582,8 +603,9 @@ static void enqueue_to(const char *prefix, int n)
     char *body = malloc((size_t)n * 90 + 64);
     size_t o = (size_t)sprintf(body, "{\"operations\":[");
     for (int i = 0; i < n; i++)
-        o += (size_t)sprintf(body + o, "%s{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"%s%d\"}}",
-                             i ? "," : "", prefix, i);
+        o += (size_t)sprintf(
+            body + o, "%s{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"%s%d\"}}",
+            i ? "," : "", prefix, i);
     sprintf(body + o, "]}");
     struct resp *r = th_json(&Y, "POST", "/api/offline/queue/batch", body);
     assert_int_equal(r->status, 201);
@@ -645,13 +667,17 @@ static void test_sync_errors_are_capped(void **state)
     sse_close(&s);
     /* a last_result stored by an older version (every error listed, no errors_total) is capped
      * when shown */
-    th_sql(ypg, "UPDATE offlineq_settings SET value = jsonb_set(value, '{result}', "
-                "(value->'result') - 'errors_total' - 'errors_truncated' || jsonb_build_object('errors', "
-                "(SELECT jsonb_agg(jsonb_build_object('id', gen_random_uuid(), 'error', 'HTTP 400')) "
-                "FROM generate_series(1, 120)))) WHERE key = 'last_sync'");
+    th_sql(
+        ypg,
+        "UPDATE offlineq_settings SET value = jsonb_set(value, '{result}', "
+        "(value->'result') - 'errors_total' - 'errors_truncated' || jsonb_build_object('errors', "
+        "(SELECT jsonb_agg(jsonb_build_object('id', gen_random_uuid(), 'error', 'HTTP 400')) "
+        "FROM generate_series(1, 120)))) WHERE key = 'last_sync'");
     json_t *last = NULL;
     for (int i = 0; i < 50; i++) {
-        th_sql(ypg, "SELECT offlineq_emit('test.nudge', '{}')"); /* the status's ETag moves with events */
+        th_sql(
+            ypg,
+            "SELECT offlineq_emit('test.nudge', '{}')"); /* the status's ETag moves with events */
         usleep(200000);
         r = th_http(&Y, "GET", "/api/offline/sync/status", NULL, 0, NULL);
         json_decref(last);
@@ -675,7 +701,8 @@ static void test_sync_errors_are_capped(void **state)
 /* Point 7: timeout_s is capped at 300. */
 static void test_sync_timeout_is_capped(void **state)
 {
-    static const char *const bad[] = {"/api/offline/sync?timeout_s=301", "/api/offline/sync?timeout_s=3600"};
+    static const char *const bad[] = {"/api/offline/sync?timeout_s=301",
+                                      "/api/offline/sync?timeout_s=3600"};
     for (int i = 0; i < 2; i++) {
         struct resp *r = th_http(&Y, "POST", bad[i], NULL, 0, NULL);
         th_assert_invalid(r, "timeout_s");
@@ -750,7 +777,8 @@ static void test_sync_wait_holds_no_thread(void **state)
 int main(void)
 {
     const struct CMUnitTest events[] = {
-        cmocka_unit_test_setup(test_event_larger_than_the_write_buffer_arrives_whole, close_leftovers),
+        cmocka_unit_test_setup(test_event_larger_than_the_write_buffer_arrives_whole,
+                               close_leftovers),
         cmocka_unit_test_setup(test_resume_after_gaps_gets_every_event_once, close_leftovers),
         cmocka_unit_test_setup(test_resume_while_events_are_written, close_leftovers),
         cmocka_unit_test_setup(test_large_backlog_in_pieces_and_server_responsive, close_leftovers),

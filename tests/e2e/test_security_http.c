@@ -113,7 +113,8 @@ static const char *raw_code(const char *answer, char *code, size_t len)
 {
     const char *body = strstr(answer, "\r\n\r\n");
     json_t *j = body ? json_loads(body + 4, 0, NULL) : NULL;
-    const char *c = j ? json_string_value(json_object_get(json_object_get(j, "error"), "code")) : NULL;
+    const char *c =
+        j ? json_string_value(json_object_get(json_object_get(j, "error"), "code")) : NULL;
     snprintf(code, len, "%s", c ? c : "");
     json_decref(j);
     return code;
@@ -157,23 +158,29 @@ static void test_refused_before_the_body(void **state)
         const char *code;
     } cases[] = {
         {"POST /api/offline/files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
-         "Content-Length: 52428800\r\n\r\n", 401, "unauthorized"},
+         "Content-Length: 52428800\r\n\r\n",
+         401, "unauthorized"},
         {"POST /api/offline/files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
-         "Authorization: Bearer wrong-key\r\nContent-Length: 52428800\r\n\r\n", 401, "unauthorized"},
+         "Authorization: Bearer wrong-key\r\nContent-Length: 52428800\r\n\r\n",
+         401, "unauthorized"},
         {"POST /api/offline/files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
-         "Authorization: Bearer " READ_KEY "\r\nContent-Length: 52428800\r\n\r\n", 403, "forbidden"},
+         "Authorization: Bearer " READ_KEY "\r\nContent-Length: 52428800\r\n\r\n",
+         403, "forbidden"},
         {"POST /api/offline/queue HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-         "Content-Length: 60000\r\n\r\n", 401, "unauthorized"},
+         "Content-Length: 60000\r\n\r\n",
+         401, "unauthorized"},
         {"POST /api/offline/queue HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-         "Transfer-Encoding: chunked\r\n\r\n", 401, "unauthorized"},
-        {"POST /api/offline/nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 52428800\r\n\r\n",
+         "Transfer-Encoding: chunked\r\n\r\n",
+         401, "unauthorized"},
+        {"POST /api/offline/nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: "
+         "52428800\r\n\r\n",
          404, "not_found"},
         {"PUT /api/offline/files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 52428800\r\n\r\n",
          405, "method_not_allowed"},
         /* with the right key, a body over the limit is still refused before it is read */
         {"POST /api/offline/files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
-         "Authorization: Bearer " WRITE_KEY "\r\nContent-Length: 999999999999\r\n\r\n", 413,
-         "payload_too_large"},
+         "Authorization: Bearer " WRITE_KEY "\r\nContent-Length: 999999999999\r\n\r\n",
+         413, "payload_too_large"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *a = raw(&s, cases[i].req, strlen(cases[i].req), 3000); /* no body is sent */
@@ -186,14 +193,16 @@ static void test_refused_before_the_body(void **state)
     }
     assert_string_equal(th_sql(pg, "SELECT count(*) FROM offlineq_files"), before);
     /* what is allowed still works: a preflight, a public route, an upload with a key */
-    static const char *const pre[] = {"Origin: https://app.example", "Access-Control-Request-Method: POST", NULL};
+    static const char *const pre[] = {"Origin: https://app.example",
+                                      "Access-Control-Request-Method: POST", NULL};
     struct resp *r = th_http(&s, "OPTIONS", "/api/offline/files", NULL, 0, pre);
     assert_int_equal(r->status, 204);
     th_resp_free(r);
     r = th_http(&s, "GET", "/healthz", NULL, 0, NULL);
     assert_int_equal(r->status, 200);
     th_resp_free(r);
-    static const char *const up[] = {"Authorization: Bearer " WRITE_KEY, "Content-Type: text/plain", NULL};
+    static const char *const up[] = {"Authorization: Bearer " WRITE_KEY, "Content-Type: text/plain",
+                                     NULL};
     r = th_http(&s, "POST", "/api/offline/files", "hello", -1, up);
     assert_int_equal(r->status, 201);
     th_resp_free(r);
@@ -271,7 +280,8 @@ static void test_unauthenticated_uploads_pin_no_memory(void **state)
 static const char *auto_sync_row(char *out, size_t len)
 {
     snprintf(out, len, "%s",
-             th_sql(pg, "SELECT coalesce((SELECT value::text FROM offlineq_settings WHERE key = 'auto_sync'), 'none')"));
+             th_sql(pg, "SELECT coalesce((SELECT value::text FROM offlineq_settings WHERE key = "
+                        "'auto_sync'), 'none')"));
     return out;
 }
 
@@ -302,8 +312,14 @@ static void keyless_start(struct svc *s)
                                       "OFFLINEQ_CORS_ORIGINS=https://app.example", NULL};
     assert_int_equal(th_svc_start(s, url, env, NULL), 0);
     char id[37];
-    th_enqueue(s, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/a\",\"method\":\"POST\"}}", id);
-    th_sqlf(pg, "UPDATE offline_operations SET status = 'completed', completed_at = now() WHERE id = '%s'", id);
+    th_enqueue(
+        s,
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/a\",\"method\":\"POST\"}}",
+        id);
+    th_sqlf(
+        pg,
+        "UPDATE offline_operations SET status = 'completed', completed_at = now() WHERE id = '%s'",
+        id);
     struct resp *r = th_json(s, "POST", "/api/offline/sync/start-auto", NULL);
     assert_int_equal(r->status, 200);
     th_resp_free(r);
@@ -326,14 +342,17 @@ static void test_keyless_foreign_host_is_421(void **state)
     struct resp *r = th_http(&s, "GET", "/api/offline/queue", NULL, 0, evil);
     th_assert_error(r, 421, "misdirected_request");
     th_resp_free(r);
-    static const char *const evil_port[] = {"Host: evil.example:8080", "Content-Type: text/plain", NULL};
+    static const char *const evil_port[] = {"Host: evil.example:8080", "Content-Type: text/plain",
+                                            NULL};
     for (size_t i = 0; i < sizeof(writes) / sizeof(writes[0]); i++) {
         r = th_http(&s, "POST", writes[i][0], writes[i][1], -1, i % 2 ? evil : evil_port);
         th_assert_error(r, 421, "misdirected_request");
         th_resp_free(r);
     }
     char req[256];
-    snprintf(req, sizeof(req), "GET /api/offline/queue/stats HTTP/1.1\r\nHost: 127.0.0.1.evil.example:%d\r\n\r\n", s.port);
+    snprintf(req, sizeof(req),
+             "GET /api/offline/queue/stats HTTP/1.1\r\nHost: 127.0.0.1.evil.example:%d\r\n\r\n",
+             s.port);
     char *a = raw(&s, req, strlen(req), 3000);
     assert_raw_error(a, 421, "misdirected_request");
     free(a);
@@ -385,8 +404,9 @@ static void test_keyless_cross_site_writes_refused(void **state)
             th_resp_free(r);
         }
     }
-    struct resp *r = th_http(&s, "DELETE", "/api/offline/queue/00000000-0000-0000-0000-000000000000", NULL, 0,
-                             refused[0]);
+    struct resp *r =
+        th_http(&s, "DELETE", "/api/offline/queue/00000000-0000-0000-0000-000000000000", NULL, 0,
+                refused[0]);
     th_assert_error(r, 403, "cross_site_request");
     th_resp_free(r);
     assert_db_unchanged(&was);
@@ -401,7 +421,8 @@ static void test_keyless_cross_site_writes_refused(void **state)
     const char *const ok[][4] = {
         {"Content-Type: text/plain", NULL},
         {own, "Sec-Fetch-Site: same-origin", "Content-Type: text/plain", NULL},
-        {"Origin: https://app.example", "Sec-Fetch-Site: cross-site", "Content-Type: text/plain", NULL},
+        {"Origin: https://app.example", "Sec-Fetch-Site: cross-site", "Content-Type: text/plain",
+         NULL},
     };
     for (size_t k = 0; k < sizeof(ok) / sizeof(ok[0]); k++) {
         r = th_http(&s, "POST", "/api/offline/sync/stop-auto", NULL, 0, ok[k]);
@@ -425,8 +446,9 @@ static void test_keyed_mode_checks_keys_not_hosts(void **state)
     struct svc s;
     static const char *const env[] = {KEYS, NULL};
     assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
-    static const char *const h[] = {"Host: offlineq.internal.example", "Origin: http://evil.example",
-                                    "Authorization: Bearer " WRITE_KEY, "Content-Type: text/plain", NULL};
+    static const char *const h[] = {
+        "Host: offlineq.internal.example", "Origin: http://evil.example",
+        "Authorization: Bearer " WRITE_KEY, "Content-Type: text/plain", NULL};
     struct resp *r = th_http(&s, "POST", "/api/offline/files", "x", -1, h);
     assert_int_equal(r->status, 201);
     th_resp_free(r);
@@ -520,7 +542,8 @@ static void test_access_line_for_undecodable_bytes(void **state)
     struct resp *r = th_http(&s, "GET", "/%ff%fe", NULL, 0, NULL);
     th_assert_error(r, 404, "not_found");
     th_resp_free(r);
-    static const char bad_method[] = "G\xc3T /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-Id: rid-13-b\r\n\r\n";
+    static const char bad_method[] =
+        "G\xc3T /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-Id: rid-13-b\r\n\r\n";
     char *a = raw(&s, bad_method, sizeof(bad_method) - 1, 3000);
     assert_true(raw_status(a) >= 400);
     free(a);
@@ -617,7 +640,8 @@ static void test_oversized_request_line_and_headers(void **state)
     r = th_http(&s, "GET", "/healthz", NULL, 0, NULL);
     assert_int_equal(r->status, 200);
     th_resp_free(r);
-    free(pad), free(h8), free(args), free(path), free(q20), free(p20), free(big), free(h40a), free(h40b);
+    free(pad), free(h8), free(args), free(path), free(q20), free(p20), free(big), free(h40a),
+        free(h40b);
     free(q200), free(req), free(small);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
 }

@@ -20,8 +20,10 @@ static struct upstream_srv *US;
 static PGconn *pg;
 
 /* The numbers of the issue (and two more), each in the text PostgreSQL renders. */
-static const char *const numbers[] = {"100.0", "1.50", "-0", "1e400", "0.1",
-                                      "12345678901234567890", "-1e-400", "12345678901234567000",
+static const char *const numbers[] = {"100.0",   "1.50",
+                                      "-0",      "1e400",
+                                      "0.1",     "12345678901234567890",
+                                      "-1e-400", "12345678901234567000",
                                       "1.50e1"};
 static char *rendered[sizeof(numbers) / sizeof(numbers[0])];
 #define N_NUMBERS (sizeof(numbers) / sizeof(numbers[0]))
@@ -45,9 +47,9 @@ static int group_setup(void **state)
                          "OFFLINEQ_BACKOFF_BASE_MS=100", NULL};
     if (th_group_start(DB, env, &S, &pg, NULL, 0) != 0)
         return -1;
-    static const char *const want[] = {"100.0", "1.50", "0", NULL, "0.1",
-                                       "12345678901234567890", NULL, "12345678901234567000",
-                                       "15.0"};
+    static const char *const want[] = {
+        "100.0", "1.50", "0", NULL, "0.1", "12345678901234567890", NULL, "12345678901234567000",
+        "15.0"};
     for (size_t i = 0; i < N_NUMBERS; i++)
         rendered[i] = want[i] ? strdup(want[i]) : NULL;
     rendered[3] = repeat("1", '0', 400, "");
@@ -134,8 +136,8 @@ static void expect_400(const char *body, size_t len, const char *code)
 /* 15: a NUL byte between tokens, anywhere outside a string, is a 400 and stores nothing. */
 static void test_nul_outside_strings_is_400(void **state)
 {
-    static const char between[] =
-        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/a\",\"method\":\"POST\",\"data\":1\0}}";
+    static const char between[] = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/"
+                                  "a\",\"method\":\"POST\",\"data\":1\0}}";
     expect_400(between, sizeof(between) - 1, "invalid_json");
     static const char before_key[] =
         "{\"operation_type\":\"api_call\",\0\"payload\":{\"endpoint\":\"/a\"}}";
@@ -146,16 +148,18 @@ static void test_nul_outside_strings_is_400(void **state)
     static const char in_array[] =
         "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/a\",\"data\":[1,\0 2]}}";
     expect_400(in_array, sizeof(in_array) - 1, "invalid_json");
-    static const char at_start[] = "\0{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/a\"}}";
+    static const char at_start[] =
+        "\0{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/a\"}}";
     expect_400(at_start, sizeof(at_start) - 1, "invalid_json");
-    static const char at_end[] = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/a\"}}\0";
+    static const char at_end[] =
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/a\"}}\0";
     expect_400(at_end, sizeof(at_end) - 1, "invalid_json");
     static const char two_values[] =
         "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/a\"}} {}";
     expect_400(two_values, sizeof(two_values) - 1, "invalid_json");
     /* the same body without the NUL is fine */
-    static const char fine[] =
-        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/a\",\"method\":\"POST\",\"data\":1}} \r\n";
+    static const char fine[] = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/"
+                               "a\",\"method\":\"POST\",\"data\":1}} \r\n";
     struct resp *r = post("/api/offline/queue", fine, sizeof(fine) - 1);
     assert_int_equal(r->status, 201);
     th_resp_free(r);
@@ -169,7 +173,8 @@ static void test_numbers_reach_upstream_as_postgresql_renders(void **state)
         char path[64], body[512], id[37];
         snprintf(path, sizeof(path), "/api/n%zu", i);
         snprintf(body, sizeof(body),
-                 "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/n%zu\",\"method\":\"PUT\","
+                 "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/"
+                 "n%zu\",\"method\":\"PUT\","
                  "\"data\":{\"v\":%s,\"list\":[%s,[%s],{\"deep\":%s}]}}}",
                  i, numbers[i], numbers[i], numbers[i], numbers[i]);
         enqueue(body, id);
@@ -177,21 +182,24 @@ static void test_numbers_reach_upstream_as_postgresql_renders(void **state)
         char *got = upstream_body(path);
         size_t len = 4 * strlen(rendered[i]) + 64;
         char *want = malloc(len);
-        snprintf(want, len, "{\"v\":%s,\"list\":[%s,[%s],{\"deep\":%s}]}", rendered[i],
-                 rendered[i], rendered[i], rendered[i]);
+        snprintf(want, len, "{\"v\":%s,\"list\":[%s,[%s],{\"deep\":%s}]}", rendered[i], rendered[i],
+                 rendered[i], rendered[i]);
         if (strcmp(got, want) != 0)
             fail_msg("%s: upstream got %.200s, want %.200s", numbers[i], got, want);
-        assert_string_equal(th_sqlf(pg, "SELECT jsonb_typeof(payload #> '{data,v}') || ' ' || "
-                                        "(payload #> '{data,v}' = '%s'::jsonb) "
-                                        "FROM offline_operations WHERE id = '%s'", numbers[i], id),
+        assert_string_equal(th_sqlf(pg,
+                                    "SELECT jsonb_typeof(payload #> '{data,v}') || ' ' || "
+                                    "(payload #> '{data,v}' = '%s'::jsonb) "
+                                    "FROM offline_operations WHERE id = '%s'",
+                                    numbers[i], id),
                             "number true");
         free(want);
         free(got);
         /* scalar data */
         snprintf(path, sizeof(path), "/api/s%zu", i);
-        snprintf(body, sizeof(body),
-                 "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/s%zu\",\"data\":%s}}", i,
-                 numbers[i]);
+        snprintf(
+            body, sizeof(body),
+            "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/s%zu\",\"data\":%s}}", i,
+            numbers[i]);
         enqueue(body, id);
         wait_status(id, "completed");
         got = upstream_body(path);
@@ -208,9 +216,11 @@ static void test_numbers_in_batch(void **state)
     } b = {malloc(8192)};
     size_t o = (size_t)sprintf(b.s, "{\"operations\":[");
     for (size_t i = 0; i < N_NUMBERS; i++)
-        o += (size_t)sprintf(b.s + o, "%s{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/b%zu\","
-                                      "\"data\":[%s,{\"x\":%s}]}}",
-                             i ? "," : "", i, numbers[i], numbers[i]);
+        o += (size_t)sprintf(
+            b.s + o,
+            "%s{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/b%zu\","
+            "\"data\":[%s,{\"x\":%s}]}}",
+            i ? "," : "", i, numbers[i], numbers[i]);
     sprintf(b.s + o, "]}");
     struct resp *r = post("/api/offline/queue/batch", b.s, strlen(b.s));
     if (r->status != 201)
@@ -244,34 +254,48 @@ static void test_numbers_in_batch(void **state)
 /* Fields offlineq reads still get their number rules; metric values may be any number. */
 static void test_number_fields_still_validated(void **state)
 {
-    const char *prio_huge = "{\"operation_type\":\"api_call\",\"priority\":123456789012345678901234567890,"
-                            "\"payload\":{\"endpoint\":\"/x\"}}";
+    const char *prio_huge =
+        "{\"operation_type\":\"api_call\",\"priority\":123456789012345678901234567890,"
+        "\"payload\":{\"endpoint\":\"/x\"}}";
     expect_400(prio_huge, strlen(prio_huge), "invalid_request");
-    const char *prio_e = "{\"operation_type\":\"api_call\",\"priority\":1e400,\"payload\":{\"endpoint\":\"/x\"}}";
+    const char *prio_e =
+        "{\"operation_type\":\"api_call\",\"priority\":1e400,\"payload\":{\"endpoint\":\"/x\"}}";
     expect_400(prio_e, strlen(prio_e), "invalid_request");
-    const char *prio_frac = "{\"operation_type\":\"api_call\",\"priority\":1.5,\"payload\":{\"endpoint\":\"/x\"}}";
+    const char *prio_frac =
+        "{\"operation_type\":\"api_call\",\"priority\":1.5,\"payload\":{\"endpoint\":\"/x\"}}";
     expect_400(prio_frac, strlen(prio_frac), "invalid_request");
-    const char *step_neg = "{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\",\"step\":-1e-400,"
-                           "\"metrics\":{\"a\":1}}}";
+    const char *step_neg =
+        "{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\",\"step\":-1e-400,"
+        "\"metrics\":{\"a\":1}}}";
     expect_400(step_neg, strlen(step_neg), "invalid_request");
-    const char *metric_str = "{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\",\"metrics\":{\"a\":\"1\"}}}";
+    const char *metric_str = "{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r\","
+                             "\"metrics\":{\"a\":\"1\"}}}";
     expect_400(metric_str, strlen(metric_str), "invalid_request");
     /* priority 5.0 and 2e1 are integers; delay_s 0.5e0 a number: accepted and used */
     char id[37];
-    enqueue("{\"operation_type\":\"api_call\",\"priority\":2e1,\"max_attempts\":3.0,\"delay_s\":0.5e0,"
-            "\"payload\":{\"endpoint\":\"/p\"}}", id);
-    assert_string_equal(th_sqlf(pg, "SELECT priority || ' ' || max_attempts FROM offline_operations "
-                                    "WHERE id = '%s'", id), "20 3");
+    enqueue(
+        "{\"operation_type\":\"api_call\",\"priority\":2e1,\"max_attempts\":3.0,\"delay_s\":0.5e0,"
+        "\"payload\":{\"endpoint\":\"/p\"}}",
+        id);
+    assert_string_equal(th_sqlf(pg,
+                                "SELECT priority || ' ' || max_attempts FROM offline_operations "
+                                "WHERE id = '%s'",
+                                id),
+                        "20 3");
     wait_status(id, "completed");
     /* metric values of any size go upstream as PostgreSQL keeps them */
-    enqueue("{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r1\",\"step\":7,\"endpoint\":\"/m\","
-            "\"metrics\":{\"loss\":1e400,\"acc\":0.1,\"n\":100.0}}}", id);
+    enqueue("{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"r1\",\"step\":7,"
+            "\"endpoint\":\"/m\","
+            "\"metrics\":{\"loss\":1e400,\"acc\":0.1,\"n\":100.0}}}",
+            id);
     wait_status(id, "completed");
     char *got = upstream_body("/api/m");
     char *e400 = repeat("1", '0', 400, "");
     char *want = malloc(600);
-    snprintf(want, 600, "[{\"step\":7,\"run_id\":\"r1\",\"metrics\":{\"n\":100.0,\"acc\":0.1,\"loss\":%s},"
-                        "\"endpoint\":\"/m\"}]", e400);
+    snprintf(want, 600,
+             "[{\"step\":7,\"run_id\":\"r1\",\"metrics\":{\"n\":100.0,\"acc\":0.1,\"loss\":%s},"
+             "\"endpoint\":\"/m\"}]",
+             e400);
     assert_string_equal(got, want);
     free(want);
     free(e400);
@@ -281,9 +305,11 @@ static void test_number_fields_still_validated(void **state)
 /* What PostgreSQL cannot store is refused up front (400), not a 500 at the insert. */
 static void test_numbers_postgresql_cannot_hold(void **state)
 {
-    const char *big = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"data\":1e131072}}";
+    const char *big =
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"data\":1e131072}}";
     expect_400(big, strlen(big), "invalid_json");
-    const char *tiny = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"data\":1e-16384}}";
+    const char *tiny =
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\",\"data\":1e-16384}}";
     expect_400(tiny, strlen(tiny), "invalid_json");
 }
 
@@ -294,13 +320,17 @@ static void test_upstream_answer_numbers_kept(void **state)
     snprintf(rule.body, sizeof(rule.body), "{\"id\":12345678901234567890,\"x\":1e400,\"p\":100.0}");
     us_rule(US, &rule);
     char id[37];
-    enqueue("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/answer\",\"data\":{}}}", id);
+    enqueue("{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/answer\",\"data\":{}}}",
+            id);
     wait_status(id, "completed");
-    assert_string_equal(th_sqlf(pg, "SELECT jsonb_typeof(result -> 'body') || ' ' || "
-                                    "(result #>> '{body,id}') || ' ' || (result #>> '{body,p}') || ' ' || "
-                                    "(result #> '{body,x}' = '1e400'::jsonb) FROM offline_operations "
-                                    "WHERE id = '%s'", id),
-                        "object 12345678901234567890 100.0 true");
+    assert_string_equal(
+        th_sqlf(pg,
+                "SELECT jsonb_typeof(result -> 'body') || ' ' || "
+                "(result #>> '{body,id}') || ' ' || (result #>> '{body,p}') || ' ' || "
+                "(result #> '{body,x}' = '1e400'::jsonb) FROM offline_operations "
+                "WHERE id = '%s'",
+                id),
+        "object 12345678901234567890 100.0 true");
 }
 
 /* With encryption at rest the payload is sealed as offlineq wrote it, not as PostgreSQL
@@ -311,13 +341,15 @@ static void test_numbers_under_encryption(void **state)
     PGconn *pg2;
     char up[128];
     snprintf(up, sizeof(up), "OFFLINEQ_UPSTREAMS=default=%s/sealed", us_url(US));
-    const char *env[] = {up, "OFFLINEQ_WORKERS=2", "OFFLINEQ_POLL_MS=100",
-                         "OFFLINEQ_ENCRYPTION_KEY=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
-                         NULL};
+    const char *env[] = {
+        up, "OFFLINEQ_WORKERS=2", "OFFLINEQ_POLL_MS=100",
+        "OFFLINEQ_ENCRYPTION_KEY=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+        NULL};
     assert_int_equal(th_group_start(DB "_sealed", env, &s2, &pg2, NULL, 0), 0);
     char body[1024];
-    size_t o = (size_t)snprintf(body, sizeof(body),
-                                "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/e\",\"data\":[");
+    size_t o = (size_t)snprintf(
+        body, sizeof(body),
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/e\",\"data\":[");
     for (size_t i = 0; i < N_NUMBERS; i++)
         o += (size_t)snprintf(body + o, sizeof(body) - o, "%s%s", i ? "," : "", numbers[i]);
     snprintf(body + o, sizeof(body) - o, "]}}");
@@ -326,7 +358,8 @@ static void test_numbers_under_encryption(void **state)
     assert_int_equal(r->status, 201);
     th_resp_free(r);
     assert_string_equal(th_sql(pg2, "SELECT count(*) FROM offline_operations "
-                                    "WHERE payload::text LIKE '%12345678901234567890%'"), "0"); /* sealed */
+                                    "WHERE payload::text LIKE '%12345678901234567890%'"),
+                        "0"); /* sealed */
     assert_int_equal(us_wait_count(US, "/sealed/e", 1, 15000), 1);
     char *got = upstream_body("/sealed/e");
     size_t len = 64;
@@ -349,26 +382,34 @@ static void test_numbers_under_encryption(void **state)
 static void test_numbers_in_conflicts(void **state)
 {
     us_resource(US, "/res/m", "{\"name\":\"v1\"}", 1700000000);
-    us_resource(US, "/res/m", "{\"name\":\"theirs\",\"id\":12345678901234567890,\"big\":1e400}", 1700000000);
+    us_resource(US, "/res/m", "{\"name\":\"theirs\",\"id\":12345678901234567890,\"big\":1e400}",
+                1700000000);
     char id[37];
-    enqueue("{\"operation_type\":\"experiment_sync\",\"conflict_strategy\":\"merge\",\"payload\":{\"upstream\":\"res\","
-            "\"endpoint\":\"/res/m\",\"if_match\":\"\\\"v1\\\"\",\"data\":{\"lr\":1.50,\"n\":100.0}}}", id);
+    enqueue(
+        "{\"operation_type\":\"experiment_sync\",\"conflict_strategy\":\"merge\",\"payload\":{"
+        "\"upstream\":\"res\","
+        "\"endpoint\":\"/res/m\",\"if_match\":\"\\\"v1\\\"\",\"data\":{\"lr\":1.50,\"n\":100.0}}}",
+        id);
     wait_status(id, "completed");
     char *doc = us_resource_get(US, "/res/m", NULL);
     char *want = malloc(1024);
-    snprintf(want, 1024, "{\"name\":\"theirs\",\"id\":12345678901234567890,\"big\":%s,\"n\":100.0,\"lr\":1.50}",
+    snprintf(want, 1024,
+             "{\"name\":\"theirs\",\"id\":12345678901234567890,\"big\":%s,\"n\":100.0,\"lr\":1.50}",
              rendered[3]);
     assert_string_equal(doc, want);
     free(doc);
     /* manual: the operator's merged data */
     us_resource(US, "/res/o", "{\"name\":\"v1\"}", 1700000000);
     us_resource(US, "/res/o", "{\"name\":\"v2\"}", 1700000000);
-    enqueue("{\"operation_type\":\"experiment_sync\",\"conflict_strategy\":\"manual\",\"payload\":{\"upstream\":\"res\","
-            "\"endpoint\":\"/res/o\",\"if_match\":\"\\\"v1\\\"\",\"data\":{\"n\":1}}}", id);
+    enqueue("{\"operation_type\":\"experiment_sync\",\"conflict_strategy\":\"manual\",\"payload\":{"
+            "\"upstream\":\"res\","
+            "\"endpoint\":\"/res/o\",\"if_match\":\"\\\"v1\\\"\",\"data\":{\"n\":1}}}",
+            id);
     wait_status(id, "conflict");
     char path[96];
     snprintf(path, sizeof(path), "/api/offline/queue/%s/resolve", id);
-    const char *merged = "{\"resolution\":\"merged\",\"data\":{\"x\":1.50,\"y\":-1e-400,\"z\":[0.1,-0]}}";
+    const char *merged =
+        "{\"resolution\":\"merged\",\"data\":{\"x\":1.50,\"y\":-1e-400,\"z\":[0.1,-0]}}";
     struct resp *r = post(path, merged, strlen(merged));
     assert_int_equal(r->status, 200);
     th_resp_free(r);

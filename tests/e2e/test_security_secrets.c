@@ -61,8 +61,10 @@ static int db_teardown(void **state)
 static char *pg_dump(void)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "\"$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)/pg_dump\" "
-             "--no-owner -d '%s'", url);
+    snprintf(cmd, sizeof(cmd),
+             "\"$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)/pg_dump\" "
+             "--no-owner -d '%s'",
+             url);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     size_t cap = 1 << 16, len = 0;
@@ -117,9 +119,11 @@ static void conflict_op(const struct svc *s, const char *path, const char *strat
     us_resource(US, path, "{\"name\":\"v1\"}", 1700000000);
     us_resource(US, path, "{\"name\":\"theirs\",\"b\":1}", 1700000000);
     char body[1024];
-    snprintf(body, sizeof(body), "{\"operation_type\":\"experiment_sync\",\"payload\":{\"endpoint\":\"%s\","
+    snprintf(body, sizeof(body),
+             "{\"operation_type\":\"experiment_sync\",\"payload\":{\"endpoint\":\"%s\","
              "\"if_match\":\"\\\"v1\\\"\",\"base\":{\"name\":\"v1\"},\"data\":{\"name\":\"%s\"}},"
-             "\"conflict_strategy\":\"%s\"}", path, marker, strategy);
+             "\"conflict_strategy\":\"%s\"}",
+             path, marker, strategy);
     th_enqueue(s, body, id);
 }
 
@@ -136,7 +140,8 @@ static void resolve(const struct svc *s, const char *id, const char *body)
 static void test_conflict_results_are_sealed(void **state)
 {
     struct svc s;
-    assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, KEY, "OFFLINEQ_WORKERS=2", NULL}, NULL), 0);
+    assert_int_equal(
+        th_svc_start(&s, url, (const char *const[]){up, KEY, "OFFLINEQ_WORKERS=2", NULL}, NULL), 0);
     char lw[37], mg[37], ml[37], mm[37];
     conflict_op(&s, "/res/sec-lw", "local_wins", "LOCALMARK-lw-4q1", lw);
     conflict_op(&s, "/res/sec-mg", "merge", "LOCALMARK-mg-4q2", mg);
@@ -183,11 +188,15 @@ static void test_conflict_results_are_sealed(void **state)
 static void test_batches_are_sealed_per_row(void **state)
 {
     struct svc s;
-    assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, KEY, "OFFLINEQ_WORKERS=2", NULL}, NULL), 0);
+    assert_int_equal(
+        th_svc_start(&s, url, (const char *const[]){up, KEY, "OFFLINEQ_WORKERS=2", NULL}, NULL), 0);
     struct resp *r = th_json(&s, "POST", "/api/offline/queue/batch",
-        "{\"operations\":[{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"BATCHMARK-r1\",\"metrics\":{\"m\":1}}},"
-        "{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":\"BATCHMARK-r2\",\"metrics\":{\"m\":2}}},"
-        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/batch/a\",\"data\":\"BATCHMARK-a\"}}]}");
+                             "{\"operations\":[{\"operation_type\":\"metric_log\",\"payload\":{"
+                             "\"run_id\":\"BATCHMARK-r1\",\"metrics\":{\"m\":1}}},"
+                             "{\"operation_type\":\"metric_log\",\"payload\":{\"run_id\":"
+                             "\"BATCHMARK-r2\",\"metrics\":{\"m\":2}}},"
+                             "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/batch/"
+                             "a\",\"data\":\"BATCHMARK-a\"}}]}");
     assert_int_equal(r->status, 201);
     const json_t *ops = json_object_get(r->json, "operations");
     assert_int_equal(json_array_size(ops), 3);
@@ -206,8 +215,12 @@ static void test_batches_are_sealed_per_row(void **state)
     }
     PGconn *pg = th_db_connect(url);
     for (int i = 0; i < 3; i++) /* each row's payload and result sealed, bound to that row */
-        assert_string_equal(th_sqlf(pg, "SELECT (payload ? '$enc2')::text || '/' || (result ? '$enc2')::text "
-                                        "FROM offline_operations WHERE id = '%s'", ids[i]), "true/true");
+        assert_string_equal(
+            th_sqlf(pg,
+                    "SELECT (payload ? '$enc2')::text || '/' || (result ? '$enc2')::text "
+                    "FROM offline_operations WHERE id = '%s'",
+                    ids[i]),
+            "true/true");
     PQfinish(pg);
     assert_true(op_text_has(&s, ids[0], "BATCHMARK-r1"));
     assert_true(op_text_has(&s, ids[2], "BATCHMARK-a"));
@@ -222,13 +235,17 @@ static void test_sql_function_rows_are_sealed_when_seen(void **state)
     /* API only: no worker will claim it, the service's sweep seals it */
     assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, KEY, NULL}, NULL), 0);
     char id[64];
-    snprintf(id, sizeof(id), "%s", th_sql(pg, "SELECT offlineq_enqueue('api_call', "
-             "'{\"endpoint\":\"/sqlrow\",\"data\":{\"m\":\"SQLMARK-a-51x\",\"n\":1.50,"
-             "\"$enc2\":\"data, not a seal\"}}')")); /* the envelope's key deeper down is data */
+    snprintf(
+        id, sizeof(id), "%s",
+        th_sql(pg,
+               "SELECT offlineq_enqueue('api_call', "
+               "'{\"endpoint\":\"/sqlrow\",\"data\":{\"m\":\"SQLMARK-a-51x\",\"n\":1.50,"
+               "\"$enc2\":\"data, not a seal\"}}')")); /* the envelope's key deeper down is data */
     bool sealed = false;
     for (int i = 0; i < 300 && !sealed; i++) { /* 30 s */
         char q[160];
-        snprintf(q, sizeof(q), "SELECT (payload ? '$enc2')::text FROM offline_operations WHERE id = '%s'", id);
+        snprintf(q, sizeof(q),
+                 "SELECT (payload ? '$enc2')::text FROM offline_operations WHERE id = '%s'", id);
         sealed = strcmp(th_sql(pg, q), "true") == 0;
         if (!sealed)
             usleep(100000);
@@ -239,10 +256,15 @@ static void test_sql_function_rows_are_sealed_when_seen(void **state)
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
 
     /* with workers: the claim seals it before it is sent; the upstream gets the plaintext */
-    assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, KEY, "OFFLINEQ_WORKERS=2", NULL}, NULL), 0);
+    assert_int_equal(
+        th_svc_start(&s, url, (const char *const[]){up, KEY, "OFFLINEQ_WORKERS=2", NULL}, NULL), 0);
     char id2[64];
-    snprintf(id2, sizeof(id2), "%s", th_sql(pg, "SELECT offlineq_enqueue('api_call', "
-             "'{\"endpoint\":\"/sqlrow2\",\"data\":{\"m\":\"SQLMARK-b-52y\",\"$enc2\":\"x\"}}')"));
+    snprintf(
+        id2, sizeof(id2), "%s",
+        th_sql(
+            pg,
+            "SELECT offlineq_enqueue('api_call', "
+            "'{\"endpoint\":\"/sqlrow2\",\"data\":{\"m\":\"SQLMARK-b-52y\",\"$enc2\":\"x\"}}')"));
     json_t *op = th_wait_op(&s, id2, "completed,failed", 10000);
     assert_string_equal(th_str(op, "status"), "completed");
     json_decref(op);
@@ -275,12 +297,20 @@ static void test_swapped_ciphertexts_are_refused(void **state)
     PGconn *pg = th_db_connect(url);
     assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, KEY, NULL}, NULL), 0);
     char a[37], b[37];
-    th_enqueue(&s, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/swap/a\",\"data\":\"SWAPMARK-A\"}}", a);
-    th_enqueue(&s, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/swap/b\",\"data\":\"SWAPMARK-B\"}}", b);
-    th_sqlf(pg, "UPDATE offline_operations o SET payload = x.p FROM (VALUES ('%s'::uuid, "
-            "(SELECT payload FROM offline_operations WHERE id = '%s')), ('%s'::uuid, "
-            "(SELECT payload FROM offline_operations WHERE id = '%s'))) AS x(id, p) WHERE o.id = x.id",
-            a, b, b, a);
+    th_enqueue(&s,
+               "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/swap/"
+               "a\",\"data\":\"SWAPMARK-A\"}}",
+               a);
+    th_enqueue(&s,
+               "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/swap/"
+               "b\",\"data\":\"SWAPMARK-B\"}}",
+               b);
+    th_sqlf(
+        pg,
+        "UPDATE offline_operations o SET payload = x.p FROM (VALUES ('%s'::uuid, "
+        "(SELECT payload FROM offline_operations WHERE id = '%s')), ('%s'::uuid, "
+        "(SELECT payload FROM offline_operations WHERE id = '%s'))) AS x(id, p) WHERE o.id = x.id",
+        a, b, b, a);
     /* the API never shows one row's payload as another's: it stays sealed */
     json_t *op = get_op(&s, a);
     const json_t *payload = json_object_get(op, "payload");
@@ -292,7 +322,8 @@ static void test_swapped_ciphertexts_are_refused(void **state)
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
     /* a worker fails them with a clear message and sends nothing */
     int before = us_count(US, "/swap");
-    assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, KEY, "OFFLINEQ_WORKERS=2", NULL}, NULL), 0);
+    assert_int_equal(
+        th_svc_start(&s, url, (const char *const[]){up, KEY, "OFFLINEQ_WORKERS=2", NULL}, NULL), 0);
     const char *ids[] = {a, b};
     for (int i = 0; i < 2; i++) {
         op = th_wait_op(&s, ids[i], "completed,failed", 10000);
@@ -325,17 +356,25 @@ static void test_swapped_files_are_refused(void **state)
     upload(&s, "FILEMARK-A contents", fa);
     upload(&s, "FILEMARK-B contents", fb);
     char body[256];
-    snprintf(body, sizeof(body), "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\",\"endpoint\":\"/fswap/a\"}}", fa);
+    snprintf(body, sizeof(body),
+             "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\",\"endpoint\":\"/"
+             "fswap/a\"}}",
+             fa);
     th_enqueue(&s, body, a);
-    snprintf(body, sizeof(body), "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\",\"endpoint\":\"/fswap/b\"}}", fb);
+    snprintf(body, sizeof(body),
+             "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\",\"endpoint\":\"/"
+             "fswap/b\"}}",
+             fb);
     th_enqueue(&s, body, b);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
     assert_dump_lacks("FILEMARK");
-    th_sqlf(pg, "UPDATE offlineq_files f SET data = x.d FROM (VALUES ('%s'::uuid, "
+    th_sqlf(pg,
+            "UPDATE offlineq_files f SET data = x.d FROM (VALUES ('%s'::uuid, "
             "(SELECT data FROM offlineq_files WHERE id = '%s')), ('%s'::uuid, "
             "(SELECT data FROM offlineq_files WHERE id = '%s'))) AS x(id, d) WHERE f.id = x.id",
             fa, fb, fb, fa);
-    assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, KEY, "OFFLINEQ_WORKERS=2", NULL}, NULL), 0);
+    assert_int_equal(
+        th_svc_start(&s, url, (const char *const[]){up, KEY, "OFFLINEQ_WORKERS=2", NULL}, NULL), 0);
     const char *ids[] = {a, b};
     for (int i = 0; i < 2; i++) {
         json_t *op = th_wait_op(&s, ids[i], "completed,failed", 10000);
@@ -382,21 +421,27 @@ static void test_old_envelopes_still_open(void **state)
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0); /* the key check is recorded */
     char *b64 = v1_envelope("{\"endpoint\":\"/v1env\",\"data\":{\"m\":\"V1MARK-9\"}}");
     char id[64];
-    snprintf(id, sizeof(id), "%s", th_sqlf(pg, "INSERT INTO offline_operations (operation_type, payload) "
-             "VALUES ('api_call', jsonb_build_object('$enc', '%s')) RETURNING id", b64));
+    snprintf(id, sizeof(id), "%s",
+             th_sqlf(pg,
+                     "INSERT INTO offline_operations (operation_type, payload) "
+                     "VALUES ('api_call', jsonb_build_object('$enc', '%s')) RETURNING id",
+                     b64));
     free(b64);
     assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, KEY, NULL}, NULL), 0);
     json_t *op = get_op(&s, id);
-    assert_string_equal(th_str(json_object_get(json_object_get(op, "payload"), "data"), "m"), "V1MARK-9");
+    assert_string_equal(th_str(json_object_get(json_object_get(op, "payload"), "data"), "m"),
+                        "V1MARK-9");
     json_decref(op);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
-    assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, KEY, "OFFLINEQ_WORKERS=1", NULL}, NULL), 0);
+    assert_int_equal(
+        th_svc_start(&s, url, (const char *const[]){up, KEY, "OFFLINEQ_WORKERS=1", NULL}, NULL), 0);
     op = th_wait_op(&s, id, "completed,failed", 10000);
     assert_string_equal(th_str(op, "status"), "completed");
     json_decref(op);
     assert_int_equal(us_count(US, "/v1env"), 1);
     char q[160]; /* and it was sealed again, bound to its row */
-    snprintf(q, sizeof(q), "SELECT (payload ? '$enc2')::text FROM offline_operations WHERE id = '%s'", id);
+    snprintf(q, sizeof(q),
+             "SELECT (payload ? '$enc2')::text FROM offline_operations WHERE id = '%s'", id);
     assert_string_equal(th_sql(pg, q), "true");
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
     PQfinish(pg);
@@ -449,21 +494,31 @@ static void test_file_variables(void **state)
     struct svc s;
     assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, kv, ev, dv, NULL}, NULL), 0);
     assert_int_equal(status_of(&s, "/api/offline/queue/stats", NULL), 401);
-    assert_int_equal(status_of(&s, "/api/offline/queue/stats", "Authorization: Bearer " API_KEY), 200);
+    assert_int_equal(status_of(&s, "/api/offline/queue/stats", "Authorization: Bearer " API_KEY),
+                     200);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
     PGconn *pg = th_db_connect(url); /* the key from the file is the one the database records */
-    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offlineq_settings WHERE key = 'encryption_check'"), "1");
+    assert_string_equal(
+        th_sql(pg, "SELECT count(*) FROM offlineq_settings WHERE key = 'encryption_check'"), "1");
     PQfinish(pg);
     /* both X and X_FILE: which one wins is not guessed */
     int code = 0;
-    assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, kv, "OFFLINEQ_API_KEYS=" API_KEY ":admin", ev, NULL}, &code), -1);
+    assert_int_equal(
+        th_svc_start(&s, url,
+                     (const char *const[]){up, kv, "OFFLINEQ_API_KEYS=" API_KEY ":admin", ev, NULL},
+                     &code),
+        -1);
     assert_int_equal(code, 2);
     char *log = th_svc_log(&s);
     assert_non_null(strstr(log, "OFFLINEQ_API_KEYS and OFFLINEQ_API_KEYS_FILE"));
     assert_null(strstr(log, API_KEY));
     free(log);
     /* an unreadable file */
-    assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, "OFFLINEQ_API_KEYS_FILE=/nonexistent/keys", ev, NULL}, &code), -1);
+    assert_int_equal(
+        th_svc_start(
+            &s, url,
+            (const char *const[]){up, "OFFLINEQ_API_KEYS_FILE=/nonexistent/keys", ev, NULL}, &code),
+        -1);
     assert_int_equal(code, 2);
     log = th_svc_log(&s);
     assert_non_null(strstr(log, "OFFLINEQ_API_KEYS_FILE"));
@@ -476,8 +531,13 @@ static void test_environ_is_wiped(void **state)
     if (getenv("OFFLINEQ_TEST_WRAPPER") && *getenv("OFFLINEQ_TEST_WRAPPER"))
         skip(); /* under valgrind /proc shows the wrapper's own block */
     struct svc s;
-    assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, KEY, "OFFLINEQ_API_KEYS=" API_KEY ":admin", NULL}, NULL), 0);
-    assert_int_equal(status_of(&s, "/api/offline/queue/stats", "Authorization: Bearer " API_KEY), 200);
+    assert_int_equal(
+        th_svc_start(&s, url,
+                     (const char *const[]){up, KEY, "OFFLINEQ_API_KEYS=" API_KEY ":admin", NULL},
+                     NULL),
+        0);
+    assert_int_equal(status_of(&s, "/api/offline/queue/stats", "Authorization: Bearer " API_KEY),
+                     200);
     static char buf[1 << 20];
     size_t n = read_proc(s.pid, "environ", buf, sizeof(buf));
     assert_true(n > 0);
@@ -551,12 +611,17 @@ static void assert_refused(const char *var, const char *says)
 
 static void test_unknown_variable_stops_start_up(void **state)
 {
-    assert_refused("OFFLINEQ_API_KEY=x:admin", "unknown variable OFFLINEQ_API_KEY (did you mean OFFLINEQ_API_KEYS?)");
+    assert_refused("OFFLINEQ_API_KEY=x:admin",
+                   "unknown variable OFFLINEQ_API_KEY (did you mean OFFLINEQ_API_KEYS?)");
     assert_refused("OFFLINEQ_API_KEYS_FIEL=/etc/keys", "did you mean OFFLINEQ_API_KEYS_FILE?");
     assert_refused("OFFLINEQ_WORKRES=3", "did you mean OFFLINEQ_WORKERS?");
     /* tool-side names (the test harness, scripts) are tolerated */
     struct svc s;
-    assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, "OFFLINEQ_TEST_ANYTHING=1", "OFFLINEQ_PG_PORT=5", NULL}, NULL), 0);
+    assert_int_equal(th_svc_start(&s, url,
+                                  (const char *const[]){up, "OFFLINEQ_TEST_ANYTHING=1",
+                                                        "OFFLINEQ_PG_PORT=5", NULL},
+                                  NULL),
+                     0);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
 }
 
@@ -565,14 +630,17 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_conflict_results_are_sealed, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_batches_are_sealed_per_row, db_setup, db_teardown),
-        cmocka_unit_test_setup_teardown(test_sql_function_rows_are_sealed_when_seen, db_setup, db_teardown),
-        cmocka_unit_test_setup_teardown(test_swapped_ciphertexts_are_refused, db_setup, db_teardown),
+        cmocka_unit_test_setup_teardown(test_sql_function_rows_are_sealed_when_seen, db_setup,
+                                        db_teardown),
+        cmocka_unit_test_setup_teardown(test_swapped_ciphertexts_are_refused, db_setup,
+                                        db_teardown),
         cmocka_unit_test_setup_teardown(test_swapped_files_are_refused, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_old_envelopes_still_open, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_file_variables, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_environ_is_wiped, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_secret_flags_are_refused, db_setup, db_teardown),
-        cmocka_unit_test_setup_teardown(test_unknown_variable_stops_start_up, db_setup, db_teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_variable_stops_start_up, db_setup,
+                                        db_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

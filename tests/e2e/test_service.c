@@ -44,8 +44,8 @@ struct endpoint {
     const char *method;
     const char *path;
     const char *body;
-    enum who need;   /* NOBODY = public */
-    long allowed;    /* the status once the key is good enough */
+    enum who need; /* NOBODY = public */
+    long allowed;  /* the status once the key is good enough */
 };
 
 #define UNKNOWN "/api/offline/queue/00000000-0000-4000-8000-000000000000"
@@ -59,8 +59,11 @@ static const struct endpoint endpoints[] = {
     {"GET", "/api/offline/queue", NULL, READER, 200},
     {"GET", "/api/offline/queue/stats", NULL, READER, 200},
     {"GET", UNKNOWN, NULL, READER, 404},
-    {"POST", "/api/offline/queue", "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}", WRITER, 201},
-    {"POST", "/api/offline/queue/batch", "{\"operations\":[{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}]}", WRITER, 201},
+    {"POST", "/api/offline/queue",
+     "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}", WRITER, 201},
+    {"POST", "/api/offline/queue/batch",
+     "{\"operations\":[{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}]}",
+     WRITER, 201},
     {"DELETE", UNKNOWN, NULL, WRITER, 404},
     {"POST", UNKNOWN "/retry", NULL, WRITER, 404},
     {"POST", "/api/offline/queue/clear-completed", NULL, ADMIN, 200},
@@ -97,7 +100,8 @@ static long call(const struct svc *s, const struct endpoint *ep, enum who who, s
 static void test_role_matrix(void **state)
 {
     struct svc s;
-    static const char *const env[] = {"OFFLINEQ_API_KEYS=" READ_KEY ":read," WRITE_KEY ":write," ADMIN_KEY ":admin",
+    static const char *const env[] = {"OFFLINEQ_API_KEYS=" READ_KEY ":read," WRITE_KEY
+                                      ":write," ADMIN_KEY ":admin",
                                       "OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9", NULL};
     assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
     for (size_t i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
@@ -108,11 +112,12 @@ static void test_role_matrix(void **state)
             struct resp *r = NULL;
             long st = call(&s, ep, who, &r);
             long want = ep->need == NOBODY ? ep->allowed
-                        : who <= WRONG    ? 401
-                        : who < ep->need  ? 403
-                                          : ep->allowed;
+                        : who <= WRONG     ? 401
+                        : who < ep->need   ? 403
+                                           : ep->allowed;
             if (st != want)
-                fprintf(stderr, "%s %s as %d: want %ld got %ld %s\n", ep->method, ep->path, who, want, st, r->body);
+                fprintf(stderr, "%s %s as %d: want %ld got %ld %s\n", ep->method, ep->path, who,
+                        want, st, r->body);
             assert_int_equal(st, want);
             if (want == 401) {
                 th_assert_error(r, 401, "unauthorized");
@@ -141,23 +146,27 @@ static void test_role_matrix(void **state)
 static void test_cors(void **state)
 {
     struct svc s;
-    static const char *const env[] = {"OFFLINEQ_API_KEYS=" READ_KEY ":read",
-                                      "OFFLINEQ_CORS_ORIGINS=https://app.example, https://admin.example", NULL};
+    static const char *const env[] = {
+        "OFFLINEQ_API_KEYS=" READ_KEY ":read",
+        "OFFLINEQ_CORS_ORIGINS=https://app.example, https://admin.example", NULL};
     assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
-    static const char *const good[] = {"Origin: https://app.example", "Authorization: Bearer " READ_KEY, NULL};
+    static const char *const good[] = {"Origin: https://app.example",
+                                       "Authorization: Bearer " READ_KEY, NULL};
     struct resp *r = th_http(&s, "GET", "/api/offline/queue/stats", NULL, 0, good);
     assert_int_equal(r->status, 200);
     assert_string_equal(th_header(r, "Access-Control-Allow-Origin"), "https://app.example");
     assert_string_equal(th_header(r, "Vary"), "Origin");
     th_resp_free(r);
-    static const char *const evil[] = {"Origin: https://evil.example", "Authorization: Bearer " READ_KEY, NULL};
+    static const char *const evil[] = {"Origin: https://evil.example",
+                                       "Authorization: Bearer " READ_KEY, NULL};
     r = th_http(&s, "GET", "/api/offline/queue/stats", NULL, 0, evil);
     assert_int_equal(r->status, 200);
     assert_null(th_header(r, "Access-Control-Allow-Origin"));
     th_resp_free(r);
     /* a preflight needs no key */
-    static const char *const pre[] = {"Origin: https://admin.example", "Access-Control-Request-Method: POST",
-                                      "Access-Control-Request-Headers: authorization, content-type", NULL};
+    static const char *const pre[] = {
+        "Origin: https://admin.example", "Access-Control-Request-Method: POST",
+        "Access-Control-Request-Headers: authorization, content-type", NULL};
     r = th_http(&s, "OPTIONS", "/api/offline/queue", NULL, 0, pre);
     assert_int_equal(r->status, 204);
     assert_string_equal(th_header(r, "Access-Control-Allow-Origin"), "https://admin.example");
@@ -209,7 +218,8 @@ static void test_bad_configuration_exits_2(void **state)
     }
     /* with keys, any address is fine */
     struct svc s;
-    static const char *const open_env[] = {"OFFLINEQ_LISTEN=0.0.0.0:0", "OFFLINEQ_API_KEYS=" ADMIN_KEY ":admin", NULL};
+    static const char *const open_env[] = {"OFFLINEQ_LISTEN=0.0.0.0:0",
+                                           "OFFLINEQ_API_KEYS=" ADMIN_KEY ":admin", NULL};
     assert_int_equal(th_svc_start(&s, url, open_env, NULL), 0);
     assert_int_equal(th_svc_stop(&s, SIGINT), 0);
 }
@@ -223,13 +233,15 @@ static void test_help_lists_settings(void **state)
     size_t n = fread(out, 1, sizeof(out) - 1, p);
     out[n] = '\0';
     assert_int_equal(pclose(p), 0);
-    static const char *const names[] = {"OFFLINEQ_DATABASE_URL", "OFFLINEQ_LISTEN", "OFFLINEQ_WORKERS",
-                                        "OFFLINEQ_MAX_BODY_BYTES", "OFFLINEQ_MAX_ATTEMPTS", "OFFLINEQ_API_KEYS",
-                                        "OFFLINEQ_CORS_ORIGINS", "OFFLINEQ_LOG_LEVEL", "--max-body-bytes"};
+    static const char *const names[] = {
+        "OFFLINEQ_DATABASE_URL",   "OFFLINEQ_LISTEN",       "OFFLINEQ_WORKERS",
+        "OFFLINEQ_MAX_BODY_BYTES", "OFFLINEQ_MAX_ATTEMPTS", "OFFLINEQ_API_KEYS",
+        "OFFLINEQ_CORS_ORIGINS",   "OFFLINEQ_LOG_LEVEL",    "--max-body-bytes"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         assert_non_null(strstr(out, names[i]));
     /* flags work like the variables */
-    snprintf(cmd, sizeof(cmd), "OFFLINEQ_DATABASE_URL=x '%s' --workers=nope 2>&1", getenv("OFFLINEQ_BIN"));
+    snprintf(cmd, sizeof(cmd), "OFFLINEQ_DATABASE_URL=x '%s' --workers=nope 2>&1",
+             getenv("OFFLINEQ_BIN"));
     p = popen(cmd, "r");
     n = fread(out, 1, sizeof(out) - 1, p);
     out[n] = '\0';
@@ -279,7 +291,8 @@ static void test_database_outage(void **state)
 
     PGconn *pg = th_db_connect(admin);
     th_sql(pg, "ALTER DATABASE " DB "_outage ALLOW_CONNECTIONS false");
-    th_sql(pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" DB "_outage'");
+    th_sql(pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" DB
+               "_outage'");
     for (int i = 0; i < 3; i++) {
         r = th_json(&s, "POST", "/api/offline/queue", body);
         th_assert_error(r, 503, "database_unavailable");
@@ -323,10 +336,13 @@ static void test_graceful_shutdown_finishes_in_flight(void **state)
     struct svc s;
     static const char *const env[] = {"OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9", NULL};
     assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
-    const char *body = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/in-flight\"}}";
+    const char *body =
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/in-flight\"}}";
     char head[256];
-    snprintf(head, sizeof(head), "POST /api/offline/queue HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n", strlen(body));
+    snprintf(head, sizeof(head),
+             "POST /api/offline/queue HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+             strlen(body));
     int fd = connect_to(s.port);
     assert_true(fd >= 0);
     assert_true(write(fd, head, strlen(head)) == (ssize_t)strlen(head));
@@ -347,7 +363,10 @@ static void test_graceful_shutdown_finishes_in_flight(void **state)
     assert_non_null(strstr(reply, "HTTP/1.1 201"));
     assert_int_equal(th_svc_stop(&s, 0), 0); /* already stopping: just wait for it */
     PGconn *pg = th_db_connect(url);
-    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations WHERE payload->>'endpoint' = '/in-flight'"), "1");
+    assert_string_equal(
+        th_sql(pg,
+               "SELECT count(*) FROM offline_operations WHERE payload->>'endpoint' = '/in-flight'"),
+        "1");
     PQfinish(pg);
 }
 
@@ -392,12 +411,17 @@ static void test_max_pending_answers_429(void **state)
     th_assert_error(r, 429, "queue_full");
     assert_string_equal(th_header(r, "Retry-After"), "5");
     th_resp_free(r);
-    r = th_json(&s, "POST", "/api/offline/queue/batch", "{\"operations\":[{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}]}");
+    r = th_json(
+        &s, "POST", "/api/offline/queue/batch",
+        "{\"operations\":[{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}]}");
     th_assert_error(r, 429, "queue_full");
     th_resp_free(r);
     PGconn *pg = th_db_connect(other);
-    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations"), "3"); /* nothing dropped silently */
-    th_sql(pg, "DELETE FROM offline_operations WHERE id IN (SELECT id FROM offline_operations LIMIT 1)");
+    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations"),
+                        "3"); /* nothing dropped silently */
+    th_sql(
+        pg,
+        "DELETE FROM offline_operations WHERE id IN (SELECT id FROM offline_operations LIMIT 1)");
     usleep(1200 * 1000);
     r = th_json(&s, "POST", "/api/offline/queue", one);
     assert_int_equal(r->status, 201);

@@ -173,28 +173,41 @@ static void test_metrics_move(void **state)
         free(after);
         after = scrape();
         if (metric(after, "offlineq_operations_failed_total", "operation_type=\"api_call\"") -
-                metric(before, "offlineq_operations_failed_total", "operation_type=\"api_call\"") == 1 &&
+                    metric(before, "offlineq_operations_failed_total",
+                           "operation_type=\"api_call\"") ==
+                1 &&
             metric(after, "offlineq_enqueue_to_completion_seconds_count", NULL) -
-                metric(before, "offlineq_enqueue_to_completion_seconds_count", NULL) == 2)
+                    metric(before, "offlineq_enqueue_to_completion_seconds_count", NULL) ==
+                2)
             break;
         usleep(20000);
     }
     const char *api = "operation_type=\"api_call\"";
     assert_true(metric(after, "offlineq_operations_enqueued_total", api) -
-                metric(before, "offlineq_operations_enqueued_total", api) == 3);
+                    metric(before, "offlineq_operations_enqueued_total", api) ==
+                3);
     assert_true(metric(after, "offlineq_operations_completed_total", api) -
-                metric(before, "offlineq_operations_completed_total", api) == 2);
+                    metric(before, "offlineq_operations_completed_total", api) ==
+                2);
     assert_true(metric(after, "offlineq_operations_failed_total", api) -
-                metric(before, "offlineq_operations_failed_total", api) == 1);
+                    metric(before, "offlineq_operations_failed_total", api) ==
+                1);
     assert_true(metric(after, "offlineq_execution_duration_seconds_count", NULL) -
-                metric(before, "offlineq_execution_duration_seconds_count", NULL) == 3);
+                    metric(before, "offlineq_execution_duration_seconds_count", NULL) ==
+                3);
     assert_true(metric(after, "offlineq_enqueue_to_completion_seconds_count", NULL) -
-                metric(before, "offlineq_enqueue_to_completion_seconds_count", NULL) == 2);
-    assert_true(metric(after, "offlineq_http_requests_total", "route=\"/api/offline/queue\",status=\"201\"") -
-                metric(before, "offlineq_http_requests_total", "route=\"/api/offline/queue\",status=\"201\"") == 3);
+                    metric(before, "offlineq_enqueue_to_completion_seconds_count", NULL) ==
+                2);
+    assert_true(metric(after, "offlineq_http_requests_total",
+                       "route=\"/api/offline/queue\",status=\"201\"") -
+                    metric(before, "offlineq_http_requests_total",
+                           "route=\"/api/offline/queue\",status=\"201\"") ==
+                3);
     assert_true(metric(after, "offlineq_queue_operations", "status=\"failed\"") >= 1);
     assert_true(metric(after, "offlineq_network_online", NULL) == 1);
-    assert_true(metric(after, "offlineq_workers", "state=\"idle\"") + metric(after, "offlineq_workers", "state=\"busy\"") == 2);
+    assert_true(metric(after, "offlineq_workers", "state=\"idle\"") +
+                    metric(after, "offlineq_workers", "state=\"busy\"") ==
+                2);
     assert_true(metric(after, "offlineq_database_up", NULL) == 1);
     free(before);
     free(after);

@@ -124,16 +124,21 @@ static void test_offline_holds_work_and_drains_on_return(void **state)
     char ids[5][37];
     for (int i = 0; i < 5; i++) {
         char body[128];
-        snprintf(body, sizeof(body), "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/o/%d\"},\"max_attempts\":1}", i);
+        snprintf(body, sizeof(body),
+                 "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/o/"
+                 "%d\"},\"max_attempts\":1}",
+                 i);
         th_enqueue(&S, body, ids[i]);
     }
     struct resp *r = th_http(&S, "POST", "/api/offline/sync", NULL, 0, NULL);
     th_assert_error(r, 503, "offline");
     th_resp_free(r);
     sleep(2); /* offline: they wait, no attempt is used (max_attempts 1 would fail them) */
-    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations WHERE id IN "
-                                   "(SELECT id FROM offline_operations WHERE payload->>'endpoint' LIKE '/o/%') "
-                                   "AND status = 'pending' AND retry_count = 0"), "5");
+    assert_string_equal(
+        th_sql(pg, "SELECT count(*) FROM offline_operations WHERE id IN "
+                   "(SELECT id FROM offline_operations WHERE payload->>'endpoint' LIKE '/o/%') "
+                   "AND status = 'pending' AND retry_count = 0"),
+        "5");
     double back = th_now_ms();
     us_up(US);
     for (int i = 0; i < 5; i++) {
@@ -143,7 +148,8 @@ static void test_offline_holds_work_and_drains_on_return(void **state)
         json_decref(op);
     }
     double ms = th_now_ms() - back;
-    fprintf(stderr, "drained 5 operations %.0f ms after the upstream came back (probe interval 1 s)\n", ms);
+    fprintf(stderr,
+            "drained 5 operations %.0f ms after the upstream came back (probe interval 1 s)\n", ms);
     assert_true(ms < 2000 + 500); /* within two probe intervals */
 }
 
@@ -157,10 +163,14 @@ static void test_connect_failure_rechecks(void **state)
     char urls[256];
     snprintf(urls, sizeof(urls), "OFFLINEQ_CHECK_URLS=%s", us_url(US));
     struct svc s;
-    assert_int_equal(th_svc_start(&s, other, env_with("OFFLINEQ_CHECK_INTERVAL_S=300", urls), NULL), 0);
+    assert_int_equal(th_svc_start(&s, other, env_with("OFFLINEQ_CHECK_INTERVAL_S=300", urls), NULL),
+                     0);
     us_down(US);
     char id[37];
-    th_enqueue(&s, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"max_attempts\":1}", id);
+    th_enqueue(
+        &s,
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},\"max_attempts\":1}",
+        id);
     double until = th_now_ms() + 5000;
     struct resp *r;
     for (;;) {
@@ -174,7 +184,8 @@ static void test_connect_failure_rechecks(void **state)
     th_resp_free(r);
     PGconn *c = th_db_connect(other);
     char q[160];
-    snprintf(q, sizeof(q), "SELECT status || ':' || retry_count FROM offline_operations WHERE id = '%s'", id);
+    snprintf(q, sizeof(q),
+             "SELECT status || ':' || retry_count FROM offline_operations WHERE id = '%s'", id);
     /* the worker that met the refusal releases it once the check says offline */
     for (int i = 0; i < 100 && strcmp(th_sql(c, q), "pending:0") != 0; i++)
         usleep(30000);
@@ -192,13 +203,21 @@ static void test_connect_failure_rechecks(void **state)
     /* two endpoints, one down: that upstream's failure is an ordinary retry */
     char two[300], up2[300];
     snprintf(two, sizeof(two), "OFFLINEQ_CHECK_URLS=%s,%s", us_url(US), us_url(second));
-    snprintf(up2, sizeof(up2), "OFFLINEQ_UPSTREAMS=default=%s,second=%s", us_url(US), us_url(second));
-    const char *env2[] = {up2, two, "OFFLINEQ_WORKERS=2", "OFFLINEQ_BACKOFF_BASE_MS=100",
-                          "OFFLINEQ_BACKOFF_MAX_MS=100", NULL};
+    snprintf(up2, sizeof(up2), "OFFLINEQ_UPSTREAMS=default=%s,second=%s", us_url(US),
+             us_url(second));
+    const char *env2[] = {up2,
+                          two,
+                          "OFFLINEQ_WORKERS=2",
+                          "OFFLINEQ_BACKOFF_BASE_MS=100",
+                          "OFFLINEQ_BACKOFF_MAX_MS=100",
+                          NULL};
     assert_int_equal(th_svc_start(&s, other, env2, NULL), 0);
     us_down(second);
-    th_enqueue(&s, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/y\",\"upstream\":\"second\"},"
-                   "\"max_attempts\":3}", id);
+    th_enqueue(&s,
+               "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/"
+               "y\",\"upstream\":\"second\"},"
+               "\"max_attempts\":3}",
+               id);
     op = th_wait_op(&s, id, "failed", 10000);
     assert_string_equal(th_str(op, "status"), "failed");
     assert_int_equal(th_int(op, "retry_count"), 3);
@@ -224,7 +243,8 @@ static void test_manual_sync_with_auto_sync_stopped(void **state)
     char ids[3][37];
     th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/m/1\"}}", ids[0]);
     th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/m/2\"}}", ids[1]);
-    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/m/bad\"}}", ids[2]);
+    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/m/bad\"}}",
+               ids[2]);
     usleep(800000);
     assert_int_equal(us_count(US, "/m/"), 0); /* stopped: nothing is picked up */
     r = th_http(&S, "POST", "/api/offline/sync", NULL, 0, NULL);
@@ -258,7 +278,9 @@ static void test_sync_progress_timeout_and_in_progress(void **state)
     char *batch = malloc(cap);
     o += (size_t)sprintf(batch, "{\"operations\":[");
     for (int i = 0; i < 1000; i++)
-        o += (size_t)sprintf(batch + o, "%s{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/p/%d\"}}", i ? "," : "", i);
+        o += (size_t)sprintf(
+            batch + o, "%s{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/p/%d\"}}",
+            i ? "," : "", i);
     sprintf(batch + o, "]}");
     r = th_json(&S, "POST", "/api/offline/queue/batch", batch);
     assert_int_equal(r->status, 201);
@@ -320,8 +342,9 @@ static void test_auto_sync_setting_survives_restart(void **state)
 static void *parked_request(void *arg)
 {
     static const char *const wait5[] = {"Content-Type: application/json", "Prefer: wait=5", NULL};
-    struct resp *k = th_http(&S, "POST", "/api/offline/queue",
-                             "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/parked\"}}", -1, wait5);
+    struct resp *k = th_http(
+        &S, "POST", "/api/offline/queue",
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/parked\"}}", -1, wait5);
     *(long *)arg = k->status;
     th_resp_free(k);
     return NULL;
@@ -338,13 +361,17 @@ static void test_prefer_wait(void **state)
     assert_non_null(th_header(r, "Location"));
     th_resp_free(r);
     us_script(US, "/slow", "201", 3000);
-    static const char *const wait1[] = {"Content-Type: application/json", "Prefer: respond-async, wait=1", NULL};
+    static const char *const wait1[] = {"Content-Type: application/json",
+                                        "Prefer: respond-async, wait=1", NULL};
     double t0 = th_now_ms();
-    r = th_http(&S, "POST", "/api/offline/queue", "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/slow\"}}", -1, wait1);
+    r = th_http(&S, "POST", "/api/offline/queue",
+                "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/slow\"}}", -1,
+                wait1);
     double ms = th_now_ms() - t0;
     assert_int_equal(r->status, 202);
     assert_true(ms >= 900 && ms < 2500);
-    assert_true(strcmp(th_str(r->json, "status"), "pending") == 0 || strcmp(th_str(r->json, "status"), "in_progress") == 0);
+    assert_true(strcmp(th_str(r->json, "status"), "pending") == 0 ||
+                strcmp(th_str(r->json, "status"), "in_progress") == 0);
     th_resp_free(r);
     r = th_json(&S, "POST", "/api/offline/queue", body);
     assert_int_equal(r->status, 201);
@@ -365,16 +392,18 @@ static void test_prefer_wait(void **state)
 /* ---- conflicts ---- */
 
 /* An experiment_sync edited from version 1 while the upstream moved on to version 2. */
-static json_t *conflict_case(const char *path, const char *strategy_override, const char *payload_extra,
-                             const char *remote_v2, long long remote_modified)
+static json_t *conflict_case(const char *path, const char *strategy_override,
+                             const char *payload_extra, const char *remote_v2,
+                             long long remote_modified)
 {
     us_resource(US, path, "{\"name\":\"v1\"}", remote_modified);
     us_resource(US, path, remote_v2, remote_modified);
     char body[1024], id[37];
-    snprintf(body, sizeof(body), "{\"operation_type\":\"experiment_sync\",\"payload\":{\"endpoint\":\"%s\","
-             "\"if_match\":\"\\\"v1\\\"\"%s}%s%s%s}", path, payload_extra,
-             strategy_override ? ",\"conflict_strategy\":\"" : "", strategy_override ? strategy_override : "",
-             strategy_override ? "\"" : "");
+    snprintf(body, sizeof(body),
+             "{\"operation_type\":\"experiment_sync\",\"payload\":{\"endpoint\":\"%s\","
+             "\"if_match\":\"\\\"v1\\\"\"%s}%s%s%s}",
+             path, payload_extra, strategy_override ? ",\"conflict_strategy\":\"" : "",
+             strategy_override ? strategy_override : "", strategy_override ? "\"" : "");
     th_enqueue(&S, body, id);
     return th_wait_op(&S, id, TH_SETTLED, 10000);
 }
@@ -394,7 +423,8 @@ static void assert_doc(const char *path, const char *want_json)
 static void test_local_wins(void **state)
 {
     set_strategy("local_wins");
-    json_t *op = conflict_case("/res/lw", NULL, ",\"data\":{\"name\":\"mine\",\"lr\":0.1}", "{\"name\":\"theirs\"}", 1700000000);
+    json_t *op = conflict_case("/res/lw", NULL, ",\"data\":{\"name\":\"mine\",\"lr\":0.1}",
+                               "{\"name\":\"theirs\"}", 1700000000);
     assert_string_equal(th_str(op, "status"), "completed");
     assert_string_equal(th_str(json_object_get(op, "result"), "resolution"), "local_wins");
     json_decref(op);
@@ -415,7 +445,8 @@ static void test_local_wins(void **state)
 static void test_remote_wins(void **state)
 {
     set_strategy("remote_wins");
-    json_t *op = conflict_case("/res/rw", NULL, ",\"data\":{\"name\":\"mine\"}", "{\"name\":\"theirs\",\"n\":2}", 1700000000);
+    json_t *op = conflict_case("/res/rw", NULL, ",\"data\":{\"name\":\"mine\"}",
+                               "{\"name\":\"theirs\",\"n\":2}", 1700000000);
     assert_string_equal(th_str(op, "status"), "completed");
     json_t *res = json_object_get(op, "result");
     assert_string_equal(th_str(res, "resolution"), "remote_wins");
@@ -431,12 +462,14 @@ static void test_last_write_wins(void **state)
 {
     set_strategy("last_write_wins");
     /* the remote was written long ago: the queued change (created now) is newer */
-    json_t *op = conflict_case("/res/lww-local", NULL, ",\"data\":{\"name\":\"mine\"}", "{\"name\":\"old\"}", 1000000000);
+    json_t *op = conflict_case("/res/lww-local", NULL, ",\"data\":{\"name\":\"mine\"}",
+                               "{\"name\":\"old\"}", 1000000000);
     assert_string_equal(th_str(json_object_get(op, "result"), "winner"), "local");
     json_decref(op);
     assert_doc("/res/lww-local", "{\"name\":\"mine\"}");
     /* the change says it was made in 2001, the remote one after: the remote wins */
-    op = conflict_case("/res/lww-remote", NULL, ",\"data\":{\"name\":\"mine\"},\"modified_at\":\"2001-01-01T00:00:00Z\"",
+    op = conflict_case("/res/lww-remote", NULL,
+                       ",\"data\":{\"name\":\"mine\"},\"modified_at\":\"2001-01-01T00:00:00Z\"",
                        "{\"name\":\"newer\"}", (long long)time(NULL));
     assert_string_equal(th_str(op, "status"), "completed");
     assert_string_equal(th_str(json_object_get(op, "result"), "resolution"), "last_write_wins");
@@ -448,10 +481,11 @@ static void test_last_write_wins(void **state)
 static void test_merge_three_way_nested_and_patch(void **state)
 {
     set_strategy("merge");
-    json_t *op = conflict_case("/res/merge3", NULL,
-        ",\"base\":{\"a\":1,\"b\":{\"x\":1,\"y\":1},\"c\":1,\"e\":1,\"gone\":1},"
-        "\"data\":{\"a\":2,\"b\":{\"x\":2,\"y\":1},\"c\":1,\"e\":2,\"gone\":1}",
-        "{\"a\":1,\"b\":{\"x\":1,\"y\":3},\"c\":5,\"d\":1,\"e\":3}", 1700000000);
+    json_t *op =
+        conflict_case("/res/merge3", NULL,
+                      ",\"base\":{\"a\":1,\"b\":{\"x\":1,\"y\":1},\"c\":1,\"e\":1,\"gone\":1},"
+                      "\"data\":{\"a\":2,\"b\":{\"x\":2,\"y\":1},\"c\":1,\"e\":2,\"gone\":1}",
+                      "{\"a\":1,\"b\":{\"x\":1,\"y\":3},\"c\":5,\"d\":1,\"e\":3}", 1700000000);
     assert_string_equal(th_str(op, "status"), "completed");
     assert_string_equal(th_str(json_object_get(op, "result"), "resolution"), "merge");
     json_decref(op);
@@ -467,7 +501,8 @@ static void test_merge_three_way_nested_and_patch(void **state)
 static void test_per_operation_strategy_and_give_up(void **state)
 {
     set_strategy("remote_wins");
-    json_t *op = conflict_case("/res/override", "local_wins", ",\"data\":{\"name\":\"mine\"}", "{\"name\":\"theirs\"}", 1700000000);
+    json_t *op = conflict_case("/res/override", "local_wins", ",\"data\":{\"name\":\"mine\"}",
+                               "{\"name\":\"theirs\"}", 1700000000);
     assert_string_equal(th_str(op, "conflict_strategy"), "local_wins");
     assert_string_equal(th_str(json_object_get(op, "result"), "resolution"), "local_wins");
     json_decref(op);
@@ -508,7 +543,8 @@ static void test_manual_resolutions(void **state)
     for (int i = 0; i < 3; i++) {
         char path[64];
         snprintf(path, sizeof(path), "/res/manual-%s", choices[i]);
-        json_t *op = conflict_case(path, NULL, ",\"data\":{\"name\":\"mine\"}", "{\"name\":\"theirs\"}", 1700000000);
+        json_t *op = conflict_case(path, NULL, ",\"data\":{\"name\":\"mine\"}",
+                                   "{\"name\":\"theirs\"}", 1700000000);
         assert_string_equal(th_str(op, "status"), "conflict");
         json_t *res = json_object_get(op, "result");
         assert_string_equal(th_str(res, "remote_etag"), "\"v2\"");
@@ -527,8 +563,9 @@ static void test_manual_resolutions(void **state)
         snprintf(want, sizeof(want), "manual_%s", choices[i]);
         assert_string_equal(th_str(json_object_get(op, "result"), "resolution"), want);
         json_decref(op);
-        assert_doc(path, i == 0 ? "{\"name\":\"theirs\"}" : i == 1 ? "{\"name\":\"mine\"}"
-                                                                 : "{\"name\":\"both\",\"merged\":true}");
+        assert_doc(path, i == 0   ? "{\"name\":\"theirs\"}"
+                         : i == 1 ? "{\"name\":\"mine\"}"
+                                  : "{\"name\":\"both\",\"merged\":true}");
         /* not a conflict any more */
         json_t *again = resolve(id, "{\"resolution\":\"remote\"}", 409);
         json_decref(again);
@@ -539,7 +576,8 @@ static void test_manual_resolutions(void **state)
     json_decref(e);
     e = resolve("00000000-0000-4000-8000-000000000000", "{\"resolution\":\"mine\"}", 400);
     json_decref(e);
-    struct resp *r = th_json(&S, "POST", "/api/offline/sync/conflict-strategy", "{\"strategy\":\"coin_flip\"}");
+    struct resp *r =
+        th_json(&S, "POST", "/api/offline/sync/conflict-strategy", "{\"strategy\":\"coin_flip\"}");
     th_assert_error(r, 400, "invalid_request");
     th_resp_free(r);
     json_t *g = get_json("/api/offline/sync/conflict-strategy");

@@ -156,8 +156,8 @@ static char **service_env(const char *db, const char *const *env)
     for (const char *const *e = env; e && *e; e++)
         n++;
     char **out = calloc(n + 4, sizeof(char *));
-    static const char *const ours[] = {"OFFLINEQ_DATABASE_URL=", "OFFLINEQ_LISTEN=", "OFFLINEQ_WORKERS=",
-                                       "OFFLINEQ_API_KEYS=", NULL};
+    static const char *const ours[] = {"OFFLINEQ_DATABASE_URL=", "OFFLINEQ_LISTEN=",
+                                       "OFFLINEQ_WORKERS=", "OFFLINEQ_API_KEYS=", NULL};
     for (char **e = environ; *e; e++) {
         bool replaced = false;
         for (const char *const *k = ours; *k && !replaced; k++)
@@ -177,8 +177,9 @@ static char **service_env(const char *db, const char *const *env)
         size_t name = (size_t)(strchr(defaults[d], '=') - defaults[d] + 1);
         bool given = false;
         for (const char *const *x = env; x && *x && !given; x++) /* NAME= or NAME_FILE= */
-            given = strncmp(*x, defaults[d], name) == 0 ||
-                    (strncmp(*x, defaults[d], name - 1) == 0 && strncmp(*x + name - 1, "_FILE=", 6) == 0);
+            given =
+                strncmp(*x, defaults[d], name) == 0 || (strncmp(*x, defaults[d], name - 1) == 0 &&
+                                                        strncmp(*x + name - 1, "_FILE=", 6) == 0);
         if (given)
             free(defaults[d]);
         else
@@ -284,9 +285,8 @@ static void record(const char *method, const char *path, const struct resp *r)
     snprintf(p, sizeof(p), "%s", path);
     p[strcspn(p, "?")] = '\0';
     const char *ct = th_header(r, "Content-Type");
-    json_t *line = json_pack("{s:s, s:s, s:I, s:s?, s:O?}", "method", method, "path", p,
-                             "status", (json_int_t)r->status, "content_type", ct, "body",
-                             r->json);
+    json_t *line = json_pack("{s:s, s:s, s:I, s:s?, s:O?}", "method", method, "path", p, "status",
+                             (json_int_t)r->status, "content_type", ct, "body", r->json);
     if (r->json == NULL && r->body_len > 0 && ct != NULL && strstr(ct, "json") != NULL)
         json_object_set_new(line, "body_text", json_stringn(r->body, r->body_len)); /* 1e400 */
     char *text = json_dumps(line, JSON_COMPACT);
@@ -296,8 +296,8 @@ static void record(const char *method, const char *path, const struct resp *r)
     fclose(f);
 }
 
-struct resp *th_http(const struct svc *s, const char *method, const char *path,
-                     const char *body, long body_len, const char *const *headers)
+struct resp *th_http(const struct svc *s, const char *method, const char *path, const char *body,
+                     long body_len, const char *const *headers)
 {
     CURL *c = curl_easy_init();
     struct buf b = {0}, h = {0};
@@ -341,8 +341,7 @@ struct resp *th_http(const struct svc *s, const char *method, const char *path,
     return r;
 }
 
-struct resp *th_json(const struct svc *s, const char *method, const char *path,
-                     const char *body)
+struct resp *th_json(const struct svc *s, const char *method, const char *path, const char *body)
 {
     static const char *const h[] = {"Content-Type: application/json", NULL};
     return th_http(s, method, path, body, -1, body ? h : NULL);
@@ -548,8 +547,8 @@ void th_assert_signed(const struct us_req *r, const void *key, size_t key_len)
     assert_string_equal(us_header(r, "webhook-signature"), want);
 }
 
-int th_group_start(const char *name, const char *const *env, struct svc *s, PGconn **pg,
-                   char *url, size_t url_len)
+int th_group_start(const char *name, const char *const *env, struct svc *s, PGconn **pg, char *url,
+                   size_t url_len)
 {
     char db[512];
     th_db_create(name, db, sizeof(db));

@@ -21,8 +21,8 @@ struct resp {
     long status;
     char *body;
     size_t body_len;
-    json_t *json;       /* parsed body, or NULL */
-    char *headers;      /* raw header block */
+    json_t *json;  /* parsed body, or NULL */
+    char *headers; /* raw header block */
 };
 
 /* Creates a fresh database named after the test (dropped first if it exists). Fills url. */
@@ -46,11 +46,10 @@ char *th_svc_log(const struct svc *s);
 
 /* One HTTP request to the service. headers: NULL-terminated "Name: value" list or NULL.
  * body may be NULL; body_len -1 means strlen(body). */
-struct resp *th_http(const struct svc *s, const char *method, const char *path,
-                     const char *body, long body_len, const char *const *headers);
+struct resp *th_http(const struct svc *s, const char *method, const char *path, const char *body,
+                     long body_len, const char *const *headers);
 /* The JSON shortcut: Content-Type application/json. */
-struct resp *th_json(const struct svc *s, const char *method, const char *path,
-                     const char *body);
+struct resp *th_json(const struct svc *s, const char *method, const char *path, const char *body);
 /* Value of a response header (case-insensitive; static buffer), or NULL. */
 const char *th_header(const struct resp *r, const char *name);
 void th_resp_free(struct resp *r);
@@ -72,8 +71,8 @@ long long th_int(const json_t *obj, const char *key);
 
 /* A test group's world: a fresh database `name`, the service on it with env, and (pg not NULL)
  * a connection to it; url (may be NULL) receives the database URL. Returns 0 or -1. */
-int th_group_start(const char *name, const char *const *env, struct svc *s, PGconn **pg,
-                   char *url, size_t url_len);
+int th_group_start(const char *name, const char *const *env, struct svc *s, PGconn **pg, char *url,
+                   size_t url_len);
 /* Stops the service (asserting a clean exit), closes pg, drops the database. */
 void th_group_stop(const char *name, struct svc *s, PGconn *pg);
 

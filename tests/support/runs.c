@@ -20,9 +20,10 @@ void run_fill(const struct svc *s, const char *prefix, int n, int max_attempts, 
             char group[48] = "";
             if (groups > 0)
                 snprintf(group, sizeof(group), ",\"group_key\":\"g%d\"", i % groups);
-            o += (size_t)sprintf(body + o, "%s{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":"
-                                 "\"%s%d\"},\"max_attempts\":%d%s}", i > start ? "," : "", prefix, i,
-                                 max_attempts, group);
+            o += (size_t)sprintf(body + o,
+                                 "%s{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":"
+                                 "\"%s%d\"},\"max_attempts\":%d%s}",
+                                 i > start ? "," : "", prefix, i, max_attempts, group);
         }
         sprintf(body + o, "]}");
         struct resp *r = th_json(s, "POST", "/api/offline/queue/batch", body);
@@ -63,7 +64,7 @@ void run_check_deliveries(struct upstream_srv *us, PGconn *pg, const char *prefi
     int count;
     struct us_req *r = us_requests(us, &count);
     int *seen = calloc((size_t)n, sizeof(int));
-    char (*key)[64] = calloc((size_t)n, 64);
+    char(*key)[64] = calloc((size_t)n, 64);
     *out = (struct run_check){0};
     for (int i = 0; i < count; i++) {
         int k = index_of(r[i].path, prefix, n);
@@ -85,9 +86,11 @@ void run_check_deliveries(struct upstream_srv *us, PGconn *pg, const char *prefi
         int k = index_of(PQgetvalue(res, i, 0), prefix, n);
         assert_true(k >= 0);
         if (seen[k] == 0 || (per_attempt && seen[k] > atoi(PQgetvalue(res, i, 3)) + 1) ||
-            strcmp(key[k], PQgetvalue(res, i, 1)) != 0 || strcmp(PQgetvalue(res, i, 2), "completed") != 0)
-            fail_msg("%s%d: %d arrivals, key %s, operation %s %s retry_count %s", prefix, k, seen[k],
-                     key[k], PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
+            strcmp(key[k], PQgetvalue(res, i, 1)) != 0 ||
+            strcmp(PQgetvalue(res, i, 2), "completed") != 0)
+            fail_msg("%s%d: %d arrivals, key %s, operation %s %s retry_count %s", prefix, k,
+                     seen[k], key[k], PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+                     PQgetvalue(res, i, 3));
         out->duplicates += seen[k] - 1;
     }
     PQclear(res);

@@ -8,8 +8,9 @@
 
 static inline void with_env(const char *const *env)
 {
-    static const char *const names[] = {"OFFLINEQ_DATABASE_URL", "OFFLINEQ_LISTEN", "OFFLINEQ_API_KEYS",
-                                        "OFFLINEQ_UPSTREAMS", "OFFLINEQ_WORKERS", "OFFLINEQ_CORS_ORIGINS"};
+    static const char *const names[] = {"OFFLINEQ_DATABASE_URL", "OFFLINEQ_LISTEN",
+                                        "OFFLINEQ_API_KEYS",     "OFFLINEQ_UPSTREAMS",
+                                        "OFFLINEQ_WORKERS",      "OFFLINEQ_CORS_ORIGINS"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         unsetenv(names[i]);
     setenv("OFFLINEQ_DATABASE_URL", "postgresql:///x", 1);

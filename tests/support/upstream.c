@@ -71,7 +71,8 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
 {
     char *path = cls;
     size_t n = strlen(path);
-    snprintf(path + n, 1024 - n, "%s%s%s%s", strchr(path, '?') ? "&" : "?", k, v ? "=" : "", v ? v : "");
+    snprintf(path + n, 1024 - n, "%s%s%s%s", strchr(path, '?') ? "&" : "?", k, v ? "=" : "",
+             v ? v : "");
     return MHD_YES;
 }
 
@@ -172,7 +173,8 @@ static enum MHD_Result serve_resource(struct upstream_srv *us, struct MHD_Connec
         }
     }
     pthread_mutex_unlock(&us->mu);
-    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, "Content-Type", "application/json");
     if (etag[0])
         MHD_add_response_header(resp, "ETag", etag);
@@ -236,8 +238,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
 
     const char *body = copy.body[0] ? copy.body : "{\"ok\":true}";
-    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(body), (void *)body,
-                                                                MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
     MHD_add_response_header(resp, "Content-Type", "application/json");
     if (copy.retry_after[0])
         MHD_add_response_header(resp, "Retry-After", copy.retry_after);
@@ -284,9 +286,9 @@ static void start_daemon(struct upstream_srv *us, int port)
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     us->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0,
                              NULL, NULL, on_request, us, MHD_OPTION_SOCK_ADDR, &a,
-                             MHD_OPTION_NOTIFY_COMPLETED, on_done, us,
-                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)2000,
-                             MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+                             MHD_OPTION_NOTIFY_COMPLETED, on_done, us, MHD_OPTION_CONNECTION_LIMIT,
+                             (unsigned)2000, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+                             MHD_OPTION_END);
     if (us->d == NULL) {
         fprintf(stderr, "upstream: cannot start\n");
         exit(1);

@@ -9,23 +9,23 @@
 
 struct us_req {
     char method[16];
-    char path[1024];    /* with the query */
-    char *headers;      /* "name: value\n" lines, names lowercase */
+    char path[1024]; /* with the query */
+    char *headers;   /* "name: value\n" lines, names lowercase */
     char *body;
     size_t body_len;
-    double start_ms;    /* monotonic */
+    double start_ms; /* monotonic */
     double end_ms;
     int status;
 };
 
 struct us_rule {
-    char path[256];     /* a request matches when its path starts with this */
-    int statuses[64];   /* answered in turn; the last one repeats (0: drop the connection) */
+    char path[256];   /* a request matches when its path starts with this */
+    int statuses[64]; /* answered in turn; the last one repeats (0: drop the connection) */
     int n_statuses;
-    bool cycle;         /* start over after the last status instead of repeating it */
+    bool cycle; /* start over after the last status instead of repeating it */
     int delay_ms;
     char retry_after[64];
-    char body[1024];    /* default {"ok":true} */
+    char body[1024]; /* default {"ok":true} */
 };
 
 struct upstream_srv;

@@ -16,7 +16,8 @@ static void test_target_validation(void **state)
 {
     struct config c;
     char msg[256];
-    static const char *const env[] = {"OFFLINEQ_UPSTREAMS", "default=http://127.0.0.1:9000,reg=https://models.example", NULL};
+    static const char *const env[] = {
+        "OFFLINEQ_UPSTREAMS", "default=http://127.0.0.1:9000,reg=https://models.example", NULL};
     with_env(env);
     char *argv[] = {"offlineq", NULL};
     assert_int_equal(config_load(&c, 1, argv, msg, sizeof(msg)), CONFIG_OK);
@@ -27,10 +28,10 @@ static void test_target_validation(void **state)
         {"{\"endpoint\":\"/a/b?c=d\"}", true},
         {"{\"endpoint\":\"http://127.0.0.1:9000/a\"}", true},
         {"{\"endpoint\":\"https://models.example/x\",\"upstream\":\"reg\"}", true},
-        {"{\"endpoint\":\"https://models.example/x\"}", false},        /* not default's origin */
-        {"{\"endpoint\":\"http://127.0.0.1:9001/a\"}", false},         /* other port */
+        {"{\"endpoint\":\"https://models.example/x\"}", false}, /* not default's origin */
+        {"{\"endpoint\":\"http://127.0.0.1:9001/a\"}", false},  /* other port */
         {"{\"endpoint\":\"http://127.0.0.1:9000@evil.example/\"}", false},
-        {"{\"endpoint\":\"http://2130706433:9000/\"}", false},         /* decimal spelling */
+        {"{\"endpoint\":\"http://2130706433:9000/\"}", false}, /* decimal spelling */
         {"{\"endpoint\":\"gopher://127.0.0.1:9000/\"}", false},
         {"{\"endpoint\":\"//127.0.0.1:9000/\"}", false},
         {"{\"endpoint\":\"a/b\"}", false},
@@ -43,7 +44,8 @@ static void test_target_validation(void **state)
         struct err e = {0};
         int rc = h->validate(p, &c, &e);
         if ((rc == 0) != cases[i].ok)
-            fail_msg("%s: expected %s (%s)", cases[i].payload, cases[i].ok ? "ok" : "refusal", e.message);
+            fail_msg("%s: expected %s (%s)", cases[i].payload, cases[i].ok ? "ok" : "refusal",
+                     e.message);
         json_decref(p);
     }
     assert_null(handlers_find("teleport"));

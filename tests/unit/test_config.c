@@ -14,10 +14,16 @@ static void test_config_parsing(void **state)
 {
     struct config c;
     char msg[512];
-    static const char *const env[] = {"OFFLINEQ_API_KEYS", " r1:read , w1:write,a:b:admin ",
-                                      "OFFLINEQ_UPSTREAMS", "default=http://127.0.0.1:9000/,reg=HTTPS://Models.Example/v1",
-                                      "OFFLINEQ_LISTEN", "0.0.0.0:9999",
-                                      "OFFLINEQ_CORS_ORIGINS", "https://a.example,*", NULL};
+    static const char *const env[] = {
+        "OFFLINEQ_API_KEYS",
+        " r1:read , w1:write,a:b:admin ",
+        "OFFLINEQ_UPSTREAMS",
+        "default=http://127.0.0.1:9000/,reg=HTTPS://Models.Example/v1",
+        "OFFLINEQ_LISTEN",
+        "0.0.0.0:9999",
+        "OFFLINEQ_CORS_ORIGINS",
+        "https://a.example,*",
+        NULL};
     with_env(env);
     char *argv[] = {"offlineq", "--workers=9", NULL};
     assert_int_equal(config_load(&c, 2, argv, msg, sizeof(msg)), CONFIG_OK);

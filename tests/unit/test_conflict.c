@@ -25,14 +25,14 @@ static void test_merges(void **state)
     static const struct {
         const char *base, *local, *remote, *want;
     } three[] = {
-        {"{\"a\":1}", "{\"a\":2}", "{\"a\":1}", "{\"a\":2}"},              /* ours only */
-        {"{\"a\":1}", "{\"a\":1}", "{\"a\":3}", "{\"a\":3}"},              /* theirs only */
-        {"{\"a\":1}", "{\"a\":2}", "{\"a\":3}", "{\"a\":2}"},              /* both: ours */
+        {"{\"a\":1}", "{\"a\":2}", "{\"a\":1}", "{\"a\":2}"},                 /* ours only */
+        {"{\"a\":1}", "{\"a\":1}", "{\"a\":3}", "{\"a\":3}"},                 /* theirs only */
+        {"{\"a\":1}", "{\"a\":2}", "{\"a\":3}", "{\"a\":2}"},                 /* both: ours */
         {"{\"a\":1,\"b\":1}", "{\"a\":1}", "{\"a\":1,\"b\":1}", "{\"a\":1}"}, /* deleted here */
         {"{\"a\":1,\"b\":1}", "{\"a\":1,\"b\":1}", "{\"a\":1}", "{\"a\":1}"}, /* deleted there */
-        {"{}", "{\"n\":1}", "{\"m\":2}", "{\"n\":1,\"m\":2}"},             /* both added */
-        {"{\"o\":{\"x\":1,\"y\":1}}", "{\"o\":{\"x\":2,\"y\":1}}", "{\"o\":{\"x\":1,\"y\":3,\"z\":0}}",
-         "{\"o\":{\"x\":2,\"y\":3,\"z\":0}}"},                              /* nested */
+        {"{}", "{\"n\":1}", "{\"m\":2}", "{\"n\":1,\"m\":2}"},                /* both added */
+        {"{\"o\":{\"x\":1,\"y\":1}}", "{\"o\":{\"x\":2,\"y\":1}}",
+         "{\"o\":{\"x\":1,\"y\":3,\"z\":0}}", "{\"o\":{\"x\":2,\"y\":3,\"z\":0}}"}, /* nested */
         {"{\"o\":1}", "{\"o\":{\"k\":1}}", "{\"o\":{\"j\":2}}", "{\"o\":{\"k\":1,\"j\":2}}"},
         {"{\"l\":[1]}", "{\"l\":[1,2]}", "{\"l\":[0,1]}", "{\"l\":[1,2]}"}, /* arrays are values */
     };
@@ -57,7 +57,8 @@ static void test_merges(void **state)
         {"{}", "{\"a\":{\"bb\":{\"ccc\":null}}}", "{\"a\":{\"bb\":{}}}"},
     };
     for (size_t i = 0; i < sizeof(patches) / sizeof(patches[0]); i++) {
-        json_t *t = json_loads(patches[i].target, JSON_DECODE_ANY, NULL), *p = json_loads(patches[i].patch, 0, NULL);
+        json_t *t = json_loads(patches[i].target, JSON_DECODE_ANY, NULL),
+               *p = json_loads(patches[i].patch, 0, NULL);
         assert_json(conflict_merge_patch(t, p), patches[i].want);
         json_decref(t);
         json_decref(p);

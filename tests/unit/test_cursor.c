@@ -25,10 +25,21 @@ static void test_cursor_round_trip_and_garbage(void **state)
         assert_int_equal(p, ok[i].p);
         assert_int_equal(s, ok[i].s);
     }
-    static const char *const bad[] = {"", "garbage", "djEuMS4y'", "djIuMS4y", "dj", "====",
-                                      "djEuMTAwMS4x", /* v1.1001.1 */ "djEuMS4tMQ", /* v1.1.-1 */
-                                      "djEuMS4yeA", /* v1.1.2x */ "djEu", "AAAAAAAA",
-                                      "djEuMS4y+", "djEuMS4y/", "a", "djEuMS4yAA"};
+    static const char *const bad[] = {"",
+                                      "garbage",
+                                      "djEuMS4y'",
+                                      "djIuMS4y",
+                                      "dj",
+                                      "====",
+                                      "djEuMTAwMS4x",
+                                      /* v1.1001.1 */ "djEuMS4tMQ", /* v1.1.-1 */
+                                      "djEuMS4yeA",
+                                      /* v1.1.2x */ "djEu",
+                                      "AAAAAAAA",
+                                      "djEuMS4y+",
+                                      "djEuMS4y/",
+                                      "a",
+                                      "djEuMS4yAA"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int p;
         long long s;

@@ -73,13 +73,13 @@ static void test_numbers_render_as_postgresql(void **state)
         char in[256], want[1400];
         snprintf(in, sizeof(in), "{\"n\":%s,\"a\":[%s,{\"b\":%s}]}", cases[i].in, cases[i].in,
                  cases[i].in);
-        snprintf(want, sizeof(want), "{\"n\":%s,\"a\":[%s,{\"b\":%s}]}", cases[i].out,
-                 cases[i].out, cases[i].out);
+        snprintf(want, sizeof(want), "{\"n\":%s,\"a\":[%s,{\"b\":%s}]}", cases[i].out, cases[i].out,
+                 cases[i].out);
         const char *code;
         char *got = round_trip(in, strlen(in), &code);
         if (got == NULL || strcmp(got, want) != 0)
-            fail_msg("%s: got %s (%s), want %s", cases[i].in, got ? got : "NULL",
-                     code ? code : "-", want);
+            fail_msg("%s: got %s (%s), want %s", cases[i].in, got ? got : "NULL", code ? code : "-",
+                     want);
         free(got);
     }
     free(e400);
@@ -89,8 +89,9 @@ static void test_numbers_render_as_postgresql(void **state)
 /* What PostgreSQL's numeric cannot hold is refused (400), never stored half-way. */
 static void test_numbers_postgresql_cannot_store_are_refused(void **state)
 {
-    static const char *const bad[] = {"1e131072", "1e-16384", "0e-16384", "1.5e-16383",
-                                      "0e1073741823", "1e99999999999999999999", "-0e-1073741823"};
+    static const char *const bad[] = {"1e131072",      "1e-16384",     "0e-16384",
+                                      "1.5e-16383",    "0e1073741823", "1e99999999999999999999",
+                                      "-0e-1073741823"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char in[96];
         snprintf(in, sizeof(in), "{\"n\":%s}", bad[i]);
@@ -197,11 +198,13 @@ static void test_depth_limit(void **state)
 /* Strings and other values come back as they were; keys keep their order. */
 static void test_other_values_round_trip(void **state)
 {
-    const char *in = "{\"z\":\"q\\\"\\\\\\n\\u0001\\u00e9\\/\",\"a\":[true,false,null,{}],\"m\":[]}";
+    const char *in =
+        "{\"z\":\"q\\\"\\\\\\n\\u0001\\u00e9\\/\",\"a\":[true,false,null,{}],\"m\":[]}";
     const char *code;
     char *got = round_trip(in, strlen(in), &code);
     assert_non_null(got);
-    assert_string_equal(got, "{\"z\":\"q\\\"\\\\\\n\\u0001\xc3\xa9/\",\"a\":[true,false,null,{}],\"m\":[]}");
+    assert_string_equal(
+        got, "{\"z\":\"q\\\"\\\\\\n\\u0001\xc3\xa9/\",\"a\":[true,false,null,{}],\"m\":[]}");
     free(got);
 }
 
@@ -223,7 +226,8 @@ static void test_expansion_is_bounded(void **state)
 static void test_jsontext_numbers(void **state)
 {
     json_t *j = json_loads("{\"a\":0.1,\"b\":1e-7,\"c\":3.0,\"d\":-0.30000000000000004,\"e\":12,"
-                           "\"s\":\"q\\\"\\\\\\n\\u0001\",\"u\":\"\\u00e9\"}", 0, NULL);
+                           "\"s\":\"q\\\"\\\\\\n\\u0001\",\"u\":\"\\u00e9\"}",
+                           0, NULL);
     char *s = jsontext(j);
     assert_string_equal(s, "{\"a\":0.1,\"b\":1e-07,\"c\":3.0,\"d\":-0.30000000000000004,\"e\":12,"
                            "\"s\":\"q\\\"\\\\\\n\\u0001\",\"u\":\"\xc3\xa9\"}");

@@ -32,8 +32,8 @@ static void test_signature_matches_standard_webhooks(void **state)
     size_t key_len = 0;
     unsigned char *key = upstreams_signing_key(secret, strlen(secret), &key_len);
     assert_non_null(key);
-    outbound_sign(key, key_len, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body, strlen(body),
-                  sig, sizeof(sig));
+    outbound_sign(key, key_len, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body, strlen(body), sig,
+                  sizeof(sig));
     upstreams_free_key(key, key_len);
     assert_string_equal(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
 }

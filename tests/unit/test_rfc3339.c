@@ -57,7 +57,7 @@ static void test_valid(void **state)
 static void test_invalid(void **state)
 {
     static const char *const cases[] = {
-        "2024-01-02T03:04:05+5:30",  /* one-digit hour in the offset */
+        "2024-01-02T03:04:05+5:30", /* one-digit hour in the offset */
         "+5:30",
         "2024-01-02T03:04:05+05:3",
         "2024-01-02T03:04:05+05",
@@ -69,9 +69,9 @@ static void test_invalid(void **state)
         "2024-01-02T03:04:05.5e3Z",
         "2024-01-02T03:04:05.Z",
         "2024-01-02T03:04:05.+01:00",
-        "2024-01-02T03:04:05",       /* no zone */
+        "2024-01-02T03:04:05", /* no zone */
         "2024-01-02T03:04:05.123",
-        "2024-01-02 03:04:05Z",      /* a space is not RFC 3339's date-time */
+        "2024-01-02 03:04:05Z", /* a space is not RFC 3339's date-time */
         "2024-01-02",
         "03:04:05Z",
         "2024-1-02T03:04:05Z",
@@ -94,7 +94,7 @@ static void test_invalid(void **state)
         "2024-01-02T24:00:00Z",
         "2024-01-02T03:60:05Z",
         "2024-01-02T03:04:61Z",
-        "2024-01-02T03:04:60Z",      /* 60 only in the last minute of a UTC day */
+        "2024-01-02T03:04:60Z", /* 60 only in the last minute of a UTC day */
         "2024-01-02T03:04:05UTC",
         "2024-01-02T03:04:05GMT",
         "2024-01-02T03:04:05 Z",

@@ -32,7 +32,8 @@ static void test_router_matches_table(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char id[64] = "";
         bool known = false;
-        const struct route *rt = routes_match(cases[i].method, cases[i].path, id, sizeof(id), &known);
+        const struct route *rt =
+            routes_match(cases[i].method, cases[i].path, id, sizeof(id), &known);
         assert_int_equal(known, cases[i].known);
         if (cases[i].pattern == NULL) {
             assert_null(rt);
@@ -53,8 +54,9 @@ static void test_every_route_has_a_handler_and_a_role(void **state)
     int n = 0;
     for (const struct route *rt = routes_table(); rt->method; rt++, n++) {
         assert_non_null(rt->fn);
-        bool public_probe = strcmp(rt->pattern, "/healthz") == 0 || strcmp(rt->pattern, "/readyz") == 0 ||
-                            strcmp(rt->pattern, "/") == 0 || strcmp(rt->pattern, "/dashboard") == 0 ||
+        bool public_probe = strcmp(rt->pattern, "/healthz") == 0 ||
+                            strcmp(rt->pattern, "/readyz") == 0 || strcmp(rt->pattern, "/") == 0 ||
+                            strcmp(rt->pattern, "/dashboard") == 0 ||
                             strcmp(rt->pattern, "/dashboard/app.js") == 0;
         assert_true(public_probe ? rt->need == ROLE_NONE : rt->need >= ROLE_READ);
         if (strcmp(rt->method, "GET") == 0 && !public_probe)

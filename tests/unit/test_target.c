@@ -15,11 +15,14 @@
 
 static void test_dot_segments(void **state)
 {
-    const char *with[] = {"/..", "/.", "/../admin", "/a/./b", "/a/..", "/%2e%2e/admin", "/%2E./x",
-                          "/a/%2e", "/a/.%2E/b", "/a/..%2fb", "/a/..%2Fb", "/a%2f..%2fb", "/a\\..\\b",
-                          "/a/%2e%2e%5cb", "/a/..?x", "/a/.#f", "..", ".", "/a//../b", NULL};
-    const char *without[] = {"/", "/a", "/a..b", "/.a", "/a.", "/...", "/a/.../b", "/%2e%2e%2e",
-                             "/a?x=/../y", "/a#/../y", "/a%252e%252e/b", "/a//b", "", NULL};
+    const char *with[] = {"/..",           "/.",          "/../admin", "/a/./b",        "/a/..",
+                          "/%2e%2e/admin", "/%2E./x",     "/a/%2e",    "/a/.%2E/b",     "/a/..%2fb",
+                          "/a/..%2Fb",     "/a%2f..%2fb", "/a\\..\\b", "/a/%2e%2e%5cb", "/a/..?x",
+                          "/a/.#f",        "..",          ".",         "/a//../b",      NULL};
+    const char *without[] = {"/",          "/a",       "/a..b",          "/.a",
+                             "/a.",        "/...",     "/a/.../b",       "/%2e%2e%2e",
+                             "/a?x=/../y", "/a#/../y", "/a%252e%252e/b", "/a//b",
+                             "",           NULL};
     for (const char *const *p = with; *p; p++) {
         if (!target_has_dot_segment(*p))
             fail_msg("%s: a dot segment not seen", *p);
@@ -49,10 +52,19 @@ static void test_url_parse(void **state)
         assert_string_equal(path, ok[i].path);
         free(path);
     }
-    const char *bad[] = {"ftp://up.example/", "//up.example/x", "/x", "http://", "http://user@up.example/",
-                         "http://up.example:pw@evil.example/", "http:/up.example/x", "http://up example/",
-                         "http://127.1:9/", "http://2130706433:9/", "http://0x7f000001:9/",
-                         "http://up.example:/x", NULL};
+    const char *bad[] = {"ftp://up.example/",
+                         "//up.example/x",
+                         "/x",
+                         "http://",
+                         "http://user@up.example/",
+                         "http://up.example:pw@evil.example/",
+                         "http:/up.example/x",
+                         "http://up example/",
+                         "http://127.1:9/",
+                         "http://2130706433:9/",
+                         "http://0x7f000001:9/",
+                         "http://up.example:/x",
+                         NULL};
     for (const char *const *p = bad; *p; p++) {
         char origin[512];
         if (url_parse(*p, origin, sizeof(origin), NULL) == 0)
@@ -65,7 +77,8 @@ static void with_config(struct config *c, const char *upstreams)
     memset(c, 0, sizeof(*c));
     c->upstreams_raw = (char *)upstreams;
     char msg[256];
-    assert_int_equal(upstreams_parse(c->upstreams_raw, "", &c->upstreams, &c->n_upstreams, msg, sizeof(msg)), 0);
+    assert_int_equal(
+        upstreams_parse(c->upstreams_raw, "", &c->upstreams, &c->n_upstreams, msg, sizeof(msg)), 0);
 }
 
 static void test_endpoints_stay_below_the_base_path(void **state)
@@ -111,9 +124,22 @@ static void test_endpoints_stay_below_the_base_path(void **state)
 
 static void test_forbidden_headers(void **state)
 {
-    const char *names[] = {"Host", "content-length", "Transfer-Encoding", "CONNECTION", "Keep-Alive", "te",
-                           "Trailer", "Upgrade", "Expect", "Proxy-Authorization", "proxy-x", "Idempotency-Key",
-                           "webhook-id", "Webhook-Timestamp", "WEBHOOK-SIGNATURE", NULL};
+    const char *names[] = {"Host",
+                           "content-length",
+                           "Transfer-Encoding",
+                           "CONNECTION",
+                           "Keep-Alive",
+                           "te",
+                           "Trailer",
+                           "Upgrade",
+                           "Expect",
+                           "Proxy-Authorization",
+                           "proxy-x",
+                           "Idempotency-Key",
+                           "webhook-id",
+                           "Webhook-Timestamp",
+                           "WEBHOOK-SIGNATURE",
+                           NULL};
     for (const char *const *n = names; *n; n++) {
         json_t *h = json_pack("{s:s}", *n, "x");
         struct err e = {0};
@@ -123,7 +149,8 @@ static void test_forbidden_headers(void **state)
         assert_string_equal(e.field, want);
         json_decref(h);
     }
-    const char *fine[] = {"Authorization", "X-Proxy", "Proxy", "Tex", "Hosts", "Webhook", "Content-Type", NULL};
+    const char *fine[] = {"Authorization", "X-Proxy", "Proxy",        "Tex",
+                          "Hosts",         "Webhook", "Content-Type", NULL};
     for (const char *const *n = fine; *n; n++) {
         json_t *h = json_pack("{s:s}", *n, "x");
         struct err e = {0};

@@ -28,7 +28,8 @@ static void test_validate_object(void **state)
     } cases[] = {
         {"{\"name\":\"abc\"}", NULL},
         {"{\"name\":\"abc\",\"n\":3,\"f\":0.5,\"o\":null,\"c\":\"b\","
-         "\"id\":\"6f1c1f57-3c3c-4d1e-9a43-54c2f1a0a9d5\"}", NULL},
+         "\"id\":\"6f1c1f57-3c3c-4d1e-9a43-54c2f1a0a9d5\"}",
+         NULL},
         {"{\"name\":\"abc\",\"n\":2.0}", NULL},
         {"{}", "name"},
         {"{\"name\":\"\"}", "name"},
