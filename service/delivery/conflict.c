@@ -91,19 +91,14 @@ static void send_doc(const struct conflict *k, const json_t *doc, const char *et
         json_object_set_new(shaped, "if_match", json_string(etag));
     char **lines = exec_header_lines(shaped);
     json_decref(shaped);
-    const char *method = validate_str(p, "method", k->default_method);
-    char *body = doc ? jsontext(doc) : NULL;
-    struct out_request rq = {.u = u,
-                             .method = method,
-                             .endpoint = validate_str(p, "endpoint", "/"),
-                             .headers = (const char *const *)lines,
-                             .body = body,
-                             .body_len = body ? strlen(body) : 0,
-                             .content_type = "application/json",
-                             .idempotency_key = k->job->id};
-    deliver(k->ctx, &rq, res);
+    struct json_request jr = {.u = u,
+                              .method = validate_str(p, "method", k->default_method),
+                              .endpoint = validate_str(p, "endpoint", "/"),
+                              .lines = lines,
+                              .doc = doc,
+                              .job_id = k->job->id};
+    deliver_json(k->ctx, &jr, res);
     exec_free_lines(lines);
-    free(body);
 }
 
 /* Reads the remote state: GET of the same endpoint. A 404 is a state too (nothing there). */

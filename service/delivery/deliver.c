@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/jsonload.h"
+#include "core/jsontext.h"
 #include "delivery/exec_common.h"
 #include "delivery/outbound.h"
 #include "delivery/policy.h"
@@ -108,4 +109,19 @@ void deliver(struct exec_ctx *ctx, struct out_request *rq, struct exec_result *r
         }
     }
     outbound_response_free(&rs);
+}
+
+void deliver_json(struct exec_ctx *ctx, const struct json_request *jr, struct exec_result *res)
+{
+    char *body = jr->doc ? jsontext(jr->doc) : NULL;
+    struct out_request rq = {.u = jr->u,
+                             .method = jr->method,
+                             .endpoint = jr->endpoint,
+                             .headers = (const char *const *)jr->lines,
+                             .body = body,
+                             .body_len = body ? strlen(body) : 0,
+                             .content_type = "application/json",
+                             .idempotency_key = jr->job_id};
+    deliver(ctx, &rq, res);
+    free(body);
 }

@@ -6,6 +6,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include <jansson.h>
+
 #include "core/config.h"
 #include "core/job.h"
 #include "core/vocab.h"
@@ -36,5 +38,17 @@ struct exec_ctx {
  * down releases the operation without using an attempt. Thread-safe (ctx->out is the
  * caller's own). */
 void deliver(struct exec_ctx *ctx, struct out_request *rq, struct exec_result *res);
+
+/* A JSON request through deliver(): doc (NULL: no body) as application/json to endpoint on u,
+ * with the header lines (NULL-terminated, borrowed) and the job's id as idempotency key. */
+struct json_request {
+    const struct upstream *u;
+    const char *method;
+    const char *endpoint;
+    char **lines;
+    const json_t *doc;
+    const char *job_id;
+};
+void deliver_json(struct exec_ctx *ctx, const struct json_request *jr, struct exec_result *res);
 
 #endif

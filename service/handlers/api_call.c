@@ -34,18 +34,13 @@ void api_call_execute(struct exec_ctx *ctx, const struct job *job, struct exec_r
     const struct handler *h = handlers_find(job->operation_type); /* the row that runs this */
     const char *method = validate_str(p, "method", h->default_method);
     const json_t *data = json_object_get(p, "data");
-    bool has_body = data != NULL && strcmp(method, "GET") != 0;
-    char *body = has_body ? jsontext(data) : NULL;
     char **lines = exec_header_lines(p);
-    struct out_request rq = {.u = u,
-                             .method = method,
-                             .endpoint = validate_str(p, "endpoint", "/"),
-                             .headers = (const char *const *)lines,
-                             .body = body,
-                             .body_len = body ? strlen(body) : 0,
-                             .content_type = "application/json",
-                             .idempotency_key = job->id};
-    deliver(ctx, &rq, res);
+    struct json_request jr = {.u = u,
+                              .method = method,
+                              .endpoint = validate_str(p, "endpoint", "/"),
+                              .lines = lines,
+                              .doc = strcmp(method, "GET") != 0 ? data : NULL,
+                              .job_id = job->id};
+    deliver_json(ctx, &jr, res);
     exec_free_lines(lines);
-    free(body);
 }
