@@ -263,7 +263,8 @@ static void execute_all(struct worker *w, struct job *jobs, struct segment *segs
     }
 }
 
-#define RETRY_AFTER_MAX_S 86400.0 /* an upstream's Retry-After is honoured up to a day */
+#define RETRY_AFTER_MAX_S ((double)OQ_DAY_S) /* an upstream's Retry-After is honoured up to a day  \
+                                              */
 
 static double outcome_delay(const struct workers_deps *d, const struct job *job,
                             const struct exec_result *res)
@@ -408,10 +409,15 @@ static void claim_strategy(struct worker *w)
         w->strategy = STRATEGY_LOCAL_WINS; /* settings.c applies only known names */
 }
 
+#define DB_BACKOFF_FIRST_MS 100
+#define DB_BACKOFF_MAX_MS 5000
+
 /* The next wait while the database is away: 100 ms, doubling up to 5 s. */
 static int db_backoff_ms(int last_ms)
 {
-    return last_ms == 0 ? 100 : last_ms * 2 > 5000 ? 5000 : last_ms * 2;
+    if (last_ms == 0)
+        return DB_BACKOFF_FIRST_MS;
+    return last_ms * 2 > DB_BACKOFF_MAX_MS ? DB_BACKOFF_MAX_MS : last_ms * 2;
 }
 
 static void run_one_round(struct worker *w, struct db_conn *c, int *backoff_ms)
