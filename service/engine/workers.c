@@ -263,8 +263,8 @@ static void execute_all(struct worker *w, struct job *jobs, struct segment *segs
     }
 }
 
-#define RETRY_AFTER_MAX_S ((double)OQ_DAY_S) /* an upstream's Retry-After is honoured up to a day  \
-                                              */
+/* An upstream's Retry-After is honoured up to a day. */
+#define RETRY_AFTER_MAX_S ((double)OQ_DAY_S)
 
 static double outcome_delay(const struct workers_deps *d, const struct job *job,
                             const struct exec_result *res)
