@@ -1,6 +1,5 @@
 #include "engine/events.h"
 
-#include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,13 +10,13 @@
 
 struct stream {
     struct events *ev;
-    struct MHD_Connection *conn;
+    struct events_sink sink;
     struct event_pos sent; /* the last event sent or passed over */
     char *out; /* owned: bytes to write before anything else (a table page, the rest of a frame) */
     size_t out_len, out_off;
     char op_type[64];
     char op_id[37];
-    bool suspended;
+    bool paused; /* sink.pause was called and no wake yet */
     bool closing;
     double last_write_ms;
     struct stream *next;
@@ -68,25 +67,28 @@ static bool wants(const struct stream *s, const char *op_id, const char *op_type
     return true;
 }
 
-/* Resumes every suspended stream (called without the lock held). */
+/* Wakes every paused stream (called without the lock held). The sinks are collected under the
+ * lock and woken after it is released: events_read takes the lock on the connection's thread,
+ * from within the server, and a wake may take the server's own locks, so waking under ours would
+ * take the two in both orders. */
 static void wake_streams(struct events *ev, bool only_idle)
 {
-    struct MHD_Connection *batch[256];
+    struct events_sink batch[256];
     for (;;) {
         int n = 0;
         double now = oq_now_ms();
         pthread_mutex_lock(&ev->mu);
         for (struct stream *s = ev->streams; s && n < 256; s = s->next) {
-            if (!s->suspended)
+            if (!s->paused)
                 continue;
             if (only_idle && now - s->last_write_ms < EVENTS_HEARTBEAT_S * 1000.0)
                 continue;
-            s->suspended = false;
-            batch[n++] = s->conn;
+            s->paused = false;
+            batch[n++] = s->sink;
         }
         pthread_mutex_unlock(&ev->mu);
         for (int i = 0; i < n; i++)
-            MHD_resume_connection(batch[i]);
+            batch[i].wake(batch[i].arg);
         if (n < 256)
             return;
     }
@@ -262,13 +264,13 @@ void events_stop(struct events *ev)
     thread_close(&ev->t);
 }
 
-struct stream *events_open(struct events *ev, struct MHD_Connection *conn,
+struct stream *events_open(struct events *ev, const struct events_sink *sink,
                            const struct event_pos *after, const char *op_type, const char *op_id,
                            struct err *e)
 {
     struct stream *s = oq_calloc(1, sizeof(*s));
     s->ev = ev;
-    s->conn = conn;
+    s->sink = *sink;
     snprintf(s->op_type, sizeof(s->op_type), "%s", op_type ? op_type : "");
     snprintf(s->op_id, sizeof(s->op_id), "%s", op_id ? op_id : "");
     s->out = oq_strdup("retry: 3000\n\n");
@@ -402,16 +404,15 @@ static ssize_t fill(struct events *ev, struct stream *s, char *buf, size_t max, 
     return 0;
 }
 
-ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max)
+ssize_t events_read(struct stream *s, char *buf, size_t max)
 {
-    struct stream *s = cls;
     struct events *ev = s->ev;
     pthread_mutex_lock(&ev->mu);
     bool more = false;
     ssize_t got = s->closing ? -1 : fill(ev, s, buf, max, &more);
     if (got < 0 || s->closing) { /* shutdown, or the table cannot be read: the client resumes */
         pthread_mutex_unlock(&ev->mu);
-        return MHD_CONTENT_READER_END_OF_STREAM;
+        return EVENTS_END;
     }
     size_t n = (size_t)got;
     double now = oq_now_ms();
@@ -423,17 +424,16 @@ ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max)
     if (n > 0) {
         s->last_write_ms = now;
     } else if (!more) {
-        /* nothing to send: park the connection until events_pull or a heartbeat resumes it */
-        MHD_suspend_connection(s->conn);
-        s->suspended = true;
+        /* nothing to send: park the connection until events_pull or a heartbeat wakes it */
+        s->sink.pause(s->sink.arg);
+        s->paused = true;
     }
     pthread_mutex_unlock(&ev->mu);
     return (ssize_t)n;
 }
 
-void events_close(void *cls)
+void events_close(struct stream *s)
 {
-    struct stream *s = cls;
     struct events *ev = s->ev;
     pthread_mutex_lock(&ev->mu);
     for (struct stream **p = &ev->streams; *p; p = &(*p)->next) {
