@@ -4,7 +4,7 @@
  * per-type payload rule. */
 #include <jansson.h>
 
-#include "core/common.h"
+#include "fuzz/common.h"
 #include "core/jsonload.h"
 #include "core/jsontext.h"
 #include "store/ops.h"

@@ -1,6 +1,6 @@
 /* Header values the service parses: Prefer, Last-Event-ID, Authorization (the key lookup),
  * and a file upload's Content-Type check. */
-#include "core/common.h"
+#include "fuzz/common.h"
 #include "engine/events.h"
 #include "core/validate.h"
 #include "api/park/waiters.h"

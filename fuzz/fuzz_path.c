@@ -1,5 +1,5 @@
 /* Request paths against the route table: path ids, traversal, odd bytes. */
-#include "core/common.h"
+#include "fuzz/common.h"
 #include "api/routes.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

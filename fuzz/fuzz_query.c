@@ -1,5 +1,5 @@
 /* GET /api/offline/queue's query: status, cursor, operation_type and limit, split on '&'. */
-#include "core/common.h"
+#include "fuzz/common.h"
 #include "api/cursor.h"
 #include "store/ops.h"
 #include "api/parse.h"

@@ -3,7 +3,7 @@
  * the RFC 3339 shape and parses to a time within the years 0000 to 9999. */
 #include <math.h>
 
-#include "fuzz/common.h" /* fuzz_cstr (the move had pointed this at service/core/common.h) */
+#include "fuzz/common.h"
 #include "core/time.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
