@@ -77,20 +77,23 @@ static int check_reserved_keys(const json_t *payload, struct err *e)
     return 0;
 }
 
-/* The payload: no reserved key, then the operation type's own rules. */
-static int check_payload(const json_t *body, const char *type, const struct config *cfg,
-                         struct err *e)
+/* The operation type's handler, after the payload passed its rules and had no reserved key;
+ * NULL with *e set otherwise. */
+static const struct handler *check_payload(const json_t *body, const char *type,
+                                           const struct config *cfg, struct err *e)
 {
     const struct handler *h = handlers_find(type);
-    if (h == NULL)
-        return err_field(e, ERR_INVALID_REQUEST, "operation_type",
-                         "unknown operation_type \"%.100s\"", type);
+    if (h == NULL) {
+        err_field(e, ERR_INVALID_REQUEST, "operation_type", "unknown operation_type \"%.100s\"",
+                  type);
+        return NULL;
+    }
     const json_t *payload = json_object_get(body, "payload");
     if (check_reserved_keys(payload, e) != 0 || h->validate(payload, cfg, e) != 0) {
         err_prefix_field(e, "payload");
-        return -1;
+        return NULL;
     }
-    return 0;
+    return h;
 }
 
 int api_parse_enqueue(const json_t *body, const struct config *cfg, struct op_new *op,
@@ -99,7 +102,8 @@ int api_parse_enqueue(const json_t *body, const struct config *cfg, struct op_ne
     if (validate_object(body, enqueue_rules, false, e) != 0)
         return -1;
     const char *type = validate_str(body, "operation_type", NULL);
-    if (check_payload(body, type, cfg, e) != 0)
+    const struct handler *h = check_payload(body, type, cfg, e);
+    if (h == NULL)
         return -1;
     const json_t *delay = json_object_get(body, "delay_s");
     const json_t *expires = json_object_get(body, "expires_in_s");
@@ -119,7 +123,7 @@ int api_parse_enqueue(const json_t *body, const struct config *cfg, struct op_ne
         .expires_in_s = expires ? jsonnum_value(expires) : -1,
         .max_retry_duration_s = (int)jsonnum_value(json_object_get(body, "max_retry_duration_s")),
         .conflict_strategy = validate_str(body, "conflict_strategy", NULL),
-        .stores_file = handlers_find(type)->stores_file, /* check_payload found it */
+        .stores_file = h->stores_file,
     };
     op->payload_json = jsontext(json_object_get(body, "payload"));
     OQ_ASSERT(op->payload_json != NULL);

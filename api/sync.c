@@ -24,8 +24,7 @@ static json_t *status_json(struct app *a, struct err *e)
     db_release(&a->db, c);
     if (pending < 0)
         return NULL;
-    char strategy[32];
-    settings_strategy(&a->settings, strategy, sizeof(strategy));
+    const char *strategy = strategy_name(settings_strategy(&a->settings));
     json_t *last = settings_last_sync(&a->settings);
     json_t *progress = sync_progress(&a->sync);
     json_t *result = last ? sync_result_capped(json_object_get(last, "result")) : NULL;
@@ -52,8 +51,8 @@ static char *make_status(struct request *r, struct err *e)
 int api_sync_status(struct request *r, struct err *e)
 {
     struct app *a = r->app;
-    char strategy[32], key[128];
-    settings_strategy(&a->settings, strategy, sizeof(strategy));
+    char key[128];
+    const char *strategy = strategy_name(settings_strategy(&a->settings));
     json_t *progress = sync_progress(&a->sync);
     snprintf(key, sizeof(key), "y%llu.%d.%d.%s.%d.%d.%lld", events_version(&a->events),
              settings_auto_sync(&a->settings), settings_interval_s(&a->settings), strategy,
@@ -160,8 +159,7 @@ int api_sync_stop_auto(struct request *r, struct err *e)
 
 int api_strategy_get(struct request *r, struct err *e)
 {
-    char s[32];
-    settings_strategy(&r->app->settings, s, sizeof(s));
+    const char *s = strategy_name(settings_strategy(&r->app->settings));
     return reply_json(r, 200, json_pack("{s:s}", "strategy", s));
 }
 

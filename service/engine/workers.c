@@ -403,10 +403,7 @@ static void record_all(struct worker *w, struct job *jobs, int n, struct segment
 /* The conflict strategy a claim runs with: the global one as it is when the claim is made. */
 static void claim_strategy(struct worker *w)
 {
-    char name[32];
-    settings_strategy(w->ws->d.settings, name, sizeof(name));
-    if (strategy_parse(name, &w->strategy) != 0)
-        w->strategy = STRATEGY_LOCAL_WINS; /* settings.c applies only known names */
+    w->strategy = settings_strategy(w->ws->d.settings);
 }
 
 #define DB_BACKOFF_FIRST_MS 100

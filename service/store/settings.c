@@ -6,18 +6,12 @@
 
 #include "core/vocab.h"
 
-bool settings_is_strategy(const char *name)
-{
-    enum strategy ignored;
-    return name != NULL && strategy_parse(name, &ignored) == 0;
-}
-
 void settings_init(struct settings *s)
 {
     pthread_mutex_init(&s->mu, NULL);
     s->auto_sync = true;
     s->interval_s = 60;
-    snprintf(s->strategy, sizeof(s->strategy), "local_wins");
+    s->strategy = STRATEGY_LOCAL_WINS;
     s->last_sync = NULL;
     s->reload_started = s->reload_applied = 0;
 }
@@ -54,8 +48,8 @@ static void apply(struct settings *s, const char *key, json_t *v)
         s->auto_sync = json_is_true(v);
     else if (strcmp(key, "sync_interval_s") == 0 && json_is_integer(v))
         s->interval_s = (int)json_integer_value(v);
-    else if (strcmp(key, "conflict_strategy") == 0 && settings_is_strategy(json_string_value(v)))
-        snprintf(s->strategy, sizeof(s->strategy), "%s", json_string_value(v));
+    else if (strcmp(key, "conflict_strategy") == 0 && json_is_string(v))
+        strategy_parse(json_string_value(v), &s->strategy); /* an unknown name changes nothing */
     else if (strcmp(key, "last_sync") == 0 && json_is_object(v)) {
         json_decref(s->last_sync);
         s->last_sync = json_incref(v);
@@ -109,10 +103,4 @@ int settings_store(struct db_conn *c, const char *key, const char *json_value, s
 LOCKED_GETTER(bool, settings_auto_sync, s->auto_sync)
 LOCKED_GETTER(int, settings_interval_s, s->interval_s)
 LOCKED_GETTER(json_t *, settings_last_sync, json_incref(s->last_sync))
-
-void settings_strategy(struct settings *s, char *out, size_t len)
-{
-    pthread_mutex_lock(&s->mu);
-    snprintf(out, len, "%s", s->strategy);
-    pthread_mutex_unlock(&s->mu);
-}
+LOCKED_GETTER(enum strategy, settings_strategy, s->strategy)

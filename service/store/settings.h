@@ -7,13 +7,14 @@
 #include <jansson.h>
 #include <pthread.h>
 
+#include "core/vocab.h"
 #include "store/db.h"
 
 struct settings {
     pthread_mutex_t mu;
     bool auto_sync;
     int interval_s;
-    char strategy[32];
+    enum strategy strategy;
     json_t *last_sync;                                 /* {"at","result"} or NULL */
     unsigned long long reload_started, reload_applied; /* tickets: newest reload wins */
 };
@@ -33,12 +34,9 @@ int settings_store(struct db_conn *c, const char *key, const char *json_value,
 
 bool settings_auto_sync(struct settings *s);
 int settings_interval_s(struct settings *s);
-/* Copies the global conflict strategy into out. */
-void settings_strategy(struct settings *s, char *out, size_t len);
+/* The global conflict strategy. */
+enum strategy settings_strategy(struct settings *s);
 /* A new reference to the last sync record, or NULL. */
 json_t *settings_last_sync(struct settings *s);
-
-/* True when name is one of the five strategies. */
-bool settings_is_strategy(const char *name);
 
 #endif
