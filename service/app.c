@@ -14,10 +14,10 @@
 
 static int migrate(struct app *a, struct err *e)
 {
-    PGconn *pg = db_connect(a->cfg.database_url, e);
+    PGconn *pg = db_connect(a->cfg.database_url, a->cfg.db_schema, e);
     if (pg == NULL)
         return -1;
-    int rc = migrate_up(pg, e);
+    int rc = migrate_up(pg, a->cfg.db_schema, e);
     PQfinish(pg);
     return rc;
 }
@@ -69,7 +69,7 @@ int app_init(struct app *a, struct err *e)
     metrics_init(&a->metrics);
     for (const struct handler *hd = handlers_table(); hd->name; hd++)
         metrics_add_type(&a->metrics, hd->name);
-    db_pool_init(&a->db, a->cfg.database_url, a->cfg.db_pool_size, &a->box);
+    db_pool_init(&a->db, a->cfg.database_url, a->cfg.db_schema, a->cfg.db_pool_size, &a->box);
     if (migrate(a, e) != 0 || register_registry(a, e) != 0)
         return -1;
     struct db_conn *c = db_acquire(&a->db, e);

@@ -37,6 +37,8 @@ struct setting {
 static const struct setting settings[] = {
     {"OFFLINEQ_DATABASE_URL", CFG_SECRET, OFF(database_url), NULL, 0, 0,
      "libpq connection URI or conninfo (required; `make run` provides a private cluster)"},
+    {"OFFLINEQ_DB_SCHEMA", CFG_STR, OFF(db_schema), "offlineq", 0, 0,
+     "PostgreSQL schema holding every table and function of offlineq ([a-z_][a-z0-9_]{0,62})"},
     {"OFFLINEQ_LISTEN", CFG_STR, OFF(listen), "127.0.0.1:8080", 0, 0, "address:port to serve on"},
     {"OFFLINEQ_WORKERS", CFG_INT, OFF(workers), "4", 0, 256,
      "worker threads (0: this instance serves the API and executes nothing)"},
@@ -248,11 +250,35 @@ static int derive_check_urls(struct config *c, char *out, size_t len)
     return 0;
 }
 
+/* A plain lower-case SQL identifier, so it goes into search_path and DDL unquoted; not public
+ * (the point of the schema) and not a name PostgreSQL reserves. */
+static int check_db_schema(const char *s, char *out, size_t len)
+{
+    size_t n = strlen(s);
+    bool ok = n >= 1 && n <= 63 && ((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_');
+    for (size_t i = 1; ok && i < n; i++)
+        ok = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_';
+    if (!ok)
+        return oq_fail_msg(out, len,
+                           "OFFLINEQ_DB_SCHEMA: expected a plain SQL identifier "
+                           "([a-z_][a-z0-9_]{0,62}), got \"%s\"",
+                           s);
+    if (strcmp(s, "public") == 0 || strcmp(s, "information_schema") == 0 ||
+        strncmp(s, "pg_", 3) == 0)
+        return oq_fail_msg(out, len,
+                           "OFFLINEQ_DB_SCHEMA: \"%s\" is not a schema offlineq may own "
+                           "(public, information_schema and pg_* are refused)",
+                           s);
+    return 0;
+}
+
 static int derive(struct config *c, char *out, size_t len)
 {
     if (c->database_url == NULL || c->database_url[0] == '\0')
         return oq_fail_msg(out, len,
                            "OFFLINEQ_DATABASE_URL: not set (e.g. postgresql://user@host/db)");
+    if (check_db_schema(c->db_schema, out, len) != 0)
+        return -1;
     if (log_level_parse(c->log_level_raw, &c->log_level) != 0)
         return oq_fail_msg(out, len,
                            "OFFLINEQ_LOG_LEVEL: expected debug|info|warn|error, got \"%s\"",

@@ -18,6 +18,7 @@ struct api_key {
 struct config {
     /* Raw settings, filled from the table. */
     char *database_url;
+    char *db_schema; /* OFFLINEQ_DB_SCHEMA: every connection's search_path */
     char *listen;
     int workers;
     int max_body_bytes;

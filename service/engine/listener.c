@@ -28,7 +28,7 @@ static PGconn *connect_with_backoff(struct listener *l)
     int backoff_ms = BACKOFF_MIN_MS;
     while (!thread_stopping(&l->t)) {
         struct err e = {0};
-        PGconn *pg = notify_connect(l->d.database_url, &e);
+        PGconn *pg = notify_connect(l->d.database_url, l->d.db->schema, &e);
         if (pg != NULL) {
             workers_wake(l->d.workers); /* anything enqueued while we were away */
             return pg;

@@ -7,11 +7,13 @@
 
 #include "core/log.h"
 
-void db_pool_init(struct db_pool *p, const char *conninfo, int size, const struct secretbox *box)
+void db_pool_init(struct db_pool *p, const char *conninfo, const char *schema, int size,
+                  const struct secretbox *box)
 {
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->conninfo = oq_strdup(conninfo);
+    p->schema = oq_strdup(schema);
     p->size = size;
     p->box = box;
     p->conns = oq_calloc((size_t)size, sizeof(*p->conns));
@@ -27,6 +29,7 @@ void db_pool_close(struct db_pool *p)
     }
     free(p->conns);
     free(p->conninfo);
+    free(p->schema);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
 }
@@ -37,15 +40,40 @@ static void notice_quiet(void *arg, const PGresult *res)
     (void)res;
 }
 
-PGconn *db_connect(const char *conninfo, struct err *e)
+/* The operator's own startup options (from the conninfo, else PGOPTIONS), then ours: the
+ * search_path as a startup option, so it holds from the first statement on and survives a
+ * RESET ALL or DISCARD ALL (a pooler's server_reset_query). schema is a checked identifier
+ * (config.c), so it needs no quoting. A new string. */
+static char *startup_options(const char *conninfo, const char *schema)
 {
-    /* Defaults first, the operator's URI or conninfo last (its values win): a database that
-     * vanished from the network must cost seconds, never a hung thread. */
+    const char *theirs = getenv("PGOPTIONS");
+    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+    for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++) {
+        if (strcmp(o->keyword, "options") == 0 && o->val != NULL)
+            theirs = o->val;
+    }
+    if (theirs == NULL)
+        theirs = "";
+    size_t n = strlen(theirs) + strlen(schema) + sizeof(" -c search_path=");
+    char *out = oq_malloc(n);
+    snprintf(out, n, "%s%s-c search_path=%s", theirs, theirs[0] != '\0' ? " " : "", schema);
+    PQconninfoFree(opts);
+    return out;
+}
+
+PGconn *db_connect(const char *conninfo, const char *schema, struct err *e)
+{
+    /* Defaults first, the operator's URI or conninfo next (its values win), the startup options
+     * last (they hold the operator's own): a database that vanished from the network must cost
+     * seconds, never a hung thread. */
     static const char *const keys[] = {
         "connect_timeout",  "keepalives",       "keepalives_idle", "keepalives_interval",
-        "keepalives_count", "application_name", "dbname",          NULL};
-    const char *values[] = {"5", "1", "30", "10", "3", "offlineq", conninfo, NULL};
+        "keepalives_count", "application_name", "dbname",          "options",
+        NULL};
+    char *options = startup_options(conninfo, schema);
+    const char *values[] = {"5", "1", "30", "10", "3", "offlineq", conninfo, options, NULL};
     PGconn *pg = PQconnectdbParams(keys, values, 1);
+    free(options);
     if (PQstatus(pg) != CONNECTION_OK) {
         char msg[200];
         snprintf(msg, sizeof(msg), "%s", PQerrorMessage(pg));
@@ -66,7 +94,7 @@ static int ensure_connected(struct db_pool *p, struct db_conn *c, struct err *e)
     if (c->pg != NULL)
         PQfinish(c->pg);
     c->n_prepared = 0;
-    c->pg = db_connect(p->conninfo, e);
+    c->pg = db_connect(p->conninfo, p->schema, e);
     return c->pg != NULL ? 0 : -1;
 }
 

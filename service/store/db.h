@@ -29,14 +29,17 @@ struct db_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     char *conninfo;
+    char *schema; /* every connection's search_path (OFFLINEQ_DB_SCHEMA) */
     const struct secretbox *box; /* borrowed; lent to every connection */
     struct db_conn *conns;
     int size;
 };
 
-/* Sets up a pool of size lazily opened connections. Nothing connects yet. box (borrowed, may
- * not be NULL) is what the store's functions seal and open rows with. */
-void db_pool_init(struct db_pool *p, const char *conninfo, int size, const struct secretbox *box);
+/* Sets up a pool of size lazily opened connections to conninfo, each with search_path schema.
+ * Nothing connects yet. box (borrowed, may not be NULL) is what the store's functions seal and
+ * open rows with. */
+void db_pool_init(struct db_pool *p, const char *conninfo, const char *schema, int size,
+                  const struct secretbox *box);
 void db_pool_close(struct db_pool *p);
 
 /* Checks a connection out (waiting up to 5 s for one), connecting or reconnecting it as
@@ -68,7 +71,8 @@ int db_command(struct db_conn *c, const char *sql, struct err *e) OQ_MUSTCHECK;
 /* Maps a failed result (or NULL) to *e. Returns -1. */
 int db_error(struct db_conn *c, PGresult *res, struct err *e);
 
-/* Opens a dedicated connection outside the pool (for migrations, LISTEN). */
-PGconn *db_connect(const char *conninfo, struct err *e);
+/* Opens a dedicated connection outside the pool (for migrations, LISTEN), its search_path
+ * schema (a checked identifier) given as a startup option after the operator's own options. */
+PGconn *db_connect(const char *conninfo, const char *schema, struct err *e);
 
 #endif

@@ -11,9 +11,11 @@
 int migrate_latest_version(void);
 
 /* Applies every missing migration in one transaction under an advisory lock, so instances
- * starting together are safe. Fails (ERR_NOT_READY) when the database holds a schema newer
- * than this binary knows. Thread-compatible: pg is the caller's. */
-int migrate_up(PGconn *pg, struct err *e) OQ_MUSTCHECK;
+ * starting together are safe. First creates schema (a checked identifier; pg's search_path
+ * must name it, as db_connect sets it) and moves the migrations table of an installation made
+ * before 006 (everything in public) into it; 006 moves the rest. Fails (ERR_NOT_READY) when the
+ * database holds a schema newer than this binary knows. Thread-compatible: pg is the caller's. */
+int migrate_up(PGconn *pg, const char *schema, struct err *e) OQ_MUSTCHECK;
 
 /* Reads the applied version (0 when none); -1 with *e on failure. */
 int migrate_current_version(PGconn *pg, struct err *e);

@@ -17,9 +17,9 @@ static const struct {
 static const char listen_sql[] = "LISTEN offlineq_wakeup; LISTEN offlineq_settings; "
                                  "LISTEN offlineq_events";
 
-PGconn *notify_connect(const char *conninfo, struct err *e)
+PGconn *notify_connect(const char *conninfo, const char *schema, struct err *e)
 {
-    PGconn *pg = db_connect(conninfo, e);
+    PGconn *pg = db_connect(conninfo, schema, e);
     if (pg == NULL)
         return NULL;
     PGresult *r = PQexec(pg, listen_sql);

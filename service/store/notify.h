@@ -14,9 +14,9 @@ enum notify_channel {
     NOTIFY_EVENTS = 1 << 2,   /* offlineq_events: events were written */
 };
 
-/* Connects and LISTENs on the three channels. Returns a new connection (PQfinish it), or NULL
- * with *e. */
-PGconn *notify_connect(const char *conninfo, struct err *e);
+/* Connects (search_path schema, as db_connect) and LISTENs on the three channels. Returns a new
+ * connection (PQfinish it), or NULL with *e. */
+PGconn *notify_connect(const char *conninfo, const char *schema, struct err *e);
 
 /* Waits up to timeout_ms for notifications and reads all that arrived. Returns the set of
  * channels heard (0: none in time), or -1 when the connection is lost (reconnect). */

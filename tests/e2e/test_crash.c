@@ -216,7 +216,7 @@ static void test_notify_wakes_idle_workers(void **state)
     PGconn *pg = th_db_connect(url);
     usleep(500000); /* the workers have looked once and sleep */
     double t0 = th_now_ms();
-    th_sql(pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/c/0\"}')");
+    th_sql(pg, "SELECT offlineq.enqueue('api_call', '{\"endpoint\":\"/c/0\"}')");
     assert_int_equal(us_wait_arrivals(US, 1, 5000), 1);
     double ms = th_now_ms() - t0;
     fprintf(stderr, "outbox enqueue to upstream arrival: %.1f ms\n", ms);

@@ -660,11 +660,11 @@ static void test_routes_health_and_request_id(void **state)
 static void test_sql_outbox_function(void **state)
 {
     const char *id = th_sql(
-        pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/outbox\"}', 4, 'ob-1', 'g')");
+        pg, "SELECT offlineq.enqueue('api_call', '{\"endpoint\":\"/outbox\"}', 4, 'ob-1', 'g')");
     char first[37];
     snprintf(first, sizeof(first), "%s", id);
     assert_string_equal(
-        th_sql(pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/outbox\"}', 0, 'ob-1')"),
+        th_sql(pg, "SELECT offlineq.enqueue('api_call', '{\"endpoint\":\"/outbox\"}', 0, 'ob-1')"),
         first);
     char path[96];
     snprintf(path, sizeof(path), "/api/offline/queue/%s", first);
@@ -675,15 +675,15 @@ static void test_sql_outbox_function(void **state)
     assert_string_equal(th_str(r->json, "group_key"), "g");
     th_resp_free(r);
     /* the same rules as the endpoint: unknown type and a non-object payload are refused */
-    PGresult *res = PQexec(pg, "SELECT offlineq_enqueue('teleport', '{}')");
+    PGresult *res = PQexec(pg, "SELECT offlineq.enqueue('teleport', '{}')");
     assert_string_equal(PQresultErrorField(res, PG_DIAG_SQLSTATE), "OQ400");
     PQclear(res);
-    res = PQexec(pg, "SELECT offlineq_enqueue('api_call', '[1]')");
+    res = PQexec(pg, "SELECT offlineq.enqueue('api_call', '[1]')");
     assert_string_equal(PQresultErrorField(res, PG_DIAG_SQLSTATE), "OQ400");
     PQclear(res);
     /* in the caller's transaction: a rollback leaves nothing behind */
     th_sql(pg, "BEGIN");
-    th_sql(pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/rolled-back\"}')");
+    th_sql(pg, "SELECT offlineq.enqueue('api_call', '{\"endpoint\":\"/rolled-back\"}')");
     th_sql(pg, "ROLLBACK");
     assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations"), "1");
 }

@@ -260,17 +260,17 @@ static void test_rows_written_in_sql_are_checked_at_delivery(void **state)
     } ops[8];
     int n = 0;
     snprintf(sql, sizeof(sql),
-             "SELECT offlineq_enqueue('api_call', "
+             "SELECT offlineq.enqueue('api_call', "
              "'{\"endpoint\":\"%s/x\",\"method\":\"POST\",\"data\":{\"a\":1}}')",
              us_url(B));
     snprintf(ops[n].id, 37, "%s", th_sql(pg, sql));
     ops[n++].field = "payload.endpoint";
     snprintf(sql, sizeof(sql),
-             "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"%s/tenant-b/x\"}')", us_url(A));
+             "SELECT offlineq.enqueue('api_call', '{\"endpoint\":\"%s/tenant-b/x\"}')", us_url(A));
     snprintf(ops[n].id, 37, "%s", th_sql(pg, sql));
     ops[n++].field = "payload.endpoint";
     snprintf(ops[n].id, 37, "%s",
-             th_sql(pg, "SELECT offlineq_enqueue('api_call', "
+             th_sql(pg, "SELECT offlineq.enqueue('api_call', "
                         "'{\"endpoint\":\"/x\",\"upstream\":\"nowhere\"}')"));
     ops[n++].field = "payload.upstream";
     /* application code with INSERT on the table skips the function's checks altogether */
@@ -297,7 +297,7 @@ static void test_rows_written_in_sql_are_checked_at_delivery(void **state)
     /* a sound row next to them is delivered: the workers do run */
     char good[37];
     snprintf(good, sizeof(good), "%s",
-             th_sql(pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/fine\"}')"));
+             th_sql(pg, "SELECT offlineq.enqueue('api_call', '{\"endpoint\":\"/fine\"}')"));
     for (int i = 0; i < n; i++) {
         char status[32], msg[512];
         wait_final(ops[i].id, status, sizeof(status), msg, sizeof(msg));
@@ -385,7 +385,7 @@ static void test_sql_function_refuses_what_it_can_check(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char sql[512];
-        snprintf(sql, sizeof(sql), "SELECT offlineq_enqueue(%s)", cases[i].args);
+        snprintf(sql, sizeof(sql), "SELECT offlineq.enqueue(%s)", cases[i].args);
         PGresult *res = PQexec(pg, sql);
         const char *state_ = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
@@ -398,14 +398,14 @@ static void test_sql_function_refuses_what_it_can_check(void **state)
         assert_int_equal(count_ops(), 0);
     }
     /* what is fine still goes in, absolute URLs too (the service judges their origin) */
-    th_sql(pg, "SELECT offlineq_enqueue('api_call', "
+    th_sql(pg, "SELECT offlineq.enqueue('api_call', "
                "'{\"endpoint\":\"/a..b/.c?x=/../y\",\"headers\":{\"X-A\":\"1\"}}')");
-    th_sql(pg, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"https://up.example/a\"}')");
-    th_sql(pg, "SELECT offlineq_enqueue('metric_log', "
+    th_sql(pg, "SELECT offlineq.enqueue('api_call', '{\"endpoint\":\"https://up.example/a\"}')");
+    th_sql(pg, "SELECT offlineq.enqueue('metric_log', "
                "'{\"run_id\":\"r\",\"metrics\":{\"x\":1},\"step\":3}')");
     th_sql(
         pg,
-        "SELECT offlineq_enqueue('experiment_sync', '{\"endpoint\":\"/e\",\"data\":{\"a\":1}}')");
+        "SELECT offlineq.enqueue('experiment_sync', '{\"endpoint\":\"/e\",\"data\":{\"a\":1}}')");
     assert_int_equal(count_ops(), 4);
 }
 

@@ -238,7 +238,7 @@ static void test_sql_function_rows_are_sealed_when_seen(void **state)
     snprintf(
         id, sizeof(id), "%s",
         th_sql(pg,
-               "SELECT offlineq_enqueue('api_call', "
+               "SELECT offlineq.enqueue('api_call', "
                "'{\"endpoint\":\"/sqlrow\",\"data\":{\"m\":\"SQLMARK-a-51x\",\"n\":1.50,"
                "\"$enc2\":\"data, not a seal\"}}')")); /* the envelope's key deeper down is data */
     bool sealed = false;
@@ -263,7 +263,7 @@ static void test_sql_function_rows_are_sealed_when_seen(void **state)
         id2, sizeof(id2), "%s",
         th_sql(
             pg,
-            "SELECT offlineq_enqueue('api_call', "
+            "SELECT offlineq.enqueue('api_call', "
             "'{\"endpoint\":\"/sqlrow2\",\"data\":{\"m\":\"SQLMARK-b-52y\",\"$enc2\":\"x\"}}')"));
     json_t *op = th_wait_op(&s, id2, "completed,failed", 10000);
     assert_string_equal(th_str(op, "status"), "completed");

@@ -68,13 +68,23 @@ static void quiet(void *arg, const char *message)
     (void)message;
 }
 
-PGconn *th_db_connect(const char *url)
+PGconn *th_db_connect_schema(const char *url, const char *schema)
 {
-    PGconn *pg = PQconnectdb(url);
+    char options[128] = "";
+    if (schema != NULL)
+        snprintf(options, sizeof(options), "-c search_path=%s", schema);
+    const char *const keys[] = {"dbname", "options", NULL};
+    const char *values[] = {url, options, NULL};
+    PGconn *pg = PQconnectdbParams(keys, values, 1);
     if (PQstatus(pg) != CONNECTION_OK)
         die("connect %s: %s", url, PQerrorMessage(pg));
     PQsetNoticeProcessor(pg, quiet, NULL);
     return pg;
+}
+
+PGconn *th_db_connect(const char *url)
+{
+    return th_db_connect_schema(url, "offlineq");
 }
 
 const char *th_sql(PGconn *pg, const char *sql)

@@ -28,8 +28,12 @@ struct resp {
 /* Creates a fresh database named after the test (dropped first if it exists). Fills url. */
 void th_db_create(const char *name, char *url, size_t len);
 void th_db_drop(const char *name);
-/* Connects to url or aborts. */
+/* Connects to url or aborts, with search_path offlineq (the service's default schema), so tests
+ * name its tables unqualified as the service does. */
 PGconn *th_db_connect(const char *url);
+/* The same with search_path schema; NULL: the server's default ("$user", public), as an
+ * application sharing the database has it. */
+PGconn *th_db_connect_schema(const char *url, const char *schema);
 /* Runs SQL, aborting the test on error; returns the first column of the first row (static
  * buffer) or "". */
 const char *th_sql(PGconn *pg, const char *sql);
