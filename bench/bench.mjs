@@ -127,7 +127,7 @@ const api = async (method, p, body) => {
 const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${service.pid}/status`, 'utf8'))[1]) / 1024;
 
 async function emptyQueue() {
-  await psql('offlineq', 'TRUNCATE offline_operations, offlineq_op_counts, offlineq_events, offlineq_files');
+  await psql('offlineq', 'TRUNCATE offlineq.offline_operations, offlineq.offlineq_op_counts, offlineq.offlineq_events, offlineq.offlineq_files');
 }
 
 // Enqueues n operations through the batch endpoint, 4 requests in flight.
@@ -141,7 +141,7 @@ async function fill(n) {
     }
   };
   await Promise.all([worker(), worker(), worker(), worker()]);
-  await psql('offlineq', 'VACUUM ANALYZE offline_operations');
+  await psql('offlineq', 'VACUUM ANALYZE offlineq.offline_operations');
 }
 
 async function wrk(script, clients, urlPath, env = {}) {

@@ -63,7 +63,7 @@ async function waitNoSubscribers(base) {
   for (let i = 0; i < 300; i++) {
     const text = await (await fetch(`${base}/metrics`)).text();
     if (/\nofflineq_event_subscribers 0\n/.test(text)) return;
-    psql(DB, "SELECT offlineq_emit('test.nudge', '{}')");
+    psql(DB, "SELECT offlineq.offlineq_emit('test.nudge', '{}')");
     await sleep(50);
   }
   throw new Error('the service still counts a subscriber');
@@ -86,7 +86,7 @@ try {
     await enqueue(base, gap);
     await sleep(400);
     const [x, id] = last.split('-');
-    const want = psql(DB, `SELECT string_agg(xid::text || '-' || id, ',' ORDER BY xid, id) FROM offlineq_events `
+    const want = psql(DB, `SELECT string_agg(xid::text || '-' || id, ',' ORDER BY xid, id) FROM offlineq.offlineq_events `
       + `WHERE type = 'operation.enqueued' AND (xid, id) > ('${x}'::xid8, ${id})`).split(',');
     const again = open(base, last);
     await until(() => again.seen.length >= want.length, 10000);
