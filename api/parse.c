@@ -65,7 +65,7 @@ static int parse_depends_on(const json_t *list, char **out, struct err *e)
 
 /* The service's own payload keys: a sealed payload's envelope ("$enc", "$enc2") and the id it
  * was sealed for ("$id", which the row takes on insert: migration 004). A client's payload that
- * held one would be stored as something else, so it is refused, as offlineq_enqueue() does. */
+ * held one would be stored as something else, so it is refused, as offlineq.enqueue() does. */
 static int check_reserved_keys(const json_t *payload, struct err *e)
 {
     static const char *const reserved[] = {"$id", "$enc", "$enc2"};

@@ -33,7 +33,7 @@ static char *types_array(void)
 }
 
 /* The operation types, and OFFLINEQ_MAX_ATTEMPTS as the default_max_attempts setting that
- * offlineq_enqueue() reads (SQL callers get the service's default). */
+ * offlineq.enqueue() reads (SQL callers get the service's default). */
 static int register_registry(struct app *a, struct err *e)
 {
     struct db_conn *c = db_acquire(&a->db, e);

@@ -146,7 +146,7 @@ static int claim(struct worker *w, struct db_conn *c, struct job *jobs, struct e
 }
 
 /* Delivery meets the rules of enqueue again, with the handler's own validate: a row written
- * by offlineq_enqueue() or straight into the table, or one enqueued before the configuration
+ * by offlineq.enqueue() or straight into the table, or one enqueued before the configuration
  * changed, fails here before anything is sent. res may be NULL (a batch mate's check). */
 static bool is_refused(const struct config *cfg, const struct job *job, struct exec_result *res)
 {

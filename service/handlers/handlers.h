@@ -26,7 +26,7 @@ struct handler {
     /* 409/412 answers go through conflict resolution (the payload has endpoint and data). */
     bool resolves_conflicts;
     /* The payload names a stored file (file_id) that delivery sends: such an operation is
-     * stored by offlineq_enqueue(), which links the file, never in a multi-row insert. */
+     * stored by offlineq.enqueue(), which links the file, never in a multi-row insert. */
     bool stores_file;
     /* The HTTP method when the payload names none (types that send payload.method). */
     const char *default_method;

@@ -66,10 +66,15 @@ PGconn *db_connect(const char *conninfo, const char *schema, struct err *e)
     /* Defaults first, the operator's URI or conninfo next (its values win), the startup options
      * last (they hold the operator's own): a database that vanished from the network must cost
      * seconds, never a hung thread. */
-    static const char *const keys[] = {
-        "connect_timeout",  "keepalives",       "keepalives_idle", "keepalives_interval",
-        "keepalives_count", "application_name", "dbname",          "options",
-        NULL};
+    static const char *const keys[] = {"connect_timeout",
+                                       "keepalives",
+                                       "keepalives_idle",
+                                       "keepalives_interval",
+                                       "keepalives_count",
+                                       "application_name",
+                                       "dbname",
+                                       "options",
+                                       NULL};
     char *options = startup_options(conninfo, schema);
     const char *values[] = {"5", "1", "30", "10", "3", "offlineq", conninfo, options, NULL};
     PGconn *pg = PQconnectdbParams(keys, values, 1);

@@ -29,7 +29,7 @@ struct db_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     char *conninfo;
-    char *schema; /* every connection's search_path (OFFLINEQ_DB_SCHEMA) */
+    char *schema;                /* every connection's search_path (OFFLINEQ_DB_SCHEMA) */
     const struct secretbox *box; /* borrowed; lent to every connection */
     struct db_conn *conns;
     int size;

@@ -211,7 +211,7 @@ static int fill_jobs_in_order(const struct secretbox *sb, PGresult *r, struct jo
     return n;
 }
 
-/* Claimed rows still in plaintext (from offlineq_enqueue(), or older than the key) are sealed
+/* Claimed rows still in plaintext (from offlineq.enqueue(), or older than the key) are sealed
  * now, before they run; a failure here is logged and the claim goes on. */
 static void reseal_claimed(struct db_conn *c, PGresult *r)
 {

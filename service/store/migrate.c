@@ -137,8 +137,7 @@ static int ensure_schema(PGconn *pg, const char *schema, struct err *e)
  * migrations create everything in public, so that is refused here. */
 static int check_search_path(PGconn *pg, const char *schema, struct err *e)
 {
-    int ok = ask(pg, "SELECT current_schema() IS NOT DISTINCT FROM $1", schema, "search_path",
-                 e);
+    int ok = ask(pg, "SELECT current_schema() IS NOT DISTINCT FROM $1", schema, "search_path", e);
     if (ok < 0)
         return -1;
     return ok ? 0

@@ -13,7 +13,7 @@ struct op_new {
     const char *dedup_key;    /* borrowed, may be NULL */
     const char *group_key;    /* borrowed, may be NULL */
     int max_attempts;         /* 1..1000; the caller fills in OFFLINEQ_MAX_ATTEMPTS when the client
-                               * gave none (offlineq_enqueue()'s own default is for SQL callers) */
+                               * gave none (offlineq.enqueue()'s own default is for SQL callers) */
     double delay_s;           /* < 0: none */
     char *depends_on;         /* owned: a uuid[] literal, or NULL */
     double expires_in_s;      /* < 0: never */

@@ -409,7 +409,7 @@ int secretbox_reseal(struct db_conn *c, const char *id, const char *column, cons
     "  OR (jsonb_typeof(o.result) = 'object' AND NOT o.result ? '$enc2') "                         \
     "  OR (jsonb_typeof(o.resolution) = 'object' AND NOT o.resolution ? '$enc2')"
 
-/* The rows still to seal are listed in offlineq_unsealed (by offlineq_enqueue() while a key is
+/* The rows still to seal are listed in offlineq_unsealed (by offlineq.enqueue() while a key is
  * set, by migration 005 and by the first start with a key), so a sweep reads a handful of rows,
  * never the whole table. */
 static const struct db_stmt sweep_stmt = {

@@ -74,7 +74,7 @@ char *secretbox_open_ops(const struct secretbox *sb, char *json);
  * still is the value there. Encryption must be on. Returns 0, or -1 with *e. */
 int secretbox_reseal(struct db_conn *c, const char *id, const char *column, const char *stored,
                      struct err *e) OQ_MUSTCHECK;
-/* Seals up to limit of the rows listed in offlineq_unsealed (rows from offlineq_enqueue() while
+/* Seals up to limit of the rows listed in offlineq_unsealed (rows from offlineq.enqueue() while
  * a key is set, or from before the key was set) and takes them off the list. Returns how many
  * were looked at, or -1 with *e. */
 int secretbox_sweep(struct db_conn *c, int limit, struct err *e);

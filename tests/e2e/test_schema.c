@@ -57,14 +57,15 @@ static char *public_objects(PGconn *pg)
  * the service's tables. */
 static int count_ours(PGconn *pg, const char *schema)
 {
-    return atoi(th_sqlf(pg,
-                        "SELECT (SELECT count(*) FROM pg_class WHERE relnamespace = '%s'::regnamespace"
-                        "          AND (relname LIKE 'offline%%' OR relname = 'schema_migrations'))"
-                        "     + (SELECT count(*) FROM pg_proc WHERE pronamespace = '%s'::regnamespace"
-                        "          AND (proname LIKE 'offlineq%%' OR proname = 'enqueue'))"
-                        "     + (SELECT count(*) FROM pg_type WHERE typnamespace = '%s'::regnamespace"
-                        "          AND typname LIKE 'offline%%')",
-                        schema, schema, schema));
+    return atoi(
+        th_sqlf(pg,
+                "SELECT (SELECT count(*) FROM pg_class WHERE relnamespace = '%s'::regnamespace"
+                "          AND (relname LIKE 'offline%%' OR relname = 'schema_migrations'))"
+                "     + (SELECT count(*) FROM pg_proc WHERE pronamespace = '%s'::regnamespace"
+                "          AND (proname LIKE 'offlineq%%' OR proname = 'enqueue'))"
+                "     + (SELECT count(*) FROM pg_type WHERE typnamespace = '%s'::regnamespace"
+                "          AND typname LIKE 'offline%%')",
+                schema, schema, schema));
 }
 
 static void start_delivering(struct svc *s, const char *url, struct upstream_srv *us,
@@ -83,12 +84,12 @@ static void enqueue_both_ways(struct svc *s, PGconn *app, struct upstream_srv *u
 {
     char id[37];
     json_t *op = th_enqueue_settled(
-        s, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/via/api\"}}",
-        "completed", WAIT_MS, id);
+        s, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/via/api\"}}", "completed",
+        WAIT_MS, id);
     json_decref(op);
-    snprintf(id, sizeof(id), "%s",
-             th_sqlf(app, "SELECT %s.enqueue('api_call', '{\"endpoint\":\"/via/outbox\"}')",
-                     schema));
+    snprintf(
+        id, sizeof(id), "%s",
+        th_sqlf(app, "SELECT %s.enqueue('api_call', '{\"endpoint\":\"/via/outbox\"}')", schema));
     op = th_wait_op(s, id, TH_SETTLED, WAIT_MS);
     assert_string_equal(th_str(op, "status"), "completed");
     json_decref(op);
@@ -186,8 +187,12 @@ static void test_schema_name_checked(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "OFFLINEQ_DB_SCHEMA=Offlineq", "OFFLINEQ_DB_SCHEMA=oq-1", "OFFLINEQ_DB_SCHEMA=1oq",
-        "OFFLINEQ_DB_SCHEMA=oq;drop", "OFFLINEQ_DB_SCHEMA=", "OFFLINEQ_DB_SCHEMA=public",
+        "OFFLINEQ_DB_SCHEMA=Offlineq",
+        "OFFLINEQ_DB_SCHEMA=oq-1",
+        "OFFLINEQ_DB_SCHEMA=1oq",
+        "OFFLINEQ_DB_SCHEMA=oq;drop",
+        "OFFLINEQ_DB_SCHEMA=",
+        "OFFLINEQ_DB_SCHEMA=public",
         "OFFLINEQ_DB_SCHEMA=pg_oq",
         "OFFLINEQ_DB_SCHEMA=a123456789012345678901234567890123456789012345678901234567890123"};
     char url[512];
@@ -240,9 +245,8 @@ static char *slurp(const char *path)
  * each recorded, in one transaction. */
 static void install_before_006(PGconn *pg)
 {
-    static const char *const files[] = {"001_init.sql", "002_throughput.sql",
-                                        "003_encryption.sql", "004_sealed_rows.sql",
-                                        "005_delivery_checks.sql"};
+    static const char *const files[] = {"001_init.sql", "002_throughput.sql", "003_encryption.sql",
+                                        "004_sealed_rows.sql", "005_delivery_checks.sql"};
     const char *src = getenv("OFFLINEQ_SOURCE_DIR");
     assert_non_null(src);
     th_sql(pg, "BEGIN");
@@ -439,8 +443,9 @@ static void test_upgrade_from_public(void **state)
     struct upstream_srv *us = us_start();
     start_delivering(&s, url, us, NULL);
     char via_old[37];
-    snprintf(via_old, sizeof(via_old), "%s",
-             th_sql(app, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/legacy/old-name\"}')"));
+    snprintf(
+        via_old, sizeof(via_old), "%s",
+        th_sql(app, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/legacy/old-name\"}')"));
     const char *ids[] = {OP_PENDING, OP_FILE, via_old};
     for (int i = 0; i < 3; i++) {
         json_t *op = th_wait_op(&s, ids[i], TH_SETTLED, WAIT_MS);
