@@ -95,6 +95,11 @@ static void enqueue_both_ways(struct svc *s, PGconn *app, struct upstream_srv *u
     json_decref(op);
     assert_int_equal(us_count(us, "/via/api"), 1);
     assert_int_equal(us_count(us, "/via/outbox"), 1);
+    /* the triggers resolve offlineq's names in its schema whoever writes the rows (a function
+     * redefined by CREATE OR REPLACE without its SET search_path would fail here) */
+    th_sqlf(app, "UPDATE %s.offline_operations SET priority = priority + 1", schema);
+    th_sqlf(app, "DELETE FROM %s.offline_operations", schema);
+    th_sqlf(app, "SELECT %s.offlineq_emit('test.nudge', '{}')", schema);
 }
 
 /* setup creates an application's objects in public; offlineq starts, works, and leaves every
@@ -415,7 +420,6 @@ static void assert_upgraded_state(const struct svc *s, PGconn *app)
     char *objects = public_objects(app);
     assert_string_equal(objects, "function offlineq_enqueue");
     free(objects);
-    assert_string_equal(th_sql(app, "SELECT count(*) FROM offlineq.offline_operations"), "5");
     assert_string_equal(th_sql(app, "SELECT string_agg(version::text, ',' ORDER BY version) "
                                     "FROM offlineq.schema_migrations WHERE version <= 6"),
                         "1,2,3,4,5,6");
