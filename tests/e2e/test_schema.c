@@ -228,6 +228,7 @@ static void test_schema_name_checked(void **state)
 #define OP_CONFLICT "a0000000-0000-4000-8000-000000000003"
 #define OP_PENDING "a0000000-0000-4000-8000-000000000004"
 #define OP_FILE "a0000000-0000-4000-8000-000000000005"
+#define OP_LEASED "a0000000-0000-4000-8000-000000000006"
 #define FILE_ID "f0000000-0000-4000-8000-0000000000f1"
 #define FILE_BYTES 5000
 
@@ -314,6 +315,14 @@ static void fill_before_006(PGconn *pg)
         "  \"/legacy/file\",\"field\":\"doc\",\"filename\":\"legacy.bin\"}', 0, 'pending', 0, 5, "
         "  NULL, NULL, NULL, '2026-01-06 00:00:00+00', '2026-01-06 00:00:00+00', "
         "  '2026-01-06 00:00:00+00', NULL, NULL, NULL, NULL, '" FILE_ID "')");
+    /* claimed by an instance that died before the upgrade: its lease ran out long ago */
+    th_sql(pg, "INSERT INTO offline_operations (id, operation_type, payload, priority, status, "
+               "  max_attempts, dedup_key, created_at, updated_at, next_attempt_at, lease_owner, "
+               "  lease_expires_at, first_attempt_at) VALUES "
+               "('" OP_LEASED "', 'api_call', '{\"endpoint\":\"/legacy/leased\"}', 1, "
+               "  'in_progress', 5, 'legacy-leased', '2026-01-07 00:00:00+00', "
+               "  '2026-01-07 00:00:01+00', '2026-01-07 00:00:00+00', 'old-host:1:dead', "
+               "  '2026-01-07 00:01:00+00', '2026-01-07 00:00:01+00')");
 }
 
 struct want_op {
@@ -354,6 +363,12 @@ static const struct want_op want_ops[] = {
               "\"group_key\":null,\"created_at\":\"2026-01-06T00:00:00.000000Z\","
               "\"completed_at\":null,\"result\":null,\"depends_on\":null,"
               "\"conflict_strategy\":null}"},
+    /* in_progress, or pending again once a sweep took its dead lease back */
+    {OP_LEASED, "{\"id\":\"" OP_LEASED "\",\"operation_type\":\"api_call\",\"payload\":"
+                "{\"endpoint\":\"/legacy/leased\"},\"priority\":1,\"max_attempts\":5,"
+                "\"dedup_key\":\"legacy-leased\",\"group_key\":null,\"created_at\":"
+                "\"2026-01-07T00:00:00.000000Z\",\"completed_at\":null,\"result\":null,"
+                "\"depends_on\":null}"},
 };
 
 static json_t *get_json(const struct svc *s, const char *path, long status)
@@ -393,7 +408,7 @@ static void assert_upgraded_state(const struct svc *s, PGconn *app)
     for (size_t i = 0; i < sizeof(want_ops) / sizeof(want_ops[0]); i++)
         assert_op(s, &want_ops[i]);
     json_t *stats = get_json(s, "/api/offline/queue/stats", 200);
-    assert_int_equal(th_int(stats, "pending"), 2);
+    assert_int_equal(th_int(stats, "pending") + th_int(stats, "in_progress"), 3);
     assert_int_equal(th_int(stats, "completed"), 1);
     assert_int_equal(th_int(stats, "failed"), 1);
     assert_int_equal(th_int(stats, "conflict"), 1);
@@ -450,13 +465,14 @@ static void test_upgrade_from_public(void **state)
     snprintf(
         via_old, sizeof(via_old), "%s",
         th_sql(app, "SELECT offlineq_enqueue('api_call', '{\"endpoint\":\"/legacy/old-name\"}')"));
-    const char *ids[] = {OP_PENDING, OP_FILE, via_old};
-    for (int i = 0; i < 3; i++) {
+    const char *ids[] = {OP_PENDING, OP_FILE, OP_LEASED, via_old};
+    for (int i = 0; i < 4; i++) {
         json_t *op = th_wait_op(&s, ids[i], TH_SETTLED, WAIT_MS);
         assert_string_equal(th_str(op, "status"), "completed");
         json_decref(op);
     }
     assert_int_equal(us_count(us, "/legacy/pending"), 1);
+    assert_int_equal(us_count(us, "/legacy/leased"), 1);
     assert_int_equal(us_count(us, "/legacy/old-name"), 1);
     int n = 0;
     struct us_req *reqs = us_requests(us, &n);
