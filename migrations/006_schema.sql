@@ -17,12 +17,13 @@ DECLARE
     t text;
     f regprocedure;
     moved integer := 0;
-    legacy boolean := to_regclass(format('%I.offline_operations', current_schema())) IS NULL;
+    legacy boolean;
 BEGIN
     IF s IS NULL OR s = 'public' THEN
         RAISE EXCEPTION 'offlineq migrates with search_path set to its own schema, not %',
             coalesce(s, 'nothing');
     END IF;
+    legacy := to_regclass(format('%I.offline_operations', s)) IS NULL;
     -- The outbox function's new name: called as offlineq.enqueue(...) from any search_path.
     IF NOT legacy THEN
         ALTER FUNCTION offlineq_enqueue(text, jsonb, integer, text, text) RENAME TO enqueue;
