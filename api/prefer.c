@@ -55,8 +55,7 @@ static enum MHD_Result add_field(void *arg, enum MHD_ValueKind kind, const char 
     struct joined *j = arg;
     if (key == NULL || value == NULL || strcasecmp(key, "Prefer") != 0)
         return MHD_YES;
-    int n = snprintf(j->text + j->len, sizeof(j->text) - j->len, "%s%s", j->len ? ", " : "",
-                     value);
+    int n = snprintf(j->text + j->len, sizeof(j->text) - j->len, "%s%s", j->len ? ", " : "", value);
     if (n > 0)
         j->len = j->len + (size_t)n < sizeof(j->text) ? j->len + (size_t)n : sizeof(j->text) - 1;
     return MHD_YES;

@@ -18,6 +18,7 @@
 #include "core/jsontext.h"
 #include "core/validate.h"
 #include "store/ops.h"
+#include "store/stats.h"
 
 #define BATCH_MAX 1000
 #define CENTURY_S (100LL * 365 * 24 * 60 * 60) /* older_than_s: any age at all */
@@ -284,22 +285,46 @@ int api_queue_delete(struct request *r, struct err *e)
     return reply_empty(r, 204);
 }
 
-static char *make_stats(struct request *r, struct err *e)
+/* The key of the stats: their version from the database, and the second (the age of the
+ * oldest pending operation moves with the clock; a second is enough). */
+static void stats_key(const char *version, char *key)
 {
+    snprintf(key, ETAG_KEY_MAX, "q%s.%ld", version, (long)time(NULL));
+}
+
+static int read_stats_key(struct request *r, char *key, struct err *e)
+{
+    char version[STATS_VERSION_LEN];
+    struct db_conn *c = db_acquire(&r->app->db, e);
+    if (c == NULL)
+        return -1;
+    int rc = stats_version(c, version, e);
+    db_release(&r->app->db, c);
+    if (rc == 0)
+        stats_key(version, key);
+    return rc;
+}
+
+static char *make_stats(struct request *r, char *key, struct err *e)
+{
+    char version[STATS_VERSION_LEN];
     struct db_conn *c = db_acquire(&r->app->db, e);
     if (c == NULL)
         return NULL;
-    char *json = ops_stats(c, e);
+    char *json = stats_queue(c, version, e);
     db_release(&r->app->db, c);
+    if (json != NULL)
+        stats_key(version, key);
     return json;
 }
 
-/* The counts change with events; oldest_pending_age_s with the clock (a second is enough). */
+static const struct etag_source stats_source = {.key = read_stats_key, .make = make_stats};
+
+/* The ETag comes from the counts in the database (store/stats.c), so it changes with the
+ * commit that changed them, whichever instance made it. */
 int api_queue_stats(struct request *r, struct err *e)
 {
-    char key[64];
-    snprintf(key, sizeof(key), "q%llu.%ld", events_version(&r->app->events), (long)time(NULL));
-    return etag_reply(r, &r->api->queue_stats_etag, key, make_stats, e);
+    return etag_reply(r, &r->api->queue_stats_etag, &stats_source, e);
 }
 
 const struct field_rule api_clear_rules[] = {

@@ -732,6 +732,72 @@ static void test_prefer_minimal_batch(void **state)
     th_resp_free(r);
 }
 
+/* GET path with If-None-Match: etag (or none); the response. */
+static struct resp *get_if_none_match(const char *path, const char *etag)
+{
+    char h[256];
+    snprintf(h, sizeof(h), "If-None-Match: %s", etag ? etag : "");
+    const char *const hs[] = {h, NULL};
+    return th_http(&S, "GET", path, NULL, 0, etag ? hs : NULL);
+}
+
+/* An ETag changes in the same moment as the state it tags: right after an enqueue's 201, the
+ * previous ETag answers 200 with the new counts, never 304 (issue 13, point 8); an unchanged
+ * state still answers 304. Looped: the old tag (the event ring's version) lagged behind the
+ * commit by the listener's pull. */
+static void test_stats_etag_fresh(void **state)
+{
+    struct resp *r = get_if_none_match("/api/offline/queue/stats", NULL);
+    assert_int_equal(r->status, 200);
+    char etag[160];
+    snprintf(etag, sizeof(etag), "%s", th_header(r, "ETag"));
+    th_resp_free(r);
+    r = get_if_none_match("/api/offline/queue/stats", etag);
+    if (r->status == 200) { /* the second turned over: the tag carries it */
+        snprintf(etag, sizeof(etag), "%s", th_header(r, "ETag"));
+        th_resp_free(r);
+        r = get_if_none_match("/api/offline/queue/stats", etag);
+    }
+    assert_int_equal(r->status, 304);
+    th_resp_free(r);
+    for (int i = 1; i <= 50; i++) {
+        r = enqueue(API_X "}");
+        assert_int_equal(r->status, 201);
+        th_resp_free(r);
+        r = get_if_none_match("/api/offline/queue/stats", etag);
+        if (r->status != 200)
+            fprintf(stderr, "round %d: %ld with the tag of %d pending\n", i, r->status, i - 1);
+        assert_int_equal(r->status, 200);
+        assert_int_equal(th_int(r->json, "pending"), i);
+        assert_string_not_equal(th_header(r, "ETag"), etag);
+        snprintf(etag, sizeof(etag), "%s", th_header(r, "ETag"));
+        th_resp_free(r);
+    }
+}
+
+/* The same for the sync status, whose "pending" comes from the database. */
+static void test_sync_status_etag_fresh(void **state)
+{
+    char etag[160] = "";
+    for (int i = 0; i <= 50; i++) {
+        if (i > 0) {
+            struct resp *e = enqueue(API_X "}");
+            assert_int_equal(e->status, 201);
+            th_resp_free(e);
+        }
+        struct resp *r = get_if_none_match("/api/offline/sync/status", i ? etag : NULL);
+        if (r->status != 200)
+            fprintf(stderr, "round %d: %ld with the tag of %d pending\n", i, r->status, i - 1);
+        assert_int_equal(r->status, 200);
+        assert_int_equal(th_int(r->json, "pending"), i);
+        snprintf(etag, sizeof(etag), "%s", th_header(r, "ETag"));
+        th_resp_free(r);
+    }
+    struct resp *r = get_if_none_match("/api/offline/sync/status", etag);
+    assert_int_equal(r->status, 304);
+    th_resp_free(r);
+}
+
 static void test_routes_health_and_request_id(void **state)
 {
     struct resp *r = th_http(&S, "GET", "/api/offline/nope", NULL, 0, NULL);
@@ -840,6 +906,8 @@ int main(void)
         cmocka_unit_test_setup(test_prefer_minimal_single, clean),
         cmocka_unit_test_setup(test_prefer_minimal_with_wait, clean),
         cmocka_unit_test_setup(test_prefer_minimal_batch, clean),
+        cmocka_unit_test_setup(test_stats_etag_fresh, clean),
+        cmocka_unit_test_setup(test_sync_status_etag_fresh, clean),
         cmocka_unit_test_setup(test_routes_health_and_request_id, clean),
         cmocka_unit_test_setup(test_sql_outbox_function, clean),
     };
