@@ -282,6 +282,7 @@ int api_queue_delete(struct request *r, struct err *e)
     if (done == NULL)
         return -1;
     free(done);
+    metrics_deleted(&r->app->metrics, DELETED_API, 1);
     return reply_empty(r, 204);
 }
 
@@ -351,6 +352,8 @@ int api_queue_clear_completed(struct request *r, struct err *e)
         return -1;
     long long n = ops_clear_completed(c, optional_seconds(r->json), e);
     db_release(&r->app->db, c);
+    if (n > 0)
+        metrics_deleted(&r->app->metrics, DELETED_CLEAR_COMPLETED, (unsigned long long)n);
     return n < 0 ? -1 : reply_json(r, 200, json_pack("{s:I}", "cleared", (json_int_t)n));
 }
 
