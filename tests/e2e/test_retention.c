@@ -116,11 +116,13 @@ static void test_retention_deletes_what_aged(void **state)
     completed_op(c_edge);
     completed_op(c_young);
     completed_op(f_young);
-    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},"
-                   "\"delay_s\":86400}",
+    th_enqueue(&S,
+               "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},"
+               "\"delay_s\":86400}",
                p_old);
-    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},"
-                   "\"delay_s\":86400}",
+    th_enqueue(&S,
+               "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"},"
+               "\"delay_s\":86400}",
                x_old);
     th_sqlf(pg, "UPDATE offline_operations SET status = 'failed' WHERE id IN ('%s', '%s')", f_old,
             f_young);
@@ -223,15 +225,15 @@ static void test_retention_blocks_nobody(void **state)
     completed_op(free_op);
     PGconn *tx = TX = th_db_connect(S.db_url);
     th_sql(tx, "BEGIN");
-    th_sqlf(tx, "SELECT 1 FROM offline_operations WHERE id IN ('%s', '%s') FOR KEY SHARE",
-            held[0], held[1]);
+    th_sqlf(tx, "SELECT 1 FROM offline_operations WHERE id IN ('%s', '%s') FOR KEY SHARE", held[0],
+            held[1]);
     age(pg, held[0], 8); /* committed: due for deletion, but held */
     age(pg, held[1], 8);
     age(pg, free_op, 8);
     double t0 = th_now_ms();
     json_decref(th_enqueue_settled(&S, API_X, "completed", 5000, fresh));
     assert_true(th_now_ms() - t0 < 2000); /* enqueued, claimed, delivered */
-    assert_true(gone_soon(free_op)); /* behind the held ones in enqueue order */
+    assert_true(gone_soon(free_op));      /* behind the held ones in enqueue order */
     usleep(1500 * 1000);
     assert_true(exists(held[0])); /* skipped, not waited for */
     assert_true(exists(held[1]));
