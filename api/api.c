@@ -11,7 +11,6 @@ void api_init(struct api *api, struct app *app)
     coalesce_init(&api->coalesce, app);
     etag_init(&api->queue_stats_etag);
     etag_init(&api->sync_status_etag);
-    etag_init(&api->network_status_etag);
 }
 
 int api_start(struct api *api, struct err *e)
@@ -48,7 +47,6 @@ void api_stop(struct api *api, int grace_ms)
 
 void api_close(struct api *api)
 {
-    etag_close(&api->network_status_etag);
     etag_close(&api->sync_status_etag);
     etag_close(&api->queue_stats_etag);
     coalesce_close(&api->coalesce);

@@ -15,16 +15,15 @@
 struct MHD_Daemon;
 
 struct api {
-    struct app *app;                       /* borrowed: the service behind the endpoints */
-    struct MHD_Daemon *daemon;             /* owned: the server while it runs, else NULL */
-    atomic_int inflight;                   /* requests started and not yet completed */
-    http_admit_fn admit;                   /* the router: a request's headers (routes_admit) */
-    http_dispatch_fn dispatch;             /* the router: a complete request (routes_dispatch) */
-    struct waiters waiters;                /* enqueues with Prefer: wait=N */
-    struct coalesce coalesce;              /* group commit of single enqueues */
-    struct etag_cache queue_stats_etag;    /* GET /api/offline/queue/stats */
-    struct etag_cache sync_status_etag;    /* GET /api/offline/sync/status */
-    struct etag_cache network_status_etag; /* GET /api/offline/network-status */
+    struct app *app;                    /* borrowed: the service behind the endpoints */
+    struct MHD_Daemon *daemon;          /* owned: the server while it runs, else NULL */
+    atomic_int inflight;                /* requests started and not yet completed */
+    http_admit_fn admit;                /* the router: a request's headers (routes_admit) */
+    http_dispatch_fn dispatch;          /* the router: a complete request (routes_dispatch) */
+    struct waiters waiters;             /* enqueues with Prefer: wait=N */
+    struct coalesce coalesce;           /* group commit of single enqueues */
+    struct etag_cache queue_stats_etag; /* GET /api/offline/queue/stats */
+    struct etag_cache sync_status_etag; /* GET /api/offline/sync/status: the last tag */
 };
 
 /* Sets *api up for app (borrowed, must outlive api); nothing runs yet. */

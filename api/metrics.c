@@ -43,6 +43,16 @@ static void counters(FILE *f, struct metrics *m)
     }
 }
 
+static void deleted(FILE *f, struct metrics *m)
+{
+    fprintf(f, "# HELP offlineq_operations_deleted_total Operations this instance deleted, by "
+               "reason.\n# TYPE offlineq_operations_deleted_total counter\n");
+    for (int i = 0; i < DELETED__COUNT; i++)
+        fprintf(f, "offlineq_operations_deleted_total{reason=\"%s\"} %llu\n",
+                metrics_delete_reason((enum delete_reason)i),
+                (unsigned long long)atomic_load(&m->deleted[i]));
+}
+
 static void http_counts(FILE *f, struct metrics *m)
 {
     fprintf(f, "# HELP offlineq_http_requests_total HTTP requests served, by route and status.\n"
@@ -103,6 +113,7 @@ static char *render(struct app *a)
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     counters(f, &a->metrics);
+    deleted(f, &a->metrics);
     histogram(f, "offlineq_execution_duration_seconds", "Time a handler took, per attempt.",
               &a->metrics.exec_seconds);
     histogram(f, "offlineq_enqueue_to_completion_seconds", "From enqueue to completed.",

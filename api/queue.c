@@ -10,6 +10,7 @@
 #include "api/endpoints.h"
 #include "api/etag.h"
 #include "api/parse.h"
+#include "api/prefer.h"
 #include "api/reply.h"
 #include "api/routes.h"
 #include "app.h"
@@ -17,6 +18,7 @@
 #include "core/jsontext.h"
 #include "core/validate.h"
 #include "store/ops.h"
+#include "store/stats.h"
 
 #define BATCH_MAX 1000
 #define CENTURY_S (100LL * 365 * 24 * 60 * 60) /* older_than_s: any age at all */
@@ -51,19 +53,33 @@ static void prefix_index(struct err *e, long i)
     err_prefix_field(e, prefix);
 }
 
+/* The minimal answer for Prefer: return=minimal: {"id":"...","created":true}. */
+static char *ids_body(const struct op_created *out)
+{
+    char *body = oq_malloc(64);
+    snprintf(body, 64, "{\"id\":\"%s\",\"created\":%s}", out->id, out->created ? "true" : "false");
+    return body;
+}
+
 /* The answer to a stored single enqueue: 201 (stored), 200 (its dedup_key's live operation),
- * 202 at once for Prefer: wait=0, or parked until it finishes for wait=N. Steals out->json. */
-static int answer_enqueue(struct request *r, struct op_created *out, double wait_s)
+ * 202 at once for Prefer: wait=0, or parked until it finishes for wait=N. With
+ * return=minimal the body is the id alone, also once the wait ends. Steals out->json. */
+static int answer_enqueue(struct request *r, struct op_created *out, const struct prefer *p)
 {
     reply_location(r, "/api/offline/queue/", out->id);
-    char *json = out->json;
-    out->json = NULL;
-    if (wait_s > 0) {
-        reply_header(r, "Preference-Applied", "wait");
-        waiters_park(&r->api->waiters, r, out->id, wait_s, json); /* 200 when done, else 202 */
+    bool minimal = p->ret == PREFER_RETURN_MINIMAL;
+    char *json = minimal ? ids_body(out) : out->json;
+    if (!minimal)
+        out->json = NULL;
+    const char *applied = prefer_applied(p, p->wait_s > 0);
+    if (applied != NULL)
+        reply_header(r, "Preference-Applied", applied);
+    if (p->wait_s > 0) {
+        /* 200 when done, else 202 */
+        waiters_park(&r->api->waiters, r, out->id, p->wait_s, json, !minimal);
         return 0;
     }
-    return reply_json_text(r, wait_s == 0 ? 202 : out->created ? 201 : 200, json);
+    return reply_json_text(r, p->wait_s == 0 ? 202 : out->created ? 201 : 200, json);
 }
 
 int api_queue_create(struct request *r, struct err *e)
@@ -78,9 +94,11 @@ int api_queue_create(struct request *r, struct err *e)
     held = 1;
     if (api_parse_enqueue(r->json, &r->app->cfg, &op, e) != 0)
         goto out;
-    double wait_s = waiters_prefer_wait(http_header(r, "Prefer"));
-    if (wait_s < 0 && ops_is_simple(&op)) {         /* group commit with concurrent requests */
-        coalesce_submit(&r->api->coalesce, r, &op); /* the flusher settles the room */
+    struct prefer prefer;
+    prefer_parse(r, &prefer);
+    op.ids_only = prefer.ret == PREFER_RETURN_MINIMAL;
+    if (prefer.wait_s < 0 && ops_is_simple(&op)) { /* group commit with concurrent requests */
+        coalesce_submit(&r->api->coalesce, r, &op, prefer.ret); /* the flusher settles the room */
         return 0;
     }
     c = db_acquire(&r->app->db, e);
@@ -94,7 +112,7 @@ int api_queue_create(struct request *r, struct err *e)
         metrics_op(&r->app->metrics, op.operation_type, OPC_ENQUEUED, 1);
         workers_wake(&r->app->workers);
     }
-    rc = answer_enqueue(r, &out, wait_s);
+    rc = answer_enqueue(r, &out, &prefer);
 out:
     give_back(r, c, held);
     api_op_new_free(&op);
@@ -102,7 +120,8 @@ out:
     return rc;
 }
 
-static int parse_batch(struct request *r, struct op_new *ops, size_t n, struct err *e)
+static int parse_batch(struct request *r, struct op_new *ops, size_t n, bool ids_only,
+                       struct err *e)
 {
     const json_t *items = json_object_get(r->json, "operations");
     for (size_t i = 0; i < n; i++) {
@@ -110,20 +129,27 @@ static int parse_batch(struct request *r, struct op_new *ops, size_t n, struct e
             prefix_index(e, (long)i);
             return -1;
         }
+        ops[i].ids_only = ids_only;
     }
     return 0;
 }
 
-/* {"operations":[op,...]} from the stored operations, in request order. */
-static char *batch_body(const struct op_created *out, size_t n)
+/* {"operations":[op,...]} from the stored operations, in request order; with minimal each
+ * item is {"id":"...","created":bool} (a dedup hit: the live operation's id, created false). */
+static char *batch_body(const struct op_created *out, size_t n, bool minimal)
 {
     size_t len = 32;
     for (size_t i = 0; i < n; i++)
-        len += strlen(out[i].json) + 1;
+        len += (minimal ? 64 : strlen(out[i].json)) + 1;
     char *body = oq_malloc(len);
     size_t p = (size_t)sprintf(body, "{\"operations\":[");
-    for (size_t i = 0; i < n; i++)
-        p += (size_t)sprintf(body + p, "%s%s", i ? "," : "", out[i].json);
+    for (size_t i = 0; i < n; i++) {
+        if (minimal)
+            p += (size_t)sprintf(body + p, "%s{\"id\":\"%s\",\"created\":%s}", i ? "," : "",
+                                 out[i].id, out[i].created ? "true" : "false");
+        else
+            p += (size_t)sprintf(body + p, "%s%s", i ? "," : "", out[i].json);
+    }
     sprintf(body + p, "]}");
     return body;
 }
@@ -148,7 +174,10 @@ int api_queue_batch(struct request *r, struct err *e)
     if (check_room(r, n, e) != 0)
         goto out;
     held = (long long)n;
-    if (parse_batch(r, ops, n, e) != 0)
+    struct prefer prefer;
+    prefer_parse(r, &prefer); /* wait=N is for a single enqueue; return= applies here */
+    bool minimal = prefer.ret == PREFER_RETURN_MINIMAL;
+    if (parse_batch(r, ops, n, minimal, e) != 0)
         goto out;
     c = db_acquire(&r->app->db, e);
     if (c == NULL)
@@ -166,7 +195,10 @@ int api_queue_batch(struct request *r, struct err *e)
     pending_settle(&r->app->pending, held, stored, out[0].xid); /* one transaction */
     held = 0;
     workers_wake(&r->app->workers);
-    rc = reply_json_text(r, 201, batch_body(out, n));
+    const char *applied = prefer_applied(&prefer, false);
+    if (applied != NULL)
+        reply_header(r, "Preference-Applied", applied);
+    rc = reply_json_text(r, 201, batch_body(out, n, minimal));
 out:
     give_back(r, c, held);
     for (size_t i = 0; i < n; i++) {
@@ -250,25 +282,50 @@ int api_queue_delete(struct request *r, struct err *e)
     if (done == NULL)
         return -1;
     free(done);
+    metrics_deleted(&r->app->metrics, DELETED_API, 1);
     return reply_empty(r, 204);
 }
 
-static char *make_stats(struct request *r, struct err *e)
+/* The key of the stats: their version from the database, and the second (the age of the
+ * oldest pending operation moves with the clock; a second is enough). */
+static void stats_key(const char *version, char *key)
 {
+    snprintf(key, ETAG_KEY_MAX, "q%s.%ld", version, (long)time(NULL));
+}
+
+static int read_stats_key(struct request *r, char *key, struct err *e)
+{
+    char version[STATS_VERSION_LEN];
+    struct db_conn *c = db_acquire(&r->app->db, e);
+    if (c == NULL)
+        return -1;
+    int rc = stats_version(c, version, e);
+    db_release(&r->app->db, c);
+    if (rc == 0)
+        stats_key(version, key);
+    return rc;
+}
+
+static char *make_stats(struct request *r, char *key, struct err *e)
+{
+    char version[STATS_VERSION_LEN];
     struct db_conn *c = db_acquire(&r->app->db, e);
     if (c == NULL)
         return NULL;
-    char *json = ops_stats(c, e);
+    char *json = stats_queue(c, version, e);
     db_release(&r->app->db, c);
+    if (json != NULL)
+        stats_key(version, key);
     return json;
 }
 
-/* The counts change with events; oldest_pending_age_s with the clock (a second is enough). */
+static const struct etag_source stats_source = {.key = read_stats_key, .make = make_stats};
+
+/* The ETag comes from the counts in the database (store/stats.c), so it changes with the
+ * commit that changed them, whichever instance made it. */
 int api_queue_stats(struct request *r, struct err *e)
 {
-    char key[64];
-    snprintf(key, sizeof(key), "q%llu.%ld", events_version(&r->app->events), (long)time(NULL));
-    return etag_reply(r, &r->api->queue_stats_etag, key, make_stats, e);
+    return etag_reply(r, &r->api->queue_stats_etag, &stats_source, e);
 }
 
 const struct field_rule api_clear_rules[] = {
@@ -295,6 +352,8 @@ int api_queue_clear_completed(struct request *r, struct err *e)
         return -1;
     long long n = ops_clear_completed(c, optional_seconds(r->json), e);
     db_release(&r->app->db, c);
+    if (n > 0)
+        metrics_deleted(&r->app->metrics, DELETED_CLEAR_COMPLETED, (unsigned long long)n);
     return n < 0 ? -1 : reply_json(r, 200, json_pack("{s:I}", "cleared", (json_int_t)n));
 }
 

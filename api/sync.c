@@ -5,6 +5,7 @@
 
 #include "api/api.h"
 #include "api/endpoints.h"
+#include "api/etag.h"
 #include "api/reply.h"
 #include "app.h"
 #include "core/jsonload.h"
@@ -15,55 +16,66 @@
 #include "store/settings.h"
 #include "store/stats.h"
 
-static json_t *status_json(struct app *a, struct err *e)
+/* The status with "pending" null: what this instance holds in memory. */
+static json_t *memory_status(struct app *a)
 {
-    struct db_conn *c = db_acquire(&a->db, e);
-    if (c == NULL)
-        return NULL;
-    json_int_t pending = stats_pending(c, e);
-    db_release(&a->db, c);
-    if (pending < 0)
-        return NULL;
     const char *strategy = strategy_name(settings_strategy(&a->settings));
     json_t *last = settings_last_sync(&a->settings);
     json_t *progress = sync_progress(&a->sync);
     json_t *result = last ? sync_result_capped(json_object_get(last, "result")) : NULL;
     json_t *j = json_pack(
-        "{s:b, s:b, s:i, s:s, s:s, s:I, s:O, s:o, s:o}", "is_syncing", sync_is_running(&a->sync),
+        "{s:b, s:b, s:i, s:s, s:s, s:n, s:O, s:o, s:o}", "is_syncing", sync_is_running(&a->sync),
         "auto_sync", settings_auto_sync(&a->settings), "interval_s",
         settings_interval_s(&a->settings), "conflict_strategy", strategy, "network_status",
-        monitor_is_online(&a->monitor) ? "online" : "offline", "pending", pending, "last_sync_at",
+        monitor_is_online(&a->monitor) ? "online" : "offline", "pending", "last_sync_at",
         last ? json_object_get(last, "at") : json_null(), "last_result",
         result ? result : json_null(), "progress", progress ? progress : json_null());
     json_decref(last);
     return j;
 }
 
-static char *make_status(struct request *r, struct err *e)
+/* Fills in "pending" from the database. */
+static int add_pending(struct app *a, json_t *j, struct err *e)
 {
-    json_t *j = status_json(r->app, e);
-    char *text = j ? jsontext(j) : NULL;
-    json_decref(j);
-    return text;
+    struct db_conn *c = db_acquire(&a->db, e);
+    if (c == NULL)
+        return -1;
+    json_int_t pending = stats_pending(c, e);
+    db_release(&a->db, c);
+    if (pending < 0)
+        return -1;
+    json_object_set_new(j, "pending", json_integer(pending));
+    return 0;
 }
 
-/* Everything in the status moves with an event, a setting or the network. */
+/* The status is cheap to build (one read of the pending count; the rest is this instance's
+ * memory), so its ETag is a digest of the body: it changes exactly when what it shows does.
+ * With the database away the count cannot be read: a poller whose tag is the last one sent
+ * while the rest is unchanged is answered 304 (the last known state). */
 int api_sync_status(struct request *r, struct err *e)
 {
     struct app *a = r->app;
-    char key[128];
-    const char *strategy = strategy_name(settings_strategy(&a->settings));
-    json_t *progress = sync_progress(&a->sync);
-    snprintf(key, sizeof(key), "y%llu.%d.%d.%s.%d.%d.%lld", events_version(&a->events),
-             settings_auto_sync(&a->settings), settings_interval_s(&a->settings), strategy,
-             monitor_is_online(&a->monitor), sync_is_running(&a->sync),
-             progress ? (long long)json_integer_value(json_object_get(progress, "done")) : -1LL);
-    json_decref(progress);
-    if (strcmp(r->method, "GET") != 0) { /* start-auto / stop-auto answer fresh */
-        char *text = make_status(r, e);
-        return text ? reply_json_text(r, 200, text) : -1;
+    bool is_get = strcmp(r->method, "GET") == 0; /* start-auto / stop-auto answer fresh */
+    json_t *j = memory_status(a);
+    char *memory = jsontext(j);
+    int rc = -1;
+    if (add_pending(a, j, e) != 0) {
+        if (is_get && e->code == ERR_DB_UNAVAILABLE &&
+            etag_reply_last(r, &r->api->sync_status_etag, memory) == 0)
+            rc = 0;
+        goto out;
     }
-    return etag_reply(r, &r->api->sync_status_etag, key, make_status, e);
+    char *text = jsontext(j);
+    if (!is_get) {
+        rc = reply_json_text(r, 200, text);
+        goto out;
+    }
+    etag_remember(&r->api->sync_status_etag, memory, text);
+    rc = etag_reply_digest(r, text);
+out:
+    free(memory);
+    json_decref(j);
+    return rc;
 }
 
 #define SYNC_TIMEOUT_DEFAULT_S 60

@@ -1,9 +1,10 @@
-/* Header values the service parses: Prefer, Last-Event-ID, Authorization (the key lookup),
- * and a file upload's Content-Type check. */
+/* Header values the service parses: Prefer (wait=, return=), Last-Event-ID, Authorization (the key
+ * lookup), and a file upload's Content-Type check. */
 #include "fuzz/common.h"
 #include "engine/events.h"
 #include "core/validate.h"
 #include "api/park/waiters.h"
+#include "api/prefer.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -16,6 +17,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *s = fuzz_cstr(data, size);
     double wait = waiters_prefer_wait(s);
     if (wait > 30)
+        abort();
+    struct prefer pref;
+    prefer_parse_value(s, &pref);
+    if (pref.wait_s > 30 || pref.ret > PREFER_RETURN_REPRESENTATION)
         abort();
     struct event_pos pos;
     (void)events_parse_id(s, &pos);

@@ -51,8 +51,13 @@ static int register_registry(struct app *a, struct err *e)
 
 static struct janitor_deps janitor_deps(struct app *a)
 {
-    return (struct janitor_deps){
-        .db = &a->db, .pending = &a->pending, .settings = &a->settings, .workers = &a->workers};
+    return (struct janitor_deps){.db = &a->db,
+                                 .pending = &a->pending,
+                                 .settings = &a->settings,
+                                 .workers = &a->workers,
+                                 .metrics = &a->metrics,
+                                 .retain_completed_s = a->cfg.retain_completed_s,
+                                 .retain_failed_s = a->cfg.retain_failed_s};
 }
 
 int app_init(struct app *a, struct err *e)

@@ -18,6 +18,7 @@ struct coalesce_item {
     struct op_new op;      /* owned */
     struct op_created out; /* out.json owned until the reply */
     struct err e;
+    enum prefer_return ret;
     bool failed;
     struct coalesce_item *next;
 };
@@ -35,18 +36,28 @@ static void on_resume(struct request *r)
     r->resume_ctx = NULL;
     if (it->failed) {
         reply_err(r, &it->e);
+    } else if (it->ret == PREFER_RETURN_MINIMAL) {
+        char body[64];
+        snprintf(body, sizeof(body), "{\"id\":\"%s\",\"created\":true}", it->out.id);
+        reply_location(r, "/api/offline/queue/", it->out.id);
+        reply_header(r, "Preference-Applied", "return=minimal");
+        reply_json_text(r, 201, oq_strdup(body));
     } else {
         reply_location(r, "/api/offline/queue/", it->out.id);
+        if (it->ret == PREFER_RETURN_REPRESENTATION)
+            reply_header(r, "Preference-Applied", "return=representation");
         reply_json_text(r, 201, it->out.json);
         it->out.json = NULL;
     }
     item_free(it);
 }
 
-void coalesce_submit(struct coalesce *co, struct request *r, struct op_new *op)
+void coalesce_submit(struct coalesce *co, struct request *r, struct op_new *op,
+                     enum prefer_return ret)
 {
     struct coalesce_item *it = oq_calloc(1, sizeof(*it));
     it->r = r;
+    it->ret = ret;
     it->op = *op;
     *op = (struct op_new){0};
     r->resume_ctx = it;

@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "api/prefer.h"
+
 #define COALESCE_FLUSHERS                                                                          \
     1 /* measured: one flusher makes the largest groups; 2 and 4 were                              \
        * slower (bench/) */
@@ -38,8 +40,10 @@ void coalesce_stop(struct coalesce *c);
 void coalesce_close(struct coalesce *c);
 
 /* Parks r and queues op (stolen; a simple operation, see ops_is_simple). r is answered
- * 201 with the operation, or with the error, once its group is stored. r holds room for one
+ * 201 with the operation (ret PREFER_RETURN_MINIMAL: with its id alone, op->ids_only set), or
+ * with the error, once its group is stored. r holds room for one
  * operation (pending_reserve); the flusher settles it once the group is stored. Thread-safe. */
-void coalesce_submit(struct coalesce *c, struct request *r, struct op_new *op);
+void coalesce_submit(struct coalesce *c, struct request *r, struct op_new *op,
+                     enum prefer_return ret);
 
 #endif

@@ -19,6 +19,7 @@ struct waiter {
     struct request *r;
     char id[37];
     double deadline_ms;
+    bool refetch; /* answer with the operation as it is then (not with the parked body) */
     struct waiter *next;
 };
 
@@ -50,7 +51,7 @@ double waiters_prefer_wait(const char *prefer)
 static void finish(struct waiter *w, struct db_conn *c, bool done)
 {
     struct err e = {0};
-    char *json = c ? ops_get(c, w->id, &e) : NULL;
+    char *json = c && w->refetch ? ops_get(c, w->id, &e) : NULL;
     if (json != NULL) {
         free(w->r->deferred_body);
         w->r->deferred_body = json;
@@ -179,10 +180,11 @@ void waiters_stop(struct waiters *ws)
 }
 
 void waiters_park(struct waiters *ws, struct request *r, const char *id, double wait_s,
-                  char *pending_json)
+                  char *pending_json, bool refetch)
 {
     struct waiter *w = oq_calloc(1, sizeof(*w));
     w->r = r;
+    w->refetch = refetch;
     snprintf(w->id, sizeof(w->id), "%s", id);
     w->deadline_ms = oq_now_ms() + wait_s * 1000.0;
     r->deferred_body = pending_json;

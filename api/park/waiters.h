@@ -33,10 +33,11 @@ void waiters_stop(struct waiters *ws);
 void waiters_close(struct waiters *ws);
 
 /* Parks r until operation id is completed, failed or conflict (200 with it) or wait_s pass
- * (202 with it). pending_json (stolen) is the answer should the database be unreachable.
- * Thread-safe. */
+ * (202 with it). pending_json (stolen) is the answer should the database be unreachable, and
+ * the answer itself unless refetch (Prefer: return=minimal sends the id alone: the operation
+ * is then not read again). Thread-safe. */
 void waiters_park(struct waiters *ws, struct request *r, const char *id, double wait_s,
-                  char *pending_json);
+                  char *pending_json, bool refetch);
 
 /* Parses "wait=N" out of a Prefer header; returns N (capped at 30) or -1. */
 double waiters_prefer_wait(const char *prefer);

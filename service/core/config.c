@@ -99,6 +99,10 @@ static const struct setting settings[] = {
      "a list page stops before its operations pass this many bytes (at least one per page)"},
     {"OFFLINEQ_MAX_SUBSCRIBERS", CFG_INT, OFF(max_subscribers), "1000", 1, 1000000,
      "open event streams at most (more get 503 with Retry-After)"},
+    {"OFFLINEQ_RETAIN_COMPLETED_S", CFG_INT, OFF(retain_completed_s), "604800", 0, 2000000000,
+     "completed operations are deleted this long after completion (0: kept forever)"},
+    {"OFFLINEQ_RETAIN_FAILED_S", CFG_INT, OFF(retain_failed_s), "2592000", 0, 2000000000,
+     "failed operations are deleted this long after they failed (0: kept forever)"},
 };
 #undef OFF
 

@@ -51,6 +51,8 @@ struct config {
     int sync_interval_s;
     int max_page_bytes;
     int max_subscribers;
+    int retain_completed_s; /* 0: completed operations are kept forever */
+    int retain_failed_s;    /* 0: failed operations are kept forever */
 
     char **check_urls; /* derived: OFFLINEQ_CHECK_URLS, or the upstreams' base URLs */
     size_t n_check_urls;

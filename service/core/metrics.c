@@ -34,6 +34,19 @@ void metrics_op(struct metrics *m, const char *type, enum op_counter counter, un
         atomic_fetch_add(&m->ops[i][counter], n);
 }
 
+const char *metrics_delete_reason(enum delete_reason why)
+{
+#define OQ_DELETE_NAME(e, name) name,
+    static const char *const names[DELETED__COUNT] = {OQ_DELETE_REASONS(OQ_DELETE_NAME)};
+#undef OQ_DELETE_NAME
+    return names[why];
+}
+
+void metrics_deleted(struct metrics *m, enum delete_reason why, unsigned long long n)
+{
+    atomic_fetch_add(&m->deleted[why], n);
+}
+
 static void observe(struct histogram *h, double v)
 {
     int b = 0;

@@ -15,6 +15,19 @@
 
 enum op_counter { OPC_ENQUEUED, OPC_COMPLETED, OPC_FAILED, OPC_RETRIED, OPC_CONFLICTS, OPC__COUNT };
 
+/* Why operations were deleted: offlineq_operations_deleted_total{reason}. */
+#define OQ_DELETE_REASONS(X)                                                                       \
+    X(DELETED_RETENTION_COMPLETED, "retention_completed")                                          \
+    X(DELETED_RETENTION_FAILED, "retention_failed")                                                \
+    X(DELETED_API, "api")                                                                          \
+    X(DELETED_CLEAR_COMPLETED, "clear_completed")
+#define OQ_DELETE_ENUM(e, name) e,
+enum delete_reason { OQ_DELETE_REASONS(OQ_DELETE_ENUM) DELETED__COUNT };
+#undef OQ_DELETE_ENUM
+
+/* The label of a reason ("retention_completed"). */
+const char *metrics_delete_reason(enum delete_reason why);
+
 struct histogram {
     atomic_ullong buckets[METRICS_BUCKETS + 1]; /* the last is +Inf */
     atomic_ullong count;
@@ -34,6 +47,7 @@ struct metrics {
     const char *types[METRICS_TYPES]; /* borrowed (static): the operation types counted */
     int n_types;
     atomic_ullong ops[METRICS_TYPES][OPC__COUNT]; /* by index in types */
+    atomic_ullong deleted[DELETED__COUNT];        /* operations this instance deleted, by why */
     struct histogram exec_seconds;
     struct histogram latency_seconds;
     pthread_mutex_t mu; /* routes */
@@ -47,6 +61,8 @@ void metrics_init(struct metrics *m);
 void metrics_add_type(struct metrics *m, const char *type);
 /* Counts n of counter for the operation type name (unknown names are not counted). */
 void metrics_op(struct metrics *m, const char *type, enum op_counter counter, unsigned long long n);
+/* Counts n operations deleted for why. */
+void metrics_deleted(struct metrics *m, enum delete_reason why, unsigned long long n);
 void metrics_exec(struct metrics *m, double seconds);
 void metrics_latency(struct metrics *m, double seconds);
 void metrics_http(struct metrics *m, const char *route, unsigned status);

@@ -5,6 +5,7 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/pending.h"
 #include "engine/workers.h"
 #include "store/db.h"
@@ -15,6 +16,12 @@
 #include "store/settings.h"
 
 #define SEAL_BATCH 500 /* rows a sealing round looks at */
+/* Retention: rows per statement (one short transaction each), and the bounds of one round:
+ * at most this many statements and this much time, so a backlog never holds up the other
+ * chores; the next round (a second later) goes on. */
+#define RETENTION_BATCH 1000
+#define RETENTION_ROUND_STATEMENTS 50
+#define RETENTION_ROUND_MS 250.0
 
 void janitor_fold_counts(const struct janitor_deps *d, struct db_conn *c)
 {
@@ -55,6 +62,42 @@ static void trim_events(const struct janitor_deps *d, struct db_conn *c)
     (void)events_trim(c, &e); /* the next round tries again */
 }
 
+/* What retention deletes, in this order (keep_s in retain() follows it). */
+static const struct retention_class {
+    const char *status;
+    enum delete_reason reason;
+} retention_classes[] = {
+    {"completed", DELETED_RETENTION_COMPLETED},
+    {"failed", DELETED_RETENTION_FAILED},
+};
+
+/* Deletes ended operations past their retention, a batch per statement, until a statement
+ * finds fewer than a batch or the round's bounds are reached. */
+static void retain(const struct janitor_deps *d, struct db_conn *c)
+{
+    double until = oq_now_ms() + RETENTION_ROUND_MS;
+    int statements = 0;
+    const int keep[] = {d->retain_completed_s, d->retain_failed_s};
+    for (size_t k = 0; k < sizeof(retention_classes) / sizeof(retention_classes[0]); k++) {
+        const struct retention_class *rc = &retention_classes[k];
+        int keep_s = keep[k];
+        long long n = RETENTION_BATCH;
+        while (keep_s > 0 && n == RETENTION_BATCH && statements < RETENTION_ROUND_STATEMENTS &&
+               oq_now_ms() < until) {
+            struct err e = {0};
+            n = maintenance_retention_delete(c, rc->status, keep_s, RETENTION_BATCH, &e);
+            statements++;
+            if (n < 0) {
+                log_json(LOG_WARN, "retention failed",
+                         json_pack("{s:s, s:s}", "status", rc->status, "error", e.message));
+                return;
+            }
+            if (n > 0)
+                metrics_deleted(d->metrics, rc->reason, (unsigned long long)n);
+        }
+    }
+}
+
 /* Gives freed heap back to the system: RSS follows the load down. */
 static void trim_heap(const struct janitor_deps *d, struct db_conn *c)
 {
@@ -76,6 +119,7 @@ static const struct chore {
     {"reload settings", 500, 500, true, reload_settings}, /* in case a NOTIFY was missed */
     {"seal rows", 10000, 1000, true, seal_rows},          /* rows listed in offlineq_unsealed */
     {"trim events", 10000, 500, true, trim_events},       /* the event log keeps 15 minutes */
+    {"retention", 1000, 1500, true, retain},              /* OFFLINEQ_RETAIN_*_S: bounded rounds */
     {"trim heap", 10000, 5500, false, trim_heap},
 };
 

@@ -13,14 +13,19 @@ struct settings;
 struct workers;
 
 /* All borrowed; they outlive the janitor. */
+struct metrics;
+
 struct janitor_deps {
     struct db_pool *db;
     struct pending *pending; /* what OFFLINEQ_MAX_PENDING is checked against */
     struct settings *settings;
     struct workers *workers; /* woken when a sweep makes operations due again */
+    struct metrics *metrics; /* offlineq_operations_deleted_total */
+    int retain_completed_s;  /* OFFLINEQ_RETAIN_COMPLETED_S; 0: kept forever */
+    int retain_failed_s;     /* OFFLINEQ_RETAIN_FAILED_S; 0: kept forever */
 };
 
-#define JANITOR_CHORES 6
+#define JANITOR_CHORES 7
 
 struct janitor {
     struct janitor_deps d;

@@ -18,6 +18,14 @@ static const struct db_stmt enqueue_stmt = {
     "FROM offlineq_enqueue_ex($1, $2::jsonb, $3::int, $4, $5, $6::int, $7::float8, $8::uuid[], "
     "  $9::float8, $10::int, $11) r"};
 
+/* enqueue_stmt for an op_new.ids_only (Prefer: return=minimal): the same columns, but no
+ * Operation document is built (offlineq_op_json is the larger part of an enqueue's cost). */
+static const struct db_stmt enqueue_ids_stmt = {
+    "ops_enqueue_ids",
+    "SELECT (r.op).id, NULL::text, r.created, pg_current_xact_id_if_assigned()::text "
+    "FROM offlineq_enqueue_ex($1, $2::jsonb, $3::int, $4, $5, $6::int, $7::float8, $8::uuid[], "
+    "  $9::float8, $10::int, $11) r"};
+
 static const struct db_stmt get_stmt = {
     "ops_get", "SELECT offlineq_op_json(o)::text FROM offline_operations o WHERE id = $1::uuid"};
 
@@ -129,6 +137,21 @@ static const struct db_stmt enqueue_many_stmt = {
     "wake AS (SELECT pg_notify('offlineq_wakeup', '')) "
     "SELECT i.id, i.j, pg_current_xact_id_if_assigned()::text FROM ins i, wake ORDER BY i.seq"};
 
+/* enqueue_many_stmt when every operation is ids_only: the same columns, no documents. */
+static const struct db_stmt enqueue_many_ids_stmt = {
+    "ops_enqueue_many_ids",
+    "WITH x AS (SELECT * FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (t text, p jsonb, "
+    "  pr int, g text, ma int, d float8, ex float8, mr int, cs text)) WITH ORDINALITY "
+    "  AS r(t, p, pr, g, ma, d, ex, mr, cs, ord)), "
+    "ins AS (INSERT INTO offline_operations AS o (operation_type, payload, priority, group_key, "
+    "  max_attempts, next_attempt_at, expires_at, max_retry_duration_s, conflict_strategy) "
+    "  SELECT x.t, x.p, x.pr, x.g, x.ma, "
+    "    now() + make_interval(secs => coalesce(x.d, 0)), now() + make_interval(secs => x.ex), "
+    "    x.mr, x.cs FROM x ORDER BY x.ord "
+    "  RETURNING o.seq, o.id, NULL::text AS j), "
+    "wake AS (SELECT pg_notify('offlineq_wakeup', '')) "
+    "SELECT i.id, i.j, pg_current_xact_id_if_assigned()::text FROM ins i, wake ORDER BY i.seq"};
+
 static const struct db_stmt register_types_stmt = {
     "register_types",
     "INSERT INTO offlineq_operation_types (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING"};
@@ -206,14 +229,19 @@ int ops_enqueue_many(struct db_conn *c, const struct op_new *ops, size_t n, stru
 {
     char *rows = many_json(c->box, ops, n);
     const char *params[] = {rows};
-    PGresult *r = db_exec(c, &enqueue_many_stmt, 1, params, e);
+    bool ids_only = true;
+    for (size_t i = 0; i < n && ids_only; i++)
+        ids_only = ops[i].ids_only;
+    PGresult *r = db_exec(c, ids_only ? &enqueue_many_ids_stmt : &enqueue_many_stmt, 1, params, e);
     free(rows);
     if (r == NULL)
         return -1;
     OQ_ASSERT((size_t)PQntuples(r) == n);
     for (size_t i = 0; i < n; i++) {
         snprintf(out[i].id, sizeof(out[i].id), "%s", PQgetvalue(r, (int)i, 0));
-        out[i].json = secretbox_open_ops(c->box, oq_strdup(PQgetvalue(r, (int)i, 1)));
+        out[i].json = ops[i].ids_only
+                          ? NULL
+                          : secretbox_open_ops(c->box, oq_strdup(PQgetvalue(r, (int)i, 1)));
         out[i].created = true;
         out[i].xid = strtoull(PQgetvalue(r, (int)i, 2), NULL, 10);
     }
@@ -246,12 +274,12 @@ int ops_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *o
                             op->expires_in_s >= 0 ? expires : NULL,
                             op->max_retry_duration_s > 0 ? window : NULL,
                             op->conflict_strategy};
-    PGresult *r = db_exec(c, &enqueue_stmt, 11, params, e);
+    PGresult *r = db_exec(c, op->ids_only ? &enqueue_ids_stmt : &enqueue_stmt, 11, params, e);
     free(payload);
     if (r == NULL)
         return -1;
     snprintf(out->id, sizeof(out->id), "%s", PQgetvalue(r, 0, 0));
-    out->json = secretbox_open_ops(c->box, oq_strdup(PQgetvalue(r, 0, 1)));
+    out->json = op->ids_only ? NULL : secretbox_open_ops(c->box, oq_strdup(PQgetvalue(r, 0, 1)));
     out->created = PQgetvalue(r, 0, 2)[0] == 't';
     out->xid = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
     PQclear(r);

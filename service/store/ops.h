@@ -20,11 +20,13 @@ struct op_new {
     int max_retry_duration_s; /* 0: no limit */
     const char *conflict_strategy; /* borrowed; NULL: the global strategy */
     bool stores_file;              /* the type's handler delivers a stored file (payload.file_id) */
+    bool ids_only; /* Prefer: return=minimal: only the id comes back (op_created.json NULL), and
+                    * the database builds no Operation document for it */
 };
 
 struct op_created {
     char id[37];
-    char *json;             /* owned: the Operation object */
+    char *json;             /* owned: the Operation object; NULL for an op_new.ids_only */
     bool created;           /* false: an existing live operation holds the dedup_key */
     unsigned long long xid; /* the transaction that stored it (pending.h) */
 };

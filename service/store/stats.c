@@ -13,6 +13,44 @@ static const struct db_stmt by_status_stmt = {
     "LEFT JOIN offlineq_op_counts c ON c.status = s.status GROUP BY s.status "
     "ORDER BY s.status"};
 
+/* The version of what GET /queue/stats shows: a digest of the counts by type and status (the
+ * deltas the writing transactions inserted, summed: so it moves with the commit, not with the
+ * fold, which keeps the sums) and of the oldest pending operation's created_at (one probe of
+ * offline_operations_pending_age). A function of the state alone: equal states, equal tags. */
+#define STATS_VERSION_SQL                                                                          \
+    "(SELECT md5(coalesce(string_agg(g.operation_type || '/' || g.status || '=' || g.n, ',' "      \
+    "    ORDER BY g.operation_type, g.status), '') || '|' || coalesce(extract(epoch FROM "         \
+    "    (SELECT min(created_at) FROM offline_operations WHERE status = 'pending'))::text, '')) "  \
+    "  FROM (SELECT operation_type, status, sum(n) AS n FROM offlineq_op_counts "                  \
+    "        GROUP BY 1, 2 HAVING sum(n) <> 0) g)"
+
+static const struct db_stmt version_stmt = {"stats_version", "SELECT " STATS_VERSION_SQL};
+
+/* The stats document and its version, in one snapshot. */
+static const struct db_stmt queue_stmt = {"stats_queue",
+                                          "SELECT offlineq_stats()::text, " STATS_VERSION_SQL};
+
+int stats_version(struct db_conn *c, char version[STATS_VERSION_LEN], struct err *e)
+{
+    PGresult *res = db_exec(c, &version_stmt, 0, NULL, e);
+    if (res == NULL)
+        return -1;
+    snprintf(version, STATS_VERSION_LEN, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return 0;
+}
+
+char *stats_queue(struct db_conn *c, char version[STATS_VERSION_LEN], struct err *e)
+{
+    PGresult *res = db_exec(c, &queue_stmt, 0, NULL, e);
+    if (res == NULL)
+        return NULL;
+    char *json = oq_strdup(PQgetvalue(res, 0, 0));
+    snprintf(version, STATS_VERSION_LEN, "%s", PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return json;
+}
+
 long long stats_pending(struct db_conn *c, struct err *e)
 {
     PGresult *res = db_exec(c, &pending_stmt, 0, NULL, e);

@@ -1,10 +1,22 @@
 /* Queue depth for the status endpoints and the metrics scrape, read from offlineq_op_counts
- * (counts by status that the maintenance thread folds), so each read is a few rows. */
+ * (counts by status that the maintenance thread folds; a read sums the deltas written since,
+ * so it is exact at once), so each read is a few rows. */
 #ifndef OQ_STATS_H
 #define OQ_STATS_H
 
 #include "core/vocab.h"
 #include "store/db.h"
+
+/* An md5 in hex and its NUL. */
+#define STATS_VERSION_LEN 33
+
+/* The version of the queue's stats (counts by type and status, the oldest pending operation):
+ * it changes when a transaction that changes them commits, and only then. -1 with *e. */
+int stats_version(struct db_conn *c, char version[STATS_VERSION_LEN], struct err *e) OQ_MUSTCHECK;
+
+/* The stats object as JSON text (free()) and, from the same snapshot, its version; NULL
+ * with *e. */
+char *stats_queue(struct db_conn *c, char version[STATS_VERSION_LEN], struct err *e);
 
 /* Returns the number of pending operations, or -1 with *e set. */
 long long stats_pending(struct db_conn *c, struct err *e);

@@ -601,6 +601,209 @@ static void test_dedup(void **state)
     th_resp_free(after);
 }
 
+/* POST with extra headers (NULL-terminated "Name: value"), JSON body. */
+static struct resp *post_with(const char *path, const char *body, const char *h1, const char *h2)
+{
+    const char *const h[] = {"Content-Type: application/json", h1, h2, NULL};
+    return th_http(&S, "POST", path, body, -1, h);
+}
+
+static void assert_body(const struct resp *r, const char *want_fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void assert_body(const struct resp *r, const char *want_fmt, ...)
+{
+    char want[4096];
+    va_list ap;
+    va_start(ap, want_fmt);
+    vsnprintf(want, sizeof(want), want_fmt, ap);
+    va_end(ap);
+    assert_string_equal(r->body, want);
+}
+
+#define API_X "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}"
+
+/* Prefer: return=minimal (RFC 7240): the id alone, 201 / 200 as for the full answer. */
+static void test_prefer_minimal_single(void **state)
+{
+    struct resp *r = post_with("/api/offline/queue", API_X "}", "Prefer: return=minimal", NULL);
+    assert_int_equal(r->status, 201);
+    const char *id = th_str(r->json, "id");
+    assert_non_null(id);
+    assert_body(r, "{\"id\":\"%s\",\"created\":true}", id);
+    char loc[80];
+    snprintf(loc, sizeof(loc), "/api/offline/queue/%s", id);
+    assert_string_equal(th_header(r, "Location"), loc);
+    assert_string_equal(th_header(r, "Preference-Applied"), "return=minimal");
+    struct resp *got = th_http(&S, "GET", loc, NULL, 0, NULL);
+    assert_int_equal(got->status, 200);
+    assert_string_equal(th_str(got->json, "status"), "pending");
+    th_resp_free(got);
+    th_resp_free(r);
+
+    /* a dedup hit: 200, the live operation's id, not created (the stored, not a group commit) */
+    struct resp *first = post_with("/api/offline/queue", API_X ",\"dedup_key\":\"m1\"}",
+                                   "Prefer: return=minimal", NULL);
+    assert_int_equal(first->status, 201);
+    struct resp *again = post_with("/api/offline/queue", API_X ",\"dedup_key\":\"m1\"}",
+                                   "prefer: RETURN=\"minimal\"", NULL);
+    assert_int_equal(again->status, 200);
+    assert_body(again, "{\"id\":\"%s\",\"created\":false}", th_str(first->json, "id"));
+    assert_string_equal(th_header(again, "Preference-Applied"), "return=minimal");
+    th_resp_free(first);
+    th_resp_free(again);
+
+    /* return=representation and no Prefer: the Operation */
+    r = post_with("/api/offline/queue", API_X "}", "Prefer: return=representation", NULL);
+    assert_int_equal(r->status, 201);
+    assert_string_equal(th_str(r->json, "status"), "pending");
+    assert_string_equal(th_header(r, "Preference-Applied"), "return=representation");
+    th_resp_free(r);
+    r = enqueue(API_X "}");
+    assert_int_equal(r->status, 201);
+    assert_string_equal(th_str(r->json, "status"), "pending");
+    assert_null(th_header(r, "Preference-Applied"));
+    th_resp_free(r);
+    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations"), "4");
+}
+
+/* With Prefer: wait, in one field or two: still the id alone once the wait ends (no worker
+ * runs in this group, so it ends by time). */
+static void test_prefer_minimal_with_wait(void **state)
+{
+    struct resp *r =
+        post_with("/api/offline/queue", API_X "}", "Prefer: wait=0", "Prefer: return=minimal");
+    assert_int_equal(r->status, 202);
+    assert_body(r, "{\"id\":\"%s\",\"created\":true}", th_str(r->json, "id"));
+    assert_string_equal(th_header(r, "Preference-Applied"), "return=minimal");
+    th_resp_free(r);
+    double t0 = th_now_ms();
+    r = post_with("/api/offline/queue", API_X "}", "Prefer: return=minimal, wait=1", NULL);
+    assert_true(th_now_ms() - t0 >= 900);
+    assert_int_equal(r->status, 202);
+    assert_body(r, "{\"id\":\"%s\",\"created\":true}", th_str(r->json, "id"));
+    assert_string_equal(th_header(r, "Preference-Applied"), "wait, return=minimal");
+    th_resp_free(r);
+    r = post_with("/api/offline/queue", API_X "}", "Prefer: respond-async; x=1, wait=1",
+                  "Prefer: return=representation");
+    assert_int_equal(r->status, 202);
+    assert_string_equal(th_str(r->json, "status"), "pending");
+    assert_string_equal(th_header(r, "Preference-Applied"), "wait, return=representation");
+    th_resp_free(r);
+}
+
+/* A batch with return=minimal: the same envelope and status, each item its id and whether it
+ * was created (a dedup hit names the live operation it returned). */
+static void test_prefer_minimal_batch(void **state)
+{
+    char held[37];
+    enqueue_id(API_X ",\"dedup_key\":\"old\"}", held);
+    struct resp *r = post_with("/api/offline/queue/batch",
+                               "{\"operations\":[" API_X "}," API_X ",\"dedup_key\":\"b1\"}," API_X
+                               ",\"dedup_key\":\"b1\"}," API_X ",\"dedup_key\":\"old\"}]}",
+                               "Prefer: return=minimal", NULL);
+    assert_int_equal(r->status, 201);
+    assert_string_equal(th_header(r, "Preference-Applied"), "return=minimal");
+    json_t *ops = json_object_get(r->json, "operations");
+    assert_int_equal(json_array_size(ops), 4);
+    const char *a = th_str(json_array_get(ops, 0), "id"), *b = th_str(json_array_get(ops, 1), "id");
+    assert_body(
+        r,
+        "{\"operations\":[{\"id\":\"%s\",\"created\":true},{\"id\":\"%s\",\"created\":true},"
+        "{\"id\":\"%s\",\"created\":false},{\"id\":\"%s\",\"created\":false}]}",
+        a, b, b, held);
+    th_resp_free(r);
+    assert_string_equal(th_sql(pg, "SELECT count(*) FROM offline_operations"), "3");
+
+    /* only simple operations: one statement */
+    r = post_with("/api/offline/queue/batch", "{\"operations\":[" API_X "}," API_X "}]}",
+                  "Prefer: return=minimal", NULL);
+    assert_int_equal(r->status, 201);
+    ops = json_object_get(r->json, "operations");
+    assert_body(
+        r, "{\"operations\":[{\"id\":\"%s\",\"created\":true},{\"id\":\"%s\",\"created\":true}]}",
+        th_str(json_array_get(ops, 0), "id"), th_str(json_array_get(ops, 1), "id"));
+    th_sqlf(pg, "SELECT 1 FROM offline_operations WHERE id IN ('%s', '%s') HAVING count(*) = 2",
+            th_str(json_array_get(ops, 0), "id"), th_str(json_array_get(ops, 1), "id"));
+    th_resp_free(r);
+    r = post_with("/api/offline/queue/batch", "{\"operations\":[" API_X "}]}", NULL, NULL);
+    assert_int_equal(r->status, 201);
+    assert_string_equal(th_str(json_array_get(json_object_get(r->json, "operations"), 0), "status"),
+                        "pending");
+    th_resp_free(r);
+}
+
+/* GET path with If-None-Match: etag (or none); the response. */
+static struct resp *get_if_none_match(const char *path, const char *etag)
+{
+    char h[256];
+    snprintf(h, sizeof(h), "If-None-Match: %s", etag ? etag : "");
+    const char *const hs[] = {h, NULL};
+    return th_http(&S, "GET", path, NULL, 0, etag ? hs : NULL);
+}
+
+/* An ETag changes in the same moment as the state it tags: right after an enqueue's 201, the
+ * previous ETag answers 200 with the new counts, never 304 (issue 13, point 8); an unchanged
+ * state still answers 304. Looped: the old tag (the event ring's version) lagged behind the
+ * commit by the listener's pull. */
+static void test_stats_etag_fresh(void **state)
+{
+    struct resp *r = get_if_none_match("/api/offline/queue/stats", NULL);
+    assert_int_equal(r->status, 200);
+    char etag[160];
+    snprintf(etag, sizeof(etag), "%s", th_header(r, "ETag"));
+    th_resp_free(r);
+    r = get_if_none_match("/api/offline/queue/stats", etag);
+    if (r->status == 200) { /* the second turned over: the tag carries it */
+        snprintf(etag, sizeof(etag), "%s", th_header(r, "ETag"));
+        th_resp_free(r);
+        r = get_if_none_match("/api/offline/queue/stats", etag);
+    }
+    assert_int_equal(r->status, 304);
+    th_resp_free(r);
+    for (int i = 1; i <= 50; i++) {
+        r = enqueue(API_X "}");
+        assert_int_equal(r->status, 201);
+        th_resp_free(r);
+        r = get_if_none_match("/api/offline/queue/stats", etag);
+        if (r->status != 200)
+            fprintf(stderr, "round %d: %ld with the tag of %d pending\n", i, r->status, i - 1);
+        assert_int_equal(r->status, 200);
+        assert_int_equal(th_int(r->json, "pending"), i);
+        assert_string_not_equal(th_header(r, "ETag"), etag);
+        snprintf(etag, sizeof(etag), "%s", th_header(r, "ETag"));
+        th_resp_free(r);
+    }
+}
+
+/* The same for the sync status, whose "pending" comes from the database. */
+static void test_sync_status_etag_fresh(void **state)
+{
+    char etag[160] = "";
+    for (int i = 0; i <= 50; i++) {
+        if (i > 0) {
+            struct resp *e = enqueue(API_X "}");
+            assert_int_equal(e->status, 201);
+            th_resp_free(e);
+        }
+        struct resp *r = get_if_none_match("/api/offline/sync/status", i ? etag : NULL);
+        if (r->status != 200)
+            fprintf(stderr, "round %d: %ld with the tag of %d pending\n", i, r->status, i - 1);
+        assert_int_equal(r->status, 200);
+        assert_int_equal(th_int(r->json, "pending"), i);
+        snprintf(etag, sizeof(etag), "%s", th_header(r, "ETag"));
+        th_resp_free(r);
+    }
+    /* unchanged: 304 (a periodic pass or a network check may move it between two requests) */
+    long st = 0;
+    for (int attempt = 0; attempt < 3 && st != 304; attempt++) {
+        struct resp *r = get_if_none_match("/api/offline/sync/status", etag);
+        st = r->status;
+        snprintf(etag, sizeof(etag), "%s", th_header(r, "ETag"));
+        th_resp_free(r);
+    }
+    assert_int_equal(st, 304);
+}
+
 static void test_routes_health_and_request_id(void **state)
 {
     struct resp *r = th_http(&S, "GET", "/api/offline/nope", NULL, 0, NULL);
@@ -706,6 +909,11 @@ int main(void)
         cmocka_unit_test_setup(test_retry_failed_bulk, clean),
         cmocka_unit_test_setup(test_batch, clean),
         cmocka_unit_test_setup(test_dedup, clean),
+        cmocka_unit_test_setup(test_prefer_minimal_single, clean),
+        cmocka_unit_test_setup(test_prefer_minimal_with_wait, clean),
+        cmocka_unit_test_setup(test_prefer_minimal_batch, clean),
+        cmocka_unit_test_setup(test_stats_etag_fresh, clean),
+        cmocka_unit_test_setup(test_sync_status_etag_fresh, clean),
         cmocka_unit_test_setup(test_routes_health_and_request_id, clean),
         cmocka_unit_test_setup(test_sql_outbox_function, clean),
     };
