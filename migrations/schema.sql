@@ -540,15 +540,23 @@ ALTER TABLE public.offlineq_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENT
     CACHE 1
 );
 
+CREATE TABLE public.offlineq_file_chunks (
+    file_id uuid NOT NULL,
+    n integer NOT NULL,
+    data bytea NOT NULL,
+    CONSTRAINT offlineq_file_chunks_n_check CHECK ((n >= 0))
+);
+ALTER TABLE ONLY public.offlineq_file_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+
 CREATE TABLE public.offlineq_files (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     content_type text NOT NULL,
     size bigint NOT NULL,
     sha256 text NOT NULL,
-    data bytea NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     encrypted boolean DEFAULT false NOT NULL,
-    bound boolean DEFAULT false NOT NULL
+    bound boolean DEFAULT false NOT NULL,
+    sealed_whole boolean DEFAULT false NOT NULL
 );
 
 CREATE TABLE public.offlineq_op_counts (
@@ -582,6 +590,9 @@ ALTER TABLE ONLY public.offline_operations
 
 ALTER TABLE ONLY public.offlineq_events
     ADD CONSTRAINT offlineq_events_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.offlineq_file_chunks
+    ADD CONSTRAINT offlineq_file_chunks_pkey PRIMARY KEY (file_id, n);
 
 ALTER TABLE ONLY public.offlineq_files
     ADD CONSTRAINT offlineq_files_pkey PRIMARY KEY (id);
@@ -638,4 +649,7 @@ CREATE TRIGGER offlineq_settings_notify AFTER INSERT OR UPDATE ON public.offline
 
 ALTER TABLE ONLY public.offline_operations
     ADD CONSTRAINT offline_operations_file_id_fkey FOREIGN KEY (file_id) REFERENCES public.offlineq_files(id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY public.offlineq_file_chunks
+    ADD CONSTRAINT offlineq_file_chunks_file_id_fkey FOREIGN KEY (file_id) REFERENCES public.offlineq_files(id) ON DELETE CASCADE;
 
