@@ -24,7 +24,8 @@
 
 #define DB "e2e_files"
 #define SECRET_RAW "files-signing-key"
-#define KEY "OFFLINEQ_ENCRYPTION_KEY=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+#define KEY                                                                                        \
+    "OFFLINEQ_ENCRYPTION_KEY=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 #define MIB (1024 * 1024)
 /* 3.5 MiB and a little: four chunks, the last one not on a boundary */
 #define MULTI_LEN (3 * MIB + MIB / 2 + 1234)
@@ -161,8 +162,8 @@ static void delivered_exact(const struct svc *s, PGconn *pg, bool sealed)
         th_sqlf(pg,
                 "SELECT bool_or(position('\\x%02x%02x%02x%02x%02x%02x%02x%02x'::bytea "
                 "in data) > 0)::text FROM offlineq_file_chunks WHERE file_id = '%s'",
-                data[5000], data[5001], data[5002], data[5003], data[5004], data[5005],
-                data[5006], data[5007], file),
+                data[5000], data[5001], data[5002], data[5003], data[5004], data[5005], data[5006],
+                data[5007], file),
         sealed ? "false" : "true");
     enqueue_file(s, file, "/up", id);
     json_t *op = th_wait_op(s, id, TH_SETTLED, 30000);
@@ -315,7 +316,8 @@ static void test_over_limit_chunked_refused(void **state)
     char answer[8192];
     size_t got = 0;
     ssize_t n;
-    while (got < sizeof(answer) - 1 && (n = recv(fd, answer + got, sizeof(answer) - 1 - got, 0)) > 0) {
+    while (got < sizeof(answer) - 1 &&
+           (n = recv(fd, answer + got, sizeof(answer) - 1 - got, 0)) > 0) {
         got += (size_t)n;
         answer[got] = '\0';
         char *body = strstr(answer, "\r\n\r\n");
