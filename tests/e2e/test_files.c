@@ -4,6 +4,7 @@
  * exact bytes sent. Four concurrent 50 MiB uploads and their deliveries raise the service's
  * peak RSS by at most 32 MiB. */
 #include <arpa/inet.h>
+#include <glob.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include <cmocka.h>
 #include <curl/curl.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include "harness.h"
@@ -344,6 +346,150 @@ static void test_over_limit_chunked_refused(void **state)
     th_db_drop(DB "_limit");
 }
 
+/* Sealed as the service sealed a whole file before 007: nonce | ct | tag with the test key,
+ * bound (associated data "offlineq:file:<id>") or, older, not. */
+static unsigned char *seal_whole(const unsigned char *plain, size_t n, const char *bound_id,
+                                 size_t *out_len)
+{
+    unsigned char k[32];
+    for (int i = 0; i < 32; i++)
+        k[i] = (unsigned char)i;
+    unsigned char *blob = malloc(12 + n + 16);
+    RAND_bytes(blob, 12);
+    char ad[128];
+    int ad_len = bound_id ? snprintf(ad, sizeof(ad), "offlineq:file:%s", bound_id) : 0;
+    int len = 0, fin = 0;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, k, blob);
+    if (ad_len > 0)
+        EVP_EncryptUpdate(ctx, NULL, &len, (const unsigned char *)ad, ad_len);
+    EVP_EncryptUpdate(ctx, blob + 12, &len, plain, (int)n);
+    EVP_EncryptFinal_ex(ctx, blob + 12 + len, &fin);
+    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, blob + 12 + n);
+    EVP_CIPHER_CTX_free(ctx);
+    *out_len = 12 + n + 16;
+    return blob;
+}
+
+/* The schema as main left it before 007: migrations 001..006 from the source tree. */
+static void apply_old_migrations(PGconn *pg)
+{
+    th_sql(pg, "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+               "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
+    char pat[600];
+    snprintf(pat, sizeof(pat), "%s/migrations/00[1-6]_*.sql", getenv("OFFLINEQ_SOURCE_DIR"));
+    glob_t g;
+    assert_int_equal(glob(pat, 0, NULL, &g), 0);
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        FILE *f = fopen(g.gl_pathv[i], "r");
+        assert_non_null(f);
+        static char sql[1 << 20];
+        size_t n = fread(sql, 1, sizeof(sql) - 1, f);
+        sql[n] = '\0';
+        fclose(f);
+        PGresult *r = PQexec(pg, sql);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+            fail_msg("%s: %s", g.gl_pathv[i], PQerrorMessage(pg));
+        PQclear(r);
+        const char *base = strrchr(g.gl_pathv[i], '/') + 1;
+        th_sqlf(pg, "INSERT INTO schema_migrations (version, name) VALUES (%d, '%s')", atoi(base),
+                base);
+    }
+    globfree(&g);
+}
+
+/* A file row as the service wrote it before 007 (the bytes in offlineq_files.data). */
+static void insert_old_file(PGconn *pg, const char *id, const unsigned char *plain, size_t n,
+                            int sealing)
+{
+    size_t len = n;
+    unsigned char *stored = sealing ? seal_whole(plain, n, sealing == 2 ? id : NULL, &len) : NULL;
+    char size[32], sha[65];
+    snprintf(size, sizeof(size), "%zu", n);
+    sha256_hex(plain, n, sha);
+    const char *params[] = {id,
+                            size,
+                            sha,
+                            stored ? (const char *)stored : (const char *)plain,
+                            sealing ? "true" : "false",
+                            sealing == 2 ? "true" : "false"};
+    const int lengths[] = {0, 0, 0, (int)len, 0, 0};
+    const int formats[] = {0, 0, 0, 1, 0, 0};
+    PGresult *r = PQexecParams(pg,
+                               "INSERT INTO offlineq_files (id, content_type, size, sha256, data, "
+                               "encrypted, bound) VALUES ($1, 'application/x-model', $2, $3, $4, "
+                               "$5::boolean, $6::boolean)",
+                               6, NULL, params, lengths, formats, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    free(stored);
+}
+
+/* An installation from before 007 keeps its files: a 2.5 MiB file in clear becomes three
+ * chunks, files sealed whole (bound to their id, and older unbound ones) keep their blob in
+ * pieces; offlineq_files.data is gone; each is delivered byte for byte, signed. */
+static void test_upgrade_keeps_file_bytes(void **state)
+{
+    char url[512];
+    th_db_create(DB "_upgrade", url, sizeof(url));
+    PGconn *pg = th_db_connect(url);
+    apply_old_migrations(pg);
+    const size_t lens[] = {5 * MIB / 2 + 3, 3 * MIB / 2 + 5, 1000};
+    const char *ids[] = {"6f0c2a4e-1111-4a5b-8c9d-000000000001",
+                         "6f0c2a4e-2222-4a5b-8c9d-000000000002",
+                         "6f0c2a4e-3333-4a5b-8c9d-000000000003"};
+    unsigned char *data[3];
+    for (int i = 0; i < 3; i++) {
+        data[i] = pattern(lens[i], 10 + (unsigned)i);
+        insert_old_file(pg, ids[i], data[i], lens[i], i == 0 ? 0 : i == 1 ? 2 : 1);
+    }
+    const char *env[] = {U.env, KEY, "OFFLINEQ_WORKERS=2", "OFFLINEQ_POLL_MS=100", NULL};
+    struct svc s;
+    assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
+    assert_string_equal(th_sql(pg, "SELECT count(*) FROM information_schema.columns WHERE "
+                                   "table_name = 'offlineq_files' AND column_name = 'data'"),
+                        "0");
+    assert_string_equal(th_sqlf(pg,
+                                "SELECT string_agg(length(data)::text, ',' ORDER BY n) FROM "
+                                "offlineq_file_chunks WHERE file_id = '%s'",
+                                ids[0]),
+                        "1048576,1048576,524291");
+    assert_string_equal(th_sql(pg, "SELECT string_agg(sealed_whole::text, ',' ORDER BY id) FROM "
+                                   "offlineq_files"),
+                        "false,true,true");
+    for (int i = 0; i < 3; i++) {
+        us_reset(US);
+        char path[96], op[37], want[65];
+        snprintf(path, sizeof(path), "/api/offline/files/%s", ids[i]);
+        struct resp *r = th_http(&s, "GET", path, NULL, 0, NULL);
+        assert_int_equal(r->status, 200);
+        assert_int_equal(th_int(r->json, "size"), (long long)lens[i]);
+        sha256_hex(data[i], lens[i], want);
+        assert_string_equal(th_str(r->json, "sha256"), want);
+        th_resp_free(r);
+        enqueue_file(&s, ids[i], "/old", op);
+        json_t *o = th_wait_op(&s, op, TH_SETTLED, 20000);
+        assert_non_null(o);
+        if (strcmp(th_str(o, "status"), "completed") != 0)
+            fail_msg("file %d: %s %s", i, th_str(o, "status"), th_str(o, "error_message"));
+        json_decref(o);
+        int n = 0;
+        struct us_req *rq = us_requests(US, &n);
+        assert_int_equal(n, 1);
+        size_t len = 0;
+        const char *part = file_part(&rq[0], &len);
+        assert_int_equal(len, lens[i]);
+        assert_memory_equal(part, data[i], lens[i]);
+        th_assert_signed(&rq[0], SECRET_RAW, strlen(SECRET_RAW));
+        us_free_reqs(rq, n);
+        free(data[i]);
+    }
+    assert_no_file_rows(pg);
+    PQfinish(pg);
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+    th_db_drop(DB "_upgrade");
+}
+
 /* VmHWM (peak resident set) of a process, in kB. */
 static long peak_rss_kb(pid_t pid)
 {
@@ -489,6 +635,7 @@ int main(void)
         cmocka_unit_test_setup(test_sealed_chunks_cannot_be_reordered, reset),
         cmocka_unit_test_setup(test_cut_off_upload_leaves_nothing, reset),
         cmocka_unit_test_setup(test_over_limit_chunked_refused, reset),
+        cmocka_unit_test_setup(test_upgrade_keeps_file_bytes, reset),
         cmocka_unit_test_setup(test_peak_rss_bounded, reset),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
