@@ -50,7 +50,13 @@ static int group_setup(void **state)
     th_upstreams_write(&U, "files",
                        "{\"default\":{\"base_url\":\"%s/in\",\"signing_secret\":\"whsec_%s\"}}",
                        us_url(US), b64);
-    const char *env[] = {U.env, KEY, "OFFLINEQ_WORKERS=2", "OFFLINEQ_POLL_MS=100", NULL};
+    const char *env[] = {U.env,
+                         KEY,
+                         "OFFLINEQ_WORKERS=2",
+                         "OFFLINEQ_POLL_MS=100",
+                         "OFFLINEQ_BACKOFF_BASE_MS=100",
+                         "OFFLINEQ_BACKOFF_MAX_MS=200",
+                         NULL};
     char url[512];
     if (th_group_start(DB, env, &S, &spg, url, sizeof(url)) != 0)
         return -1;
@@ -226,6 +232,39 @@ static void test_sealed_chunks_cannot_be_reordered(void **state)
         fail_msg("error_message: %s", msg ? msg : "(none)");
     json_decref(op);
     assert_int_equal(us_count(US, "/in/swapped"), 0);
+    free(data);
+}
+
+/* A body sent again is read again from its first byte: a 307 repeats the POST with the same
+ * bytes and signature at the new location, and a 503 is retried with the whole file. */
+static void test_resend_rereads_the_stream(void **state)
+{
+    unsigned char *data = pattern(MIB + 77, 7);
+    char file[37], id[37];
+    upload(&S, data, MIB + 77, file);
+    struct us_rule moved = {.path = "/in/moved", .statuses = {307}, .n_statuses = 1};
+    snprintf(moved.location, sizeof(moved.location), "%s/in/flaky", us_url(US));
+    us_rule(US, &moved);
+    us_script(US, "/in/flaky", "503,200", 0);
+    enqueue_file(&S, file, "/moved", id);
+    json_t *op = th_wait_op(&S, id, TH_SETTLED, 20000);
+    assert_non_null(op);
+    assert_string_equal(th_str(op, "status"), "completed");
+    json_decref(op);
+    int n = 0;
+    struct us_req *r = us_requests(US, &n);
+    assert_int_equal(n, 4); /* moved 307, flaky 503, then moved 307, flaky 200 */
+    const char *want[] = {"/in/moved", "/in/flaky", "/in/moved", "/in/flaky"};
+    for (int i = 0; i < n; i++) {
+        assert_string_equal(r[i].path, want[i]);
+        assert_string_equal(r[i].method, "POST");
+        size_t len = 0;
+        const char *part = file_part(&r[i], &len);
+        assert_int_equal(len, MIB + 77);
+        assert_memory_equal(part, data, MIB + 77);
+        th_assert_signed(&r[i], SECRET_RAW, strlen(SECRET_RAW));
+    }
+    us_free_reqs(r, n);
     free(data);
 }
 
@@ -633,6 +672,7 @@ int main(void)
         cmocka_unit_test_setup(test_multichunk_sealed_delivered_exact, reset),
         cmocka_unit_test_setup(test_multichunk_plain_delivered_exact, reset),
         cmocka_unit_test_setup(test_sealed_chunks_cannot_be_reordered, reset),
+        cmocka_unit_test_setup(test_resend_rereads_the_stream, reset),
         cmocka_unit_test_setup(test_cut_off_upload_leaves_nothing, reset),
         cmocka_unit_test_setup(test_over_limit_chunked_refused, reset),
         cmocka_unit_test_setup(test_upgrade_keeps_file_bytes, reset),
