@@ -51,7 +51,9 @@ int api_network_check(struct request *r, struct err *e);
 /* api/events.c */
 int api_events(struct request *r, struct err *e);
 
-/* api/files.c */
+/* api/files.c: the upload's body is streamed into the store by api_files_sink (set by the
+ * router from the headers), and api_files_create commits it once the body is in. */
+extern const struct body_sink api_files_sink;
 int api_files_create(struct request *r, struct err *e);
 int api_files_get(struct request *r, struct err *e);
 

@@ -88,6 +88,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 
 static void request_free(struct request *r)
 {
+    if (r->sink != NULL)
+        r->sink->abort(r); /* a body cut off, or refused: nothing of it is kept */
     for (int i = 0; i < r->n_extra; i++)
         free(r->extra[i].value);
     json_decref(r->json);
@@ -143,13 +145,23 @@ static void on_headers(struct request *r)
     r->close_after = false; /* later replies come after the whole body was read */
 }
 
+/* A piece of the body: collected, or handed to the route's sink as it comes (a file is never
+ * held whole). Past the limit, or once the sink failed, the rest is read and dropped. */
 static void append_body(struct request *r, const char *data, size_t n)
 {
-    if (r->too_large || r->body.len + n > r->body_limit) {
+    if (r->too_large || r->body_bytes + n > r->body_limit) {
         r->too_large = true;
+        if (r->sink != NULL)
+            r->sink->abort(r);
         return;
     }
-    oq_buf_add(&r->body, data, n);
+    r->body_bytes += n;
+    if (r->sink == NULL) {
+        oq_buf_add(&r->body, data, n);
+    } else if (!r->sink_failed && r->sink->write(r, data, n, &r->sink_err) != 0) {
+        r->sink_failed = true;
+        r->sink->abort(r);
+    }
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -183,6 +195,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     if (r->too_large)
         reply_too_large(r);
+    else if (r->sink_failed)
+        reply_err(r, &r->sink_err);
     else
         r->api->dispatch(r);
     OQ_ASSERT(r->replied || r->suspended);

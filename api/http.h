@@ -23,6 +23,17 @@
 struct api;
 struct app;
 struct route;
+struct request;
+
+/* Where a streamed body goes (the file route): each piece as it arrives, instead of r->body. */
+struct body_sink {
+    /* Takes n more bytes; -1 with *e stops the body (the rest is read and dropped, and *e is
+     * the reply). */
+    int (*write)(struct request *r, const char *p, size_t n, struct err *e);
+    /* Drops what was not kept (r->sink_state): called when the body fails or is too large,
+     * and when the request ends, answered or cut off. Must be safe to call again. */
+    void (*abort)(struct request *r);
+};
 
 struct request {
     struct api *api; /* borrowed: the server this request came to (api/api.h) */
@@ -30,8 +41,13 @@ struct request {
     struct MHD_Connection *conn;
     const char *method; /* borrowed from libmicrohttpd, valid for the request */
     const char *url;
-    struct oq_buf body; /* owned */
+    struct oq_buf body; /* owned; empty when the body went to sink */
     size_t body_limit;
+    size_t body_bytes;            /* received so far */
+    const struct body_sink *sink; /* NULL: the body is collected in body */
+    void *sink_state;             /* the sink's; freed by sink->abort or the route */
+    struct err sink_err;          /* why the sink refused the body */
+    bool sink_failed;
     bool too_large;
     bool replied;
     json_t *json; /* owned; the parsed body for JSON routes, or NULL */

@@ -272,6 +272,7 @@ static int admit(struct request *r, struct err *e)
     r->route = rt->pattern;
     r->matched = rt;
     r->body_limit = rt->body == BODY_RAW ? r->app->cfg.max_file_bytes : r->app->cfg.max_body_bytes;
+    r->sink = rt->body == BODY_RAW ? &api_files_sink : NULL; /* a file is streamed in */
     return authenticate(r, rt, e);
 }
 

@@ -9,7 +9,7 @@ enum body_kind {
     BODY_NONE,     /* a body is ignored */
     BODY_JSON,     /* a JSON object is required */
     BODY_JSON_OPT, /* a JSON object, or nothing */
-    BODY_RAW,      /* any bytes (a file), up to OFFLINEQ_MAX_FILE_BYTES */
+    BODY_RAW,      /* any bytes (a file), up to OFFLINEQ_MAX_FILE_BYTES, streamed to the store */
 };
 
 /* A handler replies itself and returns 0, or returns -1 with *e set for reply_err. */

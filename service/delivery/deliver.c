@@ -12,6 +12,9 @@
 #include "delivery/policy.h"
 
 #define RESULT_TEXT_MAX 4096 /* bytes of a non-JSON answer body kept in the result */
+/* Seconds before an operation whose body could not be read (a stored file, the database away)
+ * is looked at again; no attempt is used. */
+#define BODY_RETRY_S 1
 /* Bytes a UTF-8 character may take: a cut at RESULT_TEXT_MAX may split one. */
 #define UTF8_CHAR_MAX 4
 
@@ -98,6 +101,14 @@ void deliver(struct exec_ctx *ctx, struct out_request *rq, struct exec_result *r
     }
     struct out_response rs;
     outbound_send(ctx->out, rq, &rs);
+    if (rs.is_body_error) { /* our side (a stored file) failed: the upstream is not to blame */
+        policy_leave(ctx->policy, rq->u, how, false);
+        res->outcome = OUTCOME_RELEASE;
+        res->delay_s = BODY_RETRY_S;
+        snprintf(res->error, sizeof(res->error), "%s", rs.error);
+        outbound_response_free(&rs);
+        return;
+    }
     policy_leave(ctx->policy, rq->u, how, rs.status == 0 ? rs.is_connect_error : rs.status >= 500);
     classify(ctx, &rs, res);
     if (rs.status == 0 && rs.is_connect_error && res->outcome == OUTCOME_RETRY) {

@@ -35,8 +35,8 @@ struct exec_ctx {
 /* Sends rq through u's policy (breaker, concurrency, rate) and turns the answer into *res:
  * 2xx completed; 408/425/429/5xx and network errors retry; 409/412 conflict; other answers
  * fail. result = {"status_code", "body"}. A network error while the monitor finds the network
- * down releases the operation without using an attempt. Thread-safe (ctx->out is the
- * caller's own). */
+ * down releases the operation without using an attempt, as does a body stream that cannot be
+ * read (rq->stream: the caller knows why). Thread-safe (ctx->out is the caller's own). */
 void deliver(struct exec_ctx *ctx, struct out_request *rq, struct exec_result *res);
 
 /* A JSON request through deliver(): doc (NULL: no body) as application/json to endpoint on u,

@@ -7,14 +7,15 @@
 
 #include "core/common.h"
 
+/* After the file's part head, the rest goes to the tail (sent after the file's bytes). */
 static void append(struct multipart *m, const void *p, size_t n)
 {
-    oq_buf_add(&m->b, p, n);
+    oq_buf_add(m->has_file ? &m->tail : &m->b, p, n);
 }
 
 static void append_str(struct multipart *m, const char *s)
 {
-    oq_buf_str(&m->b, s);
+    append(m, s, strlen(s));
 }
 
 /* A name or filename inside quotes: '"' becomes %22, as browsers send it; CR/LF never
@@ -65,15 +66,17 @@ void multipart_fields(struct multipart *m, const json_t *fields)
 }
 
 void multipart_file(struct multipart *m, const char *field, const char *filename,
-                    const char *content_type, const void *data, size_t len)
+                    const char *content_type, long long len)
 {
+    OQ_ASSERT(!m->has_file);
     part_head(m, field);
     append_str(m, "; filename=");
     append_quoted(m, filename);
     append_str(m, "\r\nContent-Type: ");
     append_str(m, content_type);
     append_str(m, "\r\n\r\n");
-    append(m, data, len);
+    m->has_file = true; /* the file's bytes go here, read by the stream */
+    m->file_len = len;
     append_str(m, "\r\n");
 }
 
@@ -87,5 +90,62 @@ void multipart_finish(struct multipart *m)
 void multipart_free(struct multipart *m)
 {
     free(m->b.data);
-    m->b.data = NULL;
+    free(m->tail.data);
+    m->b.data = m->tail.data = NULL;
+}
+
+void multipart_stream_init(struct multipart_stream *s, const struct multipart *m,
+                           const struct multipart_source *src)
+{
+    s->m = m;
+    s->src = *src;
+    s->pos = 0;
+}
+
+long long multipart_stream_len(const struct multipart_stream *s)
+{
+    return (long long)s->m->b.len + s->m->file_len + (long long)s->m->tail.len;
+}
+
+/* Copies from a part held in memory that spans [start, start + len) of the body. */
+static size_t from_memory(struct multipart_stream *s, const struct oq_buf *part, long long start,
+                          char *buf, size_t n)
+{
+    size_t off = (size_t)(s->pos - start);
+    size_t take = part->len - off < n ? part->len - off : n;
+    memcpy(buf, part->data + off, take);
+    s->pos += (long long)take;
+    return take;
+}
+
+long long multipart_stream_read(void *arg, char *buf, size_t n)
+{
+    struct multipart_stream *s = arg;
+    const struct multipart *m = s->m;
+    long long head = (long long)m->b.len, file_end = head + m->file_len;
+    size_t got = 0;
+    while (got < n && s->pos < multipart_stream_len(s)) {
+        if (s->pos < head) {
+            got += from_memory(s, &m->b, 0, buf + got, n - got);
+        } else if (s->pos < file_end) {
+            long long want =
+                file_end - s->pos < (long long)(n - got) ? file_end - s->pos : (long long)(n - got);
+            long long r = s->src.read(s->src.arg, buf + got, (size_t)want);
+            if (r <= 0)
+                return -1; /* failed, or shorter than announced */
+            s->pos += r;
+            got += (size_t)r;
+        } else {
+            got += from_memory(s, &m->tail, file_end, buf + got, n - got);
+        }
+    }
+    return (long long)got;
+}
+
+void multipart_stream_rewind(void *arg)
+{
+    struct multipart_stream *s = arg;
+    if (s->m->has_file)
+        s->src.rewind(s->src.arg);
+    s->pos = 0;
 }

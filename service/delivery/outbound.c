@@ -23,6 +23,8 @@
 #define HEADER_LINE_MAX 512
 /* The HMAC-SHA256 digest: 32 bytes, 44 in base64. */
 #define MAC_LEN 32
+/* Bytes read from a stream at a time to sign it. */
+#define STREAM_BUF_BYTES (64 * 1024)
 
 void outbound_init(struct outbound *o, atomic_bool *abort)
 {
@@ -43,29 +45,59 @@ void outbound_response_free(struct out_response *rs)
     rs->body = NULL;
 }
 
-void outbound_sign(const unsigned char *key, size_t key_len, const char *id, long timestamp,
-                   const char *body, size_t body_len, char *out, size_t len)
+/* Standard Webhooks: the signed content is "<id>.<timestamp>.<body>". An HMAC-SHA256 context
+ * with "<id>.<timestamp>." already in; the caller adds the body. */
+static EVP_MAC_CTX *sign_begin(const unsigned char *key, size_t key_len, const char *id,
+                               long timestamp)
 {
-    /* Standard Webhooks: the signed content is "<id>.<timestamp>.<body>" */
     char ts[32];
     int ts_len = snprintf(ts, sizeof(ts), ".%ld.", timestamp);
-    unsigned char mac[MAC_LEN];
-    size_t mac_len = 0;
     EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(hmac);
+    EVP_MAC_free(hmac); /* the context keeps its own reference */
     OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
                            OSSL_PARAM_construct_end()};
-    OQ_ASSERT(EVP_MAC_init(ctx, key, key_len, params) == 1);
+    OQ_ASSERT(ctx != NULL && EVP_MAC_init(ctx, key, key_len, params) == 1);
     EVP_MAC_update(ctx, (const unsigned char *)id, strlen(id));
     EVP_MAC_update(ctx, (const unsigned char *)ts, (size_t)ts_len);
-    if (body_len > 0)
-        EVP_MAC_update(ctx, (const unsigned char *)body, body_len);
+    return ctx;
+}
+
+/* "v1,<base64 mac>" into out; frees ctx. */
+static void sign_end(EVP_MAC_CTX *ctx, char *out, size_t len)
+{
+    unsigned char mac[MAC_LEN];
+    size_t mac_len = 0;
     EVP_MAC_final(ctx, mac, &mac_len, sizeof(mac));
     EVP_MAC_CTX_free(ctx);
-    EVP_MAC_free(hmac);
     char b64[4 * ((MAC_LEN + 2) / 3) + 1];
     EVP_EncodeBlock((unsigned char *)b64, mac, (int)mac_len);
     snprintf(out, len, "v1,%s", b64);
+}
+
+void outbound_sign(const unsigned char *key, size_t key_len, const char *id, long timestamp,
+                   const char *body, size_t body_len, char *out, size_t len)
+{
+    EVP_MAC_CTX *ctx = sign_begin(key, key_len, id, timestamp);
+    if (body_len > 0)
+        EVP_MAC_update(ctx, (const unsigned char *)body, body_len);
+    sign_end(ctx, out, len);
+}
+
+int outbound_sign_stream(const unsigned char *key, size_t key_len, const char *id, long timestamp,
+                         const struct out_stream *s, char *out, size_t len)
+{
+    EVP_MAC_CTX *ctx = sign_begin(key, key_len, id, timestamp);
+    char *buf = oq_malloc(STREAM_BUF_BYTES);
+    long long total = 0, got = 0;
+    s->rewind(s->arg);
+    while ((got = s->read(s->arg, buf, STREAM_BUF_BYTES)) > 0) {
+        EVP_MAC_update(ctx, (const unsigned char *)buf, (size_t)got);
+        total += got;
+    }
+    free(buf);
+    sign_end(ctx, out, len);
+    return got == 0 && total == s->len ? 0 : -1;
 }
 
 /* CURLOPT_WRITEFUNCTION. Keeps at most OUTBOUND_MAX_BODY bytes of the answer (a result is
@@ -193,8 +225,7 @@ static bool has_header(const struct out_request *rq, const char *name)
  * upstream can drop a repeat after a lost answer), a Content-Type for a body, the Standard
  * Webhooks signature when the upstream has a key, and an empty "Expect:" so that libcurl does
  * not wait for a 100 Continue before a large body. */
-static struct curl_slist *build_headers(const struct out_request *rq, const char *body,
-                                        size_t body_len)
+static struct curl_slist *build_headers(const struct out_request *rq, const char *sig, long ts)
 {
     struct curl_slist *h = NULL;
     char line[HEADER_LINE_MAX];
@@ -211,16 +242,12 @@ static struct curl_slist *build_headers(const struct out_request *rq, const char
         h = curl_slist_append(h, rq->u->headers[i]);
     snprintf(line, sizeof(line), "Idempotency-Key: %s", rq->idempotency_key);
     h = curl_slist_append(h, line);
-    if (body != NULL && !has_header(rq, "Content-Type")) {
+    if ((rq->body != NULL || rq->stream != NULL) && !has_header(rq, "Content-Type")) {
         snprintf(line, sizeof(line), "Content-Type: %s",
                  rq->content_type ? rq->content_type : "application/json");
         h = curl_slist_append(h, line);
     }
-    if (rq->u->signing_key != NULL) {
-        long ts = (long)time(NULL);
-        char sig[128];
-        outbound_sign(rq->u->signing_key, rq->u->signing_key_len, rq->idempotency_key, ts, body,
-                      body ? body_len : 0, sig, sizeof(sig));
+    if (sig != NULL) {
         snprintf(line, sizeof(line), "webhook-id: %s", rq->idempotency_key);
         h = curl_slist_append(h, line);
         snprintf(line, sizeof(line), "webhook-timestamp: %ld", ts);
@@ -230,6 +257,54 @@ static struct curl_slist *build_headers(const struct out_request *rq, const char
     }
     h = curl_slist_append(h, "Expect:");
     return h;
+}
+
+/* The Standard Webhooks signature of rq's body at ts into sig, when the upstream has a key: a
+ * stream is read once for it, before anything is sent. Returns NULL (nothing to sign), sig, or
+ * NULL with *failed when the stream could not be read. */
+static const char *sign_request(const struct out_request *rq, long ts, char *sig, size_t len,
+                                bool *failed)
+{
+    *failed = false;
+    const struct upstream *u = rq->u;
+    if (u->signing_key == NULL)
+        return NULL;
+    if (rq->stream == NULL) {
+        outbound_sign(u->signing_key, u->signing_key_len, rq->idempotency_key, ts, rq->body,
+                      rq->body ? rq->body_len : 0, sig, len);
+        return sig;
+    }
+    *failed = outbound_sign_stream(u->signing_key, u->signing_key_len, rq->idempotency_key, ts,
+                                   rq->stream, sig, len) != 0;
+    return *failed ? NULL : sig;
+}
+
+/* A stream being sent: CURLOPT_READFUNCTION and CURLOPT_SEEKFUNCTION read it through this. */
+struct upload_ctx {
+    const struct out_stream *s;
+    bool failed; /* the stream could not be read: the transfer was aborted */
+};
+
+static size_t on_read(char *buf, size_t size, size_t n, void *arg)
+{
+    struct upload_ctx *up = arg;
+    long long got = up->s->read(up->s->arg, buf, size * n);
+    if (got < 0) {
+        up->failed = true;
+        return CURL_READFUNC_ABORT;
+    }
+    return (size_t)got;
+}
+
+/* libcurl rewinds a body to send it again (a reused connection that had closed): the stream
+ * starts over; any other seek it may do by reading on. */
+static int on_seek(void *arg, curl_off_t offset, int origin)
+{
+    struct upload_ctx *up = arg;
+    if (origin != SEEK_SET || offset != 0)
+        return CURL_SEEKFUNC_CANTSEEK;
+    up->s->rewind(up->s->arg);
+    return CURL_SEEKFUNC_OK;
 }
 
 /* Errors that say the network (or the upstream's host) is unreachable, not that the request
@@ -244,7 +319,8 @@ static bool is_connect_failure(CURLcode rc)
 
 /* Options of one hop. */
 static void setup(struct outbound *o, const struct out_request *rq, const char *url,
-                  const char *method, bool with_body, struct curl_slist *h, struct out_response *rs)
+                  const char *method, bool with_body, struct curl_slist *h, struct out_response *rs,
+                  struct upload_ctx *up)
 {
     CURL *c = o->curl;
     curl_easy_reset(c);
@@ -271,6 +347,16 @@ static void setup(struct outbound *o, const struct out_request *rq, const char *
         curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
     } else if (strcmp(method, "HEAD") == 0) {
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    } else if (with_body && rq->stream != NULL) {
+        /* the body from the read callback, from its first byte, with its Content-Length */
+        rq->stream->rewind(rq->stream->arg);
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(c, CURLOPT_READDATA, up);
+        curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, on_seek);
+        curl_easy_setopt(c, CURLOPT_SEEKDATA, up);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->stream->len);
     } else {
         /* POSTFIELDS with an explicit size: the body may hold NUL bytes (multipart files), and
          * a method without a body still sends "Content-Length: 0". */
@@ -298,19 +384,30 @@ int outbound_send(struct outbound *o, const struct out_request *rq, struct out_r
     char url[URL_MAX];
     start_url(rq, url, sizeof(url));
     const char *method = rq->method;
-    bool with_body = rq->body != NULL;
-    struct curl_slist *h = build_headers(rq, rq->body, rq->body_len);
+    bool with_body = rq->body != NULL || rq->stream != NULL;
+    long ts = (long)time(NULL);
+    char sig[128];
+    struct upload_ctx up = {.s = rq->stream};
+    const char *signature = sign_request(rq, ts, sig, sizeof(sig), &up.failed);
+    if (up.failed) {
+        rs->is_body_error = true;
+        snprintf(rs->error, sizeof(rs->error), "the body could not be read");
+        return -1;
+    }
+    struct curl_slist *h = build_headers(rq, signature, ts);
     int rc = -1;
     for (int hop = 0; hop <= OUTBOUND_MAX_REDIRECTS; hop++) {
         free(rs->body);
         rs->body = NULL;
         rs->body_len = 0;
-        setup(o, rq, url, method, with_body, h, rs);
+        setup(o, rq, url, method, with_body, h, rs, &up);
         CURLcode cc = curl_easy_perform(o->curl);
         if (cc != CURLE_OK) {
             rs->status = 0;
-            rs->is_connect_error = is_connect_failure(cc);
-            snprintf(rs->error, sizeof(rs->error), "%s", curl_easy_strerror(cc));
+            rs->is_body_error = up.failed;
+            rs->is_connect_error = !up.failed && is_connect_failure(cc);
+            snprintf(rs->error, sizeof(rs->error), "%s",
+                     up.failed ? "the body could not be read" : curl_easy_strerror(cc));
             break;
         }
         curl_easy_getinfo(o->curl, CURLINFO_RESPONSE_CODE, &rs->status);

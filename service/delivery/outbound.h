@@ -12,6 +12,16 @@
 #define OUTBOUND_MAX_BODY (1024 * 1024) /* bytes of an answer body kept (the rest is dropped) */
 #define OUTBOUND_MAX_REDIRECTS 5        /* hops followed after the first request */
 
+/* A body read as it is sent (a file): its exact length is known before (Content-Length), and
+ * it can be read again from the start (for the signature, a redirect, a libcurl rewind). */
+struct out_stream {
+    long long len;
+    /* The next up to n bytes into buf: how many, 0 at the end, -1 when the source failed. */
+    long long (*read)(void *arg, char *buf, size_t n);
+    void (*rewind)(void *arg);
+    void *arg;
+};
+
 struct out_request {
     const struct upstream *u;
     const char *method;
@@ -19,8 +29,9 @@ struct out_request {
     const char *const *headers; /* "Name: value" lines from the payload, NULL-terminated */
     const char *body;           /* may be NULL */
     size_t body_len;
-    const char *content_type;    /* for body */
-    const char *idempotency_key; /* also the webhook-id when signing */
+    const struct out_stream *stream; /* instead of body (then NULL) */
+    const char *content_type;        /* for body */
+    const char *idempotency_key;     /* also the webhook-id when signing */
 };
 
 struct out_response {
@@ -32,6 +43,7 @@ struct out_response {
     char last_modified[64];
     double retry_after_s;  /* < 0: none */
     bool is_connect_error; /* refused, DNS, unreachable: the network may be down */
+    bool is_body_error;    /* the stream could not be read: not the upstream's fault */
     char error[256];       /* curl's words when status is 0 */
 };
 
@@ -56,5 +68,8 @@ double outbound_retry_after(const char *value, time_t now);
  * key bytes decoded at load (upstreams_signing_key). Writes into out (>= 64 bytes). */
 void outbound_sign(const unsigned char *key, size_t key_len, const char *id, long timestamp,
                    const char *body, size_t body_len, char *out, size_t len);
+/* The same over a stream, read once from its start: exactly s->len bytes, else -1. */
+int outbound_sign_stream(const unsigned char *key, size_t key_len, const char *id, long timestamp,
+                         const struct out_stream *s, char *out, size_t len) OQ_MUSTCHECK;
 
 #endif

@@ -54,7 +54,44 @@ int file_upload_validate(const json_t *payload, const struct config *cfg, struct
     return target_validate(payload, cfg, e);
 }
 
-/* Adds the payload's form fields, then what the caller adds, then the file, and sends it. */
+/* The stored file as the multipart stream's source: read chunk by chunk as the body is sent. */
+struct file_source {
+    struct files_reader rd;
+    struct err e; /* the first read failure */
+    bool failed;
+};
+
+static long long source_read(void *arg, void *buf, size_t n)
+{
+    struct file_source *fs = arg;
+    long long got = files_read(&fs->rd, buf, n, &fs->e);
+    fs->failed = fs->failed || got < 0;
+    return got;
+}
+
+static void source_rewind(void *arg)
+{
+    files_rewind(&((struct file_source *)arg)->rd);
+}
+
+/* A file that cannot be read: gone or altered fails (no retry helps), the database away is
+ * looked at again later, as for a network error, without using an attempt. */
+static void file_unreadable(const struct err *e, struct exec_result *res)
+{
+    json_decref(res->result);
+    res->result = NULL;
+    if (e->code == ERR_NOT_FOUND || e->code == ERR_UNDECRYPTABLE) {
+        exec_fail(res, "%s", e->message);
+    } else {
+        res->outcome = OUTCOME_RELEASE;
+        res->delay_s = DB_AWAY_RETRY_S;
+        snprintf(res->error, sizeof(res->error), "could not load the file: %s", e->message);
+    }
+}
+
+/* Adds the payload's form fields, then what the caller adds, then the file, and sends it: the
+ * body is a stream of the parts with the file's chunks read from the database in between,
+ * once for the signature (when the upstream signs) and once to send. */
 void file_upload_send(struct exec_ctx *ctx, const struct job *job, const json_t *extra,
                       struct exec_result *res)
 {
@@ -62,20 +99,9 @@ void file_upload_send(struct exec_ctx *ctx, const struct job *job, const json_t 
     const struct upstream *u = exec_upstream(ctx->cfg, p, res);
     if (u == NULL)
         return;
-    struct err e = {0};
-    struct stored_file f = {0};
-    struct db_conn *c = db_acquire(ctx->db, &e);
-    int rc = c ? files_load(c, validate_str(p, "file_id", ""), &f, &e) : -1;
-    if (c != NULL)
-        db_release(ctx->db, c);
-    if (rc != 0) {
-        if (e.code == ERR_NOT_FOUND || e.code == ERR_UNDECRYPTABLE) { /* no retry helps */
-            exec_fail(res, "%s", e.message);
-        } else { /* the database is away: try again later, as for a network error */
-            res->outcome = OUTCOME_RELEASE;
-            res->delay_s = DB_AWAY_RETRY_S;
-            snprintf(res->error, sizeof(res->error), "could not load the file: %s", e.message);
-        }
+    struct file_source fs = {0};
+    if (files_open(&fs.rd, ctx->db, validate_str(p, "file_id", ""), &fs.e) != 0) {
+        file_unreadable(&fs.e, res);
         return;
     }
     struct multipart m;
@@ -83,18 +109,25 @@ void file_upload_send(struct exec_ctx *ctx, const struct job *job, const json_t 
     multipart_fields(&m, json_object_get(p, "form"));
     multipart_fields(&m, extra);
     multipart_file(&m, validate_str(p, "field", "file"), validate_str(p, "filename", "file"),
-                   f.content_type, f.data, (size_t)f.size);
+                   fs.rd.meta.content_type, fs.rd.meta.size);
     multipart_finish(&m);
+    struct multipart_stream ms;
+    multipart_stream_init(&ms, &m, &(struct multipart_source){source_read, source_rewind, &fs});
+    struct out_stream body = {.len = multipart_stream_len(&ms),
+                              .read = multipart_stream_read,
+                              .rewind = multipart_stream_rewind,
+                              .arg = &ms};
     struct out_request rq = {.u = u,
                              .method = "POST",
                              .endpoint = validate_str(p, "endpoint", "/"),
-                             .body = m.b.data,
-                             .body_len = m.b.len,
+                             .stream = &body,
                              .content_type = m.content_type,
                              .idempotency_key = job->id};
     deliver(ctx, &rq, res);
+    if (fs.failed)
+        file_unreadable(&fs.e, res);
     multipart_free(&m);
-    free(f.data);
+    files_close(&fs.rd);
 }
 
 void file_upload_execute(struct exec_ctx *ctx, const struct job *job, struct exec_result *res)

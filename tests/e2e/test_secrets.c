@@ -106,8 +106,9 @@ static void test_key_on_an_existing_database(void **state)
         usleep(100000);
     assert_string_equal(th_sql(pg, q), "true/false");
     snprintf(q, sizeof(q),
-             "SELECT encrypted::text || '/' || (position('SEALEDFILE'::bytea in data) > 0)::text "
-             "FROM offlineq_files WHERE id = '%s'",
+             "SELECT encrypted::text || '/' || (SELECT bool_or(position('SEALEDFILE'::bytea in "
+             "c.data) > 0) FROM offlineq_file_chunks c WHERE c.file_id = f.id)::text "
+             "FROM offlineq_files f WHERE id = '%s'",
              fb);
     assert_string_equal(th_sql(pg, q), "true/false");
     snprintf(q, sizeof(q), "SELECT encrypted::text FROM offlineq_files WHERE id = '%s'", fa);

@@ -369,9 +369,10 @@ static void test_swapped_files_are_refused(void **state)
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
     assert_dump_lacks("FILEMARK");
     th_sqlf(pg,
-            "UPDATE offlineq_files f SET data = x.d FROM (VALUES ('%s'::uuid, "
-            "(SELECT data FROM offlineq_files WHERE id = '%s')), ('%s'::uuid, "
-            "(SELECT data FROM offlineq_files WHERE id = '%s'))) AS x(id, d) WHERE f.id = x.id",
+            "UPDATE offlineq_file_chunks c SET data = x.d FROM (VALUES ('%s'::uuid, "
+            "(SELECT data FROM offlineq_file_chunks WHERE file_id = '%s')), ('%s'::uuid, "
+            "(SELECT data FROM offlineq_file_chunks WHERE file_id = '%s'))) AS x(id, d) "
+            "WHERE c.file_id = x.id",
             fa, fb, fb, fa);
     assert_int_equal(
         th_svc_start(&s, url, (const char *const[]){up, KEY, "OFFLINEQ_WORKERS=2", NULL}, NULL), 0);

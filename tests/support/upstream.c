@@ -243,6 +243,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     MHD_add_response_header(resp, "Content-Type", "application/json");
     if (copy.retry_after[0])
         MHD_add_response_header(resp, "Retry-After", copy.retry_after);
+    if (copy.location[0])
+        MHD_add_response_header(resp, "Location", copy.location);
     enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
 
