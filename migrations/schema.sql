@@ -23,6 +23,82 @@ CREATE TYPE public.offlineq_op_doc AS (
 	conflict_strategy text
 );
 
+CREATE FUNCTION public.offlineq_after_delete() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    INSERT INTO offlineq_op_counts (operation_type, status, n)
+    SELECT operation_type, status, -count(*) FROM old_rows GROUP BY 1, 2;
+    INSERT INTO offlineq_events (type, op_ids, op_types, statuses, priorities, retry_counts, errors)
+    SELECT 'operation.deleted', array_agg(o.id ORDER BY o.seq),
+           array_agg(o.operation_type ORDER BY o.seq), array_agg(o.status ORDER BY o.seq),
+           array_agg(o.priority ORDER BY o.seq), array_agg(o.retry_count ORDER BY o.seq),
+           array_agg(o.error_message ORDER BY o.seq)
+    FROM old_rows o HAVING count(*) > 0;
+    IF FOUND THEN
+        PERFORM pg_notify('offlineq_events', '');
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION public.offlineq_after_insert() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    INSERT INTO offlineq_op_counts (operation_type, status, n)
+    SELECT operation_type, status, count(*) FROM new_rows GROUP BY 1, 2;
+    INSERT INTO offlineq_events (type, op_ids, op_types, statuses, priorities, retry_counts, errors)
+    SELECT 'operation.enqueued', array_agg(n.id ORDER BY n.seq),
+           array_agg(n.operation_type ORDER BY n.seq), array_agg(n.status ORDER BY n.seq),
+           array_agg(n.priority ORDER BY n.seq), array_agg(n.retry_count ORDER BY n.seq),
+           array_agg(n.error_message ORDER BY n.seq)
+    FROM new_rows n HAVING count(*) > 0;
+    IF FOUND THEN
+        PERFORM pg_notify('offlineq_events', '');
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION public.offlineq_after_update() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    files uuid[];
+BEGIN
+    INSERT INTO offlineq_op_counts (operation_type, status, n)
+    SELECT t, s, sum(d) FROM (
+        SELECT operation_type AS t, status AS s, -1 AS d FROM old_rows
+        UNION ALL
+        SELECT operation_type, status, 1 FROM new_rows
+    ) x GROUP BY 1, 2 HAVING sum(d) <> 0;
+    INSERT INTO offlineq_events (type, op_ids, op_types, statuses, priorities, retry_counts, errors)
+    SELECT e.type, array_agg(e.id ORDER BY e.seq), array_agg(e.operation_type ORDER BY e.seq),
+           array_agg(e.status ORDER BY e.seq), array_agg(e.priority ORDER BY e.seq),
+           array_agg(e.retry_count ORDER BY e.seq), array_agg(e.error_message ORDER BY e.seq)
+    FROM (SELECT CASE n.status
+                   WHEN 'in_progress' THEN 'operation.started'
+                   WHEN 'completed' THEN 'operation.completed'
+                   WHEN 'failed' THEN 'operation.failed'
+                   WHEN 'conflict' THEN 'operation.conflict'
+                   ELSE 'operation.retried' END AS type,
+                 n.seq, n.id, n.operation_type, n.status, n.priority, n.retry_count,
+                 n.error_message
+          FROM new_rows n JOIN old_rows o ON o.id = n.id
+          WHERE (n.status <> o.status AND n.status <> 'pending')
+             OR (n.status = 'pending' AND (n.retry_count > o.retry_count
+                                           OR n.lease_expiries > o.lease_expiries
+                                           OR o.status IN ('failed', 'conflict')))) e
+    GROUP BY e.type;
+    IF FOUND THEN
+        PERFORM pg_notify('offlineq_events', '');
+    END IF;
+    SELECT array_agg(DISTINCT file_id) INTO files FROM old_rows WHERE file_id IS NOT NULL;
+    IF files IS NOT NULL THEN
+        PERFORM offlineq_drop_files_of(files);
+    END IF;
+    RETURN NULL;
+END $$;
+
 CREATE FUNCTION public.offlineq_auto_sync() RETURNS boolean
     LANGUAGE sql STABLE
     AS $$
@@ -179,36 +255,14 @@ BEGIN
     RETURN folded;
 END $$;
 
-CREATE FUNCTION public.offlineq_count_delete() RETURNS trigger
-    LANGUAGE plpgsql
+CREATE FUNCTION public.offlineq_drop_files_of(p_ids uuid[]) RETURNS void
+    LANGUAGE sql
     AS $$
-BEGIN
-    INSERT INTO offlineq_op_counts (operation_type, status, n)
-    SELECT operation_type, status, -count(*) FROM old_rows GROUP BY 1, 2;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION public.offlineq_count_insert() RETURNS trigger
-    LANGUAGE plpgsql
-    AS $$
-BEGIN
-    INSERT INTO offlineq_op_counts (operation_type, status, n)
-    SELECT operation_type, status, count(*) FROM new_rows GROUP BY 1, 2;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION public.offlineq_count_update() RETURNS trigger
-    LANGUAGE plpgsql
-    AS $$
-BEGIN
-    INSERT INTO offlineq_op_counts (operation_type, status, n)
-    SELECT t, s, sum(d) FROM (
-        SELECT operation_type AS t, status AS s, -1 AS d FROM old_rows
-        UNION ALL
-        SELECT operation_type, status, 1 FROM new_rows
-    ) x GROUP BY 1, 2 HAVING sum(d) <> 0;
-    RETURN NULL;
-END $$;
+    DELETE FROM offlineq_files f
+    WHERE f.id = ANY (p_ids)
+      AND NOT EXISTS (SELECT 1 FROM offline_operations o
+                      WHERE o.file_id = f.id AND o.status <> 'completed');
+$$;
 
 CREATE FUNCTION public.offlineq_drop_unused_files() RETURNS trigger
     LANGUAGE plpgsql
@@ -253,8 +307,16 @@ BEGIN
     RETURN new_id;
 END $_$;
 
+CREATE FUNCTION public.offlineq_uuidv7() RETURNS uuid
+    LANGUAGE sql
+    AS $$
+    SELECT encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING
+        substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
+        FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid
+$$;
+
 CREATE TABLE public.offline_operations (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    id uuid DEFAULT public.offlineq_uuidv7() NOT NULL,
     seq bigint NOT NULL,
     operation_type text NOT NULL,
     payload jsonb NOT NULL,
@@ -279,6 +341,8 @@ CREATE TABLE public.offline_operations (
     file_id uuid,
     conflict_strategy text,
     resolution jsonb,
+    attempts jsonb,
+    lease_expiries integer DEFAULT 0 NOT NULL,
     CONSTRAINT offline_operations_conflict_strategy_check CHECK ((conflict_strategy = ANY (ARRAY['local_wins'::text, 'remote_wins'::text, 'last_write_wins'::text, 'merge'::text, 'manual'::text]))),
     CONSTRAINT offline_operations_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
     CONSTRAINT offline_operations_max_retry_duration_s_check CHECK ((max_retry_duration_s > 0)),
@@ -369,59 +433,6 @@ BEGIN
         END IF;
         -- The holder of the key finished between the two statements: try the insert again.
     END LOOP;
-END $$;
-
-CREATE FUNCTION public.offlineq_events_delete() RETURNS trigger
-    LANGUAGE plpgsql
-    AS $$
-BEGIN
-    INSERT INTO offlineq_events (type, op_id, operation_type, data)
-    SELECT 'operation.deleted', o.id, o.operation_type, offlineq_op_event(o) FROM old_rows o ORDER BY o.seq;
-    IF FOUND THEN
-        PERFORM pg_notify('offlineq_events', '');
-    END IF;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION public.offlineq_events_insert() RETURNS trigger
-    LANGUAGE plpgsql
-    AS $$
-BEGIN
-    INSERT INTO offlineq_events (type, op_id, operation_type, data)
-    SELECT 'operation.enqueued', n.id, n.operation_type,
-           jsonb_build_object('id', n.id, 'operation_type', n.operation_type, 'status', n.status,
-                              'priority', n.priority, 'retry_count', n.retry_count,
-                              'error_message', n.error_message)
-    FROM new_rows n ORDER BY n.seq;
-    IF FOUND THEN
-        PERFORM pg_notify('offlineq_events', '');
-    END IF;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION public.offlineq_events_update() RETURNS trigger
-    LANGUAGE plpgsql
-    AS $$
-BEGIN
-    INSERT INTO offlineq_events (type, op_id, operation_type, data)
-    SELECT CASE n.status
-             WHEN 'in_progress' THEN 'operation.started'
-             WHEN 'completed' THEN 'operation.completed'
-             WHEN 'failed' THEN 'operation.failed'
-             WHEN 'conflict' THEN 'operation.conflict'
-             ELSE 'operation.retried' END,
-           n.id, n.operation_type,
-           jsonb_build_object('id', n.id, 'operation_type', n.operation_type, 'status', n.status,
-                              'priority', n.priority, 'retry_count', n.retry_count,
-                              'error_message', n.error_message)
-    FROM new_rows n JOIN old_rows o ON o.id = n.id
-    WHERE (n.status <> o.status AND n.status <> 'pending')
-       OR (n.status = 'pending' AND (n.retry_count > o.retry_count OR o.status IN ('failed', 'conflict')))
-    ORDER BY n.seq;
-    IF FOUND THEN
-        PERFORM pg_notify('offlineq_events', '');
-    END IF;
-    RETURN NULL;
 END $$;
 
 CREATE FUNCTION public.offlineq_has_dot_segment(p_endpoint text) RETURNS boolean
@@ -527,9 +538,42 @@ CREATE UNLOGGED TABLE public.offlineq_events (
     type text NOT NULL,
     op_id uuid,
     operation_type text,
-    data jsonb NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
-);
+    data jsonb,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    op_ids uuid[],
+    op_types text[],
+    statuses text[],
+    priorities integer[],
+    retry_counts integer[],
+    errors text[]
+)
+WITH (toast_tuple_target='8160');
+ALTER TABLE ONLY public.offlineq_events ALTER COLUMN op_ids SET COMPRESSION lz4;
+ALTER TABLE ONLY public.offlineq_events ALTER COLUMN op_types SET COMPRESSION lz4;
+ALTER TABLE ONLY public.offlineq_events ALTER COLUMN statuses SET COMPRESSION lz4;
+ALTER TABLE ONLY public.offlineq_events ALTER COLUMN errors SET COMPRESSION lz4;
+
+CREATE VIEW public.offlineq_event_stream AS
+ SELECT e.xid,
+    e.id,
+    x.k,
+    (((((e.xid)::text || '-'::text) || e.id) || '-'::text) || x.k) AS event_id,
+    e.type,
+    x.op_id,
+    x.op_type AS operation_type,
+    (x.d || jsonb_build_object('type', e.type, 'at', public.offlineq_ts(e.created_at))) AS data
+   FROM (public.offlineq_events e
+     CROSS JOIN LATERAL ( SELECT (1)::bigint AS k,
+            e.op_id,
+            e.operation_type AS op_type,
+            e.data AS d
+          WHERE (e.op_ids IS NULL)
+        UNION ALL
+         SELECT a.k,
+            a.id,
+            a.t,
+            jsonb_build_object('id', a.id, 'operation_type', a.t, 'status', a.s, 'priority', a.p, 'retry_count', a.r, 'error_message', a.m) AS jsonb_build_object
+           FROM UNNEST(e.op_ids, e.op_types, e.statuses, e.priorities, e.retry_counts, e.errors) WITH ORDINALITY a(id, t, s, p, r, m, k)) x);
 
 ALTER TABLE public.offlineq_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.offlineq_events_id_seq
@@ -606,31 +650,25 @@ CREATE INDEX offline_operations_file ON public.offline_operations USING btree (f
 
 CREATE INDEX offline_operations_group ON public.offline_operations USING btree (group_key, seq) WHERE ((group_key IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, 'in_progress'::text, 'conflict'::text])));
 
-CREATE INDEX offline_operations_lease ON public.offline_operations USING btree (lease_expires_at) WHERE (status = 'in_progress'::text);
-
 CREATE INDEX offline_operations_order ON public.offline_operations USING btree (status, ((- priority)), seq);
 
 CREATE INDEX offline_operations_pending_age ON public.offline_operations USING btree (created_at) WHERE (status = 'pending'::text);
+
+CREATE INDEX offline_operations_ready ON public.offline_operations USING btree (((- priority)), seq) WHERE ((status = 'pending'::text) AND (next_attempt_at <= created_at));
+
+CREATE INDEX offline_operations_scheduled ON public.offline_operations USING btree (next_attempt_at) WHERE ((status = 'pending'::text) AND (next_attempt_at > created_at));
 
 CREATE INDEX offline_operations_waiting ON public.offline_operations USING btree (id) WHERE ((status = 'pending'::text) AND (depends_on IS NOT NULL));
 
 CREATE INDEX offlineq_events_order ON public.offlineq_events USING btree (xid, id);
 
-CREATE TRIGGER offline_operations_count_delete AFTER DELETE ON public.offline_operations REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.offlineq_count_delete();
+CREATE TRIGGER offline_operations_after_delete AFTER DELETE ON public.offline_operations REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.offlineq_after_delete();
 
-CREATE TRIGGER offline_operations_count_insert AFTER INSERT ON public.offline_operations REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.offlineq_count_insert();
+CREATE TRIGGER offline_operations_after_insert AFTER INSERT ON public.offline_operations REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.offlineq_after_insert();
 
-CREATE TRIGGER offline_operations_count_update AFTER UPDATE ON public.offline_operations REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.offlineq_count_update();
-
-CREATE TRIGGER offline_operations_events_delete AFTER DELETE ON public.offline_operations REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.offlineq_events_delete();
-
-CREATE TRIGGER offline_operations_events_insert AFTER INSERT ON public.offline_operations REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.offlineq_events_insert();
-
-CREATE TRIGGER offline_operations_events_update AFTER UPDATE ON public.offline_operations REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.offlineq_events_update();
+CREATE TRIGGER offline_operations_after_update AFTER UPDATE ON public.offline_operations REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.offlineq_after_update();
 
 CREATE TRIGGER offline_operations_files_delete AFTER DELETE ON public.offline_operations REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.offlineq_drop_unused_files();
-
-CREATE TRIGGER offline_operations_files_update AFTER UPDATE ON public.offline_operations REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.offlineq_drop_unused_files();
 
 CREATE TRIGGER offline_operations_sealed_id BEFORE INSERT ON public.offline_operations FOR EACH ROW WHEN ((new.payload ? '$id'::text)) EXECUTE FUNCTION public.offlineq_take_sealed_id();
 

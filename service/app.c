@@ -51,8 +51,11 @@ static int register_registry(struct app *a, struct err *e)
 
 static struct janitor_deps janitor_deps(struct app *a)
 {
-    return (struct janitor_deps){
-        .db = &a->db, .pending = &a->pending, .settings = &a->settings, .workers = &a->workers};
+    return (struct janitor_deps){.db = &a->db,
+                                 .pending = &a->pending,
+                                 .settings = &a->settings,
+                                 .workers = &a->workers,
+                                 .max_lease_expiries = a->cfg.max_lease_expiries};
 }
 
 int app_init(struct app *a, struct err *e)

@@ -18,6 +18,7 @@ struct janitor_deps {
     struct pending *pending; /* what OFFLINEQ_MAX_PENDING is checked against */
     struct settings *settings;
     struct workers *workers; /* woken when a sweep makes operations due again */
+    int max_lease_expiries;  /* OFFLINEQ_MAX_LEASE_EXPIRIES */
 };
 
 #define JANITOR_CHORES 6
