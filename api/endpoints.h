@@ -29,6 +29,7 @@ int api_queue_create(struct request *r, struct err *e);
 int api_queue_batch(struct request *r, struct err *e);
 int api_queue_list(struct request *r, struct err *e);
 int api_queue_get(struct request *r, struct err *e);
+int api_queue_attempts(struct request *r, struct err *e);
 int api_queue_delete(struct request *r, struct err *e);
 int api_queue_retry(struct request *r, struct err *e);
 int api_queue_stats(struct request *r, struct err *e);

@@ -264,6 +264,12 @@ int api_queue_get(struct request *r, struct err *e)
     return json ? reply_json_text(r, 200, json) : -1;
 }
 
+int api_queue_attempts(struct request *r, struct err *e)
+{
+    char *json = with_id(r, ops_attempts, e);
+    return json ? reply_json_text(r, 200, json) : -1;
+}
+
 int api_queue_retry(struct request *r, struct err *e)
 {
     char *json = with_id(r, ops_retry, e);

@@ -26,6 +26,7 @@ static const struct route routes[] = {
     {"POST", "/api/offline/queue/retry-failed", api_queue_retry_failed, ROLE_ADMIN, BODY_JSON_OPT,
      api_retry_failed_rules},
     {"GET", "/api/offline/queue/{id}", api_queue_get, ROLE_READ, BODY_NONE, NULL},
+    {"GET", "/api/offline/queue/{id}/attempts", api_queue_attempts, ROLE_READ, BODY_NONE, NULL},
     {"DELETE", "/api/offline/queue/{id}", api_queue_delete, ROLE_WRITE, BODY_NONE, NULL},
     {"POST", "/api/offline/queue/{id}/retry", api_queue_retry, ROLE_WRITE, BODY_NONE, NULL},
     {"POST", "/api/offline/queue/{id}/resolve", api_queue_resolve, ROLE_WRITE, BODY_JSON,

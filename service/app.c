@@ -57,7 +57,9 @@ static struct janitor_deps janitor_deps(struct app *a)
                                  .workers = &a->workers,
                                  .metrics = &a->metrics,
                                  .retain_completed_s = a->cfg.retain_completed_s,
-                                 .retain_failed_s = a->cfg.retain_failed_s};
+                                 .retain_failed_s = a->cfg.retain_failed_s,
+
+                                 .max_lease_expiries = a->cfg.max_lease_expiries};
 }
 
 int app_init(struct app *a, struct err *e)

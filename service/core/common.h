@@ -35,7 +35,8 @@ bool oq_is_uuid(const char *s);
 
 #define OQ_UUID_LEN 36 /* characters of a UUID in text: 8-4-4-4-12 */
 
-/* Writes a new random UUID (OQ_UUID_LEN chars + NUL) into out. Thread-safe. */
+/* Writes a new time-ordered UUID (v7: milliseconds, then random bits; OQ_UUID_LEN chars +
+ * NUL) into out. Thread-safe. */
 void oq_uuid(char out[OQ_UUID_LEN + 1]);
 
 /* Monotonic clock in milliseconds. */

@@ -67,6 +67,8 @@ static const struct setting settings[] = {
      "JSON file of upstreams with delivery policy (see README)"},
     {"OFFLINEQ_LEASE_S", CFG_INT, OFF(lease_s), "60", 2, OQ_DAY_S,
      "seconds a claimed operation stays leased without a heartbeat"},
+    {"OFFLINEQ_MAX_LEASE_EXPIRIES", CFG_INT, OFF(max_lease_expiries), "3", 1, 1000,
+     "leases of one operation that may run out (its worker died) before it fails"},
     {"OFFLINEQ_SHUTDOWN_GRACE_S", CFG_INT, OFF(shutdown_grace_s), "10", 0, 3600,
      "seconds running operations and HTTP requests get to finish on shutdown"},
     {"OFFLINEQ_BACKOFF_BASE_MS", CFG_INT, OFF(backoff_base_ms), "1000", 1, OQ_DAY_S * 1000L,

@@ -34,6 +34,7 @@ struct config {
     int max_connections;
     int max_connections_per_ip;
     int lease_s;
+    int max_lease_expiries;
     int shutdown_grace_s;
     int backoff_base_ms;
     int backoff_max_ms;

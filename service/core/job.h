@@ -28,12 +28,33 @@ enum outcome {
     OUTCOME_RELEASE,   /* not attempted (breaker open, shutting down): no attempt used */
 };
 
+/* What an attempt leaves on record besides its outcome (GET /queue/{id}/attempts). */
+#define ATTEMPT_EXCERPT_MAX 1024
+struct attempt_info {
+    bool made;           /* a request was tried: recorded as an attempt */
+    bool reached;        /* the request was sent: it counts, whatever a check finds after */
+    bool interrupted;    /* shutdown stopped it mid-request */
+    long status_code;    /* the upstream's answer, 0: none */
+    char started_at[32]; /* RFC 3339, UTC, milliseconds */
+    double duration_ms;
+    char excerpt[ATTEMPT_EXCERPT_MAX + 1]; /* the answer's first bytes, valid UTF-8 */
+};
+
 struct exec_result {
     enum outcome outcome;
     char error[512];
     json_t *result; /* owned, may be NULL: stored as the operation's result */
     double delay_s; /* RETRY: Retry-After (< 0: backoff decides); RELEASE: look again in */
     bool is_connect_error;
+    struct attempt_info attempt;
 };
+
+/* The attempt's outcome as the record names it (succeeded, retry, failed, conflict,
+ * released_offline, interrupted); NULL when no request was made. */
+const char *attempt_outcome(const struct exec_result *res);
+
+/* Copies the first ATTEMPT_EXCERPT_MAX bytes of body into out, cut at a UTF-8 boundary, with
+ * bytes that are not UTF-8 (and NUL) as U+FFFD. */
+void attempt_excerpt(char out[ATTEMPT_EXCERPT_MAX + 1], const char *body, size_t len);
 
 #endif

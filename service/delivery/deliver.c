@@ -88,6 +88,19 @@ static void classify(struct exec_ctx *ctx, const struct out_response *rs, struct
     }
 }
 
+/* What the attempt leaves on record: the last request of it, when there are several. */
+static void note_attempt(const struct exec_ctx *ctx, const struct out_response *rs,
+                         struct exec_result *res)
+{
+    struct attempt_info *a = &res->attempt;
+    a->made = true;
+    a->reached = a->reached || rs->reached;
+    a->interrupted =
+        rs->status == 0 && ctx->abort_outbound != NULL && atomic_load(ctx->abort_outbound);
+    a->status_code = rs->status;
+    attempt_excerpt(a->excerpt, rs->body, rs->body_len);
+}
+
 void deliver(struct exec_ctx *ctx, struct out_request *rq, struct exec_result *res)
 {
     double retry_in = 0;
@@ -111,8 +124,10 @@ void deliver(struct exec_ctx *ctx, struct out_request *rq, struct exec_result *r
     }
     policy_leave(ctx->policy, rq->u, how, rs.status == 0 ? rs.is_connect_error : rs.status >= 500);
     classify(ctx, &rs, res);
-    if (rs.status == 0 && rs.is_connect_error && res->outcome == OUTCOME_RETRY) {
-        /* Is the network down, or only this upstream? Check now: offline costs no attempt. */
+    note_attempt(ctx, &rs, res);
+    if (rs.status == 0 && rs.is_connect_error && !rs.reached && res->outcome == OUTCOME_RETRY) {
+        /* Is the network down, or only this upstream? Check now: offline costs no attempt. A
+         * request that went out counts, whatever the check finds: the upstream may have acted. */
         if (ctx->recheck_online != NULL && !ctx->recheck_online(ctx->recheck_arg)) {
             res->outcome = OUTCOME_RELEASE;
             res->delay_s = 0;

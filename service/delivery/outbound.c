@@ -403,14 +403,18 @@ int outbound_send(struct outbound *o, const struct out_request *rq, struct out_r
         setup(o, rq, url, method, with_body, h, rs, &up);
         CURLcode cc = curl_easy_perform(o->curl);
         if (cc != CURLE_OK) {
+            long sent = 0;
+            curl_easy_getinfo(o->curl, CURLINFO_REQUEST_SIZE, &sent);
             rs->status = 0;
             rs->is_body_error = up.failed;
+            rs->reached = hop > 0 || sent > 0;
             rs->is_connect_error = !up.failed && is_connect_failure(cc);
             snprintf(rs->error, sizeof(rs->error), "%s",
                      up.failed ? "the body could not be read" : curl_easy_strerror(cc));
             break;
         }
         curl_easy_getinfo(o->curl, CURLINFO_RESPONSE_CODE, &rs->status);
+        rs->reached = true;
         rc = 0;
         char *next = NULL;
         /* Not a redirect, or one without a Location: this is the answer. Past the last hop, the

@@ -1,5 +1,6 @@
 #include "engine/events.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,22 +30,40 @@ static int pos_cmp(const struct event_pos *a, const struct event_pos *b)
 {
     if (a->xid != b->xid)
         return a->xid < b->xid ? -1 : 1;
-    return a->id < b->id ? -1 : a->id > b->id;
+    if (a->id != b->id)
+        return a->id < b->id ? -1 : 1;
+    return a->k < b->k ? -1 : a->k > b->k;
 }
 
+/* One decimal number of an id, followed by `end` (a '-' or the end of the string). */
+static const char *id_part(const char *s, char end, unsigned long long *v)
+{
+    char *stop = NULL;
+    if (*s < '0' || *s > '9')
+        return NULL;
+    *v = strtoull(s, &stop, 10);
+    return *stop == end ? stop : NULL;
+}
+
+/* "xid-id-k"; the "xid-id" of a row that held one event (before per-statement rows) resumes
+ * after the whole row. */
 int events_parse_id(const char *s, struct event_pos *out)
 {
-    char *end = NULL;
-    if (s == NULL || *s < '0' || *s > '9' || strlen(s) > 42)
+    unsigned long long x, i, k = EVENT_ROW_END;
+    if (s == NULL || strlen(s) > 64 || (s = id_part(s, '-', &x)) == NULL)
         return -1;
-    unsigned long long x = strtoull(s, &end, 10);
-    if (*end != '-' || end[1] < '0' || end[1] > '9')
+    const char *rest = id_part(s + 1, '-', &i);
+    if (rest != NULL) {
+        if (id_part(rest + 1, '\0', &k) == NULL || k < 1 || k > EVENT_ROW_END)
+            return -1;
+    } else if (id_part(s + 1, '\0', &i) == NULL) {
         return -1;
-    long long i = strtoll(end + 1, &end, 10);
-    if (*end != '\0' || i < 0)
+    }
+    if (i > (unsigned long long)LLONG_MAX)
         return -1;
     out->xid = x;
-    out->id = i;
+    out->id = (long long)i;
+    out->k = (long long)k;
     return 0;
 }
 
@@ -53,8 +72,8 @@ static char *frame_of(const struct event_row *row, size_t *len)
 {
     size_t n = strlen(row->data) + strlen(row->type) + 96;
     char *f = oq_malloc(n);
-    *len = (size_t)snprintf(f, n, "id: %llu-%lld\nevent: %s\ndata: %s\n\n", row->pos.xid,
-                            row->pos.id, row->type, row->data);
+    *len = (size_t)snprintf(f, n, "id: %llu-%lld-%lld\nevent: %s\ndata: %s\n\n", row->pos.xid,
+                            row->pos.id, row->pos.k, row->type, row->data);
     return f;
 }
 

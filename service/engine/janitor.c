@@ -44,7 +44,7 @@ static void reload_settings(const struct janitor_deps *d, struct db_conn *c)
 static void sweep_leases(const struct janitor_deps *d, struct db_conn *c)
 {
     struct err e = {0};
-    if (leases_sweep(c, &e) > 0)
+    if (leases_sweep(c, d->max_lease_expiries, &e) > 0)
         workers_wake(d->workers); /* reaped operations are due again */
 }
 

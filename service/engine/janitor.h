@@ -23,6 +23,7 @@ struct janitor_deps {
     struct metrics *metrics; /* offlineq_operations_deleted_total */
     int retain_completed_s;  /* OFFLINEQ_RETAIN_COMPLETED_S; 0: kept forever */
     int retain_failed_s;     /* OFFLINEQ_RETAIN_FAILED_S; 0: kept forever */
+    int max_lease_expiries;  /* OFFLINEQ_MAX_LEASE_EXPIRIES */
 };
 
 #define JANITOR_CHORES 7

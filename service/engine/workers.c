@@ -251,7 +251,9 @@ static void execute_all(struct worker *w, struct job *jobs, struct segment *segs
             continue;
         }
         double t0 = oq_now_ms();
+        oq_utc_now(res->attempt.started_at, sizeof(res->attempt.started_at), 3);
         execute(w, jobs + segs[i].from, segs[i].n, res);
+        res->attempt.duration_ms = oq_now_ms() - t0;
         if (res->outcome != OUTCOME_RELEASE)
             metrics_exec(d->metrics, (oq_now_ms() - t0) / 1000.0);
         ran++;
@@ -348,13 +350,14 @@ struct completions {
     struct worker *w;
     const struct job **jobs;
     json_t **results;
+    const struct exec_result **attempts; /* each job's segment: its attempt */
     size_t n;
 };
 
 static int record_completions(struct db_conn *c, void *ctx, struct tally *t, struct err *e)
 {
     struct completions *k = ctx;
-    return leases_complete_many(c, k->w->owner, k->jobs, k->results, k->n, t, e);
+    return leases_complete_many(c, k->w->owner, k->jobs, k->results, k->attempts, k->n, t, e);
 }
 
 /* Plain completions are written in one statement; every other outcome on its own. */
@@ -369,10 +372,12 @@ static void record_all(struct worker *w, struct job *jobs, int n, struct segment
     struct completions k = {.w = w,
                             .jobs = oq_calloc((size_t)n, sizeof(*k.jobs)),
                             .results = oq_calloc((size_t)n, sizeof(*k.results))};
+    k.attempts = oq_calloc((size_t)n, sizeof(*k.attempts));
     for (int i = 0; i < ns; i++) {
         struct segment *s = &segs[i];
         for (int j = 0; plain_completion(&s->res) && j < s->n; j++) {
             k.jobs[k.n] = &jobs[s->from + j];
+            k.attempts[k.n] = &s->res;
             k.results[k.n++] = s->res.result;
         }
     }
@@ -398,6 +403,7 @@ static void record_all(struct worker *w, struct job *jobs, int n, struct segment
     }
     free(k.jobs);
     free(k.results);
+    free(k.attempts);
 }
 
 /* The conflict strategy a claim runs with: the global one as it is when the claim is made. */

@@ -5,11 +5,15 @@
 
 #include "store/db.h"
 
-/* An event's place in the stream: (transaction id, event id), compared in that order. */
+/* An event's place in the stream: (transaction id, row id, element), compared in that order.
+ * A row holds the events of one statement (k counts from 1); EVENT_ROW_END is past its last. */
 struct event_pos {
     unsigned long long xid;
     long long id;
+    long long k;
 };
+
+#define EVENT_ROW_END 0x7fffffffLL
 
 /* One row of the log, as read. */
 struct event_row {
@@ -36,7 +40,7 @@ int events_fetch_range(struct db_conn *c, const struct event_pos *after,
 
 void events_rows_free(struct event_row *rows, int n);
 
-/* Where "now" is: the position of the newest settled event ({0, 0} when there is none). */
+/* Where "now" is: past the newest settled row ({0, 0, EVENT_ROW_END} when there is none). */
 int events_newest(struct db_conn *c, struct event_pos *out, struct err *e);
 
 /* Records an event that is not about one operation (offlineq_emit). data: a JSON object text. */

@@ -37,17 +37,31 @@
     "  coalesce(o.file_id::text, ''), o.seq, coalesce(o.conflict_strategy, ''), "                  \
     "  o.resolution::text, offlineq_ts(o.created_at), o.priority"
 
+/* A claim reads two short ranges: r, operations due since they were enqueued, in execution
+ * order (offline_operations_ready); s, operations scheduled for later (a delay, a backoff) that
+ * are due now, in due order (offline_operations_scheduled). Neither walks operations that are
+ * not due yet. Each takes up to LIMIT rows with their locks; c keeps the first LIMIT of both in
+ * execution order (a lock taken and not used is held until the claim commits). */
+#define TWO_RANGES(WHERE, LIMIT, C_ORDER)                                                          \
+    "WITH r AS (SELECT o.id, o.priority, o.seq FROM offline_operations o "                         \
+    "  WHERE o.next_attempt_at <= o.created_at AND " WHERE "  ORDER BY " C_ORDER " LIMIT " LIMIT   \
+    " FOR UPDATE SKIP LOCKED), "                                                                   \
+    "s AS (SELECT o.id, o.priority, o.seq FROM offline_operations o "                              \
+    "  WHERE o.next_attempt_at > o.created_at AND " WHERE                                          \
+    "  ORDER BY o.next_attempt_at LIMIT " LIMIT " FOR UPDATE SKIP LOCKED), "                       \
+    "c AS (SELECT o.id FROM (SELECT * FROM r UNION ALL SELECT * FROM s) o "                        \
+    "  ORDER BY " C_ORDER " LIMIT " LIMIT ") "
+
 static const struct db_stmt claim_stmt = {
     "leases_claim",
-    "WITH c AS (SELECT o.id FROM offline_operations o WHERE " CLAIMABLE("$2", "$4") AUTO_OR_PASS
-    "  ORDER BY -o.priority, o.seq LIMIT $5::int FOR UPDATE SKIP LOCKED) " TAKE_LEASE};
+    TWO_RANGES(CLAIMABLE("$2", "$4") AUTO_OR_PASS, "$5::int", "-o.priority, o.seq") TAKE_LEASE};
 
 static const struct db_stmt claim_batch_stmt = {
     "leases_claim_batch",
-    "WITH c AS (SELECT o.id FROM offline_operations o WHERE " CLAIMABLE("$2", "$4") AUTO_OR_PASS
-    "  AND o.operation_type = $5 AND coalesce(o.payload ->> 'upstream', 'default') = $6 "
-    "  AND coalesce(o.payload ->> 'endpoint', $7) = $8 "
-    "  ORDER BY o.seq LIMIT $9::int FOR UPDATE SKIP LOCKED) " TAKE_LEASE};
+    TWO_RANGES(CLAIMABLE("$2", "$4") AUTO_OR_PASS
+               "  AND o.operation_type = $5 AND coalesce(o.payload ->> 'upstream', 'default') = $6 "
+               "  AND coalesce(o.payload ->> 'endpoint', $7) = $8 ",
+               "$9::int", "o.seq") TAKE_LEASE};
 
 static const struct db_stmt snapshot_stmt = {
     "queue_snapshot", "SELECT coalesce(array_agg(o.id)::text, '{}'), count(*), offlineq_ts(now()) "
@@ -73,8 +87,11 @@ static const struct db_stmt progress_stmt = {
 static const struct db_stmt complete_many_stmt = {
     "leases_complete_many",
     "UPDATE offline_operations o SET status = 'completed', completed_at = now(), "
-    "  result = u.result, error_message = NULL, " UNLEASE
-    "FROM jsonb_to_recordset($1::jsonb) AS u(id uuid, result jsonb) "
+    "  result = u.result, error_message = NULL, " UNLEASE ", "
+    "  attempts = CASE WHEN u.attempt IS NULL THEN o.attempts "
+    "    ELSE coalesce(o.attempts, '[]') || jsonb_build_array(jsonb_build_object("
+    "      'n', coalesce(jsonb_array_length(o.attempts), 0) + 1) || u.attempt) END "
+    "FROM jsonb_to_recordset($1::jsonb) AS u(id uuid, result jsonb, attempt jsonb) "
     "WHERE o.id = u.id AND o.status = 'in_progress' AND o.lease_owner = $2 "
     "RETURNING o.id, o.status, o.retry_count"};
 
@@ -84,8 +101,17 @@ static const struct db_stmt complete_many_stmt = {
 #define OUTCOME_UPDATE(SET)                                                                        \
     "UPDATE offline_operations SET " SET ", " UNLEASE FENCE "RETURNING id, status, retry_count"
 
+/* Appends the attempt P (a JSON object; SQL NULL: no request was made) to the operation's
+ * record with its number; EXTRA (an object) is merged over it. */
+#define APPEND_ATTEMPT_X(P, EXTRA)                                                                 \
+    "attempts = CASE WHEN " P "::jsonb IS NULL THEN attempts "                                     \
+    "  ELSE coalesce(attempts, '[]') || jsonb_build_array(jsonb_build_object("                     \
+    "    'n', coalesce(jsonb_array_length(attempts), 0) + 1) || " P "::jsonb || " EXTRA ") END"
+#define APPEND_ATTEMPT(P) APPEND_ATTEMPT_X(P, "'{}'::jsonb")
+
 #define COMPLETED_SET                                                                              \
-    "status = 'completed', completed_at = now(), result = $3::jsonb, error_message = NULL"
+    "status = 'completed', completed_at = now(), result = $3::jsonb, error_message = "             \
+    "NULL, " APPEND_ATTEMPT("$4")
 
 static const struct db_stmt complete_stmt = {"queue_complete", OUTCOME_UPDATE(COMPLETED_SET)};
 
@@ -105,27 +131,29 @@ static const struct db_stmt complete_resolved_stmt = {
 
 static const struct db_stmt retry_stmt = {
     "queue_retry",
-    OUTCOME_UPDATE(
-        "retry_count = retry_count + 1, "
-        "  status = CASE WHEN retry_count + 1 >= max_attempts OR " WINDOW_OVER
-        "    THEN 'failed' ELSE 'pending' END, "
-        "  error_message = CASE WHEN retry_count + 1 < max_attempts AND " WINDOW_OVER
-        "    THEN 'retry window of ' || max_retry_duration_s || ' s exhausted: ' || $3 "
-        "    ELSE $3 END, "
-        "  next_attempt_at = now() + make_interval(secs => $4::float8), result = $5::jsonb")};
+    OUTCOME_UPDATE("retry_count = retry_count + 1, "
+                   "  status = CASE WHEN retry_count + 1 >= max_attempts OR " WINDOW_OVER
+                   "    THEN 'failed' ELSE 'pending' END, "
+                   "  error_message = CASE WHEN retry_count + 1 < max_attempts AND " WINDOW_OVER
+                   "    THEN 'retry window of ' || max_retry_duration_s || ' s exhausted: ' || $3 "
+                   "    ELSE $3 END, "
+                   "  next_attempt_at = now() + make_interval(secs => $4::float8), result = "
+                   "$5::jsonb, " APPEND_ATTEMPT_X(
+                       "$6", "CASE WHEN retry_count + 1 >= max_attempts OR " WINDOW_OVER
+                             " THEN '{\"outcome\": \"failed\"}'::jsonb ELSE '{}'::jsonb END"))};
 
 static const struct db_stmt fail_stmt = {
     "queue_fail", OUTCOME_UPDATE("status = 'failed', retry_count = retry_count + 1, "
-                                 "error_message = $3, result = $4::jsonb")};
+                                 "error_message = $3, result = $4::jsonb, " APPEND_ATTEMPT("$5"))};
 
 static const struct db_stmt conflict_stmt = {
     "queue_conflict",
-    OUTCOME_UPDATE("status = 'conflict', error_message = $3, result = $4::jsonb")};
+    OUTCOME_UPDATE(
+        "status = 'conflict', error_message = $3, result = $4::jsonb, " APPEND_ATTEMPT("$5"))};
 
 static const struct db_stmt release_stmt = {
-    "queue_release",
-    OUTCOME_UPDATE(
-        "status = 'pending', next_attempt_at = now() + make_interval(secs => $3::float8)")};
+    "queue_release", OUTCOME_UPDATE("status = 'pending', next_attempt_at = now() + "
+                                    "make_interval(secs => $3::float8), " APPEND_ATTEMPT("$4"))};
 
 static const struct db_stmt heartbeat_stmt = {"leases_heartbeat",
                                               "UPDATE offline_operations SET lease_expires_at = "
@@ -134,9 +162,18 @@ static const struct db_stmt heartbeat_stmt = {"leases_heartbeat",
 static const struct db_stmt sweep_stmt = {
     "leases_sweep",
     "WITH reaped AS ("
-    "  UPDATE offline_operations SET retry_count = retry_count + 1, "
-    "    status = CASE WHEN retry_count + 1 >= max_attempts THEN 'failed' ELSE 'pending' END, "
-    "    error_message = 'lease expired: the worker holding it stopped (attempt counted)', "
+    "  UPDATE offline_operations SET lease_expiries = lease_expiries + 1, "
+    "    status = CASE WHEN lease_expiries + 1 >= $1::int THEN 'failed' ELSE 'pending' END, "
+    "    error_message = CASE WHEN lease_expiries + 1 >= $1::int "
+    "      THEN 'lease expired ' || lease_expiries + 1 || ' times; the worker running it died' "
+    "      ELSE 'lease expired: the worker holding it stopped (no attempt counted)' END, "
+    "    attempts = coalesce(attempts, '[]') || jsonb_build_array(jsonb_build_object("
+    "      'n', coalesce(jsonb_array_length(attempts), 0) + 1, "
+    "      'started_at', offlineq_ts(updated_at), "
+    "      'duration_ms', round(extract(epoch FROM now() - updated_at) * 1000), "
+    "      'outcome', 'lease_expired', 'status_code', NULL, "
+    "      'error', 'the lease of ' || lease_owner || ' ran out before an outcome was recorded', "
+    "      'response_excerpt', NULL, 'instance', split_part(lease_owner, '/', 1))), "
     "    next_attempt_at = now(), " UNLEASE
     "  WHERE status = 'in_progress' AND lease_expires_at < now() RETURNING 1), "
     "expired AS ("
@@ -328,6 +365,30 @@ static void count_rows(PGresult *r, const struct exec_result *res, struct tally 
     }
 }
 
+/* The attempt of res as its record holds it (without "n", which the statement numbers), or
+ * NULL when no request was made. With encryption at rest the answer's excerpt is not kept: it
+ * is the upstream's data, and only the sealed result may hold that. */
+static char *attempt_text(const struct db_conn *c, const char *owner, const struct exec_result *res)
+{
+    const char *outcome = attempt_outcome(res);
+    if (outcome == NULL)
+        return NULL;
+    const struct attempt_info *a = &res->attempt;
+    const char *slash = strrchr(owner, '/');
+    int inst_len = slash ? (int)(slash - owner) : (int)strlen(owner);
+    bool ok = res->outcome == OUTCOME_COMPLETED;
+    json_t *o = json_pack(
+        "{s:s, s:f, s:s, s:o, s:o?, s:o?, s:s#}", "started_at", a->started_at, "duration_ms",
+        (double)(long long)(a->duration_ms * 10.0 + 0.5) / 10.0, "outcome", outcome, "status_code",
+        a->status_code > 0 ? json_integer(a->status_code) : json_null(), "error",
+        ok || res->error[0] == '\0' ? json_null() : json_string(res->error), "response_excerpt",
+        a->status_code > 0 && !secretbox_enabled(c->box) ? json_string(a->excerpt) : json_null(),
+        "instance", owner, inst_len);
+    char *text = o ? jsontext(o) : NULL;
+    json_decref(o);
+    return text;
+}
+
 int leases_record(struct db_conn *c, const char *owner, const struct job *jobs, size_t n,
                   const struct exec_result *res, double delay_s, struct tally *t, struct err *e)
 {
@@ -347,25 +408,26 @@ int leases_record(struct db_conn *c, const char *owner, const struct job *jobs, 
     free(plain);
     char delay[32];
     snprintf(delay, sizeof(delay), "%.3f", delay_s < 0 ? 0 : delay_s);
+    char *attempt = attempt_text(c, owner, res);
     const struct db_stmt *s = NULL;
-    const char *p[5] = {ids, owner, NULL, NULL, NULL};
-    int np = 3;
+    const char *p[6] = {ids, owner, NULL, NULL, NULL, NULL};
+    int np = 0;
     switch (res->outcome) {
     case OUTCOME_COMPLETED:
         s = json_object_get(res->result, "resolution") ? &complete_resolved_stmt : &complete_stmt;
-        p[2] = result ? result : "null";
+        p[2] = result ? result : "null", p[3] = attempt, np = 4;
         break;
     case OUTCOME_RETRY:
-        s = &retry_stmt, p[2] = res->error, p[3] = delay, p[4] = result, np = 5;
+        s = &retry_stmt, p[2] = res->error, p[3] = delay, p[4] = result, p[5] = attempt, np = 6;
         break;
     case OUTCOME_FAILED:
-        s = &fail_stmt, p[2] = res->error, p[3] = result, np = 4;
+        s = &fail_stmt, p[2] = res->error, p[3] = result, p[4] = attempt, np = 5;
         break;
     case OUTCOME_CONFLICT:
-        s = &conflict_stmt, p[2] = res->error, p[3] = result, np = 4;
+        s = &conflict_stmt, p[2] = res->error, p[3] = result, p[4] = attempt, np = 5;
         break;
     case OUTCOME_RELEASE:
-        s = &release_stmt, p[2] = delay;
+        s = &release_stmt, p[2] = delay, p[3] = attempt, np = 4;
         break;
     }
     PGresult *r = db_exec(c, s, np, p, e);
@@ -378,11 +440,13 @@ int leases_record(struct db_conn *c, const char *owner, const struct job *jobs, 
     }
     free(ids);
     free(result);
+    free(attempt);
     return rows;
 }
 
 int leases_complete_many(struct db_conn *c, const char *owner, const struct job *const *jobs,
-                         json_t *const *results, size_t n, struct tally *t, struct err *e)
+                         json_t *const *results, const struct exec_result *const *attempts,
+                         size_t n, struct tally *t, struct err *e)
 {
     json_t *rows = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -395,7 +459,11 @@ int leases_complete_many(struct db_conn *c, const char *owner, const struct job 
             free(plain);
             free(sealed);
         }
-        json_array_append_new(rows, json_pack("{s:s, s:o?}", "id", jobs[i]->id, "result", stored));
+        char *attempt = attempt_text(c, owner, attempts[i]);
+        json_array_append_new(rows,
+                              json_pack("{s:s, s:o?, s:o?}", "id", jobs[i]->id, "result", stored,
+                                        "attempt", attempt ? json_loads(attempt, 0, NULL) : NULL));
+        free(attempt);
     }
     char *text = jsontext(rows);
     json_decref(rows);
@@ -421,9 +489,12 @@ int leases_heartbeat(struct db_conn *c, const char *owner, const char *ids, int 
     return db_run(c, &heartbeat_stmt, 3, params, e);
 }
 
-int leases_sweep(struct db_conn *c, struct err *e)
+int leases_sweep(struct db_conn *c, int max_lease_expiries, struct err *e)
 {
-    PGresult *r = db_exec(c, &sweep_stmt, 0, NULL, e);
+    char max[16];
+    snprintf(max, sizeof(max), "%d", max_lease_expiries);
+    const char *params[] = {max};
+    PGresult *r = db_exec(c, &sweep_stmt, 1, params, e);
     if (r == NULL)
         return -1;
     int reaped = atoi(PQgetvalue(r, 0, 0)), expired = atoi(PQgetvalue(r, 0, 1)),

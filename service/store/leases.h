@@ -55,14 +55,16 @@ int leases_record(struct db_conn *c, const char *owner, const struct job *jobs, 
 /* Records n completions in one statement, each with its own result (results[i] may be NULL).
  * Returns how many rows the fence let through, or -1. */
 int leases_complete_many(struct db_conn *c, const char *owner, const struct job *const *jobs,
-                         json_t *const *results, size_t n, struct tally *t, struct err *e);
+                         json_t *const *results, const struct exec_result *const *attempts,
+                         size_t n, struct tally *t, struct err *e);
 
 /* Extends the leases of ids (a Postgres uuid[] literal) held by owner. */
 int leases_heartbeat(struct db_conn *c, const char *owner, const char *ids, int lease_s,
                      struct err *e);
 
-/* Housekeeping, from any instance: expired leases back to pending (attempt counted), expired
- * operations failed, operations whose dependency failed failed. Returns rows changed, -1. */
-int leases_sweep(struct db_conn *c, struct err *e);
+/* Housekeeping, from any instance: expired leases back to pending (no attempt counted; a
+ * lease_expired attempt on record; failed at the max_lease_expiries-th), expired operations
+ * failed, operations whose dependency failed failed. Returns rows changed, -1. */
+int leases_sweep(struct db_conn *c, int max_lease_expiries, struct err *e);
 
 #endif

@@ -26,6 +26,11 @@ static const struct db_stmt enqueue_ids_stmt = {
     "FROM offlineq_enqueue_ex($1, $2::jsonb, $3::int, $4, $5, $6::int, $7::float8, $8::uuid[], "
     "  $9::float8, $10::int, $11) r"};
 
+static const struct db_stmt attempts_stmt = {
+    "ops_attempts",
+    "SELECT json_build_object('id', id, 'attempts', coalesce(attempts, '[]'))::text "
+    "FROM offline_operations WHERE id = $1::uuid"};
+
 static const struct db_stmt get_stmt = {
     "ops_get", "SELECT offlineq_op_json(o)::text FROM offline_operations o WHERE id = $1::uuid"};
 
@@ -318,6 +323,16 @@ char *ops_get(struct db_conn *c, const char *id, struct err *e)
     if (r == NULL)
         return NULL;
     char *json = secretbox_open_ops(c->box, oq_strdup(PQgetvalue(r, 0, 0)));
+    PQclear(r);
+    return json;
+}
+
+char *ops_attempts(struct db_conn *c, const char *id, struct err *e)
+{
+    PGresult *r = db_exec_by_id(c, &attempts_stmt, "operation", id, e);
+    if (r == NULL)
+        return NULL;
+    char *json = oq_strdup(PQgetvalue(r, 0, 0));
     PQclear(r);
     return json;
 }

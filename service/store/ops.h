@@ -55,6 +55,10 @@ int ops_enqueue_batch(struct db_conn *c, const struct op_new *ops, size_t n, str
 /* Returns the Operation object (free()), or NULL with ERR_NOT_FOUND or a database error. */
 char *ops_get(struct db_conn *c, const char *id, struct err *e);
 
+/* {"id", "attempts": [...]}: every delivery attempt of the operation, oldest first, as a new
+ * string; NULL with ERR_NOT_FOUND when there is no such operation. */
+char *ops_attempts(struct db_conn *c, const char *id, struct err *e);
+
 /* Deletes an operation that is not in_progress. ERR_NOT_FOUND / ERR_CONFLICT otherwise. */
 int ops_delete(struct db_conn *c, const char *id, struct err *e) OQ_MUSTCHECK;
 

@@ -85,9 +85,9 @@ try {
     await waitNoSubscribers(base);
     await enqueue(base, gap);
     await sleep(400);
-    const [x, id] = last.split('-');
-    const want = psql(DB, `SELECT string_agg(xid::text || '-' || id, ',' ORDER BY xid, id) FROM offlineq.offlineq_events `
-      + `WHERE type = 'operation.enqueued' AND (xid, id) > ('${x}'::xid8, ${id})`).split(',');
+    const [x, id, k] = last.split('-');
+    const want = psql(DB, `SELECT string_agg(event_id, ',' ORDER BY xid, id, k) FROM offlineq.offlineq_event_stream `
+      + `WHERE type = 'operation.enqueued' AND (xid, id, k) > ('${x}'::xid8, ${id}, ${k})`).split(',');
     const again = open(base, last);
     await until(() => again.seen.length >= want.length, 10000);
     await sleep(300);

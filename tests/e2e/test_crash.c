@@ -58,7 +58,9 @@ static void test_kill_9_while_in_flight(void **state)
     th_db_create("e2e_crash_kill", url, sizeof(url));
     fill(url, 60, 5);
     env_for(up, sizeof(up));
-    const char *env[] = {up, "OFFLINEQ_WORKERS=4", "OFFLINEQ_LEASE_S=2", NULL};
+    /* three kills: an operation may be caught by each, so four expiries before one fails */
+    const char *env[] = {up, "OFFLINEQ_WORKERS=4", "OFFLINEQ_LEASE_S=2",
+                         "OFFLINEQ_MAX_LEASE_EXPIRIES=4", NULL};
     struct svc s;
     PGconn *pg = th_db_connect(url);
     for (int kill_no = 0; kill_no < 3; kill_no++) {
@@ -78,6 +80,17 @@ static void test_kill_9_while_in_flight(void **state)
     run_check_deliveries(US, pg, "/c/", 60, true, &d);
     fprintf(stderr, "kill -9 x3: 60 operations completed, %d duplicate deliveries (same key)\n",
             d.duplicates);
+    /* the crashes used up no attempt: every answer was a 201; each lease that ran out is on
+     * record as a lease_expired attempt, followed by the one that succeeded */
+    assert_int_equal(run_count_where(pg, "retry_count > 0"), 0);
+    assert_true(run_count_where(pg, "lease_expiries > 0") > 0);
+    assert_int_equal(run_count_where(pg, "lease_expiries <> (SELECT count(*) FROM "
+                                         "jsonb_array_elements(attempts) a "
+                                         "WHERE a ->> 'outcome' = 'lease_expired')"),
+                     0);
+    assert_int_equal(run_count_where(pg, "attempts -> -1 ->> 'outcome' <> 'succeeded' "
+                                         "OR jsonb_array_length(attempts) <> lease_expiries + 1"),
+                     0);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
     PQfinish(pg);
     th_db_drop("e2e_crash_kill");

@@ -30,9 +30,9 @@ struct sub {
     size_t len, cap;
     int seen; /* operation events */
     unsigned long long last_xid;
-    long long last_id;
+    long long last_id, last_k;
     bool ordered;
-    char **ids; /* "xid-id" of each operation event, when keep_ids */
+    char **ids; /* "xid-id-k" of each operation event, when keep_ids */
     bool keep_ids;
     char first_type[40];
 };
@@ -67,12 +67,15 @@ static void parse(struct sub *s)
         const char *ev = strstr(start, "event: ");
         if (id != NULL && ev != NULL && strncmp(ev + 7, "operation.", 10) == 0) {
             unsigned long long x = 0;
-            long long i = 0;
-            sscanf(id + 4, "%llu-%lld", &x, &i);
-            if (x < s->last_xid || (x == s->last_xid && i <= s->last_id))
+            long long i = 0, k = 0;
+            if (sscanf(id + 4, "%llu-%lld-%lld", &x, &i, &k) != 3)
+                s->ordered = false; /* every id is XID-N-K */
+            if (x < s->last_xid || (x == s->last_xid && i < s->last_id) ||
+                (x == s->last_xid && i == s->last_id && k <= s->last_k))
                 s->ordered = false;
             s->last_xid = x;
             s->last_id = i;
+            s->last_k = k;
             if (s->seen == 0)
                 sscanf(ev + 7, "%39[^\n]", s->first_type);
             if (s->keep_ids) {
@@ -185,14 +188,15 @@ static void test_fan_out_order_resume_and_filters(void **state)
         PGconn *dbg = th_db_connect(url);
         fprintf(stderr,
                 "%d subscribers short, fewest events %d; the log holds %s operation events, "
-                "%s operations completed; subscriber 0 is at %llu-%lld\n",
+                "%s operations completed; subscriber 0 is at %llu-%lld-%lld\n",
                 short_of, min_seen,
-                th_sql(dbg, "SELECT count(*) FROM offlineq_events WHERE type LIKE 'operation.%'"),
+                th_sql(dbg, "SELECT count(*) FROM offlineq_event_stream "
+                            "WHERE type LIKE 'operation.%'"),
                 th_sql(dbg, "SELECT count(*) FROM offline_operations WHERE status = 'completed'"),
-                subs[0].last_xid, subs[0].last_id);
+                subs[0].last_xid, subs[0].last_id, subs[0].last_k);
         PGresult *all =
-            PQexec(dbg, "SELECT xid::text || '-' || id, type, created_at FROM offlineq_events "
-                        "WHERE type LIKE 'operation.%' ORDER BY xid, id");
+            PQexec(dbg, "SELECT event_id, type, data ->> 'at' FROM offlineq_event_stream "
+                        "WHERE type LIKE 'operation.%' ORDER BY xid, id, k");
         int k = 0, shown = 0;
         for (int row = 0; row < PQntuples(all) && shown < 5; row++) {
             if (k < subs[0].seen && strcmp(subs[0].ids[k], PQgetvalue(all, row, 0)) == 0) {
@@ -219,8 +223,8 @@ static void test_fan_out_order_resume_and_filters(void **state)
 
     /* exactly the log's operation events, in its (xid, id) order */
     PGconn *pg = th_db_connect(url);
-    PGresult *r = PQexec(pg, "SELECT xid::text || '-' || id FROM offlineq_events "
-                             "WHERE type LIKE 'operation.%' ORDER BY xid, id");
+    PGresult *r = PQexec(pg, "SELECT event_id FROM offlineq_event_stream "
+                             "WHERE type LIKE 'operation.%' ORDER BY xid, id, k");
     assert_int_equal(PQntuples(r), want);
     for (int i = 0; i < want; i++)
         assert_string_equal(subs[0].ids[i], PQgetvalue(r, i, 0));
@@ -245,8 +249,8 @@ static void test_fan_out_order_resume_and_filters(void **state)
     /* filters: one operation's three events; another type sees none of these */
     char q[128];
     char first_op[37];
-    PGresult *one = PQexec(pg, "SELECT op_id::text FROM offlineq_events WHERE type = "
-                               "'operation.enqueued' ORDER BY xid, id LIMIT 1");
+    PGresult *one = PQexec(pg, "SELECT op_id::text FROM offlineq_event_stream WHERE type = "
+                               "'operation.enqueued' ORDER BY xid, id, k LIMIT 1");
     snprintf(first_op, sizeof(first_op), "%s", PQgetvalue(one, 0, 0));
     PQclear(one);
     snprintf(q, sizeof(q), "?id=%s", first_op);

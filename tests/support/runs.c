@@ -79,8 +79,8 @@ void run_check_deliveries(struct upstream_srv *us, PGconn *pg, const char *prefi
         out->failed_arrivals += r[i].status < 200 || r[i].status >= 300;
     }
     us_free_reqs(r, count);
-    PGresult *res = PQexec(pg, "SELECT payload->>'endpoint', id::text, status, retry_count "
-                               "FROM offline_operations");
+    PGresult *res = PQexec(pg, "SELECT payload->>'endpoint', id::text, status, "
+                               "  retry_count + lease_expiries FROM offline_operations");
     assert_int_equal(PQntuples(res), n);
     for (int i = 0; i < n; i++) {
         int k = index_of(PQgetvalue(res, i, 0), prefix, n);

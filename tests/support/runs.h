@@ -25,9 +25,10 @@ struct run_check {
 };
 
 /* Every prefix<i> (i < n) arrived at least once, always with the same Idempotency-Key, which is
- * the id of a completed operation; with per_attempt, at most retry_count + 1 times (each attempt
- * once). (A request the upstream dropped just as the network went down is released, not counted
- * as an attempt: under a flapping network an arrival can outnumber the attempts.) */
+ * the id of a completed operation; with per_attempt, at most retry_count + lease_expiries + 1
+ * times (each attempt once, and once more for each lease that ran out). (A request the upstream
+ * dropped just as the network went down is released, not counted as an attempt: under a flapping
+ * network an arrival can outnumber the attempts.) */
 void run_check_deliveries(struct upstream_srv *us, PGconn *pg, const char *prefix, int n,
                           bool per_attempt, struct run_check *out);
 

@@ -25,7 +25,7 @@ struct us_rule {
     bool cycle; /* start over after the last status instead of repeating it */
     int delay_ms;
     char retry_after[64];
-    char body[1024];    /* default {"ok":true} */
+    char body[2048];    /* default {"ok":true} */
     char location[256]; /* a Location header, for redirects (empty: none) */
 };
 
