@@ -67,6 +67,20 @@ CREATE FUNCTION offlineq_drop_files_of(p_ids uuid[]) RETURNS void LANGUAGE sql
                       WHERE o.file_id = f.id AND o.status <> 'completed');
 $$;
 
+-- The delete trigger keeps its own function (retention and the API delete fire it) with the
+-- same rule.
+CREATE OR REPLACE FUNCTION offlineq_drop_unused_files() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
+DECLARE
+    files uuid[];
+BEGIN
+    SELECT array_agg(DISTINCT file_id) INTO files FROM old_rows WHERE file_id IS NOT NULL;
+    IF files IS NOT NULL THEN
+        PERFORM offlineq_drop_files_of(files);
+    END IF;
+    RETURN NULL;
+END $$;
+
 CREATE FUNCTION offlineq_after_insert() RETURNS trigger LANGUAGE plpgsql
     SET search_path FROM CURRENT AS $$
 BEGIN

@@ -296,11 +296,13 @@ CREATE FUNCTION offlineq.offlineq_drop_unused_files() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO 'offlineq'
     AS $$
+DECLARE
+    files uuid[];
 BEGIN
-    DELETE FROM offlineq_files f
-    WHERE f.id IN (SELECT file_id FROM old_rows WHERE file_id IS NOT NULL)
-      AND NOT EXISTS (SELECT 1 FROM offline_operations o
-                      WHERE o.file_id = f.id AND o.status <> 'completed');
+    SELECT array_agg(DISTINCT file_id) INTO files FROM old_rows WHERE file_id IS NOT NULL;
+    IF files IS NOT NULL THEN
+        PERFORM offlineq_drop_files_of(files);
+    END IF;
     RETURN NULL;
 END $$;
 

@@ -83,6 +83,11 @@ async function showDetail(id, quiet) {
   $("d-payload").textContent = JSON.stringify(o.payload, null, 2);
   $("d-result").textContent = o.result ? JSON.stringify(o.result, null, 2) : "—";
   $("d-error").textContent = o.error_message || "—";
+  let tries = [];
+  try { tries = (await api(API + "/queue/" + id + "/attempts")).attempts; } catch (e) { /* shown in the banner */ }
+  $("d-attempts").innerHTML = tries.length ? tries.map((a) =>
+    `<tr><td>${a.n}</td><td>${fmt(a.started_at)}</td><td>${a.duration_ms}</td><td>${esc(a.outcome)}</td><td>${a.status_code ?? "—"}</td><td title="${esc(a.response_excerpt || "")}">${esc(a.error || (a.response_excerpt || "").slice(0, 80) || "—")}</td><td>${esc(a.instance)}</td></tr>`).join("")
+    : `<tr><td colspan="7" class="muted">none yet</td></tr>`;
   const conflict = o.status === "conflict";
   $("d-resolve").style.display = conflict ? "block" : "none";
   if (conflict && !quiet) $("d-merged").value = JSON.stringify((o.result && o.result.remote) || o.payload.data || {}, null, 2);

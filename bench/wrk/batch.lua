@@ -3,6 +3,7 @@ local n = tonumber(os.getenv("OQ_BATCH") or "1000")
 wrk.method = "POST"
 wrk.path = "/api/offline/queue/batch"
 wrk.headers["Content-Type"] = "application/json"
+if os.getenv("OQ_PREFER") then wrk.headers["Prefer"] = os.getenv("OQ_PREFER") end
 local ops = {}
 for i = 1, n do
   ops[i] = '{"operation_type":"api_call","payload":{"endpoint":"/sink","data":{"i":' .. i ..

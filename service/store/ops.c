@@ -101,8 +101,6 @@ static const struct db_stmt list_stmt = {
     "  z.priority, z.seq "
     "FROM sized z ORDER BY z.rn"};
 
-static const struct db_stmt stats_stmt = {"ops_stats", "SELECT offlineq_stats()::text"};
-
 static const struct db_stmt clear_stmt = {
     "ops_clear_completed",
     "WITH d AS (DELETE FROM offline_operations WHERE status = 'completed' "
@@ -433,11 +431,6 @@ static char *single_text(struct db_conn *c, const struct db_stmt *s, int n,
     char *text = oq_strdup(PQgetvalue(r, 0, 0));
     PQclear(r);
     return text;
-}
-
-char *ops_stats(struct db_conn *c, struct err *e)
-{
-    return single_text(c, &stats_stmt, 0, NULL, e);
 }
 
 static long long single_count(struct db_conn *c, const struct db_stmt *s, int n,

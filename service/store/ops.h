@@ -94,9 +94,6 @@ struct list_page {
 int ops_list(struct db_conn *c, const struct list_query *q, struct oq_buf *body,
              struct list_page *out, struct err *e) OQ_MUSTCHECK;
 
-/* The stats object as JSON text (free()). */
-char *ops_stats(struct db_conn *c, struct err *e);
-
 /* Deletes completed operations (completed at least older_than_s ago; < 0: all). Returns
  * the count, or -1. */
 long long ops_clear_completed(struct db_conn *c, double older_than_s, struct err *e);

@@ -132,6 +132,10 @@ try {
   check(true, 'it shows as a conflict');
   await page.click('#ops .pill.conflict');
   await page.waitForSelector('#d-resolve', { state: 'visible' });
+  await page.waitForFunction(() => document.querySelectorAll('#d-attempts tr').length >= 1, null, { timeout: 5000 });
+  const tries = await page.$$eval('#d-attempts tr', (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
+  check(tries.length === 1 && tries[0][0] === '1' && tries[0][3] === 'conflict' && tries[0][4] === '412',
+    `the detail panel lists the attempt: ${JSON.stringify(tries)}`);
   check((await page.inputValue('#d-merged')).includes('theirs'), 'the detail panel shows the remote document to edit');
   await page.fill('#d-merged', JSON.stringify({ name: 'merged in the browser', reviewed: true }));
   await page.click('#r-merged');

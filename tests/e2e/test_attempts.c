@@ -76,8 +76,12 @@ static void test_every_attempt_on_record(void **state)
 {
     char up[160];
     snprintf(up, sizeof(up), "OFFLINEQ_UPSTREAMS=default=%s", us_url(US));
-    const char *env[] = {up, "OFFLINEQ_WORKERS=2", "OFFLINEQ_BACKOFF_BASE_MS=20", "OFFLINEQ_BACKOFF_MAX_MS=50",
-                         "OFFLINEQ_POLL_MS=50", NULL};
+    const char *env[] = {up,
+                         "OFFLINEQ_WORKERS=2",
+                         "OFFLINEQ_BACKOFF_BASE_MS=20",
+                         "OFFLINEQ_BACKOFF_MAX_MS=50",
+                         "OFFLINEQ_POLL_MS=50",
+                         NULL};
     struct svc s;
     PGconn *pg;
     assert_int_equal(th_group_start("e2e_attempts_record", env, &s, &pg, NULL, 0), 0);
@@ -137,8 +141,9 @@ static void test_every_attempt_on_record(void **state)
 
     /* a pending operation has none yet; ids are time-ordered (UUIDv7) */
     char later[37];
-    th_enqueue(&s, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/rec\"},"
-                   "\"delay_s\":3600}",
+    th_enqueue(&s,
+               "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/rec\"},"
+               "\"delay_s\":3600}",
                later);
     assert_int_equal(later[14], '7');
     assert_true(strcmp(later, id) > 0);
@@ -155,8 +160,13 @@ static void test_a_request_that_reached_the_upstream_counts(void **state)
     char up[160], check[160];
     snprintf(up, sizeof(up), "OFFLINEQ_UPSTREAMS=default=%s", us_url(US));
     snprintf(check, sizeof(check), "OFFLINEQ_CHECK_URLS=%s/", us_url(PROBE));
-    const char *env[] = {up,   check, "OFFLINEQ_BACKOFF_BASE_MS=20", "OFFLINEQ_BACKOFF_MAX_MS=50",
-                         "OFFLINEQ_POLL_MS=50", "OFFLINEQ_CHECK_INTERVAL_S=1", "OFFLINEQ_WORKERS=1",
+    const char *env[] = {up,
+                         check,
+                         "OFFLINEQ_BACKOFF_BASE_MS=20",
+                         "OFFLINEQ_BACKOFF_MAX_MS=50",
+                         "OFFLINEQ_POLL_MS=50",
+                         "OFFLINEQ_CHECK_INTERVAL_S=1",
+                         "OFFLINEQ_WORKERS=1",
                          NULL};
     struct svc s;
     PGconn *pg;
@@ -208,7 +218,7 @@ static void test_poison_operation_fails_after_three_lease_expiries(void **state)
         for (int i = 0; i < 2000 && us_in_flight(US) < death + 1; i++)
             usleep(5000);
         assert_int_equal(us_in_flight(US), death + 1); /* this run's request is in flight */
-        th_svc_stop(&s, SIGKILL);                       /* mid-request */
+        th_svc_stop(&s, SIGKILL);                      /* mid-request */
     }
     assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
     json_t *op = th_wait_op(&s, id, "failed", 15000);

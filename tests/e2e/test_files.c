@@ -413,6 +413,7 @@ static unsigned char *seal_whole(const unsigned char *plain, size_t n, const cha
 /* The schema as main left it before 007: migrations 001..006 from the source tree. */
 static void apply_old_migrations(PGconn *pg)
 {
+    th_sql(pg, "CREATE SCHEMA IF NOT EXISTS offlineq"); /* pg's search_path: as 006 left it */
     th_sql(pg, "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
                "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
     char pat[600];
