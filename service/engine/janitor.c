@@ -48,6 +48,14 @@ static void sweep_leases(const struct janitor_deps *d, struct db_conn *c)
         workers_wake(d->workers); /* reaped operations are due again */
 }
 
+static void release_groups(const struct janitor_deps *d, struct db_conn *c)
+{
+    struct err e = {0};
+    (void)d;
+    if (leases_release_groups(c, &e) < 0)
+        log_json(LOG_WARN, "releasing held groups failed", json_pack("{s:s}", "error", e.message));
+}
+
 static void seal_rows(const struct janitor_deps *d, struct db_conn *c)
 {
     struct err e = {0};
@@ -120,6 +128,7 @@ static const struct chore {
     {"seal rows", 10000, 1000, true, seal_rows},          /* rows listed in offlineq_unsealed */
     {"trim events", 10000, 500, true, trim_events},       /* the event log keeps 15 minutes */
     {"retention", 1000, 1500, true, retain},              /* OFFLINEQ_RETAIN_*_S: bounded rounds */
+    {"release groups", 5000, 2500, true, release_groups}, /* a raced release of a group's head */
     {"trim heap", 10000, 5500, false, trim_heap},
 };
 

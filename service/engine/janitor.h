@@ -26,7 +26,7 @@ struct janitor_deps {
     int max_lease_expiries;  /* OFFLINEQ_MAX_LEASE_EXPIRIES */
 };
 
-#define JANITOR_CHORES 7
+#define JANITOR_CHORES 8
 
 struct janitor {
     struct janitor_deps d;

@@ -40,10 +40,13 @@ static void notice_quiet(void *arg, const PGresult *res)
     (void)res;
 }
 
-/* The operator's own startup options (from the conninfo, else PGOPTIONS), then ours: the
- * search_path as a startup option, so it holds from the first statement on and survives a
- * RESET ALL or DISCARD ALL (a pooler's server_reset_query). schema is a checked identifier
- * (config.c), so it needs no quoting. A new string. */
+/* JIT off, then the operator's own startup options (from the conninfo, else PGOPTIONS; they
+ * may turn it on again), then ours. The queue's statements are short: a claim among 1,000,000
+ * waiting operations took 480 ms with JIT (the planner's estimate crosses jit_above_cost and
+ * every execution compiles), 3.5 ms without. The search_path goes as a startup option, so it holds
+ * from the first statement on and survives a RESET ALL or DISCARD ALL (a pooler's
+ * server_reset_query). schema is a checked identifier (config.c), so it needs no quoting. A new
+ * string. */
 static char *startup_options(const char *conninfo, const char *schema)
 {
     const char *theirs = getenv("PGOPTIONS");
@@ -54,9 +57,10 @@ static char *startup_options(const char *conninfo, const char *schema)
     }
     if (theirs == NULL)
         theirs = "";
-    size_t n = strlen(theirs) + strlen(schema) + sizeof(" -c search_path=");
+    size_t n = strlen(theirs) + strlen(schema) + sizeof("-c jit=off  -c search_path=");
     char *out = oq_malloc(n);
-    snprintf(out, n, "%s%s-c search_path=%s", theirs, theirs[0] != '\0' ? " " : "", schema);
+    snprintf(out, n, "-c jit=off %s%s-c search_path=%s", theirs, theirs[0] != '\0' ? " " : "",
+             schema);
     PQconninfoFree(opts);
     return out;
 }

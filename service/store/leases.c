@@ -44,10 +44,10 @@
  * execution order (a lock taken and not used is held until the claim commits). */
 #define TWO_RANGES(WHERE, LIMIT, C_ORDER)                                                          \
     "WITH r AS (SELECT o.id, o.priority, o.seq FROM offline_operations o "                         \
-    "  WHERE o.next_attempt_at <= o.created_at AND " WHERE "  ORDER BY " C_ORDER " LIMIT " LIMIT   \
-    " FOR UPDATE SKIP LOCKED), "                                                                   \
+    "  WHERE o.next_attempt_at <= o.created_at AND NOT o.group_held AND " WHERE                    \
+    "  ORDER BY " C_ORDER " LIMIT " LIMIT " FOR UPDATE SKIP LOCKED), "                             \
     "s AS (SELECT o.id, o.priority, o.seq FROM offline_operations o "                              \
-    "  WHERE o.next_attempt_at > o.created_at AND " WHERE                                          \
+    "  WHERE o.next_attempt_at > o.created_at AND NOT o.group_held AND " WHERE                     \
     "  ORDER BY o.next_attempt_at LIMIT " LIMIT " FOR UPDATE SKIP LOCKED), "                       \
     "c AS (SELECT o.id FROM (SELECT * FROM r UNION ALL SELECT * FROM s) o "                        \
     "  ORDER BY " C_ORDER " LIMIT " LIMIT ") "
@@ -188,6 +188,29 @@ static const struct db_stmt sweep_stmt = {
     "    AND d.status = 'failed' AND (o.expires_at IS NULL OR o.expires_at > now()) RETURNING 1) "
     "SELECT (SELECT count(*) FROM reaped), (SELECT count(*) FROM expired), "
     "  (SELECT count(*) FROM orphaned)"};
+
+/* The groups whose first live operation is still held (an enqueue into the group raced the
+ * completion of its head): each live group is found with one probe of offline_operations_group
+ * (a loose index scan), its first live operation with another. */
+static const struct db_stmt release_groups_stmt = {
+    "leases_release_groups",
+    "WITH RECURSIVE k(key) AS ("
+    "  SELECT min(group_key) FROM offline_operations "
+    "  WHERE group_key IS NOT NULL AND status IN " OQ_SQL_LIVE_STATUSES " "
+    "  UNION ALL "
+    "  SELECT (SELECT min(g.group_key) FROM offline_operations g "
+    "          WHERE g.group_key > k.key AND g.status IN " OQ_SQL_LIVE_STATUSES ") "
+    "  FROM k WHERE k.key IS NOT NULL), "
+    "heads AS (SELECT h.id FROM k CROSS JOIN LATERAL ("
+    "    SELECT x.id, x.group_held FROM offline_operations x "
+    "    WHERE x.group_key = k.key AND x.status IN " OQ_SQL_LIVE_STATUSES " "
+    "    ORDER BY x.seq LIMIT 1) h WHERE k.key IS NOT NULL AND h.group_held) "
+    "UPDATE offline_operations o SET group_held = false FROM heads WHERE o.id = heads.id"};
+
+int leases_release_groups(struct db_conn *c, struct err *e)
+{
+    return db_run(c, &release_groups_stmt, 0, NULL, e);
+}
 
 static void fill_job(const struct secretbox *sb, PGresult *r, int row, struct job *job)
 {

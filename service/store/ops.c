@@ -125,35 +125,33 @@ static const struct db_stmt retry_failed_stmt = {
     "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM wake)"};
 
 /* Simple operations (no dedup_key, depends_on or stored file) from a JSON array, in one
- * statement: the checks were made in C, the table's constraints stand behind them. */
-static const struct db_stmt enqueue_many_stmt = {
-    "ops_enqueue_many",
-    "WITH x AS (SELECT * FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (t text, p jsonb, "
-    "  pr int, g text, ma int, d float8, ex float8, mr int, cs text)) WITH ORDINALITY "
-    "  AS r(t, p, pr, g, ma, d, ex, mr, cs, ord)), "
-    "ins AS (INSERT INTO offline_operations AS o (operation_type, payload, priority, group_key, "
-    "  max_attempts, next_attempt_at, expires_at, max_retry_duration_s, conflict_strategy) "
-    "  SELECT x.t, x.p, x.pr, x.g, x.ma, "
-    "    now() + make_interval(secs => coalesce(x.d, 0)), now() + make_interval(secs => x.ex), "
-    "    x.mr, x.cs FROM x ORDER BY x.ord "
-    "  RETURNING o.seq, o.id, offlineq_op_json(o)::text AS j), "
-    "wake AS (SELECT pg_notify('offlineq_wakeup', '')) "
-    "SELECT i.id, i.j, pg_current_xact_id_if_assigned()::text FROM ins i, wake ORDER BY i.seq"};
+ * statement: the checks were made in C, the table's constraints stand behind them. An
+ * operation behind an earlier live one of its group (in the table, or earlier in the array)
+ * is stored group_held, so the insert trigger need not write it again. DOC: the Operation
+ * document returned for each row (NULL::text for ids only). */
+#define ENQUEUE_MANY(DOC)                                                                          \
+    "WITH x AS (SELECT * FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (t text, p jsonb, "      \
+    "  pr int, g text, ma int, d float8, ex float8, mr int, cs text)) WITH ORDINALITY "            \
+    "  AS r(t, p, pr, g, ma, d, ex, mr, cs, ord)), "                                               \
+    "ins AS (INSERT INTO offline_operations AS o (operation_type, payload, priority, group_key, "  \
+    "  max_attempts, next_attempt_at, expires_at, max_retry_duration_s, conflict_strategy, "       \
+    "  group_held) "                                                                               \
+    "  SELECT x.t, x.p, x.pr, x.g, x.ma, "                                                         \
+    "    now() + make_interval(secs => coalesce(x.d, 0)), now() + make_interval(secs => x.ex), "   \
+    "    x.mr, x.cs, x.g IS NOT NULL AND (x.ord > min(x.ord) OVER (PARTITION BY x.g) "             \
+    "      OR EXISTS (SELECT 1 FROM offline_operations l WHERE l.group_key = x.g "                 \
+    "                 AND l.status IN " OQ_SQL_LIVE_STATUSES ")) "                                 \
+    "  FROM x ORDER BY x.ord "                                                                     \
+    "  RETURNING o.seq, o.id, " DOC " AS j), "                                                     \
+    "wake AS (SELECT pg_notify('offlineq_wakeup', '')) "                                           \
+    "SELECT i.id, i.j, pg_current_xact_id_if_assigned()::text FROM ins i, wake ORDER BY i.seq"
+
+static const struct db_stmt enqueue_many_stmt = {"ops_enqueue_many",
+                                                 ENQUEUE_MANY("offlineq_op_json(o)::text")};
 
 /* enqueue_many_stmt when every operation is ids_only: the same columns, no documents. */
-static const struct db_stmt enqueue_many_ids_stmt = {
-    "ops_enqueue_many_ids",
-    "WITH x AS (SELECT * FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (t text, p jsonb, "
-    "  pr int, g text, ma int, d float8, ex float8, mr int, cs text)) WITH ORDINALITY "
-    "  AS r(t, p, pr, g, ma, d, ex, mr, cs, ord)), "
-    "ins AS (INSERT INTO offline_operations AS o (operation_type, payload, priority, group_key, "
-    "  max_attempts, next_attempt_at, expires_at, max_retry_duration_s, conflict_strategy) "
-    "  SELECT x.t, x.p, x.pr, x.g, x.ma, "
-    "    now() + make_interval(secs => coalesce(x.d, 0)), now() + make_interval(secs => x.ex), "
-    "    x.mr, x.cs FROM x ORDER BY x.ord "
-    "  RETURNING o.seq, o.id, NULL::text AS j), "
-    "wake AS (SELECT pg_notify('offlineq_wakeup', '')) "
-    "SELECT i.id, i.j, pg_current_xact_id_if_assigned()::text FROM ins i, wake ORDER BY i.seq"};
+static const struct db_stmt enqueue_many_ids_stmt = {"ops_enqueue_many_ids",
+                                                     ENQUEUE_MANY("NULL::text")};
 
 static const struct db_stmt register_types_stmt = {
     "register_types",
