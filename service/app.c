@@ -102,7 +102,7 @@ static void on_network_change(void *arg, bool online)
     events_emit(&a->events, "network.changed",
                 json_pack("{s:s, s:s}", "status", online ? "online" : "offline", "instance",
                           a->instance_id));
-    if (!online || !a->sync.t.started)
+    if (!online || !atomic_load(&a->sync.t.started))
         return;
     workers_wake(&a->workers);
     unsigned long pass;

@@ -7,13 +7,14 @@ void thread_init(struct thread *t)
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
     atomic_init(&t->stopping, false);
-    t->started = false;
+    atomic_init(&t->started, false);
 }
 
 int thread_start(struct thread *t, void *(*fn)(void *), void *arg)
 {
-    t->started = pthread_create(&t->th, NULL, fn, arg) == 0;
-    return t->started ? 0 : -1;
+    bool ok = pthread_create(&t->th, NULL, fn, arg) == 0;
+    atomic_store(&t->started, ok);
+    return ok ? 0 : -1;
 }
 
 void thread_stop(struct thread *t)
@@ -22,9 +23,9 @@ void thread_stop(struct thread *t)
     atomic_store(&t->stopping, true);
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
-    if (t->started)
+    if (atomic_load(&t->started))
         pthread_join(t->th, NULL);
-    t->started = false;
+    atomic_store(&t->started, false);
 }
 
 void thread_close(struct thread *t)

@@ -13,7 +13,7 @@ struct thread {
     pthread_cond_t cv;
     atomic_bool stopping; /* written under mu (so a waiter cannot miss it), read anywhere */
     pthread_t th;
-    bool started;
+    atomic_bool started; /* read by other threads (a monitor callback asks whether sync runs) */
 };
 
 /* Sets up mu, cv and the flag (the thread does not run yet). */
