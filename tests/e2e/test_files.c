@@ -4,7 +4,6 @@
  * exact bytes sent. Four concurrent 50 MiB uploads and their deliveries raise the service's
  * peak RSS by at most 32 MiB. */
 #include <arpa/inet.h>
-#include <glob.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -415,28 +414,7 @@ static unsigned char *seal_whole(const unsigned char *plain, size_t n, const cha
 static void apply_old_migrations(PGconn *pg)
 {
     th_sql(pg, "CREATE SCHEMA IF NOT EXISTS offlineq"); /* pg's search_path: as 006 left it */
-    th_sql(pg, "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
-               "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
-    char pat[600];
-    snprintf(pat, sizeof(pat), "%s/migrations/00[1-6]_*.sql", getenv("OFFLINEQ_SOURCE_DIR"));
-    glob_t g;
-    assert_int_equal(glob(pat, 0, NULL, &g), 0);
-    for (size_t i = 0; i < g.gl_pathc; i++) {
-        FILE *f = fopen(g.gl_pathv[i], "r");
-        assert_non_null(f);
-        static char sql[1 << 20];
-        size_t n = fread(sql, 1, sizeof(sql) - 1, f);
-        sql[n] = '\0';
-        fclose(f);
-        PGresult *r = PQexec(pg, sql);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-            fail_msg("%s: %s", g.gl_pathv[i], PQerrorMessage(pg));
-        PQclear(r);
-        const char *base = strrchr(g.gl_pathv[i], '/') + 1;
-        th_sqlf(pg, "INSERT INTO schema_migrations (version, name) VALUES (%d, '%s')", atoi(base),
-                base);
-    }
-    globfree(&g);
+    th_install_migrations(pg, 6);
 }
 
 /* A file row as the service wrote it before 007 (the bytes in offlineq_files.data). */

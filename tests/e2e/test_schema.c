@@ -232,42 +232,11 @@ static void test_schema_name_checked(void **state)
 #define FILE_ID "f0000000-0000-4000-8000-0000000000f1"
 #define FILE_BYTES 5000
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        fail_msg("cannot read %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    buf[got] = '\0';
-    fclose(f);
-    return buf;
-}
-
 /* What the service's migrate.c did before 006, in public: its bootstrap table, then 001-005,
  * each recorded, in one transaction. */
 static void install_before_006(PGconn *pg)
 {
-    static const char *const files[] = {"001_init.sql", "002_throughput.sql", "003_encryption.sql",
-                                        "004_sealed_rows.sql", "005_delivery_checks.sql"};
-    const char *src = getenv("OFFLINEQ_SOURCE_DIR");
-    assert_non_null(src);
-    th_sql(pg, "BEGIN");
-    th_sql(pg, "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
-               "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
-    for (int i = 0; i < 5; i++) {
-        char path[1024];
-        snprintf(path, sizeof(path), "%s/migrations/%s", src, files[i]);
-        char *sql = slurp(path);
-        th_sql(pg, sql);
-        free(sql);
-        th_sqlf(pg, "INSERT INTO schema_migrations (version, name) VALUES (%d, '%s')", i + 1,
-                files[i]);
-    }
-    th_sql(pg, "COMMIT");
+    th_install_migrations(pg, 5);
 }
 
 static void file_bytes(unsigned char *d)

@@ -6,6 +6,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <glob.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -128,7 +129,12 @@ void th_db_drop(const char *name)
 
 char *th_svc_log(const struct svc *s)
 {
-    FILE *f = fopen(s->log_path, "r");
+    return th_slurp(s->log_path);
+}
+
+char *th_slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
     if (f == NULL)
         return strdup("");
     fseek(f, 0, SEEK_END);
@@ -577,4 +583,27 @@ void th_group_stop(const char *name, struct svc *s, PGconn *pg)
         PQfinish(pg);
     assert_int_equal(th_svc_stop(s, SIGTERM), 0);
     th_db_drop(name);
+}
+
+void th_install_migrations(PGconn *pg, int upto)
+{
+    char pat[600];
+    snprintf(pat, sizeof(pat), "%s/migrations/[0-9]*.sql", getenv("OFFLINEQ_SOURCE_DIR"));
+    glob_t g;
+    assert_int_equal(glob(pat, 0, NULL, &g), 0);
+    th_sql(pg, "BEGIN");
+    th_sql(pg, "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+               "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        const char *base = strrchr(g.gl_pathv[i], '/') + 1;
+        if (atoi(base) > upto)
+            continue;
+        char *sql = th_slurp(g.gl_pathv[i]);
+        th_sql(pg, sql);
+        free(sql);
+        th_sqlf(pg, "INSERT INTO schema_migrations (version, name) VALUES (%d, '%s')", atoi(base),
+                base);
+    }
+    th_sql(pg, "COMMIT");
+    globfree(&g);
 }

@@ -48,6 +48,14 @@ int th_svc_stop(struct svc *s, int sig);
 /* Returns the service's stderr so far (malloc'd). */
 char *th_svc_log(const struct svc *s);
 
+/* The whole file as a string (malloc'd); "" when it cannot be read. */
+char *th_slurp(const char *path);
+
+/* An installation as an older service left it: its bootstrap schema_migrations, then
+ * migrations/001..upto from the source tree, each recorded, in one transaction, in pg's
+ * current schema. */
+void th_install_migrations(PGconn *pg, int upto);
+
 /* One HTTP request to the service. headers: NULL-terminated "Name: value" list or NULL.
  * body may be NULL; body_len -1 means strlen(body). */
 struct resp *th_http(const struct svc *s, const char *method, const char *path, const char *body,
