@@ -461,12 +461,32 @@ static void run_one_round(struct worker *w, struct db_conn *c, int *backoff_ms)
     free(jobs);
 }
 
+/* Could a claim return anything now? Offline, or auto-sync stopped with no pass running: no.
+ * Checked before a pooled connection is taken, so that the wake-ups of every enqueue cost the
+ * idle workers nothing while delivery is held. */
+static bool may_claim(const struct workers_deps *d)
+{
+    if (!monitor_is_online(d->monitor))
+        return false;
+    if (settings_auto_sync(d->settings))
+        return true;
+    char *only = d->pass_ids(d->pass_ids_arg);
+    bool running = only != NULL;
+    free(only);
+    return running;
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     const struct workers_deps *d = &w->ws->d;
     int backoff_ms = 0;
     while (!atomic_load(&w->ws->stopping)) {
+        unsigned long gen = current_gen(w->ws);
+        if (!may_claim(d)) {
+            idle_wait(w->ws, gen, d->cfg->poll_ms);
+            continue;
+        }
         struct err e = {0};
         struct db_conn *c = db_acquire(d->db, &e);
         if (c == NULL) {
