@@ -115,16 +115,10 @@ static bool same_batch(const struct handler *h, const struct job *a, const struc
 
 /* Claims up to w->claim_size due operations; when the first is of a batching type, tops its
  * last batch up to OFFLINEQ_METRIC_BATCH. jobs has room for claim_batch + metric_batch. */
-static int claim(struct worker *w, struct db_conn *c, struct job *jobs, struct err *e)
+static int claim(struct worker *w, struct db_conn *c, const char *only, struct job *jobs,
+                 struct err *e)
 {
     const struct workers_deps *d = &w->ws->d;
-    /* offline: operations wait, no attempt is used */
-    if (!monitor_is_online(d->monitor))
-        return 0;
-    /* auto-sync stopped: only the operations of a running sync pass */
-    char *only = settings_auto_sync(d->settings) ? NULL : d->pass_ids(d->pass_ids_arg);
-    if (!settings_auto_sync(d->settings) && only == NULL)
-        return 0;
     char paused[1024];
     policy_paused(d->policy, paused, sizeof(paused));
     struct claim_filter f = {
@@ -141,7 +135,6 @@ static int claim(struct worker *w, struct db_conn *c, struct job *jobs, struct e
         if (more > 0)
             n += more;
     }
-    free(only);
     return n;
 }
 
@@ -423,14 +416,14 @@ static int db_backoff_ms(int last_ms)
     return last_ms * 2 > DB_BACKOFF_MAX_MS ? DB_BACKOFF_MAX_MS : last_ms * 2;
 }
 
-static void run_one_round(struct worker *w, struct db_conn *c, int *backoff_ms)
+static void run_one_round(struct worker *w, struct db_conn *c, const char *only, int *backoff_ms)
 {
     const struct workers_deps *d = &w->ws->d;
     struct err e = {0};
     unsigned long gen = current_gen(w->ws);
     size_t cap = (size_t)d->cfg->claim_batch + (size_t)d->cfg->metric_batch;
     struct job *jobs = oq_calloc(cap, sizeof(*jobs));
-    int n = claim(w, c, jobs, &e);
+    int n = claim(w, c, only, jobs, &e);
     db_release(d->db, c);
     claim_strategy(w);
     if (n <= 0) {
@@ -461,19 +454,20 @@ static void run_one_round(struct worker *w, struct db_conn *c, int *backoff_ms)
     free(jobs);
 }
 
-/* Could a claim return anything now? Offline, or auto-sync stopped with no pass running: no.
- * Checked before a pooled connection is taken, so that the wake-ups of every enqueue cost the
- * idle workers nothing while delivery is held. */
-static bool may_claim(const struct workers_deps *d)
+/* Could a claim return anything now? Offline (operations wait, no attempt is used), or
+ * auto-sync stopped with no pass running: no. With auto-sync stopped, *only gets the running
+ * pass's ids (the caller frees it), the only operations a claim may take. Checked before a
+ * pooled connection is taken, so that the wake-ups of every enqueue cost the idle workers
+ * nothing while delivery is held. */
+static bool may_claim(const struct workers_deps *d, char **only)
 {
+    *only = NULL;
     if (!monitor_is_online(d->monitor))
         return false;
     if (settings_auto_sync(d->settings))
         return true;
-    char *only = d->pass_ids(d->pass_ids_arg);
-    bool running = only != NULL;
-    free(only);
-    return running;
+    *only = d->pass_ids(d->pass_ids_arg);
+    return *only != NULL;
 }
 
 static void *worker_main(void *arg)
@@ -483,18 +477,21 @@ static void *worker_main(void *arg)
     int backoff_ms = 0;
     while (!atomic_load(&w->ws->stopping)) {
         unsigned long gen = current_gen(w->ws);
-        if (!may_claim(d)) {
+        char *only;
+        if (!may_claim(d, &only)) {
             idle_wait(w->ws, gen, d->cfg->poll_ms);
             continue;
         }
         struct err e = {0};
         struct db_conn *c = db_acquire(d->db, &e);
         if (c == NULL) {
+            free(only);
             backoff_ms = db_backoff_ms(backoff_ms);
             stop_wait(w->ws, backoff_ms);
             continue;
         }
-        run_one_round(w, c, &backoff_ms);
+        run_one_round(w, c, only, &backoff_ms);
+        free(only);
     }
     return NULL;
 }
