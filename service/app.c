@@ -166,6 +166,7 @@ void app_close(struct app *a)
     listener_stop(&a->listener);
     janitor_stop(&a->janitor);
     workers_stop(&a->workers, a->cfg.shutdown_grace_s);
+    sync_close(&a->sync); /* after the workers: their claims read sync_pass_ids */
     monitor_stop(&a->monitor);
     events_stop(&a->events);
     db_pool_close(&a->db);

@@ -233,6 +233,12 @@ void sync_stop(struct sync_engine *s)
         return;
     thread_stop(&s->t);
     finish_waiters(s, true);
+}
+
+void sync_close(struct sync_engine *s)
+{
+    if (s->d.db == NULL) /* start-up failed before sync_init */
+        return;
     json_decref(s->last_result);
     free(s->ids);
     thread_close(&s->t);

@@ -67,7 +67,10 @@ void sync_init(struct sync_engine *s, const struct sync_deps *deps);
 
 /* Starts the engine's thread (after sync_init). */
 void sync_start(struct sync_engine *s);
+/* Stops the thread and answers its waiters; sync_pass_ids still works until sync_close. */
 void sync_stop(struct sync_engine *s);
+/* Frees what sync_init set up: after the workers stopped (their claims read sync_pass_ids). */
+void sync_close(struct sync_engine *s);
 
 /* Asks for a pass now. ERR_OFFLINE when offline, ERR_SYNC_IN_PROGRESS when one runs; on
  * success *pass is the number the pass will have when finished (for sync_park). */
