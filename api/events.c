@@ -68,10 +68,7 @@ int api_events(struct request *r, struct err *e)
         return err_field(e, ERR_INVALID_REQUEST, "operation_type", "operation_type is not valid");
     const struct events_sink sink = {.pause = suspend_conn, .wake = resume_conn, .arg = r->conn};
     struct stream *s = events_open(&r->app->events, &sink, given ? &after : NULL, type, id, e);
-    if (s == NULL) {
-        if (e->code == ERR_TOO_MANY_SUBSCRIBERS)
-            reply_header(r, "Retry-After", "5");
+    if (s == NULL)
         return -1;
-    }
     return reply_stream(r, 200, "text/event-stream", read_stream, s, close_stream);
 }

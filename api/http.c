@@ -3,6 +3,7 @@
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -105,10 +106,26 @@ static void reply_too_large(struct request *r)
     reply_err(r, &e);
 }
 
-static bool declared_too_large(struct request *r)
+/* The declared Content-Length, or 0 when there is none (chunked, or no body). */
+static unsigned long long declared_length(struct request *r)
 {
     const char *cl = http_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    return cl != NULL && strtoull(cl, NULL, 10) > (unsigned long long)r->body_limit;
+    return cl != NULL ? strtoull(cl, NULL, 10) : 0;
+}
+
+/* How much past the limit is read and dropped before the 413 (HTTP_DRAIN_MAX_BYTES). */
+static size_t drain_bytes(const struct request *r)
+{
+    return r->body_limit < HTTP_DRAIN_MAX_BYTES ? r->body_limit : HTTP_DRAIN_MAX_BYTES;
+}
+
+/* An over-limit body is refused from its headers when the client waits for "100 Continue"
+ * (it sends nothing after a final answer) or when it is too large to read and drop. */
+static bool refuse_before_body(struct request *r, unsigned long long declared)
+{
+    const char *expect = http_header(r, MHD_HTTP_HEADER_EXPECT);
+    return (expect != NULL && strcasecmp(expect, "100-continue") == 0) ||
+           declared - r->body_limit > drain_bytes(r);
 }
 
 /* A body follows the headers (declared by length or chunked). */
@@ -137,23 +154,27 @@ static void on_headers(struct request *r)
     } else {
         r->close_after = has_body(r);
         r->api->admit(r);
-        if (!r->replied && declared_too_large(r)) {
+        unsigned long long declared = declared_length(r);
+        if (!r->replied && declared > r->body_limit) {
             r->too_large = true;
-            reply_too_large(r);
+            if (refuse_before_body(r, declared))
+                reply_too_large(r);
         }
     }
     r->close_after = false; /* later replies come after the whole body was read */
 }
 
 /* A piece of the body: collected, or handed to the route's sink as it comes (a file is never
- * held whole). Past the limit, or once the sink failed, the rest is read and dropped. */
-static void append_body(struct request *r, const char *data, size_t n)
+ * held whole). Past the limit, or once the sink failed, the rest is read and dropped; false
+ * once more than drain_bytes() past the limit were dropped (the connection is then closed). */
+static bool append_body(struct request *r, const char *data, size_t n)
 {
     if (r->too_large || r->body_bytes + n > r->body_limit) {
         r->too_large = true;
         if (r->sink != NULL)
             r->sink->abort(r);
-        return;
+        r->dropped_bytes += n;
+        return r->dropped_bytes <= drain_bytes(r) + (r->body_limit - r->body_bytes);
     }
     r->body_bytes += n;
     if (r->sink == NULL) {
@@ -162,6 +183,7 @@ static void append_body(struct request *r, const char *data, size_t n)
         r->sink_failed = true;
         r->sink->abort(r);
     }
+    return true;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -179,11 +201,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
-        if (!r->replied) /* after an early refusal (libmicrohttpd still reads the body of
-                          * methods other than POST and PUT) nothing is kept */
-            append_body(r, upload_data, *upload_data_size);
+        /* after an early refusal (libmicrohttpd still reads the body of methods other than
+         * POST and PUT) nothing is kept */
+        bool keep_reading = r->replied || append_body(r, upload_data, *upload_data_size);
         *upload_data_size = 0;
-        return MHD_YES;
+        return keep_reading ? MHD_YES : MHD_NO;
     }
     if (r->suspended) { /* resumed: now the reply */
         r->suspended = false;
@@ -230,12 +252,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub(&api->inflight, 1);
 }
 
+/* libmicrohttpd's own messages (MHD_USE_ERROR_LOG: errors only, such as a failed bind or a
+ * connection refused at the limit) as JSON lines, at warn. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     msg[strcspn(msg, "\n")] = '\0';
-    log_json(LOG_DEBUG, "http server", json_pack("{s:s}", "detail", msg));
+    log_json(LOG_WARN, "http server", json_pack("{s:o}", "detail", log_text(msg)));
 }
 
 static int resolve_listen(const struct config *c, struct sockaddr_storage *ss, struct err *e)
@@ -271,14 +295,16 @@ int http_start(struct api *api, http_dispatch_fn dispatch, http_admit_fn admit, 
                      MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* the logger first: libmicrohttpd reads the options in order, and what it reports while
+     * reading the later ones (the pool's threads, the bind) would otherwise go to stderr */
     api->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg->conn_timeout_s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        flags, 0, NULL, NULL, on_request, api, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_URI_LOG_CALLBACK, on_uri, api,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY_BYTES,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY_BYTES, MHD_OPTION_END);
     if (api->daemon == NULL)
         return err_set(e, ERR_INTERNAL, "cannot listen on %s (in use or not permitted)",
                        cfg->listen);

@@ -20,6 +20,13 @@
 #define HTTP_MAX_HEADER_BYTES 32768
 #define HTTP_CONN_MEMORY_BYTES (256 * 1024)
 
+/* A body over the limit by at most this much more (and at most the limit again) is read and
+ * dropped before the 413, as nginx's lingering close reads what the client still sends: a client
+ * that does not wait for "100 Continue" is still writing its body, and a reply followed by a
+ * close would reset the connection under it, so that it sees "connection reset" instead of the
+ * 413. A larger body is refused from its headers and the connection closed. */
+#define HTTP_DRAIN_MAX_BYTES (8 * 1024 * 1024)
+
 struct api;
 struct app;
 struct route;
@@ -44,6 +51,7 @@ struct request {
     struct oq_buf body; /* owned; empty when the body went to sink */
     size_t body_limit;
     size_t body_bytes;            /* received so far */
+    size_t dropped_bytes;         /* received past the limit, read and dropped */
     const struct body_sink *sink; /* NULL: the body is collected in body */
     void *sink_state;             /* the sink's; freed by sink->abort or the route */
     struct err sink_err;          /* why the sink refused the body */

@@ -29,7 +29,6 @@ static int check_room(struct request *r, size_t adding, struct err *e)
 {
     long long pending = 0;
     if (!pending_reserve(&r->app->pending, (long long)adding, r->app->cfg.max_pending, &pending)) {
-        reply_header(r, "Retry-After", "5");
         return err_set(e, ERR_QUEUE_FULL, "the queue holds %lld pending operations (limit %d)",
                        pending, r->app->cfg.max_pending);
     }

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/log.h"
 
@@ -12,6 +13,15 @@ void reply_header(struct request *r, const char *name, const char *value)
     r->extra[r->n_extra].name = name;
     r->extra[r->n_extra].value = oq_strdup(value);
     r->n_extra++;
+}
+
+static bool has_extra(const struct request *r, const char *name)
+{
+    for (int i = 0; i < r->n_extra; i++) {
+        if (strcasecmp(r->extra[i].name, name) == 0)
+            return true;
+    }
+    return false;
 }
 
 void reply_location(struct request *r, const char *collection, const char *id)
@@ -126,8 +136,11 @@ int reply_err(struct request *r, const struct err *e)
                            e->detail[0] != '\0' ? e->detail : e->message));
         message = "internal error";
     }
+    unsigned status = err_http_status(e->code);
+    if ((status == 503 || status == 429) && !has_extra(r, "Retry-After"))
+        reply_header(r, "Retry-After", REPLY_RETRY_AFTER_S);
     json_t *err = json_pack("{s:s, s:s}", "code", err_wire_code(e->code), "message", message);
     if (e->field[0] != '\0')
         json_object_set_new(err, "field", json_string(e->field));
-    return reply_json(r, err_http_status(e->code), json_pack("{s:o}", "error", err));
+    return reply_json(r, status, json_pack("{s:o}", "error", err));
 }

@@ -35,8 +35,12 @@ int reply_text(struct request *r, unsigned status, const char *content_type, cha
 /* Sends a response without a body (204, 304, preflights). */
 int reply_empty(struct request *r, unsigned status);
 
+/* Seconds a client is asked to wait after a 503 or 429 without a better figure of its own. */
+#define REPLY_RETRY_AFTER_S "5"
+
 /* Sends {"error":{"code","message","field"?}} with the status of e->code. A 500 says only
- * "internal error"; the detail is in the log. */
+ * "internal error"; the detail is in the log. Every 503 and 429 carries Retry-After (a route's
+ * own, or REPLY_RETRY_AFTER_S). */
 int reply_err(struct request *r, const struct err *e);
 
 #endif

@@ -77,6 +77,14 @@ static bool path_matches(const char *pattern, const char *path, char *id, size_t
     return *pattern == '\0' && *path == '\0';
 }
 
+/* HEAD is GET without the body (RFC 9110 9.3.2; libmicrohttpd drops the body itself): load
+ * balancers and `curl -I` probe with it. */
+static bool method_matches(const char *route_method, const char *method)
+{
+    return strcmp(route_method, method) == 0 ||
+           (strcmp(method, "HEAD") == 0 && strcmp(route_method, "GET") == 0);
+}
+
 const struct route *routes_match(const char *method, const char *path, char *path_id, size_t id_len,
                                  bool *path_known)
 {
@@ -85,7 +93,7 @@ const struct route *routes_match(const char *method, const char *path, char *pat
         if (!path_matches(rt->pattern, path, path_id, id_len))
             continue;
         *path_known = true;
-        if (strcmp(rt->method, method) == 0)
+        if (method_matches(rt->method, method))
             return rt;
     }
     return NULL;
@@ -99,7 +107,8 @@ static void allowed_methods(const char *path, char *out, size_t len)
     out[0] = '\0';
     for (const struct route *rt = routes; rt->method; rt++) {
         if (path_matches(rt->pattern, path, id, sizeof(id)) && n < len)
-            n += (size_t)snprintf(out + n, len - n, "%s%s", n ? ", " : "", rt->method);
+            n += (size_t)snprintf(out + n, len - n, "%s%s%s", n ? ", " : "", rt->method,
+                                  strcmp(rt->method, "GET") == 0 ? ", HEAD" : "");
     }
     if (n < len)
         snprintf(out + n, len - n, "%sOPTIONS", n ? ", " : "");

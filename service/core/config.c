@@ -137,14 +137,16 @@ static int set_value(struct config *c, const struct setting *s, const char *v, c
     return 0;
 }
 
+/* The setting of "--name=value" (value after the '=') or of "--name" (value NULL: the next
+ * argument holds it). */
 static const struct setting *find_flag(const char *arg, const char **value)
 {
     for (size_t i = 0; i < OQ_ARRAY_LEN(settings); i++) {
         char name[64];
         flag_name(settings[i].env, name, sizeof(name));
         size_t n = strlen(name);
-        if (strncmp(arg, name, n) == 0 && arg[n] == '=') {
-            *value = arg + n + 1;
+        if (strncmp(arg, name, n) == 0 && (arg[n] == '=' || arg[n] == '\0')) {
+            *value = arg[n] == '=' ? arg + n + 1 : NULL;
             return &settings[i];
         }
     }
@@ -497,10 +499,11 @@ static int load_env(struct config *c, char *out, size_t len)
     return 0;
 }
 
-/* One argv entry; 1: --help/--version done, 0: applied, -1: error. */
-static int load_flag(struct config *c, const char *arg, char *out, size_t len)
+/* The argv entry at *i ("--flag=value", or "--flag value", which takes the next entry too);
+ * 1: --help/--version done, 0: applied, -1: error. */
+static int load_flag(struct config *c, int argc, char **argv, int *i, char *out, size_t len)
 {
-    const char *value = NULL;
+    const char *arg = argv[*i], *value = NULL;
     if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
         config_print_help(stdout);
         return 1;
@@ -518,6 +521,11 @@ static int load_flag(struct config *c, const char *arg, char *out, size_t len)
                            "%.*s: a secret is not accepted as a flag (argv shows in ps "
                            "and /proc/PID/cmdline); set %s or %s_FILE instead",
                            name_len, arg, s->env, s->env);
+    if (value == NULL) {
+        if (*i + 1 >= argc)
+            return oq_fail_msg(out, len, "%s needs a value (%s=VALUE or %s VALUE)", arg, arg, arg);
+        value = argv[++*i];
+    }
     return set_value(c, s, value, out, len);
 }
 
@@ -527,7 +535,7 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *ou
     if (load_env(c, out, len) != 0)
         return CONFIG_EXIT_ERROR;
     for (int i = 1; i < argc; i++) {
-        int rc = load_flag(c, argv[i], out, len);
+        int rc = load_flag(c, argc, argv, &i, out, len);
         if (rc != 0)
             return rc > 0 ? CONFIG_EXIT_OK : CONFIG_EXIT_ERROR;
     }
@@ -553,7 +561,7 @@ void config_print_help(FILE *out)
 {
     fprintf(out,
             "offlineq %s: durable offline operation queue\n\n"
-            "usage: offlineq [--flag=value ...]\n\n"
+            "usage: offlineq [--flag=value | --flag value ...]\n\n"
             "Every setting is an environment variable or the equivalent flag. Secrets have\n"
             "no flag (argv shows in ps): set NAME, or NAME_FILE to a file holding the value.\n"
             "An unknown OFFLINEQ_* variable stops start-up (README lists the tolerated tool "

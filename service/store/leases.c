@@ -191,7 +191,9 @@ static const struct db_stmt sweep_stmt = {
 
 /* The groups whose first live operation is still held (an enqueue into the group raced the
  * completion of its head): each live group is found with one probe of offline_operations_group
- * (a loose index scan), its first live operation with another. */
+ * (a loose index scan), its first live operation with another. A head locked by someone
+ * else (a DELETE, a claim) is skipped until the next round: waiting on it while holding the
+ * other heads deadlocks with a DELETE that locks them in another order. */
 static const struct db_stmt release_groups_stmt = {
     "leases_release_groups",
     "WITH RECURSIVE k(key) AS ("
@@ -204,8 +206,10 @@ static const struct db_stmt release_groups_stmt = {
     "heads AS (SELECT h.id FROM k CROSS JOIN LATERAL ("
     "    SELECT x.id, x.group_held FROM offline_operations x "
     "    WHERE x.group_key = k.key AND x.status IN " OQ_SQL_LIVE_STATUSES " "
-    "    ORDER BY x.seq LIMIT 1) h WHERE k.key IS NOT NULL AND h.group_held) "
-    "UPDATE offline_operations o SET group_held = false FROM heads WHERE o.id = heads.id"};
+    "    ORDER BY x.seq LIMIT 1) h WHERE k.key IS NOT NULL AND h.group_held), "
+    "free AS (SELECT o.id FROM offline_operations o WHERE o.id IN (SELECT id FROM heads) "
+    "  AND o.group_held FOR UPDATE SKIP LOCKED) "
+    "UPDATE offline_operations o SET group_held = false FROM free WHERE o.id = free.id"};
 
 int leases_release_groups(struct db_conn *c, struct err *e)
 {

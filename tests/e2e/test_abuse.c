@@ -171,6 +171,94 @@ static void test_oversized_body_refused_before_reading(void **state)
     close(fd);
 }
 
+/* Writes all of p, or false once the peer closed (no SIGPIPE). */
+static bool send_fully(int fd, const void *p, size_t n)
+{
+    for (size_t done = 0; done < n;) {
+        ssize_t w = send(fd, (const char *)p + done, n - done, MSG_NOSIGNAL);
+        if (w <= 0)
+            return false;
+        done += (size_t)w;
+    }
+    return true;
+}
+
+/* A little over the limit, from a client that does not wait for "100 Continue" (the harness's
+ * libcurl, Node's fetch, Python's requests): the body is read and dropped, then the 413, and the
+ * connection stays usable. Before, the 413 went out from the headers and the connection closed
+ * under the body still being written: the client saw "connection reset" instead of the 413 (a
+ * CI run's test_limits_round_trip). */
+static void test_slightly_oversized_body_gets_its_413(void **state)
+{
+    int fd = connect_from("127.0.0.1", S.port);
+    assert_true(fd >= 0);
+    size_t n = 65536 + 40000;
+    char head[256];
+    snprintf(head, sizeof(head),
+             "POST /api/offline/queue HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+             n);
+    assert_true(send_fully(fd, head, strlen(head)));
+    usleep(300 * 1000); /* the body comes after the server saw the headers */
+    char *body = malloc(n);
+    memset(body, ' ', n);
+    assert_true(send_fully(fd, body, n));
+    free(body);
+    char reply[4096];
+    assert_true(read_for(fd, reply, sizeof(reply), 1000) > 0);
+    assert_int_equal(strncmp(reply, "HTTP/1.1 413", 12), 0);
+    assert_non_null(strstr(reply, "request body is larger than 65536 bytes"));
+    assert_null(strstr(reply, "Connection: close"));
+    const char *next = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    assert_true(send_fully(fd, next, strlen(next)));
+    assert_true(read_for(fd, reply, sizeof(reply), 1000) > 0);
+    assert_int_equal(strncmp(reply, "HTTP/1.1 200", 12), 0);
+    close(fd);
+}
+
+/* A client that waits for "100 Continue" gets the 413 instead, and sends no body. */
+static void test_oversized_body_with_expect_refused_at_once(void **state)
+{
+    int fd = connect_from("127.0.0.1", S.port);
+    assert_true(fd >= 0);
+    const char *head = "POST /api/offline/queue HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                       "Content-Type: application/json\r\nContent-Length: 70000\r\n"
+                       "Expect: 100-continue\r\n\r\n";
+    assert_true(send_fully(fd, head, strlen(head)));
+    char reply[4096];
+    assert_true(read_for(fd, reply, sizeof(reply), 2000) > 0);
+    assert_int_equal(strncmp(reply, "HTTP/1.1 413", 12), 0);
+    assert_null(strstr(reply, "100 Continue"));
+    assert_non_null(strstr(reply, "payload_too_large"));
+    close(fd);
+}
+
+/* A chunked body (no length to refuse it by) that goes on past twice the limit: the connection
+ * is closed, instead of reading and dropping it for as long as the client keeps sending. */
+static void test_endless_chunked_body_is_cut_off(void **state)
+{
+    int fd = connect_from("127.0.0.1", S.port);
+    assert_true(fd >= 0);
+    const char *head = "POST /api/offline/queue HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                       "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    assert_true(send_fully(fd, head, strlen(head)));
+    static char piece[16384];
+    memset(piece, ' ', sizeof(piece));
+    bool closed = false;
+    for (int i = 0; i < 64 && !closed; i++) /* 1 MiB, 16 times the limit */
+        closed = !send_fully(fd, "4000\r\n", 6) || !send_fully(fd, piece, sizeof(piece)) ||
+                 !send_fully(fd, "\r\n", 2);
+    char reply[256];
+    ssize_t got = closed ? 0 : read_for(fd, reply, sizeof(reply), 2000);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    bool eof = closed || got < 0 || (poll(&p, 1, 0) == 1 && recv(fd, reply, 1, 0) <= 0);
+    assert_true(eof);
+    close(fd);
+    struct resp *r = th_http(&S, "GET", "/healthz", NULL, 0, NULL);
+    assert_int_equal(r->status, 200);
+    th_resp_free(r);
+}
+
 /* A body cut short (the client goes away): nothing is stored, the service goes on. */
 static void test_truncated_body_stores_nothing(void **state)
 {
@@ -401,6 +489,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_malformed_json_is_400_and_stores_nothing),
         cmocka_unit_test(test_oversized_body_refused_before_reading),
+        cmocka_unit_test(test_slightly_oversized_body_gets_its_413),
+        cmocka_unit_test(test_oversized_body_with_expect_refused_at_once),
+        cmocka_unit_test(test_endless_chunked_body_is_cut_off),
         cmocka_unit_test(test_truncated_body_stores_nothing),
         cmocka_unit_test(test_path_traversal_in_ids_is_404),
         cmocka_unit_test(test_sql_metacharacters_stored_verbatim),

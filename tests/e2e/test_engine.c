@@ -254,6 +254,56 @@ static void test_group_order_under_8_workers(void **state)
     us_free_reqs(r, n);
 }
 
+/* The janitor's release of a group head left held by a raced enqueue never waits on a row
+ * lock: a head locked by someone else (an operator's DELETE, a claim) is skipped until the next
+ * round, and the other heads are released meanwhile. Before, the janitor's UPDATE waited on the
+ * locked head with the others locked: a harness cleanup's DELETE of every operation deadlocked
+ * with it (a CI run's e2e_test_security_json). */
+static void test_group_release_skips_locked_heads(void **state)
+{
+    char a[37], b[37];
+    th_enqueue(&S,
+               "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/held/a\"},"
+               "\"group_key\":\"held-a\",\"delay_s\":3600}",
+               a);
+    th_enqueue(&S,
+               "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/held/b\"},"
+               "\"group_key\":\"held-b\",\"delay_s\":3600}",
+               b);
+    th_sqlf(pg, "UPDATE offline_operations SET group_held = true WHERE id IN ('%s', '%s')", a, b);
+    PGconn *locker = th_db_connect(url);
+    th_sql(locker, "BEGIN");
+    th_sqlf(locker, "SELECT 1 FROM offline_operations WHERE id = '%s' FOR UPDATE", a);
+    bool released = false, waited = false;
+    for (int i = 0; i < 90 && !released; i++) { /* the chore runs every 5 s */
+        usleep(100 * 1000);
+        waited = waited || strcmp(th_sql(pg, "SELECT count(*) FROM pg_stat_activity "
+                                             "WHERE wait_event_type = 'Lock' "
+                                             "AND query LIKE '%group_held = false%'"),
+                                  "0") != 0;
+        released =
+            strcmp(th_sqlf(pg, "SELECT group_held FROM offline_operations WHERE id = '%s'", b),
+                   "f") == 0;
+    }
+    bool a_held =
+        strcmp(th_sqlf(pg, "SELECT group_held FROM offline_operations WHERE id = '%s'", a), "t") ==
+        0;
+    th_sql(locker, "COMMIT"); /* before any assert: a failed one must not leave the lock held */
+    PQfinish(locker);
+    assert_false(waited);
+    assert_true(released);
+    assert_true(a_held);
+    for (int i = 0; i < 90; i++) {
+        usleep(100 * 1000);
+        if (strcmp(th_sqlf(pg, "SELECT group_held FROM offline_operations WHERE id = '%s'", a),
+                   "f") == 0)
+            break;
+    }
+    assert_string_equal(th_sqlf(pg, "SELECT group_held FROM offline_operations WHERE id = '%s'", a),
+                        "f");
+    th_sqlf(pg, "DELETE FROM offline_operations WHERE id IN ('%s', '%s')", a, b);
+}
+
 static void test_depends_on(void **state)
 {
     us_script(US, "/api/slow-parent", "201", 300);
@@ -555,6 +605,7 @@ int main(void)
         cmocka_unit_test_setup(test_permanent_failure_and_exhausted_attempts, reset),
         cmocka_unit_test_setup(test_conflict_status, reset),
         cmocka_unit_test_setup(test_group_order_under_8_workers, reset),
+        cmocka_unit_test_setup(test_group_release_skips_locked_heads, reset),
         cmocka_unit_test_setup(test_depends_on, reset),
         cmocka_unit_test_setup(test_expiry, reset),
         cmocka_unit_test_setup(test_max_retry_duration, reset),

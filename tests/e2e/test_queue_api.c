@@ -811,7 +811,7 @@ static void test_routes_health_and_request_id(void **state)
     th_resp_free(r);
     r = th_http(&S, "PUT", "/api/offline/queue", NULL, 0, NULL);
     th_assert_error(r, 405, "method_not_allowed");
-    assert_string_equal(th_header(r, "Allow"), "POST, GET, OPTIONS");
+    assert_string_equal(th_header(r, "Allow"), "POST, GET, HEAD, OPTIONS");
     th_resp_free(r);
     r = th_http(&S, "GET", "/api/offline/queue/batch", NULL, 0, NULL);
     /* /queue/{id} also matches: batch is not a UUID, so it is an unknown operation */
@@ -858,6 +858,69 @@ static void test_routes_health_and_request_id(void **state)
         assert_non_null(strstr(th_header(r, "Content-Security-Policy"), "connect-src 'self'"));
         th_resp_free(r);
     }
+}
+
+/* HEAD on every GET route (load balancers and `curl -I` probe with it): the GET's status and
+ * headers, no body. Before, 405. */
+static void test_head_on_every_get_route(void **state)
+{
+    char id[37], path[8][128];
+    th_enqueue(&S, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/head\"}}", id);
+    static const char *const bin[] = {"Content-Type: application/octet-stream", NULL};
+    struct resp *r = th_http(&S, "POST", "/api/offline/files", "abc", 3, bin);
+    assert_int_equal(r->status, 201);
+    snprintf(path[0], sizeof(path[0]), "/api/offline/files/%s", th_str(r->json, "file_id"));
+    th_resp_free(r);
+    snprintf(path[1], sizeof(path[1]), "/api/offline/queue/%s", id);
+    snprintf(path[2], sizeof(path[2]), "/api/offline/queue/%s/attempts", id);
+    const char *const paths[] = {"/",
+                                 "/dashboard",
+                                 "/dashboard/app.js",
+                                 "/healthz",
+                                 "/readyz",
+                                 "/metrics",
+                                 "/api/offline/queue",
+                                 "/api/offline/queue/stats",
+                                 path[1],
+                                 path[2],
+                                 "/api/offline/sync/status",
+                                 "/api/offline/sync/conflict-strategy",
+                                 "/api/offline/network-status",
+                                 path[0],
+                                 NULL};
+    char src[1024];
+    snprintf(src, sizeof(src), "%s/api/routes.c", getenv("OFFLINEQ_SOURCE_DIR"));
+    char *table = th_slurp(src);
+    int n = -1; /* the stream, tried below */
+    for (const char *p = table; (p = strstr(p, "{\"GET\", \"")) != NULL; p++)
+        n++;
+    free(table);
+    int tried = 0;
+    for (const char *const *p = paths; *p; p++, tried++) {
+        struct resp *get = th_http(&S, "GET", *p, NULL, 0, NULL);
+        struct resp *head = th_http(&S, "HEAD", *p, NULL, 0, NULL);
+        if (head->status != get->status)
+            fprintf(stderr, "HEAD %s: %ld, GET %ld\n", *p, head->status, get->status);
+        assert_int_equal(head->status, get->status);
+        assert_int_equal(head->body_len, 0);
+        const char *ct = th_header(get, "Content-Type");
+        char want[256];
+        snprintf(want, sizeof(want), "%s", ct ? ct : "(none)");
+        ct = th_header(head, "Content-Type");
+        assert_string_equal(ct ? ct : "(none)", want);
+        th_resp_free(get);
+        th_resp_free(head);
+    }
+    assert_int_equal(tried, n); /* every GET route but the stream, which follows */
+    r = th_http(&S, "HEAD", "/api/offline/events", NULL, 0, NULL);
+    assert_int_equal(r->status, 200);
+    assert_string_equal(th_header(r, "Content-Type"), "text/event-stream");
+    assert_int_equal(r->body_len, 0);
+    th_resp_free(r);
+    r = th_http(&S, "HEAD", "/api/offline/sync", NULL, 0, NULL); /* POST only */
+    assert_int_equal(r->status, 405);
+    assert_string_equal(th_header(r, "Allow"), "POST, OPTIONS");
+    th_resp_free(r);
 }
 
 static void test_sql_outbox_function(void **state)
@@ -915,6 +978,7 @@ int main(void)
         cmocka_unit_test_setup(test_stats_etag_fresh, clean),
         cmocka_unit_test_setup(test_sync_status_etag_fresh, clean),
         cmocka_unit_test_setup(test_routes_health_and_request_id, clean),
+        cmocka_unit_test_setup(test_head_on_every_get_route, clean),
         cmocka_unit_test_setup(test_sql_outbox_function, clean),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -170,7 +170,7 @@ static void test_cors(void **state)
     r = th_http(&s, "OPTIONS", "/api/offline/queue", NULL, 0, pre);
     assert_int_equal(r->status, 204);
     assert_string_equal(th_header(r, "Access-Control-Allow-Origin"), "https://admin.example");
-    assert_string_equal(th_header(r, "Access-Control-Allow-Methods"), "POST, GET, OPTIONS");
+    assert_string_equal(th_header(r, "Access-Control-Allow-Methods"), "POST, GET, HEAD, OPTIONS");
     assert_non_null(strstr(th_header(r, "Access-Control-Allow-Headers"), "Authorization"));
     assert_non_null(strstr(th_header(r, "Access-Control-Allow-Headers"), "Content-Type"));
     th_resp_free(r);
@@ -222,6 +222,45 @@ static void test_bad_configuration_exits_2(void **state)
                                            "OFFLINEQ_API_KEYS=" ADMIN_KEY ":admin", NULL};
     assert_int_equal(th_svc_start(&s, url, open_env, NULL), 0);
     assert_int_equal(th_svc_stop(&s, SIGINT), 0);
+}
+
+/* libmicrohttpd's own messages are JSON log lines like the service's: a port in use shows its
+ * bind error among them (before, they were debug lines, never shown at the default level). */
+static void test_http_server_messages_are_json(void **state)
+{
+    int busy = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof(a);
+    assert_int_equal(bind(busy, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(busy, 1), 0);
+    assert_int_equal(getsockname(busy, (struct sockaddr *)&a, &alen), 0);
+    char listen_env[64];
+    snprintf(listen_env, sizeof(listen_env), "OFFLINEQ_LISTEN=127.0.0.1:%d", ntohs(a.sin_port));
+    const char *env[] = {listen_env, NULL};
+    struct svc s;
+    int code = -1;
+    assert_int_equal(th_svc_start(&s, url, env, &code), -1);
+    close(busy);
+    assert_int_equal(code, 1);
+    char *log = th_svc_log(&s);
+    bool bind_line = false;
+    for (char *line = strtok(log, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        json_t *j = json_loads(line, 0, NULL);
+        if (j == NULL)
+            fprintf(stderr, "not JSON: %s\n", line);
+        assert_non_null(j);
+        const char *detail = th_str(j, "detail");
+        const char *msg = th_str(j, "msg");
+        if (msg != NULL && strcmp(msg, "http server") == 0 && detail != NULL &&
+            strstr(detail, "bind") != NULL) {
+            bind_line = true;
+            assert_string_equal(th_str(j, "level"), "warn");
+        }
+        json_decref(j);
+    }
+    free(log);
+    assert_true(bind_line);
 }
 
 static void test_help_lists_settings(void **state)
@@ -437,6 +476,7 @@ int main(void)
         cmocka_unit_test(test_role_matrix),
         cmocka_unit_test(test_cors),
         cmocka_unit_test(test_bad_configuration_exits_2),
+        cmocka_unit_test(test_http_server_messages_are_json),
         cmocka_unit_test(test_help_lists_settings),
         cmocka_unit_test(test_schema_newer_than_binary),
         cmocka_unit_test(test_database_outage),

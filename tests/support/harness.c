@@ -354,6 +354,9 @@ struct resp *th_http(const struct svc *s, const char *method, const char *path, 
     curl_easy_cleanup(c);
     free(url);
     record(method, path, r);
+    /* every test checks this: a 503 or 429 tells the client when to come back */
+    if ((r->status == 503 || r->status == 429) && th_header(r, "Retry-After") == NULL)
+        die("%s %s: %ld without Retry-After", method, path, r->status);
     return r;
 }
 

@@ -52,6 +52,27 @@ static void test_config_parsing(void **state)
     assert_true(c.listen_is_loopback);
     config_free(&c);
 
+    /* "--flag value" as well as "--flag=value" (getopt's long options take both) */
+    char *spaced[] = {"offlineq", "--workers", "7", "--listen=127.0.0.1:1234", NULL};
+    with_env(NULL);
+    assert_int_equal(config_load(&c, 4, spaced, msg, sizeof(msg)), CONFIG_OK);
+    assert_int_equal(c.workers, 7);
+    assert_int_equal(c.listen_port, 1234);
+    config_free(&c);
+    char *dangling[] = {"offlineq", "--workers", NULL};
+    assert_int_equal(config_load(&c, 2, dangling, msg, sizeof(msg)), CONFIG_EXIT_ERROR);
+    assert_string_equal(msg, "--workers needs a value (--workers=VALUE or --workers VALUE)");
+    config_free(&c);
+    char *spaced_bad[] = {"offlineq", "--workers", "nope", NULL};
+    assert_int_equal(config_load(&c, 3, spaced_bad, msg, sizeof(msg)), CONFIG_EXIT_ERROR);
+    assert_non_null(strstr(msg, "OFFLINEQ_WORKERS"));
+    config_free(&c);
+    char *secret[] = {"offlineq", "--api-keys", "k:admin", NULL};
+    assert_int_equal(config_load(&c, 3, secret, msg, sizeof(msg)), CONFIG_EXIT_ERROR);
+    assert_null(strstr(msg, "k:admin"));
+    assert_non_null(strstr(msg, "a secret is not accepted as a flag"));
+    config_free(&c);
+
     char *bad_flag[] = {"offlineq", "--nope=1", NULL};
     with_env(NULL);
     assert_int_equal(config_load(&c, 2, bad_flag, msg, sizeof(msg)), CONFIG_EXIT_ERROR);
