@@ -40,6 +40,20 @@ static void set_request_id(struct request *r)
         memcpy(r->request_id, given, n + 1);
 }
 
+/* The W3C trace context of the request: a valid traceparent joins the client's trace (and its
+ * tracestate comes with it, when fit to send again); anything else starts a new trace, as the
+ * spec asks (an invalid header is ignored, never refused). */
+static void set_trace(struct request *r)
+{
+    struct trace given;
+    if (!trace_parse(http_header(r, "traceparent"), &given))
+        return; /* the new one of request_new */
+    r->trace = given;
+    trace_format(&r->trace, r->traceparent, sizeof(r->traceparent));
+    const char *state = http_header(r, "tracestate");
+    r->tracestate = state != NULL && state[0] != '\0' && trace_state_ok(state) ? state : NULL;
+}
+
 static struct request *request_new(struct api *api, const char *uri)
 {
     struct request *r = oq_calloc(1, sizeof(*r));
@@ -48,6 +62,8 @@ static struct request *request_new(struct api *api, const char *uri)
     r->start_ms = oq_now_ms();
     r->uri_len = strlen(uri);
     oq_uuid(r->request_id); /* until the headers bring one (set_request_id) */
+    trace_new(&r->trace);   /* and a trace (set_trace) */
+    trace_format(&r->trace, r->traceparent, sizeof(r->traceparent));
     snprintf(r->uri_head, sizeof(r->uri_head), "%s", uri);
     return r;
 }
@@ -197,6 +213,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->url = url;
         r->method = method;
         set_request_id(r);
+        set_trace(r);
         on_headers(r);
         return MHD_YES;
     }
@@ -231,10 +248,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void log_access(struct request *r, enum MHD_RequestTerminationCode toe)
 {
     log_json(LOG_INFO, "request",
-             json_pack("{s:s, s:o, s:o, s:i, s:f, s:b}", "request_id", r->request_id, "method",
+             json_pack("{s:s, s:o, s:o, s:i, s:f, s:b, s:s}", "request_id", r->request_id, "method",
                        log_text(r->method), "path", log_text(r->url ? r->url : r->uri_head),
                        "status", (int)r->status, "duration_ms", oq_now_ms() - r->start_ms,
-                       "completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
+                       "completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK, "trace_id",
+                       r->trace.trace_id));
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,

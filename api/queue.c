@@ -81,6 +81,14 @@ static int answer_enqueue(struct request *r, struct op_created *out, const struc
     return reply_json_text(r, p->wait_s == 0 ? 202 : out->created ? 201 : 200, json);
 }
 
+/* The request's trace context and id go with each operation it stores. */
+static void with_trace(struct request *r, struct op_new *op)
+{
+    op->traceparent = r->traceparent;
+    op->tracestate = r->tracestate;
+    op->request_id = r->request_id;
+}
+
 int api_queue_create(struct request *r, struct err *e)
 {
     struct op_new op = {0};
@@ -93,6 +101,7 @@ int api_queue_create(struct request *r, struct err *e)
     held = 1;
     if (api_parse_enqueue(r->json, &r->app->cfg, &op, e) != 0)
         goto out;
+    with_trace(r, &op);
     struct prefer prefer;
     prefer_parse(r, &prefer);
     op.ids_only = prefer.ret == PREFER_RETURN_MINIMAL;
@@ -129,6 +138,7 @@ static int parse_batch(struct request *r, struct op_new *ops, size_t n, bool ids
             return -1;
         }
         ops[i].ids_only = ids_only;
+        with_trace(r, &ops[i]);
     }
     return 0;
 }

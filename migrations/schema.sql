@@ -22,7 +22,9 @@ CREATE TYPE offlineq.offlineq_op_doc AS (
 	depends_on uuid[],
 	expires_at text,
 	max_retry_duration_s integer,
-	conflict_strategy text
+	conflict_strategy text,
+	trace_id text,
+	request_id text
 );
 
 CREATE FUNCTION offlineq.enqueue(operation_type text, payload jsonb, priority integer DEFAULT 0, dedup_key text DEFAULT NULL::text, group_key text DEFAULT NULL::text) RETURNS uuid
@@ -347,6 +349,13 @@ BEGIN
     RETURN new_id;
 END $$;
 
+CREATE FUNCTION offlineq.offlineq_new_traceparent() RETURNS text
+    LANGUAGE sql
+    AS $$
+    SELECT '00-' || replace(gen_random_uuid()::text, '-', '') || '-'
+        || substr(replace(gen_random_uuid()::text, '-', ''), 1, 16) || '-01'
+$$;
+
 CREATE FUNCTION offlineq.offlineq_uuidv7() RETURNS uuid
     LANGUAGE sql
     AS $$
@@ -384,16 +393,22 @@ CREATE TABLE offlineq.offline_operations (
     attempts jsonb,
     lease_expiries integer DEFAULT 0 NOT NULL,
     group_held boolean DEFAULT false NOT NULL,
+    traceparent text DEFAULT offlineq.offlineq_new_traceparent(),
+    tracestate text,
+    request_id text,
     CONSTRAINT offline_operations_conflict_strategy_check CHECK ((conflict_strategy = ANY (ARRAY['local_wins'::text, 'remote_wins'::text, 'last_write_wins'::text, 'merge'::text, 'manual'::text]))),
     CONSTRAINT offline_operations_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
     CONSTRAINT offline_operations_max_retry_duration_s_check CHECK ((max_retry_duration_s > 0)),
     CONSTRAINT offline_operations_payload_check CHECK ((jsonb_typeof(payload) = 'object'::text)),
     CONSTRAINT offline_operations_priority_check CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
+    CONSTRAINT offline_operations_request_id_check CHECK ((request_id ~ '^[A-Za-z0-9._:-]{1,128}$'::text)),
     CONSTRAINT offline_operations_retry_count_check CHECK ((retry_count >= 0)),
-    CONSTRAINT offline_operations_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'in_progress'::text, 'completed'::text, 'failed'::text, 'conflict'::text])))
+    CONSTRAINT offline_operations_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'in_progress'::text, 'completed'::text, 'failed'::text, 'conflict'::text]))),
+    CONSTRAINT offline_operations_traceparent_check CHECK (((traceparent ~ '^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$'::text) AND (substr(traceparent, 4, 32) <> repeat('0'::text, 32)) AND (substr(traceparent, 37, 16) <> repeat('0'::text, 16)))),
+    CONSTRAINT offline_operations_tracestate_check CHECK (((length(tracestate) <= 512) AND (tracestate !~ '[^\x20-\x7e]'::text)))
 );
 
-CREATE FUNCTION offlineq.offlineq_enqueue_ex(p_operation_type text, p_payload jsonb, p_priority integer, p_dedup_key text, p_group_key text, p_max_attempts integer, p_delay_s double precision, p_depends_on uuid[], p_expires_in_s double precision, p_max_retry_duration_s integer, p_conflict_strategy text, OUT op offlineq.offline_operations, OUT created boolean) RETURNS record
+CREATE FUNCTION offlineq.offlineq_enqueue_ex(p_operation_type text, p_payload jsonb, p_priority integer, p_dedup_key text, p_group_key text, p_max_attempts integer, p_delay_s double precision, p_depends_on uuid[], p_expires_in_s double precision, p_max_retry_duration_s integer, p_conflict_strategy text, p_traceparent text DEFAULT NULL::text, p_tracestate text DEFAULT NULL::text, p_request_id text DEFAULT NULL::text, OUT op offlineq.offline_operations, OUT created boolean) RETURNS record
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -451,12 +466,14 @@ BEGIN
         INSERT INTO offline_operations AS o (operation_type, payload, priority, dedup_key,
                                              group_key, max_attempts, next_attempt_at,
                                              depends_on, expires_at, max_retry_duration_s, file_id,
-                                             conflict_strategy)
+                                             conflict_strategy, traceparent, tracestate,
+                                             request_id)
         VALUES (p_operation_type, p_payload, p_priority, p_dedup_key, p_group_key, attempts,
                 now() + make_interval(secs => coalesce(p_delay_s, 0)),
                 nullif(p_depends_on, '{}'),
                 now() + make_interval(secs => p_expires_in_s),
-                p_max_retry_duration_s, v_file, p_conflict_strategy)
+                p_max_retry_duration_s, v_file, p_conflict_strategy,
+                coalesce(p_traceparent, offlineq_new_traceparent()), p_tracestate, p_request_id)
         ON CONFLICT (dedup_key)
             WHERE dedup_key IS NOT NULL AND status IN ('pending', 'in_progress', 'conflict')
             DO NOTHING
@@ -504,7 +521,9 @@ CREATE FUNCTION offlineq.offlineq_op_json(o offlineq.offline_operations) RETURNS
         o.max_attempts, o.error_message, o.dedup_key, o.group_key, offlineq_ts(o.created_at),
         offlineq_ts(o.updated_at), offlineq_ts(o.next_attempt_at), offlineq_ts(o.completed_at),
         o.result, o.depends_on, offlineq_ts(o.expires_at), o.max_retry_duration_s,
-        o.conflict_strategy)::offlineq_op_doc)
+        o.conflict_strategy,
+        coalesce(substr(o.traceparent, 4, 32), replace(o.id::text, '-', '')),
+        o.request_id)::offlineq_op_doc)
 $$;
 
 CREATE FUNCTION offlineq.offlineq_refuse(p_field text, p_message text) RETURNS void

@@ -6,6 +6,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "core/trace.h"
+
 /* A claimed operation, as a handler sees it. */
 struct job {
     char id[37];
@@ -17,7 +19,10 @@ struct job {
     char conflict_strategy[32]; /* "" : the global one */
     json_t *resolution;         /* owned: an operator's choice for a conflict, or NULL */
     char created_at[40];
-    bool unreadable; /* the stored payload could not be decrypted: payload is {} */
+    char traceparent[TRACE_PARENT_LEN + 1]; /* the enqueue's, "" for a row stored without one */
+    char tracestate[TRACE_STATE_MAX + 1];
+    int attempts_before; /* attempts on record before this one (lease expiries included) */
+    bool unreadable;     /* the stored payload could not be decrypted: payload is {} */
 };
 
 enum outcome {

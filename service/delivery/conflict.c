@@ -96,7 +96,9 @@ static void send_doc(const struct conflict *k, const json_t *doc, const char *et
                               .endpoint = validate_str(p, "endpoint", "/"),
                               .lines = lines,
                               .doc = doc,
-                              .job_id = k->job->id};
+                              .job_id = k->job->id,
+                              .traceparent = k->job->traceparent,
+                              .tracestate = k->job->tracestate};
     deliver_json(k->ctx, &jr, res);
     exec_free_lines(lines);
 }
@@ -113,7 +115,9 @@ static int fetch_remote(const struct conflict *k, struct exec_result *got)
     struct out_request rq = {.u = u,
                              .method = "GET",
                              .endpoint = validate_str(p, "endpoint", "/"),
-                             .idempotency_key = k->job->id};
+                             .idempotency_key = k->job->id,
+                             .traceparent = k->job->traceparent,
+                             .tracestate = k->job->tracestate};
     deliver(k->ctx, &rq, got);
     long status = json_integer_value(json_object_get(got->result, "status_code"));
     if (got->outcome == OUTCOME_COMPLETED || status == 404)

@@ -147,7 +147,9 @@ void deliver_json(struct exec_ctx *ctx, const struct json_request *jr, struct ex
                              .body = body,
                              .body_len = body ? strlen(body) : 0,
                              .content_type = "application/json",
-                             .idempotency_key = jr->job_id};
+                             .idempotency_key = jr->job_id,
+                             .traceparent = jr->traceparent,
+                             .tracestate = jr->tracestate};
     deliver(ctx, &rq, res);
     free(body);
 }

@@ -48,6 +48,7 @@ struct json_request {
     char **lines;
     const json_t *doc;
     const char *job_id;
+    const char *traceparent, *tracestate; /* the job's */
 };
 void deliver_json(struct exec_ctx *ctx, const struct json_request *jr, struct exec_result *res);
 

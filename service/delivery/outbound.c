@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/trace.h"
 #include "delivery/target.h"
 
 /* Bytes of a request URL (base_url + endpoint, or a redirect's Location). */
@@ -220,8 +221,35 @@ static bool has_header(const struct out_request *rq, const char *name)
     return false;
 }
 
+/* The trace this request joins: the operation's, as a new span; a row stored without one is
+ * in the trace whose id is its operation id (the Operation shows it as its trace_id). */
+static void add_trace(struct curl_slist **h, const struct out_request *rq)
+{
+    struct trace parent, span;
+    char line[TRACE_STATE_MAX + 16];
+    trace_of_operation(rq->traceparent, rq->idempotency_key, &parent);
+    trace_child(&parent, &span);
+    char value[TRACE_PARENT_LEN + 1];
+    trace_format(&span, value, sizeof(value));
+    snprintf(line, sizeof(line), "traceparent: %s", value);
+    *h = curl_slist_append(*h, line);
+    if (rq->tracestate != NULL && rq->tracestate[0] != '\0' && trace_state_ok(rq->tracestate)) {
+        snprintf(line, sizeof(line), "tracestate: %s", rq->tracestate);
+        *h = curl_slist_append(*h, line);
+    }
+}
+
+/* Header names the service sets itself on every request, whatever the payload says. */
+static bool is_service_header(const char *line)
+{
+    size_t n = strcspn(line, ":");
+    return (n == 11 && strncasecmp(line, "traceparent", n) == 0) ||
+           (n == 10 && strncasecmp(line, "tracestate", n) == 0);
+}
+
 /* The request headers: the payload's (a header the upstream's configuration also sets is left
- * out: the operator's value wins), the upstream's, the Idempotency-Key (the operation id, so an
+ * out: the operator's value wins; traceparent and tracestate are the service's), the
+ * upstream's, the trace context, the Idempotency-Key (the operation id, so an
  * upstream can drop a repeat after a lost answer), a Content-Type for a body, the Standard
  * Webhooks signature when the upstream has a key, and an empty "Expect:" so that libcurl does
  * not wait for a 100 Continue before a large body. */
@@ -235,11 +263,14 @@ static struct curl_slist *build_headers(const struct out_request *rq, const char
         for (size_t i = 0; i < rq->u->n_headers && !overridden; i++)
             overridden = strncasecmp(rq->u->headers[i], *p, name_len) == 0 &&
                          rq->u->headers[i][name_len] == ':';
-        if (!overridden)
+        if (!overridden && !is_service_header(*p))
             h = curl_slist_append(h, *p);
     }
-    for (size_t i = 0; i < rq->u->n_headers; i++)
-        h = curl_slist_append(h, rq->u->headers[i]);
+    for (size_t i = 0; i < rq->u->n_headers; i++) {
+        if (!is_service_header(rq->u->headers[i]))
+            h = curl_slist_append(h, rq->u->headers[i]);
+    }
+    add_trace(&h, rq);
     snprintf(line, sizeof(line), "Idempotency-Key: %s", rq->idempotency_key);
     h = curl_slist_append(h, line);
     if ((rq->body != NULL || rq->stream != NULL) && !has_header(rq, "Content-Type")) {

@@ -32,6 +32,8 @@ struct out_request {
     const struct out_stream *stream; /* instead of body (then NULL) */
     const char *content_type;        /* for body */
     const char *idempotency_key;     /* also the webhook-id when signing */
+    const char *traceparent; /* the operation's (job.traceparent): each request is a new span */
+    const char *tracestate;  /* sent as stored; "" or NULL: none */
 };
 
 struct out_response {

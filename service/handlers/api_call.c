@@ -40,7 +40,9 @@ void api_call_execute(struct exec_ctx *ctx, const struct job *job, struct exec_r
                               .endpoint = validate_str(p, "endpoint", "/"),
                               .lines = lines,
                               .doc = strcmp(method, "GET") != 0 ? data : NULL,
-                              .job_id = job->id};
+                              .job_id = job->id,
+                              .traceparent = job->traceparent,
+                              .tracestate = job->tracestate};
     deliver_json(ctx, &jr, res);
     exec_free_lines(lines);
 }

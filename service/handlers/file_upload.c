@@ -122,7 +122,9 @@ void file_upload_send(struct exec_ctx *ctx, const struct job *job, const json_t 
                              .endpoint = validate_str(p, "endpoint", "/"),
                              .stream = &body,
                              .content_type = m.content_type,
-                             .idempotency_key = job->id};
+                             .idempotency_key = job->id,
+                             .traceparent = job->traceparent,
+                             .tracestate = job->tracestate};
     deliver(ctx, &rq, res);
     if (fs.failed)
         file_unreadable(&fs.e, res);

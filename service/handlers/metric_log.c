@@ -84,7 +84,9 @@ void metric_log_execute_batch(struct exec_ctx *ctx, const struct job *jobs, size
                              .body = body,
                              .body_len = strlen(body),
                              .content_type = "application/json",
-                             .idempotency_key = key};
+                             .idempotency_key = key,
+                             .traceparent = jobs[0].traceparent, /* a batch joins its first's */
+                             .tracestate = jobs[0].tracestate};
     deliver(ctx, &rq, res);
     free(body);
 }

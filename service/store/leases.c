@@ -35,7 +35,8 @@
     "FROM c WHERE o.id = c.id "                                                                    \
     "RETURNING o.id, o.operation_type, o.payload::text, o.retry_count, o.max_attempts, "           \
     "  coalesce(o.file_id::text, ''), o.seq, coalesce(o.conflict_strategy, ''), "                  \
-    "  o.resolution::text, offlineq_ts(o.created_at), o.priority"
+    "  o.resolution::text, offlineq_ts(o.created_at), o.priority, coalesce(o.traceparent, ''), "   \
+    "  coalesce(o.tracestate, ''), coalesce(jsonb_array_length(o.attempts), 0)"
 
 /* A claim reads two short ranges: r, operations due since they were enqueued, in execution
  * order (offline_operations_ready); s, operations scheduled for later (a delay, a backoff) that
@@ -240,6 +241,9 @@ static void fill_job(const struct secretbox *sb, PGresult *r, int row, struct jo
         job->unreadable = true; /* an operator's choice that does not open is never ignored */
     free(resolution);
     snprintf(job->created_at, sizeof(job->created_at), "%s", PQgetvalue(r, row, 9));
+    snprintf(job->traceparent, sizeof(job->traceparent), "%s", PQgetvalue(r, row, 11));
+    snprintf(job->tracestate, sizeof(job->tracestate), "%s", PQgetvalue(r, row, 12));
+    job->attempts_before = atoi(PQgetvalue(r, row, 13));
 }
 
 void leases_job_free(struct job *job)

@@ -16,7 +16,7 @@ static const struct db_stmt enqueue_stmt = {
     "SELECT (r.op).id, offlineq_op_json(r.op)::text, r.created, "
     "  pg_current_xact_id_if_assigned()::text "
     "FROM offlineq_enqueue_ex($1, $2::jsonb, $3::int, $4, $5, $6::int, $7::float8, $8::uuid[], "
-    "  $9::float8, $10::int, $11) r"};
+    "  $9::float8, $10::int, $11, $12, $13, $14) r"};
 
 /* enqueue_stmt for an op_new.ids_only (Prefer: return=minimal): the same columns, but no
  * Operation document is built (offlineq_op_json is the larger part of an enqueue's cost). */
@@ -24,7 +24,7 @@ static const struct db_stmt enqueue_ids_stmt = {
     "ops_enqueue_ids",
     "SELECT (r.op).id, NULL::text, r.created, pg_current_xact_id_if_assigned()::text "
     "FROM offlineq_enqueue_ex($1, $2::jsonb, $3::int, $4, $5, $6::int, $7::float8, $8::uuid[], "
-    "  $9::float8, $10::int, $11) r"};
+    "  $9::float8, $10::int, $11, $12, $13, $14) r"};
 
 static const struct db_stmt attempts_stmt = {
     "ops_attempts",
@@ -131,14 +131,15 @@ static const struct db_stmt retry_failed_stmt = {
  * document returned for each row (NULL::text for ids only). */
 #define ENQUEUE_MANY(DOC)                                                                          \
     "WITH x AS (SELECT * FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (t text, p jsonb, "      \
-    "  pr int, g text, ma int, d float8, ex float8, mr int, cs text)) WITH ORDINALITY "            \
-    "  AS r(t, p, pr, g, ma, d, ex, mr, cs, ord)), "                                               \
+    "  pr int, g text, ma int, d float8, ex float8, mr int, cs text, tp text, ts text, rq text)) " \
+    "  WITH ORDINALITY AS r(t, p, pr, g, ma, d, ex, mr, cs, tp, ts, rq, ord)), "                   \
     "ins AS (INSERT INTO offline_operations AS o (operation_type, payload, priority, group_key, "  \
     "  max_attempts, next_attempt_at, expires_at, max_retry_duration_s, conflict_strategy, "       \
-    "  group_held) "                                                                               \
+    "  traceparent, tracestate, request_id, group_held) "                                          \
     "  SELECT x.t, x.p, x.pr, x.g, x.ma, "                                                         \
     "    now() + make_interval(secs => coalesce(x.d, 0)), now() + make_interval(secs => x.ex), "   \
-    "    x.mr, x.cs, x.g IS NOT NULL AND (x.ord > min(x.ord) OVER (PARTITION BY x.g) "             \
+    "    x.mr, x.cs, coalesce(x.tp, offlineq_new_traceparent()), x.ts, x.rq, "                     \
+    "    x.g IS NOT NULL AND (x.ord > min(x.ord) OVER (PARTITION BY x.g) "                         \
     "      OR EXISTS (SELECT 1 FROM offline_operations l WHERE l.group_key = x.g "                 \
     "                 AND l.status IN " OQ_SQL_LIVE_STATUSES ")) "                                 \
     "  FROM x ORDER BY x.ord "                                                                     \
@@ -219,6 +220,9 @@ static char *many_json(const struct secretbox *sb, const struct op_new *ops, siz
         add_real(&b, ",\"ex\":", op->expires_in_s >= 0, op->expires_in_s);
         add_int(&b, ",\"mr\":", op->max_retry_duration_s > 0, op->max_retry_duration_s);
         add_json_str(&b, ",\"cs\":", op->conflict_strategy);
+        add_json_str(&b, ",\"tp\":", op->traceparent);
+        add_json_str(&b, ",\"ts\":", op->tracestate);
+        add_json_str(&b, ",\"rq\":", op->request_id);
         oq_buf_str(&b, "}");
     }
     oq_buf_str(&b, "]");
@@ -274,8 +278,11 @@ int ops_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *o
                             op->depends_on,
                             op->expires_in_s >= 0 ? expires : NULL,
                             op->max_retry_duration_s > 0 ? window : NULL,
-                            op->conflict_strategy};
-    PGresult *r = db_exec(c, op->ids_only ? &enqueue_ids_stmt : &enqueue_stmt, 11, params, e);
+                            op->conflict_strategy,
+                            op->traceparent,
+                            op->tracestate,
+                            op->request_id};
+    PGresult *r = db_exec(c, op->ids_only ? &enqueue_ids_stmt : &enqueue_stmt, 14, params, e);
     free(payload);
     if (r == NULL)
         return -1;

@@ -22,6 +22,9 @@ struct op_new {
     bool stores_file;              /* the type's handler delivers a stored file (payload.file_id) */
     bool ids_only; /* Prefer: return=minimal: only the id comes back (op_created.json NULL), and
                     * the database builds no Operation document for it */
+    const char *traceparent; /* borrowed: the enqueue's trace context (NULL: a new trace) */
+    const char *tracestate;  /* borrowed, may be NULL */
+    const char *request_id;  /* borrowed: the enqueue's X-Request-Id, may be NULL */
 };
 
 struct op_created {

@@ -65,6 +65,16 @@ function check(rec) {
     if (rec.status !== 204 || (rec.body !== null && rec.body !== undefined)) fail(`${where}: a preflight answers 204 without a body`);
     return;
   }
+  if (rec.method === 'HEAD' && template) {
+    // HEAD answers as GET would, without a body (openapi.yaml's info says so); a path without
+    // GET answers 405.
+    if (rec.body !== null && rec.body !== undefined) fail(`${where}: a HEAD answer has a body`);
+    const get = spec.paths[template].get;
+    if (get ? !(get.responses[String(rec.status)] || get.responses.default) : rec.status !== 405)
+      fail(`${where}: not a status GET documents`);
+    checked++;
+    return;
+  }
   const op = template && spec.paths[template][rec.method.toLowerCase()];
   if (!template || !op) {
     // Unknown routes and methods must still answer with a documented error shape.

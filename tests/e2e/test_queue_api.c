@@ -101,7 +101,9 @@ static void test_enqueue_returns_operation(void **state)
     assert_true(json_is_null(json_object_get(op, "expires_at")));
     assert_true(json_is_null(json_object_get(op, "max_retry_duration_s")));
     assert_true(json_is_null(json_object_get(op, "conflict_strategy")));
-    assert_int_equal(json_object_size(op), 19);
+    assert_int_equal(strlen(th_str(op, "trace_id")), 32); /* a new trace: none was sent */
+    assert_string_equal(th_str(op, "request_id"), th_header(r, "X-Request-Id"));
+    assert_int_equal(json_object_size(op), 21);
     assert_non_null(strstr(r->body, "\"n\": [1, 0.1, null]")); /* numbers stored as written */
     assert_string_equal(th_sqlf(pg, "SELECT count(*) FROM offline_operations WHERE id = '%s'", id),
                         "1");
