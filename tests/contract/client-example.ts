@@ -152,7 +152,8 @@ export async function readmeExamples(api = client()): Promise<void> {
 
   // One operation, its attempts, delete, retry.
   const one = await api.GET("/api/offline/queue/{id}", { params: { path: { id } } });
-  if (one.data) console.log(describeResolution(one.data.result && "status_code" in one.data.result ? one.data.result : { status_code: 0 }));
+  const result = one.data?.result ?? null;
+  if (result !== null && "status_code" in result) console.log(describeResolution(result));
   if (one.error !== undefined) console.log(errorCode(one.error)); // not_found for an unknown id
   const attempts = await api.GET("/api/offline/queue/{id}/attempts", { params: { path: { id } } });
   for (const a of attempts.data?.attempts ?? []) console.log(a.n, a.outcome, a.status_code ?? "none");
@@ -237,3 +238,8 @@ export const refused: EnqueueRequest[] = [
   // @ts-expect-error -- method is one of GET/POST/PUT/PATCH/DELETE
   { operation_type: "api_call", payload: { endpoint: "/x", method: "FETCH" } },
 ];
+
+export function unnarrowed(op: Operation): number {
+  // @ts-expect-error -- result may be null or a SealedValue: narrow it first (upstreamStatus)
+  return op.result.status_code;
+}
