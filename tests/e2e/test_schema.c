@@ -268,7 +268,7 @@ static void fill_before_006(PGconn *pg)
         "('" OP_DONE "', 'api_call', '{\"endpoint\":\"/legacy/done\",\"data\":{\"n\":1}}', 2, "
         "  'completed', 1, 5, NULL, 'legacy-done', 'g-legacy', '2026-01-02 03:04:05.678+00', "
         "  '2026-01-02 03:05:00+00', '2026-01-02 03:04:30+00', '2026-01-02 03:05:00+00', "
-        "  '{\"status\":200,\"body\":{\"ok\":true}}', NULL, NULL, NULL), "
+        "  '{\"status_code\":200,\"body\":{\"ok\":true}}', NULL, NULL, NULL), "
         "('" OP_FAILED "', 'api_call', '{\"endpoint\":\"/legacy/failed\"}', 0, 'failed', 5, 5, "
         "  'HTTP 500: boom', 'legacy-failed', NULL, '2026-01-03 00:00:00+00', "
         "  '2026-01-03 00:10:00+00', '2026-01-03 00:09:00+00', NULL, NULL, NULL, NULL, NULL), "
@@ -304,7 +304,7 @@ static const struct want_op want_ops[] = {
               "\"completed\",\"retry_count\":1,\"max_attempts\":5,\"error_message\":null,"
               "\"dedup_key\":\"legacy-done\",\"group_key\":\"g-legacy\",\"created_at\":"
               "\"2026-01-02T03:04:05.678000Z\",\"completed_at\":\"2026-01-02T03:05:00.000000Z\","
-              "\"result\":{\"status\":200,\"body\":{\"ok\":true}},\"depends_on\":null,"
+              "\"result\":{\"status_code\":200,\"body\":{\"ok\":true}},\"depends_on\":null,"
               "\"conflict_strategy\":null}"},
     {OP_FAILED, "{\"id\":\"" OP_FAILED "\",\"operation_type\":\"api_call\",\"payload\":"
                 "{\"endpoint\":\"/legacy/failed\"},\"priority\":0,\"status\":\"failed\","
