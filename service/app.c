@@ -76,6 +76,8 @@ int app_init(struct app *a, struct err *e)
     metrics_init(&a->metrics);
     for (const struct handler *hd = handlers_table(); hd->name; hd++)
         metrics_add_type(&a->metrics, hd->name);
+    for (size_t i = 0; i < a->cfg.n_upstreams; i++)
+        metrics_add_upstream(&a->metrics, a->cfg.upstreams[i].name);
     db_pool_init(&a->db, a->cfg.database_url, a->cfg.db_schema, a->cfg.db_pool_size, &a->box);
     if (migrate(a, e) != 0 || register_registry(a, e) != 0)
         return -1;
