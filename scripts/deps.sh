@@ -4,7 +4,8 @@
 set -euo pipefail
 
 want=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libpq-dev
-      libcurl4-openssl-dev uuid-dev libssl-dev postgresql-15 postgresql-client-15 acl)
+      libcurl4-openssl-dev uuid-dev libssl-dev libsystemd-dev postgresql-15 postgresql-client-15
+      acl)
 if [ "${1:-build}" = test ]; then
   # clang-format and python3: the lint checks (scripts/check-*.sh); clang-format's output
   # depends on its version (Debian 12: 14). libclang-rt-14-dev: libFuzzer. gcc's libtsan2

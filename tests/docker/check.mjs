@@ -75,7 +75,7 @@ const build = deps.match(/want=\(([\s\S]*?)\)/)[1].split(/\s+/).filter(Boolean)
 check(JSON.stringify(pkgs(stages[0]).sort()) === JSON.stringify(build.sort()),
   `the build stage installs the packages of scripts/deps.sh (${build.join(' ')})`);
 const runtime = pkgs(stages[1]);
-for (const lib of ['libmicrohttpd12', 'libjansson4', 'libpq5', 'libcurl4', 'libuuid1', 'libssl3'])
+for (const lib of ['libmicrohttpd12', 'libjansson4', 'libpq5', 'libcurl4', 'libuuid1', 'libssl3', 'libsystemd0'])
   check(runtime.includes(lib), `the runtime stage has ${lib}`);
 check(!runtime.some((p) => p.endsWith('-dev') || p === 'build-essential'), 'the runtime stage has no build tools');
 check(/^USER offlineq$/m.test(dockerfile), 'the service runs as a non-root user');
@@ -88,7 +88,7 @@ if (bin) {
   for (const lib of libs) {
     try { owners.add(execFileSync('dpkg', ['-S', fs.realpathSync(lib)]).toString().split(':')[0]); } catch (e) { /* not from a package */ }
   }
-  for (const want of ['libmicrohttpd12', 'libjansson4', 'libpq5', 'libuuid1', 'libssl3'])
+  for (const want of ['libmicrohttpd12', 'libjansson4', 'libpq5', 'libuuid1', 'libssl3', 'libsystemd0'])
     check(owners.has(want), `the binary links ${want}, which the runtime stage installs`);
   check([...owners].some((o) => o.startsWith('libcurl4')), 'the binary links libcurl4');
 }
