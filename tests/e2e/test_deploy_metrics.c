@@ -70,13 +70,13 @@ static void test_dashboard_and_alerts_name_real_series(void **state)
     assert_true(json_array_size(panels) >= 10);
     size_t i;
     json_t *p;
-    json_array_foreach (panels, i, p) {
+    json_array_foreach(panels, i, p)
+    {
         json_t *targets = json_object_get(p, "targets");
         assert_true(json_array_size(targets) >= 1);
         size_t k;
         json_t *t;
-        json_array_foreach (targets, k, t)
-            assert_non_null(strstr(th_str(t, "expr"), "offlineq_"));
+        json_array_foreach(targets, k, t) assert_non_null(strstr(th_str(t, "expr"), "offlineq_"));
     }
     json_decref(dash);
 
