@@ -47,16 +47,33 @@ static int check_names(const char *file, const char *scrape)
     return found;
 }
 
+/* The service is stopped and the database dropped also when an assertion ends a test early. */
+static int setup(void **state)
+{
+    *state = calloc(1, sizeof(struct svc));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct svc *s = *state;
+    if (s->pid > 0)
+        th_svc_stop(s, SIGKILL);
+    th_db_drop(DB);
+    free(s);
+    return 0;
+}
+
 static void test_dashboard_and_alerts_name_real_series(void **state)
 {
     char url[512];
     th_db_create(DB, url, sizeof(url));
     static const char *const env[] = {"OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9", NULL};
-    struct svc s;
-    assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
+    struct svc *s = *state;
+    assert_int_equal(th_svc_start(s, url, env, NULL), 0);
     /* offlineq_http_requests_total has a series once a request has been answered */
-    th_resp_free(th_http(&s, "GET", "/healthz", NULL, 0, NULL));
-    struct resp *r = th_http(&s, "GET", "/metrics", NULL, 0, NULL);
+    th_resp_free(th_http(s, "GET", "/healthz", NULL, 0, NULL));
+    struct resp *r = th_http(s, "GET", "/metrics", NULL, 0, NULL);
     assert_int_equal(r->status, 200);
 
     char path[600];
@@ -83,14 +100,14 @@ static void test_dashboard_and_alerts_name_real_series(void **state)
     assert_true(check_names("deploy/grafana/offlineq.json", r->body) >= 16);
     assert_true(check_names("deploy/prometheus/alerts.yml", r->body) >= 5);
     th_resp_free(r);
-    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
-    th_db_drop(DB);
+    assert_int_equal(th_svc_stop(s, SIGTERM), 0);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dashboard_and_alerts_name_real_series),
+        cmocka_unit_test_setup_teardown(test_dashboard_and_alerts_name_real_series, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,9 +38,38 @@ static void listener_open(struct listener *l)
 
 static void listener_close(struct listener *l)
 {
-    close(l->fd);
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
     unlink(l->path);
     rmdir(l->dir);
+}
+
+/* What a test leaves to clean up, also when an assertion ends it early. */
+struct fixture {
+    struct listener l;
+    struct svc s;
+};
+
+static int fixture_setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    f->l.fd = -1;
+    *state = f;
+    return 0;
+}
+
+static int fixture_teardown(void **state)
+{
+    struct fixture *f = *state;
+    if (f->s.pid > 0)
+        th_svc_stop(&f->s, SIGKILL);
+    if (f->l.dir[0] != '\0')
+        listener_close(&f->l);
+    th_db_drop(DB);
+    th_db_drop(DB "_plain");
+    free(f);
+    return 0;
 }
 
 /* The next datagram within timeout_ms into buf (NUL-terminated); 0 when none came. */
@@ -76,59 +105,58 @@ static long readyz(const struct svc *s)
 
 static void test_ready_watchdog_stopping(void **state)
 {
-    struct listener l;
-    listener_open(&l);
+    struct fixture *f = *state;
+    struct listener *l = &f->l;
+    listener_open(l);
     char url[512], notify[160];
     th_db_create(DB, url, sizeof(url));
-    snprintf(notify, sizeof(notify), "NOTIFY_SOCKET=%s", l.path);
+    snprintf(notify, sizeof(notify), "NOTIFY_SOCKET=%s", l->path);
     const char *const env[] = {notify, "WATCHDOG_USEC=400000", NULL}; /* a ping every 200 ms */
-    struct svc s;
-    assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
+    struct svc *s = &f->s;
+    assert_int_equal(th_svc_start(s, url, env, NULL), 0);
     char msg[512];
     bool ready = false;
     double t0 = th_now_ms();
     while (!ready && th_now_ms() - t0 < 10000) {
-        if (next_datagram(&l, msg, sizeof(msg), 1000) == 0)
+        if (next_datagram(l, msg, sizeof(msg), 1000) == 0)
             continue;
         assert_false(has_line(msg, "STOPPING=1"));
         ready = has_line(msg, "READY=1");
     }
     assert_true(ready);
     assert_non_null(strstr(msg, "STATUS=listening on 127.0.0.1:"));
-    assert_int_equal(readyz(&s), 200); /* READY=1 came once /readyz says ready */
+    assert_int_equal(readyz(s), 200); /* READY=1 came once /readyz says ready */
     /* WATCHDOG=1 every 200 ms: in 1.5 s at least 4, at most 9 */
     int pings = 0;
     t0 = th_now_ms();
     while (th_now_ms() - t0 < 1500) {
-        if (next_datagram(&l, msg, sizeof(msg), 100) > 0) {
+        if (next_datagram(l, msg, sizeof(msg), 100) > 0) {
             assert_true(has_line(msg, "WATCHDOG=1"));
             pings++;
         }
     }
     assert_in_range(pings, 4, 9);
-    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+    assert_int_equal(th_svc_stop(s, SIGTERM), 0);
     bool stopping = false;
-    while (!stopping && next_datagram(&l, msg, sizeof(msg), 0) > 0) /* queued before the exit */
+    while (!stopping && next_datagram(l, msg, sizeof(msg), 0) > 0) /* queued before the exit */
         stopping = has_line(msg, "STOPPING=1");
     assert_true(stopping);
-    listener_close(&l);
-    th_db_drop(DB);
 }
 
 /* Without NOTIFY_SOCKET nothing is sent and nothing fails: the service starts, serves, stops. */
 static void test_no_socket_no_op(void **state)
 {
     char url[512];
+    struct fixture *f = *state;
     th_db_create(DB "_plain", url, sizeof(url));
     const char *const env[] = {"WATCHDOG_USEC=400000", NULL};
-    struct svc s;
-    assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
-    assert_int_equal(readyz(&s), 200);
-    char *log = th_svc_log(&s);
-    assert_null(strstr(log, "sd_notify"));
+    assert_int_equal(th_svc_start(&f->s, url, env, NULL), 0);
+    assert_int_equal(readyz(&f->s), 200);
+    char *log = th_svc_log(&f->s);
+    bool said = strstr(log, "sd_notify") != NULL;
     free(log);
-    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
-    th_db_drop(DB "_plain");
+    assert_false(said);
+    assert_int_equal(th_svc_stop(&f->s, SIGTERM), 0);
 }
 
 int main(void)
@@ -137,8 +165,9 @@ int main(void)
     unsetenv("WATCHDOG_USEC");
     unsetenv("WATCHDOG_PID");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ready_watchdog_stopping),
-        cmocka_unit_test(test_no_socket_no_op),
+        cmocka_unit_test_setup_teardown(test_ready_watchdog_stopping, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_no_socket_no_op, fixture_setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
