@@ -2,6 +2,7 @@
  * the queue depth by status (from the database) and the state of its threads. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "api/endpoints.h"
 #include "api/reply.h"
@@ -17,19 +18,48 @@ static const char *const counter_help[OPC__COUNT] = {
     "Operations that ended failed in this instance.", "Failed attempts that will be retried.",
     "Upstream conflicts (409/412) this instance met."};
 
-static void histogram(FILE *f, const char *name, const char *help, const struct histogram *h)
+/* Which counters carry the upstream label (the outcomes of attempts); the others (enqueued)
+ * are one series per type. */
+static const bool counter_by_upstream[OPC__COUNT] = {
+    [OPC_COMPLETED] = true, [OPC_FAILED] = true, [OPC_RETRIED] = true, [OPC_CONFLICTS] = true};
+
+/* One histogram's series; labels: "" or `name="value",` pairs put before le. */
+static void histogram_series(FILE *f, const char *name, const char *labels,
+                             const struct histogram *h)
 {
-    fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     unsigned long long cum = 0;
     for (int b = 0; b <= METRICS_BUCKETS; b++) {
         cum += atomic_load(&h->buckets[b]);
         if (b < METRICS_BUCKETS)
-            fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", name, metrics_bucket_le[b], cum);
+            fprintf(f, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels, metrics_bucket_le[b], cum);
         else
-            fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n", name, cum);
+            fprintf(f, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels, cum);
     }
-    fprintf(f, "%s_sum %.6f\n%s_count %llu\n", name, atomic_load(&h->sum), name,
+    char own[192] = ""; /* the labels without the trailing comma, in braces */
+    size_t n = strlen(labels);
+    if (n > 0)
+        snprintf(own, sizeof(own), "{%.*s}", (int)n - 1, labels);
+    fprintf(f, "%s_sum%s %.6f\n%s_count%s %llu\n", name, own, atomic_load(&h->sum), name, own,
             (unsigned long long)atomic_load(&h->count));
+}
+
+static void histogram(FILE *f, const char *name, const char *help, const struct histogram *h)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    histogram_series(f, name, "", h);
+}
+
+/* The execution histogram, one series per upstream column (upstream="": no upstream). */
+static void exec_histogram(FILE *f, struct metrics *m)
+{
+    const char *name = "offlineq_execution_duration_seconds";
+    fprintf(f, "# HELP %s Time a handler took, per attempt, by upstream.\n# TYPE %s histogram\n",
+            name, name);
+    for (int u = 0; u <= m->n_upstreams; u++) {
+        char labels[160];
+        snprintf(labels, sizeof(labels), "upstream=\"%s\",", metrics_upstream_label(m, u));
+        histogram_series(f, name, labels, &m->exec_seconds[u]);
+    }
 }
 
 static void counters(FILE *f, struct metrics *m)
@@ -37,9 +67,18 @@ static void counters(FILE *f, struct metrics *m)
     for (int c = 0; c < OPC__COUNT; c++) {
         fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", counter_names[c], counter_help[c],
                 counter_names[c]);
-        for (int i = 0; i < m->n_types; i++)
-            fprintf(f, "%s{operation_type=\"%s\"} %llu\n", counter_names[c], m->types[i],
-                    (unsigned long long)atomic_load(&m->ops[i][c]));
+        for (int i = 0; i < m->n_types; i++) {
+            unsigned long long sum = 0;
+            for (int u = 0; u <= m->n_upstreams; u++) {
+                unsigned long long n = atomic_load(&m->ops[i][u][c]);
+                sum += n;
+                if (counter_by_upstream[c])
+                    fprintf(f, "%s{operation_type=\"%s\",upstream=\"%s\"} %llu\n", counter_names[c],
+                            m->types[i], metrics_upstream_label(m, u), n);
+            }
+            if (!counter_by_upstream[c])
+                fprintf(f, "%s{operation_type=\"%s\"} %llu\n", counter_names[c], m->types[i], sum);
+        }
     }
 }
 
@@ -64,13 +103,16 @@ static void http_counts(FILE *f, struct metrics *m)
     pthread_mutex_unlock(&m->mu);
 }
 
-/* The depth by status; without the database only offlineq_database_up (0). */
+/* The depth by status and the oldest pending age; without the database only
+ * offlineq_database_up (0). */
 static void depth(FILE *f, struct app *a)
 {
     struct status_count counts[OP_N_STATUSES];
     struct err e = {0};
     struct db_conn *c = db_acquire(&a->db, &e);
     bool up = c != NULL && stats_by_status(c, counts, &e) == 0;
+    double oldest = up ? stats_oldest_pending_s(c, &e) : -1;
+    up = up && oldest >= 0;
     if (c != NULL)
         db_release(&a->db, c);
     fprintf(f, "# HELP offlineq_queue_operations Operations in the queue, by status.\n"
@@ -78,6 +120,11 @@ static void depth(FILE *f, struct app *a)
     for (int i = 0; up && i < OP_N_STATUSES; i++)
         fprintf(f, "offlineq_queue_operations{status=\"%s\"} %lld\n",
                 op_status_name(counts[i].status), counts[i].n);
+    fprintf(f, "# HELP offlineq_queue_oldest_pending_age_seconds Age of the oldest pending "
+               "operation (0: none pending).\n# TYPE offlineq_queue_oldest_pending_age_seconds "
+               "gauge\n");
+    if (up)
+        fprintf(f, "offlineq_queue_oldest_pending_age_seconds %.3f\n", oldest);
     fprintf(f,
             "# HELP offlineq_database_up Whether the database answered this scrape.\n"
             "# TYPE offlineq_database_up gauge\nofflineq_database_up %d\n",
@@ -114,8 +161,7 @@ static char *render(struct app *a)
     FILE *f = open_memstream(&text, &len);
     counters(f, &a->metrics);
     deleted(f, &a->metrics);
-    histogram(f, "offlineq_execution_duration_seconds", "Time a handler took, per attempt.",
-              &a->metrics.exec_seconds);
+    exec_histogram(f, &a->metrics);
     histogram(f, "offlineq_enqueue_to_completion_seconds", "From enqueue to completed.",
               &a->metrics.latency_seconds);
     http_counts(f, &a->metrics);

@@ -4,13 +4,16 @@
 set -euo pipefail
 
 want=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libpq-dev
-      libcurl4-openssl-dev uuid-dev libssl-dev postgresql-15 postgresql-client-15 acl)
+      libcurl4-openssl-dev uuid-dev libssl-dev libsystemd-dev postgresql-15 postgresql-client-15
+      acl)
 if [ "${1:-build}" = test ]; then
   # clang-format and python3: the lint checks (scripts/check-*.sh); clang-format's output
   # depends on its version (Debian 12: 14). libclang-rt-14-dev: libFuzzer. gcc's libtsan2
-  # (OQ_SANITIZE=thread) comes with build-essential.
+  # (OQ_SANITIZE=thread) comes with build-essential. docker-compose (1.29): `docker-compose
+  # config` checks docker/docker-compose.yml (CTest docker_files); prometheus ships promtool,
+  # which checks deploy/prometheus/alerts.yml (deploy_alerts).
   want+=(libcmocka-dev nodejs npm chromium wrk valgrind clang libclang-rt-14-dev clang-format
-         python3)
+         python3 docker-compose prometheus)
 fi
 
 missing=()

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/sdnotify.h"
 #include "handlers/handlers.h"
 #include "core/log.h"
 #include "store/migrate.h"
@@ -58,7 +59,7 @@ static struct janitor_deps janitor_deps(struct app *a)
                                  .metrics = &a->metrics,
                                  .retain_completed_s = a->cfg.retain_completed_s,
                                  .retain_failed_s = a->cfg.retain_failed_s,
-
+                                 .watchdog_ms = sdnotify_watchdog_period_ms(),
                                  .max_lease_expiries = a->cfg.max_lease_expiries};
 }
 
@@ -76,6 +77,8 @@ int app_init(struct app *a, struct err *e)
     metrics_init(&a->metrics);
     for (const struct handler *hd = handlers_table(); hd->name; hd++)
         metrics_add_type(&a->metrics, hd->name);
+    for (size_t i = 0; i < a->cfg.n_upstreams; i++)
+        metrics_add_upstream(&a->metrics, a->cfg.upstreams[i].name);
     db_pool_init(&a->db, a->cfg.database_url, a->cfg.db_schema, a->cfg.db_pool_size, &a->box);
     if (migrate(a, e) != 0 || register_registry(a, e) != 0)
         return -1;

@@ -11,6 +11,7 @@
 #include "api/api.h"
 #include "app.h"
 #include "core/log.h"
+#include "engine/sdnotify.h"
 #include "store/secretbox.h"
 
 /* Blocks SIGINT/SIGTERM in every thread; main collects them with sigwait, so no signal handler
@@ -63,9 +64,11 @@ static int serve(struct app *a)
     log_json(LOG_INFO, "listening",
              json_pack("{s:s, s:i, s:s, s:s}", "host", a->cfg.listen_host, "port", api_port(&api),
                        "instance", a->instance_id, "version", OQ_VERSION));
+    sdnotify_ready(a->cfg.listen_host, api_port(&api)); /* migrated (app_init), listening */
     int sig = 0;
     sigwait(&set, &sig);
     log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    sdnotify_stopping();
     api_stop(&api, a->cfg.shutdown_grace_s * 1000);
     api_close(&api);
     return 0;

@@ -36,11 +36,12 @@ enum outcome {
 /* What an attempt leaves on record besides its outcome (GET /queue/{id}/attempts). */
 #define ATTEMPT_EXCERPT_MAX 1024
 struct attempt_info {
-    bool made;           /* a request was tried: recorded as an attempt */
-    bool reached;        /* the request was sent: it counts, whatever a check finds after */
-    bool interrupted;    /* shutdown stopped it mid-request */
-    long status_code;    /* the upstream's answer, 0: none */
-    char started_at[32]; /* RFC 3339, UTC, milliseconds */
+    bool made;            /* a request was tried: recorded as an attempt */
+    const char *upstream; /* borrowed (the config's): the upstream tried; NULL: none */
+    bool reached;         /* the request was sent: it counts, whatever a check finds after */
+    bool interrupted;     /* shutdown stopped it mid-request */
+    long status_code;     /* the upstream's answer, 0: none */
+    char started_at[32];  /* RFC 3339, UTC, milliseconds */
     double duration_ms;
     char excerpt[ATTEMPT_EXCERPT_MAX + 1]; /* the answer's first bytes, valid UTF-8 */
 };

@@ -27,11 +27,38 @@ static int type_index(const struct metrics *m, const char *type)
     return -1;
 }
 
-void metrics_op(struct metrics *m, const char *type, enum op_counter counter, unsigned long long n)
+void metrics_add_upstream(struct metrics *m, const char *upstream)
+{
+    if (m->n_upstreams < METRICS_UPSTREAMS)
+        m->upstreams[m->n_upstreams++] = upstream;
+}
+
+/* The column of upstream: 0 for NULL or one not added. */
+static int upstream_column(const struct metrics *m, const char *upstream)
+{
+    for (int i = 0; upstream != NULL && i < m->n_upstreams; i++) {
+        if (strcmp(m->upstreams[i], upstream) == 0)
+            return i + 1;
+    }
+    return 0;
+}
+
+const char *metrics_upstream_label(const struct metrics *m, int u)
+{
+    return u == 0 ? "" : m->upstreams[u - 1];
+}
+
+void metrics_op_upstream(struct metrics *m, const char *type, const char *upstream,
+                         enum op_counter counter, unsigned long long n)
 {
     int i = type_index(m, type);
     if (i >= 0)
-        atomic_fetch_add(&m->ops[i][counter], n);
+        atomic_fetch_add(&m->ops[i][upstream_column(m, upstream)][counter], n);
+}
+
+void metrics_op(struct metrics *m, const char *type, enum op_counter counter, unsigned long long n)
+{
+    metrics_op_upstream(m, type, NULL, counter, n);
 }
 
 const char *metrics_delete_reason(enum delete_reason why)
@@ -63,9 +90,9 @@ static void observe(struct histogram *h, double v)
         ;
 }
 
-void metrics_exec(struct metrics *m, double seconds)
+void metrics_exec(struct metrics *m, const char *upstream, double seconds)
 {
-    observe(&m->exec_seconds, seconds);
+    observe(&m->exec_seconds[upstream_column(m, upstream)], seconds);
 }
 
 void metrics_latency(struct metrics *m, double seconds)

@@ -12,6 +12,7 @@
 #define METRICS_TYPES 16
 #define METRICS_ROUTES 64
 #define METRICS_BUCKETS 14
+#define METRICS_UPSTREAMS 32 /* past these, an upstream's attempts count under upstream="" */
 
 enum op_counter { OPC_ENQUEUED, OPC_COMPLETED, OPC_FAILED, OPC_RETRIED, OPC_CONFLICTS, OPC__COUNT };
 
@@ -43,12 +44,16 @@ struct route_count {
 /* The upper bounds of the histogram buckets, in seconds (the last bucket, +Inf, has none). */
 extern const double metrics_bucket_le[METRICS_BUCKETS];
 
+/* Counters and the execution histogram are kept by upstream too: column 0 is "no upstream"
+ * (an attempt refused before any request, an enqueue), column 1 + i is upstreams[i]. */
 struct metrics {
     const char *types[METRICS_TYPES]; /* borrowed (static): the operation types counted */
     int n_types;
-    atomic_ullong ops[METRICS_TYPES][OPC__COUNT]; /* by index in types */
-    atomic_ullong deleted[DELETED__COUNT];        /* operations this instance deleted, by why */
-    struct histogram exec_seconds;
+    const char *upstreams[METRICS_UPSTREAMS]; /* borrowed (the config's): upstreams counted */
+    int n_upstreams;
+    atomic_ullong ops[METRICS_TYPES][METRICS_UPSTREAMS + 1][OPC__COUNT]; /* type, upstream */
+    atomic_ullong deleted[DELETED__COUNT]; /* operations this instance deleted, by why */
+    struct histogram exec_seconds[METRICS_UPSTREAMS + 1]; /* by upstream column */
     struct histogram latency_seconds;
     pthread_mutex_t mu; /* routes */
     struct route_count routes[METRICS_ROUTES];
@@ -59,11 +64,21 @@ void metrics_init(struct metrics *m);
 /* Counts operations of type (static storage: a handler's name) from now on. Call before any
  * thread counts; past METRICS_TYPES types the rest are not counted. */
 void metrics_add_type(struct metrics *m, const char *type);
-/* Counts n of counter for the operation type name (unknown names are not counted). */
+/* Counts attempts against the upstream name (borrowed, it outlives m: the config's) apart from
+ * now on. Call before any thread counts. */
+void metrics_add_upstream(struct metrics *m, const char *upstream);
+/* Counts n of counter for the operation type name (unknown names are not counted), under no
+ * upstream. */
 void metrics_op(struct metrics *m, const char *type, enum op_counter counter, unsigned long long n);
+/* The same under upstream (NULL or not added: column 0, no upstream). */
+void metrics_op_upstream(struct metrics *m, const char *type, const char *upstream,
+                         enum op_counter counter, unsigned long long n);
+/* The label of upstream column u: "" for column 0. */
+const char *metrics_upstream_label(const struct metrics *m, int u);
 /* Counts n operations deleted for why. */
 void metrics_deleted(struct metrics *m, enum delete_reason why, unsigned long long n);
-void metrics_exec(struct metrics *m, double seconds);
+/* One attempt's duration, under upstream (NULL: none). */
+void metrics_exec(struct metrics *m, const char *upstream, double seconds);
 void metrics_latency(struct metrics *m, double seconds);
 void metrics_http(struct metrics *m, const char *route, unsigned status);
 

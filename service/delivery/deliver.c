@@ -104,6 +104,7 @@ static void note_attempt(const struct exec_ctx *ctx, const struct out_response *
 void deliver(struct exec_ctx *ctx, struct out_request *rq, struct exec_result *res)
 {
     double retry_in = 0;
+    res->attempt.upstream = rq->u->name; /* the metrics' upstream label */
     enum admit how = policy_enter(ctx->policy, rq->u, &retry_in);
     if (how == ADMIT_BREAKER_OPEN) {
         res->outcome = OUTCOME_RELEASE;

@@ -1,12 +1,14 @@
 #include "engine/janitor.h"
 
 #include <malloc.h>
+#include <math.h>
 #include <stdlib.h>
 
 #include "core/common.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/pending.h"
+#include "engine/sdnotify.h"
 #include "engine/workers.h"
 #include "store/db.h"
 #include "store/events.h"
@@ -107,6 +109,13 @@ static void retain(const struct janitor_deps *d, struct db_conn *c)
 }
 
 /* Gives freed heap back to the system: RSS follows the load down. */
+static void ping_watchdog(const struct janitor_deps *d, struct db_conn *c)
+{
+    (void)d;
+    (void)c;
+    sdnotify_watchdog();
+}
+
 static void trim_heap(const struct janitor_deps *d, struct db_conn *c)
 {
     (void)d;
@@ -115,13 +124,16 @@ static void trim_heap(const struct janitor_deps *d, struct db_conn *c)
 }
 
 /* The chores and their cadences, each named once. first_ms staggers the 10 s chores so that
- * they do not all fall on one round. The order is the order within one round. */
+ * they do not all fall on one round. The order is the order within one round: the watchdog
+ * first, before a chore can wait on the database. Its period 0 means the deps' watchdog_ms
+ * (systemd's WATCHDOG_USEC / 2; never when that is 0). */
 static const struct chore {
     const char *name;
     double period_ms, first_ms;
     bool needs_db;
     void (*run)(const struct janitor_deps *d, struct db_conn *c);
 } chores[JANITOR_CHORES] = {
+    {"watchdog", 0, 0, false, ping_watchdog},             /* sd_notify WATCHDOG=1 */
     {"fold counts", 500, 500, true, janitor_fold_counts}, /* stats stay a scan of a few rows */
     {"sweep leases", 1000, 500, true, sweep_leases},      /* expired leases, operations, deps */
     {"reload settings", 500, 500, true, reload_settings}, /* in case a NOTIFY was missed */
@@ -131,6 +143,11 @@ static const struct chore {
     {"release groups", 5000, 2500, true, release_groups}, /* a raced release of a group's head */
     {"trim heap", 10000, 5500, false, trim_heap},
 };
+
+static double period_ms(const struct janitor *j, int i)
+{
+    return chores[i].period_ms > 0 ? chores[i].period_ms : j->d.watchdog_ms;
+}
 
 static double next_due(const struct janitor *j)
 {
@@ -151,7 +168,7 @@ static void run_due(struct janitor *j)
     for (int i = 0; i < JANITOR_CHORES; i++) {
         if (j->due_ms[i] > now)
             continue;
-        j->due_ms[i] = now + chores[i].period_ms;
+        j->due_ms[i] = now + period_ms(j, i);
         if (chores[i].needs_db && !tried) {
             c = db_acquire(j->d.db, &e);
             tried = true;
@@ -183,7 +200,7 @@ void janitor_start(struct janitor *j, const struct janitor_deps *deps)
     j->d = *deps;
     double now = oq_now_ms();
     for (int i = 0; i < JANITOR_CHORES; i++)
-        j->due_ms[i] = now + chores[i].first_ms;
+        j->due_ms[i] = period_ms(j, i) > 0 ? now + chores[i].first_ms : INFINITY;
     thread_init(&j->t);
     thread_start(&j->t, janitor_main, j);
 }

@@ -276,7 +276,7 @@ static void execute_all(struct worker *w, struct job *jobs, struct segment *segs
         res->attempt.duration_ms = oq_now_ms() - t0;
         log_attempts(d, jobs + segs[i].from, segs[i].n, res);
         if (res->outcome != OUTCOME_RELEASE)
-            metrics_exec(d->metrics, (oq_now_ms() - t0) / 1000.0);
+            metrics_exec(d->metrics, res->attempt.upstream, (oq_now_ms() - t0) / 1000.0);
         ran++;
     }
     if (ran > 0) {
@@ -304,13 +304,13 @@ static double outcome_delay(const struct workers_deps *d, const struct job *job,
 static void count_outcome(const struct workers_deps *d, const struct job *jobs, int n,
                           const struct tally *t, const struct exec_result *res)
 {
-    const char *type = jobs[0].operation_type;
-    metrics_op(d->metrics, type, OPC_COMPLETED, (unsigned long long)t->completed);
-    metrics_op(d->metrics, type, OPC_FAILED, (unsigned long long)t->failed);
-    metrics_op(d->metrics, type, OPC_RETRIED, (unsigned long long)t->retried);
+    const char *type = jobs[0].operation_type, *up = res->attempt.upstream;
+    metrics_op_upstream(d->metrics, type, up, OPC_COMPLETED, (unsigned long long)t->completed);
+    metrics_op_upstream(d->metrics, type, up, OPC_FAILED, (unsigned long long)t->failed);
+    metrics_op_upstream(d->metrics, type, up, OPC_RETRIED, (unsigned long long)t->retried);
     if (t->conflict > 0 || json_object_get(res->result, "resolution") != NULL)
-        metrics_op(d->metrics, type, OPC_CONFLICTS,
-                   (unsigned long long)(t->conflict ? t->conflict : n));
+        metrics_op_upstream(d->metrics, type, up, OPC_CONFLICTS,
+                            (unsigned long long)(t->conflict ? t->conflict : n));
     if (t->completed > 0) {
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);

@@ -6,6 +6,11 @@
 static const struct db_stmt pending_stmt = {
     "stats_pending", "SELECT coalesce(sum(n), 0) FROM offlineq_op_counts WHERE status = 'pending'"};
 
+/* As offlineq_stats()'s oldest_pending_age_s: one probe of offline_operations_pending_age. */
+static const struct db_stmt oldest_stmt = {
+    "stats_oldest_pending", "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) "
+                            "FROM offline_operations WHERE status = 'pending'"};
+
 /* $1: every status name as a text[] literal, so that a status without rows counts 0. */
 static const struct db_stmt by_status_stmt = {
     "stats_by_status",
@@ -59,6 +64,16 @@ long long stats_pending(struct db_conn *c, struct err *e)
     long long n = atoll(PQgetvalue(res, 0, 0));
     PQclear(res);
     return n;
+}
+
+double stats_oldest_pending_s(struct db_conn *c, struct err *e)
+{
+    PGresult *res = db_exec(c, &oldest_stmt, 0, NULL, e);
+    if (res == NULL)
+        return -1;
+    double age = atof(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return age;
 }
 
 /* "{pending,in_progress,...}" from the vocabulary. */

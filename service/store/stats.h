@@ -21,6 +21,9 @@ char *stats_queue(struct db_conn *c, char version[STATS_VERSION_LEN], struct err
 /* Returns the number of pending operations, or -1 with *e set. */
 long long stats_pending(struct db_conn *c, struct err *e);
 
+/* Seconds since the oldest pending operation was enqueued (0: none pending), or -1 with *e. */
+double stats_oldest_pending_s(struct db_conn *c, struct err *e);
+
 struct status_count {
     enum op_status status;
     long long n;

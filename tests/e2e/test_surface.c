@@ -197,6 +197,29 @@ static void test_metrics_move(void **state)
     assert_true(metric(after, "offlineq_execution_duration_seconds_count", NULL) -
                     metric(before, "offlineq_execution_duration_seconds_count", NULL) ==
                 3);
+    /* by upstream: the attempts against "default", none outside an upstream; the series
+     * without the label still add up (sum without(upstream)) */
+    const char *api_def = "operation_type=\"api_call\",upstream=\"default\"";
+    assert_true(metric(after, "offlineq_operations_failed_total", api_def) -
+                    metric(before, "offlineq_operations_failed_total", api_def) ==
+                1);
+    assert_true(metric(after, "offlineq_operations_completed_total", api_def) -
+                    metric(before, "offlineq_operations_completed_total", api_def) ==
+                2);
+    assert_true(
+        metric(after, "offlineq_execution_duration_seconds_count", "upstream=\"default\"") -
+            metric(before, "offlineq_execution_duration_seconds_count", "upstream=\"default\"") ==
+        3);
+    assert_true(metric(after, "offlineq_execution_duration_seconds_bucket",
+                       "upstream=\"default\",le=\"+Inf\"") -
+                    metric(before, "offlineq_execution_duration_seconds_bucket",
+                           "upstream=\"default\",le=\"+Inf\"") ==
+                3);
+    assert_non_null(strstr(after, "\nofflineq_execution_duration_seconds_count{upstream=\"\"} "));
+    assert_non_null(
+        strstr(after, "\nofflineq_operations_enqueued_total{operation_type=\"api_call\"} "));
+    assert_non_null(strstr(after, "\nofflineq_queue_oldest_pending_age_seconds "));
+    assert_true(metric(after, "offlineq_queue_oldest_pending_age_seconds", NULL) >= 0);
     assert_true(metric(after, "offlineq_enqueue_to_completion_seconds_count", NULL) -
                     metric(before, "offlineq_enqueue_to_completion_seconds_count", NULL) ==
                 2);
