@@ -94,7 +94,7 @@ typedef void (*http_dispatch_fn)(struct request *r);
  * (the body is then never read and the connection closes), or sets r->body_limit. */
 typedef void (*http_admit_fn)(struct request *r);
 
-/* Starts serving api->app->cfg.listen with an internal epoll thread pool into api->daemon,
+/* Starts serving api->app->cfg.listen with an internal poll() thread pool into api->daemon,
  * handing each request's headers to admit and each complete request to dispatch (both kept in
  * *api). api is libmicrohttpd's closure: it must outlive http_stop. Returns -1 with *e set. */
 int http_start(struct api *api, http_dispatch_fn dispatch, http_admit_fn admit,

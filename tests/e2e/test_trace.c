@@ -29,8 +29,12 @@ static int group_setup(void **state)
 {
     US = us_start();
     th_upstreams_write(&U, "trace", "{\"default\":{\"base_url\":\"%s/api\"}}", us_url(US));
-    const char *env[] = {U.env, "OFFLINEQ_WORKERS=2", "OFFLINEQ_BACKOFF_BASE_MS=100",
-                         "OFFLINEQ_BACKOFF_MAX_MS=200", "OFFLINEQ_LOG_LEVEL=info", NULL};
+    const char *env[] = {U.env,
+                         "OFFLINEQ_WORKERS=2",
+                         "OFFLINEQ_BACKOFF_BASE_MS=100",
+                         "OFFLINEQ_BACKOFF_MAX_MS=200",
+                         "OFFLINEQ_LOG_LEVEL=info",
+                         NULL};
     return th_group_start(DB, env, &S, &pg, url, sizeof(url));
 }
 
@@ -166,8 +170,7 @@ static void test_new_trace_when_absent_or_invalid(void **state)
     json_t *ops = json_object_get(r->json, "operations");
     const char *t0 = th_str(json_array_get(ops, 0), "trace_id");
     assert_string_equal(th_str(json_array_get(ops, 1), "trace_id"), t0);
-    assert_string_equal(th_str(json_array_get(ops, 0), "request_id"),
-                        th_header(r, "X-Request-Id"));
+    assert_string_equal(th_str(json_array_get(ops, 0), "request_id"), th_header(r, "X-Request-Id"));
     char trace[33];
     snprintf(trace, sizeof(trace), "%s", t0);
     th_resp_free(r);
