@@ -11,7 +11,7 @@
 
 /* Body field rules of the routes (api/queue.c, api/sync.c), checked before the handler. */
 extern const struct field_rule api_batch_rules[], api_clear_rules[], api_retry_failed_rules[],
-    api_resolve_rules[], api_start_rules[], api_strategy_rules[];
+    api_bulk_delete_rules[], api_resolve_rules[], api_start_rules[], api_strategy_rules[];
 
 /* api/dashboard.c */
 int api_dashboard(struct request *r, struct err *e);
@@ -35,6 +35,7 @@ int api_queue_retry(struct request *r, struct err *e);
 int api_queue_stats(struct request *r, struct err *e);
 int api_queue_clear_completed(struct request *r, struct err *e);
 int api_queue_retry_failed(struct request *r, struct err *e);
+int api_queue_bulk_delete(struct request *r, struct err *e);
 int api_queue_resolve(struct request *r, struct err *e);
 
 /* api/sync.c */

@@ -16,6 +16,7 @@
 #include "app.h"
 #include "core/jsonload.h"
 #include "core/jsontext.h"
+#include "core/time.h"
 #include "core/validate.h"
 #include "store/ops.h"
 #include "store/stats.h"
@@ -348,12 +349,6 @@ const struct field_rule api_clear_rules[] = {
     {.name = NULL},
 };
 
-const struct field_rule api_retry_failed_rules[] = {
-    {.name = "operation_type", .type = V_STRING, .min = 1, .max = 100},
-    {.name = "older_than_s", .type = V_NUMBER, .min = 0, .max = CENTURY_S},
-    {.name = NULL},
-};
-
 static double optional_seconds(const json_t *body)
 {
     const json_t *v = json_object_get(body, "older_than_s");
@@ -372,15 +367,145 @@ int api_queue_clear_completed(struct request *r, struct err *e)
     return n < 0 ? -1 : reply_json(r, 200, json_pack("{s:I}", "cleared", (json_int_t)n));
 }
 
-int api_queue_retry_failed(struct request *r, struct err *e)
+static const char *const retry_statuses[] = {"failed", "conflict", NULL};
+static const char *const delete_statuses[] = {"pending", "completed", "failed", "conflict", NULL};
+
+/* The filter of a bulk action: over every operation that matches, not a page. */
+#define BULK_FILTER_RULES(STATUSES)                                                                \
+    {.name = "status", .type = V_STRING, .one_of = STATUSES},                                      \
+        {.name = "operation_type", .type = V_STRING, .min = 1, .max = 100},                        \
+        {.name = "upstream", .type = V_STRING, .min = 1, .max = 100},                              \
+        {.name = "created_before", .type = V_STRING, .min = 1, .max = 64},                         \
+        {.name = "created_after", .type = V_STRING, .min = 1, .max = 64},                          \
+        {.name = "error_contains", .type = V_STRING, .min = 1, .max = 200},                        \
+        {.name = "older_than_s", .type = V_NUMBER, .min = 0, .max = CENTURY_S},                    \
+    {                                                                                              \
+        .name = "dry_run", .type = V_BOOL                                                          \
+    }
+
+const struct field_rule api_retry_failed_rules[] = {
+    BULK_FILTER_RULES(retry_statuses),
+    {.name = NULL},
+};
+
+const struct field_rule api_bulk_delete_rules[] = {
+    BULK_FILTER_RULES(delete_statuses),
+    {.name = "all", .type = V_BOOL},
+    {.name = NULL},
+};
+
+static int filter_time(const json_t *body, const char *key, const char **out, struct err *e)
 {
-    const char *type = r->json ? validate_str(r->json, "operation_type", NULL) : NULL;
+    double t;
+    *out = validate_str(body, key, NULL);
+    if (*out != NULL && time_parse_rfc3339(*out, &t) != 0)
+        return err_field(e, ERR_INVALID_REQUEST, key,
+                         "%s must be an RFC 3339 date-time (2026-12-02T10:00:00Z)", key);
+    return 0;
+}
+
+/* The filter of body (checked by the route's rules); retry's status defaults to failed. */
+static int parse_filter(const json_t *body, bool retry, struct bulk_filter *f, struct err *e)
+{
+    *f = (struct bulk_filter){
+        .status = validate_str(body, "status", retry ? "failed" : NULL),
+        .operation_type = validate_str(body, "operation_type", NULL),
+        .upstream = validate_str(body, "upstream", NULL),
+        .error_contains = validate_str(body, "error_contains", NULL),
+        .older_than_s = optional_seconds(body),
+    };
+    if (filter_time(body, "created_before", &f->created_before, e) != 0 ||
+        filter_time(body, "created_after", &f->created_after, e) != 0)
+        return -1;
+    return 0;
+}
+
+static bool is_dry_run(const json_t *body)
+{
+    return json_is_true(json_object_get(body, "dry_run"));
+}
+
+/* Runs batch (ops_bulk_retry / ops_bulk_delete) until a batch takes less than a whole one;
+ * each batch is its own statement and transaction, so *done counts what the batches that went
+ * through changed, also when a later one failed (then -1 with *e: the same request again takes
+ * the rest, a filter being idempotent). */
+static int run_batches(struct request *r, const struct bulk_filter *f,
+                       long long (*batch)(struct db_conn *, const struct bulk_filter *,
+                                          struct err *),
+                       long long *done, struct err *e)
+{
+    *done = 0;
     struct db_conn *c = db_acquire(&r->app->db, e);
     if (c == NULL)
         return -1;
-    long long n = ops_retry_failed(c, type, optional_seconds(r->json), e);
+    long long n;
+    do {
+        n = batch(c, f, e);
+        *done += n > 0 ? n : 0;
+    } while (n == OPS_BULK_BATCH);
     db_release(&r->app->db, c);
-    return n < 0 ? -1 : reply_json(r, 200, json_pack("{s:I}", "retried", (json_int_t)n));
+    return n < 0 ? -1 : 0;
+}
+
+static int answer_dry_run(struct request *r, bool retry, const struct bulk_filter *f, struct err *e)
+{
+    struct db_conn *c = db_acquire(&r->app->db, e);
+    if (c == NULL)
+        return -1;
+    long long n = ops_bulk_count(c, retry, f, e);
+    db_release(&r->app->db, c);
+    return n < 0 ? -1
+                 : reply_json(r, 200,
+                              json_pack("{s:I, s:b}", "matched", (json_int_t)n, "dry_run", 1));
+}
+
+int api_queue_retry_failed(struct request *r, struct err *e)
+{
+    json_t *none = json_object();
+    const json_t *body = r->json ? r->json : none;
+    struct bulk_filter f;
+    int rc = parse_filter(body, true, &f, e);
+    if (rc == 0 && is_dry_run(body)) {
+        rc = answer_dry_run(r, true, &f, e);
+    } else if (rc == 0) {
+        long long n;
+        rc = run_batches(r, &f, ops_bulk_retry, &n, e);
+        if (n > 0)
+            workers_wake(&r->app->workers);
+        if (rc == 0)
+            rc = reply_json(r, 200, json_pack("{s:I}", "retried", (json_int_t)n));
+    }
+    json_decref(none);
+    return rc;
+}
+
+/* A delete over the whole queue must say so: an empty filter is a mistake more often. */
+static bool has_filter(const json_t *body)
+{
+    for (const struct field_rule *rule = api_bulk_delete_rules; rule->name; rule++) {
+        if (strcmp(rule->name, "dry_run") != 0 && strcmp(rule->name, "all") != 0 &&
+            json_object_get(body, rule->name) != NULL)
+            return true;
+    }
+    return false;
+}
+
+int api_queue_bulk_delete(struct request *r, struct err *e)
+{
+    struct bulk_filter f;
+    if (parse_filter(r->json, false, &f, e) != 0)
+        return -1;
+    if (!has_filter(r->json) && !json_is_true(json_object_get(r->json, "all")))
+        return err_field(e, ERR_INVALID_REQUEST, "all",
+                         "a delete without a filter deletes every operation that is not in "
+                         "progress: send \"all\": true to mean it");
+    if (is_dry_run(r->json))
+        return answer_dry_run(r, false, &f, e);
+    long long n;
+    int rc = run_batches(r, &f, ops_bulk_delete, &n, e);
+    if (n > 0)
+        metrics_deleted(&r->app->metrics, DELETED_API, (unsigned long long)n);
+    return rc != 0 ? -1 : reply_json(r, 200, json_pack("{s:I}", "deleted", (json_int_t)n));
 }
 
 static const char *const resolutions[] = {"local", "remote", "merged", NULL};

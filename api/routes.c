@@ -25,6 +25,8 @@ static const struct route routes[] = {
      BODY_JSON_OPT, api_clear_rules},
     {"POST", "/api/offline/queue/retry-failed", api_queue_retry_failed, ROLE_ADMIN, BODY_JSON_OPT,
      api_retry_failed_rules},
+    {"POST", "/api/offline/queue/delete", api_queue_bulk_delete, ROLE_ADMIN, BODY_JSON,
+     api_bulk_delete_rules},
     {"GET", "/api/offline/queue/{id}", api_queue_get, ROLE_READ, BODY_NONE, NULL},
     {"GET", "/api/offline/queue/{id}/attempts", api_queue_attempts, ROLE_READ, BODY_NONE, NULL},
     {"DELETE", "/api/offline/queue/{id}", api_queue_delete, ROLE_WRITE, BODY_NONE, NULL},

@@ -10,6 +10,8 @@
 #define OQ_NORETURN __attribute__((noreturn))
 #define OQ_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define OQ_DAY_S 86400 /* seconds in a day */
+#define OQ_STR_(x) #x
+#define OQ_STR(x) OQ_STR_(x) /* a macro's value as a string literal: "LIMIT " OQ_STR(N) */
 
 /* Logs file:line and the failed condition, then aborts: for invariants, never for input. */
 #define OQ_ASSERT(cond)                                                                            \

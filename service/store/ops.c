@@ -107,22 +107,58 @@ static const struct db_stmt clear_stmt = {
     "  AND ($1::float8 IS NULL OR completed_at <= now() - make_interval(secs => $1::float8)) "
     "  RETURNING 1) SELECT count(*) FROM d"};
 
-/* One failed operation per dedup_key, and none whose key a live operation holds, so the
- * unique index on live dedup keys is never violated by a redrive. */
-static const struct db_stmt retry_failed_stmt = {
-    "ops_retry_failed",
-    "WITH pick AS ("
-    "  SELECT DISTINCT ON (coalesce(f.dedup_key, f.id::text)) f.id FROM offline_operations f "
-    "  WHERE f.status = 'failed' AND ($1::text IS NULL OR f.operation_type = $1) "
-    "    AND ($2::float8 IS NULL OR f.updated_at <= now() - make_interval(secs => $2::float8)) "
-    "    AND (f.dedup_key IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations l "
-    "         WHERE l.dedup_key = f.dedup_key AND l.status IN " OQ_SQL_LIVE_STATUSES ")) "
-    "  ORDER BY coalesce(f.dedup_key, f.id::text), f.seq DESC), "
-    "upd AS (UPDATE offline_operations o SET " START_OVER " "
-    "        FROM pick WHERE o.id = pick.id AND o.status = 'failed' "
-    "        RETURNING 1), "
-    "wake AS (SELECT pg_notify('offlineq_wakeup', '') WHERE EXISTS (SELECT 1 FROM upd)) "
-    "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM wake)"};
+/* A bulk action's filter ($1 status .. $7 older_than_s, struct bulk_filter). */
+#define BULK_FILTER                                                                                \
+    "($1::text IS NULL OR f.status = $1) AND ($2::text IS NULL OR f.operation_type = $2) "         \
+    "AND ($3::text IS NULL OR coalesce(f.payload->>'upstream', 'default') = $3) "                  \
+    "AND ($4::timestamptz IS NULL OR f.created_at < $4::timestamptz) "                             \
+    "AND ($5::timestamptz IS NULL OR f.created_at >= $5::timestamptz) "                            \
+    "AND ($6::text IS NULL OR strpos(lower(f.error_message), lower($6)) > 0) "                     \
+    "AND ($7::float8 IS NULL OR f.updated_at <= now() - make_interval(secs => $7::float8)) "
+
+/* The operations a retry takes: failed or conflict ones, one per dedup_key, and none whose key
+ * a live operation holds, so the unique index on live dedup keys is never violated by a
+ * redrive. LIMIT: a batch, or all (a dry run's count). */
+#define RETRY_PICK(LIMIT)                                                                          \
+    "pick AS (SELECT DISTINCT ON (coalesce(f.dedup_key, f.id::text)) f.id "                        \
+    "  FROM offline_operations f "                                                                 \
+    "  WHERE f.status IN ('failed', 'conflict') AND " BULK_FILTER                                  \
+    "    AND (f.dedup_key IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations l "              \
+    "         WHERE l.dedup_key = f.dedup_key AND l.id <> f.id "                                   \
+    "           AND l.status IN " OQ_SQL_LIVE_STATUSES ")) "                                       \
+    "  ORDER BY coalesce(f.dedup_key, f.id::text), f.seq DESC " LIMIT ") "
+
+static const struct db_stmt bulk_retry_stmt = {
+    "ops_bulk_retry",
+    "WITH " RETRY_PICK("LIMIT " OQ_STR(
+        OPS_BULK_BATCH)) ", "
+                         "upd AS (UPDATE offline_operations o SET " START_OVER
+                         ", lease_owner = NULL, "
+                         "        lease_expires_at = NULL "
+                         "        FROM pick WHERE o.id = pick.id AND o.status IN ('failed', "
+                         "'conflict') "
+                         "        RETURNING 1), "
+                         "wake AS (SELECT pg_notify('offlineq_wakeup', '') WHERE EXISTS (SELECT 1 "
+                         "FROM upd)) "
+                         "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM wake)"};
+
+static const struct db_stmt bulk_retry_count_stmt = {
+    "ops_bulk_retry_count", "WITH " RETRY_PICK("") "SELECT count(*) FROM pick"};
+
+/* Deletes take what is not in_progress (a worker holds it), a batch at a time, skipping rows
+ * another transaction holds (they are taken by a later batch, or stay for the next call). */
+static const struct db_stmt bulk_delete_stmt = {
+    "ops_bulk_delete",
+    "WITH pick AS (SELECT f.id FROM offline_operations f "
+    "  WHERE f.status <> 'in_progress' AND " BULK_FILTER " "
+    "  ORDER BY f.seq LIMIT " OQ_STR(OPS_BULK_BATCH) " FOR UPDATE SKIP LOCKED), "
+                                                     "d AS (DELETE FROM offline_operations o USING "
+                                                     "pick WHERE o.id = pick.id RETURNING 1) "
+                                                     "SELECT count(*) FROM d"};
+
+static const struct db_stmt bulk_delete_count_stmt = {
+    "ops_bulk_delete_count", "SELECT count(*) FROM offline_operations f "
+                             "WHERE f.status <> 'in_progress' AND " BULK_FILTER};
 
 /* Simple operations (no dedup_key, depends_on or stored file) from a JSON array, in one
  * statement: the checks were made in C, the table's constraints stand behind them. An
@@ -457,13 +493,41 @@ long long ops_clear_completed(struct db_conn *c, double older_than_s, struct err
     return single_count(c, &clear_stmt, 1, params, e);
 }
 
-long long ops_retry_failed(struct db_conn *c, const char *operation_type, double older_than_s,
-                           struct err *e)
+/* The filter as the statements' $1..$7 (secs: room for older_than_s as text). */
+static void bulk_params(const struct bulk_filter *f, char secs[32], const char *params[7])
+{
+    snprintf(secs, 32, "%.6f", f->older_than_s);
+    params[0] = f->status;
+    params[1] = f->operation_type;
+    params[2] = f->upstream;
+    params[3] = f->created_before;
+    params[4] = f->created_after;
+    params[5] = f->error_contains;
+    params[6] = f->older_than_s >= 0 ? secs : NULL;
+}
+
+static long long bulk_run(struct db_conn *c, const struct db_stmt *s, const struct bulk_filter *f,
+                          struct err *e)
 {
     char secs[32];
-    snprintf(secs, sizeof(secs), "%.6f", older_than_s);
-    const char *params[] = {operation_type, older_than_s >= 0 ? secs : NULL};
-    return single_count(c, &retry_failed_stmt, 2, params, e);
+    const char *params[7];
+    bulk_params(f, secs, params);
+    return single_count(c, s, 7, params, e);
+}
+
+long long ops_bulk_count(struct db_conn *c, bool retry, const struct bulk_filter *f, struct err *e)
+{
+    return bulk_run(c, retry ? &bulk_retry_count_stmt : &bulk_delete_count_stmt, f, e);
+}
+
+long long ops_bulk_retry(struct db_conn *c, const struct bulk_filter *f, struct err *e)
+{
+    return bulk_run(c, &bulk_retry_stmt, f, e);
+}
+
+long long ops_bulk_delete(struct db_conn *c, const struct bulk_filter *f, struct err *e)
+{
+    return bulk_run(c, &bulk_delete_stmt, f, e);
 }
 
 /* Locks the conflict and returns its opened result (new reference; {} when there is none), or

@@ -101,10 +101,26 @@ int ops_list(struct db_conn *c, const struct list_query *q, struct oq_buf *body,
  * the count, or -1. */
 long long ops_clear_completed(struct db_conn *c, double older_than_s, struct err *e);
 
-/* Puts failed operations back to pending (optionally only one type, or failed at least
- * older_than_s ago). A failed operation whose dedup_key a live operation holds stays failed.
- * Returns the count, or -1. */
-long long ops_retry_failed(struct db_conn *c, const char *operation_type, double older_than_s,
-                           struct err *e);
+/* A filter of bulk actions over every operation that matches, not a page; NULL fields match
+ * all. The timestamps are RFC 3339 text the caller checked. */
+struct bulk_filter {
+    const char *status; /* retry: failed or conflict (default failed); delete: any */
+    const char *operation_type;
+    const char *upstream;       /* the payload's upstream ("default" when it names none) */
+    const char *created_before; /* created_at < it */
+    const char *created_after;  /* created_at >= it */
+    const char *error_contains; /* in error_message, without regard to case */
+    double older_than_s;        /* < 0: any; retry: failed at least this long ago */
+};
+
+/* How many operations a bulk retry (retry) or delete would take now (dry_run), or -1. */
+long long ops_bulk_count(struct db_conn *c, bool retry, const struct bulk_filter *f, struct err *e);
+
+/* One batch of at most OPS_BULK_BATCH: puts matching failed/conflict operations back to pending
+ * (one per dedup_key, none whose key a live one holds), or deletes matching operations that are
+ * not in_progress (rows another transaction holds are skipped). Returns how many, or -1. */
+#define OPS_BULK_BATCH 1000
+long long ops_bulk_retry(struct db_conn *c, const struct bulk_filter *f, struct err *e);
+long long ops_bulk_delete(struct db_conn *c, const struct bulk_filter *f, struct err *e);
 
 #endif

@@ -173,7 +173,15 @@ export async function readmeExamples(api = client()): Promise<void> {
   const cleared = await api.POST("/api/offline/queue/clear-completed", { body: { older_than_s: 86400 } });
   console.log(cleared.data?.cleared);
   const redriven = await api.POST("/api/offline/queue/retry-failed", { body: { operation_type: "api_call" } });
-  console.log(redriven.data?.retried);
+  if (redriven.data && "retried" in redriven.data) console.log(redriven.data.retried);
+  // Bulk actions over a whole filter: a dry run counts, then the real thing.
+  const filter = { status: "failed", error_contains: "HTTP 503", created_after: "2026-12-01T00:00:00Z" } as const;
+  const would = await api.POST("/api/offline/queue/delete", { body: { ...filter, dry_run: true } });
+  if (would.data && "matched" in would.data) console.log(`would delete ${would.data.matched}`);
+  const gone = await api.POST("/api/offline/queue/delete", { body: filter });
+  if (gone.data && "deleted" in gone.data) console.log(gone.data.deleted);
+  // @ts-expect-error a delete's status cannot be in_progress
+  await api.POST("/api/offline/queue/delete", { body: { status: "in_progress" } });
 
   // Probes.
   const health = await api.GET("/healthz");

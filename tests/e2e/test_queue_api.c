@@ -530,6 +530,93 @@ static void test_retry_failed_bulk(void **state)
     th_resp_free(r);
 }
 
+/* POSTs body to a bulk action and returns the number under key (asserting a 200). */
+static long long bulk(const char *path, const char *body, const char *key)
+{
+    struct resp *r = th_json(&S, "POST", path, body);
+    if (r->status != 200)
+        fprintf(stderr, "%s %s: %ld %s\n", path, body, r->status, r->body);
+    assert_int_equal(r->status, 200);
+    long long n = th_int(r->json, key);
+    if (strcmp(key, "matched") == 0)
+        assert_true(json_is_true(json_object_get(r->json, "dry_run")));
+    th_resp_free(r);
+    return n;
+}
+
+/* offlineq_operations_deleted_total{reason="api"} in /metrics (0 before the first). */
+static long long deleted_by_api(void)
+{
+    struct resp *r = th_http(&S, "GET", "/metrics", NULL, 0, NULL);
+    const char *line = strstr(r->body, "offlineq_operations_deleted_total{reason=\"api\"} ");
+    long long n = line ? atoll(strchr(line, '}') + 2) : 0;
+    th_resp_free(r);
+    return n;
+}
+
+static const char *count_where(const char *cond)
+{
+    return th_sqlf(pg, "SELECT count(*) FROM offline_operations WHERE %s", cond);
+}
+
+/* Issue 14 point 2: retry and delete over a whole filter, not a page, in batches of 1000, with
+ * a dry run that counts and changes nothing. */
+static void test_bulk_actions_by_filter(void **state)
+{
+    th_sql(pg,
+           "INSERT INTO offline_operations (operation_type, payload, status, error_message, "
+           "  retry_count, created_at) "
+           "SELECT 'api_call', '{\"endpoint\":\"/bulk\"}', 'failed', 'HTTP 503: Upstream Busy', "
+           "  5, now() - interval '2 hours' FROM generate_series(1, 2500)");
+    th_sql(pg, "INSERT INTO offline_operations (operation_type, payload, status, error_message) "
+               "SELECT 'api_call', '{\"endpoint\":\"/bulk\",\"upstream\":\"other\"}', 'failed', "
+               "  'HTTP 400' FROM generate_series(1, 3)");
+    th_sql(pg, "INSERT INTO offline_operations (operation_type, payload, status, completed_at) "
+               "SELECT 'api_call', '{\"endpoint\":\"/done\"}', 'completed', now() "
+               "FROM generate_series(1, 7)");
+    const char *busy = "{\"operation_type\":\"api_call\",\"error_contains\":\"upstream busy\"}";
+    assert_int_equal(bulk("/api/offline/queue/retry-failed",
+                          "{\"operation_type\":\"api_call\",\"error_contains\":\"upstream "
+                          "busy\",\"dry_run\":true}",
+                          "matched"),
+                     2500);
+    assert_string_equal(count_where("status = 'failed'"), "2503"); /* a dry run changes nothing */
+    assert_int_equal(bulk("/api/offline/queue/retry-failed", busy, "retried"), 2500);
+    assert_string_equal(count_where("status = 'pending' AND retry_count = 0"), "2500");
+    assert_int_equal(bulk("/api/offline/queue/retry-failed", "{\"upstream\":\"other\"}", "retried"),
+                     3);
+
+    /* a delete must name a filter, or say all */
+    static const char *const refused[][2] = {
+        {"{}", "all"},
+        {"{\"all\":false}", "all"},
+        {"{\"status\":\"in_progress\"}", "status"},
+        {"{\"created_before\":\"yesterday\"}", "created_before"},
+        {"{\"error_contains\":\"\"}", "error_contains"},
+        {"{\"nope\":1}", "nope"},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        struct resp *r = th_json(&S, "POST", "/api/offline/queue/delete", refused[i][0]);
+        th_assert_invalid(r, refused[i][1]);
+        th_resp_free(r);
+    }
+    assert_string_equal(count_where("true"), "2510");
+    char body[256], before[64];
+    snprintf(before, sizeof(before), "%s",
+             th_sql(pg, "SELECT to_char((now() - interval '1 hour') AT TIME ZONE 'UTC', "
+                        "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"));
+    snprintf(body, sizeof(body),
+             "{\"status\":\"pending\",\"created_before\":\"%s\",\"dry_run\":true}", before);
+    assert_int_equal(bulk("/api/offline/queue/delete", body, "matched"), 2500);
+    snprintf(body, sizeof(body), "{\"status\":\"pending\",\"created_before\":\"%s\"}", before);
+    long long deleted_before = deleted_by_api();
+    assert_int_equal(bulk("/api/offline/queue/delete", body, "deleted"), 2500);
+    assert_string_equal(count_where("true"), "10"); /* the 3 of other and the 7 completed */
+    assert_int_equal(deleted_by_api() - deleted_before, 2500);
+    assert_int_equal(bulk("/api/offline/queue/delete", "{\"all\":true}", "deleted"), 10);
+    assert_string_equal(count_where("true"), "0");
+}
+
 static void test_batch(void **state)
 {
     struct resp *r = th_json(
@@ -972,6 +1059,7 @@ int main(void)
         cmocka_unit_test_setup(test_stats, clean),
         cmocka_unit_test_setup(test_clear_completed, clean),
         cmocka_unit_test_setup(test_retry_failed_bulk, clean),
+        cmocka_unit_test_setup(test_bulk_actions_by_filter, clean),
         cmocka_unit_test_setup(test_batch, clean),
         cmocka_unit_test_setup(test_dedup, clean),
         cmocka_unit_test_setup(test_prefer_minimal_single, clean),
