@@ -49,7 +49,6 @@ static void set_trace(struct request *r)
     if (!trace_parse(http_header(r, "traceparent"), &given))
         return; /* the new one of request_new */
     r->trace = given;
-    trace_format(&r->trace, r->traceparent, sizeof(r->traceparent));
     const char *state = http_header(r, "tracestate");
     r->tracestate = state != NULL && state[0] != '\0' && trace_state_ok(state) ? state : NULL;
 }
@@ -63,7 +62,6 @@ static struct request *request_new(struct api *api, const char *uri)
     r->uri_len = strlen(uri);
     oq_uuid(r->request_id); /* until the headers bring one (set_request_id) */
     trace_new(&r->trace);   /* and a trace (set_trace) */
-    trace_format(&r->trace, r->traceparent, sizeof(r->traceparent));
     snprintf(r->uri_head, sizeof(r->uri_head), "%s", uri);
     return r;
 }

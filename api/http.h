@@ -61,12 +61,11 @@ struct request {
     bool replied;
     json_t *json; /* owned; the parsed body for JSON routes, or NULL */
     char request_id[129];
-    struct trace trace;                     /* the client's traceparent, or a new trace */
-    char traceparent[TRACE_PARENT_LEN + 1]; /* trace, formatted: what enqueue stores */
-    const char *tracestate;                 /* borrowed from libmicrohttpd; NULL: none (or unfit) */
-    char path_id[64];                       /* the {id} of the matched route */
-    const char *route;                      /* the matched route pattern, for logs */
-    const struct route *matched;            /* the route admitted from the headers, or NULL */
+    struct trace trace;          /* the client's traceparent, or a new trace */
+    const char *tracestate;      /* borrowed from libmicrohttpd; NULL: none (or unfit) */
+    char path_id[64];            /* the {id} of the matched route */
+    const char *route;           /* the matched route pattern, for logs */
+    const struct route *matched; /* the route admitted from the headers, or NULL */
     enum role role;
     double start_ms;
     unsigned status;

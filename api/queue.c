@@ -85,7 +85,7 @@ static int answer_enqueue(struct request *r, struct op_created *out, const struc
 /* The request's trace context and id go with each operation it stores. */
 static void with_trace(struct request *r, struct op_new *op)
 {
-    op->traceparent = r->traceparent;
+    op->trace = &r->trace;
     op->tracestate = r->tracestate;
     op->request_id = r->request_id;
 }

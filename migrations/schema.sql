@@ -349,13 +349,6 @@ BEGIN
     RETURN new_id;
 END $$;
 
-CREATE FUNCTION offlineq.offlineq_new_traceparent() RETURNS text
-    LANGUAGE sql
-    AS $$
-    SELECT '00-' || replace(gen_random_uuid()::text, '-', '') || '-'
-        || substr(replace(gen_random_uuid()::text, '-', ''), 1, 16) || '-01'
-$$;
-
 CREATE FUNCTION offlineq.offlineq_uuidv7() RETURNS uuid
     LANGUAGE sql
     AS $$
@@ -393,7 +386,9 @@ CREATE TABLE offlineq.offline_operations (
     attempts jsonb,
     lease_expiries integer DEFAULT 0 NOT NULL,
     group_held boolean DEFAULT false NOT NULL,
-    traceparent text DEFAULT offlineq.offlineq_new_traceparent(),
+    trace_id uuid DEFAULT gen_random_uuid(),
+    trace_span bigint DEFAULT ((floor((random() * ('9223372036854775806'::bigint)::double precision)))::bigint + 1),
+    trace_flags smallint DEFAULT 1,
     tracestate text,
     request_id text,
     CONSTRAINT offline_operations_conflict_strategy_check CHECK ((conflict_strategy = ANY (ARRAY['local_wins'::text, 'remote_wins'::text, 'last_write_wins'::text, 'merge'::text, 'manual'::text]))),
@@ -401,14 +396,17 @@ CREATE TABLE offlineq.offline_operations (
     CONSTRAINT offline_operations_max_retry_duration_s_check CHECK ((max_retry_duration_s > 0)),
     CONSTRAINT offline_operations_payload_check CHECK ((jsonb_typeof(payload) = 'object'::text)),
     CONSTRAINT offline_operations_priority_check CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
-    CONSTRAINT offline_operations_request_id_check CHECK ((request_id ~ '^[A-Za-z0-9._:-]{1,128}$'::text)),
+    CONSTRAINT offline_operations_request_id_check CHECK (((length(request_id) >= 1) AND (length(request_id) <= 128))),
     CONSTRAINT offline_operations_retry_count_check CHECK ((retry_count >= 0)),
     CONSTRAINT offline_operations_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'in_progress'::text, 'completed'::text, 'failed'::text, 'conflict'::text]))),
-    CONSTRAINT offline_operations_traceparent_check CHECK (((traceparent ~ '^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$'::text) AND (substr(traceparent, 4, 32) <> repeat('0'::text, 32)) AND (substr(traceparent, 37, 16) <> repeat('0'::text, 16)))),
+    CONSTRAINT offline_operations_trace_flags_check CHECK (((trace_flags >= 0) AND (trace_flags <= 255))),
+    CONSTRAINT offline_operations_trace_id_check CHECK ((trace_id <> '00000000-0000-0000-0000-000000000000'::uuid)),
+    CONSTRAINT offline_operations_trace_span_check CHECK ((trace_span <> 0)),
+    CONSTRAINT offline_operations_trace_whole_check CHECK ((((trace_id IS NULL) = (trace_span IS NULL)) AND ((trace_id IS NULL) = (trace_flags IS NULL)))),
     CONSTRAINT offline_operations_tracestate_check CHECK (((length(tracestate) <= 512) AND (tracestate !~ '[^\x20-\x7e]'::text)))
 );
 
-CREATE FUNCTION offlineq.offlineq_enqueue_ex(p_operation_type text, p_payload jsonb, p_priority integer, p_dedup_key text, p_group_key text, p_max_attempts integer, p_delay_s double precision, p_depends_on uuid[], p_expires_in_s double precision, p_max_retry_duration_s integer, p_conflict_strategy text, p_traceparent text DEFAULT NULL::text, p_tracestate text DEFAULT NULL::text, p_request_id text DEFAULT NULL::text, OUT op offlineq.offline_operations, OUT created boolean) RETURNS record
+CREATE FUNCTION offlineq.offlineq_enqueue_ex(p_operation_type text, p_payload jsonb, p_priority integer, p_dedup_key text, p_group_key text, p_max_attempts integer, p_delay_s double precision, p_depends_on uuid[], p_expires_in_s double precision, p_max_retry_duration_s integer, p_conflict_strategy text, p_trace_id uuid DEFAULT NULL::uuid, p_trace_span bigint DEFAULT NULL::bigint, p_trace_flags smallint DEFAULT NULL::smallint, p_tracestate text DEFAULT NULL::text, p_request_id text DEFAULT NULL::text, OUT op offlineq.offline_operations, OUT created boolean) RETURNS record
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -466,14 +464,16 @@ BEGIN
         INSERT INTO offline_operations AS o (operation_type, payload, priority, dedup_key,
                                              group_key, max_attempts, next_attempt_at,
                                              depends_on, expires_at, max_retry_duration_s, file_id,
-                                             conflict_strategy, traceparent, tracestate,
-                                             request_id)
+                                             conflict_strategy, trace_id, trace_span,
+                                             trace_flags, tracestate, request_id)
         VALUES (p_operation_type, p_payload, p_priority, p_dedup_key, p_group_key, attempts,
                 now() + make_interval(secs => coalesce(p_delay_s, 0)),
                 nullif(p_depends_on, '{}'),
                 now() + make_interval(secs => p_expires_in_s),
                 p_max_retry_duration_s, v_file, p_conflict_strategy,
-                coalesce(p_traceparent, offlineq_new_traceparent()), p_tracestate, p_request_id)
+                coalesce(p_trace_id, gen_random_uuid()),
+                coalesce(p_trace_span, (floor(random() * 9223372036854775806))::bigint + 1),
+                coalesce(p_trace_flags, 1), p_tracestate, p_request_id)
         ON CONFLICT (dedup_key)
             WHERE dedup_key IS NOT NULL AND status IN ('pending', 'in_progress', 'conflict')
             DO NOTHING
@@ -522,7 +522,7 @@ CREATE FUNCTION offlineq.offlineq_op_json(o offlineq.offline_operations) RETURNS
         offlineq_ts(o.updated_at), offlineq_ts(o.next_attempt_at), offlineq_ts(o.completed_at),
         o.result, o.depends_on, offlineq_ts(o.expires_at), o.max_retry_duration_s,
         o.conflict_strategy,
-        coalesce(substr(o.traceparent, 4, 32), replace(o.id::text, '-', '')),
+        replace(coalesce(o.trace_id, o.id)::text, '-', ''),
         o.request_id)::offlineq_op_doc)
 $$;
 

@@ -1,6 +1,9 @@
 #include "core/trace.h"
 
+#include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/rand.h>
@@ -91,6 +94,17 @@ void trace_of_operation(const char *traceparent, const char *op_id, struct trace
 void trace_format(const struct trace *t, char *out, size_t len)
 {
     snprintf(out, len, "00-%s-%s-%s", t->trace_id, t->span_id, t->flags);
+}
+
+void trace_to_columns(const struct trace *t, struct trace_columns *c)
+{
+    const char *h = t->trace_id;
+    snprintf(c->id, sizeof(c->id), "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
+    uint64_t bits = strtoull(t->span_id, NULL, 16);
+    int64_t span;
+    memcpy(&span, &bits, sizeof(span)); /* the same 64 bits, as PostgreSQL's bigint holds them */
+    snprintf(c->span, sizeof(c->span), "%" PRId64, span);
+    snprintf(c->flags, sizeof(c->flags), "%lu", strtoul(t->flags, NULL, 16));
 }
 
 bool trace_state_ok(const char *s)

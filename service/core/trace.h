@@ -36,6 +36,15 @@ void trace_of_operation(const char *traceparent, const char *op_id, struct trace
 /* "00-<trace_id>-<span_id>-<flags>" into out (at least TRACE_PARENT_LEN + 1 bytes). */
 void trace_format(const struct trace *t, char *out, size_t len);
 
+/* The columns a trace is stored in (migrations/009): the trace id as a uuid's text, the span id
+ * as a signed 64-bit decimal (its bits), the flags as a decimal. */
+struct trace_columns {
+    char id[37];
+    char span[24];
+    char flags[4];
+};
+void trace_to_columns(const struct trace *t, struct trace_columns *c);
+
 /* A tracestate value fit to be stored and sent again: at most TRACE_STATE_MAX bytes of
  * printable ASCII (no control character can reach an outbound header). */
 bool trace_state_ok(const char *s);

@@ -35,7 +35,10 @@
     "FROM c WHERE o.id = c.id "                                                                    \
     "RETURNING o.id, o.operation_type, o.payload::text, o.retry_count, o.max_attempts, "           \
     "  coalesce(o.file_id::text, ''), o.seq, coalesce(o.conflict_strategy, ''), "                  \
-    "  o.resolution::text, offlineq_ts(o.created_at), o.priority, coalesce(o.traceparent, ''), "   \
+    "  o.resolution::text, offlineq_ts(o.created_at), o.priority, "                                \
+    "  CASE WHEN o.trace_id IS NULL THEN '' ELSE '00-' || replace(o.trace_id::text, '-', '') "     \
+    "    || '-' || lpad(to_hex(o.trace_span), 16, '0') "                                           \
+    "    || '-' || lpad(to_hex(o.trace_flags::int), 2, '0') END, "                                 \
     "  coalesce(o.tracestate, ''), coalesce(jsonb_array_length(o.attempts), 0)"
 
 /* A claim reads two short ranges: r, operations due since they were enqueued, in execution

@@ -8,6 +8,7 @@
 
 #include "core/jsontext.h"
 #include "core/jsonload.h"
+#include "core/trace.h"
 #include "core/vocab.h"
 #include "store/secretbox.h"
 
@@ -16,7 +17,7 @@ static const struct db_stmt enqueue_stmt = {
     "SELECT (r.op).id, offlineq_op_json(r.op)::text, r.created, "
     "  pg_current_xact_id_if_assigned()::text "
     "FROM offlineq_enqueue_ex($1, $2::jsonb, $3::int, $4, $5, $6::int, $7::float8, $8::uuid[], "
-    "  $9::float8, $10::int, $11, $12, $13, $14) r"};
+    "  $9::float8, $10::int, $11, $12::uuid, $13::bigint, $14::smallint, $15, $16) r"};
 
 /* enqueue_stmt for an op_new.ids_only (Prefer: return=minimal): the same columns, but no
  * Operation document is built (offlineq_op_json is the larger part of an enqueue's cost). */
@@ -24,7 +25,7 @@ static const struct db_stmt enqueue_ids_stmt = {
     "ops_enqueue_ids",
     "SELECT (r.op).id, NULL::text, r.created, pg_current_xact_id_if_assigned()::text "
     "FROM offlineq_enqueue_ex($1, $2::jsonb, $3::int, $4, $5, $6::int, $7::float8, $8::uuid[], "
-    "  $9::float8, $10::int, $11, $12, $13, $14) r"};
+    "  $9::float8, $10::int, $11, $12::uuid, $13::bigint, $14::smallint, $15, $16) r"};
 
 static const struct db_stmt attempts_stmt = {
     "ops_attempts",
@@ -167,14 +168,17 @@ static const struct db_stmt bulk_delete_count_stmt = {
  * document returned for each row (NULL::text for ids only). */
 #define ENQUEUE_MANY(DOC)                                                                          \
     "WITH x AS (SELECT * FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (t text, p jsonb, "      \
-    "  pr int, g text, ma int, d float8, ex float8, mr int, cs text, tp text, ts text, rq text)) " \
-    "  WITH ORDINALITY AS r(t, p, pr, g, ma, d, ex, mr, cs, tp, ts, rq, ord)), "                   \
+    "  pr int, g text, ma int, d float8, ex float8, mr int, cs text, ti uuid, tn bigint, "         \
+    "  tf smallint, ts text, rq text)) "                                                           \
+    "  WITH ORDINALITY AS r(t, p, pr, g, ma, d, ex, mr, cs, ti, tn, tf, ts, rq, ord)), "           \
     "ins AS (INSERT INTO offline_operations AS o (operation_type, payload, priority, group_key, "  \
     "  max_attempts, next_attempt_at, expires_at, max_retry_duration_s, conflict_strategy, "       \
-    "  traceparent, tracestate, request_id, group_held) "                                          \
+    "  trace_id, trace_span, trace_flags, tracestate, request_id, group_held) "                    \
     "  SELECT x.t, x.p, x.pr, x.g, x.ma, "                                                         \
     "    now() + make_interval(secs => coalesce(x.d, 0)), now() + make_interval(secs => x.ex), "   \
-    "    x.mr, x.cs, coalesce(x.tp, offlineq_new_traceparent()), x.ts, x.rq, "                     \
+    "    x.mr, x.cs, coalesce(x.ti, gen_random_uuid()), "                                          \
+    "    coalesce(x.tn, (floor(random() * 9223372036854775806))::bigint + 1), coalesce(x.tf, 1), " \
+    "    x.ts, x.rq, "                                                                             \
     "    x.g IS NOT NULL AND (x.ord > min(x.ord) OVER (PARTITION BY x.g) "                         \
     "      OR EXISTS (SELECT 1 FROM offline_operations l WHERE l.group_key = x.g "                 \
     "                 AND l.status IN " OQ_SQL_LIVE_STATUSES ")) "                                 \
@@ -256,7 +260,15 @@ static char *many_json(const struct secretbox *sb, const struct op_new *ops, siz
         add_real(&b, ",\"ex\":", op->expires_in_s >= 0, op->expires_in_s);
         add_int(&b, ",\"mr\":", op->max_retry_duration_s > 0, op->max_retry_duration_s);
         add_json_str(&b, ",\"cs\":", op->conflict_strategy);
-        add_json_str(&b, ",\"tp\":", op->traceparent);
+        if (op->trace != NULL) {
+            struct trace_columns tc;
+            trace_to_columns(op->trace, &tc);
+            add_json_str(&b, ",\"ti\":", tc.id);
+            oq_buf_str(&b, ",\"tn\":");
+            oq_buf_str(&b, tc.span);
+            oq_buf_str(&b, ",\"tf\":");
+            oq_buf_str(&b, tc.flags);
+        }
         add_json_str(&b, ",\"ts\":", op->tracestate);
         add_json_str(&b, ",\"rq\":", op->request_id);
         oq_buf_str(&b, "}");
@@ -304,6 +316,9 @@ int ops_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *o
     snprintf(expires, sizeof(expires), "%.6f", op->expires_in_s);
     fmt_int(window, sizeof(window), op->max_retry_duration_s);
     char *payload = secretbox_seal_payload(c->box, op->payload_json);
+    struct trace_columns tc;
+    if (op->trace != NULL)
+        trace_to_columns(op->trace, &tc);
     const char *params[] = {op->operation_type,
                             payload,
                             prio,
@@ -315,10 +330,12 @@ int ops_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *o
                             op->expires_in_s >= 0 ? expires : NULL,
                             op->max_retry_duration_s > 0 ? window : NULL,
                             op->conflict_strategy,
-                            op->traceparent,
+                            op->trace ? tc.id : NULL,
+                            op->trace ? tc.span : NULL,
+                            op->trace ? tc.flags : NULL,
                             op->tracestate,
                             op->request_id};
-    PGresult *r = db_exec(c, op->ids_only ? &enqueue_ids_stmt : &enqueue_stmt, 14, params, e);
+    PGresult *r = db_exec(c, op->ids_only ? &enqueue_ids_stmt : &enqueue_stmt, 16, params, e);
     free(payload);
     if (r == NULL)
         return -1;

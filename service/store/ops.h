@@ -6,6 +6,8 @@
 
 #include "store/db.h"
 
+struct trace;
+
 struct op_new {
     const char *operation_type;
     char *payload_json; /* owned: the payload, serialized */
@@ -22,9 +24,9 @@ struct op_new {
     bool stores_file;              /* the type's handler delivers a stored file (payload.file_id) */
     bool ids_only; /* Prefer: return=minimal: only the id comes back (op_created.json NULL), and
                     * the database builds no Operation document for it */
-    const char *traceparent; /* borrowed: the enqueue's trace context (NULL: a new trace) */
-    const char *tracestate;  /* borrowed, may be NULL */
-    const char *request_id;  /* borrowed: the enqueue's X-Request-Id, may be NULL */
+    const struct trace *trace; /* borrowed: the enqueue's trace context (NULL: a new trace) */
+    const char *tracestate;    /* borrowed, may be NULL */
+    const char *request_id;    /* borrowed: the enqueue's X-Request-Id, may be NULL */
 };
 
 struct op_created {

@@ -210,8 +210,10 @@ static void test_sql_rows_and_checks(void **state)
 
     /* stored without a trace: its id is the trace id */
     snprintf(id, sizeof(id), "%s",
-             th_sql(pg, "INSERT INTO offline_operations (operation_type, payload, traceparent) "
-                        "VALUES ('api_call', '{\"endpoint\":\"/sql/2\"}', NULL) RETURNING id"));
+             th_sql(pg, "INSERT INTO offline_operations (operation_type, payload, trace_id, "
+                        "  trace_span, trace_flags) "
+                        "VALUES ('api_call', '{\"endpoint\":\"/sql/2\"}', NULL, NULL, NULL) "
+                        "RETURNING id"));
     assert_int_equal(us_wait_count(US, "/api/sql/2", 1, 20000), 1);
     char want[33] = "";
     for (size_t i = 0, k = 0; id[i]; i++)
@@ -233,11 +235,12 @@ static void test_sql_rows_and_checks(void **state)
 
     static const char *const refused[] = {
         "UPDATE offline_operations SET tracestate = E'a=b\\r\\nX-Evil: 1'",
-        "UPDATE offline_operations SET traceparent = '00-" TRACE "-" PARENT "-01\\nX: y'",
-        "UPDATE offline_operations SET traceparent = '00-00000000000000000000000000000000-" PARENT
-        "-01'",
-        "UPDATE offline_operations SET request_id = 'a b'",
         "UPDATE offline_operations SET tracestate = repeat('a', 513)",
+        "UPDATE offline_operations SET trace_id = '00000000-0000-0000-0000-000000000000'",
+        "UPDATE offline_operations SET trace_span = 0",
+        "UPDATE offline_operations SET trace_flags = 256",
+        "UPDATE offline_operations SET trace_id = NULL", /* a trace is whole, or none */
+        "UPDATE offline_operations SET request_id = repeat('a', 129)",
     };
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
         PGresult *res = PQexec(pg, refused[i]);
