@@ -22,14 +22,14 @@ static void test_parse(void **state)
     assert_string_equal(t.flags, "01");
     assert_true(trace_parse("01-" ID "-" SPAN "-00-later-fields", &t)); /* a later version */
     static const char *const bad[] = {
-        "00-" ID "-" SPAN "-01-extra",                             /* 00 is exactly 55 */
-        "ff-" ID "-" SPAN "-01",                                   /* the invalid version */
-        "00-00000000000000000000000000000000-" SPAN "-01",         /* zero trace id */
-        "00-" ID "-0000000000000000-01",                           /* zero span id */
-        "00-4BF92F3577B34DA6A3CE929D0E0E4736-" SPAN "-01",         /* upper case */
-        "00-" ID "-" SPAN "-0g",                                   /* flags not hex */
-        "00-" ID "_" SPAN "-01",                                   /* separator */
-        "00-" ID "-" SPAN,                                         /* short */
+        "00-" ID "-" SPAN "-01-extra",                     /* 00 is exactly 55 */
+        "ff-" ID "-" SPAN "-01",                           /* the invalid version */
+        "00-00000000000000000000000000000000-" SPAN "-01", /* zero trace id */
+        "00-" ID "-0000000000000000-01",                   /* zero span id */
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-" SPAN "-01", /* upper case */
+        "00-" ID "-" SPAN "-0g",                           /* flags not hex */
+        "00-" ID "_" SPAN "-01",                           /* separator */
+        "00-" ID "-" SPAN,                                 /* short */
         "",
         NULL,
     };
