@@ -13,7 +13,6 @@
 #include "delivery/exec_common.h"
 #include "core/time.h"
 #include "core/trace.h"
-#include "delivery/target.h"
 #include "core/log.h"
 #include "delivery/outbound.h"
 #include "core/metrics.h"
@@ -195,13 +194,11 @@ static bool recheck_online(void *arg)
 
 /* One info line per attempt that made a request, per operation it carried: what an operator
  * greps for when asking what happened to an operation (GET .../attempts has the same). */
-static void log_attempts(const struct workers_deps *d, const struct job *jobs, int n,
-                         const struct exec_result *res)
+static void log_attempts(const struct job *jobs, int n, const struct exec_result *res)
 {
     const char *outcome = attempt_outcome(res);
     if (outcome == NULL || !log_enabled(LOG_INFO))
         return;
-    const struct upstream *u = target_upstream(d->cfg, jobs[0].payload);
     for (int i = 0; i < n; i++) {
         struct trace t;
         trace_of_operation(jobs[i].traceparent, jobs[i].id, &t);
@@ -209,8 +206,8 @@ static void log_attempts(const struct workers_deps *d, const struct job *jobs, i
             LOG_INFO, "attempt",
             json_pack(
                 "{s:s, s:s, s:s?, s:i, s:o, s:f, s:s, s:s, s:s?}", "id", jobs[i].id,
-                "operation_type", jobs[i].operation_type, "upstream", u ? u->name : NULL, "attempt",
-                jobs[i].attempts_before + 1, "status_code",
+                "operation_type", jobs[i].operation_type, "upstream", res->attempt.upstream,
+                "attempt", jobs[i].attempts_before + 1, "status_code",
                 res->attempt.status_code > 0 ? json_integer(res->attempt.status_code) : json_null(),
                 "duration_ms", (double)(long long)(res->attempt.duration_ms * 10) / 10, "outcome",
                 outcome, "trace_id", t.trace_id, "error",
@@ -274,7 +271,7 @@ static void execute_all(struct worker *w, struct job *jobs, struct segment *segs
         oq_utc_now(res->attempt.started_at, sizeof(res->attempt.started_at), 3);
         execute(w, jobs + segs[i].from, segs[i].n, res);
         res->attempt.duration_ms = oq_now_ms() - t0;
-        log_attempts(d, jobs + segs[i].from, segs[i].n, res);
+        log_attempts(jobs + segs[i].from, segs[i].n, res);
         if (res->outcome != OUTCOME_RELEASE)
             metrics_exec(d->metrics, res->attempt.upstream, (oq_now_ms() - t0) / 1000.0);
         ran++;
