@@ -63,6 +63,12 @@ static struct janitor_deps janitor_deps(struct app *a)
                                  .max_lease_expiries = a->cfg.max_lease_expiries};
 }
 
+/* The stored pauses reach the delivery policy whenever the settings are read again. */
+static void on_paused(void *arg, json_t *paused)
+{
+    policy_set_paused(arg, paused);
+}
+
 int app_init(struct app *a, struct err *e)
 {
     char host[32] = "host";
@@ -74,6 +80,8 @@ int app_init(struct app *a, struct err *e)
     pending_init(&a->pending);
     policy_init(&a->policy, &a->cfg);
     settings_init(&a->settings);
+    a->settings.on_paused = on_paused;
+    a->settings.on_paused_arg = &a->policy;
     metrics_init(&a->metrics);
     for (const struct handler *hd = handlers_table(); hd->name; hd++)
         metrics_add_type(&a->metrics, hd->name);

@@ -4,6 +4,8 @@
 #ifndef OQ_STATS_H
 #define OQ_STATS_H
 
+#include <jansson.h>
+
 #include "core/vocab.h"
 #include "store/db.h"
 
@@ -23,6 +25,10 @@ long long stats_pending(struct db_conn *c, struct err *e);
 
 /* Seconds since the oldest pending operation was enqueued (0: none pending), or -1 with *e. */
 double stats_oldest_pending_s(struct db_conn *c, struct err *e);
+
+/* The pending operations of each upstream: a new object {"upstream": n} (upstreams with none
+ * are absent), or NULL with *e. Reads every pending row: an operator's view, not a hot path. */
+json_t *stats_pending_by_upstream(struct db_conn *c, struct err *e);
 
 struct status_count {
     enum op_status status;
