@@ -163,7 +163,7 @@ static const char *after_prefix(const char *s, const char *prefix)
 static int authenticate(struct request *r, const struct route *rt, struct err *e)
 {
     const struct config *c = &r->app->cfg;
-    if (c->n_api_keys == 0) {
+    if (!c->has_api_keys) {
         r->role = ROLE_ADMIN;
         return 0;
     }
@@ -243,7 +243,7 @@ static bool is_safe_method(const char *m)
 static int check_browser(struct request *r, struct err *e)
 {
     const struct config *c = &r->app->cfg;
-    if (c->n_api_keys > 0)
+    if (c->has_api_keys)
         return 0;
     const char *host = http_header(r, MHD_HTTP_HEADER_HOST);
     if (host != NULL && !host_is_ours(c, host))

@@ -68,8 +68,9 @@ int api_upstreams_list(struct request *r, struct err *e)
     if (pending == NULL)
         return -1;
     json_t *list = json_array();
-    for (size_t i = 0; i < a->cfg.n_upstreams; i++)
-        json_array_append_new(list, upstream_json(a, &a->cfg.upstreams[i], pending));
+    const struct config_live *l = config_live(&a->cfg);
+    for (size_t i = 0; i < l->n_upstreams; i++)
+        json_array_append_new(list, upstream_json(a, &l->upstreams[i], pending));
     json_decref(pending);
     return reply_json(r, 200,
                       json_pack("{s:i, s:s, s:o}", "window_s", WINDOW_S, "instance", a->instance_id,

@@ -10,31 +10,60 @@
 #include "core/pgarray.h"
 #include "core/time.h"
 
+static struct upstream_state *state_new(const char *name)
+{
+    struct upstream_state *s = oq_calloc(1, sizeof(*s));
+    s->name = oq_strdup(name);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->tokens = 1; /* burst of one */
+    s->refilled_ms = oq_now_ms();
+    return s;
+}
+
+void policy_attach(struct policy *p, struct config_live *fresh)
+{
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; i < fresh->n_upstreams; i++) {
+        struct upstream *u = &fresh->upstreams[i];
+        struct upstream_state *s = p->all;
+        while (s != NULL && strcmp(s->name, u->name) != 0)
+            s = s->next;
+        if (s == NULL) {
+            s = state_new(u->name);
+            s->next = p->all;
+            p->all = s;
+        }
+        u->state = s;
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
 void policy_init(struct policy *p, const struct config *cfg)
 {
     p->cfg = cfg;
-    p->st = oq_calloc(cfg->n_upstreams, sizeof(*p->st));
-    for (size_t i = 0; i < cfg->n_upstreams; i++) {
-        pthread_mutex_init(&p->st[i].mu, NULL);
-        pthread_cond_init(&p->st[i].cv, NULL);
-        p->st[i].tokens = 1; /* burst of one */
-        p->st[i].refilled_ms = oq_now_ms();
-    }
+    p->all = NULL;
+    pthread_mutex_init(&p->mu, NULL);
+    policy_attach(p, (struct config_live *)config_live(cfg)); /* before any thread reads it */
 }
 
 void policy_close(struct policy *p)
 {
-    for (size_t i = 0; p->st && i < p->cfg->n_upstreams; i++) {
-        pthread_mutex_destroy(&p->st[i].mu);
-        pthread_cond_destroy(&p->st[i].cv);
+    while (p->all != NULL) {
+        struct upstream_state *s = p->all;
+        p->all = s->next;
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cv);
+        free(s->name);
+        free(s);
     }
-    free(p->st);
-    p->st = NULL;
+    pthread_mutex_destroy(&p->mu);
 }
 
 static struct upstream_state *state_of(struct policy *p, const struct upstream *u)
 {
-    return &p->st[u - p->cfg->upstreams];
+    (void)p;
+    return u->state;
 }
 
 /* Open -> half-open once the cool-down has passed. Called with the lock held. */
@@ -156,10 +185,9 @@ enum breaker_change policy_leave(struct policy *p, const struct upstream *u, enu
 
 void policy_set_paused(struct policy *p, json_t *paused)
 {
-    for (size_t i = 0; i < p->cfg->n_upstreams; i++) {
-        const struct upstream *u = &p->cfg->upstreams[i];
-        struct upstream_state *s = &p->st[i];
-        json_t *at = json_object_get(paused, u->name); /* NULL-safe */
+    pthread_mutex_lock(&p->mu); /* every name, also one a reload will bring back */
+    for (struct upstream_state *s = p->all; s != NULL; s = s->next) {
+        json_t *at = json_object_get(paused, s->name); /* NULL-safe */
         pthread_mutex_lock(&s->mu);
         s->paused = at != NULL;
         snprintf(s->paused_at, sizeof(s->paused_at), "%s",
@@ -167,15 +195,17 @@ void policy_set_paused(struct policy *p, json_t *paused)
         pthread_cond_broadcast(&s->cv); /* waiters for a slot look again */
         pthread_mutex_unlock(&s->mu);
     }
+    pthread_mutex_unlock(&p->mu);
 }
 
 void policy_paused(struct policy *p, char *out, size_t len)
 {
     struct pgarray names;
     pgarray_init(&names);
-    for (size_t i = 0; i < p->cfg->n_upstreams; i++) {
-        const struct upstream *u = &p->cfg->upstreams[i];
-        struct upstream_state *s = &p->st[i];
+    const struct config_live *l = config_live(p->cfg);
+    for (size_t i = 0; i < l->n_upstreams; i++) {
+        const struct upstream *u = &l->upstreams[i];
+        struct upstream_state *s = u->state;
         pthread_mutex_lock(&s->mu);
         refresh_breaker(s, u);
         bool paused = s->paused || s->breaker == BREAKER_OPEN ||

@@ -14,6 +14,8 @@
 enum breaker_state { BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN };
 
 struct upstream_state {
+    char *name;
+    struct upstream_state *next; /* every state the policy made, in policy.all */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int inflight;
@@ -31,11 +33,17 @@ struct upstream_state {
 
 struct policy {
     const struct config *cfg;
-    struct upstream_state *st; /* one per cfg->upstreams[i] */
+    pthread_mutex_t mu;         /* guards all */
+    struct upstream_state *all; /* one per upstream name ever configured */
 };
 
+/* Gives every upstream in force its state. */
 void policy_init(struct policy *p, const struct config *cfg);
 void policy_close(struct policy *p);
+
+/* Gives the upstreams of a set about to be published (config_reload) their states: the state
+ * of a name that was configured before, so its breaker, slots and window go on, or a new one. */
+void policy_attach(struct policy *p, struct config_live *fresh);
 
 enum admit { ADMIT_OK, ADMIT_PROBE, ADMIT_BREAKER_OPEN, ADMIT_PAUSED };
 

@@ -127,4 +127,5 @@ int settings_store(struct db_conn *c, const char *key, const char *json_value, s
 LOCKED_GETTER(bool, settings_auto_sync, s->auto_sync)
 LOCKED_GETTER(int, settings_interval_s, s->interval_s)
 LOCKED_GETTER(json_t *, settings_last_sync, json_incref(s->last_sync))
+LOCKED_GETTER(json_t *, settings_paused, json_incref(s->paused))
 LOCKED_GETTER(enum strategy, settings_strategy, s->strategy)

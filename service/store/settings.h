@@ -43,6 +43,8 @@ int settings_pause_upstream(struct db_conn *c, const char *name, bool is_paused,
                             struct err *e) OQ_MUSTCHECK;
 
 bool settings_auto_sync(struct settings *s);
+/* A new reference to the paused object {"upstream": "paused at"}. */
+json_t *settings_paused(struct settings *s);
 int settings_interval_s(struct settings *s);
 /* The global conflict strategy. */
 enum strategy settings_strategy(struct settings *s);
