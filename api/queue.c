@@ -72,7 +72,9 @@ static void single_answer(struct op_created *out, const struct prefer *p, struct
     bool minimal = p->ret == PREFER_RETURN_MINIMAL;
     const char *applied = prefer_applied(p, false);
     *a = (struct idem_answer){
-        .status = p->wait_s == 0 ? 202 : out->created ? 201 : 200,
+        .status = p->wait_s == 0 ? 202
+                  : out->created ? 201
+                                 : 200,
         .body = minimal ? ids_body(out) : out->json,
         .location = oq_strdup(loc),
         .preference_applied = applied ? oq_strdup(applied) : NULL,
@@ -146,7 +148,7 @@ int api_queue_create(struct request *r, struct err *e)
     struct prefer prefer;
     enqueue_prefer(r, keyed, &prefer);
     op.ids_only = prefer.ret == PREFER_RETURN_MINIMAL;
-    if (!keyed && prefer.wait_s < 0 && ops_is_simple(&op)) { /* group commit */
+    if (!keyed && prefer.wait_s < 0 && ops_is_simple(&op)) {    /* group commit */
         coalesce_submit(&r->api->coalesce, r, &op, prefer.ret); /* the flusher settles the room */
         return 0;
     }

@@ -115,8 +115,8 @@ static void expire_keys(const struct janitor_deps *d, struct db_conn *c)
 {
     double until = oq_now_ms() + RETENTION_ROUND_MS;
     long long n = RETENTION_BATCH;
-    for (int statements = 0; n == RETENTION_BATCH && statements < RETENTION_ROUND_STATEMENTS &&
-                             oq_now_ms() < until;
+    for (int statements = 0;
+         n == RETENTION_BATCH && statements < RETENTION_ROUND_STATEMENTS && oq_now_ms() < until;
          statements++) {
         struct err e = {0};
         n = idempotency_expire(c, d->idempotency_ttl_s, RETENTION_BATCH, &e);

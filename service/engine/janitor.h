@@ -1,8 +1,9 @@
 /* The janitor: one thread doing the housekeeping every instance shares, each chore on its own
  * cadence (janitor.c names them once, as PgBouncer's janitor.c does): fold counter deltas and
  * refresh the pending count, reload settings, sweep expired leases and operations, seal
- * plaintext rows, trim the event log, expire Idempotency-Key answers, give freed heap back to the system, and ping systemd's
- * watchdog (engine/sdnotify.h), so a janitor that hangs gets the service restarted. */
+ * plaintext rows, trim the event log, expire Idempotency-Key answers, give freed heap back to the
+ * system, and ping systemd's watchdog (engine/sdnotify.h), so a janitor that hangs gets the service
+ * restarted. */
 #ifndef OQ_JANITOR_H
 #define OQ_JANITOR_H
 

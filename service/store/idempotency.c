@@ -33,13 +33,12 @@ static const struct db_stmt store_stmt = {
     "  preference_applied = excluded.preference_applied, created_at = now()"};
 
 static const struct db_stmt expire_stmt = {
-    "idempotency_expire",
-    "WITH pick AS (SELECT scope, key FROM offlineq_idempotency "
-    "  WHERE created_at <= now() - make_interval(secs => $1::int) "
-    "  ORDER BY created_at LIMIT $2::int FOR UPDATE SKIP LOCKED), "
-    "d AS (DELETE FROM offlineq_idempotency i USING pick "
-    "  WHERE i.scope = pick.scope AND i.key = pick.key RETURNING 1) "
-    "SELECT count(*) FROM d"};
+    "idempotency_expire", "WITH pick AS (SELECT scope, key FROM offlineq_idempotency "
+                          "  WHERE created_at <= now() - make_interval(secs => $1::int) "
+                          "  ORDER BY created_at LIMIT $2::int FOR UPDATE SKIP LOCKED), "
+                          "d AS (DELETE FROM offlineq_idempotency i USING pick "
+                          "  WHERE i.scope = pick.scope AND i.key = pick.key RETURNING 1) "
+                          "SELECT count(*) FROM d"};
 
 void idempotency_answer_free(struct idem_answer *a)
 {

@@ -19,9 +19,9 @@ struct idem_key {
 
 /* An answer as stored and replayed; every string owned (free with idempotency_answer_free). */
 struct idem_answer {
-    unsigned status; /* 0: none */
-    char *body;      /* JSON text */
-    char *location;  /* may be NULL */
+    unsigned status;          /* 0: none */
+    char *body;               /* JSON text */
+    char *location;           /* may be NULL */
     char *preference_applied; /* may be NULL */
 };
 

@@ -263,15 +263,15 @@ static void test_batch_replay(void **state)
     th_resp_free(r);
 
     /* return=minimal: the first answer's form and Preference-Applied are what is replayed */
-    struct resp *min = post_on(&S, BATCH, KEY_A, "batch-2", "return=minimal",
-                               "{\"operations\":[" OP_1 "]}");
+    struct resp *min =
+        post_on(&S, BATCH, KEY_A, "batch-2", "return=minimal", "{\"operations\":[" OP_1 "]}");
     assert_int_equal(min->status, 201);
     assert_string_equal(th_header(min, "Preference-Applied"), "return=minimal");
     r = post(BATCH, "batch-2", "{\"operations\":[" OP_1 "]}");
     assert_replay_of(r, min);
     assert_string_equal(th_header(r, "Preference-Applied"), "return=minimal");
-    assert_non_null(json_object_get(json_array_get(json_object_get(r->json, "operations"), 0),
-                                    "created"));
+    assert_non_null(
+        json_object_get(json_array_get(json_object_get(r->json, "operations"), 0), "created"));
     th_resp_free(r);
     th_resp_free(min);
     th_resp_free(first);
@@ -334,8 +334,8 @@ static void test_invalid_key_is_400(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct resp *r = post(QUEUE, bad[i], OP_1);
         th_assert_error(r, 400, "invalid_request");
-        assert_non_null(strstr(th_str(json_object_get(r->json, "error"), "message"),
-                               "Idempotency-Key"));
+        assert_non_null(
+            strstr(th_str(json_object_get(r->json, "error"), "message"), "Idempotency-Key"));
         th_resp_free(r);
         r = post(BATCH, bad[i], "{\"operations\":[" OP_1 "]}");
         th_assert_error(r, 400, "invalid_request");
