@@ -93,6 +93,14 @@ static const char *count_keys(void)
 #define OP_1 "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/items/1\"}}"
 #define OP_2 "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/items/2\"}}"
 
+/* r carries header name with the value want (a missing header fails, not crashes). */
+static void assert_header(const struct resp *r, const char *name, const char *want)
+{
+    const char *v = th_header(r, name);
+    assert_non_null(v);
+    assert_string_equal(v, want);
+}
+
 /* r answers exactly what first did: status, body bytes, Location, and says it is a replay. */
 static void assert_replay_of(const struct resp *r, const struct resp *first)
 {
@@ -104,9 +112,9 @@ static void assert_replay_of(const struct resp *r, const struct resp *first)
     } else {
         char want[256];
         snprintf(want, sizeof(want), "%s", loc); /* th_header's buffer is shared */
-        assert_string_equal(th_header(r, "Location"), want);
+        assert_header(r, "Location", want);
     }
-    assert_string_equal(th_header(r, "Idempotent-Replayed"), "true");
+    assert_header(r, "Idempotent-Replayed", "true");
 }
 
 static void test_replay_single(void **state)
@@ -117,7 +125,7 @@ static void test_replay_single(void **state)
     assert_null(th_header(first, "Idempotent-Replayed"));
     char loc[128];
     snprintf(loc, sizeof(loc), QUEUE "/%s", th_str(first->json, "id"));
-    assert_string_equal(th_header(first, "Location"), loc);
+    assert_header(first, "Location", loc);
     assert_string_equal(count_keys(), "1");
 
     struct resp *again = post(QUEUE, "order-1", OP_1);
@@ -185,12 +193,18 @@ static void test_in_flight_is_409(void **state)
     struct flight f = {.idem = "order-3", .body = OP_1};
     pthread_t t;
     pthread_create(&t, NULL, fly, &f);
+    /* the enqueue holding an advisory lock in this database waits for the table lock (pg_locks
+     * is the cluster's; other backends, the janitor's too, may wait on the table as well) */
     bool waiting = false;
     for (int i = 0; i < 500 && !waiting; i++) {
-        waiting = strcmp(th_sql(pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                    "AND granted"),
-                         "1") == 0 &&
-                  strcmp(th_sql(pg, "SELECT count(*) FROM pg_locks WHERE NOT granted"), "1") == 0;
+        waiting = strcmp(th_sql(pg, "SELECT count(*) FROM pg_locks a JOIN pg_locks w "
+                                    "ON w.pid = a.pid AND w.locktype = 'relation' "
+                                    "AND w.relation = 'offline_operations'::regclass "
+                                    "AND NOT w.granted "
+                                    "WHERE a.locktype = 'advisory' AND a.granted AND a.database = "
+                                    "(SELECT oid FROM pg_database WHERE datname = "
+                                    "current_database())"),
+                         "1") == 0;
         if (!waiting)
             usleep(10 * 1000);
     }
@@ -198,7 +212,7 @@ static void test_in_flight_is_409(void **state)
 
     struct resp *r = post(QUEUE, "order-3", OP_1);
     th_assert_error(r, 409, "idempotency_key_in_use");
-    assert_string_equal(th_header(r, "Retry-After"), "1");
+    assert_header(r, "Retry-After", "1");
     th_resp_free(r);
     r = post(QUEUE, "order-3", OP_2); /* the lock comes first: in use, whatever the body */
     th_assert_error(r, 409, "idempotency_key_in_use");
@@ -214,6 +228,56 @@ static void test_in_flight_is_409(void **state)
     th_resp_free(r);
     assert_string_equal(count_ops(), "1");
     th_resp_free(f.r);
+}
+
+#define RACERS 8
+
+struct racer {
+    pthread_barrier_t *start;
+    struct resp *r;
+};
+
+static void *race(void *arg)
+{
+    struct racer *x = arg;
+    pthread_barrier_wait(x->start);
+    x->r = post(QUEUE, "race-1", OP_1);
+    return NULL;
+}
+
+/* Concurrent requests with one key: one enqueues, each other one is 409 or its replay. */
+static void test_concurrent_same_key(void **state)
+{
+    (void)state;
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, RACERS);
+    struct racer x[RACERS];
+    pthread_t t[RACERS];
+    for (int i = 0; i < RACERS; i++) {
+        x[i] = (struct racer){.start = &start};
+        pthread_create(&t[i], NULL, race, &x[i]);
+    }
+    int fresh = 0;
+    char id[37] = "";
+    for (int i = 0; i < RACERS; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < RACERS; i++) {
+        const struct resp *r = x[i].r;
+        if (r->status == 409) {
+            th_assert_error(r, 409, "idempotency_key_in_use");
+            continue;
+        }
+        assert_int_equal(r->status, 201);
+        fresh += th_header(r, "Idempotent-Replayed") == NULL;
+        if (id[0] == '\0')
+            snprintf(id, sizeof(id), "%s", th_str(r->json, "id"));
+        assert_string_equal(th_str(r->json, "id"), id);
+    }
+    assert_int_equal(fresh, 1);
+    assert_string_equal(count_ops(), "1");
+    for (int i = 0; i < RACERS; i++)
+        th_resp_free(x[i].r);
+    pthread_barrier_destroy(&start);
 }
 
 static void test_scope_is_key_and_route(void **state)
@@ -266,10 +330,10 @@ static void test_batch_replay(void **state)
     struct resp *min =
         post_on(&S, BATCH, KEY_A, "batch-2", "return=minimal", "{\"operations\":[" OP_1 "]}");
     assert_int_equal(min->status, 201);
-    assert_string_equal(th_header(min, "Preference-Applied"), "return=minimal");
+    assert_header(min, "Preference-Applied", "return=minimal");
     r = post(BATCH, "batch-2", "{\"operations\":[" OP_1 "]}");
     assert_replay_of(r, min);
-    assert_string_equal(th_header(r, "Preference-Applied"), "return=minimal");
+    assert_header(r, "Preference-Applied", "return=minimal");
     assert_non_null(
         json_object_get(json_array_get(json_object_get(r->json, "operations"), 0), "created"));
     th_resp_free(r);
@@ -319,7 +383,7 @@ static void test_prefer_with_key(void **state)
     assert_int_equal(json_object_size(m->json), 2);
     r = post(QUEUE, "min-1", OP_1);
     assert_replay_of(r, m);
-    assert_string_equal(th_header(r, "Preference-Applied"), "return=minimal");
+    assert_header(r, "Preference-Applied", "return=minimal");
     th_resp_free(r);
     th_resp_free(m);
 }
@@ -498,6 +562,7 @@ int main(void)
         cmocka_unit_test_setup(test_replay_single, clean),
         cmocka_unit_test_setup(test_other_body_is_422, clean),
         cmocka_unit_test_setup(test_in_flight_is_409, clean),
+        cmocka_unit_test_setup(test_concurrent_same_key, clean),
         cmocka_unit_test_setup(test_scope_is_key_and_route, clean),
         cmocka_unit_test_setup(test_batch_replay, clean),
         cmocka_unit_test_setup(test_dedup_hit_is_replayed_as_dedup, clean),
