@@ -59,6 +59,7 @@ static struct janitor_deps janitor_deps(struct app *a)
                                  .metrics = &a->metrics,
                                  .retain_completed_s = a->cfg.retain_completed_s,
                                  .retain_failed_s = a->cfg.retain_failed_s,
+                                 .idempotency_ttl_s = a->cfg.idempotency_ttl_s,
                                  .watchdog_ms = sdnotify_watchdog_period_ms(),
                                  .max_lease_expiries = a->cfg.max_lease_expiries};
 }

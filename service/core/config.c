@@ -105,6 +105,8 @@ static const struct setting settings[] = {
      "completed operations are deleted this long after completion (0: kept forever)"},
     {"OFFLINEQ_RETAIN_FAILED_S", CFG_INT, OFF(retain_failed_s), "2592000", 0, 2000000000,
      "failed operations are deleted this long after they failed (0: kept forever)"},
+    {"OFFLINEQ_IDEMPOTENCY_TTL_S", CFG_INT, OFF(idempotency_ttl_s), "86400", 1, 31536000,
+     "an enqueue's answer is replayed for the same Idempotency-Key this long"},
 };
 #undef OFF
 
@@ -655,16 +657,22 @@ const struct upstream *config_find_upstream(const struct config *c, const char *
     return NULL;
 }
 
-enum role config_key_role(const struct config *c, const char *token)
+const struct api_key *config_key_find(const struct config *c, const char *token)
 {
     const struct config_live *l = config_live(c);
-    enum role found = ROLE_NONE;
+    const struct api_key *found = NULL;
     unsigned char digest[32];
     SHA256((const unsigned char *)token, strlen(token), digest);
     /* Digests of equal length, compared against every key: timing tells nothing. */
     for (size_t i = 0; i < l->n_api_keys; i++) {
         if (CRYPTO_memcmp(digest, l->api_keys[i].key_sha256, sizeof(digest)) == 0)
-            found = l->api_keys[i].role;
+            found = &l->api_keys[i];
     }
     return found;
+}
+
+enum role config_key_role(const struct config *c, const char *token)
+{
+    const struct api_key *k = config_key_find(c, token);
+    return k ? k->role : ROLE_NONE;
 }

@@ -12,6 +12,7 @@
 #include "engine/workers.h"
 #include "store/db.h"
 #include "store/events.h"
+#include "store/idempotency.h"
 #include "store/leases.h"
 #include "store/maintenance.h"
 #include "store/secretbox.h"
@@ -108,6 +109,23 @@ static void retain(const struct janitor_deps *d, struct db_conn *c)
     }
 }
 
+/* Deletes Idempotency-Key answers past OFFLINEQ_IDEMPOTENCY_TTL_S (a lookup ignores them
+ * already; this keeps the table to a TTL's worth), within the same bounds as retention. */
+static void expire_keys(const struct janitor_deps *d, struct db_conn *c)
+{
+    double until = oq_now_ms() + RETENTION_ROUND_MS;
+    long long n = RETENTION_BATCH;
+    for (int statements = 0;
+         n == RETENTION_BATCH && statements < RETENTION_ROUND_STATEMENTS && oq_now_ms() < until;
+         statements++) {
+        struct err e = {0};
+        n = idempotency_expire(c, d->idempotency_ttl_s, RETENTION_BATCH, &e);
+        if (n < 0)
+            log_json(LOG_WARN, "expiring idempotency keys failed",
+                     json_pack("{s:s}", "error", e.message));
+    }
+}
+
 /* Gives freed heap back to the system: RSS follows the load down. */
 static void ping_watchdog(const struct janitor_deps *d, struct db_conn *c)
 {
@@ -141,6 +159,7 @@ static const struct chore {
     {"trim events", 10000, 500, true, trim_events},       /* the event log keeps 15 minutes */
     {"retention", 1000, 1500, true, retain},              /* OFFLINEQ_RETAIN_*_S: bounded rounds */
     {"release groups", 5000, 2500, true, release_groups}, /* a raced release of a group's head */
+    {"expire keys", 1000, 2000, true, expire_keys},       /* OFFLINEQ_IDEMPOTENCY_TTL_S */
     {"trim heap", 10000, 5500, false, trim_heap},
 };
 

@@ -182,6 +182,7 @@ static const struct {
     {"payload", (const char *const[]){"upstream", "file_id", NULL}},
     {"result", (const char *const[]){NULL}},
     {"resolution", (const char *const[]){NULL}},
+    {"answer", (const char *const[]){NULL}}, /* a stored Idempotency-Key answer */
 };
 
 static const char *const *clear_fields(const char *column)
