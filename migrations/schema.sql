@@ -720,6 +720,18 @@ CREATE TABLE offlineq.offlineq_idempotency (
     CONSTRAINT offlineq_idempotency_status_check CHECK (((status >= 200) AND (status <= 299)))
 );
 
+CREATE TABLE offlineq.offlineq_key_rotation (
+    id boolean DEFAULT true NOT NULL,
+    phase integer NOT NULL,
+    a text NOT NULL,
+    b text NOT NULL,
+    resealed bigint DEFAULT 0 NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT offlineq_key_rotation_one_row CHECK (id),
+    CONSTRAINT offlineq_key_rotation_phase_check CHECK (((phase >= 0) AND (phase <= 4)))
+);
+
 CREATE TABLE offlineq.offlineq_op_counts (
     operation_type text NOT NULL,
     status text NOT NULL,
@@ -760,6 +772,9 @@ ALTER TABLE ONLY offlineq.offlineq_files
 
 ALTER TABLE ONLY offlineq.offlineq_idempotency
     ADD CONSTRAINT offlineq_idempotency_pkey PRIMARY KEY (scope, key);
+
+ALTER TABLE ONLY offlineq.offlineq_key_rotation
+    ADD CONSTRAINT offlineq_key_rotation_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY offlineq.offlineq_operation_types
     ADD CONSTRAINT offlineq_operation_types_pkey PRIMARY KEY (name);

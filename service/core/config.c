@@ -50,6 +50,8 @@ static const struct setting settings[] = {
      "key:role,... with role read|write|admin; empty = no auth (loopback only)"},
     {"OFFLINEQ_ENCRYPTION_KEY", CFG_SECRET, OFF(encryption_key), "", 0, 0,
      "64 hex characters (32 bytes): payloads and files are stored encrypted (AES-256-GCM)"},
+    {"OFFLINEQ_ENCRYPTION_KEY_PREVIOUS", CFG_SECRET, OFF(encryption_key_previous), "", 0, 0,
+     "the key being rotated away from: read only, while what it sealed is sealed again"},
     {"OFFLINEQ_CORS_ORIGINS", CFG_STR, OFF(cors_origins_raw), "", 0, 0,
      "comma-separated allowed browser origins, or *"},
     {"OFFLINEQ_LOG_LEVEL", CFG_STR, OFF(log_level_raw), "info", 0, 0, "debug|info|warn|error"},

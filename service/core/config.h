@@ -38,6 +38,7 @@ struct config {
     int max_attempts;
     char *api_keys_raw;
     char *encryption_key;
+    char *encryption_key_previous;
     char *cors_origins_raw;
     char *log_level_raw;
     char *upstreams_raw;

@@ -30,7 +30,7 @@ struct janitor_deps {
     double watchdog_ms;      /* WATCHDOG=1 this often (sdnotify_watchdog_period_ms); 0: never */
 };
 
-#define JANITOR_CHORES 10
+#define JANITOR_CHORES 11
 
 struct janitor {
     struct janitor_deps d;

@@ -48,9 +48,7 @@ void idempotency_answer_free(struct idem_answer *a)
     *a = (struct idem_answer){0};
 }
 
-/* The name a sealed answer is bound to: the hex digest of scope and key (a key may be longer
- * than a binding holds). */
-static void row_name(const struct idem_key *k, char out[65])
+void idempotency_row_name(const struct idem_key *k, char out[65])
 {
     unsigned char d[SHA256_DIGEST_LENGTH];
     char text[sizeof(k->scope) + sizeof(k->key)];
@@ -85,7 +83,7 @@ static int find(struct db_conn *c, const struct idem_key *k, struct idem_answer 
                      "this Idempotency-Key was used for a request with another body");
     } else if (PQntuples(r) == 1) {
         char name[65];
-        row_name(k, name);
+        idempotency_row_name(k, name);
         found->body = secretbox_open_json(c->box, PQgetvalue(r, 0, 2), name, ANSWER_COLUMN);
         found->location = copy_or_null(r, 3);
         found->preference_applied = copy_or_null(r, 4);
@@ -128,7 +126,7 @@ int idempotency_commit(struct db_conn *c, const struct idem_key *k, const struct
                        struct err *e)
 {
     char name[65], status[8];
-    row_name(k, name);
+    idempotency_row_name(k, name);
     snprintf(status, sizeof(status), "%u", a->status);
     char *body = secretbox_seal_json(c->box, a->body, name, ANSWER_COLUMN);
     const char *params[] = {k->scope, k->key,      k->request_sha256,    status,

@@ -17,6 +17,10 @@ struct idem_key {
     int ttl_s;                         /* OFFLINEQ_IDEMPOTENCY_TTL_S */
 };
 
+/* The name a sealed answer of k is bound to: the hex digest of scope and key (a key may be
+ * longer than a binding holds). */
+void idempotency_row_name(const struct idem_key *k, char out[65]);
+
 /* An answer as stored and replayed; every string owned (free with idempotency_answer_free). */
 struct idem_answer {
     unsigned status;          /* 0: none */
