@@ -2,13 +2,20 @@
 -- OFFLINEQ_ENCRYPTION_KEY_PREVIOUS sealed has got to, so that every instance, a restart and a
 -- crash go on from there (store/rotation.c). One row; its own table rather than a settings row,
 -- whose every change is announced to every instance. An operator reads the progress here:
--- phase 0 operations, 1 files, 2 Idempotency-Key answers, 3 the check value, 4 done.
+-- phase 0 operations, 1 files, 2 Idempotency-Key answers, 3 the check value, 4 done. A pass
+-- that sealed anything again is followed by another (an instance still running with the old key
+-- alone may have written behind the cursor); the rotation ends after a pass that found nothing
+-- left. target names the key rotated to (a digest, not the key), so a pass for another key
+-- starts over.
 CREATE TABLE offlineq_key_rotation (
     id boolean PRIMARY KEY DEFAULT true CONSTRAINT offlineq_key_rotation_one_row CHECK (id),
     phase integer NOT NULL CONSTRAINT offlineq_key_rotation_phase_check CHECK (phase BETWEEN 0 AND 4),
     a text NOT NULL,
     b text NOT NULL,
     resealed bigint NOT NULL DEFAULT 0,
+    pass integer NOT NULL DEFAULT 1,
+    pass_resealed bigint NOT NULL DEFAULT 0,
+    target text NOT NULL,
     started_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );

@@ -97,9 +97,14 @@ int app_init(struct app *a, struct err *e)
     if (c == NULL)
         return -1;
     bool rotating = false;
+    char key_id[65] = "";
+    if (a->box.enabled)
+        secretbox_key_id(&a->box, key_id);
     int rc = secretbox_check_database(c, &rotating, e);
     if (rc == 0 && rotating)
-        rc = rotation_begin(c, e);
+        rc = rotation_begin(c, key_id, e);
+    else if (rc == 0 && a->box.enabled)
+        rc = rotation_check_idle(c, key_id, e);
     if (rc == 0 && rotating) {
         atomic_store(&a->metrics.rotation_active, 1); /* the janitor takes it from here */
         log_json(LOG_INFO,
@@ -136,10 +141,10 @@ int app_reload(struct app *a)
     policy_attach(&a->policy, fresh); /* breakers and limits go on by name */
     for (size_t i = 0; i < fresh->n_upstreams; i++)
         metrics_add_upstream(&a->metrics, fresh->upstreams[i].name);
-    config_publish(&a->cfg, fresh);
-    json_t *paused = settings_paused(&a->settings); /* also for an upstream new to this process */
-    policy_set_paused(&a->policy, paused);
+    json_t *paused = settings_paused(&a->settings); /* before publishing: a paused upstream new */
+    policy_set_paused(&a->policy, paused);          /* to this process is never claimed */
     json_decref(paused);
+    config_publish(&a->cfg, fresh);
     workers_wake(&a->workers);
     log_json(LOG_INFO, "configuration reloaded",
              json_pack("{s:s, s:I, s:I}", "event", "reloaded", "api_keys",

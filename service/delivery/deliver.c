@@ -108,7 +108,9 @@ void deliver(struct exec_ctx *ctx, struct out_request *rq, struct exec_result *r
     enum admit how = policy_enter(ctx->policy, rq->u, &retry_in);
     if (how == ADMIT_BREAKER_OPEN || how == ADMIT_PAUSED) {
         res->outcome = OUTCOME_RELEASE;
-        res->delay_s = how == ADMIT_PAUSED ? 0 : retry_in; /* paused: not claimed until resumed */
+        /* paused: the claim skips it until the resume; the second is for a name the claim's
+         * filter had no room for */
+        res->delay_s = how == ADMIT_PAUSED ? 1 : retry_in;
         snprintf(res->error, sizeof(res->error),
                  how == ADMIT_PAUSED ? "upstream %s is paused"
                                      : "circuit breaker of upstream %s is open",

@@ -84,19 +84,21 @@ static void wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, double ms)
     pthread_cond_timedwait(cv, mu, &t);
 }
 
-/* Waits for a rate token: tokens refill at rate_per_s up to a burst of one. */
-static void take_token(struct upstream_state *s, const struct upstream *u)
+/* Waits for a rate token: tokens refill at rate_per_s up to a burst of one. False: the
+ * upstream was paused meanwhile. */
+static bool take_token(struct upstream_state *s, const struct upstream *u)
 {
-    while (u->rate_per_s > 0) {
+    while (u->rate_per_s > 0 && !s->paused) {
         double now = oq_now_ms();
         s->tokens = fmin(1.0, s->tokens + (now - s->refilled_ms) * u->rate_per_s / 1000.0);
         s->refilled_ms = now;
         if (s->tokens >= 1.0) {
             s->tokens -= 1.0;
-            return;
+            return true;
         }
         wait_ms(&s->cv, &s->mu, (1.0 - s->tokens) * 1000.0 / u->rate_per_s + 0.5);
     }
+    return !s->paused;
 }
 
 enum admit policy_enter(struct policy *p, const struct upstream *u, double *retry_in_s)
@@ -126,7 +128,14 @@ enum admit policy_enter(struct policy *p, const struct upstream *u, double *retr
         how = ADMIT_PROBE;
     }
     s->inflight++;
-    take_token(s, u);
+    if (!take_token(s, u)) { /* paused while it waited: the slot and the probe go back */
+        s->inflight--;
+        if (how == ADMIT_PROBE)
+            s->probe_in_flight = false;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        return ADMIT_PAUSED;
+    }
     pthread_mutex_unlock(&s->mu);
     return how;
 }

@@ -1,8 +1,12 @@
 #include "store/rotation.h"
 
+#include <jansson.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/jsonload.h"
 
 #include "store/idempotency.h"
 #include "store/secretbox.h"
@@ -22,35 +26,37 @@ const char *rotation_phase_name(enum rotation_phase p)
     return phase_names[p];
 }
 
-/* Where the pass is: the phase, and the last key it finished (a: an id or a scope, b: a key). */
+/* Where the rotation is: the pass, its phase, the last key it finished (a: an id or a scope,
+ * b: a key), and what the pass sealed again so far. */
 struct cursor {
     enum rotation_phase phase;
     char a[256], b[256];
+    int pass;
+    long long pass_resealed;
 };
 
 static const struct db_stmt lock_stmt = {
     "rotation_lock", "SELECT pg_try_advisory_xact_lock(hashtextextended('offlineq.rotation', 0))"};
-static const struct db_stmt cursor_get = {"rotation_cursor_get",
-                                          "SELECT phase, a, b FROM offlineq_key_rotation"};
+static const struct db_stmt cursor_get = {
+    "rotation_cursor_get", "SELECT phase, a, b, pass, pass_resealed FROM offlineq_key_rotation"};
 static const struct db_stmt cursor_put = {
     "rotation_cursor_put",
-    "INSERT INTO offlineq_key_rotation (phase, a, b, resealed) VALUES ($1::int, $2, $3, "
-    "$4::bigint) "
-    "ON CONFLICT (id) DO UPDATE SET phase = excluded.phase, a = excluded.a, b = excluded.b, "
-    "resealed = offlineq_key_rotation.resealed + excluded.resealed, updated_at = now()"};
+    "UPDATE offlineq_key_rotation SET phase = $1::int, a = $2, b = $3, pass = $5::int, "
+    "pass_resealed = $6::bigint, resealed = resealed + $4::bigint, updated_at = now()"};
 
 static int cursor_load(struct db_conn *c, struct cursor *cur, struct err *e)
 {
     PGresult *r = db_exec(c, &cursor_get, 0, NULL, e);
     if (r == NULL)
         return -1;
-    *cur = (struct cursor){.phase = ROTATION_OPERATIONS};
-    snprintf(cur->a, sizeof(cur->a), "%s", ZERO_UUID);
+    *cur = (struct cursor){.phase = ROTATION_DONE}; /* no row: nothing to rotate */
     if (PQntuples(r) == 1) {
         int p = atoi(PQgetvalue(r, 0, 0));
         cur->phase = p >= 0 && p <= ROTATION_DONE ? (enum rotation_phase)p : ROTATION_OPERATIONS;
         snprintf(cur->a, sizeof(cur->a), "%s", PQgetvalue(r, 0, 1));
         snprintf(cur->b, sizeof(cur->b), "%s", PQgetvalue(r, 0, 2));
+        cur->pass = atoi(PQgetvalue(r, 0, 3));
+        cur->pass_resealed = atoll(PQgetvalue(r, 0, 4));
     }
     PQclear(r);
     return 0;
@@ -59,11 +65,13 @@ static int cursor_load(struct db_conn *c, struct cursor *cur, struct err *e)
 static int cursor_store(struct db_conn *c, const struct cursor *cur, long long resealed,
                         struct err *e)
 {
-    char phase[8], n[24];
+    char phase[8], n[24], pass[16], pass_n[24];
     snprintf(phase, sizeof(phase), "%d", (int)cur->phase);
     snprintf(n, sizeof(n), "%lld", resealed);
-    const char *params[] = {phase, cur->a, cur->b, n};
-    return db_run(c, &cursor_put, 4, params, e);
+    snprintf(pass, sizeof(pass), "%d", cur->pass);
+    snprintf(pass_n, sizeof(pass_n), "%lld", cur->pass_resealed);
+    const char *params[] = {phase, cur->a, cur->b, n, pass, pass_n};
+    return db_run(c, &cursor_put, 6, params, e);
 }
 
 static void cursor_next_phase(struct cursor *cur)
@@ -73,21 +81,59 @@ static void cursor_next_phase(struct cursor *cur)
     cur->b[0] = '\0';
 }
 
-/* stored (a column value sealed for id/column) sealed again with the key, or NULL when it
- * needs nothing: plaintext or v1 (the sweep's), sealed with the key already, or opening with
- * neither key (left as it is: reported where it is read). */
+/* Another pass from the start: the last one sealed something again, so an instance with the
+ * old key alone may have written behind it. */
+static void cursor_next_pass(struct cursor *cur)
+{
+    cur->phase = ROTATION_OPERATIONS;
+    snprintf(cur->a, sizeof(cur->a), "%s", ZERO_UUID);
+    cur->b[0] = '\0';
+    cur->pass++;
+    cur->pass_resealed = 0;
+}
+
+/* How many rows a compare-and-set (a statement with RETURNING) wrote: 0 when the value
+ * changed meanwhile. -1 with *e. */
+static int rows_written(struct db_conn *c, const struct db_stmt *s, int n,
+                        const char *const *params, struct err *e)
+{
+    PGresult *r = db_exec(c, s, n, params, e);
+    if (r == NULL)
+        return -1;
+    int rows = PQntuples(r);
+    PQclear(r);
+    return rows;
+}
+
+/* Is stored (JSON text) an envelope, of either version? */
+static bool is_envelope(const char *stored)
+{
+    if (stored == NULL || strstr(stored, "\"$enc") == NULL)
+        return false;
+    json_t *doc = jsonload_text(stored);
+    bool yes = json_is_string(json_object_get(doc, "$enc2")) ||
+               json_is_string(json_object_get(doc, "$enc"));
+    json_decref(doc);
+    return yes;
+}
+
+/* stored (a column value sealed for id/column, v2 or v1) sealed again with the key as v2, or
+ * NULL when it needs nothing: plaintext (the sweep's), sealed with the key already, or opening
+ * with neither key (left as it is: reported where it is read). */
 static char *resealed_json(const struct secretbox *box, const char *stored, const char *id,
                            const char *column)
 {
-    if (stored == NULL || !secretbox_is_sealed(stored))
+    if (!is_envelope(stored))
         return NULL;
     struct secretbox cur = secretbox_current_only(box);
     char *plain = secretbox_open_json(&cur, stored, id, column);
-    if (plain != NULL) {
+    OPENSSL_cleanse(&cur, sizeof(cur));
+    if (plain != NULL && secretbox_is_sealed(stored)) { /* v2 with the key: done */
         free(plain);
         return NULL;
     }
-    plain = secretbox_open_json(box, stored, id, column);
+    if (plain == NULL) /* else v1 with the key: sealed as v2 too */
+        plain = secretbox_open_json(box, stored, id, column);
     char *sealed = plain ? secretbox_seal_json(box, plain, id, column) : NULL;
     free(plain);
     return sealed;
@@ -97,7 +143,7 @@ static char *resealed_json(const struct secretbox *box, const char *stored, cons
 #define SET_IF_SAME(col)                                                                           \
     {                                                                                              \
         "rotation_" col, "UPDATE offline_operations SET " col " = $2::jsonb "                      \
-                         "WHERE id = $1::uuid AND " col " = $3::jsonb"                             \
+                         "WHERE id = $1::uuid AND " col " = $3::jsonb RETURNING 1"                 \
     }
 static const struct db_stmt op_columns[] = {SET_IF_SAME("payload"), SET_IF_SAME("result"),
                                             SET_IF_SAME("resolution")};
@@ -124,8 +170,9 @@ static int rotate_operations(struct db_conn *c, struct cursor *cur, struct rotat
             if (sealed == NULL)
                 continue;
             const char *set[] = {id, sealed, stored};
-            rc = db_run(c, &op_columns[k], 3, set, e);
-            out->resealed += rc == 0;
+            int rows = rows_written(c, &op_columns[k], 3, set, e);
+            rc = rows < 0 ? -1 : 0;
+            out->resealed += rows > 0;
             free(sealed);
         }
         snprintf(cur->a, sizeof(cur->a), "%s", id);
@@ -196,6 +243,7 @@ static unsigned char *resealed_blob(const struct secretbox *box, const unsigned 
     size_t plain_len;
     unsigned char *plain = column ? secretbox_open_bound(&cur, blob, len, id, column, &plain_len)
                                   : secretbox_open(&cur, blob, len, &plain_len);
+    OPENSSL_cleanse(&cur, sizeof(cur));
     if (plain != NULL) {
         free(plain);
         return NULL;
@@ -284,7 +332,8 @@ static const struct db_stmt answers_stmt = {
                         "WHERE (scope, key) > ($1, $2) ORDER BY scope, key LIMIT " ANSWERS_BATCH};
 static const struct db_stmt answer_put_stmt = {
     "rotation_answer_put",
-    "UPDATE offlineq_idempotency SET body = $3 WHERE scope = $1 AND key = $2 AND body = $4"};
+    "UPDATE offlineq_idempotency SET body = $3 WHERE scope = $1 AND key = $2 AND body = $4 "
+    "RETURNING 1"};
 
 static int rotate_answers(struct db_conn *c, struct cursor *cur, struct rotation_step *out,
                           struct err *e)
@@ -304,8 +353,9 @@ static int rotate_answers(struct db_conn *c, struct cursor *cur, struct rotation
         char *sealed = resealed_json(c->box, stored, name, "answer");
         if (sealed != NULL) {
             const char *set[] = {k.scope, k.key, sealed, stored};
-            rc = db_run(c, &answer_put_stmt, 4, set, e);
-            out->resealed += rc == 0;
+            int rows = rows_written(c, &answer_put_stmt, 4, set, e);
+            rc = rows < 0 ? -1 : 0;
+            out->resealed += rows > 0;
             free(sealed);
         }
         snprintf(cur->a, sizeof(cur->a), "%s", k.scope);
@@ -322,31 +372,35 @@ static const struct db_stmt check_get_stmt = {
     "rotation_check_get",
     "SELECT value #>> '{}' FROM offlineq_settings WHERE key = 'encryption_check'"};
 static const struct db_stmt check_put_stmt = {
-    "rotation_check_put", "UPDATE offlineq_settings SET value = to_jsonb($1::text), updated_at = "
-                          "now() WHERE key = 'encryption_check' AND value #>> '{}' = $2"};
+    "rotation_check_put",
+    "UPDATE offlineq_settings SET value = to_jsonb($1::text), updated_at = now() "
+    "WHERE key = 'encryption_check' AND value #>> '{}' = $2 RETURNING 1"};
 
-/* Last: the check value sealed with the key, so the next start needs no previous key. */
+/* Last: after a pass that sealed something again, another pass; after one that found nothing
+ * left, the check value sealed with the key, so the next start needs no previous key. */
 static int rotate_check(struct db_conn *c, struct cursor *cur, struct rotation_step *out,
                         struct err *e)
 {
+    out->scanned = 1;
+    if (cur->pass_resealed > 0) {
+        cursor_next_pass(cur);
+        return 0;
+    }
     PGresult *r = db_exec(c, &check_get_stmt, 0, NULL, e);
     if (r == NULL)
         return -1;
     char *stored = PQntuples(r) == 1 ? oq_strdup(PQgetvalue(r, 0, 0)) : NULL;
     PQclear(r);
-    int rc = 0;
-    if (stored != NULL) {
-        char *check = secretbox_check_value(c->box);
-        const char *params[] = {check, stored};
-        rc = db_run(c, &check_put_stmt, 2, params, e);
-        out->resealed += rc == 0;
-        free(check);
-    }
+    char *check = secretbox_check_value(c->box);
+    const char *params[] = {check, stored};
+    int rows = stored ? rows_written(c, &check_put_stmt, 2, params, e) : 0;
+    free(check);
     free(stored);
-    out->scanned = 1;
-    if (rc == 0)
-        cursor_next_phase(cur);
-    return rc;
+    if (rows < 0)
+        return -1;
+    out->resealed += rows; /* the check is not counted towards another pass */
+    cur->phase = ROTATION_DONE;
+    return 0;
 }
 
 static int (*const phases[])(struct db_conn *, struct cursor *, struct rotation_step *,
@@ -370,18 +424,43 @@ static int run_locked(struct db_conn *c, struct rotation_step *out, struct err *
     out->phase = cur.phase;
     if (cur.phase == ROTATION_DONE)
         return 0;
+    enum rotation_phase was = cur.phase;
     if (phases[cur.phase](c, &cur, out, e) != 0)
         return -1;
+    if (was != ROTATION_CHECK)
+        cur.pass_resealed += out->resealed;
     return cursor_store(c, &cur, out->resealed, e);
 }
 
 static const struct db_stmt begin_stmt = {
-    "rotation_begin", "UPDATE offlineq_key_rotation SET phase = 0, a = '" ZERO_UUID "', b = '', "
-                      "resealed = 0, started_at = now(), updated_at = now() WHERE phase = 4"};
+    "rotation_begin",
+    "INSERT INTO offlineq_key_rotation (phase, a, b, target) VALUES (0, '" ZERO_UUID "', '', $1) "
+    "ON CONFLICT (id) DO UPDATE SET phase = 0, a = excluded.a, b = '', resealed = 0, pass = 1, "
+    "pass_resealed = 0, target = excluded.target, started_at = now(), updated_at = now() "
+    "WHERE offlineq_key_rotation.target <> excluded.target"};
 
-int rotation_begin(struct db_conn *c, struct err *e)
+int rotation_begin(struct db_conn *c, const char *target, struct err *e)
 {
-    return db_run(c, &begin_stmt, 0, NULL, e);
+    const char *params[] = {target};
+    return db_run(c, &begin_stmt, 1, params, e);
+}
+
+static const struct db_stmt idle_stmt = {
+    "rotation_idle", "SELECT count(*) FROM offlineq_key_rotation WHERE phase < 4 AND target <> $1"};
+
+int rotation_check_idle(struct db_conn *c, const char *key_id, struct err *e)
+{
+    const char *params[] = {key_id};
+    PGresult *r = db_exec(c, &idle_stmt, 1, params, e);
+    if (r == NULL)
+        return -1;
+    bool busy = strcmp(PQgetvalue(r, 0, 0), "0") != 0;
+    PQclear(r);
+    return busy ? err_set(e, ERR_NOT_READY,
+                          "a key rotation to another key is under way (offlineq_key_rotation): "
+                          "start with that key as OFFLINEQ_ENCRYPTION_KEY and this one as "
+                          "OFFLINEQ_ENCRYPTION_KEY_PREVIOUS, or delete its row to abandon it")
+                : 0;
 }
 
 int rotation_run(struct db_conn *c, struct rotation_step *out, struct err *e)

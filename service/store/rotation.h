@@ -3,10 +3,12 @@
  * resolution), stored files (chunk by chunk; one sealed whole before 007 as a whole),
  * Idempotency-Key answers, and last the check value. Once the check value opens with the key,
  * the database no longer needs the previous one. One instance works at a time (a
- * transaction-level advisory lock), from where the last batch stopped (the cursor is the
- * settings row key_rotation, written in the batch's transaction), so several instances,
- * restarts and crashes share one pass. Each value is written only while it is still what was
- * read (compare-and-set), so a delivery's write in between wins. */
+ * transaction-level advisory lock), from where the last batch stopped (the cursor is the one
+ * row of offlineq_key_rotation, written in the batch's transaction), so several instances,
+ * restarts and crashes share one pass. A pass that sealed anything again is followed by another,
+ * until one finds nothing left (an instance with the old key alone may have written behind the
+ * cursor). Each value is written only while it is still what was read (compare-and-set), so a
+ * delivery's write in between wins. */
 #ifndef OQ_ROTATION_H
 #define OQ_ROTATION_H
 
@@ -33,9 +35,13 @@ struct rotation_step {
  * -1 with *e (nothing of the batch is kept). Encryption with a previous key must be on. */
 int rotation_run(struct db_conn *c, struct rotation_step *out, struct err *e);
 
-/* At start-up with the previous key still needed: a pass that finished belongs to an earlier
- * rotation, so this one starts over from the first phase. */
-int rotation_begin(struct db_conn *c, struct err *e) OQ_MUSTCHECK;
+/* At start-up with the previous key still needed: starts the rotation to the key named target
+ * (secretbox_key_id), or goes on with it; a row left by a rotation to another key starts over. */
+int rotation_begin(struct db_conn *c, const char *target, struct err *e) OQ_MUSTCHECK;
+
+/* At start-up with one key that opens the database: refused (ERR_NOT_READY) while a rotation
+ * to another key is under way, since what this instance sealed would be left behind it. */
+int rotation_check_idle(struct db_conn *c, const char *key_id, struct err *e) OQ_MUSTCHECK;
 
 /* The name of a phase, for the log. */
 const char *rotation_phase_name(enum rotation_phase p);

@@ -56,6 +56,18 @@ int secretbox_init(struct secretbox *sb, const char *hex_key, const char *hex_pr
     return 0;
 }
 
+void secretbox_key_id(const struct secretbox *sb, char out[65])
+{
+    static const char label[] = "offlineq key id v1:";
+    unsigned char buf[sizeof(label) - 1 + 32], d[32];
+    memcpy(buf, label, sizeof(label) - 1);
+    memcpy(buf + sizeof(label) - 1, sb->key, 32);
+    OQ_ASSERT(EVP_Digest(buf, sizeof(buf), d, NULL, EVP_sha256(), NULL) == 1);
+    OPENSSL_cleanse(buf, sizeof(buf));
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
 struct secretbox secretbox_current_only(const struct secretbox *sb)
 {
     struct secretbox cur = *sb;
@@ -406,6 +418,7 @@ int secretbox_check_database(struct db_conn *c, bool *rotating, struct err *e)
     }
     struct secretbox cur = secretbox_current_only(sb);
     bool by_key = check_opens(&cur, stored);
+    OPENSSL_cleanse(&cur, sizeof(cur));
     *rotating = !by_key && sb->has_previous && check_opens(sb, stored);
     free(stored);
     if (by_key || *rotating)

@@ -39,7 +39,11 @@ struct secretbox {
 int secretbox_init(struct secretbox *sb, const char *hex_key, const char *hex_previous,
                    struct err *e) OQ_MUSTCHECK;
 
-/* sb with the previous key dropped: what opens with it is sealed with the key itself. */
+/* A name of the key that tells nothing about it: hex SHA-256 of a label and the key. */
+void secretbox_key_id(const struct secretbox *sb, char out[65]);
+
+/* sb with the previous key dropped: what opens with it is sealed with the key itself. Wipe
+ * the copy (OPENSSL_cleanse) when done. */
 struct secretbox secretbox_current_only(const struct secretbox *sb);
 bool secretbox_enabled(const struct secretbox *sb);
 

@@ -1,6 +1,8 @@
 /* Secrets at rest: OFFLINEQ_ENCRYPTION_KEY seals payloads and files before they reach the
  * database; rows from before the key stay readable (and are sealed when the service sees them);
  * a wrong or missing key stops start-up. */
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -205,6 +207,31 @@ static void wait_log(const struct svc *s, const char *says, int timeout_ms)
     fail_msg("the log never said \"%s\"", says);
 }
 
+/* A version-1 envelope {"$enc": base64(nonce | ciphertext | tag)} of text under KEY (AES-256-GCM,
+ * no associated data), as releases before the binding wrote them. */
+static char *v1_envelope(const char *text)
+{
+    unsigned char key[32], blob[1024];
+    for (int i = 0; i < 32; i++)
+        key[i] = (unsigned char)i; /* KEY: 000102...1f */
+    size_t n = strlen(text);
+    assert_true(12 + n + 16 <= sizeof(blob));
+    assert_int_equal(RAND_bytes(blob, 12), 1);
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int len = 0, fin = 0;
+    assert_int_equal(EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, blob), 1);
+    assert_int_equal(EVP_EncryptUpdate(ctx, blob + 12, &len, (const unsigned char *)text, (int)n),
+                     1);
+    assert_int_equal(EVP_EncryptFinal_ex(ctx, blob + 12 + len, &fin), 1);
+    assert_int_equal(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, blob + 12 + n), 1);
+    EVP_CIPHER_CTX_free(ctx);
+    char b64[1500];
+    EVP_EncodeBlock((unsigned char *)b64, blob, (int)(12 + n + 16));
+    char *out = malloc(strlen(b64) + 16);
+    sprintf(out, "{\"$enc\": \"%s\"}", b64);
+    return out;
+}
+
 /* OFFLINEQ_ENCRYPTION_KEY_PREVIOUS: a database sealed with KEY is read with both keys while
  * everything in it (payloads, results, file chunks, an Idempotency-Key answer, the check value)
  * is sealed again with the new key; then the new key alone opens it, and the old one alone no
@@ -234,8 +261,22 @@ static void test_key_rotation(void **state)
     assert_int_equal(r->status, 201);
     char *first_answer = strdup(r->body);
     th_resp_free(r);
+    char v1[37];
+    enqueue(&s, "v1-secret-D", v1);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+    /* that operation's payload as an earlier release sealed it (v1, unbound), not listed for
+     * the sweep: only the rotation finds it */
+    char *env = v1_envelope("{\"endpoint\":\"/s/v1-secret-D\",\"data\":{\"secret\":"
+                            "\"v1-secret-D\",\"n\":0.1}}");
+    th_sqlf(pg, "UPDATE offline_operations SET payload = '%s' WHERE id = '%s'", env, v1);
+    free(env);
+    th_sql(pg, "DELETE FROM offlineq_unsealed");
     assert_start_fails((const char *const[]){up, OTHER_KEY, NULL}, 1, "rotating keys?");
+    /* a rotation to another key under way: the old key alone is refused */
+    th_sql(pg, "INSERT INTO offlineq_key_rotation (phase, a, b, target) VALUES (1, '', '', 'x')");
+    assert_start_fails((const char *const[]){up, KEY, NULL}, 1,
+                       "a key rotation to another key is under way");
+    th_sql(pg, "DELETE FROM offlineq_key_rotation");
 
     /* both keys: everything reads, and the rotation runs to its end */
     assert_int_equal(
@@ -244,6 +285,8 @@ static void test_key_rotation(void **state)
     assert_payload(&s, a, "rotated-secret-C");
     wait_log(&s, "\"event\":\"key_rotation_finished\"", 20000);
     assert_string_equal(th_sql(pg, "SELECT phase FROM offlineq_key_rotation"), "4");
+    /* the first pass sealed again, the second found nothing left */
+    assert_string_equal(th_sql(pg, "SELECT pass FROM offlineq_key_rotation"), "2");
     int resealed = atoi(th_sql(pg, "SELECT resealed FROM offlineq_key_rotation"));
     /* at least: 3 payloads of this test, 2 of the first with their results, 3 chunks and the
      * chunk of the first test's sealed file, the answer, the check value */
@@ -264,6 +307,7 @@ static void test_key_rotation(void **state)
                                   NULL),
                      0);
     assert_payload(&s, a, "rotated-secret-C");
+    assert_payload(&s, v1, "v1-secret-D");
     r = th_http(&s, "GET", "/api/offline/queue?limit=100", NULL, 0, NULL);
     assert_int_equal(r->status, 200);
     assert_null(strstr(r->body, "$enc")); /* every payload and result opened */
