@@ -35,6 +35,88 @@ static const struct db_stmt version_stmt = {"stats_version", "SELECT " STATS_VER
 static const struct db_stmt queue_stmt = {"stats_queue",
                                           "SELECT offlineq_stats()::text, " STATS_VERSION_SQL};
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* Buckets are aligned on the epoch, so every instance and every read agree on them. */
+#define BUCKET_OF(ts)                                                                              \
+    "date_bin('" STR(STATS_HISTORY_BUCKET_S) " seconds', " ts ", timestamptz 'epoch')"
+#define HISTORY_SPAN                                                                               \
+    "interval '" STR(STATS_HISTORY_BUCKET_S) " seconds' * " STR(STATS_HISTORY_POINTS)
+#define FIRST_BUCKET                                                                               \
+    "(w.cur - interval '" STR(STATS_HISTORY_BUCKET_S) " seconds' * " STR(                          \
+        STATS_HISTORY_POINTS) " + interval '" STR(STATS_HISTORY_BUCKET_S) " seconds')"
+/* The depth now: the counters' deltas summed (exact at once, a few rows). */
+#define LIVE_DEPTH(as)                                                                             \
+    "SELECT coalesce(sum(n), 0)::bigint" as " FROM offlineq_op_counts "                            \
+    "WHERE status IN ('pending', 'in_progress')"
+
+/* A row of the event log is one statement's events (op_ids) or a single event: it counts
+ * cardinality(op_ids) or 1. The log holds 15 minutes, so the scan is of that much. */
+#define HISTORY_COUNT(type)                                                                        \
+    "coalesce(sum(coalesce(cardinality(e.op_ids), 1)) FILTER (WHERE e.type = '" type "'), 0)"
+
+static const struct db_stmt history_stmt = {
+    "stats_history",
+    "WITH w AS (SELECT " BUCKET_OF(
+        "now()") " AS cur), "
+                 "ev AS (SELECT " BUCKET_OF(
+                     "e.created_at") " AS at, "
+                                     "    " HISTORY_COUNT(
+                                         "operation.enqueued") " AS enqueued, "
+                                                               "    " HISTORY_COUNT(
+                                                                   "operation.completed") " AS "
+                                                                                          "complete"
+                                                                                          "d, "
+                                                                                          "   "
+                                                                                          " " HISTORY_COUNT(
+                                                                                              "oper"
+                                                                                              "atio"
+                                                                                              "n."
+                                                                                              "fail"
+                                                                                              "ed") " AS failed "
+                                                                                                    "  FROM offlineq_events e, w WHERE e.created_at >= " FIRST_BUCKET
+                                                                                                    "    AND e.type IN ('operation.enqueued', 'operation.completed', 'operation.failed') "
+                                                                                                    "  GROUP BY 1), "
+                                                                                                    "live AS (" LIVE_DEPTH(
+                                                                                                        " AS depth") ") "
+                                                                                                                     "SELECT json_build_object('bucket_s', " STR(
+                                                                                                                         STATS_HISTORY_BUCKET_S) ", 'window_s', "
+                                                                                                                                                 "  " STR(STATS_HISTORY_BUCKET_S) " * " STR(
+                                                                                                                                                     STATS_HISTORY_POINTS) ", 'points', "
+                                                                                                                                                                           "  json_agg(json_build_object('at', offlineq_ts(b.at), "
+                                                                                                                                                                           "    'enqueued', coalesce(ev.enqueued, 0), 'completed', coalesce(ev.completed, 0), "
+                                                                                                                                                                           "    'failed', coalesce(ev.failed, 0), "
+                                                                                                                                                                           "    'depth', CASE WHEN b.at = w.cur THEN live.depth ELSE d.depth END) ORDER BY b.at))::text "
+                                                                                                                                                                           "FROM w CROSS JOIN live "
+                                                                                                                                                                           "CROSS JOIN generate_series(" FIRST_BUCKET
+                                                                                                                                                                           ", w.cur, interval '" STR(
+                                                                                                                                                                               STATS_HISTORY_BUCKET_S) " seconds') b(at) "
+                                                                                                                                                                                                       "LEFT JOIN ev ON ev.at = b.at LEFT JOIN offlineq_depth_samples d ON d.bucket = b.at"};
+
+static const struct db_stmt sample_stmt = {
+    "stats_sample_depth",
+    "WITH gone AS (DELETE FROM offlineq_depth_samples WHERE bucket < now() - " HISTORY_SPAN ") "
+    "INSERT INTO offlineq_depth_samples (bucket, depth) SELECT " BUCKET_OF(
+        "now()") ", (" LIVE_DEPTH("") ") "
+                                      "ON CONFLICT (bucket) DO UPDATE SET depth = EXCLUDED.depth, "
+                                      "sampled_at = EXCLUDED.sampled_at"};
+
+char *stats_history(struct db_conn *c, struct err *e)
+{
+    PGresult *res = db_exec(c, &history_stmt, 0, NULL, e);
+    if (res == NULL)
+        return NULL;
+    char *json = oq_strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return json;
+}
+
+int stats_sample_depth(struct db_conn *c, struct err *e)
+{
+    return db_run(c, &sample_stmt, 0, NULL, e);
+}
+
 int stats_version(struct db_conn *c, char version[STATS_VERSION_LEN], struct err *e)
 {
     PGresult *res = db_exec(c, &version_stmt, 0, NULL, e);
