@@ -57,9 +57,12 @@ function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
 
 // Attempts made: retry_count counts the attempts that did not succeed (the last one of a failed
 // operation too); a completed or conflict operation also had the attempt that ended it.
-function attemptsText(o) {
-  const done = o.retry_count + (o.status === "completed" || o.status === "conflict" ? 1 : 0);
-  if (o.status === "in_progress") return `attempt ${o.retry_count + 1} of ${o.max_attempts}`;
+// The detail panel counts the attempts on record instead (a resolved conflict is sent again
+// without a retry counted): pass their number as used.
+const FREE_OUTCOMES = new Set(["released_offline", "lease_expired", "interrupted"]); // cost no attempt
+function attemptsText(o, used) {
+  const done = used ?? o.retry_count + (o.status === "completed" || o.status === "conflict" ? 1 : 0);
+  if (o.status === "in_progress") return `attempt ${(used ?? o.retry_count) + 1} of ${o.max_attempts}`;
   if (o.status === "pending") return done ? `${plural(done, "attempt")}, up to ${o.max_attempts}` : "not tried yet";
   return plural(done, "attempt");
 }
@@ -201,6 +204,7 @@ async function showDetail(id, quiet) {
   let tries = [];
   try { tries = (await api(API + "/queue/" + o.id + "/attempts")).attempts; } catch (e) { /* shown in the banner */ }
   fill($("d-attempts"), tries.map(attemptRow), 7, "none yet");
+  if (tries.length) $("d-meta").querySelectorAll("dd")[2].textContent = attemptsText(o, tries.filter((a) => !FREE_OUTCOMES.has(a.outcome)).length);
   const conflict = o.status === "conflict";
   $("d-resolve").style.display = conflict ? "block" : "none";
   if (conflict && !quiet) $("d-merged").value = JSON.stringify((o.result && o.result.remote) || o.payload.data || {}, null, 2);
