@@ -87,21 +87,39 @@ async function loadStats() {
   Object.keys(s.by_type).forEach((t) => { if (!have.has(t)) types.add(new Option(t, t)); });
 }
 
-// One line chart: series [{name, values}] over the same buckets, scaled to the largest value.
-// Each polyline carries its values (data-values) and a <title> per bucket gives them on hover.
+// One chart over the same buckets: series [{name, values, kind}] where kind "bar" stacks bars
+// (in the order given) and "line"/"area" draws a polyline, all scaled to the largest total.
+// Each series' group carries its values (data-values); a <title> per bucket gives them on hover.
 function drawChart(node, points, series) {
-  const w = node.viewBox.baseVal.width, h = node.viewBox.baseVal.height, pad = 14;
-  const n = points.length, max = Math.max(1, ...series.flatMap((s) => s.values.filter((v) => v !== null)));
-  const x = (i) => (n > 1 ? (i * w) / (n - 1) : 0), y = (v) => h - pad - ((h - 2 * pad) * v) / max;
+  const w = node.viewBox.baseVal.width, h = node.viewBox.baseVal.height, pad = 14, n = points.length;
+  const bars = series.filter((s) => s.kind === "bar");
+  const totals = points.map((_, i) => bars.reduce((a, s) => a + (s.values[i] || 0), 0));
+  const max = Math.max(1, ...totals, ...series.flatMap((s) => s.values.filter((v) => v !== null)));
+  const step = w / n, x = (i) => i * step + step / 2, y = (v) => h - pad - ((h - 2 * pad) * v) / max;
   const kids = [svg("line", { class: "axis", x1: 0, y1: h - pad, x2: w, y2: h - pad }),
     svg("line", { class: "axis", x1: 0, y1: pad, x2: w, y2: pad })];
-  const top = svg("text", { x: 2, y: pad - 3 }); top.textContent = String(max); kids.push(top);
+  const label = (text, lx, ly, anchor) => { const t = svg("text", { x: lx, y: ly, "text-anchor": anchor }); t.textContent = text; kids.push(t); };
+  label(String(max), 2, pad - 3, "start");
+  [[0, "−15 min"], [n / 3, "−10"], [(2 * n) / 3, "−5"], [n, "now"]].forEach(([i, t]) => label(t, Math.min(w - 2, Math.max(2, i * step)), h - 2, i === 0 ? "start" : i === n ? "end" : "middle"));
+  const base = points.map(() => 0);
   for (const s of series) {
-    const pts = s.values.map((v, i) => (v === null ? null : `${x(i).toFixed(1)},${y(v).toFixed(1)}`)).filter(Boolean);
-    kids.push(svg("polyline", { class: "s-" + s.name, points: pts.join(" "), "data-series": s.name, "data-values": s.values.map((v) => (v === null ? "" : v)).join(",") }));
+    const g = svg("g", { class: "s-" + s.name, "data-series": s.name, "data-values": s.values.map((v) => (v === null ? "" : v)).join(",") });
+    if (s.kind === "bar") {
+      s.values.forEach((v, i) => {
+        if (!v) return;
+        g.append(svg("rect", { class: "bar", x: (i * step + step * 0.15).toFixed(1), width: (step * 0.7).toFixed(1), y: y(base[i] + v).toFixed(1), height: (y(base[i]) - y(base[i] + v)).toFixed(1) }));
+        base[i] += v;
+      });
+    } else {
+      const pts = s.values.map((v, i) => (v === null ? null : [x(i), y(v)])).filter(Boolean);
+      if (s.kind === "area" && pts.length)
+        g.append(svg("polygon", { class: "area", points: [[pts[0][0], y(0)], ...pts, [pts[pts.length - 1][0], y(0)]].map((p) => p.map((c) => c.toFixed(1)).join(",")).join(" ") }));
+      g.append(svg("polyline", { points: pts.map((p) => p.map((c) => c.toFixed(1)).join(",")).join(" ") }));
+    }
+    kids.push(g);
   }
   points.forEach((p, i) => {
-    const r = svg("rect", { class: "hit", x: Math.max(0, x(i) - w / n / 2), y: 0, width: w / n, height: h });
+    const r = svg("rect", { class: "hit", x: (i * step).toFixed(1), y: 0, width: step.toFixed(1), height: h });
     const t = svg("title"); t.textContent = `${fmt(p.at)}: ` + series.map((s) => `${s.name} ${s.values[i] === null ? "—" : s.values[i]}`).join(", ");
     r.append(t); kids.push(r);
   });
@@ -112,8 +130,9 @@ function drawChart(node, points, series) {
 async function loadHistory() {
   const h = await api(API + "/queue/stats/history");
   const pts = h.points, col = (k) => pts.map((p) => p[k]);
-  drawChart($("chart-flow"), pts, ["enqueued", "completed", "failed"].map((k) => ({ name: k, values: col(k) })));
-  drawChart($("chart-depth"), pts, [{ name: "depth", values: col("depth") }]);
+  drawChart($("chart-flow"), pts, [{ name: "completed", values: col("completed"), kind: "bar" },
+    { name: "failed", values: col("failed"), kind: "bar" }, { name: "enqueued", values: col("enqueued"), kind: "line" }]);
+  drawChart($("chart-depth"), pts, [{ name: "depth", values: col("depth"), kind: "area" }]);
   for (const k of ["enqueued", "completed", "failed"]) $("t-" + k).textContent = String(col(k).reduce((a, b) => a + b, 0));
   const last = pts.length ? pts[pts.length - 1].depth : null;
   $("t-depth").textContent = last === null ? "—" : String(last);

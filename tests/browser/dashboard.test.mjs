@@ -165,16 +165,21 @@ try {
   // The history: 9 enqueued (3 api_call, 1 experiment_sync, 5 metric_log), 4 completed, none failed.
   await page.waitForFunction(() => document.getElementById('t-enqueued').textContent === '9'
     && document.getElementById('t-completed').textContent === '4', null, { timeout: 15000 });
-  const chart = await page.$$eval('#chart-flow polyline', (ls) => ls.map((l) => [l.dataset.series, l.dataset.values.split(',').map(Number), l.getAttribute('points').split(' ').length]));
-  check(chart.length === 3 && chart.every(([, v, n]) => v.length === 90 && n === 90), `the flow chart draws 3 series of 90 points: ${chart.map(([s, , n]) => s + ':' + n)}`);
-  const sum = (name) => chart.find(([s]) => s === name)[1].reduce((a, b) => a + b, 0);
+  const chart = await page.$$eval('#chart-flow [data-series]', (gs) => gs.map((g) => [g.dataset.series, g.dataset.values.split(',').map(Number),
+    g.querySelectorAll('rect.bar').length, g.querySelector('polyline') ? g.querySelector('polyline').getAttribute('points').split(' ').length : 0]));
+  const series = (name) => chart.find(([s]) => s === name);
+  const sum = (name) => series(name)[1].reduce((a, b) => a + b, 0);
+  check(chart.length === 3 && chart.every(([, v]) => v.length === 90) && series('enqueued')[3] === 90,
+    `the flow chart has 3 series of 90 buckets, enqueued a line of 90 points: ${JSON.stringify(chart.map(([s, , b, l]) => [s, b, l]))}`);
   check(sum('enqueued') === 9 && sum('completed') === 4 && sum('failed') === 0, `the chart's values: enqueued 9, completed 4, failed 0`);
+  check(series('completed')[2] === series('completed')[1].filter((v) => v > 0).length && series('failed')[2] === 0,
+    'a completed bar for each bucket with completions, no failed bar');
   const hist = (await call(svc.base, 'GET', '/api/offline/queue/stats/history')).json;
-  const last = chart.find(([s]) => s === 'enqueued')[1];
+  const last = series('enqueued')[1];
   check(hist.points.length === 90 && hist.points.slice(0, 80).every((p, i) => p.enqueued === last[i]),
     'the chart shows the buckets of GET /queue/stats/history');
   await page.waitForFunction(() => document.getElementById('t-depth').textContent === '5', null, { timeout: 10000 });
-  const depth = await page.$eval('#chart-depth polyline', (l) => l.dataset.values.split(','));
+  const depth = await page.$eval('#chart-depth [data-series="depth"]', (g) => g.dataset.values.split(','));
   check(depth.length === 90 && depth[89] === '5', 'the depth chart ends at the 5 waiting operations');
 
   // Attempts as made: a first-try completion is "1 attempt", a waiting one "not tried yet".
@@ -274,8 +279,9 @@ try {
     check((await call(svc.base, 'GET', '/api/offline/upstreams')).json.upstreams.find((u) => u.name === 'default').paused === false, 'Resume resumed it');
   }
 
+  await page.selectOption('#f-status', 'pending,in_progress,completed,failed,conflict');
   await page.selectOption('#f-type', '');
-  await page.click('#ops tr:first-child');
+  await page.click(`#ops tr[data-id="${okId}"]`);
   await page.waitForTimeout(800);
   fs.mkdirSync(shotDir, { recursive: true });
   const shot = path.join(shotDir, 'dashboard.png');
