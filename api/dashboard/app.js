@@ -210,20 +210,21 @@ async function showDetail(id, quiet) {
     if (quiet) { $("detail-card").style.display = "none"; selected = null; }
     return false;
   }
+  let tries = [];
+  try { tries = (await api(API + "/queue/" + o.id + "/attempts")).attempts; } catch (e) { /* shown in the banner */ }
+  // Rendered at once, after both answers: the panel never shows a half-updated operation.
   selected = o.id;
   $("detail-card").style.display = "block";
   $("d-id").textContent = o.id;
+  const used = tries.length ? tries.filter((a) => !FREE_OUTCOMES.has(a.outcome)).length : undefined;
   $("d-meta").replaceChildren(...[["status", pill(o.status, o.status)], ["type", o.operation_type],
-    ["attempts", attemptsText(o)], ["max attempts", o.max_attempts], ["priority", o.priority], ["created", fmt(o.created_at)],
+    ["attempts", attemptsText(o, used)], ["max attempts", o.max_attempts], ["priority", o.priority], ["created", fmt(o.created_at)],
     ["updated", fmt(o.updated_at)], ["next attempt", fmt(o.next_attempt_at)], ["completed", fmt(o.completed_at)],
     ["group", o.group_key || "—"], ["dedup key", o.dedup_key || "—"]].flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   $("d-payload").textContent = JSON.stringify(o.payload, null, 2);
   $("d-result").textContent = o.result ? JSON.stringify(o.result, null, 2) : "—";
   $("d-error").textContent = o.error_message || "—";
-  let tries = [];
-  try { tries = (await api(API + "/queue/" + o.id + "/attempts")).attempts; } catch (e) { /* shown in the banner */ }
   fill($("d-attempts"), tries.map(attemptRow), 7, "none yet");
-  if (tries.length) $("d-meta").querySelectorAll("dd")[2].textContent = attemptsText(o, tries.filter((a) => !FREE_OUTCOMES.has(a.outcome)).length);
   const conflict = o.status === "conflict";
   $("d-resolve").style.display = conflict ? "block" : "none";
   if (conflict && !quiet) $("d-merged").value = JSON.stringify((o.result && o.result.remote) || o.payload.data || {}, null, 2);

@@ -155,9 +155,13 @@ try {
   await page.waitForFunction((id) => document.querySelector(`#ops tr[data-id="${id}"] .pill.completed`) !== null, c.json.id, { timeout: 15000 });
   check(doc.name === 'merged in the browser' && doc.body.reviewed === true, 'the edited merge reached the upstream; the operation completed');
   await page.click(`#ops tr[data-id="${c.json.id}"]`);
-  await page.waitForFunction(() => document.querySelectorAll('#d-attempts tr').length === 2, null, { timeout: 5000 });
-  const twice = await page.$$eval('#d-meta dd', (dd) => dd.map((d) => d.textContent));
-  check(twice[0] === 'completed' && twice[2] === '2 attempts', `the resolved conflict, sent again, reads "${twice[2]}" (its two attempts on record)`);
+  const twice = await page.waitForFunction((id) => {
+    const dd = [...document.querySelectorAll('#d-meta dd')].map((d) => d.textContent);
+    return document.getElementById('d-id').textContent === id && document.querySelectorAll('#d-attempts tr').length === 2
+      && dd[0] === 'completed' && dd[2] === '2 attempts';
+  }, c.json.id, { timeout: 5000 }).then(() => true, () => false);
+  const dd = await page.$$eval('#d-meta dd', (d) => d.map((x) => x.textContent));
+  check(twice, `the resolved conflict, sent again, reads "${dd[2]}" (its two attempts on record), status ${dd[0]}`);
 
   for (let i = 3; i < 8; i++)
     await call(svc.base, 'POST', '/api/offline/queue', { operation_type: 'metric_log', payload: { run_id: 'r1', step: i, metrics: { loss: 1 / i } }, delay_s: 3600 });
