@@ -49,7 +49,7 @@ static const struct db_stmt queue_stmt = {"stats_queue",
     " WHERE status IN ('pending', 'in_progress'))"
 
 /* A row of the event log is one statement's events (op_ids) or a single event: it counts
- * cardinality(op_ids) or 1. The log holds 15 minutes, so the scan is of that much (70 ms for
+ * cardinality(op_ids) or 1. The log holds 15 minutes, so the scan is of that much (80 ms for
  * 200,000 rows, each its own statement; a few ms when enqueues come in batches). */
 static const struct db_stmt history_stmt = {
     "stats_history",

@@ -168,7 +168,7 @@ try {
 
   // The history: 9 enqueued (3 api_call, 1 experiment_sync, 5 metric_log), 4 completed, none failed.
   await page.waitForFunction(() => document.getElementById('t-enqueued').textContent === '9'
-    && document.getElementById('t-completed').textContent === '4', null, { timeout: 15000 });
+    && document.getElementById('t-completed').textContent === '4', null, { timeout: 20000 });
   const chart = await page.$$eval('#chart-flow [data-series]', (gs) => gs.map((g) => [g.dataset.series, g.dataset.values.split(',').map(Number),
     g.querySelectorAll('rect.bar').length, g.querySelector('polyline') ? g.querySelector('polyline').getAttribute('points').split(' ').length : 0]));
   const series = (name) => chart.find(([s]) => s === name);
@@ -182,7 +182,7 @@ try {
   const last = series('enqueued')[1];
   check(hist.points.length === 90 && hist.points.slice(0, 80).every((p, i) => p.enqueued === last[i]),
     'the chart shows the buckets of GET /queue/stats/history');
-  await page.waitForFunction(() => document.getElementById('t-depth').textContent === '5', null, { timeout: 10000 });
+  await page.waitForFunction(() => document.getElementById('t-depth').textContent === '5', null, { timeout: 20000 });
   const depth = await page.$eval('#chart-depth [data-series="depth"]', (g) => g.dataset.values.split(','));
   check(depth.length === 90 && depth[89] === '5', 'the depth chart ends at the 5 waiting operations');
 
