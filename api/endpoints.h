@@ -51,6 +51,11 @@ int api_strategy_set(struct request *r, struct err *e);
 int api_network_status(struct request *r, struct err *e);
 int api_network_check(struct request *r, struct err *e);
 
+/* api/upstreams.c */
+int api_upstreams_list(struct request *r, struct err *e);
+int api_upstream_pause(struct request *r, struct err *e);
+int api_upstream_resume(struct request *r, struct err *e);
+
 /* api/events.c */
 int api_events(struct request *r, struct err *e);
 

@@ -63,7 +63,7 @@ struct request {
     char request_id[129];
     struct trace trace;          /* the client's traceparent, or a new trace */
     const char *tracestate;      /* borrowed from libmicrohttpd; NULL: none (or unfit) */
-    char path_id[64];            /* the {id} of the matched route */
+    char path_id[256];           /* the {id} of the matched route: an id or an upstream name */
     const char *route;           /* the matched route pattern, for logs */
     const struct route *matched; /* the route admitted from the headers, or NULL */
     enum role role;

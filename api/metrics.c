@@ -148,9 +148,10 @@ static void gauges(FILE *f, struct app *a)
             events_subscribers(&a->events));
     fprintf(f, "# HELP offlineq_upstream_breaker_open Whether an upstream's circuit breaker is "
                "open.\n# TYPE offlineq_upstream_breaker_open gauge\n");
-    for (size_t i = 0; i < a->cfg.n_upstreams; i++)
-        fprintf(f, "offlineq_upstream_breaker_open{upstream=\"%s\"} %d\n", a->cfg.upstreams[i].name,
-                policy_breaker(&a->policy, &a->cfg.upstreams[i]) != BREAKER_CLOSED);
+    const struct config_live *l = config_live(&a->cfg);
+    for (size_t i = 0; i < l->n_upstreams; i++)
+        fprintf(f, "offlineq_upstream_breaker_open{upstream=\"%s\"} %d\n", l->upstreams[i].name,
+                policy_breaker(&a->policy, &l->upstreams[i]) != BREAKER_CLOSED);
 }
 
 /* The exposition text (new). */

@@ -45,6 +45,10 @@ static const struct route routes[] = {
      api_strategy_rules},
     {"GET", "/api/offline/network-status", api_network_status, ROLE_READ, BODY_NONE, NULL},
     {"POST", "/api/offline/check-connectivity", api_network_check, ROLE_ADMIN, BODY_NONE, NULL},
+    {"GET", "/api/offline/upstreams", api_upstreams_list, ROLE_READ, BODY_NONE, NULL},
+    {"POST", "/api/offline/upstreams/{id}/pause", api_upstream_pause, ROLE_ADMIN, BODY_NONE, NULL},
+    {"POST", "/api/offline/upstreams/{id}/resume", api_upstream_resume, ROLE_ADMIN, BODY_NONE,
+     NULL},
     {"GET", "/api/offline/events", api_events, ROLE_READ, BODY_NONE, NULL},
     {"POST", "/api/offline/files", api_files_create, ROLE_WRITE, BODY_RAW, NULL},
     {"GET", "/api/offline/files/{id}", api_files_get, ROLE_READ, BODY_NONE, NULL},
@@ -161,7 +165,7 @@ static const char *after_prefix(const char *s, const char *prefix)
 static int authenticate(struct request *r, const struct route *rt, struct err *e)
 {
     const struct config *c = &r->app->cfg;
-    if (c->n_api_keys == 0) {
+    if (!c->has_api_keys) {
         r->role = ROLE_ADMIN;
         return 0;
     }
@@ -241,7 +245,7 @@ static bool is_safe_method(const char *m)
 static int check_browser(struct request *r, struct err *e)
 {
     const struct config *c = &r->app->cfg;
-    if (c->n_api_keys > 0)
+    if (c->has_api_keys)
         return 0;
     const char *host = http_header(r, MHD_HTTP_HEADER_HOST);
     if (host != NULL && !host_is_ours(c, host))

@@ -595,6 +595,36 @@ CREATE FUNCTION offlineq.offlineq_ts(t timestamp with time zone) RETURNS text
     SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $$;
 
+CREATE FUNCTION offlineq.offlineq_upstream_pause(p_name text, p_paused boolean) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'offlineq'
+    AS $$
+DECLARE
+    cur jsonb;
+BEGIN
+    IF p_name IS NULL OR length(p_name) NOT BETWEEN 1 AND 255 OR p_paused IS NULL THEN
+        RAISE EXCEPTION 'an upstream name of 1 to 255 characters and a pause flag are required'
+            USING ERRCODE = 'OQ400';
+    END IF;
+    INSERT INTO offlineq_settings (key, value) VALUES ('upstreams_paused', '{}')
+        ON CONFLICT (key) DO NOTHING;
+    SELECT value INTO cur FROM offlineq_settings WHERE key = 'upstreams_paused' FOR UPDATE;
+    IF jsonb_typeof(cur) <> 'object' THEN
+        cur := '{}';
+    END IF;
+    IF p_paused = (cur ? p_name) THEN
+        RETURN false;
+    END IF;
+    UPDATE offlineq_settings
+    SET value = CASE WHEN p_paused THEN cur || jsonb_build_object(p_name, offlineq_ts(now()))
+                     ELSE cur - p_name END,
+        updated_at = now()
+    WHERE key = 'upstreams_paused';
+    PERFORM offlineq_emit(CASE WHEN p_paused THEN 'upstream.paused' ELSE 'upstream.resumed' END,
+                          jsonb_build_object('upstream', p_name));
+    RETURN true;
+END $$;
+
 ALTER TABLE offlineq.offline_operations ALTER COLUMN seq ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME offlineq.offline_operations_seq_seq
     START WITH 1

@@ -63,6 +63,12 @@ static struct janitor_deps janitor_deps(struct app *a)
                                  .max_lease_expiries = a->cfg.max_lease_expiries};
 }
 
+/* The stored pauses reach the delivery policy whenever the settings are read again. */
+static void on_paused(void *arg, json_t *paused)
+{
+    policy_set_paused(arg, paused);
+}
+
 int app_init(struct app *a, struct err *e)
 {
     char host[32] = "host";
@@ -74,11 +80,14 @@ int app_init(struct app *a, struct err *e)
     pending_init(&a->pending);
     policy_init(&a->policy, &a->cfg);
     settings_init(&a->settings);
+    a->settings.on_paused = on_paused;
+    a->settings.on_paused_arg = &a->policy;
     metrics_init(&a->metrics);
     for (const struct handler *hd = handlers_table(); hd->name; hd++)
         metrics_add_type(&a->metrics, hd->name);
-    for (size_t i = 0; i < a->cfg.n_upstreams; i++)
-        metrics_add_upstream(&a->metrics, a->cfg.upstreams[i].name);
+    const struct config_live *l = config_live(&a->cfg);
+    for (size_t i = 0; i < l->n_upstreams; i++)
+        metrics_add_upstream(&a->metrics, l->upstreams[i].name);
     db_pool_init(&a->db, a->cfg.database_url, a->cfg.db_schema, a->cfg.db_pool_size, &a->box);
     if (migrate(a, e) != 0 || register_registry(a, e) != 0)
         return -1;
@@ -96,6 +105,29 @@ int app_init(struct app *a, struct err *e)
     }
     db_release(&a->db, c);
     return rc;
+}
+
+int app_reload(struct app *a)
+{
+    char msg[512];
+    struct config_live *fresh;
+    if (config_reload(&a->cfg, &fresh, msg, sizeof(msg)) != 0) {
+        log_json(LOG_ERROR, "reload refused: the running configuration stays",
+                 json_pack("{s:s, s:s}", "event", "reload_failed", "reason", msg));
+        return -1;
+    }
+    policy_attach(&a->policy, fresh); /* breakers and limits go on by name */
+    for (size_t i = 0; i < fresh->n_upstreams; i++)
+        metrics_add_upstream(&a->metrics, fresh->upstreams[i].name);
+    config_publish(&a->cfg, fresh);
+    json_t *paused = settings_paused(&a->settings); /* also for an upstream new to this process */
+    policy_set_paused(&a->policy, paused);
+    json_decref(paused);
+    workers_wake(&a->workers);
+    log_json(LOG_INFO, "configuration reloaded",
+             json_pack("{s:s, s:I, s:I}", "event", "reloaded", "api_keys",
+                       (json_int_t)fresh->n_api_keys, "upstreams", (json_int_t)fresh->n_upstreams));
+    return 0;
 }
 
 /* Going online wakes the workers and, with auto-sync on, starts a sync pass. */

@@ -44,6 +44,10 @@ int app_init(struct app *a, struct err *e) OQ_MUSTCHECK;
  * the workers, the listener (NOTIFY), the sync engine and the janitor (housekeeping). */
 void app_start(struct app *a);
 
+/* SIGHUP: reads OFFLINEQ_API_KEYS_FILE and OFFLINEQ_UPSTREAMS_FILE again and puts them in force
+ * at once, or keeps the running ones and logs why (returns -1). */
+int app_reload(struct app *a);
+
 /* Stops background threads and frees everything app_init built (not the config). */
 void app_close(struct app *a);
 

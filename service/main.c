@@ -14,13 +14,14 @@
 #include "engine/sdnotify.h"
 #include "store/secretbox.h"
 
-/* Blocks SIGINT/SIGTERM in every thread; main collects them with sigwait, so no signal handler
- * runs and no state has to be reachable from one (no global). */
+/* Blocks SIGINT/SIGTERM/SIGHUP in every thread; main collects them with sigwait, so no signal
+ * handler runs and no state has to be reachable from one (no global). */
 static void block_signals(sigset_t *set)
 {
     sigemptyset(set);
     sigaddset(set, SIGINT);
     sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, set, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
@@ -42,8 +43,8 @@ static void raise_fd_limit(const struct config *c)
             json_pack("{s:I, s:I}", "limit", (json_int_t)rl.rlim_cur, "wanted", (json_int_t)need));
 }
 
-/* Serves until SIGINT or SIGTERM; the HTTP side (api) lives in this frame and is passed to
- * everything that needs it. */
+/* Serves until SIGINT or SIGTERM (SIGHUP reloads); the HTTP side (api) lives in this frame and is
+ * passed to everything that needs it. */
 static int serve(struct app *a)
 {
     sigset_t set;
@@ -66,7 +67,11 @@ static int serve(struct app *a)
                        "instance", a->instance_id, "version", OQ_VERSION));
     sdnotify_ready(a->cfg.listen_host, api_port(&api)); /* migrated (app_init), listening */
     int sig = 0;
-    sigwait(&set, &sig);
+    while (sigwait(&set, &sig) == 0 && sig == SIGHUP) { /* reload, then wait again */
+        sdnotify_reloading();
+        app_reload(a);
+        sdnotify_ready(a->cfg.listen_host, api_port(&api));
+    }
     log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     sdnotify_stopping();
     api_stop(&api, a->cfg.shutdown_grace_s * 1000);

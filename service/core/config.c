@@ -214,12 +214,13 @@ static int parse_role(const char *s, enum role *out)
     return -1;
 }
 
-static int parse_api_keys(struct config *c, char *out, size_t len)
+/* Parses raw ("key:role,...", wiped here) into the digests of live. */
+static int parse_api_keys(char *raw, struct config_live *live, char *out, size_t len)
 {
     size_t n = 0;
-    char **items = strlist_split(c->api_keys_raw, &n);
+    char **items = strlist_split(raw, &n);
     int rc = 0;
-    c->api_keys = oq_calloc(n, sizeof(*c->api_keys));
+    live->api_keys = oq_calloc(n, sizeof(*live->api_keys));
     for (size_t i = 0; i < n; i++) {
         char *colon = strrchr(items[i], ':');
         enum role role;
@@ -230,14 +231,25 @@ static int parse_api_keys(struct config *c, char *out, size_t len)
             break;
         }
         SHA256((const unsigned char *)items[i], (size_t)(colon - items[i]),
-               c->api_keys[i].key_sha256);
+               live->api_keys[i].key_sha256);
         OPENSSL_cleanse(items[i], strlen(items[i]));
-        c->api_keys[i].role = role;
-        c->n_api_keys = i + 1;
+        live->api_keys[i].role = role;
+        live->n_api_keys = i + 1;
     }
     strlist_free(items, n);
-    OPENSSL_cleanse(c->api_keys_raw, strlen(c->api_keys_raw));
+    OPENSSL_cleanse(raw, strlen(raw));
     return rc;
+}
+
+static void live_free(struct config_live *l)
+{
+    while (l != NULL) {
+        struct config_live *older = l->older;
+        free(l->api_keys);
+        upstreams_free(l->upstreams, l->n_upstreams);
+        free(l);
+        l = older;
+    }
 }
 
 /* OFFLINEQ_CHECK_URLS, or one probe per upstream base URL. */
@@ -252,9 +264,10 @@ static int derive_check_urls(struct config *c, char *out, size_t len)
     }
     if (c->n_check_urls > 0)
         return 0;
-    c->check_urls = oq_calloc(c->n_upstreams, sizeof(char *));
-    for (size_t i = 0; i < c->n_upstreams; i++)
-        c->check_urls[c->n_check_urls++] = oq_strdup(c->upstreams[i].base_url);
+    const struct config_live *l = config_live(c);
+    c->check_urls = oq_calloc(l->n_upstreams, sizeof(char *));
+    for (size_t i = 0; i < l->n_upstreams; i++)
+        c->check_urls[c->n_check_urls++] = oq_strdup(l->upstreams[i].base_url);
     return 0;
 }
 
@@ -291,10 +304,13 @@ static int derive(struct config *c, char *out, size_t len)
         return oq_fail_msg(out, len,
                            "OFFLINEQ_LOG_LEVEL: expected debug|info|warn|error, got \"%s\"",
                            c->log_level_raw);
-    if (parse_listen(c, out, len) != 0 || parse_api_keys(c, out, len) != 0 ||
-        upstreams_parse(c->upstreams_raw, c->upstreams_file, &c->upstreams, &c->n_upstreams, out,
-                        len) != 0)
+    struct config_live *live = oq_calloc(1, sizeof(*live));
+    atomic_init(&c->live, live); /* freed by config_free, also when this fails */
+    if (parse_listen(c, out, len) != 0 || parse_api_keys(c->api_keys_raw, live, out, len) != 0 ||
+        upstreams_parse(c->upstreams_raw, c->upstreams_file, &live->upstreams, &live->n_upstreams,
+                        out, len) != 0)
         return -1;
+    c->has_api_keys = live->n_api_keys > 0;
     if (c->backoff_base_ms > c->backoff_max_ms)
         return oq_fail_msg(out, len,
                            "OFFLINEQ_BACKOFF_BASE_MS: must not exceed OFFLINEQ_BACKOFF_MAX_MS");
@@ -305,13 +321,13 @@ static int derive(struct config *c, char *out, size_t len)
     c->auto_sync = strcmp(c->auto_sync_raw, "true") == 0;
     if (derive_check_urls(c, out, len) != 0)
         return -1;
-    if (c->n_api_keys == 0 && !c->listen_is_loopback)
+    if (!c->has_api_keys && !c->listen_is_loopback)
         return oq_fail_msg(
             out, len,
             "OFFLINEQ_API_KEYS: no keys configured, so OFFLINEQ_LISTEN must resolve to "
             "loopback addresses only (got \"%s\"); set keys to listen elsewhere",
             c->listen);
-    for (size_t i = 0; c->n_api_keys == 0 && i < c->n_cors_origins; i++) {
+    for (size_t i = 0; !c->has_api_keys && i < c->n_cors_origins; i++) {
         if (strcmp(c->cors_origins[i], "*") == 0) /* every page could read the queue */
             return oq_fail_msg(out, len,
                                "OFFLINEQ_CORS_ORIGINS: \"*\" needs OFFLINEQ_API_KEYS; "
@@ -548,10 +564,7 @@ void config_free(struct config *c)
         if (settings[i].type != CFG_INT)
             free(*(char **)((char *)c + settings[i].offset));
     }
-    free(c->api_keys);
-    upstreams_free(c->upstreams, c->n_upstreams);
-    c->upstreams = NULL;
-    c->n_upstreams = 0;
+    live_free(atomic_load(&c->live));
     strlist_free(c->cors_origins, c->n_cors_origins);
     strlist_free(c->check_urls, c->n_check_urls);
     memset(c, 0, sizeof(*c));
@@ -580,24 +593,78 @@ void config_print_help(FILE *out)
     }
 }
 
+const struct config_live *config_live(const struct config *c)
+{
+    return atomic_load_explicit(&((struct config *)c)->live, memory_order_acquire);
+}
+
+/* The keys a reload puts in force: those of OFFLINEQ_API_KEYS_FILE read again, or (keys
+ * given in the environment, which was wiped at start) a copy of the running ones. */
+static int reload_keys(const struct config *c, struct config_live *fresh, char *out, size_t len)
+{
+    const char *path = getenv("OFFLINEQ_API_KEYS_FILE");
+    if (path == NULL) {
+        const struct config_live *now = config_live(c);
+        fresh->api_keys = oq_calloc(now->n_api_keys, sizeof(*fresh->api_keys));
+        memcpy(fresh->api_keys, now->api_keys, now->n_api_keys * sizeof(*fresh->api_keys));
+        fresh->n_api_keys = now->n_api_keys;
+        return 0;
+    }
+    char *text = read_secret_file(path);
+    if (text == NULL)
+        return oq_fail_msg(out, len, "OFFLINEQ_API_KEYS_FILE: cannot read \"%s\": %s", path,
+                           strerror(errno));
+    int rc = parse_api_keys(text, fresh, out, len);
+    free(text); /* wiped by parse_api_keys */
+    if (rc == 0 && (fresh->n_api_keys > 0) != c->has_api_keys)
+        rc = oq_fail_msg(out, len,
+                         c->has_api_keys
+                             ? "OFFLINEQ_API_KEYS_FILE: holds no key; a running service with "
+                               "keys does not drop them (restart to run without keys)"
+                             : "OFFLINEQ_API_KEYS_FILE: the service started without keys; "
+                               "restart it to require them");
+    return rc;
+}
+
+int config_reload(struct config *c, struct config_live **fresh, char *out, size_t len)
+{
+    struct config_live *l = oq_calloc(1, sizeof(*l));
+    if (reload_keys(c, l, out, len) != 0 ||
+        upstreams_parse(c->upstreams_raw, c->upstreams_file, &l->upstreams, &l->n_upstreams, out,
+                        len) != 0) {
+        live_free(l);
+        return -1;
+    }
+    *fresh = l;
+    return 0;
+}
+
+void config_publish(struct config *c, struct config_live *fresh)
+{
+    fresh->older = atomic_load(&c->live);
+    atomic_store_explicit(&c->live, fresh, memory_order_release);
+}
+
 const struct upstream *config_find_upstream(const struct config *c, const char *name)
 {
-    for (size_t i = 0; i < c->n_upstreams; i++) {
-        if (strcmp(c->upstreams[i].name, name) == 0)
-            return &c->upstreams[i];
+    const struct config_live *l = config_live(c);
+    for (size_t i = 0; i < l->n_upstreams; i++) {
+        if (strcmp(l->upstreams[i].name, name) == 0)
+            return &l->upstreams[i];
     }
     return NULL;
 }
 
 enum role config_key_role(const struct config *c, const char *token)
 {
+    const struct config_live *l = config_live(c);
     enum role found = ROLE_NONE;
     unsigned char digest[32];
     SHA256((const unsigned char *)token, strlen(token), digest);
     /* Digests of equal length, compared against every key: timing tells nothing. */
-    for (size_t i = 0; i < c->n_api_keys; i++) {
-        if (CRYPTO_memcmp(digest, c->api_keys[i].key_sha256, sizeof(digest)) == 0)
-            found = c->api_keys[i].role;
+    for (size_t i = 0; i < l->n_api_keys; i++) {
+        if (CRYPTO_memcmp(digest, l->api_keys[i].key_sha256, sizeof(digest)) == 0)
+            found = l->api_keys[i].role;
     }
     return found;
 }

@@ -2,6 +2,7 @@
 #ifndef OQ_CONFIG_H
 #define OQ_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "core/common.h"
@@ -13,6 +14,18 @@ enum role { ROLE_NONE = 0, ROLE_READ = 1, ROLE_WRITE = 2, ROLE_ADMIN = 3 };
 struct api_key {
     unsigned char key_sha256[32]; /* only the digest is kept: keys never sit in memory as text */
     enum role role;
+};
+
+/* What SIGHUP reloads (OFFLINEQ_API_KEYS_FILE, OFFLINEQ_UPSTREAMS_FILE): built whole by
+ * config_reload and published at once by config_publish, so a reader sees the old set or the
+ * new one, never a mix. A published set is never freed before config_free: a delivery may still
+ * hold an upstream of an older one (a reload keeps the previous one's few KiB). */
+struct config_live {
+    struct api_key *api_keys;
+    size_t n_api_keys;
+    struct upstream *upstreams;
+    size_t n_upstreams;
+    struct config_live *older;
 };
 
 struct config {
@@ -63,13 +76,11 @@ struct config {
     char listen_host[64];
     int listen_port;
     bool listen_is_loopback;
-    struct api_key *api_keys;
-    size_t n_api_keys;
     char **cors_origins;
     size_t n_cors_origins;
-    struct upstream *upstreams;
-    size_t n_upstreams;
     enum log_level log_level;
+    bool has_api_keys; /* at start: keys stay required (a reload to none is refused) */
+    _Atomic(struct config_live *) live;
 };
 
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_EXIT_ERROR };
@@ -84,7 +95,19 @@ void config_free(struct config *c);
 /* Writes the --help text (generated from the settings table). */
 void config_print_help(FILE *out);
 
-/* Returns the upstream named name, or NULL. */
+/* The keys and upstreams in force now. */
+const struct config_live *config_live(const struct config *c);
+
+/* Reads the API keys (from OFFLINEQ_API_KEYS_FILE when the keys came from a file, else the
+ * running ones again) and the upstreams (OFFLINEQ_UPSTREAMS as at start, and
+ * OFFLINEQ_UPSTREAMS_FILE read again) into a new set, *fresh, not yet in force. Returns 0, or
+ * -1 with a one-line message in out (nothing is changed). */
+int config_reload(struct config *c, struct config_live **fresh, char *out, size_t len);
+
+/* Puts fresh in force; the set it replaces is kept until config_free. */
+void config_publish(struct config *c, struct config_live *fresh);
+
+/* Returns the upstream named name in the set in force, or NULL. */
 const struct upstream *config_find_upstream(const struct config *c, const char *name);
 
 /* Returns the role granted to a bearer token (constant-time compare), or ROLE_NONE. */

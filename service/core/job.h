@@ -44,6 +44,7 @@ struct attempt_info {
     char started_at[32];  /* RFC 3339, UTC, milliseconds */
     double duration_ms;
     char excerpt[ATTEMPT_EXCERPT_MAX + 1]; /* the answer's first bytes, valid UTF-8 */
+    const char *breaker_event; /* "upstream.breaker_opened|closed" when it changed; else NULL */
 };
 
 struct exec_result {

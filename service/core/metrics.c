@@ -27,20 +27,26 @@ static int type_index(const struct metrics *m, const char *type)
     return -1;
 }
 
-void metrics_add_upstream(struct metrics *m, const char *upstream)
-{
-    if (m->n_upstreams < METRICS_UPSTREAMS)
-        m->upstreams[m->n_upstreams++] = upstream;
-}
-
 /* The column of upstream: 0 for NULL or one not added. */
 static int upstream_column(const struct metrics *m, const char *upstream)
 {
-    for (int i = 0; upstream != NULL && i < m->n_upstreams; i++) {
+    int n = atomic_load(&((struct metrics *)m)->n_upstreams);
+    for (int i = 0; upstream != NULL && i < n; i++) {
         if (strcmp(m->upstreams[i], upstream) == 0)
             return i + 1;
     }
     return 0;
+}
+
+void metrics_add_upstream(struct metrics *m, const char *upstream)
+{
+    pthread_mutex_lock(&m->mu);
+    int n = atomic_load(&m->n_upstreams);
+    if (n < METRICS_UPSTREAMS && upstream_column(m, upstream) == 0) {
+        m->upstreams[n] = upstream; /* written before the count that makes it visible */
+        atomic_store(&m->n_upstreams, n + 1);
+    }
+    pthread_mutex_unlock(&m->mu);
 }
 
 const char *metrics_upstream_label(const struct metrics *m, int u)

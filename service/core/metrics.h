@@ -50,7 +50,7 @@ struct metrics {
     const char *types[METRICS_TYPES]; /* borrowed (static): the operation types counted */
     int n_types;
     const char *upstreams[METRICS_UPSTREAMS]; /* borrowed (the config's): upstreams counted */
-    int n_upstreams;
+    atomic_int n_upstreams;                   /* grows on a reload (under mu); readers load it */
     atomic_ullong ops[METRICS_TYPES][METRICS_UPSTREAMS + 1][OPC__COUNT]; /* type, upstream */
     atomic_ullong deleted[DELETED__COUNT]; /* operations this instance deleted, by why */
     struct histogram exec_seconds[METRICS_UPSTREAMS + 1]; /* by upstream column */

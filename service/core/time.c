@@ -1,6 +1,7 @@
 #include "core/time.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -85,4 +86,21 @@ int time_parse_rfc3339(const char *s, double *out)
         return -1;
     *out = (double)utc + leap + frac;
     return 0;
+}
+
+double time_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+void time_format_rfc3339(double wall_ms, char *out, size_t len)
+{
+    long long us = (long long)(wall_ms * 1000.0);
+    time_t s = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    size_t n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, len - n, ".%06dZ", (int)(us % 1000000));
 }

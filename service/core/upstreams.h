@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 
+struct upstream_state; /* the delivery policy's (delivery/policy.h) */
+
 struct upstream {
     char *name;
     char *base_url;  /* without trailing slash */
@@ -21,6 +23,8 @@ struct upstream {
     size_t signing_key_len;
     int breaker_failures;
     int breaker_cooldown_s;
+    struct upstream_state *state; /* breaker, slots, window: one per name, kept across reloads
+                                   * (set by policy_init/policy_attach) */
 };
 
 /* Reads the upstreams of short_form (OFFLINEQ_UPSTREAMS) and of the JSON file named file

@@ -106,24 +106,36 @@ void deliver(struct exec_ctx *ctx, struct out_request *rq, struct exec_result *r
     double retry_in = 0;
     res->attempt.upstream = rq->u->name; /* the metrics' upstream label */
     enum admit how = policy_enter(ctx->policy, rq->u, &retry_in);
-    if (how == ADMIT_BREAKER_OPEN) {
+    if (how == ADMIT_BREAKER_OPEN || how == ADMIT_PAUSED) {
         res->outcome = OUTCOME_RELEASE;
-        res->delay_s = retry_in;
-        snprintf(res->error, sizeof(res->error), "circuit breaker of upstream %s is open",
+        res->delay_s = how == ADMIT_PAUSED ? 0 : retry_in; /* paused: not claimed until resumed */
+        snprintf(res->error, sizeof(res->error),
+                 how == ADMIT_PAUSED ? "upstream %s is paused"
+                                     : "circuit breaker of upstream %s is open",
                  rq->u->name);
         return;
     }
     struct out_response rs;
+    double t0 = oq_now_ms();
     outbound_send(ctx->out, rq, &rs);
-    if (rs.is_body_error) { /* our side (a stored file) failed: the upstream is not to blame */
-        policy_leave(ctx->policy, rq->u, how, false);
+    struct policy_sample sample = {
+        .reached_upstream = !rs.is_body_error, /* a stored file failed: not the upstream's doing */
+        .is_failure =
+            !rs.is_body_error && (rs.status == 0 ? rs.is_connect_error : rs.status >= 500),
+        .is_success = rs.status >= 200 && rs.status < 300,
+        .duration_ms = oq_now_ms() - t0,
+    };
+    enum breaker_change change = policy_leave(ctx->policy, rq->u, how, &sample);
+    if (change != BREAKER_UNCHANGED)
+        res->attempt.breaker_event =
+            change == BREAKER_OPENED ? "upstream.breaker_opened" : "upstream.breaker_closed";
+    if (rs.is_body_error) {
         res->outcome = OUTCOME_RELEASE;
         res->delay_s = BODY_RETRY_S;
         snprintf(res->error, sizeof(res->error), "%s", rs.error);
         outbound_response_free(&rs);
         return;
     }
-    policy_leave(ctx->policy, rq->u, how, rs.status == 0 ? rs.is_connect_error : rs.status >= 500);
     classify(ctx, &rs, res);
     note_attempt(ctx, &rs, res);
     if (rs.status == 0 && rs.is_connect_error && !rs.reached && res->outcome == OUTCOME_RETRY) {

@@ -28,6 +28,11 @@ void sdnotify_stopping(void)
     notify("STOPPING=1\nSTATUS=shutting down");
 }
 
+void sdnotify_reloading(void)
+{
+    notify("RELOADING=1\nSTATUS=reloading the configuration");
+}
+
 void sdnotify_watchdog(void)
 {
     notify("WATCHDOG=1");

@@ -9,6 +9,8 @@
 /* READY=1 and a STATUS= line naming where the service listens. */
 void sdnotify_ready(const char *host, int port);
 void sdnotify_stopping(void);
+/* RELOADING=1: a SIGHUP reload runs; sdnotify_ready follows it. */
+void sdnotify_reloading(void);
 void sdnotify_watchdog(void);
 
 /* Half of WATCHDOG_USEC, in milliseconds, when the manager's watchdog is on for this process

@@ -23,6 +23,8 @@
 #include "core/vocab.h"
 #include "handlers/handlers.h"
 #include "core/pgarray.h"
+#include "core/jsontext.h"
+#include "store/events.h"
 
 struct worker {
     struct workers *ws;
@@ -247,6 +249,24 @@ static void execute(struct worker *w, struct job *jobs, int n, struct exec_resul
     }
 }
 
+/* An attempt that opened or closed its upstream's breaker tells every instance's event
+ * stream (best effort: an event is no outcome). */
+static void announce_breaker(const struct workers_deps *d, const struct attempt_info *a)
+{
+    if (a->breaker_event == NULL || a->upstream == NULL)
+        return;
+    json_t *obj = json_pack("{s:s}", "upstream", a->upstream);
+    char *data = jsontext(obj);
+    json_decref(obj);
+    struct err e = {0};
+    struct db_conn *c = db_acquire(d->db, &e);
+    if (c != NULL) {
+        (void)events_record(c, a->breaker_event, data, &e);
+        db_release(d->db, c);
+    }
+    free(data);
+}
+
 /* Runs the segments in order. Once offline or stopping, the rest are released untried (no
  * attempt used). Adapts the next claim's size so that a claim runs for about
  * CLAIM_TARGET_MS: large against a fast upstream, one at a time against a slow one. */
@@ -272,6 +292,7 @@ static void execute_all(struct worker *w, struct job *jobs, struct segment *segs
         execute(w, jobs + segs[i].from, segs[i].n, res);
         res->attempt.duration_ms = oq_now_ms() - t0;
         log_attempts(jobs + segs[i].from, segs[i].n, res);
+        announce_breaker(d, &res->attempt);
         if (res->outcome != OUTCOME_RELEASE)
             metrics_exec(d->metrics, res->attempt.upstream, (oq_now_ms() - t0) / 1000.0);
         ran++;

@@ -13,12 +13,16 @@ void settings_init(struct settings *s)
     s->interval_s = 60;
     s->strategy = STRATEGY_LOCAL_WINS;
     s->last_sync = NULL;
+    s->paused = json_object();
+    s->on_paused = NULL;
+    s->on_paused_arg = NULL;
     s->reload_started = s->reload_applied = 0;
 }
 
 void settings_close(struct settings *s)
 {
     json_decref(s->last_sync);
+    json_decref(s->paused);
     pthread_mutex_destroy(&s->mu);
 }
 
@@ -53,6 +57,11 @@ static void apply(struct settings *s, const char *key, json_t *v)
     else if (strcmp(key, "last_sync") == 0 && json_is_object(v)) {
         json_decref(s->last_sync);
         s->last_sync = json_incref(v);
+    } else if (strcmp(key, "upstreams_paused") == 0 && json_is_object(v)) {
+        json_decref(s->paused);
+        s->paused = json_incref(v);
+        if (s->on_paused != NULL)
+            s->on_paused(s->on_paused_arg, s->paused);
     }
 }
 
@@ -84,6 +93,21 @@ int settings_reload(struct settings *s, struct db_conn *c, struct err *e)
     return 0;
 }
 
+static const struct db_stmt pause_stmt = {"settings_pause",
+                                          "SELECT offlineq_upstream_pause($1, $2::boolean)"};
+
+int settings_pause_upstream(struct db_conn *c, const char *name, bool is_paused, bool *changed,
+                            struct err *e)
+{
+    const char *params[] = {name, is_paused ? "true" : "false"};
+    PGresult *r = db_exec(c, &pause_stmt, 2, params, e);
+    if (r == NULL)
+        return -1;
+    *changed = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    return 0;
+}
+
 int settings_store(struct db_conn *c, const char *key, const char *json_value, struct err *e)
 {
     const char *params[] = {key, json_value};
@@ -103,4 +127,5 @@ int settings_store(struct db_conn *c, const char *key, const char *json_value, s
 LOCKED_GETTER(bool, settings_auto_sync, s->auto_sync)
 LOCKED_GETTER(int, settings_interval_s, s->interval_s)
 LOCKED_GETTER(json_t *, settings_last_sync, json_incref(s->last_sync))
+LOCKED_GETTER(json_t *, settings_paused, json_incref(s->paused))
 LOCKED_GETTER(enum strategy, settings_strategy, s->strategy)

@@ -1,6 +1,6 @@
 /* Settings shared by every instance through offlineq_settings: auto_sync, sync_interval_s,
- * conflict_strategy, last_sync. Cached here; reloaded on NOTIFY offlineq_settings and by
- * maintenance. Thread-safe. */
+ * conflict_strategy, last_sync, upstreams_paused. Cached here; reloaded on NOTIFY offlineq_settings
+ * and by maintenance. Thread-safe. */
 #ifndef OQ_SETTINGS_H
 #define OQ_SETTINGS_H
 
@@ -15,7 +15,12 @@ struct settings {
     bool auto_sync;
     int interval_s;
     enum strategy strategy;
-    json_t *last_sync;                                 /* {"at","result"} or NULL */
+    json_t *last_sync; /* {"at","result"} or NULL */
+    json_t *paused;    /* {"upstream": "paused at"}, never NULL */
+    /* Called under the lock with the paused object (borrowed) after every reload that read
+     * it: the delivery policy takes it (set by app.c; NULL: nobody). */
+    void (*on_paused)(void *arg, json_t *paused);
+    void *on_paused_arg;
     unsigned long long reload_started, reload_applied; /* tickets: newest reload wins */
 };
 
@@ -32,7 +37,14 @@ int settings_reload(struct settings *s, struct db_conn *c, struct err *e);
 int settings_store(struct db_conn *c, const char *key, const char *json_value,
                    struct err *e) OQ_MUSTCHECK;
 
+/* Pauses (is_paused) or resumes the upstream name for every instance, recording
+ * upstream.paused|resumed when that changed something (*changed). */
+int settings_pause_upstream(struct db_conn *c, const char *name, bool is_paused, bool *changed,
+                            struct err *e) OQ_MUSTCHECK;
+
 bool settings_auto_sync(struct settings *s);
+/* A new reference to the paused object {"upstream": "paused at"}. */
+json_t *settings_paused(struct settings *s);
 int settings_interval_s(struct settings *s);
 /* The global conflict strategy. */
 enum strategy settings_strategy(struct settings *s);

@@ -139,6 +139,23 @@ long long stats_pending(struct db_conn *c, struct err *e)
     return n;
 }
 
+static const struct db_stmt pending_by_upstream_stmt = {
+    "stats_pending_by_upstream",
+    "SELECT coalesce(payload ->> 'upstream', 'default'), count(*) FROM offline_operations "
+    "WHERE status = 'pending' GROUP BY 1"};
+
+json_t *stats_pending_by_upstream(struct db_conn *c, struct err *e)
+{
+    PGresult *res = db_exec(c, &pending_by_upstream_stmt, 0, NULL, e);
+    if (res == NULL)
+        return NULL;
+    json_t *out = json_object();
+    for (int i = 0; i < PQntuples(res); i++)
+        json_object_set_new(out, PQgetvalue(res, i, 0), json_integer(atoll(PQgetvalue(res, i, 1))));
+    PQclear(res);
+    return out;
+}
+
 double stats_oldest_pending_s(struct db_conn *c, struct err *e)
 {
     PGresult *res = db_exec(c, &oldest_stmt, 0, NULL, e);

@@ -4,6 +4,8 @@
 #ifndef OQ_STATS_H
 #define OQ_STATS_H
 
+#include <jansson.h>
+
 #include "core/vocab.h"
 #include "store/db.h"
 
@@ -39,6 +41,10 @@ char *stats_history(struct db_conn *c, struct err *e);
  * sample stays) and drops the samples older than the history. -1 with *e. Called by the
  * janitor. */
 int stats_sample_depth(struct db_conn *c, struct err *e) OQ_MUSTCHECK;
+
+/* The pending operations of each upstream: a new object {"upstream": n} (upstreams with none
+ * are absent), or NULL with *e. Reads every pending row: an operator's view, not a hot path. */
+json_t *stats_pending_by_upstream(struct db_conn *c, struct err *e);
 
 struct status_count {
     enum op_status status;

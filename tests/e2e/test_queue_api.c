@@ -976,6 +976,7 @@ static void test_head_on_every_get_route(void **state)
                                  "/api/offline/sync/status",
                                  "/api/offline/sync/conflict-strategy",
                                  "/api/offline/network-status",
+                                 "/api/offline/upstreams",
                                  path[0],
                                  NULL};
     char src[1024];

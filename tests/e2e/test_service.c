@@ -79,6 +79,11 @@ static const struct endpoint endpoints[] = {
     {"POST", "/api/offline/sync/start-auto", NULL, ADMIN, 200},
     {"POST", "/api/offline/sync/conflict-strategy", "{\"strategy\":\"merge\"}", ADMIN, 200},
     {"POST", "/api/offline/check-connectivity", NULL, ADMIN, 200},
+    {"POST", "/api/offline/queue/delete", "{\"status\":\"failed\"}", ADMIN, 200},
+    {"GET", "/api/offline/upstreams", NULL, READER, 200},
+    {"POST", "/api/offline/upstreams/default/pause", NULL, ADMIN, 200},
+    {"POST", "/api/offline/upstreams/default/resume", NULL, ADMIN, 200},
+    {"POST", "/api/offline/upstreams/nowhere/pause", NULL, ADMIN, 404},
 };
 
 static long call(const struct svc *s, const struct endpoint *ep, enum who who, struct resp **out)

@@ -31,7 +31,7 @@ static void test_config_parsing(void **state)
     assert_int_equal(c.listen_port, 9999);
     assert_string_equal(c.listen_host, "0.0.0.0");
     assert_false(c.listen_is_loopback);
-    assert_int_equal(c.n_api_keys, 3);
+    assert_int_equal(config_live(&c)->n_api_keys, 3);
     assert_int_equal(config_key_role(&c, "r1"), ROLE_READ);
     assert_int_equal(config_key_role(&c, "w1"), ROLE_WRITE);
     assert_int_equal(config_key_role(&c, "a:b"), ROLE_ADMIN); /* the role is after the last colon */

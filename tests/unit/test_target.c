@@ -72,13 +72,18 @@ static void test_url_parse(void **state)
     }
 }
 
+static struct config_live live;
+
 static void with_config(struct config *c, const char *upstreams)
 {
     memset(c, 0, sizeof(*c));
+    memset(&live, 0, sizeof(live));
     c->upstreams_raw = (char *)upstreams;
     char msg[256];
     assert_int_equal(
-        upstreams_parse(c->upstreams_raw, "", &c->upstreams, &c->n_upstreams, msg, sizeof(msg)), 0);
+        upstreams_parse(c->upstreams_raw, "", &live.upstreams, &live.n_upstreams, msg, sizeof(msg)),
+        0);
+    atomic_init(&c->live, &live);
 }
 
 static void test_endpoints_stay_below_the_base_path(void **state)
@@ -119,7 +124,7 @@ static void test_endpoints_stay_below_the_base_path(void **state)
             assert_string_equal(e.field, "endpoint");
         json_decref(p);
     }
-    upstreams_free(c.upstreams, c.n_upstreams);
+    upstreams_free(live.upstreams, live.n_upstreams);
 }
 
 static void test_forbidden_headers(void **state)
