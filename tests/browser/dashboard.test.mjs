@@ -266,22 +266,33 @@ try {
   check(await page.evaluate(() => window.__pwned === undefined && !document.querySelector('main img') && !document.getElementById('pwn')),
     'a hostile payload and upstream answer are shown as text, not markup');
 
-  // The upstreams panel.
+  // The upstreams panel: the state, and pause/resume through it.
   const ups = await call(svc.base, 'GET', '/api/offline/upstreams');
-  if (ups.status === 404) {
-    await page.waitForFunction(() => document.getElementById('up-note').textContent.includes('404'));
-    check(true, 'without the upstreams route the panel says it answered 404');
-  } else {
-    await page.waitForSelector('#upstreams tr[data-name="default"]');
-    const state = await page.textContent('#upstreams tr[data-name="default"] .pill');
-    check(state === ups.json.upstreams[0].breaker.state.replace('_', ' ') && !ups.json.upstreams[0].paused, `the upstreams panel shows default ${state}`);
-    await page.click('#upstreams tr[data-name="default"] button');
-    await page.waitForFunction(() => document.querySelector('#upstreams tr[data-name="default"] .pill').textContent === 'paused', null, { timeout: 10000 });
-    check((await call(svc.base, 'GET', '/api/offline/upstreams')).json.upstreams.find((u) => u.name === 'default').paused === true, 'Pause paused it (the API says paused)');
-    await page.click('#upstreams tr[data-name="default"] button');
-    await page.waitForFunction(() => document.querySelector('#upstreams tr[data-name="default"] .pill').textContent !== 'paused', null, { timeout: 10000 });
-    check((await call(svc.base, 'GET', '/api/offline/upstreams')).json.upstreams.find((u) => u.name === 'default').paused === false, 'Resume resumed it');
+  check(ups.status === 200 && ups.json.upstreams.length === 1, 'GET /upstreams lists the one upstream');
+  const row = '#upstreams tr[data-name="default"]';
+  await page.waitForSelector(row);
+  const state = await page.textContent(`${row} .pill`);
+  check(state === ups.json.upstreams[0].breaker.state.replace('_', ' ') && state === 'closed' && !ups.json.upstreams[0].paused,
+    `the upstreams panel shows default ${state}`);
+  await page.click(`${row} button`);
+  await page.waitForFunction((r) => document.querySelector(`${r} .pill`).textContent === 'paused'
+    && document.querySelector(`${r} button`).textContent === 'Resume', row, { timeout: 10000 });
+  check((await call(svc.base, 'GET', '/api/offline/upstreams')).json.upstreams[0].paused === true, 'Pause paused it (the API says paused; the button now offers Resume)');
+  const held = await call(svc.base, 'POST', '/api/offline/queue', { operation_type: 'api_call', payload: { endpoint: '/ok/held' } });
+  await page.waitForFunction((r) => document.querySelector(`${r} td:nth-child(4)`).textContent === '1', row, { timeout: 10000 });
+  await new Promise((r) => setTimeout(r, 1000));
+  check((await call(svc.base, 'GET', `/api/offline/queue/${held.json.id}`)).json.status === 'pending' && !received.some((r) => r.url === '/ok/held'),
+    'while paused an operation for it waits (the panel counts it pending)');
+  await page.click(`${row} button`);
+  await page.waitForFunction((r) => document.querySelector(`${r} .pill`).textContent === 'closed', row, { timeout: 10000 });
+  let heldOp;
+  for (let i = 0; i < 100; i++) {
+    heldOp = (await call(svc.base, 'GET', `/api/offline/queue/${held.json.id}`)).json;
+    if (heldOp.status === 'completed') break;
+    await new Promise((r) => setTimeout(r, 100));
   }
+  check((await call(svc.base, 'GET', '/api/offline/upstreams')).json.upstreams[0].paused === false && heldOp.status === 'completed',
+    'Resume resumed it: the waiting operation was delivered');
 
   await page.selectOption('#f-status', 'pending,in_progress,completed,failed,conflict');
   await page.selectOption('#f-type', '');
