@@ -67,6 +67,7 @@ struct request {
     const char *route;           /* the matched route pattern, for logs */
     const struct route *matched; /* the route admitted from the headers, or NULL */
     enum role role;
+    const struct api_key *api_key; /* borrowed from config: the key that authenticated, or NULL */
     double start_ms;
     unsigned status;
     const char *cors_origin; /* borrowed from config: the allowed Origin to echo */

@@ -92,6 +92,20 @@ static void deleted(FILE *f, struct metrics *m)
                 (unsigned long long)atomic_load(&m->deleted[i]));
 }
 
+static void rotation(FILE *f, struct metrics *m)
+{
+    fprintf(f,
+            "# HELP offlineq_key_rotation_active Whether this instance is sealing again what "
+            "OFFLINEQ_ENCRYPTION_KEY_PREVIOUS sealed.\n# TYPE offlineq_key_rotation_active gauge\n"
+            "offlineq_key_rotation_active %d\n"
+            "# HELP offlineq_key_rotation_resealed_total Values (columns, file chunks) this "
+            "instance sealed again with OFFLINEQ_ENCRYPTION_KEY.\n"
+            "# TYPE offlineq_key_rotation_resealed_total counter\n"
+            "offlineq_key_rotation_resealed_total %llu\n",
+            atomic_load(&m->rotation_active),
+            (unsigned long long)atomic_load(&m->rotation_resealed));
+}
+
 static void http_counts(FILE *f, struct metrics *m)
 {
     fprintf(f, "# HELP offlineq_http_requests_total HTTP requests served, by route and status.\n"
@@ -162,6 +176,7 @@ static char *render(struct app *a)
     FILE *f = open_memstream(&text, &len);
     counters(f, &a->metrics);
     deleted(f, &a->metrics);
+    rotation(f, &a->metrics);
     exec_histogram(f, &a->metrics);
     histogram(f, "offlineq_enqueue_to_completion_seconds", "From enqueue to completed.",
               &a->metrics.latency_seconds);

@@ -11,6 +11,7 @@
 #include "api/etag.h"
 #include "api/parse.h"
 #include "api/prefer.h"
+#include "api/replay.h"
 #include "api/reply.h"
 #include "api/routes.h"
 #include "app.h"
@@ -61,25 +62,45 @@ static char *ids_body(const struct op_created *out)
     return body;
 }
 
-/* The answer to a stored single enqueue: 201 (stored), 200 (its dedup_key's live operation),
- * 202 at once for Prefer: wait=0, or parked until it finishes for wait=N. With
- * return=minimal the body is the id alone, also once the wait ends. Steals out->json. */
+/* The answer to a stored single enqueue that does not wait: 201 (stored), 200 (its dedup_key's
+ * live operation), 202 at once for Prefer: wait=0; with return=minimal the body is the id
+ * alone. Steals out->json. */
+static void single_answer(struct op_created *out, const struct prefer *p, struct idem_answer *a)
+{
+    char loc[128];
+    snprintf(loc, sizeof(loc), "/api/offline/queue/%s", out->id);
+    bool minimal = p->ret == PREFER_RETURN_MINIMAL;
+    const char *applied = prefer_applied(p, false);
+    *a = (struct idem_answer){
+        .status = p->wait_s == 0 ? 202
+                  : out->created ? 201
+                                 : 200,
+        .body = minimal ? ids_body(out) : out->json,
+        .location = oq_strdup(loc),
+        .preference_applied = applied ? oq_strdup(applied) : NULL,
+    };
+    if (!minimal)
+        out->json = NULL;
+}
+
+/* The answer to a stored single enqueue: single_answer's, or for Prefer: wait=N parked until
+ * the operation finishes (200 when done, else 202; with return=minimal the id alone). Steals
+ * out->json. */
 static int answer_enqueue(struct request *r, struct op_created *out, const struct prefer *p)
 {
+    if (p->wait_s <= 0) {
+        struct idem_answer a;
+        single_answer(out, p, &a);
+        return replay_send(r, &a, false);
+    }
     reply_location(r, "/api/offline/queue/", out->id);
     bool minimal = p->ret == PREFER_RETURN_MINIMAL;
     char *json = minimal ? ids_body(out) : out->json;
     if (!minimal)
         out->json = NULL;
-    const char *applied = prefer_applied(p, p->wait_s > 0);
-    if (applied != NULL)
-        reply_header(r, "Preference-Applied", applied);
-    if (p->wait_s > 0) {
-        /* 200 when done, else 202 */
-        waiters_park(&r->api->waiters, r, out->id, p->wait_s, json, !minimal);
-        return 0;
-    }
-    return reply_json_text(r, p->wait_s == 0 ? 202 : out->created ? 201 : 200, json);
+    reply_header(r, "Preference-Applied", prefer_applied(p, true));
+    waiters_park(&r->api->waiters, r, out->id, p->wait_s, json, !minimal);
+    return 0;
 }
 
 /* The request's trace context and id go with each operation it stores. */
@@ -90,13 +111,34 @@ static void with_trace(struct request *r, struct op_new *op)
     op->request_id = r->request_id;
 }
 
+/* The preferences of an enqueue. One with an Idempotency-Key does not wait (wait=N is not
+ * applied): its answer is stored when it commits. */
+static void enqueue_prefer(struct request *r, bool keyed, struct prefer *p)
+{
+    prefer_parse(r, p);
+    if (keyed && p->wait_s > 0)
+        p->wait_s = -1;
+}
+
 int api_queue_create(struct request *r, struct err *e)
 {
+    struct idem_key key;
+    int keyed = replay_key(r, "queue", &key, e);
+    if (keyed < 0)
+        return -1;
     struct op_new op = {0};
     struct op_created out = {0};
+    struct idem_answer answer = {0};
     struct db_conn *c = NULL;
     int rc = -1;
     long long held = 0; /* room reserved by check_room */
+    bool replayed = false;
+    if (keyed && replay_begin(r, &key, &c, &replayed, e) != 0)
+        goto out;
+    if (replayed) {
+        rc = 0;
+        goto out;
+    }
     if (check_room(r, 1, e) != 0)
         goto out;
     held = 1;
@@ -104,15 +146,21 @@ int api_queue_create(struct request *r, struct err *e)
         goto out;
     with_trace(r, &op);
     struct prefer prefer;
-    prefer_parse(r, &prefer);
+    enqueue_prefer(r, keyed, &prefer);
     op.ids_only = prefer.ret == PREFER_RETURN_MINIMAL;
-    if (prefer.wait_s < 0 && ops_is_simple(&op)) { /* group commit with concurrent requests */
+    if (!keyed && prefer.wait_s < 0 && ops_is_simple(&op)) {    /* group commit */
         coalesce_submit(&r->api->coalesce, r, &op, prefer.ret); /* the flusher settles the room */
         return 0;
     }
-    c = db_acquire(&r->app->db, e);
-    if (c == NULL || ops_enqueue(c, &op, &out, e) != 0)
+    if (c == NULL && (c = db_acquire(&r->app->db, e)) == NULL)
         goto out;
+    if (ops_enqueue(c, &op, &out, e) != 0)
+        goto out;
+    if (keyed) {
+        single_answer(&out, &prefer, &answer);
+        if (idempotency_commit(c, &key, &answer, e) != 0)
+            goto out;
+    }
     db_release(&r->app->db, c);
     c = NULL;
     pending_settle(&r->app->pending, held, out.created ? 1 : 0, out.xid);
@@ -121,10 +169,11 @@ int api_queue_create(struct request *r, struct err *e)
         metrics_op(&r->app->metrics, op.operation_type, OPC_ENQUEUED, 1);
         workers_wake(&r->app->workers);
     }
-    rc = answer_enqueue(r, &out, &prefer);
+    rc = keyed ? replay_send(r, &answer, false) : answer_enqueue(r, &out, &prefer);
 out:
     give_back(r, c, held);
     api_op_new_free(&op);
+    idempotency_answer_free(&answer);
     free(out.json);
     return rc;
 }
@@ -169,52 +218,86 @@ const struct field_rule api_batch_rules[] = {
     {.name = NULL},
 };
 
-int api_queue_batch(struct request *r, struct err *e)
+/* Stores the n operations of a batch on c (keyed: in its open transaction) and returns its
+ * answer's body, or NULL with *e (naming the operation the database refused). */
+static char *store_batch(struct db_conn *c, bool keyed, const struct op_new *ops, size_t n,
+                         struct op_created *out, bool minimal, struct err *e)
 {
-    size_t n = json_array_size(json_object_get(r->json, "operations"));
-    if (n == 0 || n > BATCH_MAX)
-        return err_field(e, ERR_INVALID_REQUEST, "operations", "operations must hold 1 to %d items",
-                         BATCH_MAX);
-    struct op_new *ops = oq_calloc(n, sizeof(*ops));
-    struct op_created *out = oq_calloc(n, sizeof(*out));
-    struct db_conn *c = NULL;
     long failed = -1;
-    int rc = -1;
-    long long held = 0, stored = 0; /* room reserved by check_room */
-    if (check_room(r, n, e) != 0)
-        goto out;
-    held = (long long)n;
-    struct prefer prefer;
-    prefer_parse(r, &prefer); /* wait=N is for a single enqueue; return= applies here */
-    bool minimal = prefer.ret == PREFER_RETURN_MINIMAL;
-    if (parse_batch(r, ops, n, minimal, e) != 0)
-        goto out;
-    c = db_acquire(&r->app->db, e);
-    if (c == NULL)
-        goto out;
-    if (ops_enqueue_batch(c, ops, n, out, &failed, e) != 0) {
+    int rc = keyed ? ops_enqueue_batch_in(c, ops, n, out, &failed, e)
+                   : ops_enqueue_batch(c, ops, n, out, &failed, e);
+    if (rc != 0) {
         if (failed >= 0 && e->code == ERR_INVALID_REQUEST)
             prefix_index(e, failed);
-        goto out;
+        return NULL;
     }
+    return batch_body(out, n, minimal);
+}
+
+/* After the batch's commit: the room it stored into, its metrics, the workers. */
+static void settle_batch(struct request *r, const struct op_new *ops, size_t n,
+                         const struct op_created *out, long long held)
+{
+    long long stored = 0;
     for (size_t i = 0; i < n; i++) {
         if (out[i].created)
             metrics_op(&r->app->metrics, ops[i].operation_type, OPC_ENQUEUED, 1);
         stored += out[i].created;
     }
     pending_settle(&r->app->pending, held, stored, out[0].xid); /* one transaction */
-    held = 0;
     workers_wake(&r->app->workers);
+}
+
+int api_queue_batch(struct request *r, struct err *e)
+{
+    size_t n = json_array_size(json_object_get(r->json, "operations"));
+    if (n == 0 || n > BATCH_MAX)
+        return err_field(e, ERR_INVALID_REQUEST, "operations", "operations must hold 1 to %d items",
+                         BATCH_MAX);
+    struct idem_key key;
+    int keyed = replay_key(r, "batch", &key, e);
+    if (keyed < 0)
+        return -1;
+    struct op_new *ops = oq_calloc(n, sizeof(*ops));
+    struct op_created *out = oq_calloc(n, sizeof(*out));
+    struct idem_answer answer = {.status = 201};
+    struct db_conn *c = NULL;
+    int rc = -1;
+    long long held = 0; /* room reserved by check_room */
+    bool replayed = false;
+    if (keyed && replay_begin(r, &key, &c, &replayed, e) != 0)
+        goto out;
+    if (replayed) {
+        rc = 0;
+        goto out;
+    }
+    if (check_room(r, n, e) != 0)
+        goto out;
+    held = (long long)n;
+    struct prefer prefer;
+    prefer_parse(r, &prefer); /* wait=N is for a single enqueue; return= applies here */
     const char *applied = prefer_applied(&prefer, false);
-    if (applied != NULL)
-        reply_header(r, "Preference-Applied", applied);
-    rc = reply_json_text(r, 201, batch_body(out, n, minimal));
+    answer.preference_applied = applied ? oq_strdup(applied) : NULL;
+    bool minimal = prefer.ret == PREFER_RETURN_MINIMAL;
+    if (parse_batch(r, ops, n, minimal, e) != 0)
+        goto out;
+    if (c == NULL && (c = db_acquire(&r->app->db, e)) == NULL)
+        goto out;
+    answer.body = store_batch(c, keyed, ops, n, out, minimal, e);
+    if (answer.body == NULL || (keyed && idempotency_commit(c, &key, &answer, e) != 0))
+        goto out;
+    db_release(&r->app->db, c);
+    c = NULL;
+    settle_batch(r, ops, n, out, held);
+    held = 0;
+    rc = replay_send(r, &answer, false);
 out:
     give_back(r, c, held);
     for (size_t i = 0; i < n; i++) {
         api_op_new_free(&ops[i]);
         free(out[i].json);
     }
+    idempotency_answer_free(&answer);
     free(ops);
     free(out);
     return rc;

@@ -40,7 +40,7 @@ static void add_common_headers(struct request *r, struct MHD_Response *resp)
     if (r->cors_origin != NULL) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->cors_origin);
         MHD_add_response_header(resp, "Access-Control-Expose-Headers",
-                                "X-Request-Id, Location, ETag, Retry-After");
+                                "X-Request-Id, Location, ETag, Retry-After, Idempotent-Replayed");
         if (strcmp(r->cors_origin, "*") != 0)
             MHD_add_response_header(resp, "Vary", "Origin");
     }

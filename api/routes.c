@@ -146,7 +146,7 @@ static int preflight(struct request *r, const char *path, struct err *e)
         reply_header(r, "Access-Control-Allow-Methods", allow);
         reply_header(r, "Access-Control-Allow-Headers",
                      "Authorization, Content-Type, X-Request-Id, Prefer, If-None-Match, "
-                     "Last-Event-ID");
+                     "Last-Event-ID, Idempotency-Key");
         reply_header(r, "Access-Control-Max-Age", "600");
     }
     reply_header(r, "Allow", allow);
@@ -173,8 +173,9 @@ static int authenticate(struct request *r, const struct route *rt, struct err *e
         return 0;
     const char *auth = http_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
     const char *key = after_prefix(auth, "Bearer ");
-    if (key != NULL)
-        r->role = config_key_role(c, key);
+    r->api_key = key ? config_key_find(c, key) : NULL;
+    if (r->api_key != NULL)
+        r->role = r->api_key->role;
     if (r->role == ROLE_NONE) {
         reply_header(r, "WWW-Authenticate", "Bearer realm=\"offlineq\"");
         return err_set(e, ERR_UNAUTHORIZED,

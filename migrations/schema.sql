@@ -712,6 +712,33 @@ CREATE TABLE offlineq.offlineq_files (
     sealed_whole boolean DEFAULT false NOT NULL
 );
 
+CREATE TABLE offlineq.offlineq_idempotency (
+    scope text NOT NULL,
+    key text NOT NULL,
+    request_sha256 bytea NOT NULL,
+    status smallint NOT NULL,
+    body text NOT NULL,
+    location text,
+    preference_applied text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT offlineq_idempotency_key_check CHECK ((((length(key) >= 1) AND (length(key) <= 255)) AND (key !~ '[^\x20-\x7e]'::text))),
+    CONSTRAINT offlineq_idempotency_request_sha256_check CHECK ((length(request_sha256) = 32)),
+    CONSTRAINT offlineq_idempotency_scope_check CHECK (((length(scope) >= 1) AND (length(scope) <= 64))),
+    CONSTRAINT offlineq_idempotency_status_check CHECK (((status >= 200) AND (status <= 299)))
+);
+
+CREATE TABLE offlineq.offlineq_key_rotation (
+    id boolean DEFAULT true NOT NULL,
+    phase integer NOT NULL,
+    a text NOT NULL,
+    b text NOT NULL,
+    resealed bigint DEFAULT 0 NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT offlineq_key_rotation_one_row CHECK (id),
+    CONSTRAINT offlineq_key_rotation_phase_check CHECK (((phase >= 0) AND (phase <= 4)))
+);
+
 CREATE TABLE offlineq.offlineq_op_counts (
     operation_type text NOT NULL,
     status text NOT NULL,
@@ -753,6 +780,12 @@ ALTER TABLE ONLY offlineq.offlineq_file_chunks
 ALTER TABLE ONLY offlineq.offlineq_files
     ADD CONSTRAINT offlineq_files_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY offlineq.offlineq_idempotency
+    ADD CONSTRAINT offlineq_idempotency_pkey PRIMARY KEY (scope, key);
+
+ALTER TABLE ONLY offlineq.offlineq_key_rotation
+    ADD CONSTRAINT offlineq_key_rotation_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY offlineq.offlineq_operation_types
     ADD CONSTRAINT offlineq_operation_types_pkey PRIMARY KEY (name);
 
@@ -784,6 +817,8 @@ CREATE INDEX offline_operations_scheduled ON offlineq.offline_operations USING b
 CREATE INDEX offline_operations_waiting ON offlineq.offline_operations USING btree (id) WHERE ((status = 'pending'::text) AND (depends_on IS NOT NULL));
 
 CREATE INDEX offlineq_events_order ON offlineq.offlineq_events USING btree (xid, id);
+
+CREATE INDEX offlineq_idempotency_created_at_idx ON offlineq.offlineq_idempotency USING btree (created_at);
 
 CREATE TRIGGER offline_operations_after_delete AFTER DELETE ON offlineq.offline_operations REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION offlineq.offlineq_after_delete();
 

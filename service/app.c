@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "store/migrate.h"
 #include "store/ops.h"
+#include "store/rotation.h"
 #include "store/secretbox.h"
 #include "core/pgarray.h"
 
@@ -59,6 +60,7 @@ static struct janitor_deps janitor_deps(struct app *a)
                                  .metrics = &a->metrics,
                                  .retain_completed_s = a->cfg.retain_completed_s,
                                  .retain_failed_s = a->cfg.retain_failed_s,
+                                 .idempotency_ttl_s = a->cfg.idempotency_ttl_s,
                                  .watchdog_ms = sdnotify_watchdog_period_ms(),
                                  .max_lease_expiries = a->cfg.max_lease_expiries};
 }
@@ -94,7 +96,22 @@ int app_init(struct app *a, struct err *e)
     struct db_conn *c = db_acquire(&a->db, e);
     if (c == NULL)
         return -1;
-    int rc = secretbox_check_database(c, e);
+    bool rotating = false;
+    int rc = secretbox_check_database(c, &rotating, e);
+    if (rc == 0 && rotating)
+        rc = rotation_begin(c, e);
+    if (rc == 0 && rotating) {
+        atomic_store(&a->metrics.rotation_active, 1); /* the janitor takes it from here */
+        log_json(LOG_INFO,
+                 "key rotation: what OFFLINEQ_ENCRYPTION_KEY_PREVIOUS sealed is sealed "
+                 "again with OFFLINEQ_ENCRYPTION_KEY",
+                 json_pack("{s:s}", "event", "key_rotation_started"));
+    } else if (rc == 0 && a->box.has_previous) {
+        log_json(LOG_INFO,
+                 "OFFLINEQ_ENCRYPTION_KEY_PREVIOUS is not needed: nothing needs it "
+                 "(a rotation to this key is over)",
+                 json_pack("{s:s}", "event", "key_rotation_not_needed"));
+    }
     if (rc == 0)
         rc = settings_seed(c, a->cfg.auto_sync, a->cfg.sync_interval_s, e);
     if (rc == 0)

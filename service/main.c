@@ -104,8 +104,10 @@ static int run(struct app *a, int argc, char **argv)
     }
     log_set_level(a->cfg.log_level);
     struct err ke = {0};
-    int key_rc = secretbox_init(&a->box, a->cfg.encryption_key, &ke);
+    int key_rc =
+        secretbox_init(&a->box, a->cfg.encryption_key, a->cfg.encryption_key_previous, &ke);
     OPENSSL_cleanse(a->cfg.encryption_key, strlen(a->cfg.encryption_key)); /* only the bytes stay */
+    OPENSSL_cleanse(a->cfg.encryption_key_previous, strlen(a->cfg.encryption_key_previous));
     if (key_rc != 0) {
         log_json(LOG_ERROR, ke.message, json_pack("{s:s}", "event", "bad_configuration"));
         config_free(&a->cfg);

@@ -50,6 +50,8 @@ static const struct setting settings[] = {
      "key:role,... with role read|write|admin; empty = no auth (loopback only)"},
     {"OFFLINEQ_ENCRYPTION_KEY", CFG_SECRET, OFF(encryption_key), "", 0, 0,
      "64 hex characters (32 bytes): payloads and files are stored encrypted (AES-256-GCM)"},
+    {"OFFLINEQ_ENCRYPTION_KEY_PREVIOUS", CFG_SECRET, OFF(encryption_key_previous), "", 0, 0,
+     "the key being rotated away from: read only, while what it sealed is sealed again"},
     {"OFFLINEQ_CORS_ORIGINS", CFG_STR, OFF(cors_origins_raw), "", 0, 0,
      "comma-separated allowed browser origins, or *"},
     {"OFFLINEQ_LOG_LEVEL", CFG_STR, OFF(log_level_raw), "info", 0, 0, "debug|info|warn|error"},
@@ -105,6 +107,8 @@ static const struct setting settings[] = {
      "completed operations are deleted this long after completion (0: kept forever)"},
     {"OFFLINEQ_RETAIN_FAILED_S", CFG_INT, OFF(retain_failed_s), "2592000", 0, 2000000000,
      "failed operations are deleted this long after they failed (0: kept forever)"},
+    {"OFFLINEQ_IDEMPOTENCY_TTL_S", CFG_INT, OFF(idempotency_ttl_s), "86400", 1, 31536000,
+     "an enqueue's answer is replayed for the same Idempotency-Key this long"},
 };
 #undef OFF
 
@@ -655,16 +659,22 @@ const struct upstream *config_find_upstream(const struct config *c, const char *
     return NULL;
 }
 
-enum role config_key_role(const struct config *c, const char *token)
+const struct api_key *config_key_find(const struct config *c, const char *token)
 {
     const struct config_live *l = config_live(c);
-    enum role found = ROLE_NONE;
+    const struct api_key *found = NULL;
     unsigned char digest[32];
     SHA256((const unsigned char *)token, strlen(token), digest);
     /* Digests of equal length, compared against every key: timing tells nothing. */
     for (size_t i = 0; i < l->n_api_keys; i++) {
         if (CRYPTO_memcmp(digest, l->api_keys[i].key_sha256, sizeof(digest)) == 0)
-            found = l->api_keys[i].role;
+            found = &l->api_keys[i];
     }
     return found;
+}
+
+enum role config_key_role(const struct config *c, const char *token)
+{
+    const struct api_key *k = config_key_find(c, token);
+    return k ? k->role : ROLE_NONE;
 }

@@ -38,6 +38,7 @@ struct config {
     int max_attempts;
     char *api_keys_raw;
     char *encryption_key;
+    char *encryption_key_previous;
     char *cors_origins_raw;
     char *log_level_raw;
     char *upstreams_raw;
@@ -67,6 +68,7 @@ struct config {
     int max_subscribers;
     int retain_completed_s; /* 0: completed operations are kept forever */
     int retain_failed_s;    /* 0: failed operations are kept forever */
+    int idempotency_ttl_s;  /* an Idempotency-Key's answer is replayed this long */
 
     char **check_urls; /* derived: OFFLINEQ_CHECK_URLS, or the upstreams' base URLs */
     size_t n_check_urls;
@@ -110,7 +112,11 @@ void config_publish(struct config *c, struct config_live *fresh);
 /* Returns the upstream named name in the set in force, or NULL. */
 const struct upstream *config_find_upstream(const struct config *c, const char *name);
 
-/* Returns the role granted to a bearer token (constant-time compare), or ROLE_NONE. */
+/* Returns the configured key a bearer token is (constant-time compare; borrowed from c), or
+ * NULL. */
+const struct api_key *config_key_find(const struct config *c, const char *token);
+
+/* Returns the role granted to a bearer token, or ROLE_NONE. */
 enum role config_key_role(const struct config *c, const char *token);
 
 #endif

@@ -15,6 +15,8 @@
     X(ERR_METHOD_NOT_ALLOWED, 405, "method_not_allowed")                                           \
     X(ERR_CONFLICT, 409, "conflict")                                                               \
     X(ERR_SYNC_IN_PROGRESS, 409, "sync_in_progress")                                               \
+    X(ERR_IDEMPOTENCY_KEY_IN_USE, 409, "idempotency_key_in_use")                                   \
+    X(ERR_IDEMPOTENCY_KEY_REUSED, 422, "idempotency_key_reused")                                   \
     X(ERR_PAYLOAD_TOO_LARGE, 413, "payload_too_large")                                             \
     X(ERR_UNSUPPORTED_MEDIA_TYPE, 415, "unsupported_media_type")                                   \
     X(ERR_QUEUE_FULL, 429, "queue_full")                                                           \

@@ -53,6 +53,8 @@ struct metrics {
     atomic_int n_upstreams;                   /* grows on a reload (under mu); readers load it */
     atomic_ullong ops[METRICS_TYPES][METRICS_UPSTREAMS + 1][OPC__COUNT]; /* type, upstream */
     atomic_ullong deleted[DELETED__COUNT]; /* operations this instance deleted, by why */
+    atomic_ullong rotation_resealed;       /* values this instance sealed again (key rotation) */
+    atomic_int rotation_active;            /* 1 while this instance takes part in a rotation */
     struct histogram exec_seconds[METRICS_UPSTREAMS + 1]; /* by upstream column */
     struct histogram latency_seconds;
     pthread_mutex_t mu; /* routes */

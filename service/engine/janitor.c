@@ -12,8 +12,10 @@
 #include "engine/workers.h"
 #include "store/db.h"
 #include "store/events.h"
+#include "store/idempotency.h"
 #include "store/leases.h"
 #include "store/maintenance.h"
+#include "store/rotation.h"
 #include "store/secretbox.h"
 #include "store/settings.h"
 #include "store/stats.h"
@@ -118,6 +120,58 @@ static void retain(const struct janitor_deps *d, struct db_conn *c)
     }
 }
 
+/* Deletes Idempotency-Key answers past OFFLINEQ_IDEMPOTENCY_TTL_S (a lookup ignores them
+ * already; this keeps the table to a TTL's worth), within the same bounds as retention. */
+static void expire_keys(const struct janitor_deps *d, struct db_conn *c)
+{
+    double until = oq_now_ms() + RETENTION_ROUND_MS;
+    long long n = RETENTION_BATCH;
+    for (int statements = 0;
+         n == RETENTION_BATCH && statements < RETENTION_ROUND_STATEMENTS && oq_now_ms() < until;
+         statements++) {
+        struct err e = {0};
+        n = idempotency_expire(c, d->idempotency_ttl_s, RETENTION_BATCH, &e);
+        if (n < 0)
+            log_json(LOG_WARN, "expiring idempotency keys failed",
+                     json_pack("{s:s}", "error", e.message));
+    }
+}
+
+/* Key rotation: batches for up to ROTATION_ROUND_MS a round (another instance may hold it;
+ * then this one waits for the next round), progress to the log and the metrics, until the
+ * pass is over. */
+#define ROTATION_ROUND_MS 250.0
+static void rotate_key(const struct janitor_deps *d, struct db_conn *c)
+{
+    if (!atomic_load(&d->metrics->rotation_active))
+        return;
+    double until = oq_now_ms() + ROTATION_ROUND_MS;
+    struct rotation_step step = {0};
+    long long scanned = 0, resealed = 0;
+    struct err e = {0};
+    int rc = 0;
+    while (oq_now_ms() < until && (rc = rotation_run(c, &step, &e)) == 0 && !step.is_busy &&
+           step.phase != ROTATION_DONE) {
+        scanned += step.scanned;
+        resealed += step.resealed;
+    }
+    atomic_fetch_add(&d->metrics->rotation_resealed, (unsigned long long)resealed);
+    if (rc != 0)
+        log_json(LOG_WARN, "key rotation failed; the next round goes on",
+                 json_pack("{s:s}", "error", e.message));
+    else if (scanned > 0)
+        log_json(LOG_INFO, "key rotation progress",
+                 json_pack("{s:s, s:I, s:I}", "phase", rotation_phase_name(step.phase), "scanned",
+                           (json_int_t)scanned, "resealed", (json_int_t)resealed));
+    if (rc == 0 && step.phase == ROTATION_DONE) {
+        atomic_store(&d->metrics->rotation_active, 0);
+        log_json(LOG_INFO,
+                 "key rotation finished: OFFLINEQ_ENCRYPTION_KEY_PREVIOUS is no longer "
+                 "needed",
+                 json_pack("{s:s}", "event", "key_rotation_finished"));
+    }
+}
+
 /* Gives freed heap back to the system: RSS follows the load down. */
 static void ping_watchdog(const struct janitor_deps *d, struct db_conn *c)
 {
@@ -152,6 +206,8 @@ static const struct chore {
     {"sample depth", 4000, 0, true, sample_depth},        /* twice per 10 s bucket: none missed */
     {"retention", 1000, 1500, true, retain},              /* OFFLINEQ_RETAIN_*_S: bounded rounds */
     {"release groups", 5000, 2500, true, release_groups}, /* a raced release of a group's head */
+    {"expire keys", 1000, 2000, true, expire_keys},       /* OFFLINEQ_IDEMPOTENCY_TTL_S */
+    {"rotate key", 1000, 1000, true, rotate_key},         /* OFFLINEQ_ENCRYPTION_KEY_PREVIOUS */
     {"trim heap", 10000, 5500, false, trim_heap},
 };
 

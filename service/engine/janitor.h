@@ -1,9 +1,9 @@
 /* The janitor: one thread doing the housekeeping every instance shares, each chore on its own
  * cadence (janitor.c names them once, as PgBouncer's janitor.c does): fold counter deltas and
  * refresh the pending count, reload settings, sweep expired leases and operations, seal
- * plaintext rows, trim the event log, sample the queue depth for the history, give freed heap back
- * to the system, and ping systemd's watchdog (engine/sdnotify.h), so a janitor that hangs gets the
- * service restarted. */
+ * plaintext rows, trim the event log, sample the queue depth for the history, expire
+ * Idempotency-Key answers, give freed heap back to the system, and ping systemd's watchdog
+ * (engine/sdnotify.h), so a janitor that hangs gets the service restarted. */
 #ifndef OQ_JANITOR_H
 #define OQ_JANITOR_H
 
@@ -26,10 +26,11 @@ struct janitor_deps {
     int retain_completed_s;  /* OFFLINEQ_RETAIN_COMPLETED_S; 0: kept forever */
     int retain_failed_s;     /* OFFLINEQ_RETAIN_FAILED_S; 0: kept forever */
     int max_lease_expiries;  /* OFFLINEQ_MAX_LEASE_EXPIRIES */
+    int idempotency_ttl_s;   /* OFFLINEQ_IDEMPOTENCY_TTL_S */
     double watchdog_ms;      /* WATCHDOG=1 this often (sdnotify_watchdog_period_ms); 0: never */
 };
 
-#define JANITOR_CHORES 10
+#define JANITOR_CHORES 12
 
 struct janitor {
     struct janitor_deps d;

@@ -347,30 +347,54 @@ int ops_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *o
     return 0;
 }
 
+static bool all_simple(const struct op_new *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!ops_is_simple(&ops[i]))
+            return false;
+    }
+    return true;
+}
+
+/* Drops the documents of the first n slots of out. */
+static void free_created(struct op_created *out, size_t n)
+{
+    for (size_t j = 0; j < n; j++) {
+        free(out[j].json);
+        out[j].json = NULL;
+    }
+}
+
+int ops_enqueue_batch_in(struct db_conn *c, const struct op_new *ops, size_t n,
+                         struct op_created *out, long *failed_index, struct err *e)
+{
+    *failed_index = -1;
+    if (all_simple(ops, n))
+        return ops_enqueue_many(c, ops, n, out, e);
+    for (size_t i = 0; i < n; i++) {
+        if (ops_enqueue(c, &ops[i], &out[i], e) != 0) {
+            *failed_index = (long)i;
+            free_created(out, i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int ops_enqueue_batch(struct db_conn *c, const struct op_new *ops, size_t n, struct op_created *out,
                       long *failed_index, struct err *e)
 {
     *failed_index = -1;
-    size_t simple = 0;
-    while (simple < n && ops_is_simple(&ops[simple]))
-        simple++;
-    if (simple == n)
+    if (all_simple(ops, n)) /* one statement: its own transaction */
         return ops_enqueue_many(c, ops, n, out, e);
     if (db_command(c, "BEGIN", e) != 0)
         return -1;
-    size_t i = 0;
-    for (; i < n; i++) {
-        if (ops_enqueue(c, &ops[i], &out[i], e) != 0)
-            break;
-    }
-    if (i == n && db_command(c, "COMMIT", e) == 0)
+    if (ops_enqueue_batch_in(c, ops, n, out, failed_index, e) != 0)
+        return -1; /* db_release() rolls the open transaction back */
+    if (db_command(c, "COMMIT", e) == 0)
         return 0;
-    *failed_index = i < n ? (long)i : -1;
-    for (size_t j = 0; j < i; j++) {
-        free(out[j].json);
-        out[j].json = NULL;
-    }
-    return -1; /* db_release() rolls the open transaction back */
+    free_created(out, n);
+    return -1;
 }
 
 char *ops_get(struct db_conn *c, const char *id, struct err *e)

@@ -57,6 +57,11 @@ int ops_enqueue_many(struct db_conn *c, const struct op_new *ops, size_t n, stru
 int ops_enqueue_batch(struct db_conn *c, const struct op_new *ops, size_t n, struct op_created *out,
                       long *failed_index, struct err *e) OQ_MUSTCHECK;
 
+/* ops_enqueue_batch in the caller's open transaction (Idempotency-Key: the answer is stored
+ * in it too), which a failure leaves aborted for the caller to roll back. */
+int ops_enqueue_batch_in(struct db_conn *c, const struct op_new *ops, size_t n,
+                         struct op_created *out, long *failed_index, struct err *e) OQ_MUSTCHECK;
+
 /* Returns the Operation object (free()), or NULL with ERR_NOT_FOUND or a database error. */
 char *ops_get(struct db_conn *c, const char *id, struct err *e);
 

@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -18,24 +19,48 @@
 #define ENVELOPE2 "$enc2" /* v2: bound to its row and column */
 #define CHECK_TEXT "offlineq encryption key check v1"
 
-int secretbox_init(struct secretbox *sb, const char *hex_key, struct err *e)
+static int parse_key(const char *var, const char *hex_key, unsigned char key[32], struct err *e)
 {
-    sb->enabled = false;
-    if (hex_key == NULL || *hex_key == '\0')
-        return 0;
     if (strlen(hex_key) != 64)
-        return err_set(
-            e, ERR_INVALID_REQUEST,
-            "OFFLINEQ_ENCRYPTION_KEY: expected 64 hex characters (32 bytes), got %zu characters",
-            strlen(hex_key));
+        return err_set(e, ERR_INVALID_REQUEST,
+                       "%s: expected 64 hex characters (32 bytes), got %zu characters", var,
+                       strlen(hex_key));
     for (int i = 0; i < 32; i++) {
         char pair[3] = {hex_key[2 * i], hex_key[2 * i + 1], '\0'};
         if (!isxdigit((unsigned char)pair[0]) || !isxdigit((unsigned char)pair[1]))
-            return err_set(e, ERR_INVALID_REQUEST, "OFFLINEQ_ENCRYPTION_KEY: not hexadecimal");
-        sb->key[i] = (unsigned char)strtoul(pair, NULL, 16);
+            return err_set(e, ERR_INVALID_REQUEST, "%s: not hexadecimal", var);
+        key[i] = (unsigned char)strtoul(pair, NULL, 16);
     }
-    sb->enabled = true;
     return 0;
+}
+
+int secretbox_init(struct secretbox *sb, const char *hex_key, const char *hex_previous,
+                   struct err *e)
+{
+    sb->enabled = sb->has_previous = false;
+    bool has_prev = hex_previous != NULL && *hex_previous != '\0';
+    if (hex_key == NULL || *hex_key == '\0')
+        return has_prev ? err_set(e, ERR_INVALID_REQUEST,
+                                  "OFFLINEQ_ENCRYPTION_KEY_PREVIOUS: needs OFFLINEQ_ENCRYPTION_KEY "
+                                  "(the key to rotate to)")
+                        : 0;
+    if (parse_key("OFFLINEQ_ENCRYPTION_KEY", hex_key, sb->key, e) != 0 ||
+        (has_prev &&
+         parse_key("OFFLINEQ_ENCRYPTION_KEY_PREVIOUS", hex_previous, sb->previous, e) != 0))
+        return -1;
+    if (has_prev && CRYPTO_memcmp(sb->key, sb->previous, 32) == 0)
+        return err_set(e, ERR_INVALID_REQUEST,
+                       "OFFLINEQ_ENCRYPTION_KEY_PREVIOUS: the same key as OFFLINEQ_ENCRYPTION_KEY");
+    sb->enabled = true;
+    sb->has_previous = has_prev;
+    return 0;
+}
+
+struct secretbox secretbox_current_only(const struct secretbox *sb)
+{
+    struct secretbox cur = *sb;
+    cur.has_previous = false;
+    return cur;
 }
 
 bool secretbox_enabled(const struct secretbox *sb)
@@ -61,17 +86,14 @@ unsigned char *secretbox_seal_ad(const struct secretbox *sb, const void *plain, 
     return blob;
 }
 
-unsigned char *secretbox_open_ad(const struct secretbox *sb, const void *blob, size_t n,
-                                 const void *ad, size_t ad_len, size_t *out_len)
+static unsigned char *open_with(const unsigned char key[32], const unsigned char *b, size_t n,
+                                const void *ad, size_t ad_len, size_t *out_len)
 {
-    if (!sb->enabled || n < NONCE_LEN + TAG_LEN)
-        return NULL;
-    const unsigned char *b = blob;
     size_t ct = n - NONCE_LEN - TAG_LEN;
     unsigned char *plain = oq_malloc(ct + 1);
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int len = 0, fin = 0, ignored = 0;
-    bool ok = ctx != NULL && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, sb->key, b) == 1 &&
+    bool ok = ctx != NULL && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, b) == 1 &&
               (ad_len == 0 || EVP_DecryptUpdate(ctx, NULL, &ignored, ad, (int)ad_len) == 1) &&
               EVP_DecryptUpdate(ctx, plain, &len, b + NONCE_LEN, (int)ct) == 1 &&
               EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN,
@@ -84,6 +106,17 @@ unsigned char *secretbox_open_ad(const struct secretbox *sb, const void *blob, s
     }
     plain[ct] = '\0';
     *out_len = ct;
+    return plain;
+}
+
+unsigned char *secretbox_open_ad(const struct secretbox *sb, const void *blob, size_t n,
+                                 const void *ad, size_t ad_len, size_t *out_len)
+{
+    if (!sb->enabled || n < NONCE_LEN + TAG_LEN)
+        return NULL;
+    unsigned char *plain = open_with(sb->key, blob, n, ad, ad_len, out_len);
+    if (plain == NULL && sb->has_previous) /* sealed before the rotation */
+        plain = open_with(sb->previous, blob, n, ad, ad_len, out_len);
     return plain;
 }
 
@@ -182,6 +215,7 @@ static const struct {
     {"payload", (const char *const[]){"upstream", "file_id", NULL}},
     {"result", (const char *const[]){NULL}},
     {"resolution", (const char *const[]){NULL}},
+    {"answer", (const char *const[]){NULL}}, /* a stored Idempotency-Key answer */
 };
 
 static const char *const *clear_fields(const char *column)
@@ -329,9 +363,24 @@ static const struct db_stmt check_put = {
     "INSERT INTO offlineq_settings (key, value) VALUES ('encryption_check', to_jsonb($1::text)) "
     "ON CONFLICT (key) DO NOTHING"};
 
-int secretbox_check_database(struct db_conn *c, struct err *e)
+char *secretbox_check_value(const struct secretbox *sb)
+{
+    return seal_text(sb, CHECK_TEXT, NULL, NULL);
+}
+
+/* Does stored (the check value) open with box and say what it should? */
+static bool check_opens(const struct secretbox *box, const char *stored)
+{
+    char *text = open_text(box, stored, NULL, NULL);
+    bool ok = text != NULL && strcmp(text, CHECK_TEXT) == 0;
+    free(text);
+    return ok;
+}
+
+int secretbox_check_database(struct db_conn *c, bool *rotating, struct err *e)
 {
     const struct secretbox *sb = c->box;
+    *rotating = false;
     PGresult *r = db_exec(c, &check_get, 0, NULL, e);
     if (r == NULL)
         return -1;
@@ -345,7 +394,7 @@ int secretbox_check_database(struct db_conn *c, struct err *e)
                       : 0;
     }
     if (stored == NULL) { /* the first start with a key: record what it looks like */
-        char *check = seal_text(sb, CHECK_TEXT, NULL, NULL);
+        char *check = secretbox_check_value(sb);
         const char *params[] = {check};
         int rc = db_run(c, &check_put, 1, params, e);
         free(check);
@@ -353,16 +402,21 @@ int secretbox_check_database(struct db_conn *c, struct err *e)
             return -1;
         if (list_all_unsealed(c, e) != 0)
             return -1;
-        return secretbox_check_database(c, e); /* another instance may have won: compare */
+        return secretbox_check_database(c, rotating, e); /* another instance may have won */
     }
-    char *text = open_text(sb, stored, NULL, NULL);
-    bool ok = text != NULL && strcmp(text, CHECK_TEXT) == 0;
-    free(text);
+    struct secretbox cur = secretbox_current_only(sb);
+    bool by_key = check_opens(&cur, stored);
+    *rotating = !by_key && sb->has_previous && check_opens(sb, stored);
     free(stored);
-    return ok ? 0
-              : err_set(e, ERR_NOT_READY,
-                        "OFFLINEQ_ENCRYPTION_KEY is not the key this "
-                        "database was encrypted with");
+    if (by_key || *rotating)
+        return 0;
+    return err_set(e, ERR_NOT_READY,
+                   sb->has_previous ? "neither OFFLINEQ_ENCRYPTION_KEY nor "
+                                      "OFFLINEQ_ENCRYPTION_KEY_PREVIOUS is the key this database "
+                                      "was encrypted with"
+                                    : "OFFLINEQ_ENCRYPTION_KEY is not the key this database was "
+                                      "encrypted with (rotating keys? set the old one as "
+                                      "OFFLINEQ_ENCRYPTION_KEY_PREVIOUS)");
 }
 
 /* One compare-and-set per sealed column: written only while the stored value is unchanged. */

@@ -10,6 +10,10 @@
  * envelopes {"$enc": ...} (no binding) and plaintext rows stay readable and are sealed as v2
  * when the service sees them (a claim, or the sweep).
  *
+ * Key rotation: with OFFLINEQ_ENCRYPTION_KEY_PREVIOUS as well, whatever does not open with the
+ * key is tried with the previous one, everything is sealed with the key, and store/rotation.c
+ * re-seals what the previous key sealed.
+ *
  * The key lives in a struct secretbox owned by struct app and set once at start-up, before any
  * thread uses it; it is read-only from then on, so every function is thread-safe. The store's
  * functions reach it through their connection (db_conn.box, lent by the pool), so callers of
@@ -25,11 +29,18 @@
 
 struct secretbox {
     unsigned char key[32];
-    bool enabled; /* false: no key, everything is stored in clear */
+    unsigned char previous[32]; /* opens only: what is being rotated away from */
+    bool enabled;               /* false: no key, everything is stored in clear */
+    bool has_previous;
 };
 
-/* hex_key "" or NULL: encryption off. Returns -1 with *e when it is not 64 hex characters. */
-int secretbox_init(struct secretbox *sb, const char *hex_key, struct err *e) OQ_MUSTCHECK;
+/* hex_key "" or NULL: encryption off; hex_previous "" or NULL: none (it needs a key). Returns
+ * -1 with *e when one is not 64 hex characters, or they are the same key. */
+int secretbox_init(struct secretbox *sb, const char *hex_key, const char *hex_previous,
+                   struct err *e) OQ_MUSTCHECK;
+
+/* sb with the previous key dropped: what opens with it is sealed with the key itself. */
+struct secretbox secretbox_current_only(const struct secretbox *sb);
 bool secretbox_enabled(const struct secretbox *sb);
 
 /* Seals n bytes, bound to ad (ad_len 0: none); returns the blob (malloc'd), *out_len its
@@ -80,8 +91,12 @@ int secretbox_reseal(struct db_conn *c, const char *id, const char *column, cons
 int secretbox_sweep(struct db_conn *c, int limit, struct err *e);
 
 /* At start-up, after migrations: a key that does not match the one the database was encrypted
- * with, or no key for a database that holds encrypted data, is an error (start-up stops);
- * the first start with a key records a check value. */
-int secretbox_check_database(struct db_conn *c, struct err *e) OQ_MUSTCHECK;
+ * with (nor does the previous one), or no key for a database that holds encrypted data, is an
+ * error (start-up stops); the first start with a key records a check value. *rotating: the
+ * check opened with the previous key only, so a rotation to the key is under way. */
+int secretbox_check_database(struct db_conn *c, bool *rotating, struct err *e) OQ_MUSTCHECK;
+
+/* The check value sealed with the key, as the database keeps it (once a rotation is over). */
+char *secretbox_check_value(const struct secretbox *sb);
 
 #endif

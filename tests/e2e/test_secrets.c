@@ -187,11 +187,137 @@ static void test_wrong_or_missing_key_stops_start_up(void **state)
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
 }
 
+#define PREVIOUS_IS_KEY                                                                            \
+    "OFFLINEQ_ENCRYPTION_KEY_PREVIOUS="                                                            \
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+#define BIG_FILE_BYTES (2 * 1024 * 1024 + 4321) /* three chunks */
+
+static void wait_log(const struct svc *s, const char *says, int timeout_ms)
+{
+    for (int i = 0; i < timeout_ms / 50; i++) {
+        char *log = th_svc_log(s);
+        bool found = strstr(log, says) != NULL;
+        free(log);
+        if (found)
+            return;
+        usleep(50 * 1000);
+    }
+    fail_msg("the log never said \"%s\"", says);
+}
+
+/* OFFLINEQ_ENCRYPTION_KEY_PREVIOUS: a database sealed with KEY is read with both keys while
+ * everything in it (payloads, results, file chunks, an Idempotency-Key answer, the check value)
+ * is sealed again with the new key; then the new key alone opens it, and the old one alone no
+ * longer starts. */
+static void test_key_rotation(void **state)
+{
+    PGconn *pg = th_db_connect(url);
+    struct svc s;
+    char a[37], big[37];
+    assert_int_equal(th_svc_start(&s, url, (const char *const[]){up, KEY, NULL}, NULL), 0);
+    enqueue(&s, "rotated-secret-C", a);
+    char *content = malloc(BIG_FILE_BYTES);
+    for (int i = 0; i < BIG_FILE_BYTES; i++)
+        content[i] = (char)('a' + i % 26);
+    memcpy(content, "BIGFILE-HEAD", 12);
+    memcpy(content + BIG_FILE_BYTES - 12, "BIGFILE-TAIL", 12);
+    static const char *const oct[] = {"Content-Type: application/octet-stream", NULL};
+    struct resp *r = th_http(&s, "POST", "/api/offline/files", content, BIG_FILE_BYTES, oct);
+    assert_int_equal(r->status, 201);
+    snprintf(big, sizeof(big), "%s", th_str(r->json, "file_id"));
+    th_resp_free(r);
+    static const char *const idem[] = {"Content-Type: application/json",
+                                       "Idempotency-Key: rotate-me-1", NULL};
+    static const char keyed[] =
+        "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/k\"}}";
+    r = th_http(&s, "POST", "/api/offline/queue", keyed, -1, idem);
+    assert_int_equal(r->status, 201);
+    char *first_answer = strdup(r->body);
+    th_resp_free(r);
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+    assert_start_fails((const char *const[]){up, OTHER_KEY, NULL}, 1, "rotating keys?");
+
+    /* both keys: everything reads, and the rotation runs to its end */
+    assert_int_equal(
+        th_svc_start(&s, url, (const char *const[]){up, OTHER_KEY, PREVIOUS_IS_KEY, NULL}, NULL),
+        0);
+    assert_payload(&s, a, "rotated-secret-C");
+    wait_log(&s, "\"event\":\"key_rotation_finished\"", 20000);
+    assert_string_equal(th_sql(pg, "SELECT phase FROM offlineq_key_rotation"), "4");
+    int resealed = atoi(th_sql(pg, "SELECT resealed FROM offlineq_key_rotation"));
+    /* at least: 3 payloads of this test, 2 of the first with their results, 3 chunks and the
+     * chunk of the first test's sealed file, the answer, the check value */
+    assert_true(resealed >= 3 + 4 + 4 + 1 + 1);
+    r = th_http(&s, "GET", "/metrics", NULL, 0, NULL);
+    char want[96];
+    snprintf(want, sizeof(want), "offlineq_key_rotation_resealed_total %d\n", resealed);
+    assert_non_null(strstr(r->body, want));
+    assert_non_null(strstr(r->body, "offlineq_key_rotation_active 0\n"));
+    th_resp_free(r);
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+
+    /* the new key alone: every value opens; the old key alone is refused */
+    assert_start_fails((const char *const[]){up, KEY, NULL}, 1, "is not the key this database");
+    us_reset(US);
+    assert_int_equal(th_svc_start(&s, url,
+                                  (const char *const[]){up, OTHER_KEY, "OFFLINEQ_WORKERS=2", NULL},
+                                  NULL),
+                     0);
+    assert_payload(&s, a, "rotated-secret-C");
+    r = th_http(&s, "GET", "/api/offline/queue?limit=100", NULL, 0, NULL);
+    assert_int_equal(r->status, 200);
+    assert_null(strstr(r->body, "$enc")); /* every payload and result opened */
+    th_resp_free(r);
+    r = th_http(&s, "POST", "/api/offline/queue", keyed, -1, idem);
+    assert_int_equal(r->status, 201);
+    assert_string_equal(th_header(r, "Idempotent-Replayed"), "true");
+    assert_string_equal(r->body, first_answer);
+    th_resp_free(r);
+    char body[256], op[37];
+    snprintf(body, sizeof(body),
+             "{\"operation_type\":\"file_upload\",\"payload\":{\"file_id\":\"%s\","
+             "\"endpoint\":\"/u/big\"}}",
+             big);
+    th_enqueue(&s, body, op);
+    json_decref(th_wait_op(&s, op, "completed", 30000));
+    int n;
+    struct us_req *reqs = us_requests(US, &n);
+    bool delivered = false;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(reqs[i].path, "/u/big") != 0)
+            continue;
+        assert_non_null(memmem(reqs[i].body, reqs[i].body_len, content, BIG_FILE_BYTES));
+        delivered = true;
+    }
+    us_free_reqs(reqs, n);
+    assert_true(delivered);
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+
+    /* the pair again: nothing to do */
+    assert_int_equal(
+        th_svc_start(&s, url, (const char *const[]){up, OTHER_KEY, PREVIOUS_IS_KEY, NULL}, NULL),
+        0);
+    wait_log(&s, "\"event\":\"key_rotation_not_needed\"", 5000);
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+    assert_start_fails(
+        (const char *const[]){up, OTHER_KEY,
+                              "OFFLINEQ_ENCRYPTION_KEY_PREVIOUS="
+                              "ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+                              NULL},
+        2, "the same key as OFFLINEQ_ENCRYPTION_KEY");
+    assert_start_fails((const char *const[]){up, PREVIOUS_IS_KEY, NULL}, 2,
+                       "OFFLINEQ_ENCRYPTION_KEY_PREVIOUS: needs OFFLINEQ_ENCRYPTION_KEY");
+    free(first_answer);
+    free(content);
+    PQfinish(pg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_on_an_existing_database),
         cmocka_unit_test(test_wrong_or_missing_key_stops_start_up),
+        cmocka_unit_test(test_key_rotation),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
