@@ -260,9 +260,11 @@ function confirmDialog(title, text, canGo) {
   $("modal-cancel").textContent = canGo ? "Cancel" : "Close";
   $("modal").style.display = "flex";
   return new Promise((resolve) => {
-    const done = (v) => { $("modal").style.display = "none"; $("modal-ok").onclick = $("modal-cancel").onclick = null; resolve(v); };
+    const done = (v) => { $("modal").style.display = "none"; $("modal-ok").onclick = $("modal-cancel").onclick = document.onkeydown = null; resolve(v); };
     $("modal-ok").onclick = () => done(true);
     $("modal-cancel").onclick = () => done(false);
+    document.onkeydown = (ev) => { if (ev.key === "Escape") done(false); };
+    $("modal-cancel").focus(); // Enter does not confirm by accident
   });
 }
 

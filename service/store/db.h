@@ -13,7 +13,7 @@ struct db_stmt {
     const char *sql;
 };
 
-/* Room for every statement of the service on one connection (62 today), with headroom: past
+/* Room for every statement of the service on one connection (83 today), with headroom: past
  * it db_prepare asserts. */
 #define DB_MAX_PREPARED 128
 
