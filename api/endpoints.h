@@ -33,6 +33,7 @@ int api_queue_attempts(struct request *r, struct err *e);
 int api_queue_delete(struct request *r, struct err *e);
 int api_queue_retry(struct request *r, struct err *e);
 int api_queue_stats(struct request *r, struct err *e);
+int api_queue_stats_history(struct request *r, struct err *e);
 int api_queue_clear_completed(struct request *r, struct err *e);
 int api_queue_retry_failed(struct request *r, struct err *e);
 int api_queue_bulk_delete(struct request *r, struct err *e);

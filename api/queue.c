@@ -619,3 +619,15 @@ int api_queue_resolve(struct request *r, struct err *e)
     workers_wake(&r->app->workers);
     return reply_json_text(r, 200, json);
 }
+
+/* The last 15 minutes in 10 s buckets, all from the database (store/stats.c): every instance
+ * answers the same. */
+int api_queue_stats_history(struct request *r, struct err *e)
+{
+    struct db_conn *c = db_acquire(&r->app->db, e);
+    if (c == NULL)
+        return -1;
+    char *json = stats_history(c, e);
+    db_release(&r->app->db, c);
+    return json ? reply_json_text(r, 200, json) : -1;
+}

@@ -21,6 +21,8 @@ static const struct route routes[] = {
     {"GET", "/api/offline/queue", api_queue_list, ROLE_READ, BODY_NONE, NULL},
     {"POST", "/api/offline/queue/batch", api_queue_batch, ROLE_WRITE, BODY_JSON, api_batch_rules},
     {"GET", "/api/offline/queue/stats", api_queue_stats, ROLE_READ, BODY_NONE, NULL},
+    {"GET", "/api/offline/queue/stats/history", api_queue_stats_history, ROLE_READ, BODY_NONE,
+     NULL},
     {"POST", "/api/offline/queue/clear-completed", api_queue_clear_completed, ROLE_ADMIN,
      BODY_JSON_OPT, api_clear_rules},
     {"POST", "/api/offline/queue/retry-failed", api_queue_retry_failed, ROLE_ADMIN, BODY_JSON_OPT,

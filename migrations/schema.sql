@@ -634,6 +634,13 @@ ALTER TABLE offlineq.offline_operations ALTER COLUMN seq ADD GENERATED ALWAYS AS
     CACHE 1
 );
 
+CREATE TABLE offlineq.offlineq_depth_samples (
+    bucket timestamp with time zone NOT NULL,
+    depth bigint NOT NULL,
+    sampled_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT offlineq_depth_samples_depth_check CHECK ((depth >= 0))
+);
+
 CREATE UNLOGGED TABLE offlineq.offlineq_events (
     id bigint NOT NULL,
     xid xid8 DEFAULT pg_current_xact_id() NOT NULL,
@@ -763,6 +770,9 @@ CREATE TABLE offlineq.schema_migrations (
 
 ALTER TABLE ONLY offlineq.offline_operations
     ADD CONSTRAINT offline_operations_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY offlineq.offlineq_depth_samples
+    ADD CONSTRAINT offlineq_depth_samples_pkey PRIMARY KEY (bucket);
 
 ALTER TABLE ONLY offlineq.offlineq_events
     ADD CONSTRAINT offlineq_events_pkey PRIMARY KEY (id);

@@ -18,6 +18,7 @@
 #include "store/rotation.h"
 #include "store/secretbox.h"
 #include "store/settings.h"
+#include "store/stats.h"
 
 #define SEAL_BATCH 500 /* rows a sealing round looks at */
 /* Retention: rows per statement (one short transaction each), and the bounds of one round:
@@ -72,6 +73,15 @@ static void trim_events(const struct janitor_deps *d, struct db_conn *c)
     struct err e = {0};
     (void)d;
     (void)events_trim(c, &e); /* the next round tries again */
+}
+
+static void sample_depth(const struct janitor_deps *d, struct db_conn *c)
+{
+    struct err e = {0};
+    (void)d;
+    if (stats_sample_depth(c, &e) != 0) /* the bucket may get the next one */
+        log_json(LOG_WARN, "sampling the queue depth failed",
+                 json_pack("{s:s}", "error", e.message));
 }
 
 /* What retention deletes, in this order (keep_s in retain() follows it). */
@@ -193,6 +203,7 @@ static const struct chore {
     {"reload settings", 500, 500, true, reload_settings}, /* in case a NOTIFY was missed */
     {"seal rows", 10000, 1000, true, seal_rows},          /* rows listed in offlineq_unsealed */
     {"trim events", 10000, 500, true, trim_events},       /* the event log keeps 15 minutes */
+    {"sample depth", 4000, 0, true, sample_depth},        /* twice per 10 s bucket: none missed */
     {"retention", 1000, 1500, true, retain},              /* OFFLINEQ_RETAIN_*_S: bounded rounds */
     {"release groups", 5000, 2500, true, release_groups}, /* a raced release of a group's head */
     {"expire keys", 1000, 2000, true, expire_keys},       /* OFFLINEQ_IDEMPOTENCY_TTL_S */

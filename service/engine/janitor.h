@@ -1,9 +1,9 @@
 /* The janitor: one thread doing the housekeeping every instance shares, each chore on its own
  * cadence (janitor.c names them once, as PgBouncer's janitor.c does): fold counter deltas and
  * refresh the pending count, reload settings, sweep expired leases and operations, seal
- * plaintext rows, trim the event log, expire Idempotency-Key answers, give freed heap back to the
- * system, and ping systemd's watchdog (engine/sdnotify.h), so a janitor that hangs gets the service
- * restarted. */
+ * plaintext rows, trim the event log, sample the queue depth for the history, expire
+ * Idempotency-Key answers, give freed heap back to the system, and ping systemd's watchdog
+ * (engine/sdnotify.h), so a janitor that hangs gets the service restarted. */
 #ifndef OQ_JANITOR_H
 #define OQ_JANITOR_H
 
@@ -30,7 +30,7 @@ struct janitor_deps {
     double watchdog_ms;      /* WATCHDOG=1 this often (sdnotify_watchdog_period_ms); 0: never */
 };
 
-#define JANITOR_CHORES 11
+#define JANITOR_CHORES 12
 
 struct janitor {
     struct janitor_deps d;

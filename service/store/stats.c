@@ -35,6 +35,79 @@ static const struct db_stmt version_stmt = {"stats_version", "SELECT " STATS_VER
 static const struct db_stmt queue_stmt = {"stats_queue",
                                           "SELECT offlineq_stats()::text, " STATS_VERSION_SQL};
 
+/* $1: seconds per bucket, $2: buckets (STATS_HISTORY_*). Buckets are aligned on the epoch, so
+ * every instance and every read agree on them; w.first is the oldest bucket's start. */
+#define HISTORY_WINDOW                                                                             \
+    "w AS (SELECT b.cur, b.cur - make_interval(secs => $1::int * ($2::int - 1)) AS first, "        \
+    "  make_interval(secs => $1::int) AS step "                                                    \
+    "  FROM (SELECT date_bin(make_interval(secs => $1::int), now(), timestamptz 'epoch') AS cur) " \
+    "b) "
+
+/* The depth now: the counters' deltas summed (exact at once, a few rows). */
+#define LIVE_DEPTH                                                                                 \
+    "(SELECT coalesce(sum(n), 0)::bigint FROM offlineq_op_counts "                                 \
+    " WHERE status IN ('pending', 'in_progress'))"
+
+/* A row of the event log is one statement's events (op_ids) or a single event: it counts
+ * cardinality(op_ids) or 1. The log holds 15 minutes, so the scan is of that much (80 ms for
+ * 200,000 rows, each its own statement; a few ms when enqueues come in batches). */
+static const struct db_stmt history_stmt = {
+    "stats_history",
+    "WITH " HISTORY_WINDOW ", "
+    "ev AS (SELECT date_bin(w.step, e.created_at, timestamptz 'epoch') AS at, "
+    "    coalesce(sum(coalesce(cardinality(e.op_ids), 1)) "
+    "      FILTER (WHERE e.type = 'operation.enqueued'), 0) AS enqueued, "
+    "    coalesce(sum(coalesce(cardinality(e.op_ids), 1)) "
+    "      FILTER (WHERE e.type = 'operation.completed'), 0) AS completed, "
+    "    coalesce(sum(coalesce(cardinality(e.op_ids), 1)) "
+    "      FILTER (WHERE e.type = 'operation.failed'), 0) AS failed "
+    "  FROM offlineq_events e, w WHERE e.created_at >= w.first "
+    "    AND e.type IN ('operation.enqueued', 'operation.completed', 'operation.failed') "
+    "  GROUP BY 1) "
+    "SELECT json_build_object('bucket_s', $1::int, 'window_s', $1::int * $2::int, 'points', "
+    "  json_agg(json_build_object('at', offlineq_ts(b.at), "
+    "    'enqueued', coalesce(ev.enqueued, 0), 'completed', coalesce(ev.completed, 0), "
+    "    'failed', coalesce(ev.failed, 0), "
+    "    'depth', CASE WHEN b.at = w.cur THEN " LIVE_DEPTH " ELSE d.depth END) "
+    "  ORDER BY b.at))::text "
+    "FROM w CROSS JOIN generate_series(w.first, w.cur, w.step) b(at) "
+    "LEFT JOIN ev ON ev.at = b.at LEFT JOIN offlineq_depth_samples d ON d.bucket = b.at"};
+
+/* The current bucket's sample (the latest of the bucket stays), and the samples older than
+ * the history go. $1, $2 as above. */
+static const struct db_stmt sample_stmt = {
+    "stats_sample_depth",
+    "WITH " HISTORY_WINDOW ", "
+    "gone AS (DELETE FROM offlineq_depth_samples d USING w WHERE d.bucket < w.first) "
+    "INSERT INTO offlineq_depth_samples (bucket, depth) SELECT w.cur, " LIVE_DEPTH " FROM w "
+    "ON CONFLICT (bucket) DO UPDATE SET depth = EXCLUDED.depth, sampled_at = EXCLUDED.sampled_at"};
+
+static int history_params(char bucket[16], char points[16])
+{
+    snprintf(bucket, 16, "%d", STATS_HISTORY_BUCKET_S);
+    snprintf(points, 16, "%d", STATS_HISTORY_POINTS);
+    return 2;
+}
+
+char *stats_history(struct db_conn *c, struct err *e)
+{
+    char bucket[16], points[16];
+    int n = history_params(bucket, points);
+    PGresult *res = db_exec(c, &history_stmt, n, (const char *const[]){bucket, points}, e);
+    if (res == NULL)
+        return NULL;
+    char *json = oq_strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return json;
+}
+
+int stats_sample_depth(struct db_conn *c, struct err *e)
+{
+    char bucket[16], points[16];
+    int n = history_params(bucket, points);
+    return db_run(c, &sample_stmt, n, (const char *const[]){bucket, points}, e);
+}
+
 int stats_version(struct db_conn *c, char version[STATS_VERSION_LEN], struct err *e)
 {
     PGresult *res = db_exec(c, &version_stmt, 0, NULL, e);

@@ -26,6 +26,22 @@ long long stats_pending(struct db_conn *c, struct err *e);
 /* Seconds since the oldest pending operation was enqueued (0: none pending), or -1 with *e. */
 double stats_oldest_pending_s(struct db_conn *c, struct err *e);
 
+/* GET /queue/stats/history: this many buckets of this many seconds, the newest the current. */
+#define STATS_HISTORY_BUCKET_S 10
+#define STATS_HISTORY_POINTS 90
+
+/* The history object as JSON text (free()): per 10 s bucket of the last 15 minutes, oldest
+ * first, the operations enqueued, completed and failed (from the event log) and the queue
+ * depth (pending + in_progress: the janitors' sample of the bucket, null where none was
+ * taken; the current bucket's is read now). Everything comes from the database, so every
+ * instance answers the same. NULL with *e. */
+char *stats_history(struct db_conn *c, struct err *e);
+
+/* Writes the current bucket's depth sample (an upsert: the instances share the row, the latest
+ * sample stays) and drops the samples older than the history. -1 with *e. Called by the
+ * janitor. */
+int stats_sample_depth(struct db_conn *c, struct err *e) OQ_MUSTCHECK;
+
 /* The pending operations of each upstream: a new object {"upstream": n} (upstreams with none
  * are absent), or NULL with *e. Reads every pending row: an operator's view, not a hot path. */
 json_t *stats_pending_by_upstream(struct db_conn *c, struct err *e);

@@ -1,6 +1,9 @@
 // The dashboard in a real browser (Debian's chromium, headless, through playwright-core)
 // against the real service, a real PostgreSQL and a real local upstream: operations appear and
-// complete live, auto-sync is toggled, a manual conflict is resolved with an edited merge.
+// complete live, auto-sync is toggled, a manual conflict is resolved with an edited merge; the
+// history charts show what was enqueued, search by id opens an operation, attempts read "1
+// attempt", bulk retry and delete of the shown filter confirm with the dry run's count, and the
+// upstreams panel shows the state and pauses and resumes an upstream.
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -21,6 +24,8 @@ function psql(sql) {
 // The upstream: /ok answers 201; /res/doc holds a document at version 2 (If-Match "v1" is stale).
 let doc = { name: 'theirs', version: 2 };
 const received = [];
+const HOSTILE = '<img src=x onerror="window.__pwned=1"><u id="pwn">u</u>';
+let badFails = true; // /bad answers 400 (failed at once) while this holds, then 201
 const upstream = http.createServer((req, res) => {
   let body = '';
   req.on('data', (c) => { body += c; });
@@ -39,6 +44,14 @@ const upstream = http.createServer((req, res) => {
       doc = { name: JSON.parse(body).name, version: doc.version + 1, body: JSON.parse(body) };
       res.writeHead(200, { 'Content-Type': 'application/json', ETag: `"v${doc.version}"` });
       return res.end(body);
+    }
+    if (req.url === '/hostile') {
+      res.writeHead(400, { 'Content-Type': 'text/html' });
+      return res.end(HOSTILE);
+    }
+    if (req.url.startsWith('/bad') && badFails) {
+      res.writeHead(400, { 'Content-Type': 'application/json' });
+      return res.end('{"error":"refused"}');
     }
     setTimeout(() => { res.writeHead(201, { 'Content-Type': 'application/json' }); res.end('{"ok":true}'); }, 100);
   });
@@ -141,10 +154,149 @@ try {
   await page.click('#r-merged');
   await page.waitForFunction((id) => document.querySelector(`#ops tr[data-id="${id}"] .pill.completed`) !== null, c.json.id, { timeout: 15000 });
   check(doc.name === 'merged in the browser' && doc.body.reviewed === true, 'the edited merge reached the upstream; the operation completed');
+  await page.click(`#ops tr[data-id="${c.json.id}"]`);
+  const twice = await page.waitForFunction((id) => {
+    const dd = [...document.querySelectorAll('#d-meta dd')].map((d) => d.textContent);
+    return document.getElementById('d-id').textContent === id && document.querySelectorAll('#d-attempts tr').length === 2
+      && dd[0] === 'completed' && dd[2] === '2 attempts';
+  }, c.json.id, { timeout: 5000 }).then(() => true, () => false);
+  const dd = await page.$$eval('#d-meta dd', (d) => d.map((x) => x.textContent));
+  check(twice, `the resolved conflict, sent again, reads "${dd[2]}" (its two attempts on record), status ${dd[0]}`);
 
   for (let i = 3; i < 8; i++)
     await call(svc.base, 'POST', '/api/offline/queue', { operation_type: 'metric_log', payload: { run_id: 'r1', step: i, metrics: { loss: 1 / i } }, delay_s: 3600 });
-  await page.click('#ops tr:first-child');
+
+  // The history: 9 enqueued (3 api_call, 1 experiment_sync, 5 metric_log), 4 completed, none failed.
+  await page.waitForFunction(() => document.getElementById('t-enqueued').textContent === '9'
+    && document.getElementById('t-completed').textContent === '4', null, { timeout: 20000 });
+  const chart = await page.$$eval('#chart-flow [data-series]', (gs) => gs.map((g) => [g.dataset.series, g.dataset.values.split(',').map(Number),
+    g.querySelectorAll('rect.bar').length, g.querySelector('polyline') ? g.querySelector('polyline').getAttribute('points').split(' ').length : 0]));
+  const series = (name) => chart.find(([s]) => s === name);
+  const sum = (name) => series(name)[1].reduce((a, b) => a + b, 0);
+  check(chart.length === 3 && chart.every(([, v]) => v.length === 90) && series('enqueued')[3] === 90,
+    `the flow chart has 3 series of 90 buckets, enqueued a line of 90 points: ${JSON.stringify(chart.map(([s, , b, l]) => [s, b, l]))}`);
+  check(sum('enqueued') === 9 && sum('completed') === 4 && sum('failed') === 0, `the chart's values: enqueued 9, completed 4, failed 0`);
+  check(series('completed')[2] === series('completed')[1].filter((v) => v > 0).length && series('failed')[2] === 0,
+    'a completed bar for each bucket with completions, no failed bar');
+  const hist = (await call(svc.base, 'GET', '/api/offline/queue/stats/history')).json;
+  const last = series('enqueued')[1];
+  check(hist.points.length === 90 && hist.points.slice(0, 80).every((p, i) => p.enqueued === last[i]),
+    'the chart shows the buckets of GET /queue/stats/history');
+  await page.waitForFunction(() => document.getElementById('t-depth').textContent === '5', null, { timeout: 20000 });
+  const depth = await page.$eval('#chart-depth [data-series="depth"]', (g) => g.dataset.values.split(','));
+  check(depth.length === 90 && depth[89] === '5', 'the depth chart ends at the 5 waiting operations');
+
+  // Attempts as made: a first-try completion is "1 attempt", a waiting one "not tried yet".
+  const okId = (await call(svc.base, 'GET', '/api/offline/queue?status=completed&operation_type=api_call&limit=1')).json.operations[0].id;
+  await page.waitForSelector(`#ops tr[data-id="${okId}"]`);
+  check(await page.textContent(`#ops tr[data-id="${okId}"] td.attempts`) === '1 attempt', 'a completed first try reads "1 attempt" in the list');
+  check((await page.$$eval('#ops .pill.pending', (ps) => ps.map((p) => p.closest('tr').querySelector('td.attempts').textContent)))
+    .every((t) => t === 'not tried yet'), 'a waiting operation reads "not tried yet"');
+
+  // Search by id opens it, with its attempt.
+  await page.fill('#search-id', okId);
+  await page.click('#search button');
+  await page.waitForFunction((id) => document.getElementById('d-id').textContent === id, okId);
+  const meta = await page.$$eval('#d-meta dd', (dd) => dd.map((d) => d.textContent));
+  check(meta[2] === '1 attempt', `search by id opens the operation; its detail reads "1 attempt"`);
+  await page.waitForFunction(() => document.querySelectorAll('#d-attempts tr td').length === 7);
+  const one = await page.$$eval('#d-attempts tr', (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
+  check(one.length === 1 && one[0][3] === 'succeeded' && one[0][4] === '201', `its detail lists the attempt: ${JSON.stringify(one)}`);
+  await page.fill('#search-id', '01a20000-0000-7000-8000-000000000000');
+  await page.click('#search button');
+  await page.waitForFunction(() => document.getElementById('notice').textContent.includes('No operation with id'));
+  check(true, 'an unknown id says so');
+
+  // Bulk retry of the shown filter: 2 failed api_call (and 1 failed metric_log, not shown).
+  const bad = [];
+  for (let i = 0; i < 2; i++)
+    bad.push((await call(svc.base, 'POST', '/api/offline/queue', { operation_type: 'api_call', payload: { endpoint: `/bad/${i}` } })).json.id);
+  for (const id of bad) {
+    for (let i = 0; i < 100 && (await call(svc.base, 'GET', `/api/offline/queue/${id}`)).json.status !== 'failed'; i++)
+      await new Promise((r) => setTimeout(r, 100));
+  }
+  await page.selectOption('#f-status', 'failed');
+  await page.selectOption('#f-type', 'api_call');
+  await page.waitForFunction(() => document.querySelectorAll('#ops .pill.failed').length === 2, null, { timeout: 10000 });
+  check(await page.isEnabled('#bulk-retry'), 'bulk retry is offered for the failed filter');
+  badFails = false;
+  await page.click('#bulk-retry');
+  await page.waitForSelector('#modal', { state: 'visible' });
+  const retryText = await page.textContent('#modal-text');
+  check(retryText === 'Retry 2 operations matching status failed, type api_call?', `the confirmation names the dry run's count: "${retryText}"`);
+  await page.click('#modal-ok');
+  await page.waitForFunction(() => document.getElementById('notice').textContent.startsWith('2 operations retried'));
+  let after;
+  for (let i = 0; i < 100; i++) {
+    after = await Promise.all(bad.map(async (id) => (await call(svc.base, 'GET', `/api/offline/queue/${id}`)).json));
+    if (after.every((o) => o.status === 'completed')) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  check(after.every((o) => o.status === 'completed' && o.retry_count === 0), 'both were retried (attempts reset) and completed, as the API shows');
+
+  // Bulk delete of the shown filter: the 5 waiting metric_log; cancel first, then confirm.
+  await page.selectOption('#f-status', 'pending');
+  await page.selectOption('#f-type', 'metric_log');
+  await page.waitForFunction(() => document.querySelectorAll('#ops .pill.pending').length === 5, null, { timeout: 10000 });
+  await page.click('#bulk-delete');
+  await page.waitForSelector('#modal', { state: 'visible' });
+  const delText = await page.textContent('#modal-text');
+  check(delText === 'Delete 5 operations matching status pending, type metric_log?', `the delete confirmation names the count: "${delText}"`);
+  await page.click('#modal-cancel');
+  await page.waitForSelector('#modal', { state: 'hidden' });
+  check((await call(svc.base, 'GET', '/api/offline/queue?status=pending&operation_type=metric_log')).json.operations.length === 5, 'cancel deletes nothing');
+  await page.click('#bulk-delete');
+  await page.waitForSelector('#modal', { state: 'visible' });
+  await page.click('#modal-ok');
+  await page.waitForFunction(() => document.getElementById('notice').textContent.startsWith('5 operations deleted'));
+  const left = (await call(svc.base, 'GET', '/api/offline/queue?status=pending&operation_type=metric_log')).json.operations.length;
+  const stats = (await call(svc.base, 'GET', '/api/offline/queue/stats')).json;
+  check(left === 0 && !(stats.by_type.metric_log || {}).pending, 'the 5 were deleted, as the API shows');
+
+  // A hostile payload and upstream answer stay text.
+  const h = await call(svc.base, 'POST', '/api/offline/queue', { operation_type: 'api_call', payload: { endpoint: '/hostile', data: { note: HOSTILE } } });
+  for (let i = 0; i < 100 && (await call(svc.base, 'GET', `/api/offline/queue/${h.json.id}`)).json.status !== 'failed'; i++)
+    await new Promise((r) => setTimeout(r, 100));
+  await page.selectOption('#f-status', 'failed');
+  await page.selectOption('#f-type', 'api_call');
+  await page.waitForSelector(`#ops tr[data-id="${h.json.id}"]`);
+  await page.click(`#ops tr[data-id="${h.json.id}"]`);
+  await page.waitForFunction((x) => document.getElementById('d-payload').textContent.includes(JSON.stringify(x))
+    && [...document.querySelectorAll('#d-attempts td')].some((td) => td.title === x), HOSTILE, { timeout: 10000 });
+  check(await page.evaluate(() => window.__pwned === undefined && !document.querySelector('main img') && !document.getElementById('pwn')),
+    'a hostile payload and upstream answer are shown as text, not markup');
+
+  // The upstreams panel: the state, and pause/resume through it.
+  const ups = await call(svc.base, 'GET', '/api/offline/upstreams');
+  check(ups.status === 200 && ups.json.upstreams.length === 1, 'GET /upstreams lists the one upstream');
+  const row = '#upstreams tr[data-name="default"]';
+  await page.waitForSelector(row);
+  const state = await page.textContent(`${row} .pill`);
+  check(state === ups.json.upstreams[0].breaker.state.replace('_', ' ') && state === 'closed' && !ups.json.upstreams[0].paused,
+    `the upstreams panel shows default ${state}`);
+  await page.click(`${row} button`);
+  await page.waitForFunction((r) => document.querySelector(`${r} .pill`).textContent === 'paused'
+    && document.querySelector(`${r} button`).textContent === 'Resume', row, { timeout: 10000 });
+  check((await call(svc.base, 'GET', '/api/offline/upstreams')).json.upstreams[0].paused === true, 'Pause paused it (the API says paused; the button now offers Resume)');
+  const held = await call(svc.base, 'POST', '/api/offline/queue', { operation_type: 'api_call', payload: { endpoint: '/ok/held' } });
+  await page.waitForFunction((r) => document.querySelector(`${r} td:nth-child(4)`).textContent === '1', row, { timeout: 10000 });
+  await new Promise((r) => setTimeout(r, 1000));
+  check((await call(svc.base, 'GET', `/api/offline/queue/${held.json.id}`)).json.status === 'pending' && !received.some((r) => r.url === '/ok/held'),
+    'while paused an operation for it waits (the panel counts it pending)');
+  await page.click(`${row} button`);
+  await page.waitForFunction((r) => document.querySelector(`${r} .pill`).textContent === 'closed', row, { timeout: 10000 });
+  let heldOp;
+  for (let i = 0; i < 100; i++) {
+    heldOp = (await call(svc.base, 'GET', `/api/offline/queue/${held.json.id}`)).json;
+    if (heldOp.status === 'completed') break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  check((await call(svc.base, 'GET', '/api/offline/upstreams')).json.upstreams[0].paused === false && heldOp.status === 'completed',
+    'Resume resumed it: the waiting operation was delivered');
+
+  await page.selectOption('#f-status', 'pending,in_progress,completed,failed,conflict');
+  await page.selectOption('#f-type', '');
+  await page.click(`#ops tr[data-id="${okId}"]`);
   await page.waitForTimeout(800);
   fs.mkdirSync(shotDir, { recursive: true });
   const shot = path.join(shotDir, 'dashboard.png');

@@ -970,6 +970,7 @@ static void test_head_on_every_get_route(void **state)
                                  "/metrics",
                                  "/api/offline/queue",
                                  "/api/offline/queue/stats",
+                                 "/api/offline/queue/stats/history",
                                  path[1],
                                  path[2],
                                  "/api/offline/sync/status",
