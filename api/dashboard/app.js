@@ -188,7 +188,7 @@ async function loadOps() {
   cursors[page + 1] = res.next_cursor;
   $("next").disabled = !res.next_cursor; $("prev").disabled = page === 0;
   fill($("ops"), res.operations.map((o) => {
-    const tr = el("tr", {}, el("td", { title: o.id }, o.id.slice(0, 8)), el("td", {}, o.operation_type),
+    const tr = el("tr", {}, el("td", { title: o.id }, "…" + o.id.slice(-8)), el("td", {}, o.operation_type),
       el("td", {}, pill(o.status, o.status)), el("td", {}, o.priority), el("td", { className: "attempts" }, attemptsText(o)),
       el("td", {}, fmt(o.updated_at)));
     tr.dataset.id = o.id;
