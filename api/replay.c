@@ -31,17 +31,19 @@ static void scope_of(const struct request *r, const char *route, char *out, size
 }
 
 /* The key from the header's value: a bare token (as Stripe's clients send it) or a quoted
- * Structured Fields string (the draft's form), the same key either way. */
+ * Structured Fields string (the draft's form), the same key either way. A quoted one may not
+ * hold '"' or '\\' (an escape would make two spellings of one key). */
 static int take_key(const char *v, char *out, struct err *e)
 {
     size_t n = strlen(v);
-    if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+    bool quoted = n >= 2 && v[0] == '"' && v[n - 1] == '"';
+    if (quoted) {
         v++;
         n -= 2;
     }
     bool ok = n >= 1 && n <= IDEMPOTENCY_KEY_MAX;
     for (size_t i = 0; ok && i < n; i++)
-        ok = v[i] >= 0x20 && v[i] <= 0x7e;
+        ok = v[i] >= 0x20 && v[i] <= 0x7e && !(quoted && (v[i] == '"' || v[i] == '\\'));
     if (!ok)
         return err_set(e, ERR_INVALID_REQUEST,
                        "Idempotency-Key must be 1 to %d printable ASCII characters",

@@ -268,15 +268,18 @@ function confirmDialog(title, text, canGo) {
   });
 }
 
-// A dry run names the count in the confirmation; the action runs only after it.
+// A dry run names the count in the confirmation; the action runs only after it, on the same
+// operations: both are bounded by created_before, the moment of the dry run, so what was
+// enqueued while the dialog was open is not touched.
 async function bulk(name) {
   const b = BULK[name], { f, words } = shownFilter();
-  const body = Object.keys(f).length || name !== "delete" ? f : { all: true };
+  const everything = name === "delete" && !Object.keys(f).length;
+  const body = Object.assign({}, f, { created_before: new Date().toISOString() });
   let dry;
   try { dry = await api(API + b.path, { method: "POST", body: Object.assign({}, body, { dry_run: true }) }); } catch (e) { return; }
   const n = dry.matched;
   const go = await confirmDialog(`${b.verb} operations`, n
-    ? `${b.verb} ${plural(n, "operation")} matching ${words}?` + (body.all ? " That is every operation not in progress." : "")
+    ? `${b.verb} ${plural(n, "operation")} matching ${words}?` + (everything ? " That is every operation not in progress." : "")
     : `No operation matches ${words}.`, n > 0);
   if (!go) return;
   try {
@@ -303,10 +306,33 @@ function maybeHistory(force) {
   return loadHistory();
 }
 
-async function refresh(force) {
-  try { await Promise.all([loadNetwork(), loadStats(), loadSync(), loadOps(), maybeHistory(force === true), loadUpstreams()]); banner(""); } catch (e) { /* shown in the banner */ }
+// The upstreams' pending counts read every pending row: at most every 5 s as well, and at
+// once after an action.
+const UPSTREAMS_EVERY_MS = 5000;
+let upstreamsAt = 0;
+function maybeUpstreams(force) {
+  if (!force && Date.now() - upstreamsAt < UPSTREAMS_EVERY_MS) return Promise.resolve();
+  upstreamsAt = Date.now();
+  return loadUpstreams();
 }
-function soon() { clearTimeout(refreshTimer); refreshTimer = setTimeout(refresh, 150); }
+
+// One refresh at a time, at most one a second however many events arrive, and one more after
+// a burst (a busy queue keeps the page current instead of starving it).
+const REFRESH_GAP_MS = 1000;
+let refreshing = false, refreshAgain = false, forceAgain = false, refreshedAt = 0;
+async function refresh(force) {
+  if (refreshing) { refreshAgain = true; forceAgain = forceAgain || force === true; return; }
+  refreshing = true; refreshedAt = Date.now();
+  try { await Promise.all([loadNetwork(), loadStats(), loadSync(), loadOps(), maybeHistory(force === true), maybeUpstreams(force === true)]); banner(""); } catch (e) { /* shown in the banner */ }
+  refreshing = false;
+  if (forceAgain) { refreshAgain = forceAgain = false; refresh(true); }
+  else if (refreshAgain) { refreshAgain = false; soon(); }
+}
+function soon() {
+  if (refreshTimer) return; // one is due already
+  const wait = Math.max(150, refreshedAt + REFRESH_GAP_MS - Date.now());
+  refreshTimer = setTimeout(() => { refreshTimer = null; refresh(); }, wait);
+}
 
 /* Live updates: the event stream, read with fetch so the API key can go in a header;
    polling every 3 s when the stream is unavailable. */
@@ -339,7 +365,7 @@ async function live() {
   }
 }
 
-async function act(fn) { try { await fn(); } catch (e) { return; } refresh(); }
+async function act(fn) { try { await fn(); } catch (e) { return; } refresh(true); }
 $("sync-now").onclick = () => act(() => api(API + "/sync?timeout_s=0", { method: "POST" }));
 $("auto-toggle").onclick = () => act(() => api(API + ($("auto").textContent === "on" ? "/sync/stop-auto" : "/sync/start-auto"), { method: "POST" }));
 $("strategy-set").onclick = () => act(() => api(API + "/sync/conflict-strategy", { method: "POST", body: { strategy: $("strategy").value } }));
@@ -365,4 +391,4 @@ $("keyform").onsubmit = (ev) => { ev.preventDefault(); key = $("key").value.trim
 
 refresh();
 live();
-setInterval(() => { maybeHistory(false).catch(() => {}); }, HISTORY_EVERY_MS); // the buckets move on without events too
+setInterval(() => { maybeHistory(false).catch(() => {}); maybeUpstreams(false).catch(() => {}); }, HISTORY_EVERY_MS); // they move on without events too

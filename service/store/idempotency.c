@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "store/secretbox.h"
+#include "core/log.h"
 
 /* The column a stored answer is sealed as (store/secretbox.c binds the blob to it). */
 #define ANSWER_COLUMN "answer"
@@ -90,7 +91,11 @@ static int find(struct db_conn *c, const struct idem_key *k, struct idem_answer 
         found->status = (unsigned)atoi(PQgetvalue(r, 0, 1));
         if (found->body == NULL) {
             idempotency_answer_free(found);
-            rc = err_set(e, ERR_UNDECRYPTABLE,
+            /* not 409: a client would retry until the TTL is over; the operator's to fix */
+            log_json(LOG_ERROR,
+                     "a stored Idempotency-Key answer cannot be decrypted: another key, or altered",
+                     json_pack("{s:s}", "scope", k->scope));
+            rc = err_set(e, ERR_INTERNAL,
                          "the stored answer of this Idempotency-Key does not open with the key");
         }
     }
@@ -102,7 +107,9 @@ int idempotency_begin(struct db_conn *c, const struct idem_key *k, struct idem_a
                       struct err *e)
 {
     *found = (struct idem_answer){0};
-    if (db_command(c, "BEGIN", e) != 0)
+    /* read committed whatever the database's default: the lookup after the lock must see the
+     * previous holder's commit */
+    if (db_command(c, "BEGIN ISOLATION LEVEL READ COMMITTED", e) != 0)
         return -1;
     const char *params[] = {k->scope, k->key};
     PGresult *r = db_exec(c, &lock_stmt, 2, params, e);

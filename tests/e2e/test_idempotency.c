@@ -394,7 +394,8 @@ static void test_invalid_key_is_400(void **state)
     char long_key[300];
     memset(long_key, 'k', 256);
     long_key[256] = '\0';
-    const char *bad[] = {long_key, "caf\xc3\xa9", "\"\"", "tab\there"};
+    /* and a quoted key holding a quote or a backslash: an escape would make two spellings */
+    const char *bad[] = {long_key, "caf\xc3\xa9", "\"\"", "tab\there", "\"a\\\"b\"", "\"a\\\\b\""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct resp *r = post(QUEUE, bad[i], OP_1);
         th_assert_error(r, 400, "invalid_request");
