@@ -73,8 +73,10 @@ async function loadNetwork() {
   $("endpoints").textContent = n.endpoints.map((e) => `${e.url} ${e.reachable ? e.latency_ms + " ms" : "✕"}`).join(" · ");
 }
 
+let completedCount = 0; // for the clear-completed confirmation
 async function loadStats() {
   const s = await api(API + "/queue/stats");
+  completedCount = s.completed;
   $("stats").replaceChildren(...STATUSES.concat(["total"]).map((k) => {
     const d = el("div", { className: "stat" }, el("b", {}, s[k]), el("span", {}, k.replace("_", " ")));
     d.dataset.k = k;
@@ -369,7 +371,11 @@ async function act(fn) { try { await fn(); } catch (e) { return; } refresh(true)
 $("sync-now").onclick = () => act(() => api(API + "/sync?timeout_s=0", { method: "POST" }));
 $("auto-toggle").onclick = () => act(() => api(API + ($("auto").textContent === "on" ? "/sync/stop-auto" : "/sync/start-auto"), { method: "POST" }));
 $("strategy-set").onclick = () => act(() => api(API + "/sync/conflict-strategy", { method: "POST", body: { strategy: $("strategy").value } }));
-$("clear").onclick = () => act(() => api(API + "/queue/clear-completed", { method: "POST" }));
+$("clear").onclick = async () => {
+  const n = completedCount;
+  if (await confirmDialog("Clear completed", n ? `Delete ${plural(n, "completed operation")}?` : "No completed operation to delete.", n > 0))
+    act(() => api(API + "/queue/clear-completed", { method: "POST" }));
+};
 $("d-retry").onclick = () => act(() => api(`${API}/queue/${selected}/retry`, { method: "POST" }));
 $("d-delete").onclick = () => act(async () => { await api(`${API}/queue/${selected}`, { method: "DELETE" }); selected = null; $("detail-card").style.display = "none"; });
 const resolve = (body) => act(() => api(`${API}/queue/${selected}/resolve`, { method: "POST", body }));

@@ -253,6 +253,17 @@ try {
   const stats = (await call(svc.base, 'GET', '/api/offline/queue/stats')).json;
   check(left === 0 && !(stats.by_type.metric_log || {}).pending, 'the 5 were deleted, as the API shows');
 
+  // Clear completed asks first, naming the count; cancel deletes nothing.
+  const completedBefore = (await call(svc.base, 'GET', '/api/offline/queue/stats')).json.completed;
+  await page.waitForFunction((n) => document.querySelector('#stats [data-k="completed"] b').textContent === String(n), completedBefore);
+  await page.click('#clear');
+  await page.waitForSelector('#modal', { state: 'visible' });
+  const clearText = await page.textContent('#modal-text');
+  check(clearText === `Delete ${completedBefore} completed operation${completedBefore === 1 ? '' : 's'}?`, `clear completed names the count: "${clearText}"`);
+  await page.click('#modal-cancel');
+  await page.waitForSelector('#modal', { state: 'hidden' });
+  check((await call(svc.base, 'GET', '/api/offline/queue/stats')).json.completed === completedBefore, 'cancelling clear completed deletes nothing');
+
   // A hostile payload and upstream answer stay text.
   const h = await call(svc.base, 'POST', '/api/offline/queue', { operation_type: 'api_call', payload: { endpoint: '/hostile', data: { note: HOSTILE } } });
   for (let i = 0; i < 100 && (await call(svc.base, 'GET', `/api/offline/queue/${h.json.id}`)).json.status !== 'failed'; i++)
