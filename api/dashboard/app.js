@@ -298,25 +298,19 @@ async function search(ev) {
   notice(await showDetail(id, false) ? "" : `No operation with id ${id}.`);
 }
 
-// The history is a scan of the event log (up to ~80 ms for 200,000 events in 15 minutes):
-// read at most every 5 s however many events arrive (a timer looks every 5 s).
-const HISTORY_EVERY_MS = 5000;
-let historyAt = 0;
-function maybeHistory(force) {
-  if (!force && Date.now() - historyAt < HISTORY_EVERY_MS) return Promise.resolve();
-  historyAt = Date.now();
-  return loadHistory();
+// Reads that scan the database run at most every 5 s however many events arrive (a timer
+// looks every 5 s too), and at once after an action: the history scans the event log (up to
+// ~80 ms for 200,000 events in 15 minutes), the upstreams' pending counts every pending row.
+const SCAN_EVERY_MS = 5000;
+function throttled(load) {
+  let at = 0;
+  return (force) => {
+    if (!force && Date.now() - at < SCAN_EVERY_MS) return Promise.resolve();
+    at = Date.now();
+    return load();
+  };
 }
-
-// The upstreams' pending counts read every pending row: at most every 5 s as well, and at
-// once after an action.
-const UPSTREAMS_EVERY_MS = 5000;
-let upstreamsAt = 0;
-function maybeUpstreams(force) {
-  if (!force && Date.now() - upstreamsAt < UPSTREAMS_EVERY_MS) return Promise.resolve();
-  upstreamsAt = Date.now();
-  return loadUpstreams();
-}
+const maybeHistory = throttled(loadHistory), maybeUpstreams = throttled(loadUpstreams);
 
 // One refresh at a time, at most one a second however many events arrive, and one more after
 // a burst (a busy queue keeps the page current instead of starving it).
@@ -397,4 +391,4 @@ $("keyform").onsubmit = (ev) => { ev.preventDefault(); key = $("key").value.trim
 
 refresh();
 live();
-setInterval(() => { maybeHistory(false).catch(() => {}); maybeUpstreams(false).catch(() => {}); }, HISTORY_EVERY_MS); // they move on without events too
+setInterval(() => { maybeHistory(false).catch(() => {}); maybeUpstreams(false).catch(() => {}); }, SCAN_EVERY_MS); // they move on without events too
