@@ -197,7 +197,7 @@ static char *seal_text(const struct secretbox *sb, const char *text, const char 
     char ad[128];
     size_t ad_len = id ? bind_ad(ad, sizeof(ad), id, column) : 0;
     size_t n;
-    unsigned char *blob = secretbox_seal_ad(sb, text, strlen(text), ad, ad_len, &n);
+    unsigned char *blob = secretbox_seal_ad(sb, text, strlen(text), ad_len ? ad : NULL, ad_len, &n);
     char *b64 = base64(blob, n);
     free(blob);
     return b64;
@@ -214,7 +214,7 @@ static char *open_text(const struct secretbox *sb, const char *b64, const char *
     unsigned char *blob = unbase64(b64, &n);
     if (blob == NULL)
         return NULL;
-    unsigned char *plain = secretbox_open_ad(sb, blob, n, ad, ad_len, &plain_len);
+    unsigned char *plain = secretbox_open_ad(sb, blob, n, ad_len ? ad : NULL, ad_len, &plain_len);
     free(blob);
     return (char *)plain;
 }
