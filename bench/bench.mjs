@@ -103,20 +103,31 @@ async function startSink() {
 const sink = async (what) => (await fetch(`${sinkUrl}/_${what}`, { method: what === 'reset' ? 'POST' : 'GET' }))
   .text().then((t) => (t ? JSON.parse(t) : null));
 
-async function startService() {
+// One offlineq instance on the bench database and the sink; resolves to its base URL and process.
+async function startInstance() {
   const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  service = startChild(path.join(build, 'offlineq'), [], {
+  const url = `http://127.0.0.1:${port}`;
+  const p = startChild(path.join(build, 'offlineq'), [], {
     OFFLINEQ_DATABASE_URL: pgUrl, OFFLINEQ_LISTEN: `127.0.0.1:${port}`,
     OFFLINEQ_UPSTREAMS: `default=${sinkUrl}`, OFFLINEQ_CHECK_URLS: `${sinkUrl}/`,
     OFFLINEQ_MAX_PENDING: '2000000000', OFFLINEQ_LOG_LEVEL: 'warn', OFFLINEQ_API_KEYS: '',
     ...(process.env.OQ_BENCH_SERVICE_ENV ? Object.fromEntries(process.env.OQ_BENCH_SERVICE_ENV.split(' ').map((kv) => kv.split('='))) : {}),
   });
   for (let i = 0; i < 200; i++) {
-    try { if ((await fetch(`${base}/readyz`)).status === 200) return; } catch { /* not yet */ }
+    try { if ((await fetch(`${url}/readyz`)).status === 200) return { base: url, p }; } catch { /* not yet */ }
     await sleep(100);
   }
   throw new Error('the service did not become ready');
+}
+
+async function startService() {
+  ({ base, p: service } = await startInstance());
+}
+
+async function stopInstance(x) {
+  const gone = new Promise((resolve) => (x.p.exitCode !== null ? resolve() : x.p.once('exit', resolve)));
+  x.p.kill('SIGTERM');
+  await gone;
 }
 
 const api = async (method, p, body) => {
@@ -146,9 +157,9 @@ async function fill(n) {
   await psql('offlineq', 'VACUUM ANALYZE offlineq.offline_operations');
 }
 
-async function wrk(script, clients, urlPath, env = {}) {
+async function wrk(script, clients, urlPath, env = {}, at = base) {
   const r = await run('wrk', ['-t', String(Math.min(clients, 2)), '-c', String(clients), '-d', `${S.dur}s`,
-    '--timeout', '10s', '-s', path.join(here, 'wrk', script), `${base}${urlPath}`],
+    '--timeout', '10s', '-s', path.join(here, 'wrk', script), `${at}${urlPath}`],
     { env: { ...process.env, OQ_WRK_DIR: path.join(here, 'wrk'), ...env } });
   const line = r.out.split('\n').find((l) => l.startsWith('RESULT '));
   const j = JSON.parse(line.slice(7));
@@ -211,23 +222,27 @@ async function waitFor(cond, timeoutMs, what) {
   }
 }
 
+// One burn-down of S.burn operations to the sink, by every instance running; pushes the
+// cluster's CPU per delivered operation (µs) onto cpu and resolves to operations per second.
+async function burnOnce(cpu) {
+  await api('POST', '/api/offline/sync/stop-auto');
+  await emptyQueue();
+  await fill(S.burn);
+  await sink('reset');
+  const t0 = Date.now();
+  const c0 = clusterTicks();
+  await api('POST', '/api/offline/sync/start-auto');
+  await waitFor(async () => (await api('GET', '/api/offline/queue/stats')).completed >= S.burn, 600000, 'the burn-down');
+  const secs = (Date.now() - t0) / 1000;
+  cpu.push(((clusterTicks() - c0) * TICK_US) / S.burn);
+  const got = (await sink('stats')).operations;
+  if (got < S.burn) throw new Error(`the sink saw ${got} of ${S.burn} operations`);
+  return S.burn / secs;
+}
+
 const burnCpu = [];
 async function burnDown() {
-  const rs = await repeat(async () => {
-    await api('POST', '/api/offline/sync/stop-auto');
-    await emptyQueue();
-    await fill(S.burn);
-    await sink('reset');
-    const t0 = Date.now();
-    const c0 = clusterTicks();
-    await api('POST', '/api/offline/sync/start-auto');
-    await waitFor(async () => (await api('GET', '/api/offline/queue/stats')).completed >= S.burn, 600000, 'the burn-down');
-    const secs = (Date.now() - t0) / 1000;
-    burnCpu.push(((clusterTicks() - c0) * TICK_US) / S.burn);
-    const got = (await sink('stats')).operations;
-    if (got < S.burn) throw new Error(`the sink saw ${got} of ${S.burn} operations`);
-    return S.burn / secs;
-  });
+  const rs = await repeat(() => burnOnce(burnCpu));
   R.burn_pg_us = summary(burnCpu.splice(0));
   R.rss_after_burn = rssMiB();
   await sleep(11000); // past the service's periodic heap trim (every 10 s)
@@ -238,6 +253,32 @@ async function burnDown() {
   });
   R.burn = { rate: summary(rs), pg: summary(pg) };
   log(`burn-down: ${R.burn.rate.med.toFixed(0)} ops/s, pgbench naive ${median(pg).toFixed(0)}/s`);
+}
+
+// Scale-out (issue 15): 1, 2 and 3 instances on the one PostgreSQL, all on these two cores, so
+// this measures what coordination costs, not how far it scales. Burn-down: every instance
+// claims from the same queue. Single enqueue: 64 connections split across the instances.
+async function scaleOut() {
+  R.scale = {};
+  const extra = [];
+  try {
+    for (const n of [1, 2, 3]) {
+      while (extra.length < n - 1) extra.push(await startInstance());
+      const bases = [base, ...extra.map((x) => x.base)];
+      const cpu = [];
+      const burn = await repeat(() => burnOnce(cpu));
+      await api('POST', '/api/offline/sync/stop-auto');
+      const enq = await repeat(async () => {
+        await emptyQueue();
+        const rs = await Promise.all(bases.map((b, i) => wrk('enqueue.lua', Math.floor(64 / n) + (i < 64 % n ? 1 : 0), '/api/offline/queue', {}, b)));
+        return { rate: rs.reduce((a, r) => a + r.rate, 0), p99: Math.max(...rs.map((r) => r.p99)) };
+      });
+      R.scale[n] = { burn: summary(burn), burn_pg_us: summary(cpu), enqueue: pick(enq, 'rate'), enqueue_p99: pick(enq, 'p99') };
+      log(`${n} instance(s): burn-down ${median(burn).toFixed(0)}/s, single enqueue ${R.scale[n].enqueue.med.toFixed(0)}/s`);
+    }
+  } finally {
+    for (const x of extra) await stopInstance(x);
+  }
 }
 
 async function latency() {
@@ -264,10 +305,10 @@ async function heldSnapshot() {
     await sink('reset');
     const t0 = Date.now();
     const r = await run(path.join(build, 'bench/oq-bench-pace'), [base, String(S.held.rate), String(secs)]);
-    const sent = JSON.parse(r.out).sent;
+    const { sent, late } = JSON.parse(r.out);
     const st = await waitFor(async () => { const x = await sink('stats'); return x.latency_ms.samples >= sent && x; }, 600000, `arrivals (${name})`);
     // delivered per second over the time it took (the pacer falls behind when enqueues slow down)
-    return { rate: sent / ((Date.now() - t0) / 1000), p99: st.latency_ms.p99, sent };
+    return { rate: sent / ((Date.now() - t0) / 1000), p99: st.latency_ms.p99, sent, late };
   };
   const before = await phase(S.held.edge, 'before');
   const holder = run('psql', ['-X', '-q', '-d', pgUrl, '-c',
@@ -364,6 +405,12 @@ function table() {
   row('burn-down, peers POSTing to the sink', '', peerCell('burn_http'), ratio(R.burn.rate.med, best('burn_http')), '≥ 1.2× best peer', P.pgboss ? verdict(R.burn.rate.med >= 1.2 * best('burn_http')) : '');
   row('burn-down, peers no-op jobs', '', peerCell('burn_noop'), ratio(R.burn.rate.med, P.graphile?.burn_noop?.med), '≥ 0.8× graphile-worker', P.graphile ? verdict(R.burn.rate.med >= 0.8 * P.graphile.burn_noop.med) : '');
   row('single enqueue, 32 in flight (peers) / 64 conn (offlineq)', '', peerCell('send'), ratio(R.enqueue_c64?.rate.med ?? R[`enqueue_c${S.conns.at(-1)}`].rate.med, best('send')), '', '');
+  if (R.scale) for (const n of [1, 2, 3]) {
+    const x = R.scale[n];
+    const one = R.scale[1];
+    row(`${n} instance${n > 1 ? 's' : ''} on one PostgreSQL (2 cores shared): burn-down ops/s; PostgreSQL µs per op`, `${span(x.burn, f0)}; ${f0(x.burn_pg_us.med)}`, n > 1 ? `1 instance ${f0(one.burn.med)}` : '', n > 1 ? ratio(x.burn.med, one.burn.med) : '', '', '');
+    row(`${n} instance${n > 1 ? 's' : ''}: single enqueue, 64 conn split across them: ops/s; p99 ms`, `${span(x.enqueue, f0)}; ${f2(x.enqueue_p99.med)}`, n > 1 ? `1 instance ${f0(one.enqueue.med)}` : '', n > 1 ? ratio(x.enqueue.med, one.enqueue.med) : '', '', '');
+  }
   row(`enqueue→arrival at ${S.rate}/s: p50 ms`, span(R.latency.p50, f2), '', '', '≤ 5', verdict(R.latency.p50.med <= 5));
   row(`enqueue→arrival at ${S.rate}/s: p99 / max ms`, `${span(R.latency.p99, f2)} / ${f2(R.latency.max.med)}`, '', '', 'p99 ≤ 25', verdict(R.latency.p99.med <= 25));
   if (R.held) {
@@ -411,7 +458,7 @@ async function main() {
   R.rss_idle = rssMiB();
   const only = option('--only', null)?.split(','); // for working on one workload
   if (only) {
-    const steps = { enqueue: singleEnqueue, batch: batchEnqueue, burn: burnDown, latency, held: heldSnapshot, waiting: claimAmongWaiting, stats: statsAtScale, peers };
+    const steps = { enqueue: singleEnqueue, batch: batchEnqueue, burn: burnDown, scale: scaleOut, latency, held: heldSnapshot, waiting: claimAmongWaiting, stats: statsAtScale, peers };
     if (process.env.OQ_BENCH_PGSS) await psql('offlineq', 'CREATE EXTENSION pg_stat_statements');
     for (const k of only) await steps[k]();
     if (process.env.OQ_BENCH_PGSS) { // needs OFFLINEQ_PG_EXTRA='-c shared_preload_libraries=pg_stat_statements'
@@ -423,6 +470,7 @@ async function main() {
   await singleEnqueue();
   await batchEnqueue();
   await burnDown();
+  await scaleOut();
   await latency();
   await heldSnapshot();
   await claimAmongWaiting();

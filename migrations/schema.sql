@@ -137,9 +137,6 @@ BEGIN
                                            OR n.lease_expiries > o.lease_expiries
                                            OR o.status IN ('failed', 'conflict')))) e
     GROUP BY e.type;
-    IF FOUND THEN
-        PERFORM pg_notify('offlineq_events', '');
-    END IF;
     SELECT array_agg(DISTINCT file_id) INTO files FROM old_rows WHERE file_id IS NOT NULL;
     IF files IS NOT NULL THEN
         PERFORM offlineq_drop_files_of(files);
