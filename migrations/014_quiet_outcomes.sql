@@ -1,12 +1,17 @@
--- Claims, completions and retries no longer NOTIFY offlineq_events (storage v2, issue 13).
--- PostgreSQL serialises every committing transaction that notified, through its WAL flush (the
--- notify queue's lock is held until the commit record is on disk), so the four workers' claim
--- and outcome commits, each of which notified, could never share a flush with each other or with
--- the enqueue flusher. The event rows are still written in the same statement; every instance's
--- event hub reads them every 100 ms anyway (events settle when older transactions end, which no
--- NOTIFY announces), so a stream sees a claim or an outcome within ~100 ms instead of at once.
--- Inserts (the enqueue group, which notifies offlineq_wakeup in the same commit) and deletes
--- keep their NOTIFY.
+-- Fewer notifying commits (storage v2, issue 13). PostgreSQL serialises every committing
+-- transaction that notified, through its WAL flush (the notify queue's lock is held until the
+-- commit record is on disk), so the four workers' claim and outcome commits and the enqueue
+-- flusher's, each of which notified, could never share a flush.
+-- * Claims, completions and retries (the update trigger) no longer NOTIFY offlineq_events.
+-- * The service's inserts (the insert trigger) no longer NOTIFY offlineq_events, and its
+--   many-row insert no longer notifies offlineq_wakeup in its own transaction: the service
+--   sends that NOTIFY after the commit, in a transaction of its own that does not wait for the
+--   flush (store/ops.c). offlineq.enqueue() and offlineq_enqueue_ex() still notify in the
+--   caller's transaction.
+-- The event rows are still written in the same statement; every instance's event hub reads them
+-- every 100 ms anyway (events settle when older transactions end, which no NOTIFY announces),
+-- so a stream sees an enqueue, a claim or an outcome within ~100 ms instead of at once.
+-- Deletes keep their NOTIFY.
 CREATE OR REPLACE FUNCTION offlineq_after_update() RETURNS trigger LANGUAGE plpgsql
     SET search_path FROM CURRENT AS $$
 DECLARE
@@ -50,6 +55,31 @@ BEGIN
         IF groups IS NOT NULL THEN
             PERFORM offlineq_release_groups(groups);
         END IF;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION offlineq_after_insert() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
+BEGIN
+    INSERT INTO offlineq_op_counts (operation_type, status, n)
+    SELECT operation_type, status, count(*) FROM new_rows GROUP BY 1, 2;
+    INSERT INTO offlineq_events (type, op_ids, op_types, statuses, priorities, retry_counts, errors)
+    SELECT 'operation.enqueued', array_agg(n.id ORDER BY n.seq),
+           array_agg(n.operation_type ORDER BY n.seq), array_agg(n.status ORDER BY n.seq),
+           array_agg(n.priority ORDER BY n.seq), array_agg(n.retry_count ORDER BY n.seq),
+           array_agg(n.error_message ORDER BY n.seq)
+    FROM new_rows n HAVING count(*) > 0;
+    -- new operations of a group that has an earlier live one wait behind it, where the insert
+    -- did not say so itself (ops_enqueue_many does); one statement (a row trigger cost 32 us a
+    -- row)
+    IF EXISTS (SELECT 1 FROM new_rows WHERE group_key IS NOT NULL) THEN
+        UPDATE offline_operations o SET group_held = true
+        FROM new_rows n
+        WHERE o.id = n.id AND n.group_key IS NOT NULL AND NOT n.group_held
+          AND EXISTS (SELECT 1 FROM offline_operations g
+                      WHERE g.group_key = n.group_key AND g.seq < n.seq
+                        AND g.status IN ('pending', 'in_progress', 'conflict'));
     END IF;
     RETURN NULL;
 END $$;

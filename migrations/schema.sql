@@ -88,9 +88,6 @@ BEGIN
            array_agg(n.priority ORDER BY n.seq), array_agg(n.retry_count ORDER BY n.seq),
            array_agg(n.error_message ORDER BY n.seq)
     FROM new_rows n HAVING count(*) > 0;
-    IF FOUND THEN
-        PERFORM pg_notify('offlineq_events', '');
-    END IF;
     -- new operations of a group that has an earlier live one wait behind it, where the insert
     -- did not say so itself (ops_enqueue_many does); one statement (a row trigger cost 32 us a
     -- row)

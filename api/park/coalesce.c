@@ -122,6 +122,40 @@ static void store_group(struct coalesce *co, struct coalesce_item *group, size_t
     free(out);
 }
 
+/* The other instances hear of stored groups from one thread of its own, so that the NOTIFY's
+ * round trip never lengthens the flusher's cycle; groups stored while it was being sent are
+ * announced by the next one. */
+static void *waker_main(void *arg)
+{
+    struct coalesce *co = arg;
+    pthread_mutex_lock(&co->mu);
+    for (;;) {
+        while (!co->wake_pending && !co->stopping)
+            pthread_cond_wait(&co->woke, &co->mu);
+        if (!co->wake_pending) /* stopping, and everything announced */
+            break;
+        co->wake_pending = false;
+        pthread_mutex_unlock(&co->mu);
+        struct err e = {0};
+        struct db_conn *c = db_acquire(&co->app->db, &e);
+        if (c != NULL) { /* else the database went away: their poll finds the work */
+            ops_wake_others(c);
+            db_release(&co->app->db, c);
+        }
+        pthread_mutex_lock(&co->mu);
+    }
+    pthread_mutex_unlock(&co->mu);
+    return NULL;
+}
+
+static void wake_others(struct coalesce *co)
+{
+    pthread_mutex_lock(&co->mu);
+    co->wake_pending = true;
+    pthread_cond_signal(&co->woke);
+    pthread_mutex_unlock(&co->mu);
+}
+
 static void *flusher_main(void *arg)
 {
     struct coalesce *co = arg;
@@ -138,8 +172,10 @@ static void *flusher_main(void *arg)
             any |= !it->failed;
             http_resume(it->r); /* on_resume replies and frees it */
         }
-        if (any)
+        if (any) {
             workers_wake(&co->app->workers);
+            wake_others(co);
+        }
     }
     return NULL;
 }
@@ -150,6 +186,7 @@ void coalesce_init(struct coalesce *co, struct app *app)
     co->tail = &co->head;
     pthread_mutex_init(&co->mu, NULL);
     pthread_cond_init(&co->cv, NULL);
+    pthread_cond_init(&co->woke, NULL);
 }
 
 void coalesce_start(struct coalesce *co)
@@ -157,11 +194,13 @@ void coalesce_start(struct coalesce *co)
     co->stopping = false;
     for (int i = 0; i < COALESCE_FLUSHERS; i++)
         pthread_create(&co->th[i], NULL, flusher_main, co);
+    pthread_create(&co->waker, NULL, waker_main, co);
     co->started = true;
 }
 
 void coalesce_close(struct coalesce *co)
 {
+    pthread_cond_destroy(&co->woke);
     pthread_cond_destroy(&co->cv);
     pthread_mutex_destroy(&co->mu);
 }
@@ -176,5 +215,9 @@ void coalesce_stop(struct coalesce *co)
     pthread_mutex_unlock(&co->mu);
     for (int i = 0; i < COALESCE_FLUSHERS; i++)
         pthread_join(co->th[i], NULL);
+    pthread_mutex_lock(&co->mu); /* the flushers are done: the waker announces their last */
+    pthread_cond_signal(&co->woke);
+    pthread_mutex_unlock(&co->mu);
+    pthread_join(co->waker, NULL);
     co->started = false;
 }

@@ -29,6 +29,9 @@ struct coalesce {
     pthread_cond_t cv;
     struct coalesce_item *head, **tail; /* owned: the parked requests, oldest first */
     size_t queued;
+    pthread_t waker;     /* tells the other instances, apart from the flusher's cycle */
+    pthread_cond_t woke; /* wake_pending was set, or stopping */
+    bool wake_pending;   /* groups were stored since the waker last told the others */
 };
 
 /* Sets *c up for app (borrowed, must outlive c). */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/jsontext.h"
+#include "core/log.h"
 #include "core/jsonload.h"
 #include "core/trace.h"
 #include "core/vocab.h"
@@ -183,9 +184,18 @@ static const struct db_stmt bulk_delete_count_stmt = {
     "      OR EXISTS (SELECT 1 FROM offline_operations l WHERE l.group_key = x.g "                 \
     "                 AND l.status IN " OQ_SQL_LIVE_STATUSES ")) "                                 \
     "  FROM x ORDER BY x.ord "                                                                     \
-    "  RETURNING o.seq, o.id, " DOC " AS j), "                                                     \
-    "wake AS (SELECT pg_notify('offlineq_wakeup', '')) "                                           \
-    "SELECT i.id, i.j, pg_current_xact_id_if_assigned()::text FROM ins i, wake ORDER BY i.seq"
+    "  RETURNING o.seq, o.id, " DOC " AS j) "                                                      \
+    "SELECT i.id, i.j, pg_current_xact_id_if_assigned()::text FROM ins i ORDER BY i.seq"
+
+/* Other instances learn of new operations from a NOTIFY on offlineq_wakeup. PostgreSQL holds
+ * a lock from a notifying transaction's commit until its commit record is flushed, so two
+ * notifying commits never share a WAL flush: the enqueue's own commit does not notify, and the
+ * NOTIFY goes after it in a transaction of its own that does not wait for the flush (nothing
+ * is lost if it is: the others also poll). Inside a caller's transaction it goes with that. */
+#define WAKE_APART                                                                                 \
+    "BEGIN; SET LOCAL synchronous_commit TO off; SELECT pg_notify('offlineq_wakeup', ''); COMMIT"
+static const struct db_stmt wake_in_stmt = {"ops_wake_in",
+                                            "SELECT pg_notify('offlineq_wakeup', '')"};
 
 static const struct db_stmt enqueue_many_stmt = {"ops_enqueue_many",
                                                  ENQUEUE_MANY("offlineq_op_json(o)::text")};
@@ -277,6 +287,9 @@ static char *many_json(const struct secretbox *sb, const struct op_new *ops, siz
     return b.data;
 }
 
+/* The many-row insert announces nothing itself: its caller wakes the other instances once the
+ * operations are committed (ops_wake_others), or, inside the caller's own transaction, the
+ * insert asks for the NOTIFY to go with that commit. */
 int ops_enqueue_many(struct db_conn *c, const struct op_new *ops, size_t n, struct op_created *out,
                      struct err *e)
 {
@@ -299,7 +312,17 @@ int ops_enqueue_many(struct db_conn *c, const struct op_new *ops, size_t n, stru
         out[i].xid = strtoull(PQgetvalue(r, (int)i, 2), NULL, 10);
     }
     PQclear(r);
+    if (PQtransactionStatus(c->pg) == PQTRANS_INTRANS) /* the caller commits */
+        return db_run(c, &wake_in_stmt, 0, NULL, e);
     return 0;
+}
+
+void ops_wake_others(struct db_conn *c)
+{
+    struct err e = {0};
+    if (db_command(c, WAKE_APART, &e) != 0)
+        log_json(LOG_WARN, "could not wake the other instances",
+                 json_pack("{s:s, s:s}", "error", e.message, "detail", e.detail));
 }
 
 static void fmt_int(char *buf, size_t n, long long v)
@@ -385,8 +408,12 @@ int ops_enqueue_batch(struct db_conn *c, const struct op_new *ops, size_t n, str
                       long *failed_index, struct err *e)
 {
     *failed_index = -1;
-    if (all_simple(ops, n)) /* one statement: its own transaction */
-        return ops_enqueue_many(c, ops, n, out, e);
+    if (all_simple(ops, n)) { /* one statement: its own transaction */
+        if (ops_enqueue_many(c, ops, n, out, e) != 0)
+            return -1;
+        ops_wake_others(c);
+        return 0;
+    }
     if (db_command(c, "BEGIN", e) != 0)
         return -1;
     if (ops_enqueue_batch_in(c, ops, n, out, failed_index, e) != 0)

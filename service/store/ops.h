@@ -48,9 +48,16 @@ int ops_enqueue(struct db_conn *c, const struct op_new *op, struct op_created *o
  * one statement. */
 bool ops_is_simple(const struct op_new *op);
 
-/* Stores n simple operations in one statement (all or none); out has n slots. */
+/* Stores n simple operations in one statement (all or none); out has n slots. Run on its own
+ * (its own transaction), it announces nothing: call ops_wake_others after it. Inside the caller's
+ * transaction, the announcement goes with the caller's commit. */
 int ops_enqueue_many(struct db_conn *c, const struct op_new *ops, size_t n, struct op_created *out,
                      struct err *e) OQ_MUSTCHECK;
+
+/* Tells the other instances that operations were committed (a NOTIFY on offlineq_wakeup in a
+ * transaction of its own that does not wait for its WAL flush). Best effort: failures are
+ * logged, and the other instances' workers poll anyway. */
+void ops_wake_others(struct db_conn *c);
 
 /* Stores all of ops in one transaction, or none. out has n slots. On failure *failed_index is
  * the index of the operation the database refused (or -1). */
