@@ -237,6 +237,10 @@ bool app_is_ready(struct app *a, struct err *e)
     struct db_conn *c = db_acquire(&a->db, e);
     if (c == NULL)
         return false;
+    if (db_check_writable(c, e) != 0) {
+        db_release(&a->db, c);
+        return false;
+    }
     int v = migrate_pooled_version(c, e);
     bool ok = v == migrate_latest_version();
     if (v >= 0 && !ok)

@@ -143,6 +143,12 @@ void db_release(struct db_pool *p, struct db_conn *c)
         PGresult *r = PQexec(c->pg, "ROLLBACK");
         PQclear(r);
     }
+    if (c->reconnect && c->pg != NULL) {
+        PQfinish(c->pg);
+        c->pg = NULL;
+        c->n_prepared = 0;
+    }
+    c->reconnect = false;
     pthread_mutex_lock(&p->mu);
     c->in_use = false;
     pthread_cond_signal(&p->cv);
@@ -176,6 +182,8 @@ static const struct sqlstate_map sqlstates[] = {
     {"22001", ERR_INVALID_REQUEST, "a value in the request is too long"},
     {"22003", ERR_INVALID_REQUEST, "a number in the request is out of range"},
     {"22", ERR_INVALID_REQUEST, "a value in the request cannot be stored or compared"},
+    {"25006", ERR_DB_UNAVAILABLE,
+     "the database is read-only (a standby, or a primary being demoted)"},
     {"08", ERR_DB_UNAVAILABLE, "the database is unavailable"},
     {"57P", ERR_DB_UNAVAILABLE, "the database is unavailable"},
     {"53", ERR_DB_UNAVAILABLE, "the database is unavailable"},
@@ -194,6 +202,8 @@ static void pg_detail(PGresult *res, const char *state, struct err *e)
 int db_error(struct db_conn *c, PGresult *res, struct err *e)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (state != NULL && strcmp(state, "25006") == 0) /* read_only_sql_transaction */
+        c->reconnect = true;
     if (state == NULL || (c->pg != NULL && PQstatus(c->pg) != CONNECTION_OK)) {
         log_warn("database error: %s", c->pg ? PQerrorMessage(c->pg) : "no connection");
         return err_set(e, ERR_DB_UNAVAILABLE, "the database is unavailable");
@@ -270,6 +280,23 @@ PGresult *db_exec_by_id(struct db_conn *c, const struct db_stmt *s, const char *
         return NULL;
     }
     return r;
+}
+
+static const struct db_stmt read_only_stmt = {"db_read_only",
+                                              "SELECT current_setting('transaction_read_only')"};
+
+int db_check_writable(struct db_conn *c, struct err *e)
+{
+    PGresult *r = db_exec(c, &read_only_stmt, 0, NULL, e);
+    if (r == NULL)
+        return -1;
+    bool read_only = strcmp(PQgetvalue(r, 0, 0), "on") == 0;
+    PQclear(r);
+    if (!read_only)
+        return 0;
+    c->reconnect = true;
+    return err_set(e, ERR_DB_UNAVAILABLE,
+                   "the database is read-only (a standby, or a primary being demoted)");
 }
 
 int db_command(struct db_conn *c, const char *sql, struct err *e)

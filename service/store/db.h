@@ -25,6 +25,7 @@ struct db_conn {
     const struct db_stmt *prepared[DB_MAX_PREPARED];
     int n_prepared;
     bool in_use;
+    bool reconnect; /* the server will not take writes (a standby): closed at db_release */
 };
 
 struct db_pool {
@@ -66,6 +67,11 @@ PGresult *db_exec_by_id(struct db_conn *c, const struct db_stmt *s, const char *
 
 /* Prepares s on c if it is not yet (for callers that need PQexecPrepared's binary options). */
 int db_prepare(struct db_conn *c, const struct db_stmt *s, int n, struct err *e) OQ_MUSTCHECK;
+
+/* 0 when c's server takes writes; else -1 with ERR_DB_UNAVAILABLE, and c is closed at
+ * db_release, so that the next use connects again and libpq picks a writable host of a
+ * multi-host URL (target_session_attrs=read-write). */
+int db_check_writable(struct db_conn *c, struct err *e) OQ_MUSTCHECK;
 
 /* Runs a parameterless command (BEGIN, COMMIT, ROLLBACK, LISTEN ...). */
 int db_command(struct db_conn *c, const char *sql, struct err *e) OQ_MUSTCHECK;

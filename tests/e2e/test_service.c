@@ -361,6 +361,66 @@ static void test_database_outage(void **state)
     th_db_drop(DB "_outage");
 }
 
+/* A server that stops taking writes (a standby after a failover went the other way, or a
+ * primary being demoted): the service answers 503, /readyz says so, and once the server takes
+ * writes again the service connects afresh by itself (it kept the read-only sessions, and
+ * answered 500, before). */
+static void test_read_only_server(void **state)
+{
+    char other[512], admin[512];
+    th_db_create(DB "_ro", other, sizeof(other));
+    snprintf(admin, sizeof(admin), "%s", other);
+    char *db = strstr(admin, DB "_ro");
+    memcpy(db, "postgres", 8);
+    memmove(db + 8, db + strlen(DB "_ro"), strlen(db + strlen(DB "_ro")) + 1);
+    struct svc s;
+    static const char *const env[] = {"OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9", NULL};
+    assert_int_equal(th_svc_start(&s, other, env, NULL), 0);
+    const char *body = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/x\"}}";
+    struct resp *r = th_json(&s, "POST", "/api/offline/queue", body);
+    assert_int_equal(r->status, 201);
+    th_resp_free(r);
+
+    PGconn *pg = th_db_connect(admin);
+    th_sql(pg, "ALTER DATABASE " DB "_ro SET default_transaction_read_only = on");
+    th_sql(pg,
+           "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" DB "_ro'");
+    for (int i = 0; i < 3; i++) {
+        r = th_json(&s, "POST", "/api/offline/queue", body);
+        th_assert_error(r, 503, "database_unavailable");
+        th_resp_free(r);
+    }
+    r = th_http(&s, "GET", "/readyz", NULL, 0, NULL);
+    th_assert_error(r, 503, "database_unavailable");
+    th_resp_free(r);
+
+    th_sql(pg, "ALTER DATABASE " DB "_ro RESET default_transaction_read_only");
+    /* each pooled session still read-only answers one 503 and is replaced: at most the pool */
+    long status = 0;
+    for (int i = 0; i < 12 && status != 201; i++) {
+        r = th_json(&s, "POST", "/api/offline/queue", body);
+        status = r->status;
+        if (status != 201)
+            th_assert_error(r, 503, "database_unavailable");
+        th_resp_free(r);
+    }
+    assert_int_equal(status, 201);
+    for (int i = 0, ready = 0; !ready; i++) {
+        assert_true(i < 12);
+        r = th_http(&s, "GET", "/readyz", NULL, 0, NULL);
+        ready = r->status == 200;
+        if (!ready)
+            th_assert_error(r, 503, "database_unavailable");
+        th_resp_free(r);
+    }
+    r = th_http(&s, "GET", "/api/offline/queue/stats", NULL, 0, NULL);
+    assert_int_equal(th_int(r->json, "pending"), 2);
+    th_resp_free(r);
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+    PQfinish(pg);
+    th_db_drop(DB "_ro");
+}
+
 static int connect_to(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -485,6 +545,7 @@ int main(void)
         cmocka_unit_test(test_help_lists_settings),
         cmocka_unit_test(test_schema_newer_than_binary),
         cmocka_unit_test(test_database_outage),
+        cmocka_unit_test(test_read_only_server),
         cmocka_unit_test(test_graceful_shutdown_finishes_in_flight),
         cmocka_unit_test(test_shutdown_grace_bounds_requests_in_flight),
         cmocka_unit_test(test_max_pending_answers_429),
