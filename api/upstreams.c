@@ -32,23 +32,39 @@ static json_t *ms_or_null(double ms)
     return ms < 0 ? json_null() : json_real((double)(long long)(ms * 10 + 0.5) / 10);
 }
 
+/* How the deployment's limits stand now: the cap in force (the recovery ramp's while it
+ * runs; null: unlimited), a Retry-After hold, and how many instances share the limits. */
+static json_t *with_limits(json_t *o, const struct upstream *u, const struct upstream_view *v)
+{
+    json_object_set_new(o, "ramp_start_concurrency", json_integer(u->ramp_start_concurrency));
+    json_object_set_new(o, "concurrency",
+                        v->concurrency > 0 ? json_integer(v->concurrency) : json_null());
+    json_object_set_new(o, "ramping", json_boolean(v->ramping));
+    json_object_set_new(o, "held_until", wall_time(v->held_until_wall_ms));
+    json_object_set_new(o, "instances", json_integer(v->instances));
+    return o;
+}
+
 static json_t *upstream_json(struct app *a, const struct upstream *u, json_t *pending)
 {
     struct upstream_view v;
     policy_view(&a->policy, u, &v);
     json_t *n = json_object_get(pending, u->name);
-    return json_pack(
-        "{s:s, s:s, s:b, s:o, s:{s:s, s:o}, s:i, s:i, s:f, s:I, s:o, s:o, s:I, s:o, s:o, s:o}",
-        "name", u->name, "base_url", u->base_url, "paused", v.paused, "paused_at",
-        v.paused && v.paused_at[0] ? json_string(v.paused_at) : json_null(), "breaker", "state",
-        breaker_names[v.breaker], "until", wall_time(v.breaker_until_wall_ms), "in_flight",
-        v.in_flight, "max_concurrency", u->max_concurrency, "rate_per_s", u->rate_per_s, "pending",
-        (json_int_t)(n ? json_integer_value(n) : 0), "last_success_at",
-        wall_time(v.last_success_wall_ms), "last_failure_at", wall_time(v.last_failure_wall_ms),
-        "attempts", (json_int_t)v.last.attempts, "success_ratio",
-        v.last.attempts ? json_real((double)v.last.successes / (double)v.last.attempts)
-                        : json_null(),
-        "latency_p50_ms", ms_or_null(v.last.p50_ms), "latency_p95_ms", ms_or_null(v.last.p95_ms));
+    return with_limits(
+        json_pack(
+            "{s:s, s:s, s:b, s:o, s:{s:s, s:o}, s:i, s:i, s:f, s:I, s:o, s:o, s:I, s:o, s:o, s:o}",
+            "name", u->name, "base_url", u->base_url, "paused", v.paused, "paused_at",
+            v.paused && v.paused_at[0] ? json_string(v.paused_at) : json_null(), "breaker", "state",
+            breaker_names[v.breaker], "until", wall_time(v.breaker_until_wall_ms), "in_flight",
+            v.in_flight, "max_concurrency", u->max_concurrency, "rate_per_s", u->rate_per_s,
+            "pending", (json_int_t)(n ? json_integer_value(n) : 0), "last_success_at",
+            wall_time(v.last_success_wall_ms), "last_failure_at", wall_time(v.last_failure_wall_ms),
+            "attempts", (json_int_t)v.last.attempts, "success_ratio",
+            v.last.attempts ? json_real((double)v.last.successes / (double)v.last.attempts)
+                            : json_null(),
+            "latency_p50_ms", ms_or_null(v.last.p50_ms), "latency_p95_ms",
+            ms_or_null(v.last.p95_ms)),
+        u, &v);
 }
 
 static json_t *pending_counts(struct request *r, struct err *e)

@@ -157,6 +157,97 @@ CREATE FUNCTION offlineq.offlineq_auto_sync() RETURNS boolean
     SELECT coalesce((SELECT value = 'true'::jsonb FROM offlineq_settings WHERE key = 'auto_sync'), true)
 $$;
 
+CREATE FUNCTION offlineq.offlineq_breaker_close(p_name text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'offlineq'
+    AS $$
+DECLARE
+    cur jsonb;
+BEGIN
+    PERFORM offlineq_check_breaker_args(p_name, 0, 'x');
+    cur := offlineq_breakers_locked();
+    IF NOT cur ? p_name THEN
+        RETURN false;
+    END IF;
+    PERFORM offlineq_breakers_store(cur - p_name);
+    PERFORM offlineq_emit('upstream.breaker_closed', jsonb_build_object('upstream', p_name));
+    RETURN true;
+END $$;
+
+CREATE FUNCTION offlineq.offlineq_breaker_open(p_name text, p_cooldown_ms integer, p_by text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'offlineq'
+    AS $$
+DECLARE
+    cur jsonb;
+    was_open boolean;
+BEGIN
+    PERFORM offlineq_check_breaker_args(p_name, p_cooldown_ms, p_by);
+    cur := offlineq_breakers_locked();
+    was_open := cur ? p_name;
+    PERFORM offlineq_breakers_store(cur || jsonb_build_object(p_name, jsonb_build_object(
+        'until', offlineq_epoch_ms() + p_cooldown_ms, 'by', p_by)));
+    IF NOT was_open THEN
+        PERFORM offlineq_emit('upstream.breaker_opened', jsonb_build_object('upstream', p_name));
+    END IF;
+    RETURN NOT was_open;
+END $$;
+
+CREATE FUNCTION offlineq.offlineq_breaker_probe(p_name text, p_probe_ms integer, p_by text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'offlineq'
+    AS $$
+DECLARE
+    cur jsonb;
+    b jsonb;
+    now_ms bigint := offlineq_epoch_ms();
+BEGIN
+    PERFORM offlineq_check_breaker_args(p_name, p_probe_ms, p_by);
+    cur := offlineq_breakers_locked();
+    b := cur -> p_name;
+    IF b IS NULL THEN
+        RETURN true;
+    END IF;
+    IF (b ->> 'until')::bigint > now_ms OR (b ->> 'probe' IS NOT NULL AND b ->> 'probe' <> p_by
+                                            AND (b ->> 'probe_until')::bigint > now_ms) THEN
+        RETURN false;
+    END IF;
+    PERFORM offlineq_breakers_store(jsonb_set(cur, ARRAY[p_name], b || jsonb_build_object(
+        'probe', p_by, 'probe_until', now_ms + p_probe_ms)));
+    RETURN true;
+END $$;
+
+CREATE FUNCTION offlineq.offlineq_breakers_locked() RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO 'offlineq'
+    AS $$
+DECLARE
+    cur jsonb;
+BEGIN
+    INSERT INTO offlineq_settings (key, value) VALUES ('upstream_breakers', '{}')
+        ON CONFLICT (key) DO NOTHING;
+    SELECT value INTO cur FROM offlineq_settings WHERE key = 'upstream_breakers' FOR UPDATE;
+    RETURN CASE WHEN jsonb_typeof(cur) = 'object' THEN cur ELSE '{}' END;
+END $$;
+
+CREATE FUNCTION offlineq.offlineq_breakers_store(v jsonb) RETURNS void
+    LANGUAGE sql
+    SET search_path TO 'offlineq'
+    AS $$
+    UPDATE offlineq_settings SET value = v, updated_at = now() WHERE key = 'upstream_breakers'
+$$;
+
+CREATE FUNCTION offlineq.offlineq_check_breaker_args(p_name text, p_ms integer, p_by text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF p_name IS NULL OR length(p_name) NOT BETWEEN 1 AND 255 OR p_ms IS NULL OR p_ms < 0
+       OR p_ms > 86400000 OR p_by IS NULL OR length(p_by) NOT BETWEEN 1 AND 255 THEN
+        RAISE EXCEPTION 'an upstream name and an instance id of 1 to 255 characters and a time of 0 to 86400000 ms are required'
+            USING ERRCODE = 'OQ400';
+    END IF;
+END $$;
+
 CREATE FUNCTION offlineq.offlineq_check_endpoint(p_operation_type text, p_payload jsonb) RETURNS void
     LANGUAGE plpgsql
     AS $_$
@@ -487,6 +578,12 @@ BEGIN
     END LOOP;
 END $$;
 
+CREATE FUNCTION offlineq.offlineq_epoch_ms() RETURNS bigint
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT (extract(epoch FROM now()) * 1000)::bigint
+$$;
+
 CREATE FUNCTION offlineq.offlineq_has_dot_segment(p_endpoint text) RETURNS boolean
     LANGUAGE sql IMMUTABLE
     AS $$
@@ -498,6 +595,36 @@ CREATE FUNCTION offlineq.offlineq_has_dot_segment(p_endpoint text) RETURNS boole
                      '%2e', '.'), '%2f', '/'), '%5c', '\'),
                  '[/\\]') AS seg
         WHERE seg IN ('.', '..'))
+$$;
+
+CREATE FUNCTION offlineq.offlineq_instance_beat(p_id text, p_ttl_ms integer, p_settle_ms integer, OUT rank integer, OUT live integer, OUT settled boolean) RETURNS record
+    LANGUAGE plpgsql
+    SET search_path TO 'offlineq'
+    AS $$
+DECLARE
+    ttl interval := make_interval(secs => p_ttl_ms / 1000.0);
+    settle interval := make_interval(secs => p_settle_ms / 1000.0);
+BEGIN
+    IF p_id IS NULL OR length(p_id) NOT BETWEEN 1 AND 255 OR p_ttl_ms IS NULL OR p_ttl_ms < 1
+       OR p_settle_ms IS NULL OR p_settle_ms < 0 THEN
+        RAISE EXCEPTION 'an instance id of 1 to 255 characters, a ttl and a settle time are required'
+            USING ERRCODE = 'OQ400';
+    END IF;
+    INSERT INTO offlineq_instances (id) VALUES (p_id)
+        ON CONFLICT (id) DO UPDATE SET seen_at = now();
+    DELETE FROM offlineq_instances WHERE seen_at < now() - ttl AND id <> p_id;
+    SELECT count(*) FILTER (WHERE m.id < p_id), count(*)
+      INTO rank, live
+      FROM offlineq_instances m
+     WHERE m.id = p_id OR m.started_at <= now() - settle;
+    SELECT m.started_at <= now() - settle INTO settled FROM offlineq_instances m WHERE m.id = p_id;
+END $$;
+
+CREATE FUNCTION offlineq.offlineq_instance_leave(p_id text) RETURNS void
+    LANGUAGE sql
+    SET search_path TO 'offlineq'
+    AS $$
+    DELETE FROM offlineq_instances WHERE id = p_id
 $$;
 
 CREATE FUNCTION offlineq.offlineq_op_event(o offlineq.offline_operations) RETURNS jsonb
@@ -721,6 +848,12 @@ CREATE TABLE offlineq.offlineq_idempotency (
     CONSTRAINT offlineq_idempotency_status_check CHECK (((status >= 200) AND (status <= 299)))
 );
 
+CREATE TABLE offlineq.offlineq_instances (
+    id text NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    seen_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
 CREATE TABLE offlineq.offlineq_key_rotation (
     id boolean DEFAULT true NOT NULL,
     phase integer NOT NULL,
@@ -779,6 +912,9 @@ ALTER TABLE ONLY offlineq.offlineq_files
 
 ALTER TABLE ONLY offlineq.offlineq_idempotency
     ADD CONSTRAINT offlineq_idempotency_pkey PRIMARY KEY (scope, key);
+
+ALTER TABLE ONLY offlineq.offlineq_instances
+    ADD CONSTRAINT offlineq_instances_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY offlineq.offlineq_key_rotation
     ADD CONSTRAINT offlineq_key_rotation_pkey PRIMARY KEY (id);

@@ -11,6 +11,7 @@
 #include "store/migrate.h"
 #include "store/ops.h"
 #include "store/rotation.h"
+#include "store/fleet.h"
 #include "store/secretbox.h"
 #include "core/pgarray.h"
 
@@ -62,13 +63,39 @@ static struct janitor_deps janitor_deps(struct app *a)
                                  .retain_failed_s = a->cfg.retain_failed_s,
                                  .idempotency_ttl_s = a->cfg.idempotency_ttl_s,
                                  .watchdog_ms = sdnotify_watchdog_period_ms(),
-                                 .max_lease_expiries = a->cfg.max_lease_expiries};
+                                 .max_lease_expiries = a->cfg.max_lease_expiries,
+                                 .fleet_id = a->policy.in_fleet ? a->instance_id : NULL,
+                                 .policy = &a->policy};
 }
 
-/* The stored pauses reach the delivery policy whenever the settings are read again. */
+/* The stored pauses and breakers reach the delivery policy whenever the settings are read
+ * again. */
 static void on_paused(void *arg, json_t *paused)
 {
     policy_set_paused(arg, paused);
+}
+
+static void on_breakers(void *arg, json_t *breakers)
+{
+    policy_set_breakers(arg, breakers);
+}
+
+/* The one half-open probe of u's breaker for the deployment: this instance's if the database
+ * gives it (for the request's timeout and a margin); with the database away, it decides alone. */
+#define PROBE_MARGIN_MS 5000
+static bool probe_grant(void *arg, const struct upstream *u)
+{
+    struct app *a = arg;
+    struct err e = {0};
+    struct db_conn *c = db_acquire(&a->db, &e);
+    if (c == NULL)
+        return true;
+    bool granted = true;
+    int ms = u->connect_timeout_ms + u->timeout_ms + PROBE_MARGIN_MS;
+    if (fleet_breaker_probe(c, u->name, ms, a->instance_id, &granted, &e) != 0)
+        granted = true;
+    db_release(&a->db, c);
+    return granted;
 }
 
 int app_init(struct app *a, struct err *e)
@@ -84,6 +111,11 @@ int app_init(struct app *a, struct err *e)
     settings_init(&a->settings);
     a->settings.on_paused = on_paused;
     a->settings.on_paused_arg = &a->policy;
+    a->settings.on_breakers = on_breakers;
+    a->settings.on_breakers_arg = &a->policy;
+    a->policy.in_fleet = a->cfg.workers > 0; /* only instances that deliver share the limits */
+    a->policy.probe_grant = probe_grant;
+    a->policy.probe_grant_arg = a;
     metrics_init(&a->metrics);
     for (const struct handler *hd = handlers_table(); hd->name; hd++)
         metrics_add_type(&a->metrics, hd->name);
@@ -161,6 +193,7 @@ static void on_network_change(void *arg, bool online)
                           a->instance_id));
     if (!online || !atomic_load(&a->sync.t.started))
         return;
+    policy_ramp_all(&a->policy); /* the backlog goes out at the ramp's pace, not all at once */
     workers_wake(&a->workers);
     unsigned long pass;
     struct err e = {0};
@@ -215,6 +248,20 @@ void app_start(struct app *a)
     janitor_start(&a->janitor, &jd);
 }
 
+/* Its part of the upstreams' limits goes to the others at their next beat. */
+static void leave_fleet(struct app *a)
+{
+    if (!a->policy.in_fleet)
+        return;
+    struct err e = {0};
+    struct db_conn *c = db_acquire(&a->db, &e);
+    if (c == NULL)
+        return;
+    if (fleet_leave(c, a->instance_id, &e) != 0)
+        log_debug("leaving the fleet failed: %s", e.message);
+    db_release(&a->db, c);
+}
+
 /* In reverse dependency order: whatever calls into a module stops before it. The listener
  * and the janitor wake the workers, running handlers ask the monitor, everyone emits events. */
 void app_close(struct app *a)
@@ -223,6 +270,7 @@ void app_close(struct app *a)
     listener_stop(&a->listener);
     janitor_stop(&a->janitor);
     workers_stop(&a->workers, a->cfg.shutdown_grace_s);
+    leave_fleet(a);
     sync_close(&a->sync); /* after the workers: their claims read sync_pass_ids */
     monitor_stop(&a->monitor);
     events_stop(&a->events);

@@ -24,6 +24,7 @@ static const struct int_setting {
     {"connect_timeout_ms", OFF(connect_timeout_ms), 5000, 1, 600000},
     {"timeout_ms", OFF(timeout_ms), 30000, 1, 3600000},
     {"max_concurrency", OFF(max_concurrency), 0, 1, 10000}, /* default 0: unlimited */
+    {"ramp_start_concurrency", OFF(ramp_start_concurrency), 1, 1, 10000},
     {"breaker_failures", OFF(breaker_failures), 10, 1, 100000},
     {"breaker_cooldown_s", OFF(breaker_cooldown_s), 30, 1, OQ_DAY_S},
 };

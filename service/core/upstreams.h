@@ -19,6 +19,7 @@ struct upstream {
     int timeout_ms;
     int max_concurrency;        /* 0: unlimited */
     double rate_per_s;          /* 0: unlimited */
+    int ramp_start_concurrency; /* in flight when it becomes deliverable again; doubles */
     unsigned char *signing_key; /* decoded at load, signing_key_len bytes; NULL: not signed */
     size_t signing_key_len;
     int breaker_failures;

@@ -101,36 +101,58 @@ static void note_attempt(const struct exec_ctx *ctx, const struct out_response *
     attempt_excerpt(a->excerpt, rs->body, rs->body_len);
 }
 
+/* Why a request was not sent, for each refusal of policy_enter; none uses an attempt. */
+static const struct refusal_text {
+    enum admit how;
+    const char *why; /* after "upstream NAME " */
+} refusal_texts[] = {
+    {ADMIT_PAUSED, "is paused"},
+    {ADMIT_BREAKER_OPEN, "has its circuit breaker open"},
+    {ADMIT_HELD, "asked to wait (Retry-After)"},
+    {ADMIT_NO_PART, "is at its limits: the other instances hold all of them now"},
+};
+
+static void refuse(enum admit how, double retry_in, const struct upstream *u,
+                   struct exec_result *res)
+{
+    res->outcome = OUTCOME_RELEASE;
+    /* paused: the claim skips it until the resume; the second is for a name the claim's
+     * filter had no room for */
+    res->delay_s = how == ADMIT_PAUSED ? 1 : retry_in;
+    for (size_t i = 0; i < OQ_ARRAY_LEN(refusal_texts); i++) {
+        if (refusal_texts[i].how == how)
+            snprintf(res->error, sizeof(res->error), "upstream %s %s", u->name,
+                     refusal_texts[i].why);
+    }
+}
+
 void deliver(struct exec_ctx *ctx, struct out_request *rq, struct exec_result *res)
 {
     double retry_in = 0;
     res->attempt.upstream = rq->u->name; /* the metrics' upstream label */
     enum admit how = policy_enter(ctx->policy, rq->u, &retry_in);
-    if (how == ADMIT_BREAKER_OPEN || how == ADMIT_PAUSED) {
-        res->outcome = OUTCOME_RELEASE;
-        /* paused: the claim skips it until the resume; the second is for a name the claim's
-         * filter had no room for */
-        res->delay_s = how == ADMIT_PAUSED ? 1 : retry_in;
-        snprintf(res->error, sizeof(res->error),
-                 how == ADMIT_PAUSED ? "upstream %s is paused"
-                                     : "circuit breaker of upstream %s is open",
-                 rq->u->name);
+    if (how != ADMIT_OK && how != ADMIT_PROBE) {
+        refuse(how, retry_in, rq->u, res);
         return;
     }
     struct out_response rs;
     double t0 = oq_now_ms();
     outbound_send(ctx->out, rq, &rs);
+    bool slow_down = rs.status == 429 || rs.status == 503;
     struct policy_sample sample = {
         .reached_upstream = !rs.is_body_error, /* a stored file failed: not the upstream's doing */
         .is_failure =
             !rs.is_body_error && (rs.status == 0 ? rs.is_connect_error : rs.status >= 500),
         .is_success = rs.status >= 200 && rs.status < 300,
+        .is_overload = slow_down || rs.is_timeout,
+        .retry_after_s = slow_down ? rs.retry_after_s : -1,
         .duration_ms = oq_now_ms() - t0,
     };
     enum breaker_change change = policy_leave(ctx->policy, rq->u, how, &sample);
     if (change != BREAKER_UNCHANGED)
         res->attempt.breaker_event =
             change == BREAKER_OPENED ? "upstream.breaker_opened" : "upstream.breaker_closed";
+    res->attempt.breaker_cooldown_s = rq->u->breaker_cooldown_s;
     if (rs.is_body_error) {
         res->outcome = OUTCOME_RELEASE;
         res->delay_s = BODY_RETRY_S;

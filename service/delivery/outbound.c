@@ -440,6 +440,7 @@ int outbound_send(struct outbound *o, const struct out_request *rq, struct out_r
             rs->is_body_error = up.failed;
             rs->reached = hop > 0 || sent > 0;
             rs->is_connect_error = !up.failed && is_connect_failure(cc);
+            rs->is_timeout = cc == CURLE_OPERATION_TIMEDOUT;
             snprintf(rs->error, sizeof(rs->error), "%s",
                      up.failed ? "the body could not be read" : curl_easy_strerror(cc));
             break;

@@ -45,6 +45,7 @@ struct out_response {
     char last_modified[64];
     double retry_after_s;  /* < 0: none */
     bool is_connect_error; /* refused, DNS, unreachable: the network may be down */
+    bool is_timeout;       /* timeout_ms or connect_timeout_ms ran out */
     bool is_body_error;    /* the stream could not be read: not the upstream's fault */
     bool reached;          /* some of the request was sent: the upstream may have acted on it */
     char error[256];       /* curl's words when status is 0 */

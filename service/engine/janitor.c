@@ -9,9 +9,11 @@
 #include "core/metrics.h"
 #include "core/pending.h"
 #include "engine/sdnotify.h"
+#include "delivery/policy.h"
 #include "engine/workers.h"
 #include "store/db.h"
 #include "store/events.h"
+#include "store/fleet.h"
 #include "store/idempotency.h"
 #include "store/leases.h"
 #include "store/maintenance.h"
@@ -172,6 +174,21 @@ static void rotate_key(const struct janitor_deps *d, struct db_conn *c)
     }
 }
 
+/* This instance's beat: its place divides the upstreams' limits until the beat is a TTL old
+ * (less a beat, so its part ends before the others count it dead). */
+static void beat(const struct janitor_deps *d, struct db_conn *c)
+{
+    if (d->fleet_id == NULL)
+        return;
+    struct err e = {0};
+    struct fleet_place pl;
+    if (fleet_beat(c, d->fleet_id, FLEET_TTL_MS, FLEET_SETTLE_MS, &pl, &e) != 0) {
+        log_json(LOG_WARN, "the fleet beat failed", json_pack("{s:s}", "error", e.message));
+        return;
+    }
+    policy_set_place(d->policy, pl.rank, pl.live, pl.settled, FLEET_TTL_MS - 2 * FLEET_BEAT_MS);
+}
+
 /* Gives freed heap back to the system: RSS follows the load down. */
 static void ping_watchdog(const struct janitor_deps *d, struct db_conn *c)
 {
@@ -198,6 +215,7 @@ static const struct chore {
     void (*run)(const struct janitor_deps *d, struct db_conn *c);
 } chores[JANITOR_CHORES] = {
     {"watchdog", 0, 0, false, ping_watchdog},             /* sd_notify WATCHDOG=1 */
+    {"beat", FLEET_BEAT_MS, 0, true, beat},               /* this instance's part of the limits */
     {"fold counts", 500, 500, true, janitor_fold_counts}, /* stats stay a scan of a few rows */
     {"sweep leases", 1000, 500, true, sweep_leases},      /* expired leases, operations, deps */
     {"reload settings", 500, 500, true, reload_settings}, /* in case a NOTIFY was missed */

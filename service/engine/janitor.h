@@ -3,7 +3,8 @@
  * refresh the pending count, reload settings, sweep expired leases and operations, seal
  * plaintext rows, trim the event log, sample the queue depth for the history, expire
  * Idempotency-Key answers, give freed heap back to the system, and ping systemd's watchdog
- * (engine/sdnotify.h), so a janitor that hangs gets the service restarted. */
+ * (engine/sdnotify.h), so a janitor that hangs gets the service restarted; and beat for this
+ * instance in the fleet (store/fleet.h), which divides the upstreams' limits. */
 #ifndef OQ_JANITOR_H
 #define OQ_JANITOR_H
 
@@ -11,6 +12,7 @@
 
 struct db_pool;
 struct pending;
+struct policy;
 struct settings;
 struct workers;
 
@@ -28,9 +30,11 @@ struct janitor_deps {
     int max_lease_expiries;  /* OFFLINEQ_MAX_LEASE_EXPIRIES */
     int idempotency_ttl_s;   /* OFFLINEQ_IDEMPOTENCY_TTL_S */
     double watchdog_ms;      /* WATCHDOG=1 this often (sdnotify_watchdog_period_ms); 0: never */
+    const char *fleet_id;    /* beats as this instance (it delivers); NULL: takes no part */
+    struct policy *policy;   /* takes the beat's place */
 };
 
-#define JANITOR_CHORES 12
+#define JANITOR_CHORES 13
 
 struct janitor {
     struct janitor_deps d;
@@ -42,6 +46,13 @@ struct janitor {
  * request on). c is the caller's connection. */
 struct db_conn;
 void janitor_fold_counts(const struct janitor_deps *d, struct db_conn *c);
+
+/* The fleet's timing: a beat every FLEET_BEAT_MS; an instance not seen for FLEET_TTL_MS is
+ * dead (its part goes to the others); one uses its part FLEET_SETTLE_MS after its first beat
+ * (two beats of the others, who count it from its first), or at once when it is alone. */
+#define FLEET_BEAT_MS 500
+#define FLEET_TTL_MS 3000
+#define FLEET_SETTLE_MS 1000
 
 /* Starts the thread; deps is copied. */
 void janitor_start(struct janitor *j, const struct janitor_deps *deps);

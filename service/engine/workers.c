@@ -25,6 +25,7 @@
 #include "core/pgarray.h"
 #include "core/jsontext.h"
 #include "store/events.h"
+#include "store/fleet.h"
 
 struct worker {
     struct workers *ws;
@@ -249,22 +250,26 @@ static void execute(struct worker *w, struct job *jobs, int n, struct exec_resul
     }
 }
 
-/* An attempt that opened or closed its upstream's breaker tells every instance's event
- * stream (best effort: an event is no outcome). */
+/* An attempt that opened or closed its upstream's breaker opens or closes it for the
+ * deployment (store/fleet.h), which records the event when the deployment's breaker changed
+ * (best effort: with the database away, this instance's breaker still holds here). */
 static void announce_breaker(const struct workers_deps *d, const struct attempt_info *a)
 {
     if (a->breaker_event == NULL || a->upstream == NULL)
         return;
-    json_t *obj = json_pack("{s:s}", "upstream", a->upstream);
-    char *data = jsontext(obj);
-    json_decref(obj);
     struct err e = {0};
     struct db_conn *c = db_acquire(d->db, &e);
-    if (c != NULL) {
-        (void)events_record(c, a->breaker_event, data, &e);
-        db_release(d->db, c);
-    }
-    free(data);
+    if (c == NULL)
+        return;
+    bool changed = false;
+    int rc = strcmp(a->breaker_event, "upstream.breaker_opened") == 0
+                 ? fleet_breaker_open(c, a->upstream, a->breaker_cooldown_s * 1000, d->instance_id,
+                                      &changed, &e)
+                 : fleet_breaker_close(c, a->upstream, &changed, &e);
+    if (rc != 0)
+        log_json(LOG_WARN, "sharing the breaker failed",
+                 json_pack("{s:s, s:s}", "upstream", a->upstream, "error", e.message));
+    db_release(d->db, c);
 }
 
 /* Runs the segments in order. Once offline or stopping, the rest are released untried (no

@@ -16,6 +16,8 @@ void settings_init(struct settings *s)
     s->paused = json_object();
     s->on_paused = NULL;
     s->on_paused_arg = NULL;
+    s->on_breakers = NULL;
+    s->on_breakers_arg = NULL;
     s->reload_started = s->reload_applied = 0;
 }
 
@@ -62,6 +64,9 @@ static void apply(struct settings *s, const char *key, json_t *v)
         s->paused = json_incref(v);
         if (s->on_paused != NULL)
             s->on_paused(s->on_paused_arg, s->paused);
+    } else if (strcmp(key, "upstream_breakers") == 0 && json_is_object(v)) {
+        if (s->on_breakers != NULL)
+            s->on_breakers(s->on_breakers_arg, v);
     }
 }
 

@@ -1,6 +1,6 @@
 /* Settings shared by every instance through offlineq_settings: auto_sync, sync_interval_s,
- * conflict_strategy, last_sync, upstreams_paused. Cached here; reloaded on NOTIFY offlineq_settings
- * and by maintenance. Thread-safe. */
+ * conflict_strategy, last_sync, upstreams_paused (and upstream_breakers, handed on). Cached here;
+ * reloaded on NOTIFY offlineq_settings and by maintenance. Thread-safe. */
 #ifndef OQ_SETTINGS_H
 #define OQ_SETTINGS_H
 
@@ -21,6 +21,9 @@ struct settings {
      * it: the delivery policy takes it (set by app.c; NULL: nobody). */
     void (*on_paused)(void *arg, json_t *paused);
     void *on_paused_arg;
+    /* The same for the shared breakers (upstream_breakers), when that row is read. */
+    void (*on_breakers)(void *arg, json_t *breakers);
+    void *on_breakers_arg;
     unsigned long long reload_started, reload_applied; /* tickets: newest reload wins */
 };
 
