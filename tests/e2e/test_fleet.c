@@ -139,17 +139,17 @@ static void wait_settled(int n)
     usleep(3 * BEAT_MS * 1000);
 }
 
-/* Enqueues n api_call operations (batches of 250). */
-static void enqueue_n(int n)
+/* Enqueues n api_call operations of max_attempts each (batches of 250). */
+static void enqueue_n(int n, int max_attempts)
 {
     for (int start = 0; start < n; start += 250) {
-        char *body = malloc(250 * 110 + 64);
+        char *body = malloc(250 * 130 + 64);
         size_t o = (size_t)sprintf(body, "{\"operations\":[");
         for (int i = start; i < start + 250 && i < n; i++)
-            o += (size_t)sprintf(
-                body + o,
-                "%s{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/f/%d\"}}",
-                i > start ? "," : "", i);
+            o += (size_t)sprintf(body + o,
+                                 "%s{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":"
+                                 "\"/f/%d\"},\"max_attempts\":%d}",
+                                 i > start ? "," : "", i, max_attempts);
         sprintf(body + o, "]}");
         struct resp *r = th_json(&S, "POST", "/api/offline/queue/batch", body);
         assert_int_equal(r->status, 201);
@@ -234,7 +234,7 @@ static void test_rate_holds_for_the_deployment(void **state)
 {
     start_fleet(3, NULL, "{\"default\":{\"base_url\":\"%s\",\"rate_per_s\":20}}", us_url(US));
     wait_settled(3);
-    enqueue_n(400);
+    enqueue_n(400, 5);
     assert_true(us_wait_arrivals(US, 20, 10000) >= 20);
     double t0 = th_now_ms() + 500; /* well into the steady state */
     usleep(10500 * 1000);
@@ -250,7 +250,7 @@ static void test_concurrency_holds_and_a_dead_part_moves(void **state)
     us_script(US, "/f/", "200", 200);
     start_fleet(3, NULL, "{\"default\":{\"base_url\":\"%s\",\"max_concurrency\":4}}", us_url(US));
     wait_settled(3);
-    enqueue_n(600);
+    enqueue_n(600, 5);
     assert_true(us_wait_arrivals(US, 40, 10000) >= 40);
     usleep(2000 * 1000);
     assert_int_equal(max_in_flight_between(0, th_now_ms()), 4);
@@ -276,7 +276,7 @@ static void test_concurrency_holds_and_a_dead_part_moves(void **state)
 
 /* ---- point 2: one breaker for the deployment ---- */
 
-/* The first instance opens the breaker after 3 failures; the second would take 1000. Once
+/* The first instance opens the breaker after 3 failures; the second would take 100,000. Once
  * the first opened it, the second sends nothing within a second; after the cool-down one probe
  * at a time goes, for both; the breaker opens once, and its close reaches both. */
 static void test_one_breaker_for_the_deployment(void **state)
@@ -286,7 +286,7 @@ static void test_one_breaker_for_the_deployment(void **state)
                         "\"breaker_cooldown_s\":3}}";
     start_fleet(1, NULL, first, us_url(US));
     th_upstreams_write(&LAX, "fleet-lax",
-                       "{\"default\":{\"base_url\":\"%s\",\"breaker_failures\":1000,"
+                       "{\"default\":{\"base_url\":\"%s\",\"breaker_failures\":100000,"
                        "\"breaker_cooldown_s\":3}}",
                        us_url(US));
     const char *env[] = {LAX.env,
@@ -297,7 +297,7 @@ static void test_one_breaker_for_the_deployment(void **state)
                          NULL};
     assert_int_equal(th_svc_start(&F[1], url, env, NULL), 0);
     n_fleet = 2;
-    enqueue_n(200);
+    enqueue_n(200, 1000); /* work left for the second instance throughout */
     double opened = -1;
     for (int k = 0; k < 200 && opened < 0; k++) {
         if (atoi(th_sql(PG, "SELECT count(*) FROM offlineq_event_stream "
@@ -361,7 +361,7 @@ static void test_recovery_ramps_up(void **state)
             break;
         usleep(100 * 1000);
     }
-    enqueue_n(2000);
+    enqueue_n(2000, 5);
     us_up(US);
     assert_true(us_wait_arrivals(US, 1, 10000) >= 1);
     usleep(5000 * 1000);
@@ -386,7 +386,7 @@ static void test_retry_after_holds_the_upstream(void **state)
     us_rule(US, &rule);
     start_fleet(1, NULL, "{\"default\":{\"base_url\":\"%s\"}}", us_url(US));
     wait_settled(1);
-    enqueue_n(40);
+    enqueue_n(40, 5);
     assert_true(us_wait_arrivals(US, 40, 15000) >= 40);
     int n = 0, limited = -1;
     struct us_req *reqs = us_requests(US, &n);
