@@ -136,3 +136,33 @@ BEGIN
     PERFORM offlineq_emit('upstream.breaker_closed', jsonb_build_object('upstream', p_name));
     RETURN true;
 END $$;
+
+-- A Retry-After on a 429 or 503 holds the upstream for the deployment: upstream_holds =
+-- {"name": epoch ms}, read by every instance like the breakers. Extends a hold only (by more
+-- than 100 ms, so a burst of answers writes once) and drops the holds that are over; returns
+-- whether it stored something.
+CREATE FUNCTION offlineq_upstream_hold(p_name text, p_hold_ms integer, p_by text)
+    RETURNS boolean LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    cur jsonb;
+    now_ms bigint := offlineq_epoch_ms();
+    until bigint;
+BEGIN
+    PERFORM offlineq_check_breaker_args(p_name, p_hold_ms, p_by);
+    until := now_ms + p_hold_ms;
+    INSERT INTO offlineq_settings (key, value) VALUES ('upstream_holds', '{}')
+        ON CONFLICT (key) DO NOTHING;
+    SELECT value INTO cur FROM offlineq_settings WHERE key = 'upstream_holds' FOR UPDATE;
+    IF jsonb_typeof(cur) <> 'object' THEN
+        cur := '{}';
+    END IF;
+    IF jsonb_typeof(cur -> p_name) = 'number' AND (cur ->> p_name)::numeric >= until - 100 THEN
+        RETURN false;
+    END IF;
+    SELECT coalesce(jsonb_object_agg(k, v), '{}') INTO cur
+      FROM jsonb_each(cur) AS e(k, v)
+     WHERE jsonb_typeof(v) = 'number' AND (v #>> '{}')::numeric > now_ms AND k <> p_name;
+    UPDATE offlineq_settings SET value = cur || jsonb_build_object(p_name, until), updated_at = now()
+     WHERE key = 'upstream_holds';
+    RETURN true;
+END $$;

@@ -613,11 +613,10 @@ BEGIN
     INSERT INTO offlineq_instances (id) VALUES (p_id)
         ON CONFLICT (id) DO UPDATE SET seen_at = now();
     DELETE FROM offlineq_instances WHERE seen_at < now() - ttl AND id <> p_id;
-    SELECT count(*) FILTER (WHERE m.id < p_id), count(*)
-      INTO rank, live
-      FROM offlineq_instances m
-     WHERE m.id = p_id OR m.started_at <= now() - settle;
-    SELECT m.started_at <= now() - settle INTO settled FROM offlineq_instances m WHERE m.id = p_id;
+    SELECT count(*) FILTER (WHERE m.id < p_id), count(*),
+           bool_or(m.id = p_id AND m.started_at <= now() - settle)
+      INTO rank, live, settled
+      FROM offlineq_instances m;
 END $$;
 
 CREATE FUNCTION offlineq.offlineq_instance_leave(p_id text) RETURNS void

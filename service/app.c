@@ -80,6 +80,11 @@ static void on_breakers(void *arg, json_t *breakers)
     policy_set_breakers(arg, breakers);
 }
 
+static void on_holds(void *arg, json_t *holds)
+{
+    policy_set_holds(arg, holds);
+}
+
 /* The one half-open probe of u's breaker for the deployment: this instance's if the database
  * gives it (for the request's timeout and a margin); with the database away, it decides alone. */
 #define PROBE_MARGIN_MS 5000
@@ -112,6 +117,7 @@ int app_init(struct app *a, struct err *e)
     a->settings.on_paused = on_paused;
     a->settings.on_paused_arg = &a->policy;
     a->settings.on_breakers = on_breakers;
+    a->settings.on_holds = on_holds;
     a->settings.on_breakers_arg = &a->policy;
     a->policy.in_fleet = a->cfg.workers > 0; /* only instances that deliver share the limits */
     a->policy.probe_grant = probe_grant;

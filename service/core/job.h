@@ -46,6 +46,7 @@ struct attempt_info {
     char excerpt[ATTEMPT_EXCERPT_MAX + 1]; /* the answer's first bytes, valid UTF-8 */
     const char *breaker_event; /* "upstream.breaker_opened|closed" when it changed; else NULL */
     int breaker_cooldown_s;    /* of the upstream, when breaker_event says opened */
+    double hold_s;             /* a Retry-After held the upstream this long (> 0) */
 };
 
 struct exec_result {

@@ -153,6 +153,7 @@ void deliver(struct exec_ctx *ctx, struct out_request *rq, struct exec_result *r
         res->attempt.breaker_event =
             change == BREAKER_OPENED ? "upstream.breaker_opened" : "upstream.breaker_closed";
     res->attempt.breaker_cooldown_s = rq->u->breaker_cooldown_s;
+    res->attempt.hold_s = policy_hold_s(sample.retry_after_s);
     if (rs.is_body_error) {
         res->outcome = OUTCOME_RELEASE;
         res->delay_s = BODY_RETRY_S;

@@ -266,6 +266,28 @@ void policy_set_breakers(struct policy *p, json_t *breakers)
     }
 }
 
+double policy_hold_s(double s)
+{
+    return s > 0 ? fmin(s, HOLD_MAX_S) : 0;
+}
+
+void policy_set_holds(struct policy *p, json_t *holds)
+{
+    const struct config_live *l = config_live(p->cfg);
+    double now = oq_now_ms(), wall = time_wall_ms();
+    for (size_t i = 0; i < l->n_upstreams; i++) {
+        const struct upstream *u = &l->upstreams[i];
+        json_t *until = json_object_get(holds, u->name); /* NULL-safe */
+        if (!json_is_number(until))
+            continue;
+        pthread_mutex_lock(&u->state->mu);
+        double ms = now + (json_number_value(until) - wall);
+        u->state->hold_until_ms =
+            fmax(u->state->hold_until_ms, fmin(ms, now + HOLD_MAX_S * 1000.0));
+        pthread_mutex_unlock(&u->state->mu);
+    }
+}
+
 void policy_ramp_all(struct policy *p)
 {
     const struct config_live *l = config_live(p->cfg);
@@ -399,10 +421,9 @@ static void count_sample(struct policy *p, struct upstream_state *s, const struc
     s->second_ok += sample->is_success;
     if (sample->is_overload)
         ramp_halve(s, u, pl.live);
-    if (sample->retry_after_s > 0) {
-        double until = oq_now_ms() + fmin(sample->retry_after_s, HOLD_MAX_S) * 1000.0;
-        s->hold_until_ms = fmax(s->hold_until_ms, until);
-    }
+    if (sample->retry_after_s > 0)
+        s->hold_until_ms =
+            fmax(s->hold_until_ms, oq_now_ms() + policy_hold_s(sample->retry_after_s) * 1000.0);
 }
 
 enum breaker_change policy_leave(struct policy *p, const struct upstream *u, enum admit how,

@@ -98,6 +98,13 @@ enum breaker_change { BREAKER_UNCHANGED, BREAKER_OPENED, BREAKER_CLOSED_AGAIN };
 enum breaker_change policy_leave(struct policy *p, const struct upstream *u, enum admit how,
                                  const struct policy_sample *sample);
 
+/* How long a Retry-After of s seconds holds an upstream (capped); 0 for none (s <= 0). */
+double policy_hold_s(double s);
+
+/* Takes the stored holds {"name": epoch ms} (borrowed; NULL: none): a hold another instance
+ * was told of holds here too. */
+void policy_set_holds(struct policy *p, json_t *holds);
+
 /* Takes this instance's place in the deployment from a beat, valid for valid_ms; its part is
  * usable once it is settled (the others have divided for it by then), or when it is alone. */
 void policy_set_place(struct policy *p, int rank, int live, bool settled, double valid_ms);

@@ -272,6 +272,21 @@ static void announce_breaker(const struct workers_deps *d, const struct attempt_
     db_release(d->db, c);
 }
 
+/* A Retry-After that held the upstream here holds it for the deployment (best effort). */
+static void announce_hold(const struct workers_deps *d, const struct attempt_info *a)
+{
+    if (a->hold_s <= 0 || a->upstream == NULL)
+        return;
+    struct err e = {0};
+    struct db_conn *c = db_acquire(d->db, &e);
+    if (c == NULL)
+        return;
+    if (fleet_upstream_hold(c, a->upstream, (int)(a->hold_s * 1000), d->instance_id, &e) != 0)
+        log_json(LOG_WARN, "sharing the Retry-After hold failed",
+                 json_pack("{s:s, s:s}", "upstream", a->upstream, "error", e.message));
+    db_release(d->db, c);
+}
+
 /* Runs the segments in order. Once offline or stopping, the rest are released untried (no
  * attempt used). Adapts the next claim's size so that a claim runs for about
  * CLAIM_TARGET_MS: large against a fast upstream, one at a time against a slow one. */
@@ -298,6 +313,7 @@ static void execute_all(struct worker *w, struct job *jobs, struct segment *segs
         res->attempt.duration_ms = oq_now_ms() - t0;
         log_attempts(jobs + segs[i].from, segs[i].n, res);
         announce_breaker(d, &res->attempt);
+        announce_hold(d, &res->attempt);
         if (res->outcome != OUTCOME_RELEASE)
             metrics_exec(d->metrics, res->attempt.upstream, (oq_now_ms() - t0) / 1000.0);
         ran++;

@@ -11,6 +11,8 @@ static const struct db_stmt open_stmt = {"fleet_breaker_open",
                                          "SELECT offlineq_breaker_open($1, $2::int, $3)"};
 static const struct db_stmt close_stmt = {"fleet_breaker_close",
                                           "SELECT offlineq_breaker_close($1)"};
+static const struct db_stmt hold_stmt = {"fleet_upstream_hold",
+                                         "SELECT offlineq_upstream_hold($1, $2::int, $3)"};
 static const struct db_stmt probe_stmt = {"fleet_breaker_probe",
                                           "SELECT offlineq_breaker_probe($1, $2::int, $3)"};
 
@@ -71,4 +73,14 @@ int fleet_breaker_probe(struct db_conn *c, const char *upstream, int probe_ms, c
     snprintf(ms, sizeof(ms), "%d", probe_ms);
     const char *params[] = {upstream, ms, by};
     return ask(c, &probe_stmt, 3, params, granted, e);
+}
+
+int fleet_upstream_hold(struct db_conn *c, const char *upstream, int hold_ms, const char *by,
+                        struct err *e)
+{
+    char ms[16];
+    snprintf(ms, sizeof(ms), "%d", hold_ms);
+    const char *params[] = {upstream, ms, by};
+    bool stored;
+    return ask(c, &hold_stmt, 3, params, &stored, e);
 }

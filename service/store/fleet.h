@@ -29,6 +29,9 @@ int fleet_breaker_open(struct db_conn *c, const char *upstream, int cooldown_ms,
 /* Closes it; *changed: it was open (upstream.breaker_closed was recorded). */
 int fleet_breaker_close(struct db_conn *c, const char *upstream, bool *changed,
                         struct err *e) OQ_MUSTCHECK;
+/* Holds upstream for the deployment for hold_ms (a Retry-After); only extends a hold. */
+int fleet_upstream_hold(struct db_conn *c, const char *upstream, int hold_ms, const char *by,
+                        struct err *e) OQ_MUSTCHECK;
 /* May by send the half-open probe now (*granted)? Then it is by's for probe_ms. */
 int fleet_breaker_probe(struct db_conn *c, const char *upstream, int probe_ms, const char *by,
                         bool *granted, struct err *e) OQ_MUSTCHECK;

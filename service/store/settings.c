@@ -17,6 +17,7 @@ void settings_init(struct settings *s)
     s->on_paused = NULL;
     s->on_paused_arg = NULL;
     s->on_breakers = NULL;
+    s->on_holds = NULL;
     s->on_breakers_arg = NULL;
     s->reload_started = s->reload_applied = 0;
 }
@@ -67,6 +68,9 @@ static void apply(struct settings *s, const char *key, json_t *v)
     } else if (strcmp(key, "upstream_breakers") == 0 && json_is_object(v)) {
         if (s->on_breakers != NULL)
             s->on_breakers(s->on_breakers_arg, v);
+    } else if (strcmp(key, "upstream_holds") == 0 && json_is_object(v)) {
+        if (s->on_holds != NULL)
+            s->on_holds(s->on_breakers_arg, v);
     }
 }
 

@@ -21,9 +21,11 @@ struct settings {
      * it: the delivery policy takes it (set by app.c; NULL: nobody). */
     void (*on_paused)(void *arg, json_t *paused);
     void *on_paused_arg;
-    /* The same for the shared breakers (upstream_breakers), when that row is read. */
+    /* The same for the shared breakers (upstream_breakers) and holds (upstream_holds), when
+     * those rows are read. */
     void (*on_breakers)(void *arg, json_t *breakers);
-    void *on_breakers_arg;
+    void (*on_holds)(void *arg, json_t *holds);
+    void *on_breakers_arg;                             /* for both */
     unsigned long long reload_started, reload_applied; /* tickets: newest reload wins */
 };
 

@@ -378,14 +378,16 @@ static void test_recovery_ramps_up(void **state)
     assert_int_equal(max_in_flight_between(0, th_now_ms()), 8);
 }
 
-/* A 429 with Retry-After: 2 holds the whole upstream: nothing for 2 s, then delivery goes on. */
+/* A 429 with Retry-After: 2 holds the whole upstream, for both instances: nothing for 2 s
+ * (once the other instance has heard of it: HOLD_SHARED_MS), then delivery goes on. */
+#define HOLD_SHARED_MS 150
 static void test_retry_after_holds_the_upstream(void **state)
 {
-    struct us_rule rule = {.path = "/f/", .n_statuses = 2, .statuses = {429, 200}};
+    struct us_rule rule = {.path = "/f/", .n_statuses = 2, .statuses = {429, 200}, .delay_ms = 20};
     snprintf(rule.retry_after, sizeof(rule.retry_after), "2");
     us_rule(US, &rule);
-    start_fleet(1, NULL, "{\"default\":{\"base_url\":\"%s\"}}", us_url(US));
-    wait_settled(1);
+    start_fleet(2, NULL, "{\"default\":{\"base_url\":\"%s\"}}", us_url(US));
+    wait_settled(2);
     enqueue_n(40, 5);
     assert_true(us_wait_arrivals(US, 40, 15000) >= 40);
     int n = 0, limited = -1;
@@ -398,8 +400,8 @@ static void test_retry_after_holds_the_upstream(void **state)
     for (int i = 0; i < n; i++) {
         if (i == limited)
             continue;
-        if (reqs[i].start_ms <= answered + 20)
-            early++; /* under way before the 429 was read */
+        if (reqs[i].start_ms <= answered + HOLD_SHARED_MS)
+            early++; /* under way before the 429 was read, or heard of */
         else if (reqs[i].start_ms < answered + 1950)
             held++;
         else
@@ -408,8 +410,8 @@ static void test_retry_after_holds_the_upstream(void **state)
     us_free_reqs(reqs, n);
     print_message("Retry-After 2: %d requests under way, %d during the hold, %d after\n", early,
                   held, after);
-    assert_int_equal(held, 0);
-    assert_true(after >= 36);
+    assert_int_equal(held, 0); /* the other instance too: without the shared hold it goes on */
+    assert_true(after >= 20);
 }
 
 static int cleanup(void **state)
