@@ -11,6 +11,7 @@ void api_init(struct api *api, struct app *app)
     coalesce_init(&api->coalesce, app);
     etag_init(&api->queue_stats_etag);
     etag_init(&api->sync_status_etag);
+    eta_cache_init(&api->eta);
 }
 
 int api_start(struct api *api, struct err *e)
@@ -48,6 +49,7 @@ void api_stop(struct api *api, int grace_ms)
 void api_close(struct api *api)
 {
     etag_close(&api->sync_status_etag);
+    eta_cache_close(&api->eta);
     etag_close(&api->queue_stats_etag);
     coalesce_close(&api->coalesce);
     waiters_close(&api->waiters);

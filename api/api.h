@@ -7,6 +7,7 @@
 
 #include <stdatomic.h>
 
+#include "api/eta.h"
 #include "api/etag.h"
 #include "api/http.h"
 #include "api/park/coalesce.h"
@@ -24,6 +25,7 @@ struct api {
     struct coalesce coalesce;           /* group commit of single enqueues */
     struct etag_cache queue_stats_etag; /* GET /api/offline/queue/stats */
     struct etag_cache sync_status_etag; /* GET /api/offline/sync/status: the last tag */
+    struct eta_cache eta;               /* its eta_s: the pending counts per upstream */
 };
 
 /* Sets *api up for app (borrowed, must outlive api); nothing runs yet. */

@@ -14,6 +14,7 @@
 #include "core/validate.h"
 #include "core/vocab.h"
 #include "store/settings.h"
+#include "api/eta.h"
 #include "store/stats.h"
 
 /* The status with "pending" null: what this instance holds in memory. */
@@ -24,19 +25,21 @@ static json_t *memory_status(struct app *a)
     json_t *progress = sync_progress(&a->sync);
     json_t *result = last ? sync_result_capped(json_object_get(last, "result")) : NULL;
     json_t *j = json_pack(
-        "{s:b, s:b, s:i, s:s, s:s, s:n, s:O, s:o, s:o}", "is_syncing", sync_is_running(&a->sync),
-        "auto_sync", settings_auto_sync(&a->settings), "interval_s",
+        "{s:b, s:b, s:i, s:s, s:s, s:n, s:n, s:O, s:o, s:o}", "is_syncing",
+        sync_is_running(&a->sync), "auto_sync", settings_auto_sync(&a->settings), "interval_s",
         settings_interval_s(&a->settings), "conflict_strategy", strategy, "network_status",
-        monitor_is_online(&a->monitor) ? "online" : "offline", "pending", "last_sync_at",
+        monitor_is_online(&a->monitor) ? "online" : "offline", "pending", "eta_s", "last_sync_at",
         last ? json_object_get(last, "at") : json_null(), "last_result",
         result ? result : json_null(), "progress", progress ? progress : json_null());
     json_decref(last);
     return j;
 }
 
-/* Fills in "pending" from the database. */
-static int add_pending(struct app *a, json_t *j, struct err *e)
+/* Fills in "pending" and "eta_s" from the database (the counts per upstream from the cache of
+ * api/eta.h). */
+static int add_pending(struct request *r, json_t *j, struct err *e)
 {
+    struct app *a = r->app;
     struct db_conn *c = db_acquire(&a->db, e);
     if (c == NULL)
         return -1;
@@ -45,6 +48,12 @@ static int add_pending(struct app *a, json_t *j, struct err *e)
     if (pending < 0)
         return -1;
     json_object_set_new(j, "pending", json_integer(pending));
+    json_t *by_upstream, *rates;
+    if (eta_inputs(a, &r->api->eta, &by_upstream, &rates, e) != 0)
+        return -1;
+    json_object_set_new(j, "eta_s", eta_total(a, by_upstream, rates));
+    json_decref(by_upstream);
+    json_decref(rates);
     return 0;
 }
 
@@ -59,7 +68,7 @@ int api_sync_status(struct request *r, struct err *e)
     json_t *j = memory_status(a);
     char *memory = jsontext(j);
     int rc = -1;
-    if (add_pending(a, j, e) != 0) {
+    if (add_pending(r, j, e) != 0) {
         if (is_get && e->code == ERR_DB_UNAVAILABLE &&
             etag_reply_last(r, &r->api->sync_status_etag, memory) == 0)
             rc = 0;

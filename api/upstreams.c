@@ -11,6 +11,7 @@
 #include "core/jsontext.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "api/eta.h"
 #include "store/stats.h"
 
 static const char *const breaker_names[] = {
@@ -34,8 +35,10 @@ static json_t *ms_or_null(double ms)
 
 /* How the deployment's limits stand now: the cap in force (the recovery ramp's while it
  * runs; null: unlimited), a Retry-After hold, and how many instances share the limits. */
-static json_t *with_limits(json_t *o, const struct upstream *u, const struct upstream_view *v)
+static json_t *with_limits(json_t *o, const struct upstream *u, const struct upstream_view *v,
+                           json_t *eta)
 {
+    json_object_set_new(o, "eta_s", eta);
     json_object_set_new(o, "ramp_start_concurrency", json_integer(u->ramp_start_concurrency));
     json_object_set_new(o, "concurrency",
                         v->concurrency > 0 ? json_integer(v->concurrency) : json_null());
@@ -45,7 +48,8 @@ static json_t *with_limits(json_t *o, const struct upstream *u, const struct ups
     return o;
 }
 
-static json_t *upstream_json(struct app *a, const struct upstream *u, json_t *pending)
+static json_t *upstream_json(struct app *a, const struct upstream *u, json_t *pending,
+                             json_t *rates)
 {
     struct upstream_view v;
     policy_view(&a->policy, u, &v);
@@ -64,30 +68,21 @@ static json_t *upstream_json(struct app *a, const struct upstream *u, json_t *pe
                             : json_null(),
             "latency_p50_ms", ms_or_null(v.last.p50_ms), "latency_p95_ms",
             ms_or_null(v.last.p95_ms)),
-        u, &v);
-}
-
-static json_t *pending_counts(struct request *r, struct err *e)
-{
-    struct db_conn *c = db_acquire(&r->app->db, e);
-    if (c == NULL)
-        return NULL;
-    json_t *pending = stats_pending_by_upstream(c, e);
-    db_release(&r->app->db, c);
-    return pending;
+        u, &v, eta_upstream(a, u, pending, rates));
 }
 
 int api_upstreams_list(struct request *r, struct err *e)
 {
     struct app *a = r->app;
-    json_t *pending = pending_counts(r, e);
-    if (pending == NULL)
+    json_t *pending, *rates;
+    if (eta_inputs(a, NULL, &pending, &rates, e) != 0)
         return -1;
     json_t *list = json_array();
     const struct config_live *l = config_live(&a->cfg);
     for (size_t i = 0; i < l->n_upstreams; i++)
-        json_array_append_new(list, upstream_json(a, &l->upstreams[i], pending));
+        json_array_append_new(list, upstream_json(a, &l->upstreams[i], pending, rates));
     json_decref(pending);
+    json_decref(rates);
     return reply_json(r, 200,
                       json_pack("{s:i, s:s, s:o}", "window_s", WINDOW_S, "instance", a->instance_id,
                                 "upstreams", list));
@@ -108,17 +103,18 @@ static int set_paused(struct request *r, bool is_paused, struct err *e)
     int rc = settings_pause_upstream(c, u->name, is_paused, &changed, e);
     if (rc == 0)
         rc = settings_reload(&a->settings, c, e);
-    json_t *pending = rc == 0 ? stats_pending_by_upstream(c, e) : NULL;
     db_release(&a->db, c);
-    if (pending == NULL)
+    json_t *pending, *rates;
+    if (rc != 0 || eta_inputs(a, NULL, &pending, &rates, e) != 0)
         return -1;
     if (changed)
         log_json(LOG_INFO, is_paused ? "upstream paused" : "upstream resumed",
                  json_pack("{s:s}", "upstream", u->name));
     if (!is_paused)
         workers_wake(&a->workers);
-    json_t *body = upstream_json(a, u, pending);
+    json_t *body = upstream_json(a, u, pending, rates);
     json_decref(pending);
+    json_decref(rates);
     return reply_json(r, 200, body);
 }
 

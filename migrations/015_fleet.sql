@@ -13,12 +13,14 @@
 CREATE TABLE offlineq_instances (
     id text PRIMARY KEY,
     started_at timestamptz NOT NULL DEFAULT now(),
-    seen_at timestamptz NOT NULL DEFAULT now()
+    seen_at timestamptz NOT NULL DEFAULT now(),
+    rates jsonb NOT NULL DEFAULT '{}' -- {"upstream": operations delivered per second, last minute}
 );
 
 -- Beats for p_id and says where it stands: its rank among the live instances (0-based, by id),
 -- how many there are, and whether it is settled (its part is its own to use).
 CREATE FUNCTION offlineq_instance_beat(p_id text, p_ttl_ms integer, p_settle_ms integer,
+                                       p_rates jsonb,
                                        OUT rank integer, OUT live integer, OUT settled boolean)
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
@@ -26,18 +28,29 @@ DECLARE
     settle interval := make_interval(secs => p_settle_ms / 1000.0);
 BEGIN
     IF p_id IS NULL OR length(p_id) NOT BETWEEN 1 AND 255 OR p_ttl_ms IS NULL OR p_ttl_ms < 1
-       OR p_settle_ms IS NULL OR p_settle_ms < 0 THEN
-        RAISE EXCEPTION 'an instance id of 1 to 255 characters, a ttl and a settle time are required'
+       OR p_settle_ms IS NULL OR p_settle_ms < 0 OR jsonb_typeof(p_rates) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'an instance id of 1 to 255 characters, a ttl, a settle time and an object of rates are required'
             USING ERRCODE = 'OQ400';
     END IF;
-    INSERT INTO offlineq_instances (id) VALUES (p_id)
-        ON CONFLICT (id) DO UPDATE SET seen_at = now();
+    INSERT INTO offlineq_instances (id, rates) VALUES (p_id, p_rates)
+        ON CONFLICT (id) DO UPDATE SET seen_at = now(), rates = excluded.rates;
     DELETE FROM offlineq_instances WHERE seen_at < now() - ttl AND id <> p_id;
     SELECT count(*) FILTER (WHERE m.id < p_id), count(*),
            bool_or(m.id = p_id AND m.started_at <= now() - settle)
       INTO rank, live, settled
       FROM offlineq_instances m;
 END $$;
+
+-- The deployment's delivery rate per upstream: the sum of the live instances' rates.
+CREATE FUNCTION offlineq_fleet_rates(p_ttl_ms integer) RETURNS jsonb
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT coalesce(jsonb_object_agg(k, total), '{}')
+      FROM (SELECT e.k, sum(e.v::numeric) AS total
+              FROM offlineq_instances i, jsonb_each_text(i.rates) AS e(k, v)
+             WHERE i.seen_at >= now() - make_interval(secs => p_ttl_ms / 1000.0)
+               AND jsonb_typeof(i.rates -> e.k) = 'number'
+             GROUP BY e.k) x
+$$;
 
 -- A stopping instance leaves at once, so the others take its part without waiting for the ttl.
 CREATE FUNCTION offlineq_instance_leave(p_id text) RETURNS void

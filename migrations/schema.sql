@@ -715,6 +715,34 @@ CREATE FUNCTION offlineq.offlineq_ts(t timestamp with time zone) RETURNS text
     SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $$;
 
+CREATE FUNCTION offlineq.offlineq_upstream_hold(p_name text, p_hold_ms integer, p_by text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'offlineq'
+    AS $$
+DECLARE
+    cur jsonb;
+    now_ms bigint := offlineq_epoch_ms();
+    until bigint;
+BEGIN
+    PERFORM offlineq_check_breaker_args(p_name, p_hold_ms, p_by);
+    until := now_ms + p_hold_ms;
+    INSERT INTO offlineq_settings (key, value) VALUES ('upstream_holds', '{}')
+        ON CONFLICT (key) DO NOTHING;
+    SELECT value INTO cur FROM offlineq_settings WHERE key = 'upstream_holds' FOR UPDATE;
+    IF jsonb_typeof(cur) <> 'object' THEN
+        cur := '{}';
+    END IF;
+    IF jsonb_typeof(cur -> p_name) = 'number' AND (cur ->> p_name)::numeric >= until - 100 THEN
+        RETURN false;
+    END IF;
+    SELECT coalesce(jsonb_object_agg(k, v), '{}') INTO cur
+      FROM jsonb_each(cur) AS e(k, v)
+     WHERE jsonb_typeof(v) = 'number' AND (v #>> '{}')::numeric > now_ms AND k <> p_name;
+    UPDATE offlineq_settings SET value = cur || jsonb_build_object(p_name, until), updated_at = now()
+     WHERE key = 'upstream_holds';
+    RETURN true;
+END $$;
+
 CREATE FUNCTION offlineq.offlineq_upstream_pause(p_name text, p_paused boolean) RETURNS boolean
     LANGUAGE plpgsql
     SET search_path TO 'offlineq'

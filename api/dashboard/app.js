@@ -147,11 +147,20 @@ function upstreamState(u) {
   return pill("state-" + b.state, b.state.replace("_", " ") + (b.until ? ` until ${fmt(b.until)}` : ""));
 }
 function ms(v) { return v === null || v === undefined ? "—" : `${Math.round(v)}`; }
+// eta_s as a frontend would say it: 0 is drained, null is unknown (paused, breaker, nothing
+// delivered in the last minute, offline).
+function etaText(eta) {
+  if (eta === 0) return "drained";
+  if (eta === null || eta === undefined) return "time left unknown";
+  if (eta < 90) return `about ${eta} s left`;
+  if (eta < 5400) return `about ${Math.round(eta / 60)} min left`;
+  return `about ${Math.round(eta / 3600)} h left`;
+}
 
 async function loadUpstreams() {
   const res = await api(API + "/upstreams", { allow: [404] });
   if (res && res.status === 404) {
-    fill($("upstreams"), [], 7, "—");
+    fill($("upstreams"), [], 8, "—");
     $("up-note").textContent = "This service has no upstreams endpoint (GET /api/offline/upstreams answered 404).";
     return;
   }
@@ -162,11 +171,12 @@ async function loadUpstreams() {
     btn.dataset.name = u.name; btn.dataset.action = u.paused ? "resume" : "pause";
     const tr = el("tr", { title: u.base_url || "" }, el("td", {}, u.name), el("td", {}, upstreamState(u)),
       el("td", {}, u.max_concurrency ? `${u.in_flight}/${u.max_concurrency}` : u.in_flight), el("td", {}, u.pending),
+      el("td", { className: "eta" }, etaText(u.eta_s)),
       el("td", {}, u.success_ratio === null || u.success_ratio === undefined ? "—" : `${Math.round(u.success_ratio * 100)}% of ${u.attempts}`),
       el("td", {}, `${ms(u.latency_p50_ms)} / ${ms(u.latency_p95_ms)} ms`), el("td", {}, btn));
     tr.dataset.name = u.name;
     return tr;
-  }), 7, "no upstreams configured");
+  }), 8, "no upstreams configured");
 }
 
 async function loadSync() {
@@ -178,6 +188,7 @@ async function loadSync() {
   const p = s.progress;
   $("progress").style.width = p && p.total ? (100 * p.done / p.total) + "%" : (s.last_result ? "100%" : "0");
   $("progress-text").textContent = p ? `syncing: ${p.done} of ${p.total}` : "";
+  $("eta").textContent = s.pending === null ? "" : `${s.pending} pending: ${etaText(s.eta_s)}`;
   const r = s.last_result;
   $("last-sync").textContent = r ? `Last pass ${fmt(s.last_sync_at)}: ${r.processed} processed, ${r.succeeded} succeeded, ${r.failed} failed, ${r.conflicts} conflicts, ${r.retried} retried (${r.duration_ms} ms)` : "No sync pass yet.";
 }

@@ -70,3 +70,21 @@ void window_sum(const struct window *w, double now_ms, struct window_summary *ou
     out->p50_ms = out->attempts ? percentile(bins, out->attempts, 0.50) : -1;
     out->p95_ms = out->attempts ? percentile(bins, out->attempts, 0.95) : -1;
 }
+
+double window_rate(const struct window *w, double now_ms, int span_s, double since_ms)
+{
+    long long now = slot_of(now_ms), buckets = span_s / WINDOW_BUCKET_S, oldest = 0;
+    unsigned long ok = 0;
+    for (int i = 0; i < WINDOW_BUCKETS; i++) {
+        const struct window_bucket *b = &w->b[i];
+        if (b->slot == 0 || b->slot <= now - buckets || b->slot > now || b->successes == 0)
+            continue;
+        ok += b->successes;
+        oldest = oldest == 0 || b->slot < oldest ? b->slot : oldest;
+    }
+    if (ok == 0)
+        return 0;
+    double from_ms = (double)(oldest - 1) * WINDOW_BUCKET_S * 1000.0; /* slot_of counts from 1 */
+    double covered_s = (now_ms - (since_ms > from_ms ? since_ms : from_ms)) / 1000.0;
+    return (double)ok / (covered_s > 1 ? covered_s : 1);
+}

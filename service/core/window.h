@@ -34,4 +34,9 @@ void window_add(struct window *w, double now_ms, double duration_ms, bool is_suc
 /* Sums the buckets of the last WINDOW_S seconds before now_ms. */
 void window_sum(const struct window *w, double now_ms, struct window_summary *out);
 
+/* Successes per second over the last span_s seconds before now_ms: from the start of the
+ * oldest bucket that holds a success, or from since_ms when later (the first success after a
+ * quiet spell, which the bucket's start would dilute); 0 without any. */
+double window_rate(const struct window *w, double now_ms, int span_s, double since_ms);
+
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/jsontext.h"
 #include "core/log.h"
 #include "core/pgarray.h"
 #include "core/time.h"
@@ -266,6 +267,23 @@ void policy_set_breakers(struct policy *p, json_t *breakers)
     }
 }
 
+char *policy_rates(struct policy *p)
+{
+    json_t *rates = json_object();
+    const struct config_live *l = config_live(p->cfg);
+    double now = oq_now_ms();
+    for (size_t i = 0; i < l->n_upstreams; i++) {
+        const struct upstream *u = &l->upstreams[i];
+        pthread_mutex_lock(&u->state->mu);
+        double r = window_rate(&u->state->window, now, RATE_SPAN_S, u->state->rate_since_ms);
+        pthread_mutex_unlock(&u->state->mu);
+        json_object_set_new(rates, u->name, json_real(round(r * 1000) / 1000));
+    }
+    char *text = jsontext(rates);
+    json_decref(rates);
+    return text;
+}
+
 double policy_hold_s(double s)
 {
     return s > 0 ? fmin(s, HOLD_MAX_S) : 0;
@@ -411,7 +429,10 @@ static void count_sample(struct policy *p, struct upstream_state *s, const struc
                          const struct policy_sample *sample)
 {
     struct policy_place pl = place_now(p);
-    window_add(&s->window, oq_now_ms(), sample->duration_ms, sample->is_success);
+    double now = oq_now_ms();
+    if (sample->is_success && window_rate(&s->window, now, RATE_SPAN_S, 0) == 0)
+        s->rate_since_ms = now; /* the first success after a quiet minute: the rate starts here */
+    window_add(&s->window, now, sample->duration_ms, sample->is_success);
     if (sample->is_success)
         s->last_success_wall_ms = time_wall_ms();
     else

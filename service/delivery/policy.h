@@ -41,6 +41,7 @@ struct upstream_state {
     bool paused;            /* by an operator, for every instance */
     char paused_at[40];     /* as stored; "" when not paused */
     struct window window;
+    double rate_since_ms; /* the first success after a quiet RATE_SPAN_S (window_rate) */
     double last_success_wall_ms, last_failure_wall_ms; /* 0: none yet */
 };
 
@@ -97,6 +98,11 @@ enum breaker_change { BREAKER_UNCHANGED, BREAKER_OPENED, BREAKER_CLOSED_AGAIN };
 /* Ends a request admitted by policy_enter; says whether it opened or closed the breaker. */
 enum breaker_change policy_leave(struct policy *p, const struct upstream *u, enum admit how,
                                  const struct policy_sample *sample);
+
+/* The span of the delivery rates, and this instance's rates: {"upstream": operations
+ * delivered (2xx) per second over the last RATE_SPAN_S} as JSON text (malloc'd). */
+#define RATE_SPAN_S 60
+char *policy_rates(struct policy *p);
 
 /* How long a Retry-After of s seconds holds an upstream (capped); 0 for none (s <= 0). */
 double policy_hold_s(double s);

@@ -182,7 +182,10 @@ static void beat(const struct janitor_deps *d, struct db_conn *c)
         return;
     struct err e = {0};
     struct fleet_place pl;
-    if (fleet_beat(c, d->fleet_id, FLEET_TTL_MS, FLEET_SETTLE_MS, &pl, &e) != 0) {
+    char *rates = policy_rates(d->policy);
+    int rc = fleet_beat(c, d->fleet_id, FLEET_TTL_MS, FLEET_SETTLE_MS, rates, &pl, &e);
+    free(rates);
+    if (rc != 0) {
         log_json(LOG_WARN, "the fleet beat failed", json_pack("{s:s}", "error", e.message));
         return;
     }

@@ -4,8 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 static const struct db_stmt beat_stmt = {
-    "fleet_beat", "SELECT rank, live, settled FROM offlineq_instance_beat($1, $2::int, $3::int)"};
+    "fleet_beat",
+    "SELECT rank, live, settled FROM offlineq_instance_beat($1, $2::int, $3::int, $4::jsonb)"};
+static const struct db_stmt rates_stmt = {"fleet_rates",
+                                          "SELECT offlineq_fleet_rates($1::int)::text"};
 static const struct db_stmt leave_stmt = {"fleet_leave", "SELECT offlineq_instance_leave($1)"};
 static const struct db_stmt open_stmt = {"fleet_breaker_open",
                                          "SELECT offlineq_breaker_open($1, $2::int, $3)"};
@@ -16,14 +21,14 @@ static const struct db_stmt hold_stmt = {"fleet_upstream_hold",
 static const struct db_stmt probe_stmt = {"fleet_breaker_probe",
                                           "SELECT offlineq_breaker_probe($1, $2::int, $3)"};
 
-int fleet_beat(struct db_conn *c, const char *id, int ttl_ms, int settle_ms,
+int fleet_beat(struct db_conn *c, const char *id, int ttl_ms, int settle_ms, const char *rates,
                struct fleet_place *out, struct err *e)
 {
     char ttl[16], settle[16];
     snprintf(ttl, sizeof(ttl), "%d", ttl_ms);
     snprintf(settle, sizeof(settle), "%d", settle_ms);
-    const char *params[] = {id, ttl, settle};
-    PGresult *r = db_exec(c, &beat_stmt, 3, params, e);
+    const char *params[] = {id, ttl, settle, rates};
+    PGresult *r = db_exec(c, &beat_stmt, 4, params, e);
     if (r == NULL)
         return -1;
     out->rank = atoi(PQgetvalue(r, 0, 0));
@@ -83,4 +88,17 @@ int fleet_upstream_hold(struct db_conn *c, const char *upstream, int hold_ms, co
     const char *params[] = {upstream, ms, by};
     bool stored;
     return ask(c, &hold_stmt, 3, params, &stored, e);
+}
+
+json_t *fleet_rates(struct db_conn *c, int ttl_ms, struct err *e)
+{
+    char ttl[16];
+    snprintf(ttl, sizeof(ttl), "%d", ttl_ms);
+    const char *params[] = {ttl};
+    PGresult *r = db_exec(c, &rates_stmt, 1, params, e);
+    if (r == NULL)
+        return NULL;
+    json_t *rates = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+    PQclear(r);
+    return rates ? rates : json_object();
 }

@@ -6,6 +6,8 @@
 
 #include <stdbool.h>
 
+#include <jansson.h>
+
 #include "store/db.h"
 
 /* Where one instance stands among the live ones after its beat. */
@@ -15,10 +17,13 @@ struct fleet_place {
     bool settled; /* old enough that the others count it: its part is its own to use */
 };
 
-/* Beats for id: instances not seen for ttl_ms are dead; every live one counts; one is settled
- * once it is settle_ms old. */
-int fleet_beat(struct db_conn *c, const char *id, int ttl_ms, int settle_ms,
+/* Beats for id, storing its delivery rates (a JSON object {"upstream": per second}): instances
+ * not seen for ttl_ms are dead; every live one counts; one is settled once it is settle_ms old. */
+int fleet_beat(struct db_conn *c, const char *id, int ttl_ms, int settle_ms, const char *rates,
                struct fleet_place *out, struct err *e) OQ_MUSTCHECK;
+/* The deployment's delivery rates, {"upstream": per second} summed over the instances seen
+ * within ttl_ms (new; NULL with *e on a database error). */
+json_t *fleet_rates(struct db_conn *c, int ttl_ms, struct err *e);
 /* id stops: the others take its part at their next beat. */
 int fleet_leave(struct db_conn *c, const char *id, struct err *e) OQ_MUSTCHECK;
 

@@ -144,9 +144,15 @@ static const struct db_stmt pending_by_upstream_stmt = {
     "SELECT coalesce(payload ->> 'upstream', 'default'), count(*) FROM offline_operations "
     "WHERE status = 'pending' GROUP BY 1"};
 
-json_t *stats_pending_by_upstream(struct db_conn *c, struct err *e)
+static const struct db_stmt unfinished_by_upstream_stmt = {
+    "stats_unfinished_by_upstream",
+    "SELECT coalesce(payload ->> 'upstream', 'default'), count(*) FROM offline_operations "
+    "WHERE status IN ('pending', 'in_progress') GROUP BY 1"};
+
+/* {"upstream": count} of one of the statements above. */
+static json_t *by_upstream(struct db_conn *c, const struct db_stmt *s, struct err *e)
 {
-    PGresult *res = db_exec(c, &pending_by_upstream_stmt, 0, NULL, e);
+    PGresult *res = db_exec(c, s, 0, NULL, e);
     if (res == NULL)
         return NULL;
     json_t *out = json_object();
@@ -154,6 +160,16 @@ json_t *stats_pending_by_upstream(struct db_conn *c, struct err *e)
         json_object_set_new(out, PQgetvalue(res, i, 0), json_integer(atoll(PQgetvalue(res, i, 1))));
     PQclear(res);
     return out;
+}
+
+json_t *stats_pending_by_upstream(struct db_conn *c, struct err *e)
+{
+    return by_upstream(c, &pending_by_upstream_stmt, e);
+}
+
+json_t *stats_unfinished_by_upstream(struct db_conn *c, struct err *e)
+{
+    return by_upstream(c, &unfinished_by_upstream_stmt, e);
 }
 
 double stats_oldest_pending_s(struct db_conn *c, struct err *e)

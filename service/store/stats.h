@@ -45,6 +45,9 @@ int stats_sample_depth(struct db_conn *c, struct err *e) OQ_MUSTCHECK;
 /* The pending operations of each upstream: a new object {"upstream": n} (upstreams with none
  * are absent), or NULL with *e. Reads every pending row: an operator's view, not a hot path. */
 json_t *stats_pending_by_upstream(struct db_conn *c, struct err *e);
+/* The same for the work not finished yet: pending and in_progress (claimed, maybe waiting for
+ * a rate token). */
+json_t *stats_unfinished_by_upstream(struct db_conn *c, struct err *e);
 
 struct status_count {
     enum op_status status;

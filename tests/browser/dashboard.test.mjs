@@ -294,6 +294,11 @@ try {
   await new Promise((r) => setTimeout(r, 1000));
   check((await call(svc.base, 'GET', `/api/offline/queue/${held.json.id}`)).json.status === 'pending' && !received.some((r) => r.url === '/ok/held'),
     'while paused an operation for it waits (the panel counts it pending)');
+  const pausedUp = (await call(svc.base, 'GET', '/api/offline/upstreams')).json.upstreams[0];
+  await page.waitForFunction((r) => document.querySelector(`${r} td.eta`).textContent === 'time left unknown'
+    && / pending: time left unknown$/.test(document.getElementById('eta').textContent), row, { timeout: 10000 });
+  check(pausedUp.eta_s === null && (await call(svc.base, 'GET', '/api/offline/sync/status')).json.eta_s === null,
+    'while paused nothing drains: eta_s is null and the panel says the time left is unknown');
   await page.click(`${row} button`);
   await page.waitForFunction((r) => document.querySelector(`${r} .pill`).textContent === 'closed', row, { timeout: 10000 });
   let heldOp;
@@ -304,6 +309,9 @@ try {
   }
   check((await call(svc.base, 'GET', '/api/offline/upstreams')).json.upstreams[0].paused === false && heldOp.status === 'completed',
     'Resume resumed it: the waiting operation was delivered');
+  await page.waitForFunction((r) => document.querySelector(`${r} td.eta`).textContent === 'drained', row, { timeout: 10000 });
+  const drained = (await call(svc.base, 'GET', '/api/offline/upstreams')).json.upstreams[0];
+  check(drained.eta_s === 0 && drained.pending === 0, 'drained: eta_s 0 and the panel says so');
 
   await page.selectOption('#f-status', 'pending,in_progress,completed,failed,conflict');
   await page.selectOption('#f-type', '');

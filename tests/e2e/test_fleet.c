@@ -215,6 +215,33 @@ static double first_reaching(int want, double from_ms)
     return first;
 }
 
+/* GET path on s: the integer or null field name of the answer (or of the "default" upstream in
+ * /upstreams); -1 for null. */
+static long long eta_of(const struct svc *s, bool of_upstream)
+{
+    json_t *o;
+    if (of_upstream) {
+        o = upstream_of(s, "default");
+    } else {
+        struct resp *r = th_json(s, "GET", "/api/offline/sync/status", NULL);
+        assert_int_equal(r->status, 200);
+        o = json_incref(r->json);
+        th_resp_free(r);
+    }
+    json_t *v = json_object_get(o, "eta_s");
+    assert_true(json_is_integer(v) || json_is_null(v));
+    long long eta = json_is_null(v) ? -1 : json_integer_value(v);
+    json_decref(o);
+    return eta;
+}
+
+/* What is not delivered yet: pending, and claimed (waiting for a slot or a rate token). */
+static long long pending_count(void)
+{
+    return atoll(th_sql(PG, "SELECT count(*) FROM offline_operations "
+                            "WHERE status IN ('pending', 'in_progress')"));
+}
+
 static double first_arrival(void)
 {
     int n = 0;
@@ -241,6 +268,14 @@ static void test_rate_holds_for_the_deployment(void **state)
     int n = arrivals_between(t0, t0 + 10000);
     print_message("rate_per_s 20, 3 instances: %d requests in 10 s\n", n);
     assert_in_range(n, 160, 220);
+    /* eta_s (point 4), asked of the instance that delivers nothing: pending over the three
+     * instances' rates together (~20/s), the same in /sync/status (one upstream) */
+    long long pending = pending_count(), up = eta_of(&S, true), all = eta_of(&S, false);
+    print_message("eta_s with %lld unfinished at 20/s: %lld (upstreams), %lld (sync/status)\n",
+                  pending, up, all);
+    assert_true(pending > 60);
+    assert_in_range(up, pending / 25, pending / 15 + 1);
+    assert_in_range(all, pending / 25 - 5, pending / 15 + 6); /* pending from a 2 s cache */
 }
 
 /* max_concurrency 4 over three instances: never more than 4 in flight at the upstream (parts
@@ -362,6 +397,9 @@ static void test_recovery_ramps_up(void **state)
         usleep(100 * 1000);
     }
     enqueue_n(2000, 5);
+    /* nothing delivered in the last minute and this instance offline: no estimate */
+    assert_int_equal(eta_of(&F[0], true), -1);
+    assert_int_equal(eta_of(&F[0], false), -1);
     us_up(US);
     assert_true(us_wait_arrivals(US, 1, 10000) >= 1);
     usleep(5000 * 1000);
@@ -412,6 +450,11 @@ static void test_retry_after_holds_the_upstream(void **state)
                   held, after);
     assert_int_equal(held, 0); /* the other instance too: without the shared hold it goes on */
     assert_true(after >= 20);
+    for (int k = 0; k < 50 && pending_count() > 0; k++)
+        usleep(100 * 1000);
+    assert_int_equal(pending_count(), 0);
+    assert_int_equal(eta_of(&S, true), 0); /* drained */
+    assert_int_equal(eta_of(&S, false), 0);
 }
 
 static int cleanup(void **state)

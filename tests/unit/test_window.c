@@ -51,6 +51,27 @@ static void test_old_buckets_age_out(void **state)
     assert_int_equal(s.attempts, 0);
 }
 
+/* The rate: successes per second over the last minute, from the oldest bucket holding one. */
+static void test_rate_over_the_last_minute(void **state)
+{
+    struct window w;
+    memset(&w, 0, sizeof(w));
+    assert_true(window_rate(&w, T0, 60, 0) == 0);
+    for (int i = 0; i < 1200; i++) /* 20/s for 60 s, every tenth one failed */
+        window_add(&w, T0 + i * 50.0, 3, i % 10 != 0);
+    double r = window_rate(&w, T0 + 60000, 60, 0);
+    assert_true(r >= 18 * 0.8 && r <= 18 * 1.05); /* 18/s succeeded; buckets are 10 s wide */
+    window_add(&w, T0 - 200000, 3, true);         /* older than the span: not counted */
+    assert_true(window_rate(&w, T0 + 60000, 60, 0) <= r + 1e-9);
+    assert_true(window_rate(&w, T0 + 200000, 60, 0) == 0); /* nothing in the last minute */
+    memset(&w, 0, sizeof(w)); /* a start mid-bucket: 20/s for 3 s, measured from the first */
+    for (int i = 0; i < 60; i++)
+        window_add(&w, T0 + 7000 + i * 50.0, 3, true);
+    assert_true(window_rate(&w, T0 + 10000, 60, 0) < 7); /* the bucket dilutes */
+    r = window_rate(&w, T0 + 10000, 60, T0 + 7000);
+    assert_true(r >= 19 && r <= 21);
+}
+
 static void test_extremes_stay_in_range(void **state)
 {
     struct window w;
@@ -70,6 +91,7 @@ int main(void)
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_percentiles_within_a_bin),
         cmocka_unit_test(test_old_buckets_age_out),
+        cmocka_unit_test(test_rate_over_the_last_minute),
         cmocka_unit_test(test_extremes_stay_in_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
