@@ -680,6 +680,7 @@ CREATE VIEW offlineq.offlineq_event_stream AS
 
 ALTER TABLE offlineq.offlineq_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME offlineq.offlineq_events_id_seq
+    LOGGED
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
