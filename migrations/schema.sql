@@ -584,6 +584,18 @@ CREATE FUNCTION offlineq.offlineq_epoch_ms() RETURNS bigint
     SELECT (extract(epoch FROM now()) * 1000)::bigint
 $$;
 
+CREATE FUNCTION offlineq.offlineq_fleet_rates(p_ttl_ms integer) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO 'offlineq'
+    AS $$
+    SELECT coalesce(jsonb_object_agg(k, total), '{}')
+      FROM (SELECT e.k, sum(e.v::numeric) AS total
+              FROM offlineq_instances i, jsonb_each_text(i.rates) AS e(k, v)
+             WHERE i.seen_at >= now() - make_interval(secs => p_ttl_ms / 1000.0)
+               AND jsonb_typeof(i.rates -> e.k) = 'number'
+             GROUP BY e.k) x
+$$;
+
 CREATE FUNCTION offlineq.offlineq_has_dot_segment(p_endpoint text) RETURNS boolean
     LANGUAGE sql IMMUTABLE
     AS $$
@@ -597,7 +609,7 @@ CREATE FUNCTION offlineq.offlineq_has_dot_segment(p_endpoint text) RETURNS boole
         WHERE seg IN ('.', '..'))
 $$;
 
-CREATE FUNCTION offlineq.offlineq_instance_beat(p_id text, p_ttl_ms integer, p_settle_ms integer, OUT rank integer, OUT live integer, OUT settled boolean) RETURNS record
+CREATE FUNCTION offlineq.offlineq_instance_beat(p_id text, p_ttl_ms integer, p_settle_ms integer, p_rates jsonb, OUT rank integer, OUT live integer, OUT settled boolean) RETURNS record
     LANGUAGE plpgsql
     SET search_path TO 'offlineq'
     AS $$
@@ -606,12 +618,12 @@ DECLARE
     settle interval := make_interval(secs => p_settle_ms / 1000.0);
 BEGIN
     IF p_id IS NULL OR length(p_id) NOT BETWEEN 1 AND 255 OR p_ttl_ms IS NULL OR p_ttl_ms < 1
-       OR p_settle_ms IS NULL OR p_settle_ms < 0 THEN
-        RAISE EXCEPTION 'an instance id of 1 to 255 characters, a ttl and a settle time are required'
+       OR p_settle_ms IS NULL OR p_settle_ms < 0 OR jsonb_typeof(p_rates) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'an instance id of 1 to 255 characters, a ttl, a settle time and an object of rates are required'
             USING ERRCODE = 'OQ400';
     END IF;
-    INSERT INTO offlineq_instances (id) VALUES (p_id)
-        ON CONFLICT (id) DO UPDATE SET seen_at = now();
+    INSERT INTO offlineq_instances (id, rates) VALUES (p_id, p_rates)
+        ON CONFLICT (id) DO UPDATE SET seen_at = now(), rates = excluded.rates;
     DELETE FROM offlineq_instances WHERE seen_at < now() - ttl AND id <> p_id;
     SELECT count(*) FILTER (WHERE m.id < p_id), count(*),
            bool_or(m.id = p_id AND m.started_at <= now() - settle)
@@ -834,6 +846,7 @@ CREATE VIEW offlineq.offlineq_event_stream AS
 
 ALTER TABLE offlineq.offlineq_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME offlineq.offlineq_events_id_seq
+    LOGGED
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
@@ -878,7 +891,8 @@ CREATE TABLE offlineq.offlineq_idempotency (
 CREATE TABLE offlineq.offlineq_instances (
     id text NOT NULL,
     started_at timestamp with time zone DEFAULT now() NOT NULL,
-    seen_at timestamp with time zone DEFAULT now() NOT NULL
+    seen_at timestamp with time zone DEFAULT now() NOT NULL,
+    rates jsonb DEFAULT '{}'::jsonb NOT NULL
 );
 
 CREATE TABLE offlineq.offlineq_key_rotation (

@@ -3,6 +3,7 @@
 #   scripts/pg.sh start DIR PORT     init (first time) and start a cluster in DIR
 #   scripts/pg.sh stop DIR           stop it (fast shutdown)
 #   scripts/pg.sh url DIR PORT DB    print its connection URL (unix socket in DIR/sock)
+#   scripts/pg.sh bindir             print the directory of the server binaries
 # As root, the cluster runs as the 'postgres' user (created by the postgresql package).
 set -euo pipefail
 
@@ -78,5 +79,6 @@ case "${1:-}" in
   start) cmd_start "$2" "$3" ;;
   stop) cmd_stop "$2" ;;
   url) cmd_url "$2" "$3" "$4" ;;
-  *) echo "usage: $0 start DIR PORT | stop DIR | url DIR PORT DB" >&2; exit 2 ;;
+  bindir) pg_bindir ;;
+  *) echo "usage: $0 start DIR PORT | stop DIR | url DIR PORT DB | bindir" >&2; exit 2 ;;
 esac

@@ -30,7 +30,11 @@ static PGconn *connect_with_backoff(struct listener *l)
         struct err e = {0};
         PGconn *pg = notify_connect(l->d.database_url, l->d.db->schema, &e);
         if (pg != NULL) {
-            workers_wake(l->d.workers); /* anything enqueued while we were away */
+            /* A NOTIFY sent while no one listened is lost (after a failover, also whatever the
+             * old primary sent last): catch up on settings and on work. The events hub reads
+             * every 100 ms, it needs no nudge. */
+            reload_settings(l);
+            workers_wake(l->d.workers);
             return pg;
         }
         thread_sleep_ms(&l->t, backoff_ms);

@@ -2,7 +2,8 @@
  * offlineq_settings and offlineq_events; a wake-up (or a settings change) wakes idle workers,
  * a settings change reloads the shared settings, events are pulled into the hub. Even an
  * API-only instance listens: settings and live events reach it that way. Reconnects with a
- * backoff; after a reconnect the workers are woken for whatever came meanwhile. */
+ * backoff (to whichever host of a multi-host URL takes writes, and LISTENs there again); after
+ * a connect the settings are reloaded and the workers woken for whatever came meanwhile. */
 #ifndef OQ_LISTENER_H
 #define OQ_LISTENER_H
 

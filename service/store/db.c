@@ -1,6 +1,7 @@
 #include "store/db.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -84,9 +85,12 @@ PGconn *db_connect(const char *conninfo, const char *schema, struct err *e)
     PGconn *pg = PQconnectdbParams(keys, values, 1);
     free(options);
     if (PQstatus(pg) != CONNECTION_OK) {
-        char msg[200];
+        char msg[400]; /* a multi-host URL has lines for every host: all on one line */
         snprintf(msg, sizeof(msg), "%s", PQerrorMessage(pg));
-        msg[strcspn(msg, "\n")] = '\0';
+        for (char *p = msg; *p != '\0'; p++)
+            *p = *p == '\n' || *p == '\t' ? ' ' : *p;
+        for (size_t n = strlen(msg); n > 0 && msg[n - 1] == ' ';)
+            msg[--n] = '\0';
         log_warn("database connection failed: %s", msg);
         PQfinish(pg);
         err_set(e, ERR_DB_UNAVAILABLE, "the database is unavailable");
@@ -96,9 +100,27 @@ PGconn *db_connect(const char *conninfo, const char *schema, struct err *e)
     return pg;
 }
 
+/* An idle connection has nothing to read: a readable socket means the server spoke unasked,
+ * most often its last words (a shutdown, a crash, a failover: a notice, then the end of the
+ * stream, which the read after the notice's finds). Reading them tells, without a round trip,
+ * whether the connection can still be used; else the first statement after a failover would
+ * meet the old server's closed connection and answer 503. A connection still talking after a
+ * few reads is not trusted either. */
+static bool is_alive(PGconn *pg)
+{
+    for (int i = 0; i < 4 && PQstatus(pg) == CONNECTION_OK; i++) {
+        struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
+        if (poll(&pfd, 1, 0) <= 0)
+            return true;
+        if (PQconsumeInput(pg) != 1)
+            return false;
+    }
+    return false;
+}
+
 static int ensure_connected(struct db_pool *p, struct db_conn *c, struct err *e)
 {
-    if (c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK)
+    if (c->pg != NULL && is_alive(c->pg))
         return 0;
     if (c->pg != NULL)
         PQfinish(c->pg);
