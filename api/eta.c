@@ -27,8 +27,8 @@ static json_t *cached(struct eta_cache *c)
     if (c == NULL)
         return NULL;
     pthread_mutex_lock(&c->mu);
-    json_t *p = c->pending && oq_now_ms() - c->at_ms < ETA_PENDING_MS ? json_incref(c->pending)
-                                                                       : NULL;
+    json_t *p =
+        c->pending && oq_now_ms() - c->at_ms < ETA_PENDING_MS ? json_incref(c->pending) : NULL;
     pthread_mutex_unlock(&c->mu);
     return p;
 }
@@ -72,7 +72,9 @@ static double eta_of(struct app *a, const struct upstream *u, json_t *pending, j
     struct upstream_view v;
     policy_view(&a->policy, u, &v);
     double rate = json_number_value(json_object_get(rates, u->name));
-    if (v.paused || v.breaker != BREAKER_CLOSED || v.held_until_wall_ms > 0 || !(rate > 0))
+    bool claims = settings_auto_sync(&a->settings) || sync_is_running(&a->sync);
+    if (!claims || v.paused || v.breaker != BREAKER_CLOSED || v.held_until_wall_ms > 0 ||
+        !(rate > 0))
         return -1;
     return ceil((double)n / rate);
 }

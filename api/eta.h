@@ -31,7 +31,8 @@ int eta_inputs(struct app *a, struct eta_cache *cache, json_t **pending, json_t 
                struct err *e) OQ_MUSTCHECK;
 
 /* Seconds until u's unfinished work is delivered: 0 with none; null while it cannot be
- * known (paused, its breaker not closed, held, or nothing delivered in the last minute). */
+ * known (paused, its breaker not closed, held, auto-sync off with no pass running, or nothing
+ * delivered in the last minute). */
 json_t *eta_upstream(struct app *a, const struct upstream *u, json_t *pending, json_t *rates);
 
 /* The same for all the configured upstreams: the longest of theirs (they drain side by side);

@@ -276,6 +276,15 @@ static void test_rate_holds_for_the_deployment(void **state)
     assert_true(pending > 60);
     assert_in_range(up, pending / 25, pending / 15 + 1);
     assert_in_range(all, pending / 25 - 5, pending / 15 + 6); /* pending from a 2 s cache */
+    /* auto-sync off, no pass running: the workers claim nothing on their own, nothing drains */
+    struct resp *r = th_http(&S, "POST", "/api/offline/sync/stop-auto", NULL, 0, NULL);
+    assert_int_equal(r->status, 200);
+    th_resp_free(r);
+    assert_int_equal(eta_of(&S, true), -1);
+    r = th_http(&S, "POST", "/api/offline/sync/start-auto", NULL, 0, NULL);
+    assert_int_equal(r->status, 200);
+    th_resp_free(r);
+    assert_true(eta_of(&S, true) >= 0);
 }
 
 /* max_concurrency 4 over three instances: never more than 4 in flight at the upstream (parts
