@@ -933,7 +933,9 @@ CREATE TABLE offlineq.offlineq_unsealed (
 CREATE TABLE offlineq.schema_migrations (
     version integer NOT NULL,
     name text NOT NULL,
-    applied_at timestamp with time zone DEFAULT now() NOT NULL
+    applied_at timestamp with time zone DEFAULT now() NOT NULL,
+    compatible_from integer NOT NULL,
+    CONSTRAINT schema_migrations_compatible_from_check CHECK (((compatible_from >= 0) AND (compatible_from <= version)))
 );
 
 ALTER TABLE ONLY offlineq.offline_operations

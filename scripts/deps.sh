@@ -11,9 +11,10 @@ if [ "${1:-build}" = test ]; then
   # depends on its version (Debian 12: 14). libclang-rt-14-dev: libFuzzer. gcc's libtsan2
   # (OQ_SANITIZE=thread) comes with build-essential. docker-compose (1.29): `docker-compose
   # config` checks docker/docker-compose.yml (CTest docker_files); prometheus ships promtool,
-  # which checks deploy/prometheus/alerts.yml (deploy_alerts).
+  # which checks deploy/prometheus/alerts.yml (deploy_alerts); pgbouncer (1.18) is the pooler
+  # e2e_test_pgbouncer runs the service through (tests/support/pgbouncer.sh).
   want+=(libcmocka-dev nodejs npm chromium wrk valgrind clang libclang-rt-14-dev clang-format
-         python3 docker-compose prometheus)
+         python3 docker-compose prometheus pgbouncer)
 fi
 
 missing=()

@@ -15,12 +15,15 @@
 #include "store/secretbox.h"
 #include "core/pgarray.h"
 
+/* Refuses a transaction pooler before anything else (its sessions do not hold), then migrates. */
 static int migrate(struct app *a, struct err *e)
 {
     PGconn *pg = db_connect(a->cfg.database_url, a->cfg.db_schema, e);
     if (pg == NULL)
         return -1;
-    int rc = migrate_up(pg, a->cfg.db_schema, e);
+    int rc = db_check_session_pooling(pg, a->cfg.database_url, a->cfg.db_schema, e);
+    if (rc == 0)
+        rc = migrate_up(pg, a->cfg.db_schema, e);
     PQfinish(pg);
     return rc;
 }
@@ -288,18 +291,12 @@ void app_close(struct app *a)
 
 bool app_is_ready(struct app *a, struct err *e)
 {
+    if (migrate_guard(&a->db, e) != 0) /* a schema this binary cannot use refuses the pool */
+        return false;
     struct db_conn *c = db_acquire(&a->db, e);
     if (c == NULL)
         return false;
-    if (db_check_writable(c, e) != 0) {
-        db_release(&a->db, c);
-        return false;
-    }
-    int v = migrate_pooled_version(c, e);
-    bool ok = v == migrate_latest_version();
-    if (v >= 0 && !ok)
-        err_set(e, ERR_NOT_READY, "database schema version %d, this binary expects %d", v,
-                migrate_latest_version());
+    bool ok = db_check_writable(c, e) == 0;
     db_release(&a->db, c);
     return ok;
 }

@@ -51,7 +51,9 @@ int app_reload(struct app *a);
 /* Stops background threads and frees everything app_init built (not the config). */
 void app_close(struct app *a);
 
-/* True when the database answers and holds the schema this binary expects. */
+/* True when the database answers, takes writes and holds a schema this binary can use (its
+ * own, or a newer one compatible with it); false with *e (ERR_DB_UNAVAILABLE, ERR_NOT_READY)
+ * otherwise. An unusable schema also refuses the pool to everyone (migrate_guard). */
 bool app_is_ready(struct app *a, struct err *e);
 
 #endif

@@ -17,6 +17,7 @@
 #include "store/idempotency.h"
 #include "store/leases.h"
 #include "store/maintenance.h"
+#include "store/migrate.h"
 #include "store/rotation.h"
 #include "store/secretbox.h"
 #include "store/settings.h"
@@ -200,6 +201,16 @@ static void ping_watchdog(const struct janitor_deps *d, struct db_conn *c)
     sdnotify_watchdog();
 }
 
+/* A newer instance may have migrated the database meanwhile: past a migration that is not
+ * compatible with this binary, the pool is refused (503 not_ready, no writes) until one that
+ * is. On a connection of its own, taken past the refusal that it decides. */
+static void check_schema(const struct janitor_deps *d, struct db_conn *c)
+{
+    struct err e = {0};
+    (void)c;
+    (void)migrate_guard(d->db, &e);
+}
+
 static void trim_heap(const struct janitor_deps *d, struct db_conn *c)
 {
     (void)d;
@@ -209,8 +220,9 @@ static void trim_heap(const struct janitor_deps *d, struct db_conn *c)
 
 /* The chores and their cadences, each named once. first_ms staggers the 10 s chores so that
  * they do not all fall on one round. The order is the order within one round: the watchdog
- * first, before a chore can wait on the database. Its period 0 means the deps' watchdog_ms
- * (systemd's WATCHDOG_USEC / 2; never when that is 0). */
+ * first, before a chore can wait on the database (its period 0 means the deps' watchdog_ms:
+ * systemd's WATCHDOG_USEC / 2; never when that is 0), then the schema check (on a connection of
+ * its own, so before the others hold theirs; a refusal it makes skips them this round). */
 static const struct chore {
     const char *name;
     double period_ms, first_ms;
@@ -218,6 +230,7 @@ static const struct chore {
     void (*run)(const struct janitor_deps *d, struct db_conn *c);
 } chores[JANITOR_CHORES] = {
     {"watchdog", 0, 0, false, ping_watchdog},             /* sd_notify WATCHDOG=1 */
+    {"check schema", 1000, 1000, false, check_schema},    /* before the others take a conn */
     {"beat", FLEET_BEAT_MS, 0, true, beat},               /* this instance's part of the limits */
     {"fold counts", 500, 500, true, janitor_fold_counts}, /* stats stay a scan of a few rows */
     {"sweep leases", 1000, 500, true, sweep_leases},      /* expired leases, operations, deps */

@@ -2,7 +2,8 @@
  * cadence (janitor.c names them once, as PgBouncer's janitor.c does): fold counter deltas and
  * refresh the pending count, reload settings, sweep expired leases and operations, seal
  * plaintext rows, trim the event log, sample the queue depth for the history, expire
- * Idempotency-Key answers, give freed heap back to the system, and ping systemd's watchdog
+ * Idempotency-Key answers, give freed heap back to the system, check that the database's schema
+ * is still one this binary can use (store/migrate.c: migrate_guard), and ping systemd's watchdog
  * (engine/sdnotify.h), so a janitor that hangs gets the service restarted; and beat for this
  * instance in the fleet (store/fleet.h), which divides the upstreams' limits. */
 #ifndef OQ_JANITOR_H
@@ -34,7 +35,7 @@ struct janitor_deps {
     struct policy *policy;   /* takes the beat's place */
 };
 
-#define JANITOR_CHORES 13
+#define JANITOR_CHORES 14
 
 struct janitor {
     struct janitor_deps d;

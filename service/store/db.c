@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -41,49 +42,39 @@ static void notice_quiet(void *arg, const PGresult *res)
     (void)res;
 }
 
-/* JIT off, then the operator's own startup options (from the conninfo, else PGOPTIONS; they
- * may turn it on again), then ours. The queue's statements are short: a claim among 1,000,000
- * waiting operations took 480 ms with JIT (the planner's estimate crosses jit_above_cost and
- * every execution compiles), 3.5 ms without. The search_path goes as a startup option, so it holds
- * from the first statement on and survives a RESET ALL or DISCARD ALL (a pooler's
- * server_reset_query). schema is a checked identifier (config.c), so it needs no quoting. A new
- * string. */
-static char *startup_options(const char *conninfo, const char *schema)
+/* Ours go once connected, as session settings, not as the options startup parameter: PgBouncer
+ * refuses a client that sends it ("unsupported startup parameter: options") unless told to
+ * ignore it, and then drops it, so it would not hold through the pooler that session pooling
+ * allows. JIT off: the queue's statements are short, and a claim among 1,000,000 waiting
+ * operations took 480 ms with JIT (the planner's estimate crosses jit_above_cost and every
+ * execution compiles), 3.5 ms without; unless the operator's own startup options (the conninfo's
+ * options, else PGOPTIONS, which libpq still sends) set jit, as they could before. The
+ * search_path is schema (a checked identifier, config.c). A session pooler's server_reset_query
+ * (DISCARD ALL) runs only when a client leaves, so they hold for the connection's life. */
+static int set_session(PGconn *pg, const char *schema)
 {
-    const char *theirs = getenv("PGOPTIONS");
-    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
-    for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++) {
-        if (strcmp(o->keyword, "options") == 0 && o->val != NULL)
-            theirs = o->val;
-    }
-    if (theirs == NULL)
-        theirs = "";
-    size_t n = strlen(theirs) + strlen(schema) + sizeof("-c jit=off  -c search_path=");
-    char *out = oq_malloc(n);
-    snprintf(out, n, "-c jit=off %s%s-c search_path=%s", theirs, theirs[0] != '\0' ? " " : "",
-             schema);
-    PQconninfoFree(opts);
-    return out;
+    const char *params[] = {schema};
+    PGresult *r = PQexecParams(pg,
+                               "SELECT set_config('search_path', $1, false), "
+                               "CASE WHEN source <> 'client' THEN set_config('jit', 'off', false) "
+                               "END FROM pg_settings WHERE name = 'jit'",
+                               1, NULL, params, NULL, NULL, 0);
+    int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : -1;
+    if (rc != 0)
+        log_warn("database session settings failed: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    return rc;
 }
 
 PGconn *db_connect(const char *conninfo, const char *schema, struct err *e)
 {
-    /* Defaults first, the operator's URI or conninfo next (its values win), the startup options
-     * last (they hold the operator's own): a database that vanished from the network must cost
-     * seconds, never a hung thread. */
-    static const char *const keys[] = {"connect_timeout",
-                                       "keepalives",
-                                       "keepalives_idle",
-                                       "keepalives_interval",
-                                       "keepalives_count",
-                                       "application_name",
-                                       "dbname",
-                                       "options",
-                                       NULL};
-    char *options = startup_options(conninfo, schema);
-    const char *values[] = {"5", "1", "30", "10", "3", "offlineq", conninfo, options, NULL};
+    /* Defaults first, the operator's URI or conninfo last (its values win): a database that
+     * vanished from the network must cost seconds, never a hung thread. */
+    static const char *const keys[] = {
+        "connect_timeout",  "keepalives",       "keepalives_idle", "keepalives_interval",
+        "keepalives_count", "application_name", "dbname",          NULL};
+    const char *values[] = {"5", "1", "30", "10", "3", "offlineq", conninfo, NULL};
     PGconn *pg = PQconnectdbParams(keys, values, 1);
-    free(options);
     if (PQstatus(pg) != CONNECTION_OK) {
         char msg[400]; /* a multi-host URL has lines for every host: all on one line */
         snprintf(msg, sizeof(msg), "%s", PQerrorMessage(pg));
@@ -97,6 +88,11 @@ PGconn *db_connect(const char *conninfo, const char *schema, struct err *e)
         return NULL;
     }
     PQsetNoticeReceiver(pg, notice_quiet, NULL);
+    if (set_session(pg, schema) != 0) {
+        PQfinish(pg);
+        err_set(e, ERR_DB_UNAVAILABLE, "the database is unavailable");
+        return NULL;
+    }
     return pg;
 }
 
@@ -118,6 +114,33 @@ static bool is_alive(PGconn *pg)
     return false;
 }
 
+/* The server process behind pg's next transaction; 0 when the query fails. */
+static int backend_pid(PGconn *pg)
+{
+    PGresult *r = PQexec(pg, "SELECT pg_backend_pid()");
+    int pid = PQresultStatus(r) == PGRES_TUPLES_OK ? atoi(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    return pid;
+}
+
+int db_check_session_pooling(PGconn *pg, const char *conninfo, const char *schema, struct err *e)
+{
+    PGconn *other = db_connect(conninfo, schema, e);
+    if (other == NULL)
+        return -1;
+    int first = backend_pid(pg), theirs = backend_pid(other), again = backend_pid(pg);
+    PQfinish(other);
+    if (first == 0 || theirs == 0 || again == 0)
+        return err_set(e, ERR_DB_UNAVAILABLE, "the database is unavailable");
+    if (first != theirs && first == again)
+        return 0;
+    return err_set(e, ERR_NOT_READY,
+                   "connections to the database are pooled per transaction (two sessions ran "
+                   "on one server process): use PgBouncer's pool_mode = session, or connect "
+                   "directly; offlineq keeps prepared statements, LISTEN and settings per "
+                   "session");
+}
+
 static int ensure_connected(struct db_pool *p, struct db_conn *c, struct err *e)
 {
     if (c->pg != NULL && is_alive(c->pg))
@@ -129,13 +152,20 @@ static int ensure_connected(struct db_pool *p, struct db_conn *c, struct err *e)
     return c->pg != NULL ? 0 : -1;
 }
 
-struct db_conn *db_acquire(struct db_pool *p, struct err *e)
+/* A free connection of p (waiting up to 5 s), connected; NULL with *e. Unless past_refusal,
+ * a refused pool (db_pool_refuse) hands out none. */
+static struct db_conn *acquire(struct db_pool *p, bool past_refusal, struct err *e)
 {
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += 5;
     struct db_conn *c = NULL;
     pthread_mutex_lock(&p->mu);
+    if (p->is_refused && !past_refusal) {
+        err_set(e, ERR_NOT_READY, "%s", p->refusal);
+        pthread_mutex_unlock(&p->mu);
+        return NULL;
+    }
     while (c == NULL) {
         for (int i = 0; i < p->size && c == NULL; i++) {
             if (!p->conns[i].in_use)
@@ -156,6 +186,35 @@ struct db_conn *db_acquire(struct db_pool *p, struct err *e)
         return NULL;
     }
     return c;
+}
+
+struct db_conn *db_acquire(struct db_pool *p, struct err *e)
+{
+    return acquire(p, false, e);
+}
+
+struct db_conn *db_acquire_unguarded(struct db_pool *p, struct err *e)
+{
+    return acquire(p, true, e);
+}
+
+bool db_pool_refuse(struct db_pool *p, const char *message)
+{
+    pthread_mutex_lock(&p->mu);
+    bool was_open = !p->is_refused;
+    p->is_refused = true;
+    snprintf(p->refusal, sizeof(p->refusal), "%s", message);
+    pthread_mutex_unlock(&p->mu);
+    return was_open;
+}
+
+bool db_pool_admit(struct db_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    bool was_refused = p->is_refused;
+    p->is_refused = false;
+    pthread_mutex_unlock(&p->mu);
+    return was_refused;
 }
 
 void db_release(struct db_pool *p, struct db_conn *c)

@@ -36,6 +36,8 @@ struct db_pool {
     const struct secretbox *box; /* borrowed; lent to every connection */
     struct db_conn *conns;
     int size;
+    bool is_refused;   /* db_pool_refuse: db_acquire hands out nothing (under mu) */
+    char refusal[256]; /* why, as db_acquire's ERR_NOT_READY says it */
 };
 
 /* Sets up a pool of size lazily opened connections to conninfo, each with search_path schema.
@@ -46,8 +48,20 @@ void db_pool_init(struct db_pool *p, const char *conninfo, const char *schema, i
 void db_pool_close(struct db_pool *p);
 
 /* Checks a connection out (waiting up to 5 s for one), connecting or reconnecting it as
- * needed. Returns NULL with ERR_DB_UNAVAILABLE when the database cannot be reached. */
+ * needed. Returns NULL with ERR_DB_UNAVAILABLE when the database cannot be reached, or with
+ * ERR_NOT_READY and the refusal's message while the pool is refused. */
 struct db_conn *db_acquire(struct db_pool *p, struct err *e) OQ_MUSTCHECK;
+
+/* db_acquire past a refusal: for the check that decides it (store/migrate.c: migrate_guard). */
+struct db_conn *db_acquire_unguarded(struct db_pool *p, struct err *e) OQ_MUSTCHECK;
+
+/* Refuses p to db_acquire (the database holds a schema this binary cannot use): every user of
+ * the pool, the API, the workers and the engine's threads alike, gets ERR_NOT_READY with
+ * message (copied) until db_pool_admit. Connections already out are not taken back. Returns
+ * whether p was open. Thread-safe. */
+bool db_pool_refuse(struct db_pool *p, const char *message);
+/* Opens p again; returns whether it was refused. Thread-safe. */
+bool db_pool_admit(struct db_pool *p);
 void db_release(struct db_pool *p, struct db_conn *c);
 
 /* Runs a prepared statement with text parameters (NULL = SQL NULL). Returns a PGresult the
@@ -79,8 +93,22 @@ int db_command(struct db_conn *c, const char *sql, struct err *e) OQ_MUSTCHECK;
 /* Maps a failed result (or NULL) to *e. Returns -1. */
 int db_error(struct db_conn *c, PGresult *res, struct err *e);
 
-/* Opens a dedicated connection outside the pool (for migrations, LISTEN), its search_path
- * schema (a checked identifier) given as a startup option after the operator's own options. */
+/* Opens a dedicated connection outside the pool (for migrations, LISTEN), with the
+ * operator's own startup options (conninfo's options, else PGOPTIONS) and then, once
+ * connected, search_path schema (a checked identifier) and jit off (unless those options set
+ * it) as session settings, so that it works through PgBouncer, which refuses the options
+ * startup parameter. */
 PGconn *db_connect(const char *conninfo, const char *schema, struct err *e);
+
+/* 0 when pg (a db_connect connection) keeps one server session across its transactions, as
+ * offlineq needs (prepared statements, LISTEN, advisory locks, session settings); -1 with
+ * ERR_NOT_READY naming pool_mode when a pooler runs its transactions on whichever server is
+ * free (PgBouncer in transaction or statement mode). The symptom asked for: pg's server
+ * process, a second session's (opened on conninfo and closed here), then pg's again. Two live
+ * sessions never share one, and a session never changes it; a transaction pooler hands the
+ * server pg just freed to the next client first (PgBouncer's default, server_round_robin = 0).
+ * -1 with ERR_DB_UNAVAILABLE when the database cannot be asked. */
+int db_check_session_pooling(PGconn *pg, const char *conninfo, const char *schema,
+                             struct err *e) OQ_MUSTCHECK;
 
 #endif
