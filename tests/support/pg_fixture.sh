@@ -26,7 +26,7 @@ start() {
   dir=$(mktemp -d /tmp/offlineq-pgtest.XXXXXX)
   chmod 755 "$dir"
   for _ in $(seq 1 50); do
-    port=$((20000 + RANDOM % 30000))
+    port=$((20000 + RANDOM % 12000)) # below the ephemeral range 32768-60999
     port_free "$port" && break
   done
   OFFLINEQ_PG_NOSYNC=1 OFFLINEQ_PG_EXTRA="-c max_connections=300" "$pg" start "$dir/pg" "$port"

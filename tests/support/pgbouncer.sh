@@ -22,9 +22,20 @@ port_free() {
   ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-stop() {
+# Below the ephemeral range (32768-60999 on Linux), where outgoing connections take their
+# local ports.
+free_port() {
+  local port
+  for _ in $(seq 1 50); do
+    port=$((20000 + RANDOM % 12000))
+    port_free "$port" && break
+  done
+  echo "$port"
+}
+
+# Stops the PgBouncer of dir, if one runs (the dir stays).
+stop_daemon() {
   local dir=$1 pid
-  [ -d "$dir" ] || return 0
   pid=$(cat "$dir/pgbouncer.pid" 2>/dev/null || true)
   if [ -n "$pid" ] && kill "$pid" 2>/dev/null; then
     for _ in $(seq 1 50); do
@@ -33,6 +44,13 @@ stop() {
     done
     kill -9 "$pid" 2>/dev/null || true
   fi
+  rm -f "$dir/pgbouncer.pid"
+}
+
+stop() {
+  local dir=$1
+  [ -d "$dir" ] || return 0
+  stop_daemon "$dir"
   rm -rf "$dir"
 }
 
@@ -75,23 +93,25 @@ start() {
   dir=$(mktemp -d /tmp/offlineq-pgbouncer.XXXXXX)
   trap 'stop "$dir"' EXIT # until it answers: a start that fails leaves nothing behind
   chmod 755 "$dir"
-  for _ in $(seq 1 50); do
-    port=$((20000 + RANDOM % 30000))
-    port_free "$port" && break
+  # Three tries on three ports: a port free to connect to may still be the local end of some
+  # outgoing connection, and then the bind fails.
+  for _ in 1 2 3; do
+    port=$(free_port)
+    write_config "$dir" "$mode" "$port"
+    [ "$(id -u)" -eq 0 ] && chown -R postgres: "$dir"
+    as_owner pgbouncer -d -q "$dir/pgbouncer.ini"
+    for _ in $(seq 1 100); do
+      if ! port_free "$port"; then
+        trap - EXIT
+        watch_owner "$dir" "$owner"
+        echo "$dir $port"
+        return 0
+      fi
+      sleep 0.1
+    done
+    stop_daemon "$dir"
   done
-  write_config "$dir" "$mode" "$port"
-  [ "$(id -u)" -eq 0 ] && chown -R postgres: "$dir"
-  as_owner pgbouncer -d -q "$dir/pgbouncer.ini"
-  for _ in $(seq 1 100); do
-    if ! port_free "$port"; then
-      trap - EXIT
-      watch_owner "$dir" "$owner"
-      echo "$dir $port"
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "pgbouncer.sh: PgBouncer did not listen on $port" >&2
+  echo "pgbouncer.sh: PgBouncer did not listen (last port $port)" >&2
   cat "$dir/pgbouncer.log" >&2 || true
   exit 1
 }
