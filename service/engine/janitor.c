@@ -193,7 +193,6 @@ static void beat(const struct janitor_deps *d, struct db_conn *c)
     policy_set_place(d->policy, pl.rank, pl.live, pl.settled, FLEET_TTL_MS - 2 * FLEET_BEAT_MS);
 }
 
-/* Gives freed heap back to the system: RSS follows the load down. */
 static void ping_watchdog(const struct janitor_deps *d, struct db_conn *c)
 {
     (void)d;
@@ -211,10 +210,15 @@ static void check_schema(const struct janitor_deps *d, struct db_conn *c)
     (void)migrate_guard(d->db, &e);
 }
 
+/* A pooled connection unused for this long is closed (its libpq buffers go with it). */
+#define POOL_IDLE_MS 5000
+
+/* Gives memory back to the system once the load is gone: the pooled connections a burst
+ * opened (and grew), then the freed heap. RSS follows the load down. */
 static void trim_heap(const struct janitor_deps *d, struct db_conn *c)
 {
-    (void)d;
     (void)c;
+    (void)db_pool_trim(d->db, POOL_IDLE_MS);
     malloc_trim(0);
 }
 
@@ -242,7 +246,7 @@ static const struct chore {
     {"release groups", 5000, 2500, true, release_groups}, /* a raced release of a group's head */
     {"expire keys", 1000, 2000, true, expire_keys},       /* OFFLINEQ_IDEMPOTENCY_TTL_S */
     {"rotate key", 1000, 1000, true, rotate_key},         /* OFFLINEQ_ENCRYPTION_KEY_PREVIOUS */
-    {"trim heap", 10000, 5500, false, trim_heap},
+    {"trim heap", POOL_IDLE_MS, 5500, false, trim_heap},  /* idle connections, free heap */
 };
 
 static double period_ms(const struct janitor *j, int i)

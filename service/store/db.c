@@ -232,8 +232,34 @@ void db_release(struct db_pool *p, struct db_conn *c)
     c->reconnect = false;
     pthread_mutex_lock(&p->mu);
     c->in_use = false;
+    c->released_ms = oq_now_ms();
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
+}
+
+int db_pool_trim(struct db_pool *p, double idle_ms)
+{
+    double now = oq_now_ms();
+    int closed = 0;
+    for (int i = 1; i < p->size; i++) {
+        struct db_conn *c = &p->conns[i];
+        pthread_mutex_lock(&p->mu);
+        bool is_idle = !c->in_use && c->pg != NULL && now - c->released_ms >= idle_ms;
+        if (is_idle)
+            c->in_use = true; /* checked out to this function while it closes it */
+        pthread_mutex_unlock(&p->mu);
+        if (!is_idle)
+            continue;
+        PQfinish(c->pg);
+        c->pg = NULL;
+        c->n_prepared = 0;
+        closed++;
+        pthread_mutex_lock(&p->mu);
+        c->in_use = false;
+        pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    return closed;
 }
 
 struct sqlstate_map {

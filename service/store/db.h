@@ -25,7 +25,8 @@ struct db_conn {
     const struct db_stmt *prepared[DB_MAX_PREPARED];
     int n_prepared;
     bool in_use;
-    bool reconnect; /* the server will not take writes (a standby): closed at db_release */
+    bool reconnect;     /* the server will not take writes (a standby): closed at db_release */
+    double released_ms; /* oq_now_ms() when last checked in (under the pool's mu) */
 };
 
 struct db_pool {
@@ -63,6 +64,13 @@ bool db_pool_refuse(struct db_pool *p, const char *message);
 /* Opens p again; returns whether it was refused. Thread-safe. */
 bool db_pool_admit(struct db_pool *p);
 void db_release(struct db_pool *p, struct db_conn *c);
+
+/* Closes every connection of p that has sat checked in for idle_ms or longer, but the first
+ * (the one db_acquire hands out first, so the one any load keeps warm); the next db_acquire of
+ * one connects it again. libpq grows a connection's buffers to the largest message it carried
+ * (a 1,000-operation batch answer, a 1 MiB file chunk) and never shrinks them: this is how a
+ * burst's memory goes back once the load is gone. Returns how many it closed. Thread-safe. */
+int db_pool_trim(struct db_pool *p, double idle_ms);
 
 /* Runs a prepared statement with text parameters (NULL = SQL NULL). Returns a PGresult the
  * caller PQclears, or NULL with *e set from the SQLSTATE. */

@@ -650,6 +650,79 @@ static void test_peak_rss_bounded(void **state)
     th_db_drop(DB "_rss");
 }
 
+/* VmRSS (resident set now) of a process, in kB. */
+static long rss_now_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    long kb = -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+/* The service's open connections to the database of pg (not pg's own). */
+static int service_conns(PGconn *pg)
+{
+    return atoi(th_sql(pg, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                           "current_database() AND application_name = 'offlineq' "
+                           "AND pid <> pg_backend_pid()"));
+}
+
+/* What a burst opened goes once it is over: pooled connections unused for 5 s are closed (their
+ * libpq buffers had grown to a 1 MiB chunk) and the heap is trimmed. Four concurrent 8 MiB
+ * uploads hold four pooled connections at once; once idle, the service keeps at most one per
+ * worker (idle workers poll together) and its LISTEN connection, and its RSS
+ * settles within 10 MiB of idle (not checked under a sanitizer, whose quarantine RSS measures).
+ * Before, every connection the burst opened stayed open for the life of the process. */
+#define IDLE_WORKERS 2
+static void test_idle_connections_closed(void **state)
+{
+    const bool sanitized = getenv("OFFLINEQ_TEST_SANITIZED") != NULL;
+    char url[512];
+    th_db_create(DB "_idle", url, sizeof(url));
+    const char *env[] = {U.env, "OFFLINEQ_WORKERS=2", NULL};
+    struct svc s;
+    assert_int_equal(th_svc_start(&s, url, env, NULL), 0);
+    PGconn *pg = th_db_connect(url);
+    usleep(1000 * 1000);
+    long idle = rss_now_kb(s.pid);
+    const size_t len = 8 * MIB + 5;
+    unsigned char *data = pattern(len, 9);
+    char ids[RSS_UPLOADS][37], ops[RSS_UPLOADS][37];
+    upload_concurrently(&s, data, len, RSS_UPLOADS, ids);
+    int busy = service_conns(pg);
+    for (int i = 0; i < RSS_UPLOADS; i++)
+        enqueue_file(&s, ids[i], "/idle", ops[i]);
+    th_wait_all(&s, ops, RSS_UPLOADS, "completed", sanitized ? 120000 : 30000);
+    long loaded = rss_now_kb(s.pid);
+    if (busy <= IDLE_WORKERS + 1)
+        fail_msg("the burst left only %d connections open: nothing to close", busy);
+    double until = th_now_ms() + 20000;
+    int left = busy;
+    while ((left = service_conns(pg)) > IDLE_WORKERS + 1 && th_now_ms() < until)
+        usleep(200 * 1000);
+    usleep(5500 * 1000); /* the next trim of the heap */
+    long settled = rss_now_kb(s.pid);
+    print_message("connections %d after the burst, %d idle; RSS %ld kB idle, %ld kB after the "
+                  "burst, %ld kB settled\n",
+                  busy, left, idle, loaded, settled);
+    if (left > IDLE_WORKERS + 1)
+        fail_msg("%d connections still open 20 s after the burst (bound %d)", left,
+                 IDLE_WORKERS + 1);
+    if (!sanitized && settled - idle > 10 * 1024)
+        fail_msg("RSS settled at %ld kB, %ld kB over idle (bound 10 MiB)", settled, settled - idle);
+    us_reset(US);
+    free(data);
+    PQfinish(pg);
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+    th_db_drop(DB "_idle");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -661,6 +734,7 @@ int main(void)
         cmocka_unit_test_setup(test_over_limit_chunked_refused, reset),
         cmocka_unit_test_setup(test_upgrade_keeps_file_bytes, reset),
         cmocka_unit_test_setup(test_peak_rss_bounded, reset),
+        cmocka_unit_test_setup(test_idle_connections_closed, reset),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
