@@ -55,10 +55,14 @@ static void random_hex(char *out, size_t n)
 {
     unsigned char b[16];
     OQ_ASSERT(n <= sizeof(b));
+    static const char hex[] = "0123456789abcdef";
     do {
         OQ_ASSERT(RAND_bytes(b, (int)n) == 1);
-        for (size_t i = 0; i < n; i++)
-            snprintf(out + 2 * i, 3, "%02x", b[i]);
+        for (size_t i = 0; i < n; i++) {
+            out[2 * i] = hex[b[i] >> 4];
+            out[2 * i + 1] = hex[b[i] & 15];
+        }
+        out[2 * n] = '\0';
     } while (is_all_zero(out, 2 * n));
 }
 
