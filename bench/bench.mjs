@@ -94,9 +94,10 @@ async function pgbench(script, clients, argv) {
 }
 
 // ---------- the sink and the service ----------
-let sinkUrl, base, service;
+let sinkUrl, sinkPid, base, service;
 async function startSink() {
   const p = startChild(path.join(build, 'bench/oq-bench-sink'), ['0']);
+  sinkPid = p.pid;
   const port = await new Promise((resolve) => p.stdout.once('data', (d) => resolve(Number(String(d).trim()))));
   sinkUrl = `http://127.0.0.1:${port}`;
 }
@@ -200,9 +201,12 @@ async function batchEnqueue() {
 
 // CPU time (clock ticks) of every process of the cluster so far: the living ones and the
 // backends that have exited (the postmaster's reaped children).
+const procStat = (pid) => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+// CPU time (clock ticks) of one process so far: all its threads, user and system.
+const procTicks = (pid) => { const f = procStat(pid); return Number(f[11]) + Number(f[12]); };
 function clusterTicks() {
   const pm = Number(readFileSync(path.join(pgDir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
-  const stat = (pid) => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  const stat = procStat;
   let t = 0;
   const kids = readFileSync(`/proc/${pm}/task/${pm}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
   for (const pid of [pm, ...kids]) {
@@ -223,18 +227,21 @@ async function waitFor(cond, timeoutMs, what) {
 }
 
 // One burn-down of S.burn operations to the sink, by every instance running; pushes the
-// cluster's CPU per delivered operation (µs) onto cpu and resolves to operations per second.
-async function burnOnce(cpu) {
+// cluster's CPU per delivered operation (µs) onto cpu (and, given svc, the first instance's and
+// the sink's: {service, sink}) and resolves to operations per second.
+async function burnOnce(cpu, svc) {
   await api('POST', '/api/offline/sync/stop-auto');
   await emptyQueue();
   await fill(S.burn);
   await sink('reset');
   const t0 = Date.now();
-  const c0 = clusterTicks();
+  const c0 = clusterTicks(), s0 = procTicks(service.pid), k0 = procTicks(sinkPid);
   await api('POST', '/api/offline/sync/start-auto');
   await waitFor(async () => (await api('GET', '/api/offline/queue/stats')).completed >= S.burn, 600000, 'the burn-down');
   const secs = (Date.now() - t0) / 1000;
   cpu.push(((clusterTicks() - c0) * TICK_US) / S.burn);
+  svc?.service.push(((procTicks(service.pid) - s0) * TICK_US) / S.burn);
+  svc?.sink.push(((procTicks(sinkPid) - k0) * TICK_US) / S.burn);
   const got = (await sink('stats')).operations;
   if (got < S.burn) throw new Error(`the sink saw ${got} of ${S.burn} operations`);
   return S.burn / secs;
@@ -242,8 +249,11 @@ async function burnOnce(cpu) {
 
 const burnCpu = [];
 async function burnDown() {
-  const rs = await repeat(() => burnOnce(burnCpu));
+  const svc = { service: [], sink: [] };
+  const rs = await repeat(() => burnOnce(burnCpu, svc));
   R.burn_pg_us = summary(burnCpu.splice(0));
+  R.burn_service_us = summary(svc.service);
+  R.burn_sink_us = summary(svc.sink);
   R.rss_after_burn = rssMiB();
   await sleep(11000); // past the service's periodic heap trim (every 10 s)
   R.rss_after_burn_settled = rssMiB();
@@ -402,6 +412,7 @@ function table() {
   row('batch enqueue of 1,000, `Prefer: return=minimal`: ops/s', span(R.batch_min.rate, f0), peerCell('insert'), ratio(R.batch_min.rate.med, best('insert')), '≥ 1.2× best peer', P.pgboss ? verdict(R.batch_min.rate.med >= 1.2 * best('insert')) : '');
   row(`burn-down of ${f0(S.burn)} to the sink: ops/s`, span(R.burn.rate, f0), `pgbench naive claim+complete ${span(R.burn.pg, f0)}`, ratio(R.burn.rate.med, R.burn.pg.med), '≥ 25,000 (stretch 40,000)', verdict(R.burn.rate.med >= 25000));
   row('burn-down: PostgreSQL CPU per delivered operation, µs', span(R.burn_pg_us, f0), '', '', '≤ 60', verdict(R.burn_pg_us.med <= 60));
+  row('burn-down: the service\'s and the sink\'s CPU per delivered operation, µs', `${span(R.burn_service_us, f0)}; sink ${span(R.burn_sink_us, f0)}`, '', '', '', '');
   row('burn-down, peers POSTing to the sink', '', peerCell('burn_http'), ratio(R.burn.rate.med, best('burn_http')), '≥ 1.2× best peer', P.pgboss ? verdict(R.burn.rate.med >= 1.2 * best('burn_http')) : '');
   row('burn-down, peers no-op jobs', '', peerCell('burn_noop'), ratio(R.burn.rate.med, P.graphile?.burn_noop?.med), '≥ 0.8× graphile-worker', P.graphile ? verdict(R.burn.rate.med >= 0.8 * P.graphile.burn_noop.med) : '');
   row('single enqueue, 32 in flight (peers) / 64 conn (offlineq)', '', peerCell('send'), ratio(R.enqueue_c64?.rate.med ?? R[`enqueue_c${S.conns.at(-1)}`].rate.med, best('send')), '', '');
