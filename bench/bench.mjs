@@ -257,6 +257,7 @@ async function burnDown() {
   R.rss_after_burn = rssMiB();
   await sleep(11000); // past the service's periodic heap trim (every 10 s)
   R.rss_after_burn_settled = rssMiB();
+  log(`RSS after the burn-down ${R.rss_after_burn.toFixed(2)} MiB, 11 s later ${R.rss_after_burn_settled.toFixed(2)} MiB`);
   const pg = await repeat(async () => {
     await run('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-v', `n=${S.burn}`, '-d', dbUrl('ceiling'), '-f', path.join(here, 'sql/fill_jobs.sql')]);
     return pgbench('claim.pgbench', 4, ['-t', String(S.burn / 4)]);

@@ -241,10 +241,11 @@ int db_pool_trim(struct db_pool *p, double idle_ms)
 {
     double now = oq_now_ms();
     int closed = 0;
-    for (int i = 1; i < p->size; i++) {
+    for (int i = 0; i < p->size; i++) {
         struct db_conn *c = &p->conns[i];
         pthread_mutex_lock(&p->mu);
-        bool is_idle = !c->in_use && c->pg != NULL && now - c->released_ms >= idle_ms;
+        bool is_idle =
+            !c->in_use && c->pg != NULL && (c->grown || (i > 0 && now - c->released_ms >= idle_ms));
         if (is_idle)
             c->in_use = true; /* checked out to this function while it closes it */
         pthread_mutex_unlock(&p->mu);
@@ -253,6 +254,7 @@ int db_pool_trim(struct db_pool *p, double idle_ms)
         PQfinish(c->pg);
         c->pg = NULL;
         c->n_prepared = 0;
+        c->grown = false;
         closed++;
         pthread_mutex_lock(&p->mu);
         c->in_use = false;
@@ -354,12 +356,22 @@ int db_prepare(struct db_conn *c, const struct db_stmt *s, int n, struct err *e)
     return rc;
 }
 
+void db_note_sizes(struct db_conn *c, size_t sent, const PGresult *r)
+{
+    if (sent >= DB_GROWN_BYTES || (r != NULL && PQresultMemorySize(r) >= DB_GROWN_BYTES))
+        c->grown = true;
+}
+
 PGresult *db_exec(struct db_conn *c, const struct db_stmt *s, int n, const char *const *params,
                   struct err *e)
 {
     if (db_prepare(c, s, n, e) != 0)
         return NULL;
+    size_t out = 0;
+    for (int i = 0; i < n; i++)
+        out += params[i] ? strlen(params[i]) : 0;
     PGresult *r = PQexecPrepared(c->pg, s->name, n, params, NULL, NULL, 0);
+    db_note_sizes(c, out, r);
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
         return r;

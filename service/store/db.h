@@ -27,7 +27,11 @@ struct db_conn {
     bool in_use;
     bool reconnect;     /* the server will not take writes (a standby): closed at db_release */
     double released_ms; /* oq_now_ms() when last checked in (under the pool's mu) */
+    bool grown;         /* carried a message past DB_GROWN_BYTES: libpq's buffers grew */
 };
+
+/* A message this large grows libpq's buffers (16 KiB at first) for the life of the connection. */
+#define DB_GROWN_BYTES (128 * 1024)
 
 struct db_pool {
     pthread_mutex_t mu;
@@ -65,12 +69,17 @@ bool db_pool_refuse(struct db_pool *p, const char *message);
 bool db_pool_admit(struct db_pool *p);
 void db_release(struct db_pool *p, struct db_conn *c);
 
-/* Closes every connection of p that has sat checked in for idle_ms or longer, but the first
- * (the one db_acquire hands out first, so the one any load keeps warm); the next db_acquire of
- * one connects it again. libpq grows a connection's buffers to the largest message it carried
- * (a 1,000-operation batch answer, a 1 MiB file chunk) and never shrinks them: this is how a
- * burst's memory goes back once the load is gone. Returns how many it closed. Thread-safe. */
+/* Closes every connection of p that is checked in and either has sat so for idle_ms or longer
+ * (but the first, the one db_acquire hands out first, so the one any load keeps warm) or has
+ * grown; the next db_acquire of one connects it again. libpq grows a connection's buffers to
+ * the largest message it carried (a 1,000-operation batch answer, a 1 MiB file chunk) and never
+ * shrinks them: this is how a burst's memory goes back. Returns how many it closed.
+ * Thread-safe. */
 int db_pool_trim(struct db_pool *p, double idle_ms);
+
+/* Marks c grown when a statement sent sent bytes of parameters or got r (may be NULL) of
+ * DB_GROWN_BYTES or more; db_exec does for its own statements. */
+void db_note_sizes(struct db_conn *c, size_t sent, const PGresult *r);
 
 /* Runs a prepared statement with text parameters (NULL = SQL NULL). Returns a PGresult the
  * caller PQclears, or NULL with *e set from the SQLSTATE. */

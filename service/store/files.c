@@ -102,6 +102,7 @@ static int flush_chunk(struct files_writer *w, struct err *e)
     int rc = db_prepare(w->c, &chunk_stmt, 3, e);
     if (rc == 0) {
         PGresult *r = PQexecPrepared(w->c->pg, chunk_stmt.name, 3, params, lengths, formats, 0);
+        db_note_sizes(w->c, len, r);
         rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_error(w->c, r, e);
         PQclear(r);
     }
@@ -220,6 +221,7 @@ static unsigned char *fetch(struct files_reader *rd, struct db_conn *c, int n, s
         return NULL;
     /* text parameters, binary results: the bytes arrive as they were stored */
     PGresult *r = PQexecPrepared(c->pg, s->name, n_params, params, NULL, NULL, 1);
+    db_note_sizes(c, 0, r);
     unsigned char *out = NULL;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         db_error(c, r, e);

@@ -207,6 +207,7 @@ static unsigned char *fetch_bytes(struct db_conn *c, const struct db_stmt *s, in
     if (db_prepare(c, s, n_params, e) != 0)
         return NULL;
     PGresult *r = PQexecPrepared(c->pg, s->name, n_params, params, NULL, NULL, 1);
+    db_note_sizes(c, 0, r);
     unsigned char *out = NULL;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         db_error(c, r, e);
@@ -229,6 +230,7 @@ static int put_chunk(struct db_conn *c, const char *id, int n, const unsigned ch
     if (db_prepare(c, &chunk_put_stmt, 3, e) != 0)
         return -1;
     PGresult *r = PQexecPrepared(c->pg, chunk_put_stmt.name, 3, params, lengths, formats, 0);
+    db_note_sizes(c, len, r);
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : db_error(c, r, e);
     PQclear(r);
     return rc;

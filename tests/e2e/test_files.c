@@ -723,6 +723,63 @@ static void test_idle_connections_closed(void **state)
     th_db_drop(DB "_idle");
 }
 
+/* "{pid,...}" of the service's pooled connections now (not its LISTEN one, not pg's own). */
+static char *pooled_pids(PGconn *pg)
+{
+    return strdup(th_sql(pg, "SELECT coalesce(array_agg(pid ORDER BY pid)::text, '{}') "
+                             "FROM pg_stat_activity WHERE datname = current_database() "
+                             "AND application_name = 'offlineq' AND pid <> pg_backend_pid() "
+                             "AND query NOT LIKE 'LISTEN%'"));
+}
+
+/* A connection that carried a large message is closed at the next trim even when it is never
+ * idle for long: a 1,000-operation batch answered in full (~0.5 MB) grows libpq's buffers, and
+ * the first pooled connection, which the janitor uses twice a second, would keep them for the
+ * life of the process. Within 12 s of the batch none of the pooled connections open right
+ * after it is still open. */
+static void test_grown_connection_recycled(void **state)
+{
+    char url[512];
+    th_db_create(DB "_grown", url, sizeof(url));
+    const char *env[] = {U.env, NULL};
+    struct svc s;
+    assert_int_equal(th_svc_start(&s, url, env, NULL), 0); /* API only */
+    PGconn *pg = th_db_connect(url);
+    const char item[] = "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/grown\","
+                        "\"data\":{\"i\":1}}}";
+    size_t cap = 1000 * (sizeof(item) + 1) + 32, len = 0;
+    char *body = malloc(cap);
+    len += (size_t)snprintf(body, cap, "{\"operations\":[");
+    for (int i = 0; i < 1000; i++)
+        len += (size_t)snprintf(body + len, cap - len, "%s%s", i ? "," : "", item);
+    snprintf(body + len, cap - len, "]}");
+    struct resp *r = th_json(&s, "POST", "/api/offline/queue/batch", body);
+    assert_int_equal(r->status, 201);
+    assert_true(r->body_len > 256 * 1024); /* the full answer */
+    th_resp_free(r);
+    free(body);
+    char *after = pooled_pids(pg);
+    assert_string_not_equal(after, "{}");
+    double until = th_now_ms() + 12000;
+    bool gone = false;
+    while (!gone && th_now_ms() < until) {
+        usleep(250 * 1000);
+        char *now = pooled_pids(pg);
+        PGresult *q = PQexecParams(pg, "SELECT NOT ($1::int[] && $2::int[])", 2, NULL,
+                                   (const char *[]){after, now}, NULL, NULL, 0);
+        gone = PQresultStatus(q) == PGRES_TUPLES_OK && strcmp(PQgetvalue(q, 0, 0), "t") == 0;
+        PQclear(q);
+        if (gone || th_now_ms() >= until)
+            print_message("pooled connections %s after the batch, %s now\n", after, now);
+        free(now);
+    }
+    free(after);
+    assert_true(gone);
+    PQfinish(pg);
+    assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
+    th_db_drop(DB "_grown");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -735,6 +792,7 @@ int main(void)
         cmocka_unit_test_setup(test_upgrade_keeps_file_bytes, reset),
         cmocka_unit_test_setup(test_peak_rss_bounded, reset),
         cmocka_unit_test_setup(test_idle_connections_closed, reset),
+        cmocka_unit_test_setup(test_grown_connection_recycled, reset),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
