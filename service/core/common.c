@@ -59,19 +59,39 @@ bool oq_is_uuid(const char *s)
 }
 
 /* UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, the version, then random bits; ids made
- * later sort later, so rows keyed by them go to the right edge of an index. */
-void oq_uuid(char out[OQ_UUID_LEN + 1])
+ * later sort later, so rows keyed by them go to the right edge of an index. rnd: 10 random
+ * bytes (the 74 random bits and what the version and variant overwrite). */
+static void uuid_v7(char out[OQ_UUID_LEN + 1], unsigned long long ms, const unsigned char *rnd)
 {
     uuid_t u;
-    uuid_generate_random(u); /* version 4 and the RFC variant bits; the rest random */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    unsigned long long ms =
-        (unsigned long long)ts.tv_sec * 1000ULL + (unsigned long long)(ts.tv_nsec / 1000000);
     for (int i = 0; i < 6; i++)
         u[i] = (unsigned char)(ms >> (8 * (5 - i)));
-    u[6] = (unsigned char)((u[6] & 0x0F) | 0x70);
+    memcpy(u + 6, rnd, 10);
+    u[6] = (unsigned char)((u[6] & 0x0F) | 0x70); /* version 7 */
+    u[8] = (unsigned char)((u[8] & 0x3F) | 0x80); /* the RFC variant */
     uuid_unparse_lower(u, out);
+}
+
+static unsigned long long unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (unsigned long long)ts.tv_sec * 1000ULL + (unsigned long long)(ts.tv_nsec / 1000000);
+}
+
+void oq_uuid(char out[OQ_UUID_LEN + 1])
+{
+    oq_uuids((char(*)[OQ_UUID_LEN + 1]) out, 1);
+}
+
+void oq_uuids(char (*out)[OQ_UUID_LEN + 1], size_t n)
+{
+    unsigned char *rnd = oq_malloc(n * 10 + 1);
+    arc4random_buf(rnd, n * 10);
+    unsigned long long ms = unix_ms();
+    for (size_t i = 0; i < n; i++)
+        uuid_v7(out[i], ms, rnd + 10 * i);
+    free(rnd);
 }
 
 double oq_now_ms(void)
