@@ -55,6 +55,13 @@ static void put_string(struct out *o, const char *s, size_t n)
 }
 
 /* The shortest %.Ng (N = 1..17) that parses back to d; always looks like a real. */
+void jsontext_string(struct oq_buf *b, const char *s)
+{
+    struct out o = {.b = *b};
+    put_string(&o, s, strlen(s));
+    *b = o.b;
+}
+
 static void put_real(struct out *o, double d)
 {
     char buf[40];

@@ -8,4 +8,8 @@
 /* Returns a malloc'd NUL-terminated text of v (any JSON value). */
 char *jsontext(const json_t *v);
 
+struct oq_buf;
+/* Appends s (NUL-terminated UTF-8) to b as a JSON string literal, quoted and escaped. */
+void jsontext_string(struct oq_buf *b, const char *s);
+
 #endif

@@ -224,12 +224,8 @@ static void add_json_str(struct oq_buf *b, const char *key, const char *v)
 {
     if (v == NULL)
         return;
-    json_t *s = json_string(v);
-    char *text = json_dumps(s, JSON_ENCODE_ANY);
     oq_buf_str(b, key);
-    oq_buf_str(b, text);
-    free(text);
-    json_decref(s);
+    jsontext_string(b, v);
 }
 
 static void add_int(struct oq_buf *b, const char *key, bool present, long long v)
@@ -262,6 +258,8 @@ static char *many_json(const struct secretbox *sb, const struct op_new *ops, siz
         ids = oq_calloc(n, sizeof(*ids));
         oq_uuids(ids, n);
     }
+    const struct trace *last_trace = NULL;
+    struct trace_columns tc;
     oq_buf_str(&b, "[");
     for (size_t i = 0; i < n; i++) {
         const struct op_new *op = &ops[i];
@@ -278,8 +276,9 @@ static char *many_json(const struct secretbox *sb, const struct op_new *ops, siz
         add_int(&b, ",\"mr\":", op->max_retry_duration_s > 0, op->max_retry_duration_s);
         add_json_str(&b, ",\"cs\":", op->conflict_strategy);
         if (op->trace != NULL) {
-            struct trace_columns tc;
-            trace_to_columns(op->trace, &tc);
+            if (op->trace != last_trace) /* a batch's operations share the request's */
+                trace_to_columns(op->trace, &tc);
+            last_trace = op->trace;
             add_json_str(&b, ",\"ti\":", tc.id);
             oq_buf_str(&b, ",\"tn\":");
             oq_buf_str(&b, tc.span);
