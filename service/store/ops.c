@@ -165,14 +165,16 @@ static const struct db_stmt bulk_delete_count_stmt = {
 /* Simple operations (no dedup_key, depends_on or stored file) from a JSON array, in one
  * statement: the checks were made in C, the table's constraints stand behind them. An
  * operation behind an earlier live one of its group (in the table, or earlier in the array)
- * is stored group_held, so the insert trigger need not write it again. The ids are made here
+ * is stored group_held, so the insert trigger need not write it again ("gb": an earlier one of
+ * its group is in the array, found in C: a window over the array cost a sort of every batch,
+ * grouped or not). The ids are made here
  * (UUIDv7, oq_uuid), not by the column's default: offlineq_uuidv7() costs 2.5 us a row in the
  * database. DOC: the Operation document returned for each row (NULL::text for ids only). */
 #define ENQUEUE_MANY(DOC)                                                                          \
     "WITH x AS (SELECT * FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (t text, p jsonb, "      \
     "  pr int, g text, ma int, d float8, ex float8, mr int, cs text, ti uuid, tn bigint, "         \
-    "  tf smallint, ts text, rq text, id uuid)) "                                                  \
-    "  WITH ORDINALITY AS r(t, p, pr, g, ma, d, ex, mr, cs, ti, tn, tf, ts, rq, id, ord)), "       \
+    "  tf smallint, ts text, rq text, id uuid, gb boolean)) "                                      \
+    "  WITH ORDINALITY AS r(t, p, pr, g, ma, d, ex, mr, cs, ti, tn, tf, ts, rq, id, gb, ord)), "   \
     "ins AS (INSERT INTO offline_operations AS o (id, operation_type, payload, priority, "         \
     "  group_key, max_attempts, next_attempt_at, expires_at, max_retry_duration_s, "               \
     "  conflict_strategy, trace_id, trace_span, trace_flags, tracestate, request_id, group_held) " \
@@ -181,7 +183,7 @@ static const struct db_stmt bulk_delete_count_stmt = {
     "    x.mr, x.cs, coalesce(x.ti, gen_random_uuid()), "                                          \
     "    coalesce(x.tn, (floor(random() * 9223372036854775806))::bigint + 1), coalesce(x.tf, 1), " \
     "    x.ts, x.rq, "                                                                             \
-    "    x.g IS NOT NULL AND (x.ord > min(x.ord) OVER (PARTITION BY x.g) "                         \
+    "    x.g IS NOT NULL AND (coalesce(x.gb, false) "                                              \
     "      OR EXISTS (SELECT 1 FROM offline_operations l WHERE l.group_key = x.g "                 \
     "                 AND l.status IN " OQ_SQL_LIVE_STATUSES ")) "                                 \
     "  FROM x ORDER BY x.ord "                                                                     \
@@ -248,7 +250,34 @@ static void add_real(struct oq_buf *b, const char *key, bool present, double v)
     }
 }
 
-/* [{"t","p","pr",...,"id"}] for enqueue_many_stmt */
+static int by_group_then_index(const void *a, const void *b)
+{
+    const struct op_new *const *x = a, *const *y = b;
+    int c = strcmp((*x)->group_key, (*y)->group_key);
+    return c != 0 ? c : (*x < *y ? -1 : *x > *y);
+}
+
+/* behind[i]: an earlier operation of ops[i]'s group is in ops (n log n over the grouped ones).
+ * A new array the caller frees, or NULL when no two share a group. */
+static bool *behind_in_batch(const struct op_new *ops, size_t n)
+{
+    const struct op_new **g = oq_calloc(n ? n : 1, sizeof(*g));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ops[i].group_key != NULL)
+            g[k++] = &ops[i];
+    bool *behind = NULL;
+    if (k > 1) {
+        qsort(g, k, sizeof(*g), by_group_then_index);
+        behind = oq_calloc(n, sizeof(*behind));
+        for (size_t j = 1; j < k; j++)
+            behind[g[j] - ops] = strcmp(g[j]->group_key, g[j - 1]->group_key) == 0;
+    }
+    free(g);
+    return behind;
+}
+
+/* [{"t","p","pr",...,"id","gb"}] for enqueue_many_stmt */
 static char *many_json(const struct secretbox *sb, const struct op_new *ops, size_t n)
 {
     struct oq_buf b = {0};
@@ -258,6 +287,7 @@ static char *many_json(const struct secretbox *sb, const struct op_new *ops, siz
         ids = oq_calloc(n, sizeof(*ids));
         oq_uuids(ids, n);
     }
+    bool *behind = behind_in_batch(ops, n);
     const struct trace *last_trace = NULL;
     struct trace_columns tc;
     oq_buf_str(&b, "[");
@@ -292,9 +322,12 @@ static char *many_json(const struct secretbox *sb, const struct op_new *ops, siz
             oq_buf_str(&b, ids[i]);
             oq_buf_str(&b, "\"");
         }
+        if (behind != NULL && behind[i])
+            oq_buf_str(&b, ",\"gb\":true");
         oq_buf_str(&b, "}");
     }
     free(ids);
+    free(behind);
     oq_buf_str(&b, "]");
     return b.data;
 }

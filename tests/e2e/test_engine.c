@@ -537,6 +537,57 @@ static void test_model_push_form(void **state)
     us_free_reqs(r, n);
 }
 
+/* A batch stores each operation behind an earlier live one of its group group_held, whether
+ * the earlier one is in the table or earlier in the same batch; the first of a group (and an
+ * operation without one) is not held. */
+static void test_batch_groups_held(void **state)
+{
+    char url2[512];
+    th_db_create(DB "_groups", url2, sizeof(url2));
+    const char *api_env[] = {U.env, NULL};
+    struct svc s2;
+    assert_int_equal(th_svc_start(&s2, url2, api_env, NULL), 0);
+    char live[37];
+    th_enqueue(&s2,
+               "{\"operation_type\":\"api_call\",\"group_key\":\"c\",\"payload\":{"
+               "\"endpoint\":\"/g\"}}",
+               live);
+    static const char *const groups[] = {"a", "b", "a", NULL, "c", "b", "a", "d"};
+    static const bool held[] = {false, false, true, false, true, true, true, false};
+    enum { N = sizeof(groups) / sizeof(groups[0]) };
+    char batch[4096];
+    size_t o = (size_t)snprintf(batch, sizeof(batch), "{\"operations\":[");
+    for (int i = 0; i < N; i++) {
+        char g[32] = "";
+        if (groups[i] != NULL)
+            snprintf(g, sizeof(g), "\"group_key\":\"%s\",", groups[i]);
+        o += (size_t)snprintf(batch + o, sizeof(batch) - o,
+                              "%s{\"operation_type\":\"api_call\",%s\"payload\":{\"endpoint\":"
+                              "\"/g/%d\"}}",
+                              i ? "," : "", g, i);
+    }
+    snprintf(batch + o, sizeof(batch) - o, "]}");
+    struct resp *r = th_json(&s2, "POST", "/api/offline/queue/batch", batch);
+    assert_int_equal(r->status, 201);
+    json_t *ops = json_object_get(r->json, "operations");
+    assert_int_equal(json_array_size(ops), N);
+    PGconn *c2 = th_db_connect(url2);
+    for (int i = 0; i < N; i++) {
+        const char *id = th_str(json_array_get(ops, i), "id");
+        const char *got =
+            th_sqlf(c2, "SELECT group_held FROM offline_operations WHERE id = '%s'", id);
+        if (strcmp(got, held[i] ? "t" : "f") != 0)
+            fail_msg("operation %d (group %s): group_held %s", i, groups[i] ? groups[i] : "none",
+                     got);
+    }
+    assert_string_equal(
+        th_sqlf(c2, "SELECT group_held FROM offline_operations WHERE id = '%s'", live), "f");
+    th_resp_free(r);
+    PQfinish(c2);
+    assert_int_equal(th_svc_stop(&s2, SIGTERM), 0);
+    th_db_drop(DB "_groups");
+}
+
 /* 250 metric logs, one worker, batch 100: three POSTs of 100, 100, 50 in enqueue order. */
 static void test_metric_logs_are_batched(void **state)
 {
@@ -598,6 +649,7 @@ static void test_metric_logs_are_batched(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batch_groups_held),
         cmocka_unit_test_setup(test_api_call_delivers_exactly, reset),
         cmocka_unit_test_setup(test_experiment_sync_puts_with_if_match, reset),
         cmocka_unit_test_setup(test_retries_with_growing_delays, reset),
