@@ -398,16 +398,8 @@ static void test_limits_round_trip(void **state)
 
 static double rss_mib(pid_t pid)
 {
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    double kib = 0;
-    while (f && fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %lf", &kib) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kib / 1024;
+    long kb = th_status_kb(pid, "VmRSS");
+    return kb > 0 ? (double)kb / 1024 : 0;
 }
 
 /* RSS after 200,000 operations delivered stays within 10 MiB of RSS after the first 1,000. */

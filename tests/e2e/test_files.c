@@ -509,19 +509,14 @@ static void test_upgrade_keeps_file_bytes(void **state)
     th_db_drop(DB "_upgrade");
 }
 
-/* VmHWM (peak resident set) of a process, in kB. */
 static long peak_rss_kb(pid_t pid)
 {
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    long kb = -1;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
+    return th_status_kb(pid, "VmHWM");
+}
+
+static long rss_now_kb(pid_t pid)
+{
+    return th_status_kb(pid, "VmRSS");
 }
 
 static size_t collect_resp(char *p, size_t size, size_t n, void *arg)
@@ -648,21 +643,6 @@ static void test_peak_rss_bounded(void **state)
     PQfinish(pg);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
     th_db_drop(DB "_rss");
-}
-
-/* VmRSS (resident set now) of a process, in kB. */
-static long rss_now_kb(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    long kb = -1;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
 }
 
 /* The service's open connections to the database of pg (not pg's own). */

@@ -131,16 +131,7 @@ static void assert_raw_error(const char *answer, long status, const char *code)
 
 static long vm_hwm_kib(pid_t pid)
 {
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    long kib = -1;
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, "VmHWM:", 6) == 0)
-            kib = strtol(line + 6, NULL, 10);
-    fclose(f);
-    return kib;
+    return th_status_kb(pid, "VmHWM");
 }
 
 /* Point 1: the key and the role are checked on the headers; the body is never read. */

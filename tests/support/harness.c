@@ -461,6 +461,22 @@ double th_now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+long th_status_kb(pid_t pid, const char *name)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    long kb = -1;
+    size_t n = strlen(name);
+    while (kb < 0 && fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, name, n) == 0 && line[n] == ':')
+            kb = strtol(line + n + 1, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
 json_t *th_wait_op(const struct svc *s, const char *id, const char *statuses, int timeout_ms)
 {
     char path[96];

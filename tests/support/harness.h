@@ -123,4 +123,8 @@ struct us_req;
 void th_assert_signed(const struct us_req *r, const void *key, size_t key_len);
 /* Monotonic milliseconds. */
 double th_now_ms(void);
+
+/* A "Name: N kB" line of /proc/PID/status, in kB (VmHWM: the peak resident set, VmRSS: now);
+ * -1 when the process or the line is not there. */
+long th_status_kb(pid_t pid, const char *name);
 #endif
