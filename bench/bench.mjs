@@ -199,18 +199,17 @@ async function batchEnqueue() {
   log(`batch enqueue: ${R.batch.rate.med.toFixed(0)} ops/s full, ${R.batch_min.rate.med.toFixed(0)} ops/s return=minimal`);
 }
 
-// CPU time (clock ticks) of every process of the cluster so far: the living ones and the
-// backends that have exited (the postmaster's reaped children).
 const procStat = (pid) => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
 // CPU time (clock ticks) of one process so far: all its threads, user and system.
 const procTicks = (pid) => { const f = procStat(pid); return Number(f[11]) + Number(f[12]); };
+// CPU time (clock ticks) of every process of the cluster so far: the living ones and the
+// backends that have exited (the postmaster's reaped children).
 function clusterTicks() {
   const pm = Number(readFileSync(path.join(pgDir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
-  const stat = procStat;
   let t = 0;
   const kids = readFileSync(`/proc/${pm}/task/${pm}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
   for (const pid of [pm, ...kids]) {
-    try { const f = stat(pid); t += Number(f[11]) + Number(f[12]) + (pid === pm ? Number(f[13]) + Number(f[14]) : 0); } catch { /* gone */ }
+    try { const f = procStat(pid); t += Number(f[11]) + Number(f[12]) + (pid === pm ? Number(f[13]) + Number(f[14]) : 0); } catch { /* gone */ }
   }
   return t;
 }
@@ -255,7 +254,7 @@ async function burnDown() {
   R.burn_service_us = summary(svc.service);
   R.burn_sink_us = summary(svc.sink);
   R.rss_after_burn = rssMiB();
-  await sleep(11000); // past the service's periodic heap trim (every 10 s)
+  await sleep(11000); // past the service's next two trims (every 5 s: idle connections, heap)
   R.rss_after_burn_settled = rssMiB();
   log(`RSS after the burn-down ${R.rss_after_burn.toFixed(2)} MiB, 11 s later ${R.rss_after_burn_settled.toFixed(2)} MiB`);
   const pg = await repeat(async () => {

@@ -81,7 +81,9 @@ static unsigned long long unix_ms(void)
 
 void oq_uuid(char out[OQ_UUID_LEN + 1])
 {
-    oq_uuids((char(*)[OQ_UUID_LEN + 1]) out, 1);
+    unsigned char rnd[10];
+    arc4random_buf(rnd, sizeof(rnd));
+    uuid_v7(out, unix_ms(), rnd);
 }
 
 void oq_uuids(char (*out)[OQ_UUID_LEN + 1], size_t n)

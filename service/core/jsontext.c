@@ -54,7 +54,6 @@ static void put_string(struct out *o, const char *s, size_t n)
     put(o, "\"", 1);
 }
 
-/* The shortest %.Ng (N = 1..17) that parses back to d; always looks like a real. */
 void jsontext_string(struct oq_buf *b, const char *s)
 {
     struct out o = {.b = *b};
@@ -62,6 +61,7 @@ void jsontext_string(struct oq_buf *b, const char *s)
     *b = o.b;
 }
 
+/* The shortest %.Ng (N = 1..17) that parses back to d; always looks like a real. */
 static void put_real(struct out *o, double d)
 {
     char buf[40];

@@ -148,6 +148,7 @@ static int ensure_connected(struct db_pool *p, struct db_conn *c, struct err *e)
     if (c->pg != NULL)
         PQfinish(c->pg);
     c->n_prepared = 0;
+    c->grown = false;
     c->pg = db_connect(p->conninfo, p->schema, e);
     return c->pg != NULL ? 0 : -1;
 }
@@ -254,7 +255,6 @@ int db_pool_trim(struct db_pool *p, double idle_ms)
         PQfinish(c->pg);
         c->pg = NULL;
         c->n_prepared = 0;
-        c->grown = false;
         closed++;
         pthread_mutex_lock(&p->mu);
         c->in_use = false;

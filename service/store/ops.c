@@ -167,9 +167,9 @@ static const struct db_stmt bulk_delete_count_stmt = {
  * operation behind an earlier live one of its group (in the table, or earlier in the array)
  * is stored group_held, so the insert trigger need not write it again ("gb": an earlier one of
  * its group is in the array, found in C: a window over the array cost a sort of every batch,
- * grouped or not). The ids are made here
- * (UUIDv7, oq_uuid), not by the column's default: offlineq_uuidv7() costs 2.5 us a row in the
- * database. DOC: the Operation document returned for each row (NULL::text for ids only). */
+ * grouped or not). The ids are made here (UUIDv7, oq_uuids), not by the column's default:
+ * offlineq_uuidv7() costs 2.5 us a row in the database. DOC: the Operation document returned for
+ * each row (NULL::text for ids only). */
 #define ENQUEUE_MANY(DOC)                                                                          \
     "WITH x AS (SELECT * FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (t text, p jsonb, "      \
     "  pr int, g text, ma int, d float8, ex float8, mr int, cs text, ti uuid, tn bigint, "         \
