@@ -2,6 +2,10 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "core/jsontext.h"
 
 static const struct db_stmt pending_stmt = {
     "stats_pending", "SELECT coalesce(sum(n), 0) FROM offlineq_op_counts WHERE status = 'pending'"};
@@ -31,9 +35,23 @@ static const struct db_stmt by_status_stmt = {
 
 static const struct db_stmt version_stmt = {"stats_version", "SELECT " STATS_VERSION_SQL};
 
-/* The stats document and its version, in one snapshot. */
-static const struct db_stmt queue_stmt = {"stats_queue",
-                                          "SELECT offlineq_stats()::text, " STATS_VERSION_SQL};
+/* What the stats document is made of, and its version, in one snapshot: a row per type and
+ * status with a count (in type, status order; the statuses starting with '#' are tallies such
+ * as '#resolved'), each carrying the oldest pending operation's age and the version (one row
+ * of NULLs when nothing is counted). offlineq_stats() makes the same document in SQL; this
+ * reads the counters once and costs a third of it (0.2 against 0.6 ms a call in psql), for an
+ * endpoint that browsers poll. */
+static const struct db_stmt queue_stmt = {
+    "stats_queue",
+    "WITH g AS MATERIALIZED (SELECT operation_type, status, sum(n) AS n FROM offlineq_op_counts "
+    "  GROUP BY 1, 2 HAVING sum(n) <> 0), "
+    "o AS (SELECT min(created_at) AS t FROM offline_operations WHERE status = 'pending'), "
+    "a AS (SELECT coalesce(round(extract(epoch FROM now() - o.t)::numeric, 3), 0)::text AS age, "
+    "  (SELECT md5(coalesce(string_agg(g.operation_type || '/' || g.status || '=' || g.n, ',' "
+    "     ORDER BY g.operation_type, g.status), '') || '|' "
+    "     || coalesce(extract(epoch FROM o.t)::text, '')) FROM g) AS version FROM o) "
+    "SELECT a.age, a.version, g.operation_type, g.status, g.n::bigint FROM a LEFT JOIN g ON true "
+    "ORDER BY g.operation_type, g.status"};
 
 /* $1: seconds per bucket, $2: buckets (STATS_HISTORY_*). Buckets are aligned on the epoch, so
  * every instance and every read agree on them; w.first is the oldest bucket's start. */
@@ -118,15 +136,81 @@ int stats_version(struct db_conn *c, char version[STATS_VERSION_LEN], struct err
     return 0;
 }
 
+/* The sums of stats_queue's rows: by status, the total, the tallies. */
+struct stats_sums {
+    long long by_status[OP_N_STATUSES], total, resolved;
+};
+
+static void sum_row(struct stats_sums *s, const char *status, long long n)
+{
+    enum op_status st;
+    if (strcmp(status, "#resolved") == 0)
+        s->resolved += n;
+    else if (status[0] != '#' && op_status_parse(status, &st) == 0) {
+        s->by_status[st] += n;
+        s->total += n;
+    }
+}
+
+/* "by_type": {"type": {"status": n, ...}, ...} from the rows, which come in type, status
+ * order; tallies ('#...') are not statuses. */
+static void by_type_json(struct oq_buf *b, const PGresult *res, struct stats_sums *s)
+{
+    const char *type = NULL;
+    oq_buf_str(b, "\"by_type\":{");
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (PQgetisnull(res, i, 2))
+            continue;
+        const char *t = PQgetvalue(res, i, 2), *status = PQgetvalue(res, i, 3);
+        long long n = atoll(PQgetvalue(res, i, 4));
+        sum_row(s, status, n);
+        if (status[0] == '#')
+            continue;
+        if (type == NULL || strcmp(type, t) != 0) {
+            oq_buf_str(b, type ? "}," : "");
+            jsontext_string(b, t);
+            oq_buf_str(b, ":{");
+        } else
+            oq_buf_str(b, ",");
+        type = t;
+        char num[32];
+        snprintf(num, sizeof(num), ":%lld", n);
+        jsontext_string(b, status);
+        oq_buf_str(b, num);
+    }
+    oq_buf_str(b, type ? "}}" : "}");
+}
+
+static void add_count(struct oq_buf *b, const char *name, long long n)
+{
+    char num[32];
+    snprintf(num, sizeof(num), "\":%lld,", n);
+    oq_buf_str(b, "\"");
+    oq_buf_str(b, name);
+    oq_buf_str(b, num);
+}
+
 char *stats_queue(struct db_conn *c, char version[STATS_VERSION_LEN], struct err *e)
 {
     PGresult *res = db_exec(c, &queue_stmt, 0, NULL, e);
     if (res == NULL)
         return NULL;
-    char *json = oq_strdup(PQgetvalue(res, 0, 0));
+    struct stats_sums s = {0};
+    struct oq_buf types = {0}, doc = {0};
+    by_type_json(&types, res, &s);
+    oq_buf_str(&doc, "{");
+    for (int st = 0; st < OP_N_STATUSES; st++)
+        add_count(&doc, op_status_name((enum op_status)st), s.by_status[st]);
+    add_count(&doc, "total", s.total);
+    add_count(&doc, "conflicts_resolved", s.resolved);
+    oq_buf_add(&doc, types.data, types.len);
+    oq_buf_str(&doc, ",\"oldest_pending_age_s\":");
+    oq_buf_str(&doc, PQgetvalue(res, 0, 0));
+    oq_buf_str(&doc, "}");
     snprintf(version, STATS_VERSION_LEN, "%s", PQgetvalue(res, 0, 1));
     PQclear(res);
-    return json;
+    free(types.data);
+    return doc.data;
 }
 
 long long stats_pending(struct db_conn *c, struct err *e)

@@ -284,10 +284,45 @@ static void test_fan_out_order_resume_and_filters(void **state)
     th_db_drop(DB);
 }
 
+/* Every event row lists its operations in seq order (the stream's k follows it), also when a
+ * statement reads its rows in another order: here the even ones were moved to later pages by
+ * a first update, so the second update meets the odd ones first. */
+static void test_event_arrays_in_seq_order(void **state)
+{
+    (void)state;
+    char url[512];
+    th_db_create(DB "_order", url, sizeof(url));
+    const char *env[] = {"OFFLINEQ_WORKERS=0", "OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9",
+                         NULL};
+    struct svc a;
+    assert_int_equal(th_svc_start(&a, url, env, NULL), 0);
+    enqueue_half(&a, 0, 500);
+    PGconn *pg = th_db_connect(url);
+    th_sql(pg, "UPDATE offline_operations SET status = 'failed', "
+               "  payload = payload || jsonb_build_object('pad', repeat('x', 300)) "
+               "WHERE seq % 2 = 0");
+    th_sql(pg, "UPDATE offline_operations SET status = 'conflict'");
+    assert_string_equal(th_sql(pg, "SELECT string_agg(e.type || ':' || cardinality(e.op_ids), "
+                                   "  ',' ORDER BY e.xid, e.id) FROM offlineq_events e "
+                                   "WHERE e.op_ids IS NOT NULL"),
+                        "operation.enqueued:250,operation.enqueued:250,operation.failed:250,"
+                        "operation.conflict:500");
+    assert_string_equal(th_sql(pg,
+                               "SELECT count(*) FROM offlineq_events e "
+                               "WHERE e.op_ids IS NOT NULL AND e.op_ids <> ("
+                               "  SELECT array_agg(o.id ORDER BY o.seq) FROM unnest(e.op_ids) u "
+                               "  JOIN offline_operations o ON o.id = u)"),
+                        "0");
+    PQfinish(pg);
+    assert_int_equal(th_svc_stop(&a, SIGTERM), 0);
+    th_db_drop(DB "_order");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fan_out_order_resume_and_filters),
+        cmocka_unit_test(test_event_arrays_in_seq_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

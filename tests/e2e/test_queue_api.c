@@ -463,6 +463,22 @@ static void test_stats(void **state)
     double age = json_number_value(json_object_get(r->json, "oldest_pending_age_s"));
     assert_true(age >= 90 && age < 100);
     th_resp_free(r);
+
+    /* a tally ('#resolved') counts in conflicts_resolved only; the document is the one
+     * offlineq_stats() makes in SQL (the service builds it in C), but for the moving age */
+    th_sql(pg, "INSERT INTO offlineq_op_counts (operation_type, status, n) "
+               "VALUES ('api_call', '#resolved', 2)");
+    r = th_http(&S, "GET", "/api/offline/queue/stats", NULL, 0, NULL);
+    assert_int_equal(r->status, 200);
+    assert_int_equal(th_int(r->json, "conflicts_resolved"), 2);
+    assert_int_equal(th_int(r->json, "total"), 4);
+    json_t *sql = json_loads(th_sql(pg, "SELECT offlineq_stats()"), 0, NULL);
+    assert_non_null(sql);
+    json_object_del(sql, "oldest_pending_age_s");
+    json_object_del(r->json, "oldest_pending_age_s");
+    assert_true(json_equal(r->json, sql));
+    json_decref(sql);
+    th_resp_free(r);
 }
 
 static void test_clear_completed(void **state)
