@@ -165,7 +165,7 @@ async function wrk(script, clients, urlPath, env = {}, at = base) {
   const line = r.out.split('\n').find((l) => l.startsWith('RESULT '));
   const j = JSON.parse(line.slice(7));
   if (j.non2xx || j.socket_errors) throw new Error(`wrk ${script}: ${j.non2xx} non-2xx answers, ${j.socket_errors} socket errors`);
-  return { rate: j.requests / (j.duration_us / 1e6), p50: j.p50_us / 1000, p99: j.p99_us / 1000 };
+  return { rate: j.requests / (j.duration_us / 1e6), requests: j.requests, p50: j.p50_us / 1000, p99: j.p99_us / 1000 };
 }
 
 // ---------- statistics ----------
@@ -194,9 +194,16 @@ async function batchEnqueue() {
   await api('POST', '/api/offline/sync/stop-auto');
   const rs = await repeat(async () => { await emptyQueue(); return wrk('batch.lua', 4, '/api/offline/queue/batch'); });
   R.batch = { rate: summary(rs.map((r) => r.rate * 1000)) };
-  const ms = await repeat(async () => { await emptyQueue(); return wrk('batch.lua', 4, '/api/offline/queue/batch', { OQ_PREFER: 'return=minimal' }); });
-  R.batch_min = { rate: summary(ms.map((r) => r.rate * 1000)) };
-  log(`batch enqueue: ${R.batch.rate.med.toFixed(0)} ops/s full, ${R.batch_min.rate.med.toFixed(0)} ops/s return=minimal`);
+  const ms = await repeat(async () => {
+    await emptyQueue();
+    const c0 = clusterTicks(), s0 = procTicks(service.pid);
+    const r = await wrk('batch.lua', 4, '/api/offline/queue/batch', { OQ_PREFER: 'return=minimal' });
+    const ops = r.requests * 1000;
+    return { ...r, pg_us: ((clusterTicks() - c0) * TICK_US) / ops, service_us: ((procTicks(service.pid) - s0) * TICK_US) / ops };
+  });
+  R.batch_min = { rate: summary(ms.map((r) => r.rate * 1000)), pg_us: pick(ms, 'pg_us'), service_us: pick(ms, 'service_us') };
+  log(`batch enqueue: ${R.batch.rate.med.toFixed(0)} ops/s full, ${R.batch_min.rate.med.toFixed(0)} ops/s return=minimal `
+    + `(per operation: PostgreSQL ${R.batch_min.pg_us.med.toFixed(1)} µs, the service ${R.batch_min.service_us.med.toFixed(1)} µs)`);
 }
 
 const procStat = (pid) => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
@@ -389,6 +396,7 @@ async function peers() {
 
 // ---------- the report ----------
 const f0 = (x) => (x === undefined ? '–' : Math.round(x).toLocaleString('en-US'));
+const f1 = (x) => (x === undefined ? '–' : x.toFixed(1));
 const f2 = (x) => (x === undefined ? '–' : x.toFixed(2));
 const span = (s, f) => `${f(s.med)} (${f(s.min)}–${f(s.max)})`;
 const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}×` : '–');
@@ -410,6 +418,7 @@ function table() {
   const best = (k) => Math.max(P.pgboss?.[k]?.med || 0, P.graphile?.[k]?.med || 0) || undefined;
   row('batch enqueue of 1,000 (full answers): ops/s', span(R.batch.rate, f0), peerCell('insert'), ratio(R.batch.rate.med, best('insert')), '', '');
   row('batch enqueue of 1,000, `Prefer: return=minimal`: ops/s', span(R.batch_min.rate, f0), peerCell('insert'), ratio(R.batch_min.rate.med, best('insert')), '≥ 1.2× best peer', P.pgboss ? verdict(R.batch_min.rate.med >= 1.2 * best('insert')) : '');
+  row('batch enqueue, return=minimal: PostgreSQL\'s and the service\'s CPU per operation, µs', `${span(R.batch_min.pg_us, f1)}; service ${span(R.batch_min.service_us, f1)}`, '', '', '', '');
   row(`burn-down of ${f0(S.burn)} to the sink: ops/s`, span(R.burn.rate, f0), `pgbench naive claim+complete ${span(R.burn.pg, f0)}`, ratio(R.burn.rate.med, R.burn.pg.med), '≥ 25,000 (stretch 40,000)', verdict(R.burn.rate.med >= 25000));
   row('burn-down: PostgreSQL CPU per delivered operation, µs', span(R.burn_pg_us, f0), '', '', '≤ 60', verdict(R.burn_pg_us.med <= 60));
   row('burn-down: the service\'s and the sink\'s CPU per delivered operation, µs', `${span(R.burn_service_us, f0)}; sink ${span(R.burn_sink_us, f0)}`, '', '', '', '');
@@ -473,7 +482,7 @@ async function main() {
     if (process.env.OQ_BENCH_PGSS) await psql('offlineq', 'CREATE EXTENSION pg_stat_statements');
     for (const k of only) await steps[k]();
     if (process.env.OQ_BENCH_PGSS) { // needs OFFLINEQ_PG_EXTRA='-c shared_preload_libraries=pg_stat_statements'
-      console.log(await psql('offlineq', "SELECT round(total_exec_time) || ' ms, ' || calls || ' calls, ' || rows || ' rows: ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 150) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25"));
+      console.log(await psql('offlineq', "SELECT round(total_exec_time) || ' ms, ' || calls || ' calls, ' || rows || ' rows, ' || round(shared_blks_hit::numeric / greatest(rows, 1), 1) || ' buffer hits a row: ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 150) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25"));
     }
     console.log(JSON.stringify(R, null, 1));
     return;
