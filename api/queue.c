@@ -167,7 +167,7 @@ int api_queue_create(struct request *r, struct err *e)
     held = 0;
     if (out.created) {
         metrics_op(&r->app->metrics, op.operation_type, OPC_ENQUEUED, 1);
-        workers_wake(&r->app->workers);
+        workers_nudge(&r->app->workers);
     }
     rc = keyed ? replay_send(r, &answer, false) : answer_enqueue(r, &out, &prefer);
 out:

@@ -173,7 +173,7 @@ static void *flusher_main(void *arg)
             http_resume(it->r); /* on_resume replies and frees it */
         }
         if (any) {
-            workers_wake(&co->app->workers);
+            workers_nudge(&co->app->workers); /* a full claim wakes the next worker */
             wake_others(co);
         }
     }

@@ -60,8 +60,10 @@ static void *listener_main(void *arg)
             reload_settings(l);
         if (heard & NOTIFY_EVENTS) /* many NOTIFYs, one read */
             events_pull(l->d.events);
-        if (heard & (NOTIFY_WAKEUP | NOTIFY_SETTINGS))
+        if (heard & NOTIFY_SETTINGS)
             workers_wake(l->d.workers);
+        else if (heard & NOTIFY_WAKEUP) /* another instance's enqueue: one claim takes it */
+            workers_nudge(l->d.workers);
     }
     if (pg != NULL)
         PQfinish(pg);

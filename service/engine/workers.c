@@ -56,6 +56,16 @@ void workers_wake(struct workers *ws)
     pthread_mutex_unlock(&ws->mu);
 }
 
+/* A worker that is not waiting sees the new generation before it would wait (idle_wait), so
+ * the one signal is never lost to it; only waiting workers stay asleep. */
+void workers_nudge(struct workers *ws)
+{
+    pthread_mutex_lock(&ws->mu);
+    ws->wake_gen++;
+    pthread_cond_signal(&ws->wake);
+    pthread_mutex_unlock(&ws->mu);
+}
+
 static unsigned long current_gen(struct workers *ws)
 {
     pthread_mutex_lock(&ws->mu);
@@ -72,7 +82,7 @@ static void stop_wait(struct workers *ws, int ms)
     while (!atomic_load(&ws->stopping) && oq_now_ms() < until) {
         struct timespec t;
         oq_deadline_ms(&t, until - oq_now_ms());
-        pthread_cond_timedwait(&ws->wake, &ws->mu, &t);
+        pthread_cond_timedwait(&ws->stop, &ws->mu, &t);
     }
     pthread_mutex_unlock(&ws->mu);
 }
@@ -490,8 +500,11 @@ static void run_one_round(struct worker *w, struct db_conn *c, const char *only,
     unsigned long gen = current_gen(w->ws);
     size_t cap = (size_t)d->cfg->claim_batch + (size_t)d->cfg->metric_batch;
     struct job *jobs = oq_calloc(cap, sizeof(*jobs));
+    int asked = w->claim_size;
     int n = claim(w, c, only, jobs, &e);
     db_release(d->db, c);
+    if (n >= asked) /* full: more may be due, for the next idle worker */
+        workers_nudge(w->ws);
     claim_strategy(w);
     if (n <= 0) {
         free(jobs);
@@ -619,6 +632,7 @@ void workers_start(struct workers *ws, const struct workers_deps *deps)
     ws->w = oq_calloc((size_t)ws->n, sizeof(*ws->w));
     pthread_mutex_init(&ws->mu, NULL);
     pthread_cond_init(&ws->wake, NULL);
+    pthread_cond_init(&ws->stop, NULL);
     atomic_init(&ws->stopping, false);
     atomic_init(&ws->busy, 0);
     for (int i = 0; i < ws->n; i++) {
@@ -643,6 +657,9 @@ void workers_stop(struct workers *ws, int grace_s)
         return;
     atomic_store(&ws->stopping, true);
     workers_wake(ws);
+    pthread_mutex_lock(&ws->mu);
+    pthread_cond_broadcast(&ws->stop);
+    pthread_mutex_unlock(&ws->mu);
     thread_stop(&ws->heartbeat);
     double deadline = oq_now_ms() + grace_s * 1000.0;
     while (atomic_load(&ws->busy) > 0 && oq_now_ms() < deadline)
@@ -661,6 +678,7 @@ void workers_stop(struct workers *ws, int grace_s)
     thread_close(&ws->heartbeat);
     free(ws->w);
     pthread_cond_destroy(&ws->wake);
+    pthread_cond_destroy(&ws->stop);
     pthread_mutex_destroy(&ws->mu);
     ws->started = false;
 }

@@ -39,7 +39,8 @@ struct workers {
     struct worker *w;
     int n;
     pthread_mutex_t mu;
-    pthread_cond_t wake;    /* idle workers wait here */
+    pthread_cond_t wake;    /* idle workers wait here, and only they */
+    pthread_cond_t stop;    /* workers backing off from the database wait here */
     unsigned long wake_gen; /* bumped by every wake-up */
     atomic_bool stopping;
     atomic_int busy; /* workers running a handler now */
@@ -50,8 +51,14 @@ struct workers {
 /* Starts cfg->workers workers plus the heartbeat thread; deps is copied. */
 void workers_start(struct workers *ws, const struct workers_deps *deps);
 
-/* Wakes idle workers now (an enqueue in this instance, a NOTIFY, the network coming back). */
+/* Wakes every idle worker now (a batch, the network coming back, a sync pass, a reload). */
 void workers_wake(struct workers *ws);
+
+/* Wakes one idle worker: for a few new operations (a single enqueue here, another instance's
+ * NOTIFY), which one claim takes. A worker whose claim came back full wakes the next, so a
+ * backlog still brings them all; waking all for each enqueue made every idle worker run a claim
+ * for the one that could take it. */
+void workers_nudge(struct workers *ws);
 
 /* Stops claiming; running handlers get grace_s to finish, then their transfers are aborted
  * and their operations released (no attempt used) for another instance. Joins every thread. */

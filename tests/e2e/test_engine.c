@@ -221,6 +221,45 @@ static void test_conflict_status(void **state)
 
 /* 8 workers, 3 groups of 10 with mixed priorities: each group arrives in enqueue order and
  * never two of a group at once. */
+/* Claims that read offline_operations_ready so far, as the statistics counted them (each
+ * claim reads it once; a backend reports its counts within a second of going idle). */
+static long ready_scans(PGconn *db)
+{
+    return atol(th_sql(db, "SELECT idx_scan FROM pg_stat_user_indexes "
+                           "WHERE indexrelname = 'offline_operations_ready'"));
+}
+
+/* One enqueue into an idle pool of 8 is claimed without every worker running a claim: before,
+ * each enqueue (and its own NOTIFY, heard back by the listener) woke all idle workers, and
+ * every one of them ran the claim for the one operation (23 claims here). Now one worker is
+ * woken, and a claim that came back full wakes the next (7 here: the first claims of a pool ask
+ * for one operation, so they come back full). */
+static void test_one_enqueue_wakes_one_worker(void **state)
+{
+    (void)state;
+    char u2[512];
+    th_db_create(DB "_wake", u2, sizeof(u2));
+    const char *env[] = {U.env, "OFFLINEQ_WORKERS=8", "OFFLINEQ_POLL_MS=60000", NULL};
+    struct svc s2;
+    assert_int_equal(th_svc_start(&s2, u2, env, NULL), 0);
+    PGconn *db = th_db_connect(u2);
+    usleep(2000000); /* the start's claims are made and counted */
+    long before = ready_scans(db);
+    char id[37];
+    th_enqueue(&s2, "{\"operation_type\":\"api_call\",\"payload\":{\"endpoint\":\"/wake\"}}", id);
+    json_t *op = th_wait_op(&s2, id, TH_SETTLED, 20000);
+    assert_string_equal(json_string_value(json_object_get(op, "status")), "completed");
+    json_decref(op);
+    usleep(2000000);
+    long claims = ready_scans(db) - before;
+    if (claims > 10)
+        fprintf(stderr, "one enqueue made %ld claims\n", claims);
+    assert_true(claims >= 1 && claims <= 10);
+    PQfinish(db);
+    assert_int_equal(th_svc_stop(&s2, SIGTERM), 0);
+    th_db_drop(DB "_wake");
+}
+
 static void test_group_order_under_8_workers(void **state)
 {
     us_script(US, "/api/g/", "201", 15);
@@ -665,6 +704,7 @@ int main(void)
         cmocka_unit_test_setup(test_model_push_form, reset),
         cmocka_unit_test_setup(test_file_limits_and_cleanup, reset),
         cmocka_unit_test_setup(test_metric_logs_are_batched, reset),
+        cmocka_unit_test_setup(test_one_enqueue_wakes_one_worker, reset),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
