@@ -92,6 +92,16 @@ static void deleted(FILE *f, struct metrics *m)
                 (unsigned long long)atomic_load(&m->deleted[i]));
 }
 
+static void claims(FILE *f, struct metrics *m)
+{
+    fprintf(f, "# HELP offlineq_worker_claims_total Claims this instance's workers ran, by "
+               "result.\n# TYPE offlineq_worker_claims_total counter\n");
+    for (int i = 0; i < CLAIM__COUNT; i++)
+        fprintf(f, "offlineq_worker_claims_total{result=\"%s\"} %llu\n",
+                metrics_claim_result((enum claim_result)i),
+                (unsigned long long)atomic_load(&m->claims[i]));
+}
+
 static void rotation(FILE *f, struct metrics *m)
 {
     fprintf(f,
@@ -176,6 +186,7 @@ static char *render(struct app *a)
     FILE *f = open_memstream(&text, &len);
     counters(f, &a->metrics);
     deleted(f, &a->metrics);
+    claims(f, &a->metrics);
     rotation(f, &a->metrics);
     exec_histogram(f, &a->metrics);
     histogram(f, "offlineq_enqueue_to_completion_seconds", "From enqueue to completed.",

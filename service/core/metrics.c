@@ -80,6 +80,17 @@ void metrics_deleted(struct metrics *m, enum delete_reason why, unsigned long lo
     atomic_fetch_add(&m->deleted[why], n);
 }
 
+const char *metrics_claim_result(enum claim_result r)
+{
+    static const char *const names[CLAIM__COUNT] = {"taken", "empty", "error"};
+    return names[r];
+}
+
+void metrics_claim(struct metrics *m, int n)
+{
+    atomic_fetch_add(&m->claims[n > 0 ? CLAIM_TAKEN : n == 0 ? CLAIM_EMPTY : CLAIM_ERROR], 1);
+}
+
 static void observe(struct histogram *h, double v)
 {
     int b = 0;

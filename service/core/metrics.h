@@ -29,6 +29,13 @@ enum delete_reason { OQ_DELETE_REASONS(OQ_DELETE_ENUM) DELETED__COUNT };
 /* The label of a reason ("retention_completed"). */
 const char *metrics_delete_reason(enum delete_reason why);
 
+/* How a worker's claim came out: offlineq_worker_claims_total{result}. Empty claims are the
+ * polling a queue pays for; many per delivered operation mean workers woken for nothing. */
+enum claim_result { CLAIM_TAKEN, CLAIM_EMPTY, CLAIM_ERROR, CLAIM__COUNT };
+
+/* The label of a result ("taken", "empty", "error"). */
+const char *metrics_claim_result(enum claim_result r);
+
 struct histogram {
     atomic_ullong buckets[METRICS_BUCKETS + 1]; /* the last is +Inf */
     atomic_ullong count;
@@ -53,6 +60,7 @@ struct metrics {
     atomic_int n_upstreams;                   /* grows on a reload (under mu); readers load it */
     atomic_ullong ops[METRICS_TYPES][METRICS_UPSTREAMS + 1][OPC__COUNT]; /* type, upstream */
     atomic_ullong deleted[DELETED__COUNT]; /* operations this instance deleted, by why */
+    atomic_ullong claims[CLAIM__COUNT];    /* claims this instance's workers ran, by result */
     atomic_ullong rotation_resealed;       /* values this instance sealed again (key rotation) */
     atomic_int rotation_active;            /* 1 while this instance takes part in a rotation */
     struct histogram exec_seconds[METRICS_UPSTREAMS + 1]; /* by upstream column */
@@ -79,6 +87,8 @@ void metrics_op_upstream(struct metrics *m, const char *type, const char *upstre
 const char *metrics_upstream_label(const struct metrics *m, int u);
 /* Counts n operations deleted for why. */
 void metrics_deleted(struct metrics *m, enum delete_reason why, unsigned long long n);
+/* Counts one claim that took n operations (0: none; < 0: the database failed it). */
+void metrics_claim(struct metrics *m, int n);
 /* One attempt's duration, under upstream (NULL: none). */
 void metrics_exec(struct metrics *m, const char *upstream, double seconds);
 void metrics_latency(struct metrics *m, double seconds);

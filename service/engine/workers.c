@@ -503,6 +503,7 @@ static void run_one_round(struct worker *w, struct db_conn *c, const char *only,
     int asked = w->claim_size;
     int n = claim(w, c, only, jobs, &e);
     db_release(d->db, c);
+    metrics_claim(d->metrics, n);
     if (n >= asked) /* full: more may be due, for the next idle worker */
         workers_nudge(w->ws);
     claim_strategy(w);

@@ -560,14 +560,10 @@ static long long bulk(const char *path, const char *body, const char *key)
     return n;
 }
 
-/* offlineq_operations_deleted_total{reason="api"} in /metrics (0 before the first). */
+/* offlineq_operations_deleted_total{reason="api"} in /metrics. */
 static long long deleted_by_api(void)
 {
-    struct resp *r = th_http(&S, "GET", "/metrics", NULL, 0, NULL);
-    const char *line = strstr(r->body, "offlineq_operations_deleted_total{reason=\"api\"} ");
-    long long n = line ? atoll(strchr(line, '}') + 2) : 0;
-    th_resp_free(r);
-    return n;
+    return th_metric(&S, "offlineq_operations_deleted_total{reason=\"api\"}");
 }
 
 static const char *count_where(const char *cond)

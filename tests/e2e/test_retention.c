@@ -84,15 +84,9 @@ static bool exists(const char *id)
 /* The deleted_total of reason in /metrics. */
 static long long deleted_total(const struct svc *s, const char *reason)
 {
-    struct resp *r = th_http(s, "GET", "/metrics", NULL, 0, NULL);
-    assert_int_equal(r->status, 200);
-    char line[128];
-    snprintf(line, sizeof(line), "offlineq_operations_deleted_total{reason=\"%s\"} ", reason);
-    const char *p = strstr(r->body, line);
-    assert_non_null(p);
-    long long n = atoll(p + strlen(line));
-    th_resp_free(r);
-    return n;
+    char series[128];
+    snprintf(series, sizeof(series), "offlineq_operations_deleted_total{reason=\"%s\"}", reason);
+    return th_metric(s, series);
 }
 
 /* Waits until id is gone (true) or PASSES_MS pass (false). */

@@ -445,6 +445,24 @@ const char *th_str(const json_t *obj, const char *key)
     return json_string_value(json_object_get(obj, key));
 }
 
+long long th_metric(const struct svc *s, const char *series)
+{
+    struct resp *r = th_http(s, "GET", "/metrics", NULL, 0, NULL);
+    assert_int_equal(r->status, 200);
+    size_t len = strlen(series);
+    const char *p = r->body;
+    while (p != NULL && !(strncmp(p, series, len) == 0 && p[len] == ' ')) {
+        p = strchr(p, '\n');
+        p = p != NULL ? p + 1 : NULL;
+    }
+    if (p == NULL)
+        fprintf(stderr, "GET /metrics has no %s\n", series);
+    assert_non_null(p);
+    long long n = atoll(p + len + 1);
+    th_resp_free(r);
+    return n;
+}
+
 long long th_int(const json_t *obj, const char *key)
 {
     json_t *v = json_object_get(obj, key);

@@ -66,6 +66,10 @@ struct resp *th_json(const struct svc *s, const char *method, const char *path, 
 const char *th_header(const struct resp *r, const char *name);
 void th_resp_free(struct resp *r);
 
+/* The value of one series of GET /metrics, named with its labels exactly as written
+ * ("offlineq_worker_claims_total{result=\"taken\"}"); aborts the test if it is not there. */
+long long th_metric(const struct svc *s, const char *series);
+
 /* Asserts {"error":{"code":code,...}} with the given status. */
 void th_assert_error(const struct resp *r, long status, const char *code);
 /* Asserts 400 invalid_request whose error names field ("payload.endpoint"). */
