@@ -11,15 +11,18 @@
 #include "store/secretbox.h"
 #include "core/pgarray.h"
 
-/* What makes an operation claimable: due, not expired, its upstream not paused, no earlier
- * live operation of its group, every dependency completed. */
+/* What makes an operation claimable: due, not expired, its upstream not paused, the first
+ * live operation of its group, every dependency completed. The group's first is found as the
+ * min(seq) of its live ones, which PostgreSQL always reads from offline_operations_group (one
+ * index entry); a NOT EXISTS of an earlier one was planned as a scan of the table that stops
+ * at the first match, which it reached early or never: a sync pass's snapshot over 200,000
+ * operations behind a busy head, stored newest first, ran past 30 s (minutes at 1,000,000). */
 #define CLAIMABLE(PAUSED, IDS)                                                                     \
     "o.status = 'pending' AND o.next_attempt_at <= now() "                                         \
     "AND (o.expires_at IS NULL OR o.expires_at > now()) "                                          \
     "AND coalesce(o.payload ->> 'upstream', 'default') <> ALL (" PAUSED "::text[]) "               \
-    "AND (o.group_key IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations g "                  \
-    "     WHERE g.group_key = o.group_key AND g.seq < o.seq "                                      \
-    "       AND g.status IN " OQ_SQL_LIVE_STATUSES ")) "                                           \
+    "AND (o.group_key IS NULL OR (SELECT min(g.seq) FROM offline_operations g "                    \
+    "     WHERE g.group_key = o.group_key AND g.status IN " OQ_SQL_LIVE_STATUSES ") = o.seq) "     \
     "AND (o.depends_on IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations d "                 \
     "     WHERE d.id = ANY (o.depends_on) AND d.status <> 'completed')) "                          \
     "AND (" IDS "::uuid[] IS NULL OR o.id = ANY (" IDS "::uuid[])) "
@@ -67,9 +70,12 @@ static const struct db_stmt claim_batch_stmt = {
                "  AND coalesce(o.payload ->> 'endpoint', $7) = $8 ",
                "$9::int", "o.seq") TAKE_LEASE};
 
+/* The operations a sync pass takes: those a claim could take now. Held ones (behind their
+ * group's head) are not, and NOT group_held drops them before any per-row check. */
 static const struct db_stmt snapshot_stmt = {
-    "queue_snapshot", "SELECT coalesce(array_agg(o.id)::text, '{}'), count(*), offlineq_ts(now()) "
-                      "FROM offline_operations o WHERE " CLAIMABLE("$1", "NULL")};
+    "queue_snapshot",
+    "SELECT coalesce(array_agg(o.id)::text, '{}'), count(*), offlineq_ts(now()) "
+    "FROM offline_operations o WHERE NOT o.group_held AND " CLAIMABLE("$1", "NULL")};
 
 /* $1 the pass's ids, $2 when it started: untouched pending ones are still to do. */
 static const struct db_stmt progress_stmt = {
