@@ -82,24 +82,35 @@ static void counters(FILE *f, struct metrics *m)
     }
 }
 
-static void deleted(FILE *f, struct metrics *m)
+/* One counter with one label: n series, label values from labels[], counts from v[]. */
+struct labelled {
+    const char *name, *help, *label;
+    const char *const *labels;
+    const atomic_ullong *v;
+    int n;
+};
+
+static void labelled_counter(FILE *f, const struct labelled *c)
 {
-    fprintf(f, "# HELP offlineq_operations_deleted_total Operations this instance deleted, by "
-               "reason.\n# TYPE offlineq_operations_deleted_total counter\n");
-    for (int i = 0; i < DELETED__COUNT; i++)
-        fprintf(f, "offlineq_operations_deleted_total{reason=\"%s\"} %llu\n",
-                metrics_delete_reason((enum delete_reason)i),
-                (unsigned long long)atomic_load(&m->deleted[i]));
+    fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", c->name, c->help, c->name);
+    for (int i = 0; i < c->n; i++)
+        fprintf(f, "%s{%s=\"%s\"} %llu\n", c->name, c->label, c->labels[i],
+                (unsigned long long)atomic_load(&c->v[i]));
 }
 
-static void claims(FILE *f, struct metrics *m)
+static void deleted_and_claims(FILE *f, struct metrics *m)
 {
-    fprintf(f, "# HELP offlineq_worker_claims_total Claims this instance's workers ran, by "
-               "result.\n# TYPE offlineq_worker_claims_total counter\n");
+    const char *reasons[DELETED__COUNT], *results[CLAIM__COUNT];
+    for (int i = 0; i < DELETED__COUNT; i++)
+        reasons[i] = metrics_delete_reason((enum delete_reason)i);
     for (int i = 0; i < CLAIM__COUNT; i++)
-        fprintf(f, "offlineq_worker_claims_total{result=\"%s\"} %llu\n",
-                metrics_claim_result((enum claim_result)i),
-                (unsigned long long)atomic_load(&m->claims[i]));
+        results[i] = metrics_claim_result((enum claim_result)i);
+    labelled_counter(f, &(struct labelled){"offlineq_operations_deleted_total",
+                                           "Operations this instance deleted, by reason.", "reason",
+                                           reasons, m->deleted, DELETED__COUNT});
+    labelled_counter(f, &(struct labelled){"offlineq_worker_claims_total",
+                                           "Claims this instance's workers ran, by result.",
+                                           "result", results, m->claims, CLAIM__COUNT});
 }
 
 static void rotation(FILE *f, struct metrics *m)
@@ -185,8 +196,7 @@ static char *render(struct app *a)
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     counters(f, &a->metrics);
-    deleted(f, &a->metrics);
-    claims(f, &a->metrics);
+    deleted_and_claims(f, &a->metrics);
     rotation(f, &a->metrics);
     exec_histogram(f, &a->metrics);
     histogram(f, "offlineq_enqueue_to_completion_seconds", "From enqueue to completed.",
