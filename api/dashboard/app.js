@@ -8,6 +8,11 @@ const STATUSES = ["pending", "in_progress", "completed", "failed", "conflict"];
 const $ = (id) => document.getElementById(id);
 let key = sessionStorage.getItem("offlineq_key") || "";
 let cursors = [null], page = 0, selected = null, pollTimer = null, refreshTimer = null;
+// The detail panel shows the newest view asked for: each showDetail takes a number, and one
+// that a newer call overtook renders nothing. opening: the operation a click asked for, until
+// it is shown (the list's refreshes show that one, not the one it replaces).
+let detailSeq = 0, opening = null;
+let listSeq = 0; // the same for the operations list: a slower answer to an older filter is dropped
 
 function banner(text) { const b = $("banner"); b.textContent = text || ""; b.style.display = text ? "block" : "none"; }
 function notice(text) { $("notice").textContent = text || ""; }
@@ -197,7 +202,9 @@ async function loadOps() {
   const q = new URLSearchParams({ status: $("f-status").value, limit: "25" });
   if ($("f-type").value) q.set("operation_type", $("f-type").value);
   if (cursors[page]) q.set("cursor", cursors[page]);
+  const seq = ++listSeq;
   const res = await api(API + "/queue?" + q);
+  if (seq !== listSeq) return;
   cursors[page + 1] = res.next_cursor;
   $("next").disabled = !res.next_cursor; $("prev").disabled = page === 0;
   fill($("ops"), res.operations.map((o) => {
@@ -208,7 +215,7 @@ async function loadOps() {
     return tr;
   }), 6, "no operations match the filter");
   bulkButtons();
-  if (selected) showDetail(selected, true);
+  if (opening || selected) showDetail(opening || selected, true);
 }
 
 function attemptRow(a) {
@@ -218,13 +225,19 @@ function attemptRow(a) {
 }
 
 async function showDetail(id, quiet) {
+  const seq = ++detailSeq;
+  if (!quiet) opening = id;
   const o = await api(API + "/queue/" + encodeURIComponent(id), { allow: [404] }).catch(() => null);
-  if (!o || o.status === 404 && !o.id) {
-    if (quiet) { $("detail-card").style.display = "none"; selected = null; }
+  const found = o && !(o.status === 404 && !o.id);
+  let tries = [];
+  if (found)
+    try { tries = (await api(API + "/queue/" + o.id + "/attempts")).attempts; } catch (e) { /* shown in the banner */ }
+  if (!quiet && opening === id) opening = null;
+  if (seq !== detailSeq) return !!found; // overtaken: the newer call renders
+  if (!found) {
+    if (quiet && id === selected) { $("detail-card").style.display = "none"; selected = null; }
     return false;
   }
-  let tries = [];
-  try { tries = (await api(API + "/queue/" + o.id + "/attempts")).attempts; } catch (e) { /* shown in the banner */ }
   // Rendered at once, after both answers: the panel never shows a half-updated operation.
   selected = o.id;
   $("detail-card").style.display = "block";

@@ -270,7 +270,9 @@ try {
     await new Promise((r) => setTimeout(r, 100));
   await page.selectOption('#f-status', 'failed');
   await page.selectOption('#f-type', 'api_call');
-  await page.waitForSelector(`#ops tr[data-id="${h.json.id}"]`);
+  // the list of the second filter is the one clicked in (the first one's rows may differ)
+  await page.waitForFunction((id) => document.querySelector(`#ops tr[data-id="${id}"]`) !== null
+    && [...document.querySelectorAll('#ops tr')].every((tr) => tr.children[1].textContent === 'api_call'), h.json.id);
   await page.click(`#ops tr[data-id="${h.json.id}"]`);
   await page.waitForFunction((x) => document.getElementById('d-payload').textContent.includes(JSON.stringify(x))
     && [...document.querySelectorAll('#d-attempts td')].some((td) => td.title === x), HOSTILE, { timeout: 10000 });
@@ -312,6 +314,28 @@ try {
   await page.waitForFunction((r) => document.querySelector(`${r} td.eta`).textContent === 'drained', row, { timeout: 10000 });
   const drained = (await call(svc.base, 'GET', '/api/offline/upstreams')).json.upstreams[0];
   check(drained.eta_s === 0 && drained.pending === 0, 'drained: eta_s 0 and the panel says so');
+
+  // A click is not overwritten by a slower refresh of the operation shown before it: the list's
+  // refresh asks for the shown one again (held back 1.5 s here), the click asks for another.
+  // Before, the refresh's answer came last and the panel went back to the old operation.
+  await page.selectOption('#f-status', 'completed');
+  await page.selectOption('#f-type', 'api_call');
+  await page.waitForSelector(`#ops tr[data-id="${bad[1]}"]`);
+  await page.click(`#ops tr[data-id="${bad[0]}"]`);
+  await page.waitForFunction((id) => document.getElementById('d-id').textContent === id, bad[0]);
+  const slow = new RegExp(`/api/offline/queue/${bad[0]}$`);
+  await page.route(slow, async (route) => {
+    const response = await route.fetch();
+    await new Promise((r) => setTimeout(r, 1500));
+    await route.fulfill({ response });
+  });
+  await page.selectOption('#f-type', '');
+  await page.waitForTimeout(200);
+  await page.click(`#ops tr[data-id="${bad[1]}"]`);
+  await page.waitForTimeout(2500);
+  await page.unroute(slow);
+  const shownId = await page.textContent('#d-id');
+  check(shownId === bad[1], `the operation clicked last is the one shown (${shownId === bad[1] ? 'it' : shownId === bad[0] ? 'the one before' : shownId})`);
 
   await page.selectOption('#f-status', 'pending,in_progress,completed,failed,conflict');
   await page.selectOption('#f-type', '');
