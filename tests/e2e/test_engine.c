@@ -219,8 +219,6 @@ static void test_conflict_status(void **state)
     json_decref(op);
 }
 
-/* 8 workers, 3 groups of 10 with mixed priorities: each group arrives in enqueue order and
- * never two of a group at once. */
 /* The claims s's workers ran so far, whatever they took. */
 static long long claims_run(const struct svc *s)
 {
@@ -275,6 +273,8 @@ static void test_one_enqueue_wakes_one_worker(void **state)
     th_db_drop(DB "_wake");
 }
 
+/* 8 workers, 3 groups of 10 with mixed priorities: each group arrives in enqueue order and
+ * never two of a group at once. */
 static void test_group_order_under_8_workers(void **state)
 {
     us_script(US, "/api/g/", "201", 15);

@@ -590,11 +590,11 @@ static void test_manual_resolutions(void **state)
  * (an idle one up to 10 s late). */
 static void seq_reads(PGconn *db, long long *scans, long long *tuples)
 {
-    for (int i = 0; i < 100 && atoi(th_sql(db, "SELECT count(*) FROM pg_stat_activity "
-                                               "WHERE datname = current_database() "
-                                               "AND pid <> pg_backend_pid()")) > 0;
-         i++)
+    const char *others = "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                         "current_database() AND pid <> pg_backend_pid()";
+    for (int i = 0; i < 100 && atoi(th_sql(db, others)) > 0; i++)
         usleep(100000);
+    assert_string_equal(th_sql(db, others), "0"); /* else their counts are not in yet */
     th_sql(db, "SELECT pg_stat_clear_snapshot()");
     *scans = atoll(th_sql(db, "SELECT seq_scan FROM pg_stat_user_tables "
                               "WHERE relname = 'offline_operations'"));
