@@ -14,12 +14,17 @@
 
 /* Request line and header limits, answered with a JSON 414 / 431 from the headers alone (as
  * nginx's 8 KB and 4 x 8 KB buffers). Each header and query argument also takes a ~56-byte
- * record in the connection's memory: 256 KiB holds 8 KB of headers or of small query arguments
- * with room to spare, while an unauthenticated client pins at most that per connection. A
- * request beyond it (thousands of tiny fields) gets libmicrohttpd's own 414 / 431 (HTML). */
+ * record in the connection's memory, so a query is also held to HTTP_MAX_QUERY_ARGS arguments
+ * (Tomcat's maxParameterCount does the same; more is a JSON 414, and the query is never split).
+ * libmicrohttpd 0.9.75 zeroes the whole of a connection's memory at every request of a
+ * keep-alive connection (MHD_pool_reset), and half of it again when it shrinks the read buffer
+ * for the reply: 256 KiB cost ~384 KB of memset a request, a fifth of the HTTP threads' time.
+ * 64 KiB holds any request within the limits unless its 32 KiB of headers are hundreds of tiny
+ * ones; a request line or header block beyond it gets libmicrohttpd's own 414 / 431 (HTML). */
 #define HTTP_MAX_URI_BYTES 8192
+#define HTTP_MAX_QUERY_ARGS 256
 #define HTTP_MAX_HEADER_BYTES 32768
-#define HTTP_CONN_MEMORY_BYTES (256 * 1024)
+#define HTTP_CONN_MEMORY_BYTES (64 * 1024)
 
 /* A body over the limit by at most this much more (and at most the limit again) is read and
  * dropped before the 413, as nginx's lingering close reads what the client still sends: a client
@@ -84,7 +89,8 @@ struct request {
     size_t uri_len;                       /* of the raw request target */
     char uri_head[256];                   /* its start, for the log of a refused request */
     bool uri_too_long;
-    bool close_after; /* the reply closes the connection (the body was not read) */
+    bool too_many_args; /* more than HTTP_MAX_QUERY_ARGS query arguments */
+    bool close_after;   /* the reply closes the connection (the body was not read) */
 };
 
 /* Called once per complete request; must reply exactly once. */
