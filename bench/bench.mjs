@@ -482,7 +482,7 @@ async function main() {
     if (process.env.OQ_BENCH_PGSS) await psql('offlineq', 'CREATE EXTENSION pg_stat_statements');
     for (const k of only) await steps[k]();
     if (process.env.OQ_BENCH_PGSS) { // needs OFFLINEQ_PG_EXTRA='-c shared_preload_libraries=pg_stat_statements'
-      console.log(await psql('offlineq', "SELECT round(total_exec_time) || ' ms, ' || calls || ' calls, ' || rows || ' rows, ' || round(shared_blks_hit::numeric / greatest(rows, 1), 1) || ' buffer hits a row: ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 150) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25"));
+      console.log(await psql('offlineq', "SELECT round(total_exec_time) || ' ms, ' || calls || ' calls, ' || plans || ' plans (' || round(total_plan_time) || ' ms), ' || rows || ' rows, ' || round(shared_blks_hit::numeric / greatest(rows, 1), 1) || ' buffer hits a row: ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 150) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25"));
     }
     console.log(JSON.stringify(R, null, 1));
     return;

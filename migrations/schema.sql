@@ -118,31 +118,52 @@ BEGIN
     INSERT INTO offlineq_events (type, op_ids, op_types, statuses, priorities, retry_counts, errors)
     SELECT e.type, array_agg(e.id), array_agg(e.operation_type), array_agg(e.status),
            array_agg(e.priority), array_agg(e.retry_count), array_agg(e.error_message)
-    FROM (SELECT CASE n.status
+    FROM (SELECT CASE p.status
                    WHEN 'in_progress' THEN 'operation.started'
                    WHEN 'completed' THEN 'operation.completed'
                    WHEN 'failed' THEN 'operation.failed'
                    WHEN 'conflict' THEN 'operation.conflict'
                    ELSE 'operation.retried' END AS type,
-                 n.seq, n.id, n.operation_type, n.status, n.priority, n.retry_count,
-                 n.error_message
-          FROM new_rows n JOIN old_rows o ON o.id = n.id
-          WHERE (n.status <> o.status AND n.status <> 'pending')
-             OR (n.status = 'pending' AND (n.retry_count > o.retry_count
-                                           OR n.lease_expiries > o.lease_expiries
-                                           OR o.status IN ('failed', 'conflict')))
-          ORDER BY 1, n.seq) e
+                 p.seq, p.id, p.operation_type, p.status, p.priority, p.retry_count,
+                 p.error_message
+          FROM (SELECT s.id, min(s.seq) AS seq, min(s.operation_type) AS operation_type,
+                       min(s.status) FILTER (WHERE s.new) AS status,
+                       min(s.status) FILTER (WHERE NOT s.new) AS old_status,
+                       min(s.retry_count) FILTER (WHERE s.new) AS retry_count,
+                       min(s.retry_count) FILTER (WHERE NOT s.new) AS old_retry_count,
+                       min(s.lease_expiries) FILTER (WHERE s.new) AS lease_expiries,
+                       min(s.lease_expiries) FILTER (WHERE NOT s.new) AS old_lease_expiries,
+                       min(s.priority) FILTER (WHERE s.new) AS priority,
+                       min(s.error_message) FILTER (WHERE s.new) AS error_message
+                FROM (SELECT true AS new, id, seq, operation_type, status, retry_count,
+                             lease_expiries, priority, error_message FROM new_rows
+                      UNION ALL
+                      SELECT false, id, seq, operation_type, status, retry_count,
+                             lease_expiries, NULL, NULL FROM old_rows) s
+                GROUP BY s.id) p
+          WHERE (p.status <> p.old_status AND p.status <> 'pending')
+             OR (p.status = 'pending' AND (p.retry_count > p.old_retry_count
+                                           OR p.lease_expiries > p.old_lease_expiries
+                                           OR p.old_status IN ('failed', 'conflict')))
+          ORDER BY 1, p.seq) e
     GROUP BY e.type;
     SELECT array_agg(DISTINCT file_id) INTO files FROM old_rows WHERE file_id IS NOT NULL;
     IF files IS NOT NULL THEN
         PERFORM offlineq_drop_files_of(files);
     END IF;
-    -- the groups whose live operation left the live set
+    -- the groups whose live operation left the live set (an update never changes group_key)
     IF EXISTS (SELECT 1 FROM old_rows WHERE group_key IS NOT NULL) THEN
-        SELECT array_agg(DISTINCT o.group_key) INTO groups
-        FROM old_rows o JOIN new_rows n ON n.id = o.id
-        WHERE o.group_key IS NOT NULL AND o.status IN ('pending', 'in_progress', 'conflict')
-          AND n.status NOT IN ('pending', 'in_progress', 'conflict');
+        SELECT array_agg(DISTINCT p.group_key) INTO groups
+        FROM (SELECT min(s.group_key) AS group_key
+              FROM (SELECT false AS new, id, group_key,
+                           status IN ('pending', 'in_progress', 'conflict') AS live
+                    FROM old_rows WHERE group_key IS NOT NULL
+                    UNION ALL
+                    SELECT true, id, group_key, status IN ('pending', 'in_progress', 'conflict')
+                    FROM new_rows WHERE group_key IS NOT NULL) s
+              GROUP BY s.id
+              HAVING bool_or(s.live AND NOT s.new) AND bool_or(s.new)
+                 AND NOT bool_or(s.live AND s.new)) p;
         IF groups IS NOT NULL THEN
             PERFORM offlineq_release_groups(groups);
         END IF;
