@@ -18,7 +18,7 @@ struct job {
     char file_id[37];           /* "" when none */
     char conflict_strategy[32]; /* "" : the global one */
     json_t *resolution;         /* owned: an operator's choice for a conflict, or NULL */
-    char created_at[40];
+    double created_s;           /* when it was enqueued, seconds since the epoch */
     char traceparent[TRACE_PARENT_LEN + 1]; /* the enqueue's, "" for a row stored without one */
     char tracestate[TRACE_STATE_MAX + 1];
     int attempts_before; /* attempts on record before this one (lease expiries included) */

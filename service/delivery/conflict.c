@@ -131,7 +131,7 @@ static bool local_is_newer(const struct job *job, const json_t *remote, const ch
     double local_t = 0, remote_t = 0;
     const char *mod = validate_str(job->payload, "modified_at", NULL);
     if (mod == NULL || time_parse_rfc3339(mod, &local_t) != 0)
-        time_parse_rfc3339(job->created_at, &local_t);
+        local_t = job->created_s;
     bool known = false;
     if (last_modified != NULL && last_modified[0]) {
         time_t t = curl_getdate(last_modified, NULL); /* an HTTP date: parsing only, no I/O */

@@ -363,11 +363,8 @@ static void count_outcome(const struct workers_deps *d, const struct job *jobs, 
     if (t->completed > 0) {
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
-        for (int i = 0; i < n; i++) {
-            double created;
-            if (time_parse_rfc3339(jobs[i].created_at, &created) == 0)
-                metrics_latency(d->metrics, now.tv_sec + now.tv_nsec / 1e9 - created);
-        }
+        for (int i = 0; i < n; i++)
+            metrics_latency(d->metrics, now.tv_sec + now.tv_nsec / 1e9 - jobs[i].created_s);
     }
 }
 

@@ -12,17 +12,20 @@
 #include "core/pgarray.h"
 
 /* What makes an operation claimable: due, not expired, its upstream not paused, the first
- * live operation of its group, every dependency completed. The group's first is found as the
- * min(seq) of its live ones, which PostgreSQL always reads from offline_operations_group (one
- * index entry); a NOT EXISTS of an earlier one was planned as a scan of the table that stops
- * at the first match, which it reached early or never: a sync pass's snapshot over 200,000
- * operations behind a busy head, stored newest first, ran past 30 s (minutes at 1,000,000). */
+ * live operation of its group, every dependency completed. The group's first is the first seq
+ * of its live ones, read from offline_operations_group (one index entry); a NOT EXISTS of an
+ * earlier one was planned as a scan of the table that stops at the first match, which it
+ * reached early or never: a sync pass's snapshot over 200,000 operations behind a busy head,
+ * stored newest first, ran past 30 s (minutes at 1,000,000). ORDER BY seq LIMIT 1 reads the
+ * same entry as min(seq), and the claim, planned at every call, plans it in half the time (the
+ * min/max rewrite plans each such subquery twice: 0.4 of the claim's 0.9 ms of planning). */
 #define CLAIMABLE(PAUSED, IDS)                                                                     \
     "o.status = 'pending' AND o.next_attempt_at <= now() "                                         \
     "AND (o.expires_at IS NULL OR o.expires_at > now()) "                                          \
     "AND coalesce(o.payload ->> 'upstream', 'default') <> ALL (" PAUSED "::text[]) "               \
-    "AND (o.group_key IS NULL OR (SELECT min(g.seq) FROM offline_operations g "                    \
-    "     WHERE g.group_key = o.group_key AND g.status IN " OQ_SQL_LIVE_STATUSES ") = o.seq) "     \
+    "AND (o.group_key IS NULL OR (SELECT g.seq FROM offline_operations g "                         \
+    "     WHERE g.group_key = o.group_key AND g.status IN " OQ_SQL_LIVE_STATUSES                   \
+    "     ORDER BY g.seq LIMIT 1) = o.seq) "                                                       \
     "AND (o.depends_on IS NULL OR NOT EXISTS (SELECT 1 FROM offline_operations d "                 \
     "     WHERE d.id = ANY (o.depends_on) AND d.status <> 'completed')) "                          \
     "AND (" IDS "::uuid[] IS NULL OR o.id = ANY (" IDS "::uuid[])) "
@@ -38,7 +41,7 @@
     "FROM c WHERE o.id = c.id "                                                                    \
     "RETURNING o.id, o.operation_type, o.payload::text, o.retry_count, o.max_attempts, "           \
     "  coalesce(o.file_id::text, ''), o.seq, coalesce(o.conflict_strategy, ''), "                  \
-    "  o.resolution::text, offlineq_ts(o.created_at), o.priority, "                                \
+    "  o.resolution::text, extract(epoch FROM o.created_at), o.priority, "                         \
     "  CASE WHEN o.trace_id IS NULL THEN '' ELSE '00-' || replace(o.trace_id::text, '-', '') "     \
     "    || '-' || lpad(to_hex(o.trace_span), 16, '0') "                                           \
     "    || '-' || lpad(to_hex(o.trace_flags::int), 2, '0') END, "                                 \
@@ -249,7 +252,7 @@ static void fill_job(const struct secretbox *sb, PGresult *r, int row, struct jo
     if (!PQgetisnull(r, row, 8) && job->resolution == NULL)
         job->unreadable = true; /* an operator's choice that does not open is never ignored */
     free(resolution);
-    snprintf(job->created_at, sizeof(job->created_at), "%s", PQgetvalue(r, row, 9));
+    job->created_s = strtod(PQgetvalue(r, row, 9), NULL);
     snprintf(job->traceparent, sizeof(job->traceparent), "%s", PQgetvalue(r, row, 11));
     snprintf(job->tracestate, sizeof(job->tracestate), "%s", PQgetvalue(r, row, 12));
     job->attempts_before = atoi(PQgetvalue(r, row, 13));
