@@ -17,8 +17,8 @@
  * earlier one was planned as a scan of the table that stops at the first match, which it
  * reached early or never: a sync pass's snapshot over 200,000 operations behind a busy head,
  * stored newest first, ran past 30 s (minutes at 1,000,000). ORDER BY seq LIMIT 1 reads the
- * same entry as min(seq), and the claim, planned at every call, plans it in half the time (the
- * min/max rewrite plans each such subquery twice: 0.4 of the claim's 0.9 ms of planning). */
+ * same entry as min(seq) and plans faster (the min/max rewrite plans such a subquery twice):
+ * the claim, planned at every call, took 0.74 ms to plan and now 0.63-0.69 with this alone. */
 #define CLAIMABLE(PAUSED, IDS)                                                                     \
     "o.status = 'pending' AND o.next_attempt_at <= now() "                                         \
     "AND (o.expires_at IS NULL OR o.expires_at > now()) "                                          \
