@@ -19,8 +19,9 @@
  * libmicrohttpd 0.9.75 zeroes the whole of a connection's memory at every request of a
  * keep-alive connection (MHD_pool_reset), and half of it again when it shrinks the read buffer
  * for the reply: 256 KiB cost ~384 KB of memset a request, a fifth of the HTTP threads' time.
- * 64 KiB holds any request within the limits unless its 32 KiB of headers are hundreds of tiny
- * ones; a request line or header block beyond it gets libmicrohttpd's own 414 / 431 (HTML). */
+ * 64 KiB holds any request within the limits unless a long query of many arguments comes with
+ * more than about a hundred headers (each record takes 64 bytes of the pool); a request line or
+ * header block beyond it gets libmicrohttpd's own 414 / 431 (HTML). */
 #define HTTP_MAX_URI_BYTES 8192
 #define HTTP_MAX_QUERY_ARGS 256
 #define HTTP_MAX_HEADER_BYTES 32768

@@ -319,12 +319,14 @@ static void test_event_arrays_in_seq_order(void **state)
 }
 
 /* The plans auto_explain sends to the test's session as notices, appended to a buffer. */
+struct notices {
+    char *data;
+    size_t len;
+};
+
 static void keep_notice(void *arg, const char *message)
 {
-    struct oq_text {
-        char *data;
-        size_t len;
-    } *t = arg;
+    struct notices *t = arg;
     size_t n = strlen(message); /* each notice ends with a \x01 */
     t->data = realloc(t->data, t->len + n + 2);
     memcpy(t->data + t->len, message, n);
@@ -347,10 +349,7 @@ static void test_event_pairs_after_a_one_row_update(void **state)
     assert_int_equal(th_svc_start(&a, url, env, NULL), 0);
     enqueue_half(&a, 0, 250);
     PGconn *pg = th_db_connect(url);
-    struct {
-        char *data;
-        size_t len;
-    } plans = {calloc(1, 1), 0};
+    struct notices plans = {calloc(1, 1), 0};
     PQsetNoticeProcessor(pg, keep_notice, &plans);
     th_sql(pg, "LOAD 'auto_explain'");
     th_sql(pg, "SET auto_explain.log_min_duration = 0");

@@ -607,6 +607,19 @@ static void test_oversized_request_line_and_headers(void **state)
     r = th_http(&s, "GET", path, NULL, 0, NULL);
     th_assert_error(r, 414, "uri_too_long");
     th_resp_free(r);
+    /* 256 and a trailing '&' are 256; 8,000 empty ones (512 KB of records were they split) */
+    sprintf(path, "/api/offline/queue?%s&", args);
+    r = th_http(&s, "GET", path, NULL, 0, NULL);
+    assert_int_equal(r->status, 200);
+    th_resp_free(r);
+    char *empty = repeat("&", 8000);
+    char *pe = malloc(8100);
+    sprintf(pe, "/healthz?%s", empty);
+    r = th_http(&s, "GET", pe, NULL, 0, NULL);
+    th_assert_error(r, 414, "uri_too_long");
+    assert_string_equal(th_str(json_object_get(r->json, "error"), "message"),
+                        "the query has more than 256 arguments");
+    th_resp_free(r);
     /* a 20 KB and a 40 KB query string */
     char *q20 = repeat("a=1&", 40000);
     char *p20 = malloc(41000);
@@ -650,8 +663,8 @@ static void test_oversized_request_line_and_headers(void **state)
     r = th_http(&s, "GET", "/healthz", NULL, 0, NULL);
     assert_int_equal(r->status, 200);
     th_resp_free(r);
-    free(pad), free(h8), free(args), free(path), free(tiny), free(q20), free(p20), free(big),
-        free(h40a), free(h40b);
+    free(pad), free(h8), free(args), free(path), free(tiny), free(empty), free(pe), free(q20),
+        free(p20), free(big), free(h40a), free(h40b);
     free(q200), free(req), free(small);
     assert_int_equal(th_svc_stop(&s, SIGTERM), 0);
 }
