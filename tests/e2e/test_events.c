@@ -284,20 +284,26 @@ static void test_fan_out_order_resume_and_filters(void **state)
     th_db_drop(DB);
 }
 
+/* A database of its own with n operations enqueued by a service that delivers nothing, and a
+ * connection to it (th_group_stop ends it). */
+static PGconn *start_without_workers(const char *db, struct svc *a, int n)
+{
+    const char *env[] = {"OFFLINEQ_WORKERS=0", "OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9",
+                         NULL};
+    PGconn *pg;
+    assert_int_equal(th_group_start(db, env, a, &pg, NULL, 0), 0);
+    enqueue_half(a, 0, n);
+    return pg;
+}
+
 /* Every event row lists its operations in seq order (the stream's k follows it), also when a
  * statement reads its rows in another order: here the even ones were moved to later pages by
  * a first update, so the second update meets the odd ones first. */
 static void test_event_arrays_in_seq_order(void **state)
 {
     (void)state;
-    char url[512];
-    th_db_create(DB "_order", url, sizeof(url));
-    const char *env[] = {"OFFLINEQ_WORKERS=0", "OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9",
-                         NULL};
     struct svc a;
-    assert_int_equal(th_svc_start(&a, url, env, NULL), 0);
-    enqueue_half(&a, 0, 500);
-    PGconn *pg = th_db_connect(url);
+    PGconn *pg = start_without_workers(DB "_order", &a, 500);
     th_sql(pg, "UPDATE offline_operations SET status = 'failed', "
                "  payload = payload || jsonb_build_object('pad', repeat('x', 300)) "
                "WHERE seq % 2 = 0");
@@ -313,9 +319,7 @@ static void test_event_arrays_in_seq_order(void **state)
                                "  SELECT array_agg(o.id ORDER BY o.seq) FROM unnest(e.op_ids) u "
                                "  JOIN offline_operations o ON o.id = u)"),
                         "0");
-    PQfinish(pg);
-    assert_int_equal(th_svc_stop(&a, SIGTERM), 0);
-    th_db_drop(DB "_order");
+    th_group_stop(DB "_order", &a, pg);
 }
 
 /* The plans auto_explain sends to the test's session as notices, appended to a buffer. */
@@ -341,14 +345,8 @@ static void keep_notice(void *arg, const char *message)
 static void test_event_pairs_after_a_one_row_update(void **state)
 {
     (void)state;
-    char url[512];
-    th_db_create(DB "_pairs", url, sizeof(url));
-    const char *env[] = {"OFFLINEQ_WORKERS=0", "OFFLINEQ_UPSTREAMS=default=http://127.0.0.1:9",
-                         NULL};
     struct svc a;
-    assert_int_equal(th_svc_start(&a, url, env, NULL), 0);
-    enqueue_half(&a, 0, 250);
-    PGconn *pg = th_db_connect(url);
+    PGconn *pg = start_without_workers(DB "_pairs", &a, 250);
     struct notices plans = {calloc(1, 1), 0};
     PQsetNoticeProcessor(pg, keep_notice, &plans);
     th_sql(pg, "LOAD 'auto_explain'");
@@ -377,9 +375,7 @@ static void test_event_pairs_after_a_one_row_update(void **state)
                                    "WHERE e.type = 'operation.started'"),
                         "operation.started:1,operation.started:128");
     free(plans.data);
-    PQfinish(pg);
-    assert_int_equal(th_svc_stop(&a, SIGTERM), 0);
-    th_db_drop(DB "_pairs");
+    th_group_stop(DB "_pairs", &a, pg);
 }
 
 int main(void)

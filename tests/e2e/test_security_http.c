@@ -575,6 +575,16 @@ static char *repeat(const char *unit, size_t total)
     return s;
 }
 
+/* GET path answers the JSON 414, with message unless that is NULL. */
+static void assert_get_414(struct svc *s, const char *path, const char *message)
+{
+    struct resp *r = th_http(s, "GET", path, NULL, 0, NULL);
+    th_assert_error(r, 414, "uri_too_long");
+    if (message != NULL)
+        assert_string_equal(th_str(json_object_get(r->json, "error"), "message"), message);
+    th_resp_free(r);
+}
+
 /* Point 16: an oversized request line or header block gets a JSON answer. */
 static void test_oversized_request_line_and_headers(void **state)
 {
@@ -596,17 +606,12 @@ static void test_oversized_request_line_and_headers(void **state)
     assert_int_equal(r->status, 200);
     th_resp_free(r);
     /* 257 arguments, and 300 tiny ones: a JSON 414, the query never split */
+    const char *many = "the query has more than 256 arguments";
     sprintf(path, "/api/offline/queue?%s&k=v", args);
-    r = th_http(&s, "GET", path, NULL, 0, NULL);
-    th_assert_error(r, 414, "uri_too_long");
-    assert_string_equal(th_str(json_object_get(r->json, "error"), "message"),
-                        "the query has more than 256 arguments");
-    th_resp_free(r);
+    assert_get_414(&s, path, many);
     char *tiny = repeat("a=1&", 1200);
     sprintf(path, "/api/offline/queue?%s", tiny);
-    r = th_http(&s, "GET", path, NULL, 0, NULL);
-    th_assert_error(r, 414, "uri_too_long");
-    th_resp_free(r);
+    assert_get_414(&s, path, many);
     /* 256 and a trailing '&' are 256; 8,000 empty ones (512 KB of records were they split) */
     sprintf(path, "/api/offline/queue?%s&", args);
     r = th_http(&s, "GET", path, NULL, 0, NULL);
@@ -615,24 +620,14 @@ static void test_oversized_request_line_and_headers(void **state)
     char *empty = repeat("&", 8000);
     char *pe = malloc(8100);
     sprintf(pe, "/healthz?%s", empty);
-    r = th_http(&s, "GET", pe, NULL, 0, NULL);
-    th_assert_error(r, 414, "uri_too_long");
-    assert_string_equal(th_str(json_object_get(r->json, "error"), "message"),
-                        "the query has more than 256 arguments");
-    th_resp_free(r);
+    assert_get_414(&s, pe, many);
     /* a 20 KB and a 40 KB query string */
     char *q20 = repeat("a=1&", 40000);
     char *p20 = malloc(41000);
     sprintf(p20, "/api/offline/queue?%.20000s", q20);
-    r = th_http(&s, "GET", p20, NULL, 0, NULL);
-    th_assert_error(r, 414, "uri_too_long");
-    assert_string_equal(th_str(json_object_get(r->json, "error"), "message"),
-                        "the request target is longer than 8192 bytes");
-    th_resp_free(r);
+    assert_get_414(&s, p20, "the request target is longer than 8192 bytes");
     sprintf(p20, "/api/offline/queue?%s", q20);
-    r = th_http(&s, "GET", p20, NULL, 0, NULL);
-    th_assert_error(r, 414, "uri_too_long");
-    th_resp_free(r);
+    assert_get_414(&s, p20, NULL);
     /* 40 KB of headers */
     char *big = repeat("y", 20000);
     char *h40a = malloc(21000), *h40b = malloc(21000);
