@@ -18,7 +18,7 @@
  * (Tomcat's maxParameterCount does the same; more is a JSON 414, and the query is never split).
  * libmicrohttpd 0.9.75 zeroes the whole of a connection's memory at every request of a
  * keep-alive connection (MHD_pool_reset), and half of it again when it shrinks the read buffer
- * for the reply: 256 KiB cost ~384 KB of memset a request, a fifth of the HTTP threads' time.
+ * for the reply: 256 KiB cost ~384 KB of memset a request, a fifth of the service's CPU.
  * 64 KiB holds any request within the limits unless a long query of many arguments comes with
  * more than about a hundred headers (each record takes 64 bytes of the pool); a request line or
  * header block beyond it gets libmicrohttpd's own 414 / 431 (HTML). */
